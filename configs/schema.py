@@ -1,0 +1,224 @@
+"""Typed configuration schema: one dataclass per role, composed into the run's config.
+
+Every field has a one-line docstring (the comment above it) and a validated range. YAML files in
+this folder and command-line dotlist overrides are merged over these defaults; an unknown key
+fails at once (see `configs.load`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass
+class TaskConfig:
+    """The prompts: the bundled synthetic task, or local files in the (id, image, question, answer) schema."""
+
+    # "bundled" builds the synthetic task on first use; "files" reads train_file/eval_file.
+    kind: str = "bundled"
+    # Records file (.jsonl, or ViRL39K-style .parquet) when kind=files.
+    train_file: str = ""
+    # Held-out records file when kind=files.
+    eval_file: str = ""
+    # Where the bundled task (dataset and tiny checkpoints) is built and cached.
+    cache_dir: str = "~/.cache/caption-reward-rl"
+    # Seed of the bundled task's data and tiny checkpoints.
+    seed: int = 0
+    # Bundled task sizes.
+    num_train: int = 2048
+    num_eval: int = 256
+
+    def __post_init__(self) -> None:
+        _check(self.kind in ("bundled", "files"), f"task.kind must be 'bundled' or 'files', got {self.kind!r}")
+        _check(self.kind == "bundled" or bool(self.train_file), "task.train_file is required when task.kind=files")
+        _check(self.num_train > 0 and self.num_eval > 0, "task.num_train and task.num_eval must be > 0")
+
+
+@dataclass
+class ModelsConfig:
+    """Checkpoints (Hugging Face folders). Empty = the bundled tiny models."""
+
+    # Qwen2.5-VL captioner checkpoint (the policy).
+    captioner: str = ""
+    # Text-only reasoner checkpoint (frozen).
+    reasoner: str = ""
+
+
+@dataclass
+class SamplingConfig:
+    """How captions are sampled. The behaviour logprobs are those of exactly this distribution."""
+
+    temperature: float = 1.0
+    # 0 disables top-k; keep 0 and top_p=1 so the behaviour distribution is the full softmax.
+    top_k: int = 0
+    top_p: float = 1.0
+    max_new_tokens: int = 24
+
+    def __post_init__(self) -> None:
+        _check(self.temperature > 0, "rollout.sampling.temperature must be > 0")
+        _check(self.top_k >= 0 and 0 < self.top_p <= 1, "rollout.sampling: top_k >= 0 and 0 < top_p <= 1")
+        _check(self.max_new_tokens > 0, "rollout.sampling.max_new_tokens must be > 0")
+
+
+@dataclass
+class RolloutConfig:
+    """Rollout actors: generate caption groups continuously and send them, scored, to the learner."""
+
+    # Number of rollout actors (Ray actors).
+    num_actors: int = 2
+    # G: captions sampled per prompt (one GRPO group).
+    group_size: int = 8
+    # Prompts one actor generates for in one engine call.
+    prompts_per_call: int = 2
+    # Caption engine: "transformers" (CPU or GPU).
+    engine: str = "transformers"
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    # Caption groups an actor may have out for scoring at once while it keeps generating.
+    max_groups_scoring: int = 4
+    # Logical CPUs reserved per actor; fractional so small machines can schedule every role.
+    num_cpus: float = 0.25
+    num_gpus: float = 0.0
+    # torch intra-op threads per actor.
+    torch_threads: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.num_actors >= 1, "rollout.num_actors must be >= 1")
+        _check(self.group_size >= 2, "rollout.group_size must be >= 2 (GRPO compares samples within a group)")
+        _check(self.prompts_per_call >= 1 and self.max_groups_scoring >= 1, "rollout: prompts_per_call and max_groups_scoring must be >= 1")
+        _check(self.engine in ("transformers",), f"rollout.engine must be 'transformers', got {self.engine!r}")
+
+
+@dataclass
+class ServeConfig:
+    """Reasoner pool: a Ray Serve application that answers from captions and grades the answers."""
+
+    engine: str = "transformers"
+    # Serve application name and HTTP route prefix.
+    app_name: str = "reasoner"
+    route_prefix: str = "/reasoner"
+    num_replicas: int = 2
+    # k: reasoner answers sampled per caption; reward = their mean correctness.
+    samples_per_caption: int = 1
+    # Requests (caption groups) batched into one reasoner call.
+    max_batch_size: int = 8
+    batch_wait_timeout_s: float = 0.02
+    temperature: float = 1.0
+    max_new_tokens: int = 16
+    num_cpus: float = 0.25
+    num_gpus: float = 0.0
+    torch_threads: int = 1
+    # HTTP address of the live service; loopback unless configured otherwise.
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+
+    def __post_init__(self) -> None:
+        _check(self.engine in ("transformers",), f"serve.engine must be 'transformers', got {self.engine!r}")
+        _check(self.num_replicas >= 1 and self.samples_per_caption >= 1, "serve: num_replicas and samples_per_caption must be >= 1")
+        _check(self.max_batch_size >= 1 and self.batch_wait_timeout_s >= 0, "serve: max_batch_size >= 1, batch_wait_timeout_s >= 0")
+
+
+@dataclass
+class ReplayConfig:
+    """The learner's replay queue: a ZeroMQ PULL socket the actors connect to."""
+
+    # Bind address; loopback by default. Set to an interface address (or 0.0.0.0) for multi-node.
+    host: str = "127.0.0.1"
+    # 0 picks a free port; with several learner ranks, rank r binds port + r.
+    port: int = 0
+    # Scored groups held in memory; beyond it the socket stops reading and actors block.
+    capacity_groups: int = 32
+
+
+@dataclass
+class WeightSyncConfig:
+    """How new policy versions reach the actors."""
+
+    # "zmq": raw tensor buffers over a ZeroMQ PUB socket.
+    backend: str = "zmq"
+    host: str = "127.0.0.1"
+    port: int = 0
+    # Publish after every k-th learner step.
+    every_steps: int = 1
+
+    def __post_init__(self) -> None:
+        _check(self.backend in ("zmq",), f"learner.weight_sync.backend must be 'zmq', got {self.backend!r}")
+        _check(self.every_steps >= 1, "learner.weight_sync.every_steps must be >= 1")
+
+
+@dataclass
+class LearnerConfig:
+    """GRPO learner under DeepSpeed."""
+
+    # Data-parallel ranks (Ray actors, one DeepSpeed process each).
+    num_ranks: int = 1
+    total_steps: int = 24
+    # Caption groups per learner step (split evenly across ranks).
+    groups_per_step: int = 4
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    # PPO clip range of the importance ratio against the behaviour logprobs.
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    # Coefficient of the low-variance KL to the frozen initial policy; 0 builds no reference.
+    kl_coef: float = 0.0
+    # eta: max versions between a sample's generation and its use; 0 = synchronous on-policy.
+    max_staleness: int = 2
+    # Drop groups whose rewards are all equal (zero advantage, no signal).
+    drop_uniform_groups: bool = False
+    # Divide advantages by the group's reward std (GRPO) or only centre them.
+    scale_advantages: bool = True
+    freeze_vision: bool = True
+    zero_stage: int = 1
+    # "fp32" | "bf16"
+    dtype: str = "fp32"
+    # Save a DeepSpeed checkpoint every k steps (0 = only at the end).
+    checkpoint_every: int = 0
+    num_cpus: float = 0.5
+    num_gpus: float = 0.0
+    torch_threads: int = 1
+    # Seconds to wait for a batch before reporting a stall.
+    batch_timeout_s: float = 300.0
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    weight_sync: WeightSyncConfig = field(default_factory=WeightSyncConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.num_ranks >= 1, "learner.num_ranks must be >= 1")
+        _check(self.total_steps >= 1 and self.lr > 0, "learner: total_steps >= 1 and lr > 0")
+        _check(self.groups_per_step % self.num_ranks == 0, "learner.groups_per_step must be a multiple of learner.num_ranks")
+        _check(self.max_staleness >= 0, "learner.max_staleness must be >= 0")
+        _check(self.kl_coef >= 0 and 0 < self.clip_low < 1 and self.clip_high > 0, "learner: kl_coef >= 0, 0 < clip_low < 1, clip_high > 0")
+        _check(self.zero_stage in (0, 1, 2, 3), "learner.zero_stage must be 0, 1, 2 or 3")
+        _check(self.dtype in ("fp32", "bf16"), "learner.dtype must be 'fp32' or 'bf16'")
+
+
+@dataclass
+class RayConfig:
+    """Where the roles run."""
+
+    # Empty starts a local Ray; "auto" or "host:port" joins an existing cluster.
+    address: str = ""
+    # Logical CPUs of a local Ray (empty = detected).
+    num_cpus: int | None = None
+
+
+@dataclass
+class TrainConfig:
+    """A whole run."""
+
+    # Where the run writes metrics, TensorBoard logs, checkpoints and the exported captioner.
+    # Empty = runs/<timestamp>.
+    run_dir: str = ""
+    seed: int = 0
+    task: TaskConfig = field(default_factory=TaskConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    ray: RayConfig = field(default_factory=RayConfig)

@@ -1,0 +1,77 @@
+"""Turn a ScoredGroup into model inputs for the teacher-forced forward pass."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from learner.messages import ScoredGroup
+from vlm.caption_prompt import mm_token_type_ids, vision_inputs
+
+
+@dataclass
+class PolicyBatch:
+    """One group's G sequences (prompt + completion, right-padded) and what the loss needs."""
+
+    input_ids: torch.Tensor  # [G, L + T] long
+    attention_mask: torch.Tensor  # [G, L + T]
+    mm_token_type_ids: torch.Tensor  # [G, L + T]
+    pixel_values: torch.Tensor  # [G x patches, D], the image's patches once per sequence
+    image_grid_thw: torch.Tensor  # [G, 3]
+    prompt_len: int  # L
+    completion_ids: torch.Tensor  # [G, T] long, right-padded
+    completion_mask: torch.Tensor  # [G, T] float, 1 on sampled tokens
+    behaviour_logprobs: torch.Tensor  # [G, T] float
+    advantages: torch.Tensor  # [G]
+
+    def to(self, device: str | torch.device) -> "PolicyBatch":
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Tensor):
+                setattr(self, name, value.to(device))
+        return self
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        return {
+            "input_ids": self.input_ids,
+            "attention_mask": self.attention_mask,
+            "mm_token_type_ids": self.mm_token_type_ids,
+            "pixel_values": self.pixel_values,
+            "image_grid_thw": self.image_grid_thw,
+        }
+
+
+def decode_png(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def group_batch(group: ScoredGroup, processor, advantages: torch.Tensor, pad_id: int) -> PolicyBatch:
+    """Rebuild exactly what generation saw: the prompt ids as sent, the image re-processed."""
+    pixel_values, grid_thw = vision_inputs(processor, decode_png(group.image_png))
+    size = group.group_size
+    prompt = torch.as_tensor(group.prompt_token_ids, dtype=torch.long)
+    max_len = max(len(c) for c in group.completion_ids)
+    completion_ids = torch.full((size, max_len), pad_id, dtype=torch.long)
+    completion_mask = torch.zeros((size, max_len))
+    behaviour = torch.zeros((size, max_len))
+    for i, (ids, logp) in enumerate(zip(group.completion_ids, group.behaviour_logprobs)):
+        completion_ids[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+        completion_mask[i, : len(ids)] = 1.0
+        behaviour[i, : len(ids)] = torch.as_tensor(logp)
+    input_ids = torch.cat([prompt.expand(size, -1), completion_ids], dim=1)
+    attention_mask = torch.cat([torch.ones(size, len(prompt), dtype=torch.long), completion_mask.long()], dim=1)
+    image_token_id = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    return PolicyBatch(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        mm_token_type_ids=mm_token_type_ids(input_ids, image_token_id),
+        pixel_values=pixel_values.repeat(size, 1),
+        image_grid_thw=grid_thw.reshape(1, 3).repeat(size, 1),
+        prompt_len=len(prompt),
+        completion_ids=completion_ids,
+        completion_mask=completion_mask,
+        behaviour_logprobs=behaviour,
+        advantages=advantages,
+    )

@@ -1,0 +1,78 @@
+"""DeepSpeed setup for one learner rank (CPU via gloo, GPU via NCCL)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+import torch
+
+from configs.schema import LearnerConfig
+
+
+@dataclass(frozen=True)
+class RankInfo:
+    rank: int
+    world_size: int
+    master_addr: str
+    master_port: int
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def init_process_group(info: RankInfo) -> None:
+    """Join the learner's process group. Ray starts each rank without a launcher, so the
+    variables a launcher would set are set here (else DeepSpeed looks for MPI)."""
+    import deepspeed
+
+    os.environ.update(
+        RANK=str(info.rank),
+        LOCAL_RANK=str(0 if not torch.cuda.is_available() else info.rank % max(torch.cuda.device_count(), 1)),
+        WORLD_SIZE=str(info.world_size),
+        MASTER_ADDR=info.master_addr,
+        MASTER_PORT=str(info.master_port),
+    )
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
+
+
+def deepspeed_config(config: LearnerConfig, micro_batches: int, world_size: int) -> dict:
+    """One micro-batch = one caption group; `micro_batches` groups per rank make one update."""
+    return {
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": micro_batches,
+        "train_batch_size": micro_batches * world_size,
+        "gradient_clipping": config.grad_clip,
+        "zero_optimization": {"stage": config.zero_stage},
+        "bf16": {"enabled": config.dtype == "bf16"},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def build_engine(model: torch.nn.Module, config: LearnerConfig, micro_batches: int, world_size: int):
+    import deepspeed
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    # torch's AdamW avoids JIT-building DeepSpeed's fused Adam kernels (a minute on a CPU).
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    engine, *_ = deepspeed.initialize(
+        model=model, optimizer=optimizer, config=deepspeed_config(config, micro_batches, world_size)
+    )
+    return engine
+
+
+def gathered_weights(engine, trainable_only: bool) -> dict[str, torch.Tensor]:
+    """Full (unpartitioned) copies of the policy's weights, on CPU; a collective under ZeRO-3."""
+    import deepspeed
+
+    named = [(n, p) for n, p in engine.module.named_parameters() if p.requires_grad or not trainable_only]
+    params = [p for _, p in named]
+    enabled = engine.zero_optimization_stage() == 3
+    with deepspeed.zero.GatheredParameters(params, enabled=enabled):
+        return {name: p.detach().to("cpu", copy=True) for name, p in named}

@@ -1,0 +1,138 @@
+"""ScoredGroup: what a rollout actor sends the learner's replay queue (the learner owns it).
+
+One message = one GRPO group: G captions of one prompt, each with its token ids, the behaviour
+logprob of every token (under the distribution it was sampled from), the policy version that
+generated it, and its reward. The prompt travels too (token ids + image bytes), so the learner
+rebuilds exactly the inputs generation saw without reading the dataset.
+
+Imports only numpy and msgpack: safe to import anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from wire.buffers import MalformedMessage, pack, pack_array, require, unpack, unpack_array
+
+SCHEMA_VERSION = 1
+WHAT = "ScoredGroup"
+
+
+@dataclass(frozen=True)
+class GroupTimings:
+    """Seconds spent on the group, and when it was sent (unix time)."""
+
+    generate_s: float
+    score_s: float
+    sent_at: float
+
+
+@dataclass(frozen=True)
+class ScoredGroup:
+    group_id: str
+    prompt_id: str
+    actor_id: int
+    prompt_token_ids: np.ndarray  # int32 [L], image already expanded to its pad tokens
+    image_png: bytes  # the image exactly as the processor saw it, PNG-encoded
+    completion_ids: tuple[np.ndarray, ...]  # G x int32 [T_i], sampled tokens incl. the final EOS
+    behaviour_logprobs: tuple[np.ndarray, ...]  # G x float32 [T_i]
+    sample_versions: np.ndarray  # int32 [G], policy version that generated each completion
+    rewards: np.ndarray  # float32 [G], each in [0, 1]
+    answers: tuple[tuple[str, ...], ...]  # G x k reasoner answers, for inspection
+    timings: GroupTimings
+
+    @property
+    def group_size(self) -> int:
+        return len(self.completion_ids)
+
+    @property
+    def policy_version(self) -> int:
+        """The oldest version among the group's samples (what staleness is measured from)."""
+        return int(self.sample_versions.min())
+
+    def num_tokens(self) -> int:
+        return int(sum(len(c) for c in self.completion_ids))
+
+
+def encode_group(group: ScoredGroup) -> bytes:
+    lengths = np.array([len(c) for c in group.completion_ids], dtype=np.int32)
+    return pack(
+        {
+            "schema": SCHEMA_VERSION,
+            "group_id": group.group_id,
+            "prompt_id": group.prompt_id,
+            "actor_id": group.actor_id,
+            "prompt_token_ids": pack_array(group.prompt_token_ids.astype(np.int32)),
+            "image_png": group.image_png,
+            "lengths": pack_array(lengths),
+            "completion_ids": pack_array(np.concatenate(group.completion_ids).astype(np.int32)),
+            "behaviour_logprobs": pack_array(np.concatenate(group.behaviour_logprobs).astype(np.float32)),
+            "sample_versions": pack_array(group.sample_versions.astype(np.int32)),
+            "rewards": pack_array(group.rewards.astype(np.float32)),
+            "answers": [list(a) for a in group.answers],
+            "timings": [group.timings.generate_s, group.timings.score_s, group.timings.sent_at],
+        }
+    )
+
+
+def decode_group(frame: bytes) -> ScoredGroup:
+    """Decode and validate; raises MalformedMessage with the reason on any inconsistency."""
+    obj = unpack(frame, WHAT)
+    if obj.get("schema") != SCHEMA_VERSION:
+        raise MalformedMessage(f"{WHAT} schema {obj.get('schema')!r}, expected {SCHEMA_VERSION}")
+    lengths = unpack_array(obj.get("lengths"), "lengths", "int32", ndim=1)
+    group_size = len(lengths)
+    if group_size < 1 or (lengths < 1).any():
+        raise MalformedMessage(f"{WHAT} needs >= 1 completion, each of >= 1 token; lengths={lengths.tolist()}")
+    flat_ids = unpack_array(obj.get("completion_ids"), "completion_ids", "int32", ndim=1)
+    flat_logp = unpack_array(obj.get("behaviour_logprobs"), "behaviour_logprobs", "float32", ndim=1)
+    if len(flat_ids) != int(lengths.sum()) or len(flat_logp) != len(flat_ids):
+        raise MalformedMessage(
+            f"{WHAT}: lengths sum to {int(lengths.sum())} but there are {len(flat_ids)} ids and {len(flat_logp)} logprobs"
+        )
+    if not np.isfinite(flat_logp).all() or (flat_logp > 1e-4).any():
+        raise MalformedMessage(f"{WHAT}: behaviour logprobs must be finite and <= 0")
+    prompt = unpack_array(obj.get("prompt_token_ids"), "prompt_token_ids", "int32", ndim=1)
+    if (flat_ids < 0).any() or (prompt < 0).any() or len(prompt) == 0:
+        raise MalformedMessage(f"{WHAT}: token ids must be >= 0 and the prompt non-empty")
+    return ScoredGroup(
+        group_id=require(obj, "group_id", str, WHAT),
+        prompt_id=require(obj, "prompt_id", str, WHAT),
+        actor_id=require(obj, "actor_id", int, WHAT),
+        prompt_token_ids=prompt,
+        image_png=require(obj, "image_png", bytes, WHAT),
+        completion_ids=tuple(np.split(flat_ids, np.cumsum(lengths)[:-1])),
+        behaviour_logprobs=tuple(np.split(flat_logp, np.cumsum(lengths)[:-1])),
+        sample_versions=_per_sample(obj, "sample_versions", "int32", group_size, lambda v: (v >= 0).all()),
+        rewards=_per_sample(obj, "rewards", "float32", group_size, lambda r: ((r >= 0) & (r <= 1)).all()),
+        answers=_answers(obj, group_size),
+        timings=_timings(obj),
+    )
+
+
+def _per_sample(obj: dict, key: str, dtype: str, group_size: int, valid) -> np.ndarray:
+    values = unpack_array(obj.get(key), key, dtype, ndim=1)
+    if len(values) != group_size:
+        raise MalformedMessage(f"{WHAT}: {key} has {len(values)} entries for {group_size} completions")
+    if not valid(values):
+        raise MalformedMessage(f"{WHAT}: {key} out of range: {values.tolist()}")
+    return values
+
+
+def _answers(obj: dict, group_size: int) -> tuple[tuple[str, ...], ...]:
+    answers = require(obj, "answers", list, WHAT)
+    if len(answers) != group_size or not all(
+        isinstance(a, list) and all(isinstance(s, str) for s in a) for a in answers
+    ):
+        raise MalformedMessage(f"{WHAT}: answers must be {group_size} lists of strings")
+    return tuple(tuple(a) for a in answers)
+
+
+def _timings(obj: dict) -> GroupTimings:
+    values = require(obj, "timings", list, WHAT)
+    if len(values) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        raise MalformedMessage(f"{WHAT}: timings must be 3 finite numbers")
+    return GroupTimings(*(float(v) for v in values))

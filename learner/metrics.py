@@ -1,0 +1,32 @@
+"""Per-step metrics: one JSON object per learner step in metrics.jsonl, and TensorBoard scalars."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+class MetricsLog:
+    def __init__(self, run_dir: Path):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = run_dir / "metrics.jsonl"
+        self._file = self.path.open("a", buffering=1)  # line-buffered: readable while training
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._tensorboard = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+    def write(self, metrics: dict[str, float | int]) -> None:
+        self._file.write(json.dumps(metrics, sort_keys=True) + "\n")
+        step = int(metrics["step"])
+        for key, value in metrics.items():
+            if key != "step" and isinstance(value, (int, float)):
+                self._tensorboard.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        self._file.close()
+        self._tensorboard.close()
+
+
+def read_metrics(path: Path) -> list[dict]:
+    with path.open() as file:
+        return [json.loads(line) for line in file if line.strip()]

@@ -1,0 +1,60 @@
+"""Publishing new policy versions to the actors, without waiting for them.
+
+`WeightPublisher` is the one interface the learner talks to; the actors' matching end is
+`actors.weight_receiver`. The ZeroMQ implementation sends raw tensor buffers over a PUB socket:
+a slow actor misses intermediate versions rather than holding the learner back (each update is
+a full snapshot, so only the newest matters). A GPU implementation (NCCL broadcast into the
+engines) plugs in behind the same two methods.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+import zmq
+
+from actors.weight_update import WeightSource, encode_weight_update
+
+# Updates ZeroMQ may queue per subscriber; receivers drain continuously, so a few suffice.
+PUBLISH_HWM = 4
+
+
+class WeightPublisher(ABC):
+    @abstractmethod
+    def source(self) -> WeightSource:
+        """What an actor needs to receive this publisher's updates."""
+
+    @abstractmethod
+    def publish(self, version: int, tensors: dict[str, torch.Tensor]) -> None:
+        """Send `tensors` as policy `version` to every actor; returns without waiting for them."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class ZmqWeightPublisher(WeightPublisher):
+    def __init__(self, host: str, port: int):
+        self._socket = zmq.Context.instance().socket(zmq.PUB)
+        self._socket.setsockopt(zmq.SNDHWM, PUBLISH_HWM)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        if port == 0:
+            port = self._socket.bind_to_random_port(f"tcp://{host}")
+        else:
+            self._socket.bind(f"tcp://{host}:{port}")
+        self._endpoint = f"tcp://{host}:{port}"
+
+    def source(self) -> WeightSource:
+        return WeightSource(backend="zmq", endpoints=(self._endpoint,))
+
+    def publish(self, version: int, tensors: dict[str, torch.Tensor]) -> None:
+        self._socket.send_multipart(encode_weight_update(version, tensors), copy=False)
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+
+
+def make_publisher(backend: str, host: str, port: int) -> WeightPublisher:
+    if backend == "zmq":
+        return ZmqWeightPublisher(host, port)
+    raise ValueError(f"unknown weight sync backend {backend!r}")

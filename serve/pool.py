@@ -1,0 +1,86 @@
+"""The reasoner pool: a Ray Serve deployment that answers questions from captions and grades them.
+
+Actors call `score` through a deployment handle; people call the same code over HTTP
+(POST {route_prefix} with {"question", "answer", "captions"}). Requests are batched across
+callers (`serve.batch`), each caption gets k sampled answers, and its reward is their mean
+correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import torch
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from configs.schema import ServeConfig
+from serve.grading import caption_reward
+from serve.hf_reasoner import TransformersReasoner
+from serve.schema import ScoreRequest, ScoreResult, score_request_from_json
+
+log = logging.getLogger(__name__)
+
+
+@serve.deployment
+class ReasonerPool:
+    def __init__(self, config: ServeConfig, checkpoint: str):
+        torch.set_num_threads(config.torch_threads)
+        self.config = config
+        device = "cuda" if config.num_gpus > 0 and torch.cuda.is_available() else "cpu"
+        self.engine = TransformersReasoner(checkpoint, device=device)
+        self._score_batch.set_max_batch_size(config.max_batch_size)
+        self._score_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+
+    async def score(self, request: ScoreRequest) -> ScoreResult:
+        return await self._score_batch(request)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
+    async def _score_batch(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        # Blocking model work runs off the event loop so the replica keeps accepting requests.
+        return await asyncio.to_thread(self._score_blocking, requests)
+
+    def _score_blocking(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        start = time.perf_counter()
+        prompts = [(caption, r.question) for r in requests for caption in r.captions]
+        answers = self.engine.answer(
+            prompts,
+            k=self.config.samples_per_caption,
+            temperature=self.config.temperature,
+            max_new_tokens=self.config.max_new_tokens,
+        )
+        latency = time.perf_counter() - start
+        results, offset = [], 0
+        for request in requests:
+            group = answers[offset : offset + len(request.captions)]
+            offset += len(request.captions)
+            rewards = tuple(caption_reward(a, request.gold_answer) for a in group)
+            results.append(ScoreResult(rewards=rewards, answers=tuple(tuple(a) for a in group), latency_s=latency))
+        return results
+
+    async def __call__(self, http_request: Request) -> JSONResponse:
+        try:
+            request = score_request_from_json(await http_request.json())
+        except ValueError as err:  # includes JSON decode errors
+            return JSONResponse({"error": str(err)}, status_code=400)
+        result = await self.score(request)
+        return JSONResponse({"rewards": list(result.rewards), "answers": [list(a) for a in result.answers]})
+
+
+def reasoner_app(config: ServeConfig, checkpoint: str):
+    """The bound application, ready for `serve.run`."""
+    return ReasonerPool.options(
+        num_replicas=config.num_replicas,
+        # Serve's default of 5 ongoing requests would silently cap every batch at 5.
+        max_ongoing_requests=max(2 * config.max_batch_size, 8),
+        ray_actor_options={"num_cpus": config.num_cpus, "num_gpus": config.num_gpus},
+    ).bind(config, checkpoint)
+
+
+def start_reasoner_pool(config: ServeConfig, checkpoint: str):
+    """Deploy the pool (HTTP on config.http_host:http_port) and return its deployment handle."""
+    serve.start(http_options={"host": config.http_host, "port": config.http_port})
+    return serve.run(reasoner_app(config, checkpoint), name=config.app_name, route_prefix=config.route_prefix)

@@ -1,0 +1,95 @@
+"""ScoredGroup and WeightUpdate wire formats: round trips, and bad frames rejected with a reason."""
+
+import msgpack
+import numpy as np
+import pytest
+import torch
+
+from actors.weight_update import decode_weight_update, encode_weight_update
+from learner.messages import GroupTimings, ScoredGroup, decode_group, encode_group
+from wire.buffers import MalformedMessage, pack_array
+
+
+def make_group(lengths=(3, 1), rewards=(1.0, 0.0)) -> ScoredGroup:
+    return ScoredGroup(
+        group_id="g1",
+        prompt_id="p7",
+        actor_id=1,
+        prompt_token_ids=np.arange(5, dtype=np.int32),
+        image_png=b"\x89PNG...",
+        completion_ids=tuple(np.arange(n, dtype=np.int32) + 10 for n in lengths),
+        behaviour_logprobs=tuple(-np.linspace(0.1, 1.0, n, dtype=np.float32) for n in lengths),
+        sample_versions=np.array([3, 2], dtype=np.int32),
+        rewards=np.array(rewards, dtype=np.float32),
+        answers=(("\\boxed{2}",), ("cannot tell",)),
+        timings=GroupTimings(generate_s=0.5, score_s=0.25, sent_at=100.0),
+    )
+
+
+def test_group_round_trip_keeps_every_field():
+    group = make_group()
+    back = decode_group(encode_group(group))
+    assert back.group_id == "g1" and back.prompt_id == "p7" and back.actor_id == 1
+    assert back.image_png == group.image_png
+    assert [c.tolist() for c in back.completion_ids] == [[10, 11, 12], [10]]
+    for got, sent in zip(back.behaviour_logprobs, group.behaviour_logprobs):
+        np.testing.assert_array_equal(got, sent)
+    assert back.sample_versions.tolist() == [3, 2]
+    # the group's version is its oldest sample's
+    assert back.policy_version == 2
+    assert back.rewards.tolist() == [1.0, 0.0]
+    assert back.answers == group.answers
+    assert back.timings == group.timings
+    assert back.num_tokens() == 4
+
+
+def mutate(**changes) -> bytes:
+    obj = msgpack.unpackb(encode_group(make_group()), raw=False)
+    obj.update(changes)
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+@pytest.mark.parametrize(
+    "frame, reason",
+    [
+        (b"\xc1garbage", "not a msgpack"),
+        (msgpack.packb([1, 2, 3]), "must be a msgpack map"),
+        (mutate(schema=99), "schema"),
+        (mutate(rewards=pack_array(np.array([1.5, 0.0], dtype=np.float32))), "rewards out of range"),
+        (mutate(rewards=pack_array(np.array([1.0], dtype=np.float32))), "rewards has 1 entries for 2"),
+        (mutate(lengths=pack_array(np.array([3, 2], dtype=np.int32))), "lengths sum to 5"),
+        (mutate(completion_ids=pack_array(np.arange(4, dtype=np.int64))), "dtype 'int64', expected 'int32'"),
+        (mutate(behaviour_logprobs={"dtype": "float32", "shape": [4], "data": b"\x00" * 3}), "do not fill shape"),
+        (mutate(behaviour_logprobs=pack_array(np.array([0.5, -1, -1, -1], dtype=np.float32))), "<= 0"),
+        (mutate(group_id=5), "group_id"),
+        (mutate(answers=[["a"]]), "answers"),
+    ],
+)
+def test_bad_group_frames_are_rejected_with_their_reason(frame, reason):
+    with pytest.raises(MalformedMessage, match=reason):
+        decode_group(frame)
+
+
+def test_missing_field_is_named():
+    obj = msgpack.unpackb(encode_group(make_group()), raw=False)
+    del obj["prompt_id"]
+    with pytest.raises(MalformedMessage, match="lacks field 'prompt_id'"):
+        decode_group(msgpack.packb(obj, use_bin_type=True))
+
+
+def test_weight_update_round_trip_is_bit_exact_for_float_and_bf16():
+    tensors = {"a.weight": torch.randn(3, 4), "b.bias": torch.randn(5).to(torch.bfloat16)}
+    frames = [bytes(f) for f in encode_weight_update(7, tensors)]
+    update = decode_weight_update(frames)
+    assert update.version == 7
+    assert torch.equal(update.tensors["a.weight"], tensors["a.weight"])
+    assert update.tensors["b.bias"].dtype == torch.bfloat16
+    assert torch.equal(update.tensors["b.bias"], tensors["b.bias"])
+
+
+def test_weight_update_with_a_short_buffer_is_rejected():
+    frames = [bytes(f) for f in encode_weight_update(1, {"w": torch.zeros(4)})]
+    with pytest.raises(MalformedMessage, match="expected 16"):
+        decode_weight_update([frames[0], frames[1][:8]])
+    with pytest.raises(MalformedMessage, match="names 1 tensors but 0"):
+        decode_weight_update(frames[:1])
