@@ -10,13 +10,13 @@ from learner.messages import GroupTimings, ScoredGroup, decode_group, encode_gro
 from wire.buffers import MalformedMessage, pack_array
 
 
-def make_group(lengths=(3, 1), rewards=(1.0, 0.0)) -> ScoredGroup:
+def make_group(lengths=(3, 1), rewards=(1.0, 0.0), image_bytes: int = 8) -> ScoredGroup:
     return ScoredGroup(
         group_id="g1",
         prompt_id="p7",
         actor_id=1,
         prompt_token_ids=np.arange(5, dtype=np.int32),
-        image_png=b"\x89PNG...",
+        image_png=b"\x89PNG" + b"." * image_bytes,
         completion_ids=tuple(np.arange(n, dtype=np.int32) + 10 for n in lengths),
         behaviour_logprobs=tuple(-np.linspace(0.1, 1.0, n, dtype=np.float32) for n in lengths),
         sample_versions=np.array([3, 2], dtype=np.int32),

@@ -1,0 +1,228 @@
+"""The rollout actor: generate caption groups continuously, have them scored, ship them.
+
+Runs as a Ray actor (see launch.py). One loop, three overlapping activities:
+- generation (in a worker thread) of G captions for each of a few prompts at a time;
+- scoring: each generated group goes to the reasoner pool as its own task, so the actor is
+  already generating the next groups while earlier ones are scored (bounded in number);
+- weight sync: a background task drains new policy versions as they arrive; they are swapped in
+  between generation calls, and every sample is tagged with the version that produced it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from actors.engine import CaptionEngine, CaptionRequest, CaptionSample, SamplingSettings
+from actors.replay_client import ReplayClient
+from actors.weight_receiver import make_receiver
+from actors.weight_update import WeightSource
+from configs.schema import RolloutConfig
+from learner.messages import GroupTimings, ScoredGroup
+from serve.schema import ScoreRequest, ScoreResult
+from task.dataset import VQARecord, load_image, read_records
+from vlm.caption_prompt import encode_caption_prompt
+
+log = logging.getLogger(__name__)
+
+WEIGHT_POLL_S = 0.02
+GATE_RETRY_S = 0.05
+SCORE_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class RolloutSetup:
+    """What an actor needs beyond its config section: who it is and whom it talks to."""
+
+    actor_id: int
+    num_actors: int
+    captioner: str
+    records_file: str
+    replay_endpoints: tuple[str, ...]
+    weight_source: WeightSource
+    reasoner_app: str
+
+
+@dataclass
+class RolloutStats:
+    actor_id: int
+    policy_version: int = 0
+    groups_generated: int = 0
+    groups_sent: int = 0
+    weight_updates: int = 0
+    versions_used: set[int] = field(default_factory=set)
+    bad_records: int = 0
+    score_failures: int = 0
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    record: VQARecord
+    request: CaptionRequest
+    image_png: bytes
+
+
+class RolloutActor:
+    def __init__(self, config: RolloutConfig, setup: RolloutSetup, gate=None):
+        torch.set_num_threads(config.torch_threads)
+        self.config, self.setup, self.gate = config, setup, gate
+        self.engine = self._make_engine()
+        records = read_records(Path(setup.records_file))
+        self.records = records[setup.actor_id :: setup.num_actors]  # this actor's shard
+        if not self.records:
+            raise ValueError(f"actor {setup.actor_id} got an empty shard of {setup.records_file}")
+        self.root = Path(setup.records_file).parent
+        self.sampling = SamplingSettings(n=config.group_size, **vars(config.sampling))
+        self.stats = RolloutStats(actor_id=setup.actor_id)
+        self._stopping = asyncio.Event()
+        self._pending_update = None
+
+    def _make_engine(self) -> CaptionEngine:
+        from actors.hf_engine import TransformersCaptionEngine
+
+        device = "cuda" if self.config.num_gpus > 0 and torch.cuda.is_available() else "cpu"
+        return TransformersCaptionEngine(self.setup.captioner, device=device, seed=self.config.seed + self.setup.actor_id)
+
+    async def run(self) -> RolloutStats:
+        """Loop until `stop()`; returns the final stats."""
+        from ray import serve
+
+        self.reasoner = serve.get_app_handle(self.setup.reasoner_app)
+        self.replay = ReplayClient(list(self.setup.replay_endpoints))
+        receiver = make_receiver(self.setup.weight_source)
+        weights_task = asyncio.create_task(self._receive_weights(receiver))
+        scoring = asyncio.Semaphore(self.config.max_groups_scoring)
+        in_flight: set[asyncio.Task] = set()
+        prompts = self._prompt_stream()
+        try:
+            while not self._stopping.is_set():
+                await self._apply_pending_weights()
+                if not await self._admitted(self.config.prompts_per_call):
+                    continue
+                batch = [next(prompts) for _ in range(self.config.prompts_per_call)]
+                started = time.perf_counter()
+                groups = await self.engine.generate([p.request for p in batch], self.sampling)
+                generate_s = time.perf_counter() - started
+                self.stats.groups_generated += len(batch)
+                for prompt, samples in zip(batch, groups):
+                    await scoring.acquire()
+                    task = asyncio.create_task(self._score_and_send(prompt, samples, generate_s, scoring))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+        finally:
+            weights_task.cancel()
+            # Groups already generated are still scored and handed over: nothing accepted is lost.
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            receiver.close()
+            self.replay.close()
+        return self.stats
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+    async def get_stats(self) -> RolloutStats:
+        return self.stats
+
+    async def _admitted(self, count: int) -> bool:
+        """Ask the staleness gate for `count` groups; if refused, wait for newer weights."""
+        if self.gate is None:
+            return True
+        for admitted in range(count):
+            if not await self.gate.try_admit.remote(self.engine.policy_version):
+                if admitted:
+                    await self.gate.give_back.remote(admitted)
+                await asyncio.sleep(GATE_RETRY_S)
+                return False
+        return True
+
+    async def _receive_weights(self, receiver) -> None:
+        while True:
+            update = receiver.poll()
+            if update is not None:
+                self._pending_update = update
+            await asyncio.sleep(WEIGHT_POLL_S)
+
+    async def _apply_pending_weights(self) -> None:
+        update, self._pending_update = self._pending_update, None
+        if update is not None and update.version > self.engine.policy_version:
+            await self.engine.update_weights(update)
+            self.stats.weight_updates += 1
+            self.stats.policy_version = update.version
+            log.info("actor %d now at policy version %d", self.setup.actor_id, update.version)
+
+    def _prompt_stream(self):
+        """This actor's shard, reshuffled every epoch; unreadable records are skipped and counted."""
+        epoch = 0
+        while True:
+            order = list(range(len(self.records)))
+            random.Random(hash((self.config.seed, self.setup.actor_id, epoch))).shuffle(order)
+            for index in order:
+                prompt = self._load_prompt(self.records[index])
+                if prompt is not None:
+                    yield prompt
+            epoch += 1
+
+    def _load_prompt(self, record: VQARecord) -> _Prompt | None:
+        try:
+            image = load_image(record, self.root)
+        except ValueError as err:
+            self.stats.bad_records += 1
+            log.warning("skipping record: %s", err)
+            return None
+        png = io.BytesIO()
+        image.save(png, format="PNG")
+        prompt = encode_caption_prompt(self.engine.processor, record.question, image)
+        return _Prompt(record=record, request=CaptionRequest(prompt_id=record.id, prompt=prompt), image_png=png.getvalue())
+
+    async def _score_and_send(self, prompt: _Prompt, samples: list[CaptionSample], generate_s: float, slot) -> None:
+        try:
+            started = time.perf_counter()
+            result = await self._score(prompt, samples)
+            if result is None:
+                return
+            group = self._scored_group(prompt, samples, result, generate_s, time.perf_counter() - started)
+            await self.replay.send(group)
+            self.stats.groups_sent += 1
+            self.stats.versions_used.update(int(v) for v in group.sample_versions)
+        finally:
+            slot.release()
+
+    async def _score(self, prompt: _Prompt, samples: list[CaptionSample]) -> ScoreResult | None:
+        request = ScoreRequest(
+            question=prompt.record.question,
+            gold_answer=prompt.record.answer,
+            captions=tuple(s.text for s in samples),
+        )
+        for attempt in range(SCORE_RETRIES):
+            try:
+                return await self.reasoner.score.remote(request)
+            except Exception as err:  # a replica died or timed out: Serve routes the retry elsewhere
+                self.stats.score_failures += 1
+                log.warning("scoring group of %s failed (attempt %d): %s", prompt.record.id, attempt + 1, err)
+                await asyncio.sleep(0.5 * 2**attempt)
+        log.error("giving up on a group of %s after %d scoring failures", prompt.record.id, SCORE_RETRIES)
+        return None
+
+    def _scored_group(self, prompt, samples, result: ScoreResult, generate_s: float, score_s: float) -> ScoredGroup:
+        return ScoredGroup(
+            group_id=uuid.uuid4().hex,
+            prompt_id=prompt.record.id,
+            actor_id=self.setup.actor_id,
+            prompt_token_ids=prompt.request.prompt.input_ids.astype(np.int32),
+            image_png=prompt.image_png,
+            completion_ids=tuple(s.token_ids for s in samples),
+            behaviour_logprobs=tuple(s.logprobs for s in samples),
+            sample_versions=np.array([s.policy_version for s in samples], dtype=np.int32),
+            rewards=np.array(result.rewards, dtype=np.float32),
+            answers=result.answers,
+            timings=GroupTimings(generate_s=generate_s, score_s=score_s, sent_at=time.time()),
+        )

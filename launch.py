@@ -1,0 +1,193 @@
+"""Start an asynchronous caption-reward RL run, or the reasoner pool alone.
+
+    python launch.py [train] [--config FILE] [key=value ...]   # the main job (default)
+    python launch.py serve   [--config FILE] [key=value ...]   # the reasoner pool as a live service
+
+A run: start Ray, the staleness gate, the learner, the reasoner pool and the rollout actors;
+show progress until the learner has done its steps; stop everything, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from configs.load import ConfigError, load_config, to_yaml
+from configs.schema import TrainConfig
+
+log = logging.getLogger("launch")
+COMMANDS = ("train", "serve")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The resolved files a run needs."""
+
+    train_file: str
+    eval_file: str
+    captioner: str
+    reasoner: str
+
+
+def resolve_inputs(config: TrainConfig) -> Inputs:
+    """User files where configured; else the bundled task, built and cached on first use."""
+    task, models = config.task, config.models
+    bundle = None
+    if task.kind == "bundled" or not (models.captioner and models.reasoner):
+        from task.bundle import ensure_bundled_task
+
+        bundle = ensure_bundled_task(Path(task.cache_dir).expanduser(), task.seed, task.num_train, task.num_eval)
+    return Inputs(
+        train_file=str(task.train_file if task.kind == "files" else bundle.train_file),
+        eval_file=str(task.eval_file if task.kind == "files" else bundle.eval_file),
+        captioner=models.captioner or str(bundle.captioner),
+        reasoner=models.reasoner or str(bundle.reasoner),
+    )
+
+
+def worker_env() -> dict[str, str]:
+    """Environment for every role's process."""
+    env = {"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            env["DS_ACCELERATOR"] = "cpu"
+    except ImportError:
+        pass
+    return env
+
+
+def start_ray(config: TrainConfig) -> None:
+    import ray
+
+    env = worker_env()
+    os.environ.update(env)
+    if config.ray.address:
+        ray.init(address=config.ray.address, runtime_env={"env_vars": env})
+    else:
+        ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, runtime_env={"env_vars": env})
+
+
+def train(config: TrainConfig) -> int:
+    import ray
+    from ray import serve
+
+    from actors.start import start_rollout_actors
+    from learner.start import start_gate, start_learner
+    from serve.pool import start_reasoner_pool
+
+    run_dir = Path(config.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(to_yaml(config))
+    inputs = resolve_inputs(config)
+    log.info("run directory: %s", run_dir)
+    start_ray(config)
+    actors: list = []
+    try:
+        gate = start_gate(config.learner)
+        learners = start_learner(
+            config.learner, inputs.captioner, str(run_dir), config.rollout.sampling.temperature, gate, worker_env()
+        )
+        endpoints = ray.get([rank.endpoints.remote() for rank in learners])
+        start_reasoner_pool(config.serve, inputs.reasoner)
+        actors = start_rollout_actors(
+            config.rollout, inputs.captioner, inputs.train_file,
+            tuple(e[0] for e in endpoints), endpoints[0][1], config.serve.app_name, gate, worker_env(),
+        )
+        runs = [actor.run.remote() for actor in actors]
+        training = [rank.train.remote() for rank in learners]
+        follow_progress(learners[0], training, runs, config.learner.total_steps)
+        log.info("done: metrics in %s", run_dir / "metrics.jsonl")
+        return 0
+    except KeyboardInterrupt:
+        log.warning("interrupted; stopping every role")
+        return 130
+    finally:
+        stop_actors(actors)
+        serve.shutdown()
+        ray.shutdown()
+
+
+def follow_progress(learner, training: list, runs: list, total_steps: int) -> None:
+    """A progress bar with live metrics until the learner finishes; a dead role fails the run."""
+    import ray
+    from tqdm import tqdm
+
+    with tqdm(total=total_steps, desc="learner steps", unit="step", dynamic_ncols=True) as bar:
+        while True:
+            done, _ = ray.wait(training + runs, num_returns=1, timeout=1.0)
+            if done:
+                ray.get(done)  # raises the role's error if it failed
+                if set(done) & set(training):
+                    ray.get(training)
+                    bar.update(total_steps - bar.n)
+                    return
+                raise RuntimeError("a rollout actor stopped before the learner finished")
+            metrics = ray.get(learner.latest_metrics.remote())
+            if metrics:
+                bar.update(metrics["step"] + 1 - bar.n)
+                bar.set_postfix(
+                    reward=f"{metrics['reward/mean']:.3f}",
+                    version=metrics["policy_version"],
+                    stale=f"{metrics['staleness/mean']:.2f}",
+                    caps_s=f"{metrics['throughput/captions_per_s']:.1f}",
+                )
+
+
+def stop_actors(actors: list, timeout_s: float = 60.0) -> None:
+    import ray
+
+    if not actors or not ray.is_initialized():
+        return
+    try:
+        ray.get([a.stop.remote() for a in actors], timeout=timeout_s)
+    except Exception as err:  # an actor already dead is stopped already
+        log.warning("stopping rollout actors: %s", err)
+
+
+def serve_forever(config: TrainConfig) -> int:
+    from ray import serve
+
+    from serve.pool import start_reasoner_pool
+
+    inputs = resolve_inputs(config)
+    start_ray(config)
+    try:
+        start_reasoner_pool(config.serve, inputs.reasoner)
+        url = f"http://{config.serve.http_host}:{config.serve.http_port}{config.serve.route_prefix}"
+        log.info("reasoner pool serving at %s (Ctrl-C stops it)", url)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        import ray
+
+        serve.shutdown()
+        ray.shutdown()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=COMMANDS)
+    parser.add_argument("--config", default=None, help="YAML file (default: configs/default.yaml)")
+    parser.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. rollout.num_actors=3")
+    # The command is optional: `python launch.py key=value` trains.
+    args = parser.parse_args(argv if argv and argv[0] in COMMANDS else ["train", *argv])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    return serve_forever(config) if args.command == "serve" else train(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,206 @@
+"""The learner rank: replay queue -> staleness filter -> GRPO update -> publish weights.
+
+Runs as a Ray actor (one per rank; launch.py starts them). Rank 0 also publishes each new policy
+version, writes metrics and saves the exported captioner.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForImageTextToText
+
+from actors.weight_update import WeightSource
+from configs.schema import LearnerConfig
+from learner.batching import group_batch
+from learner.checkpoint import export_captioner, save_checkpoint
+from learner.distributed import RankInfo, build_engine, gathered_weights, init_process_group
+from learner.grpo import group_advantages
+from learner.logprobs import sequence_logprobs
+from learner.messages import ScoredGroup, decode_group
+from learner.metrics import MetricsLog
+from learner.replay import ReplayQueue
+from learner.staleness import is_too_stale, staleness
+from learner.update import grpo_update
+from learner.weight_publisher import make_publisher
+from vlm.processor import load_captioner_processor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LearnerSetup:
+    """What a rank needs beyond its config section."""
+
+    captioner: str
+    run_dir: str
+    rank: RankInfo
+    # The rollout sampling temperature: logprobs are computed under the same tempered softmax.
+    temperature: float
+
+
+@dataclass(frozen=True)
+class Collected:
+    groups: list[ScoredGroup]
+    dropped_stale: int
+    dropped_uniform: int
+    wait_s: float
+
+
+class LearnerRank:
+    def __init__(self, config: LearnerConfig, setup: LearnerSetup, gate=None):
+        torch.set_num_threads(config.torch_threads)
+        self.config, self.setup, self.gate = config, setup, gate
+        self.is_main = setup.rank.rank == 0
+        self.groups_per_rank = config.groups_per_step // setup.rank.world_size
+        init_process_group(setup.rank)
+        self.processor = load_captioner_processor(setup.captioner)
+        self.pad_id = self.processor.tokenizer.pad_token_id
+        model = self._load_policy()
+        self.ref_model = copy.deepcopy(model).eval().requires_grad_(False) if config.kl_coef > 0 else None
+        self.engine = build_engine(model, config, self.groups_per_rank, setup.rank.world_size)
+        port = config.replay.port + setup.rank.rank if config.replay.port else 0
+        self.replay = ReplayQueue(config.replay.host, port, config.replay.capacity_groups)
+        sync = config.weight_sync
+        self.publisher = make_publisher(sync.backend, sync.host, sync.port) if self.is_main else None
+        self.metrics = MetricsLog(Path(setup.run_dir)) if self.is_main else None
+        self.version = 0
+        self.latest: dict = {}
+        self._totals = dict(dropped_stale=0, dropped_uniform=0, captions=0)
+
+    def _load_policy(self) -> torch.nn.Module:
+        dtype = torch.bfloat16 if self.config.dtype == "bf16" else torch.float32
+        model = AutoModelForImageTextToText.from_pretrained(self.setup.captioner, dtype=dtype)
+        if self.config.freeze_vision:
+            model.model.visual.requires_grad_(False)
+        return model.train()
+
+    def endpoints(self) -> tuple[str, WeightSource | None]:
+        return self.replay.endpoint, self.publisher.source() if self.publisher else None
+
+    def latest_metrics(self) -> dict:
+        return dict(self.latest)
+
+    def train(self) -> dict:
+        started = time.perf_counter()
+        last_end = started
+        for step in range(self.config.total_steps):
+            collected = self._collect()
+            metrics = self._step(collected)
+            now = time.perf_counter()
+            metrics["throughput/captions_per_s"] = metrics.pop("captions") / (now - last_end)
+            metrics["time/step_s"] = now - last_end
+            metrics["time/elapsed_s"] = now - started
+            last_end = now
+            if self.is_main:
+                self.metrics.write(metrics)
+            self.latest = metrics
+            if self.config.checkpoint_every and (step + 1) % self.config.checkpoint_every == 0:
+                save_checkpoint(self.engine, Path(self.setup.run_dir), self.version)
+        self._finish()
+        return dict(self.latest)
+
+    def _collect(self) -> Collected:
+        """Wait for this rank's share of groups, dropping those too stale or without signal."""
+        started = time.perf_counter()
+        kept: list[ScoredGroup] = []
+        stale = uniform = 0
+        while len(kept) < self.groups_per_rank:
+            group = self.replay.get(timeout=self.config.batch_timeout_s)
+            if group is None:
+                raise TimeoutError(
+                    f"learner rank {self.setup.rank.rank} waited {self.config.batch_timeout_s}s for a caption group "
+                    f"at policy version {self.version}: are the rollout actors and the reasoner pool alive?"
+                )
+            if is_too_stale(self.version, group.policy_version, self.config.max_staleness):
+                stale += 1
+            elif self.config.drop_uniform_groups and np.ptp(group.rewards) == 0:
+                uniform += 1
+            else:
+                kept.append(group)
+                continue
+            if self.gate is not None:  # its admission goes back to the gate for a fresh group
+                self.gate.give_back.remote(1)
+        return Collected(kept, stale, uniform, time.perf_counter() - started)
+
+    def _step(self, collected: Collected) -> dict:
+        groups = collected.groups
+        rewards = torch.tensor(np.stack([g.rewards for g in groups]))  # [N, G]
+        advantages = group_advantages(rewards, scale_by_std=self.config.scale_advantages)
+        batches = [group_batch(g, self.processor, a, self.pad_id).to(self.engine.device) for g, a in zip(groups, advantages)]
+        versions = [int(v) for g in groups for v in g.sample_versions]
+        fresh = [g.policy_version == self.version for g in groups]
+        update_started = time.perf_counter()
+        stats = grpo_update(self.engine, self.ref_model, batches, fresh, self.config, self.setup.temperature)
+        update_s = time.perf_counter() - update_started
+        age = staleness(self.version, versions)
+        self.version += 1
+        publish_s = self._publish()
+        self._totals["dropped_stale"] += collected.dropped_stale
+        self._totals["dropped_uniform"] += collected.dropped_uniform
+        return {
+            "step": self.version - 1,
+            "policy_version": self.version,
+            "reward/mean": float(rewards.mean()),
+            "reward/std": float(rewards.std(unbiased=False)),
+            "staleness/min": age.min,
+            "staleness/mean": age.mean,
+            "staleness/max": age.max,
+            "rollout/policy_version_max": max(versions),
+            "rollout/policy_version_min": min(versions),
+            "rollout/caption_tokens_mean": stats.tokens / len(versions),
+            "reasoner/latency_s": float(np.mean([g.timings.score_s for g in groups])),
+            "rollout/generate_s": float(np.mean([g.timings.generate_s for g in groups])),
+            "loss/total": stats.loss,
+            "loss/policy": stats.pg_loss,
+            "loss/kl": stats.kl,
+            "loss/clip_fraction": stats.clip_fraction,
+            "loss/ratio_mean": stats.ratio_mean,
+            "loss/ratio_max": stats.ratio_max,
+            "loss/grad_norm": stats.grad_norm,
+            "logprob/on_policy_abs_diff": stats.on_policy_logprob_diff,
+            "replay/dropped_stale": self._totals["dropped_stale"],
+            "replay/dropped_uniform": self._totals["dropped_uniform"],
+            "replay/rejected": self.replay.counters.rejected,
+            "replay/buffered": len(self.replay),
+            "time/wait_s": collected.wait_s,
+            "time/update_s": update_s,
+            "time/publish_s": publish_s,
+            "captions": len(versions),
+        }
+
+    def _publish(self) -> float:
+        if self.version % self.config.weight_sync.every_steps:
+            return 0.0
+        started = time.perf_counter()
+        # Gathering is collective under ZeRO-3: every rank takes part, rank 0 sends.
+        weights = gathered_weights(self.engine, trainable_only=True)
+        if self.publisher is not None:
+            self.publisher.publish(self.version, weights)
+        return time.perf_counter() - started
+
+    def _finish(self) -> None:
+        run_dir = Path(self.setup.run_dir)
+        save_checkpoint(self.engine, run_dir, self.version)
+        export_captioner(self.engine, self.processor, run_dir / "captioner", self.is_main)
+
+    def policy_logprobs(self, group_frame: bytes) -> tuple[int, list[np.ndarray]]:
+        """Teacher-forced logprobs of a group's completions under the current weights (for checks)."""
+        group = decode_group(group_frame)
+        batch = group_batch(group, self.processor, torch.zeros(group.group_size), self.pad_id).to(self.engine.device)
+        with torch.no_grad():
+            logp = sequence_logprobs(self.engine.module, batch, self.setup.temperature)
+        return self.version, [logp[i, : len(c)].cpu().numpy() for i, c in enumerate(group.completion_ids)]
+
+    def close(self) -> None:
+        self.replay.close()
+        if self.publisher is not None:
+            self.publisher.close()
+        if self.metrics is not None:
+            self.metrics.close()
