@@ -1,0 +1,27 @@
+"""The reasoner's prompt: caption + question, reason step by step, answer in \\boxed{}.
+
+Kept short on purpose: the bundled reasoner is a tiny model with a tiny context budget.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+
+REASONER_INSTRUCTION = "Think step by step, then give the final answer in \\boxed{}."
+
+
+def reasoner_messages(caption: str, question: str) -> list[dict[str, Any]]:
+    """One user turn: the caption stands in for the image the reasoner cannot see."""
+    text = f"Image description: {caption}\nQuestion: {question}\n{REASONER_INSTRUCTION}"
+    return [{"role": "user", "content": text}]
+
+
+def encode_reasoner_prompt(tokenizer: PreTrainedTokenizerBase, caption: str, question: str) -> list[int]:
+    """Token ids of the chat-formatted prompt, ending with the assistant turn's opening."""
+    text = tokenizer.apply_chat_template(
+        reasoner_messages(caption, question), tokenize=False, add_generation_prompt=True
+    )
+    # The chat template already wrote every special token; add none of the tokenizer's own.
+    return tokenizer.encode(text, add_special_tokens=False)

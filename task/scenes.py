@@ -1,0 +1,119 @@
+"""Synthetic scenes for the bundled task: coloured shapes on a 2x2 grid.
+
+A 56x56 image cut into 14 px patches, merged 2x2 by Qwen2.5-VL, gives exactly one vision
+token per grid cell, so a tiny vision tower only has to recognise one shape per token.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from PIL import Image, ImageDraw
+
+COLOURS = ("red", "green", "blue", "yellow")
+SHAPES = ("circle", "square", "triangle")
+# Read-only so no caller can recolour the task for everyone else in the process.
+COLOUR_RGB = MappingProxyType(
+    {
+        "red": (220, 30, 30),
+        "green": (30, 170, 50),
+        "blue": (30, 60, 220),
+        "yellow": (235, 200, 20),
+    }
+)
+CELL_NAMES = ("top left", "top right", "bottom left", "bottom right")
+NUM_CELLS = len(CELL_NAMES)
+MAX_OBJECTS = NUM_CELLS
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    """One shape in one cell of the 2x2 grid (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right)."""
+
+    cell: int
+    colour: str
+    shape: str
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.cell < NUM_CELLS:
+            raise ValueError(f"cell must be in 0..{NUM_CELLS - 1}, got {self.cell}")
+        if self.colour not in COLOURS:
+            raise ValueError(f"unknown colour {self.colour!r}; expected one of {COLOURS}")
+        if self.shape not in SHAPES:
+            raise ValueError(f"unknown shape {self.shape!r}; expected one of {SHAPES}")
+
+
+def plural(shape: str) -> str:
+    """English plural of a shape word (all of ours take a plain -s)."""
+    return shape + "s"
+
+
+def random_scene(rng: random.Random) -> tuple[SceneObject, ...]:
+    """1..4 objects in distinct cells, sorted by cell; the other cells stay empty."""
+    count = rng.randint(1, MAX_OBJECTS)
+    cells = sorted(rng.sample(range(NUM_CELLS), count))
+    return tuple(SceneObject(cell, rng.choice(COLOURS), rng.choice(SHAPES)) for cell in cells)
+
+
+def render_scene(objects: Sequence[SceneObject], size: int = 56) -> Image.Image:
+    """Draw the scene as an RGB image on white; each shape fills most of its cell."""
+    image = Image.new("RGB", (size, size), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    cell_px = size // 2
+    # A small margin keeps every shape inside its own 14 px patches after the 2x2 merge.
+    margin = max(1, cell_px // 9)
+    for obj in objects:
+        left = (obj.cell % 2) * cell_px + margin
+        top = (obj.cell // 2) * cell_px + margin
+        right = left + cell_px - 2 * margin - 1
+        bottom = top + cell_px - 2 * margin - 1
+        fill = COLOUR_RGB[obj.colour]
+        if obj.shape == "circle":
+            draw.ellipse((left, top, right, bottom), fill=fill)
+        elif obj.shape == "square":
+            draw.rectangle((left, top, right, bottom), fill=fill)
+        else:
+            draw.polygon([((left + right) / 2, top), (right, bottom), (left, bottom)], fill=fill)
+    return image
+
+
+def describe(objects: Sequence[SceneObject], keep: Sequence[SceneObject] | None = None) -> str:
+    """Caption listing objects in cell order, e.g. "top left: a red circle. bottom right: a blue square."
+
+    `keep` selects the objects to mention (warm-start captions drop some on purpose);
+    an empty selection gives an empty string.
+    """
+    chosen = objects if keep is None else [obj for obj in objects if obj in set(keep)]
+    in_cell_order = sorted(chosen, key=lambda obj: obj.cell)
+    return " ".join(f"{CELL_NAMES[obj.cell]}: a {obj.colour} {obj.shape}." for obj in in_cell_order)
+
+
+def make_question(rng: random.Random, objects: Sequence[SceneObject]) -> tuple[str, str]:
+    """A counting question about the scene and its answer as a digit string.
+
+    Half the time the asked-about colour and shape come from an object in the scene, half
+    the time from the whole vocabulary: "0" stays a real answer without dominating, so a
+    reasoner that ignores the caption cannot score well by always guessing it.
+    """
+    kind = rng.choice(("colour", "shape", "colour_shape", "total"))
+    if objects and rng.random() < 0.5:
+        anchor = rng.choice(list(objects))
+        colour, shape = anchor.colour, anchor.shape
+    else:
+        colour, shape = rng.choice(COLOURS), rng.choice(SHAPES)
+    if kind == "colour":
+        question = f"How many {colour} objects are there?"
+        count = sum(obj.colour == colour for obj in objects)
+    elif kind == "shape":
+        question = f"How many {plural(shape)} are there?"
+        count = sum(obj.shape == shape for obj in objects)
+    elif kind == "colour_shape":
+        question = f"How many {colour} {plural(shape)} are there?"
+        count = sum(obj.colour == colour and obj.shape == shape for obj in objects)
+    else:
+        question = "How many objects are there?"
+        count = len(objects)
+    return question, str(count)

@@ -1,0 +1,268 @@
+"""The bundled task: scenes, dataset files, tokenizer, tiny checkpoints and the build cache."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoTokenizer,
+    GenerationConfig,
+    Qwen2_5_VLForConditionalGeneration,
+)
+
+from task.bundle import COMPLETE_MARKER, ensure_bundled_task
+from task.checkpoints import build_tiny_captioner, build_tiny_reasoner
+from task.dataset import VQARecord, _records_from_rows, load_image, read_records, write_bundled_dataset
+from task.scenes import (
+    COLOUR_RGB,
+    COLOURS,
+    SHAPES,
+    SceneObject,
+    describe,
+    make_question,
+    random_scene,
+    render_scene,
+)
+from task.tokenizer import DIGITS, SINGLE_TOKEN_WORDS, SPECIAL_TOKENS, build_tokenizer
+
+SMALL = {"num_train": 24, "num_eval": 8}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # Tiny models gain nothing from a second thread, and on a 2-core machine shared with other
+    # busy processes two OpenMP threads made generate() 30-60x slower (spin-waiting).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory):
+    return ensure_bundled_task(tmp_path_factory.mktemp("cache"), seed=0, **SMALL)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(bundle):
+    return AutoTokenizer.from_pretrained(bundle.captioner)
+
+
+# --- scenes ---------------------------------------------------------------------------------
+
+
+def test_random_scene_has_one_to_four_objects_in_distinct_cells():
+    rng = random.Random(0)
+    counts = set()
+    for _ in range(300):
+        scene = random_scene(rng)
+        cells = [obj.cell for obj in scene]
+        assert len(set(cells)) == len(cells)
+        counts.add(len(scene))
+    assert counts == {1, 2, 3, 4}
+
+
+def test_render_scene_paints_each_cell_in_its_colour():
+    scene = (
+        SceneObject(0, "red", "circle"),
+        SceneObject(1, "green", "square"),
+        SceneObject(3, "blue", "triangle"),
+    )
+    image = render_scene(scene)
+    assert image.mode == "RGB" and image.size == (56, 56)
+    # Cell centres: 28 px cells, so (14, 14), (42, 14), (14, 42), (42, 42); the triangle covers
+    # its centre too (apex at the top middle, base along the bottom).
+    assert image.getpixel((14, 14)) == COLOUR_RGB["red"]
+    assert image.getpixel((42, 14)) == COLOUR_RGB["green"]
+    assert image.getpixel((14, 42)) == (255, 255, 255)
+    assert image.getpixel((42, 42)) == COLOUR_RGB["blue"]
+    assert len(set(COLOUR_RGB.values())) == len(COLOURS)
+
+
+def test_describe_lists_objects_in_cell_order_and_honours_keep():
+    scene = (SceneObject(3, "blue", "square"), SceneObject(0, "red", "circle"))
+    assert describe(scene) == "top left: a red circle. bottom right: a blue square."
+    assert describe(scene, keep=[scene[0]]) == "bottom right: a blue square."
+    assert describe(scene, keep=[]) == ""
+
+
+def _count_for(question: str, scene: tuple[SceneObject, ...]) -> int:
+    """Recount from the question's words, independently of make_question's own branches."""
+    words = question.rstrip("?").split()
+    colours = [w for w in words if w in COLOURS]
+    shapes = [w[:-1] for w in words if w.endswith("s") and w[:-1] in SHAPES]
+    return sum(
+        (not colours or obj.colour == colours[0]) and (not shapes or obj.shape == shapes[0]) for obj in scene
+    )
+
+
+def test_make_question_answers_are_the_true_counts():
+    rng = random.Random(1)
+    kinds = set()
+    for _ in range(400):
+        scene = random_scene(rng)
+        question, answer = make_question(rng, scene)
+        assert answer.isdigit()
+        assert int(answer) == _count_for(question, scene), question
+        kinds.add(question.split()[2])
+    assert {"objects", "red", "circles"} <= kinds
+
+
+# --- dataset --------------------------------------------------------------------------------
+
+
+def _split_bytes(files_dir: Path, split: str) -> list[bytes]:
+    records = read_records(files_dir / f"{split}.jsonl")
+    return [(files_dir / record.image).read_bytes() for record in records]
+
+
+def test_bundled_dataset_is_deterministic_and_eval_scenes_are_unseen(tmp_path: Path):
+    first = write_bundled_dataset(tmp_path / "a", num_train=40, num_eval=10, seed=3)
+    again = write_bundled_dataset(tmp_path / "b", num_train=40, num_eval=10, seed=3)
+    other = write_bundled_dataset(tmp_path / "c", num_train=40, num_eval=10, seed=4)
+    assert first.train.read_text() == again.train.read_text()
+    assert first.eval.read_text() == again.eval.read_text()
+    assert _split_bytes(first.train.parent, "train") == _split_bytes(again.train.parent, "train")
+    assert first.train.read_text() != other.train.read_text()
+    # Identical scenes render to identical PNG bytes, so no eval image may equal a train image.
+    train_images = set(_split_bytes(first.train.parent, "train"))
+    assert not train_images & set(_split_bytes(first.train.parent, "eval"))
+    train_ids = {r.id for r in read_records(first.train)}
+    assert train_ids.isdisjoint({r.id for r in read_records(first.eval)})
+
+
+def test_records_round_trip_and_images_load(tmp_path: Path):
+    files = write_bundled_dataset(tmp_path, num_train=6, num_eval=2, seed=0)
+    records = read_records(files.train)
+    assert len(records) == 6 and len(read_records(files.eval)) == 2
+    rows = [json.loads(line) for line in files.train.read_text().splitlines()]
+    assert [VQARecord(**row) for row in rows] == records
+    image = load_image(records[0], files.train.parent)
+    assert image.mode == "RGB" and image.size == (56, 56)
+
+
+def test_missing_key_names_file_line_and_key(tmp_path: Path):
+    path = tmp_path / "bad.jsonl"
+    good = {"id": "a", "image": "a.png", "question": "q", "answer": "1"}
+    path.write_text(json.dumps(good) + "\n" + json.dumps({k: v for k, v in good.items() if k != "answer"}) + "\n")
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: missing key 'answer'"):
+        read_records(path)
+
+
+def test_corrupt_or_missing_image_names_record_and_path(tmp_path: Path):
+    (tmp_path / "broken.png").write_bytes(b"not a png at all")
+    with pytest.raises(ValueError, match=r"'r1'.*broken\.png"):
+        load_image(VQARecord("r1", "broken.png", "q", "1"), tmp_path)
+    with pytest.raises(ValueError, match=r"'r2'.*absent\.png"):
+        load_image(VQARecord("r2", "absent.png", "q", "1"), tmp_path)
+
+
+def test_parquet_needs_pyarrow_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # A None entry in sys.modules makes the import fail, whether or not pyarrow is installed.
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(ImportError, match="pyarrow"):
+        read_records(tmp_path / "39Krelease.parquet")
+
+
+def test_virl39k_rows_become_records():
+    rows = [
+        {"qid": "q1", "question": "<image>What is x?", "answer": "\\boxed{3}", "image": ["images/a.png"]},
+        {"qid": "q2", "question": "<image>Compare.", "answer": "A", "image": ["images/b.png", "images/c.png"]},
+    ]
+    records = _records_from_rows(Path("x.parquet"), rows)
+    assert records == [VQARecord("q1", "images/a.png", "What is x?", "\\boxed{3}")]
+
+
+# --- tokenizer ------------------------------------------------------------------------------
+
+
+def test_task_words_are_single_tokens(tokenizer):
+    for word in SINGLE_TOKEN_WORDS:
+        assert len(tokenizer.encode(word, add_special_tokens=False)) == 1, word
+        assert len(tokenizer.encode(" " + word, add_special_tokens=False)) == 1, word
+    for digit in DIGITS:
+        assert len(tokenizer.encode(digit, add_special_tokens=False)) == 1
+    for token in SPECIAL_TOKENS:
+        assert len(tokenizer.encode(token, add_special_tokens=False)) == 1, token
+    # In a real caption the words keep their one token each.
+    assert len(tokenizer.encode(" a yellow triangle", add_special_tokens=False)) == 3
+
+
+def test_tokenizer_special_tokens_and_chat_template(tokenizer):
+    assert tokenizer.pad_token == "<|endoftext|>" and tokenizer.eos_token == "<|im_end|>"
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many?"}]}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert "<|vision_start|><|image_pad|><|vision_end|>How many?<|im_end|>" in text
+    assert text.endswith("<|im_start|>assistant\n")
+    plain = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
+    assert plain.endswith("<|im_start|>user\nhi<|im_end|>\n")
+
+
+def test_tokenizer_is_deterministic():
+    corpus = ["top left: a red circle.", "How many blue objects are there?"] * 20
+    first, second = build_tokenizer(corpus), build_tokenizer(corpus)
+    assert first.get_vocab() == second.get_vocab()
+
+
+# --- checkpoints and cache ------------------------------------------------------------------
+
+
+def test_bundle_is_cached_not_rebuilt(bundle):
+    marker = bundle.root / COMPLETE_MARKER
+    weights = bundle.captioner / "model.safetensors"
+    before = (marker.stat().st_mtime_ns, weights.stat().st_mtime_ns)
+    again = ensure_bundled_task(bundle.root.parent, seed=0, **SMALL)
+    assert again == bundle
+    assert (marker.stat().st_mtime_ns, weights.stat().st_mtime_ns) == before
+    # Only the finished build is left in the cache folder: no staging leftovers.
+    assert [p.name for p in bundle.root.parent.iterdir()] == ["seed0"]
+    with pytest.raises(ValueError, match="num_train"):
+        ensure_bundled_task(bundle.root.parent, seed=0, num_train=99, num_eval=8)
+
+
+def test_captioner_checkpoint_loads_like_a_real_one(bundle, tokenizer):
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(bundle.captioner)
+    auto = AutoModelForImageTextToText.from_pretrained(bundle.captioner)
+    assert type(auto) is Qwen2_5_VLForConditionalGeneration
+    text = model.config.text_config
+    assert text.vocab_size == len(tokenizer)
+    head_dim = text.hidden_size // text.num_attention_heads
+    assert head_dim >= 32
+    assert sum(text.rope_parameters["mrope_section"]) == head_dim // 2
+    assert model.config.image_token_id == tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert model.config.vision_start_token_id == tokenizer.convert_tokens_to_ids("<|vision_start|>")
+    generation = GenerationConfig.from_pretrained(bundle.captioner)
+    sampling = (generation.do_sample, generation.top_k, generation.top_p, generation.temperature)
+    assert sampling == (True, 0, 1.0, 1.0)
+    assert generation.eos_token_id == tokenizer.eos_token_id
+    assert generation.pad_token_id == tokenizer.pad_token_id
+
+
+def test_reasoner_checkpoint_loads_and_generates(bundle, tokenizer):
+    model = AutoModelForCausalLM.from_pretrained(bundle.reasoner)
+    assert model.config.vocab_size == len(tokenizer)
+    prompt = torch.tensor([tokenizer.encode("How many red circles are there?")])
+    out = model.generate(prompt, do_sample=True, top_k=0, top_p=1.0, max_new_tokens=5, num_return_sequences=2)
+    assert out.shape[0] == 2 and out.shape[1] <= prompt.shape[1] + 5
+
+
+def test_same_seed_same_weights(tmp_path: Path, bundle, tokenizer):
+    def weights(path: Path) -> dict[str, torch.Tensor]:
+        return Qwen2_5_VLForConditionalGeneration.from_pretrained(path).state_dict()
+
+    again = weights(build_tiny_captioner(tmp_path / "again", tokenizer, seed=0))
+    other = weights(build_tiny_captioner(tmp_path / "other", tokenizer, seed=1))
+    original = weights(bundle.captioner)
+    assert all(torch.equal(original[name], again[name]) for name in original)
+    assert not all(torch.equal(original[name], other[name]) for name in original)
+    reasoner = AutoModelForCausalLM.from_pretrained(build_tiny_reasoner(tmp_path / "r", tokenizer, seed=0))
+    bundled = AutoModelForCausalLM.from_pretrained(bundle.reasoner)
+    assert all(torch.equal(p, q) for p, q in zip(reasoner.parameters(), bundled.parameters()))

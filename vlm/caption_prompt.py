@@ -1,0 +1,104 @@
+"""Captioner prompts: the RACRO query-conditioned caption request, encoded for Qwen2.5-VL.
+
+Generation and the learner's teacher-forced forward must see exactly the same inputs
+(token ids with the image expanded, pixel values, image grid and mm_token_type_ids); the
+helpers here are the single place both build them from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+CAPTION_SYSTEM_PROMPT = "Describe the image in detail. Do not answer the question."
+_CAPTION_INSTRUCTION = "Describe the image for this question. Do not answer it."
+
+
+@dataclass
+class CaptionPrompt:
+    """One encoded caption request for one image."""
+
+    input_ids: np.ndarray  # int32 [L], the image placeholder already expanded to its pad tokens
+    pixel_values: torch.Tensor  # [num_patches, C * temporal_patch * patch * patch]
+    image_grid_thw: torch.Tensor  # [1, 3] (temporal, height, width) in patches
+    image_token_id: int  # the pad token standing for vision tokens; needed for mm_token_type_ids
+
+
+def caption_messages(question: str) -> list[dict[str, Any]]:
+    """RACRO's caption request: the image, the question, then "describe, do not answer"."""
+    return [
+        {"role": "system", "content": CAPTION_SYSTEM_PROMPT},
+        {
+            "role": "user",
+            "content": [
+                {"type": "image"},
+                {"type": "text", "text": f"{question}\n{_CAPTION_INSTRUCTION}"},
+            ],
+        },
+    ]
+
+
+def _image_token_id(processor: Any) -> int:
+    return int(processor.tokenizer.convert_tokens_to_ids(processor.image_token))
+
+
+def encode_caption_prompt(processor: Any, question: str, image: Image.Image) -> CaptionPrompt:
+    """Encode the caption request for `question` about `image` with the captioner's processor."""
+    text = processor.apply_chat_template(caption_messages(question), tokenize=False, add_generation_prompt=True)
+    encoded = processor(text=[text], images=[image], return_tensors="pt")
+    return CaptionPrompt(
+        input_ids=encoded["input_ids"][0].numpy().astype(np.int32),
+        pixel_values=encoded["pixel_values"],
+        image_grid_thw=encoded["image_grid_thw"],
+        image_token_id=_image_token_id(processor),
+    )
+
+
+def vision_inputs(processor: Any, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pixel_values, image_grid_thw) for one image, as `encode_caption_prompt` computes them.
+
+    The learner rebuilds the vision inputs from the image alone with this, so no pixel
+    tensors need to travel with a rollout.
+    """
+    encoded = processor.image_processor(images=[image], return_tensors="pt")
+    return encoded["pixel_values"], encoded["image_grid_thw"]
+
+
+def mm_token_type_ids(input_ids: torch.Tensor, image_token_id: int) -> torch.Tensor:
+    """1 where a token stands for a vision token of an image, 0 elsewhere (the processor's convention).
+
+    Qwen2.5-VL builds its 3D (multimodal RoPE) positions from these; without them the model
+    silently falls back to 1D positions and its logprobs shift.
+    """
+    return (input_ids == image_token_id).to(torch.long)
+
+
+def batch_caption_inputs(prompts: list[CaptionPrompt], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-pad a batch of prompts into the keyword arguments of `model.generate` / forward.
+
+    Left padding keeps every prompt's last token in the last column, where generation appends.
+    """
+    if not prompts:
+        raise ValueError("batch_caption_inputs needs at least one prompt")
+    image_token_ids = {prompt.image_token_id for prompt in prompts}
+    if len(image_token_ids) != 1:
+        raise ValueError(f"prompts disagree on the image token id: {sorted(image_token_ids)}")
+    length = max(len(prompt.input_ids) for prompt in prompts)
+    input_ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), length), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        start = length - len(prompt.input_ids)
+        input_ids[row, start:] = torch.from_numpy(prompt.input_ids.astype(np.int64))
+        attention_mask[row, start:] = 1
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "pixel_values": torch.cat([prompt.pixel_values for prompt in prompts], dim=0),
+        "image_grid_thw": torch.cat([prompt.image_grid_thw for prompt in prompts], dim=0),
+        # Masked so a pad id that happened to equal the image id could never pose as an image.
+        "mm_token_type_ids": mm_token_type_ids(input_ids, image_token_ids.pop()) * attention_mask,
+    }
