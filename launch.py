@@ -52,7 +52,13 @@ def resolve_inputs(config: TrainConfig) -> Inputs:
 
 def worker_env() -> dict[str, str]:
     """Environment for every role's process."""
-    env = {"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    env = {
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+        # Keep the progress bar readable: no per-process weight-loading bars or info chatter.
+        "TRANSFORMERS_VERBOSITY": "error",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    }
     try:
         import torch
 
@@ -74,44 +80,79 @@ def start_ray(config: TrainConfig) -> None:
         ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, runtime_env={"env_vars": env})
 
 
-def train(config: TrainConfig) -> int:
+@dataclass
+class Roles:
+    """Handles of a running job's Ray actors."""
+
+    gate: object
+    learners: list
+    actors: list
+    runs: list  # the actors' run() calls
+
+
+def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
+    """Gate, learner ranks, reasoner pool and rollout actors, wired together; actors start generating."""
     import ray
-    from ray import serve
 
     from actors.start import start_rollout_actors
     from learner.start import start_gate, start_learner
     from serve.pool import start_reasoner_pool
 
+    gate = start_gate(config.learner)
+    temperature = config.rollout.sampling.temperature
+    learners = start_learner(config.learner, inputs.captioner, str(run_dir), temperature, gate, worker_env())
+    endpoints = ray.get([rank.endpoints.remote() for rank in learners])
+    start_reasoner_pool(config.serve, inputs.reasoner)
+    replay_endpoints = tuple(replay for replay, _ in endpoints)
+    weight_source = endpoints[0][1]
+    actors = start_rollout_actors(
+        config.rollout, inputs.captioner, inputs.train_file, replay_endpoints, weight_source,
+        config.serve.app_name, gate, worker_env(),
+    )
+    return Roles(gate=gate, learners=learners, actors=actors, runs=[a.run.remote() for a in actors])
+
+
+def stop_roles(roles: Roles | None, timeout_s: float = 60.0) -> None:
+    """Stop the actors (they finish scoring and handing over what they generated), then Ray."""
+    import ray
+    from ray import serve
+
+    if roles is not None and ray.is_initialized():
+        try:
+            ray.get([a.stop.remote() for a in roles.actors], timeout=timeout_s)
+            ray.get(roles.runs, timeout=timeout_s)
+            ray.get([rank.close.remote() for rank in roles.learners], timeout=timeout_s)
+        except Exception as err:  # a role that already died is stopped already
+            log.warning("stopping roles: %s", err)
+    if ray.is_initialized():
+        serve.shutdown()
+        ray.shutdown()
+
+
+def make_run_dir(config: TrainConfig) -> Path:
     run_dir = Path(config.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(config))
+    return run_dir
+
+
+def train(config: TrainConfig) -> int:
+    run_dir = make_run_dir(config)
     inputs = resolve_inputs(config)
     log.info("run directory: %s", run_dir)
     start_ray(config)
-    actors: list = []
+    roles = None
     try:
-        gate = start_gate(config.learner)
-        learners = start_learner(
-            config.learner, inputs.captioner, str(run_dir), config.rollout.sampling.temperature, gate, worker_env()
-        )
-        endpoints = ray.get([rank.endpoints.remote() for rank in learners])
-        start_reasoner_pool(config.serve, inputs.reasoner)
-        actors = start_rollout_actors(
-            config.rollout, inputs.captioner, inputs.train_file,
-            tuple(e[0] for e in endpoints), endpoints[0][1], config.serve.app_name, gate, worker_env(),
-        )
-        runs = [actor.run.remote() for actor in actors]
-        training = [rank.train.remote() for rank in learners]
-        follow_progress(learners[0], training, runs, config.learner.total_steps)
+        roles = start_roles(config, inputs, run_dir)
+        training = [rank.train.remote() for rank in roles.learners]
+        follow_progress(roles.learners[0], training, roles.runs, config.learner.total_steps)
         log.info("done: metrics in %s", run_dir / "metrics.jsonl")
         return 0
     except KeyboardInterrupt:
         log.warning("interrupted; stopping every role")
         return 130
     finally:
-        stop_actors(actors)
-        serve.shutdown()
-        ray.shutdown()
+        stop_roles(roles)
 
 
 def follow_progress(learner, training: list, runs: list, total_steps: int) -> None:
@@ -138,17 +179,6 @@ def follow_progress(learner, training: list, runs: list, total_steps: int) -> No
                     stale=f"{metrics['staleness/mean']:.2f}",
                     caps_s=f"{metrics['throughput/captions_per_s']:.1f}",
                 )
-
-
-def stop_actors(actors: list, timeout_s: float = 60.0) -> None:
-    import ray
-
-    if not actors or not ray.is_initialized():
-        return
-    try:
-        ray.get([a.stop.remote() for a in actors], timeout=timeout_s)
-    except Exception as err:  # an actor already dead is stopped already
-        log.warning("stopping rollout actors: %s", err)
 
 
 def serve_forever(config: TrainConfig) -> int:

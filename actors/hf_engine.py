@@ -11,7 +11,7 @@ from transformers import AutoModelForImageTextToText, GenerationConfig
 
 from actors.engine import CaptionEngine, CaptionRequest, CaptionSample, SamplingSettings
 from actors.weight_update import WeightUpdate
-from vlm.caption_prompt import batch_caption_inputs
+from vlm.caption_prompt import batch_caption_inputs, suppressed_caption_token_ids
 from vlm.processor import load_captioner_processor
 
 
@@ -21,10 +21,10 @@ class TransformersCaptionEngine(CaptionEngine):
         self.tokenizer = self.processor.tokenizer
         self.model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=dtype).to(device).eval()
         self.device = device
+        self.suppressed_ids = suppressed_caption_token_ids(self.tokenizer)
         self._version = 0
         # generate() and a weight swap must not interleave; both run in worker threads.
         self._lock = threading.Lock()
-        self._generator_seed = seed
         torch.manual_seed(seed)
 
     @property
@@ -60,6 +60,7 @@ class TransformersCaptionEngine(CaptionEngine):
             top_p=sampling.top_p,
             max_new_tokens=sampling.max_new_tokens,
             num_return_sequences=sampling.n,
+            suppress_tokens=self.suppressed_ids,
             eos_token_id=self.tokenizer.eos_token_id,
             pad_token_id=pad_id,
             output_scores=True,

@@ -27,7 +27,7 @@ from actors.replay_client import ReplayClient
 from actors.weight_receiver import make_receiver
 from actors.weight_update import WeightSource
 from configs.schema import RolloutConfig
-from learner.messages import GroupTimings, ScoredGroup
+from learner.messages import GroupTimings, ScoredGroup, encode_group
 from serve.schema import ScoreRequest, ScoreResult
 from task.dataset import VQARecord, load_image, read_records
 from vlm.caption_prompt import encode_caption_prompt
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 WEIGHT_POLL_S = 0.02
 GATE_RETRY_S = 0.05
 SCORE_RETRIES = 5
+FLUSH_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,12 @@ class RolloutActor:
                     task.add_done_callback(in_flight.discard)
         finally:
             weights_task.cancel()
-            # Groups already generated are still scored and handed over: nothing accepted is lost.
-            await asyncio.gather(*in_flight, return_exceptions=True)
+            # Groups already generated are still scored and handed over, unless the learner has
+            # gone away and no longer reads (then the run is over and they have no taker).
+            if in_flight:
+                _, unfinished = await asyncio.wait(in_flight, timeout=FLUSH_TIMEOUT_S)
+                for task in unfinished:
+                    task.cancel()
             receiver.close()
             self.replay.close()
         return self.stats
@@ -131,6 +136,15 @@ class RolloutActor:
 
     async def get_stats(self) -> RolloutStats:
         return self.stats
+
+    async def sample_group(self, record_index: int) -> bytes:
+        """Generate one (unscored) group for a record of this actor's shard, as an encoded
+        ScoredGroup with zero rewards: for checking behaviour logprobs against the learner."""
+        await self._apply_pending_weights()
+        prompt = self._load_prompt(self.records[record_index])
+        samples = (await self.engine.generate([prompt.request], self.sampling))[0]
+        result = ScoreResult(rewards=(0.0,) * len(samples), answers=((),) * len(samples), latency_s=0.0)
+        return encode_group(self._scored_group(prompt, samples, result, 0.0, 0.0))
 
     async def _admitted(self, count: int) -> bool:
         """Ask the staleness gate for `count` groups; if refused, wait for newer weights."""

@@ -51,7 +51,7 @@ def group_batch(group: ScoredGroup, processor, advantages: torch.Tensor, pad_id:
     """Rebuild exactly what generation saw: the prompt ids as sent, the image re-processed."""
     pixel_values, grid_thw = vision_inputs(processor, decode_png(group.image_png))
     size = group.group_size
-    prompt = torch.as_tensor(group.prompt_token_ids, dtype=torch.long)
+    prompt = torch.tensor(group.prompt_token_ids, dtype=torch.long)
     max_len = max(len(c) for c in group.completion_ids)
     completion_ids = torch.full((size, max_len), pad_id, dtype=torch.long)
     completion_mask = torch.zeros((size, max_len))
@@ -59,7 +59,7 @@ def group_batch(group: ScoredGroup, processor, advantages: torch.Tensor, pad_id:
     for i, (ids, logp) in enumerate(zip(group.completion_ids, group.behaviour_logprobs)):
         completion_ids[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
         completion_mask[i, : len(ids)] = 1.0
-        behaviour[i, : len(ids)] = torch.as_tensor(logp)
+        behaviour[i, : len(ids)] = torch.from_numpy(logp.copy())
     input_ids = torch.cat([prompt.expand(size, -1), completion_ids], dim=1)
     attention_mask = torch.cat([torch.ones(size, len(prompt), dtype=torch.long), completion_mask.long()], dim=1)
     image_token_id = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 
@@ -16,7 +17,9 @@ class MetricsLog:
         self._tensorboard = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
     def write(self, metrics: dict[str, float | int]) -> None:
-        self._file.write(json.dumps(metrics, sort_keys=True) + "\n")
+        # NaN (a metric with nothing to measure this step) is written as null: valid JSON.
+        clean = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in metrics.items()}
+        self._file.write(json.dumps(clean, sort_keys=True) + "\n")
         step = int(metrics["step"])
         for key, value in metrics.items():
             if key != "step" and isinstance(value, (int, float)):

@@ -29,6 +29,7 @@ from learner.replay import ReplayQueue
 from learner.staleness import is_too_stale, staleness
 from learner.update import grpo_update
 from learner.weight_publisher import make_publisher
+from vlm.caption_prompt import suppressed_caption_token_ids
 from vlm.processor import load_captioner_processor
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class LearnerRank:
         init_process_group(setup.rank)
         self.processor = load_captioner_processor(setup.captioner)
         self.pad_id = self.processor.tokenizer.pad_token_id
+        self.suppressed_ids = suppressed_caption_token_ids(self.processor.tokenizer)
         model = self._load_policy()
         self.ref_model = copy.deepcopy(model).eval().requires_grad_(False) if config.kl_coef > 0 else None
         self.engine = build_engine(model, config, self.groups_per_rank, setup.rank.world_size)
@@ -137,7 +139,9 @@ class LearnerRank:
         versions = [int(v) for g in groups for v in g.sample_versions]
         fresh = [g.policy_version == self.version for g in groups]
         update_started = time.perf_counter()
-        stats = grpo_update(self.engine, self.ref_model, batches, fresh, self.config, self.setup.temperature)
+        stats = grpo_update(
+            self.engine, self.ref_model, batches, fresh, self.config, self.setup.temperature, self.suppressed_ids
+        )
         update_s = time.perf_counter() - update_started
         age = staleness(self.version, versions)
         self.version += 1
@@ -195,7 +199,7 @@ class LearnerRank:
         group = decode_group(group_frame)
         batch = group_batch(group, self.processor, torch.zeros(group.group_size), self.pad_id).to(self.engine.device)
         with torch.no_grad():
-            logp = sequence_logprobs(self.engine.module, batch, self.setup.temperature)
+            logp = sequence_logprobs(self.engine.module, batch, self.setup.temperature, self.suppressed_ids)
         return self.version, [logp[i, : len(c)].cpu().numpy() for i, c in enumerate(group.completion_ids)]
 
     def close(self) -> None:

@@ -37,7 +37,8 @@ def global_token_count(batches: list[PolicyBatch]) -> float:
 
 
 def grpo_update(
-    engine, ref_model, batches: list[PolicyBatch], on_policy: list[bool], config: LearnerConfig, temperature: float
+    engine, ref_model, batches: list[PolicyBatch], on_policy: list[bool], config: LearnerConfig, temperature: float,
+    suppressed_ids: list[int],
 ) -> UpdateStats:
     """Each batch is one micro-batch (one group); DeepSpeed steps the optimizer after the last."""
     total_tokens = global_token_count(batches)
@@ -48,11 +49,11 @@ def grpo_update(
     sums = dict(loss=0.0, pg_loss=0.0, kl=0.0, clip=0.0, ratio=0.0, diff=0.0, diff_tokens=0.0)
     ratio_max = 0.0
     for batch, fresh in zip(batches, on_policy):
-        logp = sequence_logprobs(engine, batch, temperature)  # [G, T]
+        logp = sequence_logprobs(engine, batch, temperature, suppressed_ids)  # [G, T]
         ref_logp = None
         if ref_model is not None and config.kl_coef > 0:
             with torch.no_grad():
-                ref_logp = sequence_logprobs(ref_model, batch, temperature)
+                ref_logp = sequence_logprobs(ref_model, batch, temperature, suppressed_ids)
         loss, stats = grpo_loss(
             logp, batch.behaviour_logprobs, ref_logp, batch.advantages, batch.completion_mask,
             clip_low=config.clip_low, clip_high=config.clip_high, kl_coef=config.kl_coef, total_tokens=total_tokens,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from serve.reasoner_prompt import encode_reasoner_prompt
+from task.reasoner_prompt import encode_reasoner_prompt
 
 
 class TransformersReasoner:

@@ -82,5 +82,8 @@ def reasoner_app(config: ServeConfig, checkpoint: str):
 
 def start_reasoner_pool(config: ServeConfig, checkpoint: str):
     """Deploy the pool (HTTP on config.http_host:http_port) and return its deployment handle."""
-    serve.start(http_options={"host": config.http_host, "port": config.http_port})
+    serve.start(
+        http_options={"host": config.http_host, "port": config.http_port},
+        logging_config={"log_level": "WARNING"},  # no line per request
+    )
     return serve.run(reasoner_app(config, checkpoint), name=config.app_name, route_prefix=config.route_prefix)

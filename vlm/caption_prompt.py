@@ -102,3 +102,16 @@ def batch_caption_inputs(prompts: list[CaptionPrompt], pad_id: int) -> dict[str,
         # Masked so a pad id that happened to equal the image id could never pose as an image.
         "mm_token_type_ids": mm_token_type_ids(input_ids, image_token_ids.pop()) * attention_mask,
     }
+
+
+VISION_SPECIAL_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
+
+
+def suppressed_caption_token_ids(tokenizer: Any) -> list[int]:
+    """Token ids a caption may never contain: the vision placeholders.
+
+    A sampled `<|image_pad|>` would pose as an image token in the teacher-forced forward (and
+    break it), so generation masks these ids and the learner masks the same ids when it
+    computes logprobs: both then describe the one distribution that was sampled from.
+    """
+    return [int(tokenizer.convert_tokens_to_ids(token)) for token in VISION_SPECIAL_TOKENS]
