@@ -157,7 +157,7 @@ class LearnerConfig:
 
     # Data-parallel ranks (Ray actors, one DeepSpeed process each).
     num_ranks: int = 1
-    total_steps: int = 24
+    total_steps: int = 40
     # Caption groups per learner step (split evenly across ranks).
     groups_per_step: int = 4
     lr: float = 2e-4

@@ -77,6 +77,7 @@ def reasoner_app(config: ServeConfig, checkpoint: str):
         # Serve's default of 5 ongoing requests would silently cap every batch at 5.
         max_ongoing_requests=max(2 * config.max_batch_size, 8),
         ray_actor_options={"num_cpus": config.num_cpus, "num_gpus": config.num_gpus},
+        logging_config={"log_level": "WARNING"},  # no access-log line per request
     ).bind(config, checkpoint)
 
 
@@ -84,6 +85,6 @@ def start_reasoner_pool(config: ServeConfig, checkpoint: str):
     """Deploy the pool (HTTP on config.http_host:http_port) and return its deployment handle."""
     serve.start(
         http_options={"host": config.http_host, "port": config.http_port},
-        logging_config={"log_level": "WARNING"},  # no line per request
+        logging_config={"log_level": "WARNING"},
     )
     return serve.run(reasoner_app(config, checkpoint), name=config.app_name, route_prefix=config.route_prefix)

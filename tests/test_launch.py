@@ -1,0 +1,82 @@
+"""launch.py as a user runs it: config errors, a whole short run, Ctrl-C; no process left behind."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from learner.distributed import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def launch(args: list[str], **kwargs) -> subprocess.Popen:
+    # A session of its own: every process the run starts (Ray's too) can be found by its sid.
+    return subprocess.Popen(
+        [sys.executable, "launch.py", *args], cwd=REPO, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs,
+    )
+
+
+def leftovers(sid: int) -> list[str]:
+    found = []
+    for proc in psutil.process_iter(["pid", "name"]):
+        try:
+            if os.getsid(proc.pid) == sid:
+                found.append(f"{proc.pid} {proc.info['name']}")
+        except (ProcessLookupError, PermissionError):
+            continue
+    return found
+
+
+def wait_gone(sid: int, timeout: float = 30.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while (left := leftovers(sid)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+def short_run(tmp_path: Path, steps: int) -> list[str]:
+    return [
+        f"run_dir={tmp_path / 'run'}", f"task.cache_dir={tmp_path / 'cache'}", "task.num_train=64", "task.num_eval=16",
+        f"learner.total_steps={steps}", "learner.groups_per_step=2", "rollout.group_size=4",
+        "rollout.sampling.max_new_tokens=8", f"serve.http_port={free_port()}",
+    ]
+
+
+def test_a_misspelled_key_fails_at_once_naming_it():
+    proc = launch(["rollout.num_actor=3"])
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "unknown config key 'rollout.num_actor'" in out
+
+
+@pytest.mark.integration
+def test_a_run_exits_zero_and_leaves_no_process(tmp_path):
+    proc = launch(short_run(tmp_path, steps=3))
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [0, 1, 2]
+    assert "learner steps" in out  # the progress bar
+    assert wait_gone(proc.pid) == []
+
+
+@pytest.mark.integration
+def test_ctrl_c_stops_every_role(tmp_path):
+    proc = launch(short_run(tmp_path, steps=10_000))
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.is_file() and metrics.read_text().strip()) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-3000:]
+    assert wait_gone(proc.pid) == []
