@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 import ray
+import requests
 
 import launch
 from configs.load import load_config
@@ -22,6 +23,7 @@ MAX_STALENESS = 1
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
+    http_port = free_port()
     config = load_config(
         overrides=[
             f"run_dir={run_dir}",
@@ -33,7 +35,7 @@ def trained(tmp_path_factory):
             "rollout.prompts_per_call=1",
             "rollout.sampling.max_new_tokens=12",
             "serve.num_replicas=2",
-            f"serve.http_port={free_port()}",
+            f"serve.http_port={http_port}",
             f"learner.total_steps={STEPS}",
             "learner.groups_per_step=2",
             f"learner.max_staleness={MAX_STALENESS}",
@@ -46,6 +48,7 @@ def trained(tmp_path_factory):
     try:
         roles = launch.start_roles(config, inputs, run_dir)
         ray.get([rank.train.remote() for rank in roles.learners], timeout=600)
+        roles.http_port = http_port
         yield roles, run_dir
     finally:
         launch.stop_roles(roles)
@@ -90,3 +93,18 @@ def test_after_a_push_actor_logprobs_equal_the_learners(trained):
         # fp32 on both sides; KV-cached generation and one full forward differ only by rounding
         # (~1e-6 per token), far inside 1e-4; a stale or partial weight swap is off by >1e-2.
         np.testing.assert_allclose(behaviour, teacher_forced, atol=1e-4, rtol=0)
+
+
+def test_the_pool_answers_over_http_and_rejects_bad_bodies(trained):
+    roles, run_dir = trained
+    url = f"http://127.0.0.1:{roles.http_port}/reasoner"
+    body = {"question": "How many red circles are there?", "answer": "1", "captions": ["top left: a red circle.", ""]}
+    reply = requests.post(url, json=body, timeout=60)
+    assert reply.status_code == 200, reply.text
+    result = reply.json()
+    assert len(result["rewards"]) == 2 and all(0.0 <= r <= 1.0 for r in result["rewards"])
+    assert len(result["answers"]) == 2
+    bad = requests.post(url, json={"question": "q", "answer": "1", "captions": "not a list"}, timeout=60)
+    assert bad.status_code == 400 and "captions" in bad.json()["error"]
+    garbage = requests.post(url, data=b"\xff{not json", timeout=60)
+    assert garbage.status_code == 400
