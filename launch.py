@@ -92,21 +92,18 @@ class Roles:
 
 def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
     """Gate, learner ranks, reasoner pool and rollout actors, wired together; actors start generating."""
-    import ray
-
     from actors.start import start_rollout_actors
     from learner.start import start_gate, start_learner
     from serve.pool import start_reasoner_pool
 
     gate = start_gate(config.learner)
     temperature = config.rollout.sampling.temperature
-    learners = start_learner(config.learner, inputs.captioner, str(run_dir), temperature, gate, worker_env())
-    endpoints = ray.get([rank.endpoints.remote() for rank in learners])
+    learners, replay_endpoint, weight_source = start_learner(
+        config.learner, inputs.captioner, str(run_dir), temperature, gate, worker_env()
+    )
     start_reasoner_pool(config.serve, inputs.reasoner)
-    replay_endpoints = tuple(replay for replay, _ in endpoints)
-    weight_source = endpoints[0][1]
     actors = start_rollout_actors(
-        config.rollout, inputs.captioner, inputs.train_file, replay_endpoints, weight_source,
+        config.rollout, inputs.captioner, inputs.train_file, (replay_endpoint,), weight_source,
         config.serve.app_name, gate, worker_env(),
     )
     return Roles(gate=gate, learners=learners, actors=actors, runs=[a.run.remote() for a in actors])

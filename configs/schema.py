@@ -129,7 +129,7 @@ class ReplayConfig:
 
     # Bind address; loopback by default. Set to an interface address (or 0.0.0.0) for multi-node.
     host: str = "127.0.0.1"
-    # 0 picks a free port; with several learner ranks, rank r binds port + r.
+    # 0 picks a free port. Only learner rank 0 binds; it hands the other ranks their share.
     port: int = 0
     # Scored groups held in memory; beyond it the socket stops reading and actors block.
     capacity_groups: int = 32

@@ -32,7 +32,8 @@ def init_process_group(info: RankInfo) -> None:
 
     os.environ.update(
         RANK=str(info.rank),
-        LOCAL_RANK=str(0 if not torch.cuda.is_available() else info.rank % max(torch.cuda.device_count(), 1)),
+        # Ray gives each rank its own CUDA_VISIBLE_DEVICES, so its device is always local 0.
+        LOCAL_RANK="0",
         WORLD_SIZE=str(info.world_size),
         MASTER_ADDR=info.master_addr,
         MASTER_PORT=str(info.master_port),

@@ -20,12 +20,13 @@ from actors.weight_update import WeightSource
 from configs.schema import LearnerConfig
 from learner.batching import group_batch
 from learner.checkpoint import export_captioner, save_checkpoint
-from learner.distributed import RankInfo, build_engine, gathered_weights, init_process_group
+from learner.distributed import RankInfo, build_engine, free_port, gathered_weights, init_process_group
 from learner.grpo import group_advantages
 from learner.logprobs import sequence_logprobs
 from learner.messages import ScoredGroup, decode_group
 from learner.metrics import MetricsLog
 from learner.replay import ReplayQueue
+from learner.share import share_groups
 from learner.staleness import is_too_stale, staleness
 from learner.update import grpo_update
 from learner.weight_publisher import make_publisher
@@ -41,7 +42,8 @@ class LearnerSetup:
 
     captioner: str
     run_dir: str
-    rank: RankInfo
+    rank: int
+    world_size: int
     # The rollout sampling temperature: logprobs are computed under the same tempered softmax.
     temperature: float
 
@@ -58,23 +60,39 @@ class LearnerRank:
     def __init__(self, config: LearnerConfig, setup: LearnerSetup, gate=None):
         torch.set_num_threads(config.torch_threads)
         self.config, self.setup, self.gate = config, setup, gate
-        self.is_main = setup.rank.rank == 0
-        self.groups_per_rank = config.groups_per_step // setup.rank.world_size
-        init_process_group(setup.rank)
-        self.processor = load_captioner_processor(setup.captioner)
+        self.rank, self.world_size = setup.rank, setup.world_size
+        self.is_main = self.rank == 0
+
+    def node_address(self) -> tuple[str, int]:
+        """Where rank 0 hosts the process group's rendezvous (its own node)."""
+        import ray
+
+        host = ray.util.get_node_ip_address() if self.world_size > 1 else "127.0.0.1"
+        return host, free_port(host)
+
+    def setup_rank(self, master_addr: str, master_port: int) -> tuple[str | None, WeightSource | None]:
+        """Join the process group, build the DeepSpeed engine; rank 0 also opens the replay
+        queue and the weight publisher. Returns (replay endpoint, weight source) for the actors."""
+        config = self.config
+        init_process_group(RankInfo(self.rank, self.world_size, master_addr, master_port))
+        self.processor = load_captioner_processor(self.setup.captioner)
         self.pad_id = self.processor.tokenizer.pad_token_id
         self.suppressed_ids = suppressed_caption_token_ids(self.processor.tokenizer)
         model = self._load_policy()
         self.ref_model = copy.deepcopy(model).eval().requires_grad_(False) if config.kl_coef > 0 else None
-        self.engine = build_engine(model, config, self.groups_per_rank, setup.rank.world_size)
-        port = config.replay.port + setup.rank.rank if config.replay.port else 0
-        self.replay = ReplayQueue(config.replay.host, port, config.replay.capacity_groups)
-        sync = config.weight_sync
-        self.publisher = make_publisher(sync.backend, sync.host, sync.port) if self.is_main else None
-        self.metrics = MetricsLog(Path(setup.run_dir)) if self.is_main else None
+        self.engine = build_engine(model, config, config.groups_per_step // self.world_size, self.world_size)
+        if self.ref_model is not None:
+            self.ref_model.to(self.engine.device)
+        self.replay = self.publisher = self.metrics = None
+        if self.is_main:
+            self.replay = ReplayQueue(config.replay.host, config.replay.port, config.replay.capacity_groups)
+            sync = config.weight_sync
+            self.publisher = make_publisher(sync.backend, sync.host, sync.port)
+            self.metrics = MetricsLog(Path(self.setup.run_dir))
         self.version = 0
         self.latest: dict = {}
-        self._totals = dict(dropped_stale=0, dropped_uniform=0, captions=0)
+        self._dropped = dict(stale=0, uniform=0)
+        return (self.replay.endpoint, self.publisher.source()) if self.is_main else (None, None)
 
     def _load_policy(self) -> torch.nn.Module:
         dtype = torch.bfloat16 if self.config.dtype == "bf16" else torch.float32
@@ -82,9 +100,6 @@ class LearnerRank:
         if self.config.freeze_vision:
             model.model.visual.requires_grad_(False)
         return model.train()
-
-    def endpoints(self) -> tuple[str, WeightSource | None]:
-        return self.replay.endpoint, self.publisher.source() if self.publisher else None
 
     def latest_metrics(self) -> dict:
         return dict(self.latest)
@@ -109,35 +124,44 @@ class LearnerRank:
         return dict(self.latest)
 
     def _collect(self) -> Collected:
-        """Wait for this rank's share of groups, dropping those too stale or without signal."""
+        """Rank 0 waits for the step's groups, dropping those too stale or without signal, and
+        hands every rank the same list; each rank trains on its slice of it."""
         started = time.perf_counter()
-        kept: list[ScoredGroup] = []
+        kept: list[ScoredGroup] | None = None
         stale = uniform = 0
-        while len(kept) < self.groups_per_rank:
-            group = self.replay.get(timeout=self.config.batch_timeout_s)
-            if group is None:
-                raise TimeoutError(
-                    f"learner rank {self.setup.rank.rank} waited {self.config.batch_timeout_s}s for a caption group "
-                    f"at policy version {self.version}: are the rollout actors and the reasoner pool alive?"
-                )
-            if is_too_stale(self.version, group.policy_version, self.config.max_staleness):
-                stale += 1
-            elif self.config.drop_uniform_groups and np.ptp(group.rewards) == 0:
-                uniform += 1
-            else:
-                kept.append(group)
-                continue
-            if self.gate is not None:  # its admission goes back to the gate for a fresh group
-                self.gate.give_back.remote(1)
-        return Collected(kept, stale, uniform, time.perf_counter() - started)
+        if self.is_main:
+            kept = []
+            while len(kept) < self.config.groups_per_step:
+                group = self._next_group()
+                if is_too_stale(self.version, group.policy_version, self.config.max_staleness):
+                    stale += 1
+                elif self.config.drop_uniform_groups and np.ptp(group.rewards) == 0:
+                    uniform += 1
+                else:
+                    kept.append(group)
+                    continue
+                if self.gate is not None:  # its admission goes back to the gate for a fresh group
+                    self.gate.give_back.remote(1)
+        groups = share_groups(kept, self.config.groups_per_step, self.engine.device)
+        return Collected(groups, stale, uniform, time.perf_counter() - started)
+
+    def _next_group(self) -> ScoredGroup:
+        group = self.replay.get(timeout=self.config.batch_timeout_s)
+        if group is None:
+            raise TimeoutError(
+                f"the learner waited {self.config.batch_timeout_s}s for a caption group at policy version "
+                f"{self.version}: are the rollout actors and the reasoner pool alive?"
+            )
+        return group
 
     def _step(self, collected: Collected) -> dict:
         groups = collected.groups
         rewards = torch.tensor(np.stack([g.rewards for g in groups]))  # [N, G]
         advantages = group_advantages(rewards, scale_by_std=self.config.scale_advantages)
-        batches = [group_batch(g, self.processor, a, self.pad_id).to(self.engine.device) for g, a in zip(groups, advantages)]
+        mine = range(self.rank, len(groups), self.world_size)  # this rank's slice of the step
+        batches = [group_batch(groups[i], self.processor, advantages[i], self.pad_id).to(self.engine.device) for i in mine]
         versions = [int(v) for g in groups for v in g.sample_versions]
-        fresh = [g.policy_version == self.version for g in groups]
+        fresh = [groups[i].policy_version == self.version for i in mine]
         update_started = time.perf_counter()
         stats = grpo_update(
             self.engine, self.ref_model, batches, fresh, self.config, self.setup.temperature, self.suppressed_ids
@@ -146,8 +170,8 @@ class LearnerRank:
         age = staleness(self.version, versions)
         self.version += 1
         publish_s = self._publish()
-        self._totals["dropped_stale"] += collected.dropped_stale
-        self._totals["dropped_uniform"] += collected.dropped_uniform
+        self._dropped["stale"] += collected.dropped_stale
+        self._dropped["uniform"] += collected.dropped_uniform
         return {
             "step": self.version - 1,
             "policy_version": self.version,
@@ -158,7 +182,7 @@ class LearnerRank:
             "staleness/max": age.max,
             "rollout/policy_version_max": max(versions),
             "rollout/policy_version_min": min(versions),
-            "rollout/caption_tokens_mean": stats.tokens / len(versions),
+            "rollout/caption_tokens_mean": stats.tokens / len(versions),  # tokens summed over ranks
             "reasoner/latency_s": float(np.mean([g.timings.score_s for g in groups])),
             "rollout/generate_s": float(np.mean([g.timings.generate_s for g in groups])),
             "loss/total": stats.loss,
@@ -169,10 +193,10 @@ class LearnerRank:
             "loss/ratio_max": stats.ratio_max,
             "loss/grad_norm": stats.grad_norm,
             "logprob/on_policy_abs_diff": stats.on_policy_logprob_diff,
-            "replay/dropped_stale": self._totals["dropped_stale"],
-            "replay/dropped_uniform": self._totals["dropped_uniform"],
-            "replay/rejected": self.replay.counters.rejected,
-            "replay/buffered": len(self.replay),
+            "replay/dropped_stale": self._dropped["stale"],
+            "replay/dropped_uniform": self._dropped["uniform"],
+            "replay/rejected": self.replay.counters.rejected if self.replay else 0,
+            "replay/buffered": len(self.replay) if self.replay else 0,
             "time/wait_s": collected.wait_s,
             "time/update_s": update_s,
             "time/publish_s": publish_s,
@@ -203,7 +227,8 @@ class LearnerRank:
         return self.version, [logp[i, : len(c)].cpu().numpy() for i, c in enumerate(group.completion_ids)]
 
     def close(self) -> None:
-        self.replay.close()
+        if self.replay is not None:
+            self.replay.close()
         if self.publisher is not None:
             self.publisher.close()
         if self.metrics is not None:

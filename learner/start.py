@@ -5,7 +5,7 @@ from __future__ import annotations
 import ray
 
 from configs.schema import LearnerConfig
-from learner.distributed import RankInfo, free_port
+from actors.weight_update import WeightSource
 from learner.gate import GateActor
 from learner.role import LearnerRank, LearnerSetup
 
@@ -16,23 +16,24 @@ def start_gate(config: LearnerConfig):
 
 def start_learner(
     config: LearnerConfig, captioner: str, run_dir: str, temperature: float, gate, env: dict[str, str]
-) -> list:
-    master_addr = ray.util.get_node_ip_address() if config.num_ranks > 1 else "127.0.0.1"
-    master_port = free_port()
+) -> tuple[list, str, WeightSource]:
+    """The ranks, set up and joined; returns them, the replay endpoint and the weight source."""
     # max_concurrency 2: the driver reads progress while `train` runs.
     remote = ray.remote(LearnerRank).options(
         num_cpus=config.num_cpus, num_gpus=config.num_gpus, max_concurrency=2, runtime_env={"env_vars": env}
     )
-    return [
+    ranks = [
         remote.remote(
             config,
             LearnerSetup(
-                captioner=captioner,
-                run_dir=run_dir,
-                rank=RankInfo(rank=r, world_size=config.num_ranks, master_addr=master_addr, master_port=master_port),
-                temperature=temperature,
+                captioner=captioner, run_dir=run_dir, rank=r, world_size=config.num_ranks, temperature=temperature
             ),
             gate,
         )
         for r in range(config.num_ranks)
     ]
+    # Rank 0 may land on any node: it names the rendezvous address, then all ranks join at once.
+    master_addr, master_port = ray.get(ranks[0].node_address.remote())
+    endpoints = ray.get([rank.setup_rank.remote(master_addr, master_port) for rank in ranks])
+    replay_endpoint, weight_source = endpoints[0]
+    return ranks, replay_endpoint, weight_source

@@ -71,16 +71,26 @@ def grpo_update(
             diff = (logp.detach() - batch.behaviour_logprobs).abs() * batch.completion_mask
             sums["diff"] += float(diff.sum())
             sums["diff_tokens"] += tokens
-    local_tokens = sum(float(b.completion_mask.sum()) for b in batches)
+    sums["tokens"] = sum(float(b.completion_mask.sum()) for b in batches)
+    sums = _sum_over_ranks(sums)
     grad_norm = engine.get_global_grad_norm()
     return UpdateStats(
         loss=sums["loss"],
         pg_loss=sums["pg_loss"],
         kl=sums["kl"],
-        clip_fraction=sums["clip"] / local_tokens,
-        ratio_mean=sums["ratio"] / local_tokens,
+        clip_fraction=sums["clip"] / sums["tokens"],
+        ratio_mean=sums["ratio"] / sums["tokens"],
         ratio_max=ratio_max,
         grad_norm=float(grad_norm) if grad_norm is not None else float("nan"),
-        tokens=int(local_tokens),
+        tokens=int(sums["tokens"]),
         on_policy_logprob_diff=sums["diff"] / sums["diff_tokens"] if sums["diff_tokens"] else float("nan"),
     )
+
+
+def _sum_over_ranks(sums: dict[str, float]) -> dict[str, float]:
+    """Each rank saw its slice of the step; the step's statistics are the sums over ranks."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return sums
+    values = torch.tensor(list(sums.values()), dtype=torch.float64)
+    dist.all_reduce(values)
+    return dict(zip(sums, values.tolist()))
