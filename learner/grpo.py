@@ -1,0 +1,257 @@
+"""GRPO loss math: group-normalised advantages, PPO-clipped surrogate, k3 KL, token mean.
+
+Pure torch, no framework imports, so the learner and the CPU tests share exactly one copy.
+
+References:
+- GRPO: Shao et al., "DeepSeekMath" (arXiv 2402.03300), section 4.1: outcome rewards are
+  normalised within the group of samples drawn for one prompt; the KL to a frozen reference is
+  a loss term (not folded into the reward), estimated per token with the unbiased,
+  non-negative estimator of Schulman, "Approximating KL Divergence" (2020), known as k3.
+- PPO clipped surrogate: Schulman et al. (arXiv 1707.06347), eq. 7; asymmetric clip range
+  ("clip-higher") as in DAPO (arXiv 2503.14476).
+- Dr. GRPO: Liu et al. (arXiv 2503.20783): mean-centring without dividing by the group std,
+  to avoid up-weighting groups whose rewards barely differ.
+- Token-mean aggregation as in RACRO's training recipe (see /work/shared/METHOD.md).
+
+Shape legend: N groups, G samples per group, B sequences, T response tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# exp() of a log-ratio beyond this overflows nothing in fp32/bf16 but already means the two
+# policies disagree completely; clamping keeps one pathological token from making the loss inf.
+_MAX_LOG_RATIO = 20.0
+
+
+@dataclass(frozen=True)
+class PolicyLossStats:
+    """Detached diagnostics of one clipped-surrogate evaluation (over masked tokens only).
+
+    All three are 0.0 when the mask selects no token.
+    """
+
+    clip_fraction: float  # share of tokens whose gradient the clip removed
+    ratio_mean: float  # mean of pi / pi_behaviour
+    ratio_max: float  # largest pi / pi_behaviour: a spike means stale or mismatched samples
+
+
+@dataclass(frozen=True)
+class GRPOLossStats:
+    """Scalars of one `grpo_loss` call, for logging.
+
+    With `total_tokens` set (micro-batching), `loss`, `pg_loss` and `kl` are this micro-batch's
+    share of the full-batch token mean: summing them over micro-batches gives the batch value.
+    `clip_fraction`, `ratio_mean`, `ratio_max` always describe this call's own tokens.
+    """
+
+    loss: float
+    pg_loss: float
+    kl: float  # token-mean k3 KL to the reference; 0.0 when no reference was given
+    clip_fraction: float
+    ratio_mean: float
+    ratio_max: float
+
+
+def _require_same_shape(**tensors: torch.Tensor) -> None:
+    """Raise ValueError naming every tensor if their shapes differ."""
+    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+    if len(set(shapes.values())) > 1:
+        listed = ", ".join(f"{name}{shape}" for name, shape in shapes.items())
+        raise ValueError(f"shape mismatch: {listed}")
+
+
+def _require_2d(name: str, t: torch.Tensor) -> None:
+    if t.dim() != 2:
+        raise ValueError(f"{name} must be 2-D [B, T], got shape {tuple(t.shape)}")
+
+
+def group_advantages(
+    rewards: torch.Tensor, eps: float = 1e-6, scale_by_std: bool = True
+) -> torch.Tensor:
+    """GRPO advantages: each sample's reward relative to its own group.
+
+    A = (r - mean_g(r)) / (std_g(r) + eps), or only r - mean_g(r) when `scale_by_std` is False
+    (Dr. GRPO). The std is the population std (unbiased=False): the group *is* the whole set
+    being normalised, not a sample from a larger one, and with G = 2 the unbiased estimate
+    would shrink every advantage by 1/sqrt(2) for no reason. A group whose rewards are all equal
+    carries no signal and gets exactly zero advantages (no 0/0, no rounding residue).
+
+    Args:
+        rewards: `[N, G]`, N groups of G samples of the same prompt.
+    Returns:
+        `[N, G]` advantages, same dtype as `rewards`.
+    """
+    if rewards.dim() != 2:
+        raise ValueError(
+            f"rewards must be 2-D [N groups, G samples], got shape {tuple(rewards.shape)}"
+        )
+    rewards = rewards.float() if not rewards.is_floating_point() else rewards
+    mean = rewards.mean(dim=1, keepdim=True)  # [N, 1]
+    centred = rewards - mean  # [N, G]
+    if scale_by_std:
+        std = rewards.std(dim=1, keepdim=True, unbiased=False)  # [N, 1]
+        centred = centred / (std + eps)
+    # Equal rewards can leave a ~1e-17 residue after (r - mean) in floating point; zero it.
+    flat = (rewards.amax(dim=1, keepdim=True) == rewards.amin(dim=1, keepdim=True))  # [N, 1]
+    return torch.where(flat, torch.zeros_like(centred), centred)
+
+
+def clipped_policy_loss(
+    logp: torch.Tensor,
+    behaviour_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+) -> tuple[torch.Tensor, PolicyLossStats]:
+    """Per-token PPO clipped surrogate, -min(ratio * A, clip(ratio, 1-clip_low, 1+clip_high) * A).
+
+    ratio = exp(logp - behaviour_logp) is the importance ratio against the logprobs the actor
+    actually sampled with. In asynchronous training those come from an older policy version,
+    so this ratio is the off-policy correction for stale samples, and the clip bounds how far a
+    stale sample can push the current policy.
+
+    Args:
+        logp: `[B, T]` current policy logprobs of the sampled tokens (carries the gradient).
+        behaviour_logp: `[B, T]` logprobs recorded at generation time (treated as data).
+        advantages: `[B]`, one per sequence, broadcast over its tokens.
+        mask: `[B, T]`, 1/True on response tokens that count.
+    Returns:
+        per-token loss `[B, T]` (zero where masked out, not yet aggregated) and detached stats.
+    """
+    _require_2d("logp", logp)
+    _require_same_shape(logp=logp, behaviour_logp=behaviour_logp, mask=mask)
+    if tuple(advantages.shape) != (logp.shape[0],):
+        raise ValueError(
+            f"shape mismatch: advantages{tuple(advantages.shape)} must be [B] = ({logp.shape[0]},) "
+            f"for logp{tuple(logp.shape)}"
+        )
+    if clip_low < 0 or clip_high < 0:
+        raise ValueError(
+            f"clip ranges must be >= 0, got clip_low={clip_low}, clip_high={clip_high}"
+        )
+
+    keep = mask.bool()  # [B, T]
+    # Mask the log-ratio *before* exp: padding may hold arbitrary logprobs (even -inf), and a
+    # nan/inf there would leak into the sum and the gradient despite being multiplied by 0.
+    log_ratio = torch.where(keep, logp - behaviour_logp.detach(), torch.zeros_like(logp))  # [B, T]
+    ratio = torch.exp(log_ratio.clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO))  # [B, T]
+    adv = advantages.detach().to(logp.dtype).unsqueeze(1)  # [B, 1]
+    unclipped = ratio * adv  # [B, T]
+    clipped = ratio.clamp(1.0 - clip_low, 1.0 + clip_high) * adv  # [B, T]
+    per_token = -torch.minimum(unclipped, clipped)  # [B, T]
+    per_token = torch.where(keep, per_token, torch.zeros_like(per_token))
+
+    with torch.no_grad():
+        n = keep.sum()
+        if n > 0:
+            # The clip is active exactly where the clipped term is the smaller one: there the
+            # objective is constant in ratio and the token contributes no gradient.
+            clip_fraction = ((clipped < unclipped) & keep).sum().float() / n
+            stats = PolicyLossStats(
+                clip_fraction=float(clip_fraction),
+                ratio_mean=float(ratio[keep].float().mean()),
+                ratio_max=float(ratio[keep].max()),
+            )
+        else:
+            stats = PolicyLossStats(clip_fraction=0.0, ratio_mean=0.0, ratio_max=0.0)
+    return per_token, stats
+
+
+def low_variance_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimator of KL(pi || pi_ref) on tokens sampled from pi.
+
+    With d = ref_logp - logp: k3 = exp(d) - d - 1, unbiased (E_pi[exp(d)] = 1) and >= 0 since
+    e^d >= 1 + d. Written as expm1(d) - d, which keeps tiny d from rounding below zero.
+    d is clamped to +-20 so a single token the reference finds far likelier cannot overflow.
+
+    Args:
+        logp, ref_logp: `[B, T]` (any equal shapes work).
+    Returns:
+        `[B, T]` non-negative per-token KL estimates (unmasked).
+    """
+    _require_same_shape(logp=logp, ref_logp=ref_logp)
+    d = (ref_logp.detach() - logp).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)  # [B, T]
+    return (torch.expm1(d) - d).clamp_min(0.0)
+
+
+def token_mean(
+    values: torch.Tensor, mask: torch.Tensor, total_tokens: float | None = None
+) -> torch.Tensor:
+    """sum(values * mask) / total, every response token weighted equally across sequences.
+
+    `total` defaults to mask.sum(). Passing the token count of the *whole* batch lets the
+    learner split the batch into micro-batches, call this on each and accumulate gradients:
+    the sum of the micro-batch results is then exactly the full-batch token mean (a mean of
+    per-micro-batch means would over-weight micro-batches with fewer tokens).
+    An empty mask with no explicit total gives 0.
+
+    Args:
+        values, mask: `[B, T]`.
+        total_tokens: denominator override, must be > 0.
+    Returns:
+        0-dim tensor.
+    """
+    _require_same_shape(values=values, mask=mask)
+    keep = mask.bool()
+    masked_sum = torch.where(keep, values, torch.zeros_like(values)).sum()
+    if total_tokens is None:
+        return masked_sum / keep.sum().clamp_min(1).to(values.dtype)
+    if total_tokens <= 0:
+        raise ValueError(f"total_tokens must be > 0, got {total_tokens}")
+    return masked_sum / total_tokens
+
+
+def grpo_loss(
+    logp: torch.Tensor,
+    behaviour_logp: torch.Tensor,
+    ref_logp: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+    kl_coef: float = 0.0,
+    total_tokens: float | None = None,
+) -> tuple[torch.Tensor, GRPOLossStats]:
+    """GRPO objective: token_mean(clipped surrogate) + kl_coef * token_mean(k3 KL to reference).
+
+    The KL term enters the loss only when `ref_logp` is given and `kl_coef > 0`; with a
+    reference but kl_coef = 0 it is still measured (no gradient) so drift stays visible.
+
+    Args:
+        logp, behaviour_logp, mask: `[B, T]`; ref_logp: `[B, T]` or None; advantages: `[B]`.
+        total_tokens: full-batch token count when this is one micro-batch (see `token_mean`).
+    Returns:
+        scalar loss (to backpropagate) and float stats.
+    """
+    if ref_logp is not None:
+        _require_same_shape(logp=logp, ref_logp=ref_logp)
+    if kl_coef < 0:
+        raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
+    per_token_pg, pg_stats = clipped_policy_loss(
+        logp, behaviour_logp, advantages, mask, clip_low=clip_low, clip_high=clip_high
+    )  # [B, T]
+    pg_loss = token_mean(per_token_pg, mask, total_tokens)
+    loss = pg_loss
+    kl_value = 0.0
+    if ref_logp is not None:
+        if kl_coef > 0:
+            kl = token_mean(low_variance_kl(logp, ref_logp), mask, total_tokens)
+            loss = loss + kl_coef * kl
+        else:
+            with torch.no_grad():
+                kl = token_mean(low_variance_kl(logp, ref_logp), mask, total_tokens)
+        kl_value = float(kl.detach())
+    stats = GRPOLossStats(
+        loss=float(loss.detach()),
+        pg_loss=float(pg_loss.detach()),
+        kl=kl_value,
+        clip_fraction=pg_stats.clip_fraction,
+        ratio_mean=pg_stats.ratio_mean,
+        ratio_max=pg_stats.ratio_max,
+    )
+    return loss, stats

@@ -1,0 +1,216 @@
+"""Reward grading: does a reasoner's answer match the ground truth?
+
+RACRO (arXiv 2506.04559): reward 1.0 iff the reasoner's `\\boxed{}` answer grades equal to the
+ground truth, else 0.0. CapRL (InternLM/CapRL): the reasoner answers multiple-choice questions
+about the image from the caption alone; the answer is the first option letter, and the
+caption's reward is the mean accuracy over its questions (`caption_reward`).
+
+Three kinds of gold answer, checked in this order:
+- an option letter A-J ("B", "(B)", "B."): the prediction's first option letter must match;
+- maths (has a digit, a LaTeX command or an operator): math-verify, gold first;
+- anything else: exact match after normalisation (case, spaces, quotes, trailing period).
+
+math-verify's timeouts use SIGALRM, which raises off the main thread (Ray Serve replicas run
+user code there), so they are disabled (`parsing_timeout=None`, `timeout_seconds=None`).
+Bounding the input length is not enough: `9^{9^{9}}` is a billion-bit integer, and
+`8!99\\log6+e` against 1/2 makes `simplify` build log(6^3991680), seconds of bignum work.
+So time is bounded three ways: input length; `expression_cost.is_too_costly` on the parsed
+expressions, which refuses numbers and expansions too big for one C call to finish quickly;
+and a per-answer wall-clock deadline that works on any thread (`deadline.call_with_deadline`)
+for the rest of sympy, which has no time bound of its own.
+Grading never raises: a malformed answer is a wrong answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from math_verify import parse, verify
+
+from serve.deadline import call_with_deadline
+from serve.expression_cost import is_too_costly
+
+# The final answer sits at the end of a reasoning trace; the tail bounds the regex work.
+MAX_PREDICTION_CHARS = 2000
+# A "final answer" longer than this is prose or junk, not an answer; it also bounds parsing.
+MAX_ANSWER_CHARS = 300
+# Legitimate comparisons take well under 0.5 s; past this an answer is graded wrong.
+MATH_TIMEOUT_S = 3.0
+
+_BOXED = re.compile(r"\\boxed(?![A-Za-z])")
+_ANSWER_PHRASE = re.compile(r"answer\s*(?:is\s*:?|:)\s*(.+)", re.IGNORECASE)
+_TEXT_WRAPPER = re.compile(r"^\\(?:text|textbf|mathrm|mathbf)\{(.*)\}$", re.DOTALL)
+_MATH_HINT = re.compile(r"\d|\\[A-Za-z]|[+*/^=<>]")
+_QUOTES = "\"'`\u201c\u201d\u2018\u2019"
+
+
+def _balanced_braces(text: str, open_index: int) -> str | None:
+    """Content of the `{...}` group opening at `open_index`; None if it never closes."""
+    depth = 0
+    i = open_index
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            i += 2  # `\{` and `\}` are literal braces in LaTeX, not grouping
+            continue
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0:
+                return text[open_index + 1 : i]
+        i += 1
+    return None
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the last well-formed, non-empty `\\boxed{...}` (or `\\boxed x`)."""
+    for match in reversed(list(_BOXED.finditer(text))):
+        rest_start = match.end()
+        stripped = text[rest_start:].lstrip()
+        if stripped.startswith("{"):
+            content = _balanced_braces(text, len(text) - len(stripped))
+        else:
+            # `\boxed 3`: the next token, only if a space separates it from the command.
+            token = re.match(r"[^\s$]+", stripped)
+            spaced = text[rest_start : rest_start + 1].isspace()
+            content = token.group(0) if token and spaced else None
+        if content is not None and content.strip():
+            return content.strip()
+    return None
+
+
+def _strip_wrappers(answer: str) -> str:
+    """Drop markup around a whole answer: `$..$`, `\\(..\\)`, `**..**`, `\\text{..}`."""
+    previous = None
+    while previous != answer:
+        previous = answer
+        answer = answer.strip().strip("*").strip()
+        for left, right in (("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+            long_enough = len(answer) >= len(left) + len(right)
+            if long_enough and answer.startswith(left) and answer.endswith(right):
+                answer = answer[len(left) : len(answer) - len(right)]
+        wrapped = _TEXT_WRAPPER.match(answer)
+        if wrapped and _balanced_braces(answer, answer.index("{")) == wrapped.group(1):
+            answer = wrapped.group(1)
+    return answer
+
+
+def extract_final_answer(text: str) -> str | None:
+    """The final answer in a reasoning trace, or None.
+
+    The content of the last `\\boxed{...}` (balanced, nested braces fine; `\\boxed 3` too),
+    else what follows the last "answer is" / "Answer:" on its line (trailing period and
+    surrounding `$`/`**` removed), else None.
+    """
+    boxed = _last_boxed(text)
+    if boxed is not None:
+        return boxed
+    phrases = list(_ANSWER_PHRASE.finditer(text))
+    if phrases:
+        answer = _strip_wrappers(phrases[-1].group(1).strip().rstrip("."))
+        return answer or None
+    return None
+
+
+def _gold_option_letter(gold: str) -> str | None:
+    """'B', '(B)', 'B.', 'B)', 'b' -> 'B'; anything else -> None."""
+    match = re.fullmatch(r"\(?\s*([A-Ja-j])\s*[).:]?", _strip_wrappers(gold))
+    return match.group(1).upper() if match else None
+
+
+def _first_option_letter(answer: str) -> str | None:
+    """The option letter an answer commits to: 'B', '(b)', 'b.', 'B) text', 'B because ...'.
+
+    A lowercase letter counts only on its own ("b", "(b)", "b.") and an uppercase one must be
+    followed by a delimiter, so "cannot tell" and "Cannot tell" commit to nothing. An answer
+    opening with the article "A " (or the pronoun "I ") still reads as that letter: reasoners
+    are asked for the letter first, so that is the more likely reading.
+    """
+    answer = _strip_wrappers(answer)
+    bare = re.fullmatch(r"\(?([A-Ja-j])[).:]?", answer)
+    if bare:
+        return bare.group(1).upper()
+    leading = re.match(r"\(([A-Ja-j])\)|([A-J])(?=[\s).:,;]|$)", answer)
+    if leading:
+        return (leading.group(1) or leading.group(2)).upper()
+    return None
+
+
+def _normalise(answer: str) -> str:
+    """Case-, space-, quote- and trailing-period-insensitive form for exact matching."""
+    answer = _strip_wrappers(answer)
+    answer = " ".join(answer.lower().split())
+    answer = answer.rstrip(".").strip().strip(_QUOTES).strip().rstrip(".")
+    return answer
+
+
+def _parse_math(answer: str) -> list:
+    """math-verify parse with SIGALRM timeouts off; `$..$` so LaTeX extraction sees it."""
+    inner = _strip_wrappers(answer)
+    parsed = parse(f"${inner}$", parsing_timeout=None)
+    return parsed or parse(inner, parsing_timeout=None)
+
+
+def _math_equal(gold: str, answer: str) -> bool:
+    """math-verify equivalence, gold first (it is not symmetric); False if unparseable."""
+    gold_parsed = _parse_math(gold)
+    answer_parsed = _parse_math(answer)
+    if not gold_parsed or not answer_parsed:
+        return False
+    if any(is_too_costly(e) for e in gold_parsed + answer_parsed if not isinstance(e, str)):
+        return False  # e.g. 9^{9^{9}}: evaluating it would hang the replica
+    return bool(verify(gold_parsed, answer_parsed, timeout_seconds=None))
+
+
+def _candidate_answer(prediction: str) -> str | None:
+    """The prediction's final answer; a short unmarked prediction is its own answer.
+
+    A long prediction without `\\boxed{}` or "answer is" has no final answer: rewarding a
+    number math-verify fishes out of prose would reward unmarked guesses.
+    """
+    tail = prediction[-MAX_PREDICTION_CHARS:]
+    answer = extract_final_answer(tail)
+    if answer is None:
+        answer = tail.strip()
+    if not answer or len(answer) > MAX_ANSWER_CHARS:
+        return None
+    return answer
+
+
+def _grade(prediction: str, gold: str, timeout_s: float) -> float:
+    gold_answer = extract_final_answer(gold) or gold.strip()
+    answer = _candidate_answer(prediction)
+    if not gold_answer or answer is None:
+        return 0.0
+    gold_letter = _gold_option_letter(gold_answer)
+    if gold_letter is not None:
+        return float(_first_option_letter(answer) == gold_letter)
+    if _MATH_HINT.search(gold_answer):
+        if call_with_deadline(lambda: _math_equal(gold_answer, answer), timeout_s, False):
+            return 1.0
+    # Text golds, and maths that math-verify could not parse: exact match after normalising.
+    return float(_normalise(answer) == _normalise(gold_answer))
+
+
+def grade_answer(prediction: str, gold: str, *, timeout_s: float = MATH_TIMEOUT_S) -> float:
+    """1.0 if `prediction`'s final answer matches `gold`, else 0.0. Never raises.
+
+    `timeout_s` bounds the math-verify comparison; safe to call from any thread.
+    """
+    if not isinstance(prediction, str) or not isinstance(gold, str):
+        return 0.0
+    try:
+        return _grade(prediction, gold, timeout_s)
+    except Exception:  # noqa: BLE001 - a reward must not crash a replica over one bad answer
+        return 0.0
+
+
+def caption_reward(
+    answers: Sequence[str], gold: str, *, timeout_s: float = MATH_TIMEOUT_S
+) -> float:
+    """Mean correctness of the reasoner's answers for one caption (CapRL / RACRO reward)."""
+    if len(answers) == 0:
+        raise ValueError("caption_reward needs at least one reasoner answer")
+    return sum(grade_answer(a, gold, timeout_s=timeout_s) for a in answers) / len(answers)
