@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from task.reasoner_prompt import encode_reasoner_prompt
+from serve.reasoner_prompt import encode_reasoner_prompt
 
 
 class TransformersReasoner:

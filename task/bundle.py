@@ -21,7 +21,7 @@ from pathlib import Path
 
 from task.checkpoints import build_tiny_captioner, build_tiny_reasoner
 from task.dataset import DatasetFiles, read_records, write_bundled_dataset
-from task.reasoner_prompt import reasoner_messages
+from serve.reasoner_prompt import reasoner_messages
 from task.scenes import describe, random_scene
 from task.tokenizer import DEFAULT_SYSTEM_PROMPT, build_tokenizer
 from vlm.caption_prompt import caption_messages

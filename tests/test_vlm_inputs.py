@@ -11,7 +11,7 @@ from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 import vlm.processor as processor_module
 from task.bundle import ensure_bundled_task
-from task.reasoner_prompt import encode_reasoner_prompt, reasoner_messages
+from serve.reasoner_prompt import encode_reasoner_prompt, reasoner_messages
 from task.scenes import SceneObject, render_scene
 from vlm.caption_prompt import (
     CAPTION_SYSTEM_PROMPT,
