@@ -19,6 +19,7 @@ import zmq
 
 from learner.messages import ScoredGroup, decode_group
 from wire.buffers import MalformedMessage
+from wire.sockets import bind
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,7 @@ class ReplayQueue:
         self._socket = self._context.socket(zmq.PULL)
         self._socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
         self._socket.setsockopt(zmq.LINGER, 0)
-        if port == 0:
-            port = self._socket.bind_to_random_port(f"tcp://{host}")
-        else:
-            self._socket.bind(f"tcp://{host}:{port}")
-        self.endpoint = f"tcp://{host}:{port}"
+        self.endpoint = bind(self._socket, host, port)
         self._buffer: queue.Queue[ScoredGroup] = queue.Queue(maxsize=capacity)
         self.counters = ReplayCounters()
         self._stopping = threading.Event()

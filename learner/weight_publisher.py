@@ -15,6 +15,7 @@ import torch
 import zmq
 
 from actors.weight_update import WeightSource, encode_weight_update
+from wire.sockets import bind
 
 # Updates ZeroMQ may queue per subscriber; receivers drain continuously, so a few suffice.
 PUBLISH_HWM = 4
@@ -38,11 +39,7 @@ class ZmqWeightPublisher(WeightPublisher):
         self._socket = zmq.Context.instance().socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, PUBLISH_HWM)
         self._socket.setsockopt(zmq.LINGER, 0)
-        if port == 0:
-            port = self._socket.bind_to_random_port(f"tcp://{host}")
-        else:
-            self._socket.bind(f"tcp://{host}:{port}")
-        self._endpoint = f"tcp://{host}:{port}"
+        self._endpoint = bind(self._socket, host, port)
 
     def source(self) -> WeightSource:
         return WeightSource(backend="zmq", endpoints=(self._endpoint,))

@@ -35,16 +35,6 @@ from task.tokenizer import DIGITS, SINGLE_TOKEN_WORDS, SPECIAL_TOKENS, build_tok
 SMALL = {"num_train": 24, "num_eval": 8}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Tiny models gain nothing from a second thread, and on a 2-core machine shared with other
-    # busy processes two OpenMP threads made generate() 30-60x slower (spin-waiting).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory):
     return ensure_bundled_task(tmp_path_factory.mktemp("cache"), seed=0, **SMALL)
