@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence, TypeVar
+from typing import Sequence
 
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
@@ -13,25 +13,22 @@ from configs.schema import TrainConfig
 CONFIG_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
-T = TypeVar("T")
-
 
 class ConfigError(ValueError):
     """A config file or override is invalid; the message names the key."""
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), schema: type[T] = TrainConfig) -> T:
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Merge `path` (default: configs/default.yaml) and `overrides` over the schema's defaults.
 
     Struct mode makes a misspelled key an error instead of a silently ignored value.
     """
-    base = OmegaConf.structured(schema)
+    base = OmegaConf.structured(TrainConfig)
     layers = []
-    yaml_path = Path(path) if path is not None else (DEFAULT_CONFIG if schema is TrainConfig else None)
-    if yaml_path is not None:
-        if not yaml_path.is_file():
-            raise ConfigError(f"config file not found: {yaml_path}")
-        layers.append(OmegaConf.load(yaml_path))
+    yaml_path = Path(path) if path is not None else DEFAULT_CONFIG
+    if not yaml_path.is_file():
+        raise ConfigError(f"config file not found: {yaml_path}")
+    layers.append(OmegaConf.load(yaml_path))
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"overrides must look like key=value, got {bad[0]!r}")
