@@ -2,9 +2,12 @@
 
     python launch.py [train] [--config FILE] [key=value ...]   # the main job (default)
     python launch.py serve   [--config FILE] [key=value ...]   # the reasoner pool as a live service
+    python launch.py eval    --run DIR | --checkpoint DIR      # held-out accuracy before/after
+    python launch.py build   [key=value ...]                   # rebuild the bundled task
 
 A run: start Ray, the staleness gate, the learner, the reasoner pool and the rollout actors;
-show progress until the learner has done its steps; stop everything, also on Ctrl-C.
+show progress until the learner has done its steps; stop everything, also on Ctrl-C; then
+evaluate the initial and trained captioner on held-out prompts and plot the reward.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from configs.load import ConfigError, load_config, to_yaml
 from configs.schema import TrainConfig
 
 log = logging.getLogger("launch")
-COMMANDS = ("train", "serve")
+COMMANDS = ("train", "serve", "eval", "build")
 
 
 @dataclass(frozen=True)
@@ -34,14 +37,16 @@ class Inputs:
     reasoner: str
 
 
-def resolve_inputs(config: TrainConfig) -> Inputs:
+def resolve_inputs(config: TrainConfig, rebuild: bool = False) -> Inputs:
     """User files where configured; else the bundled task, built and cached on first use."""
     task, models = config.task, config.models
     bundle = None
-    if task.kind == "bundled" or not (models.captioner and models.reasoner):
+    if task.kind == "bundled" or not (models.captioner and models.reasoner) or rebuild:
         from task.bundle import ensure_bundled_task
 
-        bundle = ensure_bundled_task(Path(task.cache_dir).expanduser(), task.seed, task.num_train, task.num_eval)
+        bundle = ensure_bundled_task(
+            Path(task.cache_dir).expanduser(), task.seed, task.num_train, task.num_eval, task.warm_start, rebuild
+        )
     return Inputs(
         train_file=str(task.train_file if task.kind == "files" else bundle.train_file),
         eval_file=str(task.eval_file if task.kind == "files" else bundle.eval_file),
@@ -144,12 +149,51 @@ def train(config: TrainConfig) -> int:
         training = [rank.train.remote() for rank in roles.learners]
         follow_progress(roles.learners[0], training, roles.runs, config.learner.total_steps)
         log.info("done: metrics in %s", run_dir / "metrics.jsonl")
-        return 0
     except KeyboardInterrupt:
         log.warning("interrupted; stopping every role")
         return 130
     finally:
         stop_roles(roles)
+        plot_reward(run_dir)
+    if config.eval.at_end:
+        evaluate_run(config, inputs, run_dir, run_dir / "captioner")
+    return 0
+
+
+def plot_reward(run_dir: Path) -> None:
+    """The reward plot of whatever the run got through, held-out accuracy marked if evaluated."""
+    from evaluation.plot import plot_run
+    from evaluation.report import load_results
+
+    plot = plot_run(run_dir, load_results(run_dir))
+    if plot:
+        log.info("reward plot: %s", plot)
+
+
+def evaluate_run(config: TrainConfig, inputs: Inputs, out_dir: Path, trained: Path) -> int:
+    """Held-out accuracy of the initial captioner and of `trained`, printed and saved in `out_dir`."""
+    from evaluation.pipeline import evaluate_before_after
+
+    if not (trained / "config.json").exists():
+        print(f"eval: no captioner checkpoint at {trained}", file=sys.stderr)
+        return 2
+    evaluate_before_after(config, inputs.captioner, str(trained), inputs.reasoner, inputs.eval_file, out_dir)
+    return 0
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    """`eval --run DIR` evaluates a run's exported captioner with the run's own config;
+    `eval --checkpoint DIR` evaluates any captioner checkpoint against the configured one."""
+    if bool(args.run) == bool(args.checkpoint):
+        print("eval: give exactly one of --run DIR or --checkpoint DIR", file=sys.stderr)
+        return 2
+    if args.run:
+        run_dir = Path(args.run).resolve()
+        config = load_config(args.config or str(run_dir / "config.yaml"), args.overrides)
+        return evaluate_run(config, resolve_inputs(config), run_dir, run_dir / "captioner")
+    checkpoint = Path(args.checkpoint).resolve()
+    config = load_config(args.config, args.overrides)
+    return evaluate_run(config, resolve_inputs(config), checkpoint, checkpoint)
 
 
 def follow_progress(learner, training: list, runs: list, total_steps: int) -> None:
@@ -204,15 +248,23 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=COMMANDS)
     parser.add_argument("--config", default=None, help="YAML file (default: configs/default.yaml)")
+    parser.add_argument("--run", default=None, help="eval: a run directory (its config and exported captioner)")
+    parser.add_argument("--checkpoint", default=None, help="eval: a captioner checkpoint directory")
     parser.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. rollout.num_actors=3")
     # The command is optional: `python launch.py key=value` trains.
-    args = parser.parse_args(argv if argv and argv[0] in COMMANDS else ["train", *argv])
+    # Intermixed: options may sit between the command and the overrides.
+    args = parser.parse_intermixed_args(argv if argv and argv[0] in COMMANDS else ["train", *argv])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
+        if args.command == "eval":
+            return eval_command(args)
         config = load_config(args.config, args.overrides)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
+    if args.command == "build":
+        log.info("bundled task rebuilt: %s", resolve_inputs(config, rebuild=True))
+        return 0
     return serve_forever(config) if args.command == "serve" else train(config)
 
 

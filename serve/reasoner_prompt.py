@@ -13,8 +13,13 @@ REASONER_INSTRUCTION = "Think step by step, then give the final answer in \\boxe
 
 
 def reasoner_messages(caption: str, question: str) -> list[dict[str, Any]]:
-    """One user turn: the caption stands in for the image the reasoner cannot see."""
-    text = f"Image description: {caption}\nQuestion: {question}\n{REASONER_INSTRUCTION}"
+    """One user turn: the caption stands in for the image the reasoner cannot see.
+
+    The question comes first so the reasoner reads the description already knowing what to
+    look for: a causal model can then weigh each described object as it reads it. With the
+    question last, the tiny bundled reasoner never learned to match it against the objects.
+    """
+    text = f"Question: {question}\nImage description: {caption}\n{REASONER_INSTRUCTION}"
     return [{"role": "user", "content": text}]
 
 

@@ -16,17 +16,32 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from configs.schema import WarmStartConfig
+from serve.reasoner_prompt import reasoner_messages
+from task.captioner_warm_start import caption_quality, warm_start_captioner
 from task.checkpoints import build_tiny_captioner, build_tiny_reasoner
 from task.dataset import DatasetFiles, read_records, write_bundled_dataset
-from serve.reasoner_prompt import reasoner_messages
-from task.scenes import describe, random_scene
+from task.reasoner_warm_start import (
+    ReasonerExample,
+    random_example,
+    reasoner_accuracy,
+    warm_start_reasoner,
+)
+from task.scenes import SceneObject, describe, random_question, random_scene
+from task.sft import SFTSettings
 from task.tokenizer import DEFAULT_SYSTEM_PROMPT, build_tokenizer
 from vlm.caption_prompt import caption_messages
 
 COMPLETE_MARKER = "COMPLETE"
+QUALITY_FILE = "warm_start.json"
+# Bumped whenever the build's output changes for the same settings, so old caches are rebuilt.
+BUILD_FORMAT = 3
+# Held-out scenes the warm-start quality is measured on.
+_QUALITY_SCENES = 256
+Scene = tuple[SceneObject, ...]
 # How many random scenes' captions the tokenizer sees beside the dataset's questions.
 _CORPUS_CAPTIONS = 2000
 # Room for the prompts' fixed wording as whole words too, not just the task's vocabulary:
@@ -78,57 +93,114 @@ def _tokenizer_corpus(files: DatasetFiles, seed: int) -> list[str]:
         corpus.extend([DEFAULT_SYSTEM_PROMPT, "system", "assistant"])
         corpus.extend(_message_texts(caption_messages(question)))
         corpus.extend(_message_texts(reasoner_messages(caption, question)))
-    for count in range(10):
-        corpus.append(f"The description lists {count} matching objects. The answer is \\boxed{{{count}}}.")
-    corpus.append("The description does not say, so I cannot tell. \\boxed{cannot tell}")
+    # What the warm-started reasoner will write.
+    scenes = [random_scene(rng) for _ in range(_CORPUS_CAPTIONS)]
+    corpus.extend(random_example(rng, scene, keep_prob=0.5).reply for scene in scenes)
     return corpus
 
 
-def _build(root: Path, seed: int, num_train: int, num_eval: int) -> None:
+def _warm_start_scenes(files: DatasetFiles, seed: int, count: int) -> list[Scene]:
+    """`count` random scenes, none of them a held-out (eval) scene."""
+    rng = random.Random(f"warm-start-scenes/{seed}")
+    scenes: list[Scene] = []
+    while len(scenes) < count:
+        scene = random_scene(rng)
+        if scene not in files.eval_scenes:
+            scenes.append(scene)
+    return scenes
+
+
+def _warm_start(layout: BundledTask, files: DatasetFiles, seed: int, config: WarmStartConfig) -> dict:
+    """Warm-start both tiny models in place; returns their quality on held-out scenes."""
+    scenes = _warm_start_scenes(files, seed, config.num_scenes)
+    vision = SFTSettings(steps=config.vision_steps, lr=config.vision_lr, log_every=100)
+    captioning = SFTSettings(steps=config.captioner_steps, lr=config.captioner_lr)
+    warm_start_captioner(layout.captioner, scenes, vision, captioning, config.batch_size, config.keep_prob, seed)
+    answering = SFTSettings(steps=config.reasoner_steps, lr=config.reasoner_lr)
+    warm_start_reasoner(layout.reasoner, scenes, answering, config.batch_size, config.keep_prob, seed)
+    held_out = sorted(files.eval_scenes)[:_QUALITY_SCENES]
+    rng = random.Random(f"warm-start-quality/{seed}")
+    complete = [ReasonerExample(describe(scene), random_question(rng, scene)) for scene in held_out]
+    return {
+        "captioner": asdict(caption_quality(layout.captioner, held_out, seed)),
+        "reasoner_accuracy_on_complete_captions": reasoner_accuracy(layout.reasoner, complete),
+    }
+
+
+def _recipe(seed: int, num_train: int, num_eval: int, warm_start: WarmStartConfig) -> dict:
+    """Everything a build depends on; a cached build with another recipe is rebuilt."""
+    return {
+        "format": BUILD_FORMAT,
+        "seed": seed,
+        "num_train": num_train,
+        "num_eval": num_eval,
+        "warm_start": asdict(warm_start),
+    }
+
+
+def _build(root: Path, recipe: dict, warm_start: WarmStartConfig) -> None:
     log = logging.getLogger(__name__)
     layout = _layout(root)
+    seed = recipe["seed"]
     started = time.perf_counter()
-    files = write_bundled_dataset(layout.train_file.parent, num_train, num_eval, seed)
-    log.info("bundled task: wrote %d train / %d eval records under %s", num_train, num_eval, files.train.parent)
+    files = write_bundled_dataset(layout.train_file.parent, recipe["num_train"], recipe["num_eval"], seed)
+    log.info("bundled task: wrote %d train / %d eval records", recipe["num_train"], recipe["num_eval"])
     tokenizer = build_tokenizer(_tokenizer_corpus(files, seed), vocab_size=_VOCAB_SIZE)
-    log.info("bundled task: trained a %d-token BPE tokenizer", len(tokenizer))
     build_tiny_captioner(layout.captioner, tokenizer, seed)
     build_tiny_reasoner(layout.reasoner, tokenizer, seed)
-    log.info("bundled task: built tiny captioner and reasoner in %.1f s", time.perf_counter() - started)
-    params = {"seed": seed, "num_train": num_train, "num_eval": num_eval}
+    quality = _warm_start(layout, files, seed, warm_start)
+    (root / QUALITY_FILE).write_text(json.dumps(quality, indent=2))
+    log.info("bundled task: built in %.0f s; warm start %s", time.perf_counter() - started, quality)
     # Written last: its presence is the promise that everything above is on disk.
-    (root / COMPLETE_MARKER).write_text(json.dumps(params))
+    (root / COMPLETE_MARKER).write_text(json.dumps(recipe))
 
 
-def _check_cached(root: Path, seed: int, num_train: int, num_eval: int) -> BundledTask:
-    built = json.loads((root / COMPLETE_MARKER).read_text())
-    wanted = {"seed": seed, "num_train": num_train, "num_eval": num_eval}
-    if built != wanted:
-        raise ValueError(
-            f"{root} holds a bundled task built with {built}, not {wanted}; remove it or use another cache_dir"
-        )
+def _is_built(root: Path, recipe: dict) -> bool:
+    marker = root / COMPLETE_MARKER
+    return marker.exists() and json.loads(marker.read_text()) == recipe
+
+
+def ensure_bundled_task(
+    cache_dir: Path,
+    seed: int = 0,
+    num_train: int = 2048,
+    num_eval: int = 256,
+    warm_start: WarmStartConfig | None = None,
+    rebuild: bool = False,
+) -> BundledTask:
+    """The bundled task in `cache_dir/seed<seed>`, built there first unless an identical build is cached.
+
+    A cached build made with other settings (or by an older version of this code) is
+    replaced; `rebuild` replaces it regardless.
+    """
+    warm_start = warm_start or WarmStartConfig()
+    recipe = _recipe(seed, num_train, num_eval, warm_start)
+    cache_dir = Path(cache_dir)
+    root = cache_dir / f"seed{seed}"
+    if _is_built(root, recipe) and not rebuild:
+        return _layout(root)
+    if root.exists() and not (root / COMPLETE_MARKER).exists():
+        raise ValueError(f"{root} exists but has no {COMPLETE_MARKER} marker; it was not built by us, remove it")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    logging.getLogger(__name__).info("bundled task: building %s (a few minutes, once)", root)
+    staging = Path(tempfile.mkdtemp(prefix=f".seed{seed}-building-", dir=cache_dir))
+    try:
+        _build(staging, recipe, warm_start)
+        _replace(root, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return _layout(root)
 
 
-def ensure_bundled_task(cache_dir: Path, seed: int = 0, num_train: int = 2048, num_eval: int = 256) -> BundledTask:
-    """Build the bundled task into `cache_dir/seed<seed>` unless a finished build is already there."""
-    cache_dir = Path(cache_dir)
-    root = cache_dir / f"seed{seed}"
-    if (root / COMPLETE_MARKER).exists():
-        return _check_cached(root, seed, num_train, num_eval)
+def _replace(root: Path, staging: Path) -> None:
+    """Move the finished build into place, retiring an older build at `root` first."""
     if root.exists():
-        raise ValueError(f"{root} exists but has no {COMPLETE_MARKER} marker; it was not built by us, remove it")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    logging.getLogger(__name__).info("bundled task: building %s (first use)", root)
-    staging = Path(tempfile.mkdtemp(prefix=f".seed{seed}-building-", dir=cache_dir))
+        retired = Path(tempfile.mkdtemp(prefix=f".{root.name}-old-", dir=root.parent))
+        os.rename(root, retired / root.name)
+        shutil.rmtree(retired, ignore_errors=True)
     try:
-        _build(staging, seed, num_train, num_eval)
-        try:
-            os.rename(staging, root)
-        except OSError:
-            # Another process finished the same build first; its copy is as good as ours.
-            if not (root / COMPLETE_MARKER).exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return _check_cached(root, seed, num_train, num_eval)
+        os.rename(staging, root)
+    except OSError:
+        # Another process finished a build first; keep theirs if it is the one we wanted.
+        if not (root / COMPLETE_MARKER).exists():
+            raise

@@ -28,6 +28,7 @@ _INTERMEDIATE = 256
 # Multimodal RoPE splits head_dim / 2 = 16 rotary frequencies over (time, height, width).
 _MROPE_SECTION = (4, 6, 6)
 _ROPE_THETA = 1_000_000.0
+_REASONER_ROPE_THETA = 10_000.0
 _MAX_POSITIONS = 4096
 
 # Vision tower: 14 px patches merged 2x2, so a 56x56 image is 2x2 = 4 vision tokens.
@@ -154,9 +155,14 @@ def build_tiny_captioner(out_dir: Path, tokenizer: PreTrainedTokenizerBase, seed
 
 
 def reasoner_config(tokenizer: PreTrainedTokenizerBase) -> Qwen2Config:
-    """A Qwen2 config with the captioner's text-tower shape and the tokenizer's vocabulary."""
+    """A Qwen2 config with the captioner's text-tower shape and the tokenizer's vocabulary.
+
+    Its RoPE base is 1e4, not Qwen's 1e6: over prompts of a hundred tokens the faster rotations
+    tell nearby positions apart, and the warm start learned to copy objects from the caption
+    in fewer steps with them.
+    """
     ids = _token_ids(tokenizer)
-    rope = {"rope_type": "default", "rope_theta": _ROPE_THETA}
+    rope = {"rope_type": "default", "rope_theta": _REASONER_ROPE_THETA}
     return Qwen2Config(rope_parameters=rope, **_text_kwargs(len(tokenizer), ids))
 
 

@@ -38,10 +38,12 @@ _RECORD_KEYS = tuple(f.name for f in fields(VQARecord))
 
 @dataclass(frozen=True)
 class DatasetFiles:
-    """Where `write_bundled_dataset` put the two splits."""
+    """Where `write_bundled_dataset` put the two splits, and the held-out scenes."""
 
     train: Path
     eval: Path
+    # Kept so nothing else the bundle trains on (the warm start) ever shows one of them.
+    eval_scenes: frozenset[tuple[SceneObject, ...]]
 
 
 def _scene_stream(seed: int, split: str) -> Iterator[tuple[SceneObject, ...]]:
@@ -82,8 +84,8 @@ def write_bundled_dataset(out_dir: Path, num_train: int, num_eval: int, seed: in
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     train_path, train_scenes = _write_split(out_dir, "train", num_train, seed, exclude=set())
-    eval_path, _ = _write_split(out_dir, "eval", num_eval, seed, exclude=train_scenes)
-    return DatasetFiles(train=train_path, eval=eval_path)
+    eval_path, eval_scenes = _write_split(out_dir, "eval", num_eval, seed, exclude=train_scenes)
+    return DatasetFiles(train=train_path, eval=eval_path, eval_scenes=frozenset(eval_scenes))
 
 
 def _read_jsonl(path: Path) -> list[VQARecord]:

@@ -7,6 +7,7 @@ token per grid cell, so a tiny vision tower only has to recognise one shape per 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -29,7 +30,7 @@ NUM_CELLS = len(CELL_NAMES)
 MAX_OBJECTS = NUM_CELLS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class SceneObject:
     """One shape in one cell of the 2x2 grid (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right)."""
 
@@ -91,29 +92,76 @@ def describe(objects: Sequence[SceneObject], keep: Sequence[SceneObject] | None 
     return " ".join(f"{CELL_NAMES[obj.cell]}: a {obj.colour} {obj.shape}." for obj in in_cell_order)
 
 
-def make_question(rng: random.Random, objects: Sequence[SceneObject]) -> tuple[str, str]:
-    """A counting question about the scene and its answer as a digit string.
+_CAPTION_ITEM = re.compile(
+    rf"({'|'.join(CELL_NAMES)}): a ({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})\."
+)
 
-    Half the time the asked-about colour and shape come from an object in the scene, half
-    the time from the whole vocabulary: "0" stays a real answer without dominating, so a
-    reasoner that ignores the caption cannot score well by always guessing it.
+
+def parse_caption(caption: str) -> tuple[SceneObject, ...] | None:
+    """The objects a caption in `describe`'s format names; None if any of it is not in that format.
+
+    A cell named twice is malformed too: a faithful caption names each object once.
+    """
+    text = caption.strip()
+    objects, cells, position = [], set(), 0
+    while position < len(text):
+        match = _CAPTION_ITEM.match(text, position)
+        if match is None:
+            return None
+        cell = CELL_NAMES.index(match.group(1))
+        if cell in cells:
+            return None
+        cells.add(cell)
+        objects.append(SceneObject(cell, match.group(2), match.group(3)))
+        position = match.end()
+        while position < len(text) and text[position] == " ":
+            position += 1
+    return tuple(objects)
+
+
+@dataclass(frozen=True)
+class CountQuestion:
+    """"How many <colour> <shape>s are there?"; None leaves that attribute unconstrained."""
+
+    colour: str | None = None
+    shape: str | None = None
+
+    @property
+    def text(self) -> str:
+        noun = plural(self.shape) if self.shape else "objects"
+        return f"How many {self.colour + ' ' if self.colour else ''}{noun} are there?"
+
+    def count(self, objects: Sequence[SceneObject]) -> int:
+        return sum(
+            (self.colour is None or obj.colour == self.colour) and (self.shape is None or obj.shape == self.shape)
+            for obj in objects
+        )
+
+
+def random_question(rng: random.Random, objects: Sequence[SceneObject], anchored: float = 0.5) -> CountQuestion:
+    """A counting question by colour, shape, both, or neither (all objects).
+
+    With probability `anchored` the asked-about colour and shape come from an object in the
+    scene (the answer is at least 1), otherwise from the whole vocabulary. The reasoner learns
+    on a half-and-half mix, so "0" is a real answer it cannot win by always guessing.
     """
     kind = rng.choice(("colour", "shape", "colour_shape", "total"))
-    if objects and rng.random() < 0.5:
+    if objects and rng.random() < anchored:
         anchor = rng.choice(list(objects))
         colour, shape = anchor.colour, anchor.shape
     else:
         colour, shape = rng.choice(COLOURS), rng.choice(SHAPES)
-    if kind == "colour":
-        question = f"How many {colour} objects are there?"
-        count = sum(obj.colour == colour for obj in objects)
-    elif kind == "shape":
-        question = f"How many {plural(shape)} are there?"
-        count = sum(obj.shape == shape for obj in objects)
-    elif kind == "colour_shape":
-        question = f"How many {colour} {plural(shape)} are there?"
-        count = sum(obj.colour == colour and obj.shape == shape for obj in objects)
-    else:
-        question = "How many objects are there?"
-        count = len(objects)
-    return question, str(count)
+    return CountQuestion(
+        colour=colour if kind in ("colour", "colour_shape") else None,
+        shape=shape if kind in ("shape", "colour_shape") else None,
+    )
+
+
+def make_question(rng: random.Random, objects: Sequence[SceneObject]) -> tuple[str, str]:
+    """A dataset question about the scene and its answer as a digit string.
+
+    Always about something in the scene: a question whose answer is 0 is answered right from
+    any caption that does not invent such an object, so it teaches the captioner nothing.
+    """
+    question = random_question(rng, objects, anchored=1.0)
+    return question.text, str(question.count(objects))

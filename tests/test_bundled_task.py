@@ -18,8 +18,13 @@ from transformers import (
 )
 
 from task.bundle import COMPLETE_MARKER, ensure_bundled_task
-from task.checkpoints import build_tiny_captioner, build_tiny_reasoner
-from task.dataset import VQARecord, _records_from_rows, load_image, read_records, write_bundled_dataset
+from task.dataset import (
+    VQARecord,
+    _records_from_rows,
+    load_image,
+    read_records,
+    write_bundled_dataset,
+)
 from task.scenes import (
     COLOUR_RGB,
     COLOURS,
@@ -31,8 +36,9 @@ from task.scenes import (
     render_scene,
 )
 from task.tokenizer import DIGITS, SINGLE_TOKEN_WORDS, SPECIAL_TOKENS, build_tokenizer
+from tests.tiny_task import TINY_WARM_START
 
-SMALL = {"num_train": 24, "num_eval": 8}
+SMALL = {"num_train": 24, "num_eval": 8, "warm_start": TINY_WARM_START}
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +107,7 @@ def test_make_question_answers_are_the_true_counts():
         question, answer = make_question(rng, scene)
         assert answer.isdigit()
         assert int(answer) == _count_for(question, scene), question
+        assert int(answer) >= 1  # dataset questions are about something in the scene
         kinds.add(question.split()[2])
     assert {"objects", "red", "circles"} <= kinds
 
@@ -214,8 +221,15 @@ def test_bundle_is_cached_not_rebuilt(bundle):
     assert (marker.stat().st_mtime_ns, weights.stat().st_mtime_ns) == before
     # Only the finished build is left in the cache folder: no staging leftovers.
     assert [p.name for p in bundle.root.parent.iterdir()] == ["seed0"]
-    with pytest.raises(ValueError, match="num_train"):
-        ensure_bundled_task(bundle.root.parent, seed=0, num_train=99, num_eval=8)
+
+
+def test_a_cache_built_with_other_settings_is_replaced(tmp_path: Path):
+    first = ensure_bundled_task(tmp_path, seed=0, **SMALL)
+    other = ensure_bundled_task(tmp_path, seed=0, **{**SMALL, "num_train": 12})
+    assert other.root == first.root
+    assert len(read_records(other.train_file)) == 12
+    assert json.loads((other.root / COMPLETE_MARKER).read_text())["num_train"] == 12
+    assert [p.name for p in tmp_path.iterdir()] == ["seed0"]
 
 
 def test_captioner_checkpoint_loads_like_a_real_one(bundle, tokenizer):
@@ -244,15 +258,18 @@ def test_reasoner_checkpoint_loads_and_generates(bundle, tokenizer):
     assert out.shape[0] == 2 and out.shape[1] <= prompt.shape[1] + 5
 
 
-def test_same_seed_same_weights(tmp_path: Path, bundle, tokenizer):
-    def weights(path: Path) -> dict[str, torch.Tensor]:
-        return Qwen2_5_VLForConditionalGeneration.from_pretrained(path).state_dict()
+def test_same_seed_same_bundle(tmp_path: Path, bundle):
+    """The whole build, warm start included, is a function of the seed."""
 
-    again = weights(build_tiny_captioner(tmp_path / "again", tokenizer, seed=0))
-    other = weights(build_tiny_captioner(tmp_path / "other", tokenizer, seed=1))
+    def weights(path: Path) -> dict[str, torch.Tensor]:
+        return AutoModelForImageTextToText.from_pretrained(path).state_dict()
+
+    again = ensure_bundled_task(tmp_path / "again", seed=0, **SMALL)
+    other = ensure_bundled_task(tmp_path / "other", seed=1, **SMALL)
     original = weights(bundle.captioner)
-    assert all(torch.equal(original[name], again[name]) for name in original)
-    assert not all(torch.equal(original[name], other[name]) for name in original)
-    reasoner = AutoModelForCausalLM.from_pretrained(build_tiny_reasoner(tmp_path / "r", tokenizer, seed=0))
+    assert all(torch.equal(original[name], weights(again.captioner)[name]) for name in original)
+    assert not all(torch.equal(original[name], weights(other.captioner)[name]) for name in original)
+    reasoner = AutoModelForCausalLM.from_pretrained(again.reasoner)
     bundled = AutoModelForCausalLM.from_pretrained(bundle.reasoner)
     assert all(torch.equal(p, q) for p, q in zip(reasoner.parameters(), bundled.parameters()))
+    assert again.train_file.read_text() == bundle.train_file.read_text()

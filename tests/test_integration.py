@@ -13,6 +13,7 @@ from configs.load import load_config
 from learner.distributed import free_port
 from learner.messages import decode_group
 from learner.metrics import read_metrics
+from tests.tiny_task import TINY_TASK_OVERRIDES
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +29,7 @@ def trained(tmp_path_factory):
         overrides=[
             f"run_dir={run_dir}",
             f"task.cache_dir={tmp_path_factory.mktemp('cache')}",
-            "task.num_train=64",
-            "task.num_eval=16",
+            *TINY_TASK_OVERRIDES,
             "rollout.num_actors=2",
             "rollout.group_size=4",
             "rollout.prompts_per_call=1",

@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from learner.distributed import free_port
+from tests.tiny_task import TINY_TASK_OVERRIDES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,10 +45,17 @@ def wait_gone(sid: int, timeout: float = 30.0) -> list[str]:
 
 def short_run(tmp_path: Path, steps: int) -> list[str]:
     return [
-        f"run_dir={tmp_path / 'run'}", f"task.cache_dir={tmp_path / 'cache'}", "task.num_train=64", "task.num_eval=16",
+        f"run_dir={tmp_path / 'run'}", f"task.cache_dir={tmp_path / 'cache'}", *TINY_TASK_OVERRIDES,
         f"learner.total_steps={steps}", "learner.groups_per_step=2", "rollout.group_size=4",
         "rollout.sampling.max_new_tokens=8", f"serve.http_port={free_port()}",
     ]
+
+
+def test_eval_needs_a_run_or_a_checkpoint():
+    proc = launch(["eval"])
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "--run DIR or --checkpoint DIR" in out
 
 
 def test_a_misspelled_key_fails_at_once_naming_it():
@@ -66,6 +74,16 @@ def test_a_run_exits_zero_and_leaves_no_process(tmp_path):
     assert [json.loads(line)["step"] for line in lines] == [0, 1, 2]
     assert "learner steps" in out  # the progress bar
     assert wait_gone(proc.pid) == []
+    # The end of a run: the reward plot, and the held-out table of the initial and trained captioner.
+    run = tmp_path / "run"
+    assert (run / "reward.png").read_bytes()[:4] == b"\x89PNG"
+    table = (run / "eval.md").read_text()
+    assert "| initial |" in table and "| trained |" in table and "| change |" in table
+    # `eval --run` evaluates the finished run again, with the run's own config.
+    again = launch(["eval", "--run", str(run), "eval.max_prompts=4", "eval.samples_per_prompt=2"])
+    out, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, out[-3000:]
+    assert "| 4 x 2 |" in out and "| change |" in out
 
 
 @pytest.mark.integration

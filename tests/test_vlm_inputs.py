@@ -10,9 +10,10 @@ import torch
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 import vlm.processor as processor_module
-from task.bundle import ensure_bundled_task
 from serve.reasoner_prompt import encode_reasoner_prompt, reasoner_messages
+from task.bundle import ensure_bundled_task
 from task.scenes import SceneObject, render_scene
+from tests.tiny_task import TINY_WARM_START
 from vlm.caption_prompt import (
     CAPTION_SYSTEM_PROMPT,
     batch_caption_inputs,
@@ -38,7 +39,7 @@ G = 4
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory):
-    return ensure_bundled_task(tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4)
+    return ensure_bundled_task(tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,101 @@
+"""The warm start's pieces: caption parsing, subsets, the reasoner's targets, packing, schedule."""
+
+import random
+
+import pytest
+import torch
+
+from task.captioner_warm_start import keep_subset
+from task.reasoner_warm_start import CANNOT_TELL, ReasonerExample, random_example
+from task.scenes import (
+    CountQuestion,
+    SceneObject,
+    describe,
+    parse_caption,
+    random_scene,
+)
+from task.sft import IGNORE_INDEX, SFTSettings, _lr_factor, pack_sequences
+
+RED_CIRCLE = SceneObject(0, "red", "circle")
+BLUE_SQUARE = SceneObject(1, "blue", "square")
+RED_TRIANGLE = SceneObject(3, "red", "triangle")
+SCENE = (RED_CIRCLE, BLUE_SQUARE, RED_TRIANGLE)
+
+
+def test_parse_caption_inverts_describe():
+    rng = random.Random(0)
+    for _ in range(200):
+        scene = random_scene(rng)
+        assert parse_caption(describe(scene)) == scene
+
+
+@pytest.mark.parametrize(
+    "caption",
+    ["top left: a red", "top left: a red circle. top left: a blue square.", "a red circle.", "top left: a pink circle."],
+)
+def test_parse_caption_rejects_what_is_not_a_faithful_format(caption):
+    assert parse_caption(caption) is None
+
+
+def test_keep_subset_never_empty_and_keeps_about_keep_prob():
+    rng = random.Random(1)
+    kept = [keep_subset(rng, SCENE, 0.5) for _ in range(4000)]
+    assert all(1 <= len(k) <= 3 and set(k) <= set(SCENE) for k in kept)
+    # Each object kept w.p. 0.5, plus a forced pick when all three were dropped (p = 1/8),
+    # which lands on a given object w.p. 1/3: 0.5 + 1/24 = 0.5417 per object.
+    share = sum(RED_CIRCLE in k for k in kept) / len(kept)
+    assert abs(share - (0.5 + 1 / 24)) < 0.03
+
+
+def test_reasoner_reply_counts_as_it_copies():
+    red = CountQuestion(colour="red")
+    full = ReasonerExample(describe(SCENE), red)
+    assert full.reply == "red circle: 1. blue square: 1. red triangle: 2. \\boxed{2}"
+    assert full.answer == "2"
+    # A caption that left the red triangle out makes a faithful reader answer 1: wrong.
+    partial = ReasonerExample(describe(SCENE, [RED_CIRCLE, BLUE_SQUARE]), red)
+    assert partial.answer == "1"
+    assert ReasonerExample(describe(SCENE), CountQuestion(shape="square")).answer == "1"
+    assert ReasonerExample(describe(SCENE), CountQuestion()).answer == "3"
+    assert ReasonerExample(describe(SCENE), CountQuestion("green", "circle")).reply.endswith("\\boxed{0}")
+
+
+def test_reasoner_cannot_tell_from_an_empty_or_cut_off_caption():
+    for caption in ("", "top left: a red"):
+        example = ReasonerExample(caption, CountQuestion(colour="red"))
+        assert example.answer == CANNOT_TELL
+        assert example.reply == f"\\boxed{{{CANNOT_TELL}}}"
+
+
+def test_random_examples_mix_complete_partial_empty_and_cut_captions():
+    rng = random.Random(2)
+    scene = (RED_CIRCLE, BLUE_SQUARE, RED_TRIANGLE, SceneObject(2, "green", "circle"))
+    captions = [random_example(rng, scene, 0.5).caption for _ in range(2000)]
+    complete = sum(c == describe(scene) for c in captions) / len(captions)
+    empty = sum(c == "" for c in captions) / len(captions)
+    cut = sum(c != "" and parse_caption(c) is None for c in captions) / len(captions)
+    # 40% complete on purpose, plus partial ones (40%) that kept all four: 0.4 * 1/16 = 0.025.
+    assert abs(complete - 0.425) < 0.04
+    # 10% empty on purpose, plus partial ones that kept none: 0.1 + 0.4 * 1/16 = 0.125.
+    assert abs(empty - 0.125) < 0.025 and abs(cut - 0.1) < 0.025
+
+
+def test_pack_sequences_aligns_targets_and_labels_only_them():
+    batch = pack_sequences([[5, 6, 7], [8]], [[1], [2, 3]], pad_id=0)
+    assert batch.input_ids.tolist() == [[5, 6, 7, 1, 0], [0, 0, 8, 2, 3]]
+    assert batch.attention_mask.tolist() == [[1, 1, 1, 1, 0], [0, 0, 1, 1, 1]]
+    ignore = IGNORE_INDEX
+    assert batch.labels.tolist() == [[ignore, ignore, ignore, 1, ignore], [ignore, ignore, ignore, 2, 3]]
+    with pytest.raises(ValueError, match="as many prompts as targets"):
+        pack_sequences([[1]], [], pad_id=0)
+
+
+def test_lr_schedule_warms_up_then_decays_to_a_tenth():
+    settings = SFTSettings(steps=120, lr=1.0, warmup_steps=20)
+    assert _lr_factor(0, settings) == pytest.approx(1 / 20)
+    assert _lr_factor(19, settings) == pytest.approx(1.0)
+    assert _lr_factor(20, settings) == pytest.approx(1.0)
+    # Halfway through the decay the cosine is at 0: 0.1 + 0.9 * 0.5.
+    assert _lr_factor(70, settings) == pytest.approx(0.55)
+    assert _lr_factor(120, settings) == pytest.approx(0.1)
+    assert torch.isfinite(torch.tensor(_lr_factor(500, settings)))
