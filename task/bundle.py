@@ -38,7 +38,7 @@ from vlm.caption_prompt import caption_messages
 COMPLETE_MARKER = "COMPLETE"
 QUALITY_FILE = "warm_start.json"
 # Bumped whenever the build's output changes for the same settings, so old caches are rebuilt.
-BUILD_FORMAT = 3
+BUILD_FORMAT = 4
 # Held-out scenes the warm-start quality is measured on.
 _QUALITY_SCENES = 256
 Scene = tuple[SceneObject, ...]
@@ -100,12 +100,12 @@ def _tokenizer_corpus(files: DatasetFiles, seed: int) -> list[str]:
 
 
 def _warm_start_scenes(files: DatasetFiles, seed: int, count: int) -> list[Scene]:
-    """`count` random scenes, none of them a held-out (eval) scene."""
+    """`count` random scenes, none of them a dataset (train or eval) scene."""
     rng = random.Random(f"warm-start-scenes/{seed}")
     scenes: list[Scene] = []
     while len(scenes) < count:
         scene = random_scene(rng)
-        if scene not in files.eval_scenes:
+        if scene not in files.scenes:
             scenes.append(scene)
     return scenes
 
@@ -118,8 +118,8 @@ def _warm_start(layout: BundledTask, files: DatasetFiles, seed: int, config: War
     warm_start_captioner(layout.captioner, scenes, vision, captioning, config.batch_size, config.keep_prob, seed)
     answering = SFTSettings(steps=config.reasoner_steps, lr=config.reasoner_lr)
     warm_start_reasoner(layout.reasoner, scenes, answering, config.batch_size, config.keep_prob, seed)
-    held_out = sorted(files.eval_scenes)[:_QUALITY_SCENES]
     rng = random.Random(f"warm-start-quality/{seed}")
+    held_out = rng.sample(sorted(files.scenes), min(_QUALITY_SCENES, len(files.scenes)))
     complete = [ReasonerExample(describe(scene), random_question(rng, scene)) for scene in held_out]
     return {
         "captioner": asdict(caption_quality(layout.captioner, held_out, seed)),

@@ -38,12 +38,13 @@ _RECORD_KEYS = tuple(f.name for f in fields(VQARecord))
 
 @dataclass(frozen=True)
 class DatasetFiles:
-    """Where `write_bundled_dataset` put the two splits, and the held-out scenes."""
+    """Where `write_bundled_dataset` put the two splits, and the scenes of both."""
 
     train: Path
     eval: Path
-    # Kept so nothing else the bundle trains on (the warm start) ever shows one of them.
-    eval_scenes: frozenset[tuple[SceneObject, ...]]
+    # Kept so the warm start never shows one of them: held-out accuracy then measures reading
+    # unseen images, and the training reward starts where the held-out accuracy does.
+    scenes: frozenset[tuple[SceneObject, ...]]
 
 
 def _scene_stream(seed: int, split: str) -> Iterator[tuple[SceneObject, ...]]:
@@ -85,7 +86,7 @@ def write_bundled_dataset(out_dir: Path, num_train: int, num_eval: int, seed: in
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     train_path, train_scenes = _write_split(out_dir, "train", num_train, seed, exclude=set())
     eval_path, eval_scenes = _write_split(out_dir, "eval", num_eval, seed, exclude=train_scenes)
-    return DatasetFiles(train=train_path, eval=eval_path, eval_scenes=frozenset(eval_scenes))
+    return DatasetFiles(train=train_path, eval=eval_path, scenes=frozenset(train_scenes | eval_scenes))
 
 
 def _read_jsonl(path: Path) -> list[VQARecord]:
