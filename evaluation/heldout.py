@@ -1,7 +1,7 @@
 """Held-out accuracy of the two-stage pipeline: the captioner describes, the reasoner answers.
 
 Prompts come from the eval split, which training never sees. Each prompt gets
-`samples_per_prompt` captions sampled as the rollout actors sample them, one reasoner answer per
+`eval.samples_per_prompt` captions sampled as the rollout actors sample them, one reasoner answer per
 caption, graded like the reward. The spread is reported as the standard error over prompts,
 so a before/after difference can be read against it.
 """
@@ -28,10 +28,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EvalSettings:
-    samples_per_prompt: int
     max_prompts: int  # 0 = the whole eval split
     prompts_per_batch: int
-    caption_sampling: SamplingSettings  # n is replaced by samples_per_prompt
+    caption_sampling: SamplingSettings  # n = captions per prompt
     reasoner_temperature: float
     reasoner_max_new_tokens: int
     seed: int
@@ -53,14 +52,13 @@ class EvalResult:
 
 
 def _per_prompt_accuracy(engine, reasoner, records: list[VQARecord], root: Path, settings: EvalSettings):
-    sampling = SamplingSettings(**{**vars(settings.caption_sampling), "n": settings.samples_per_prompt})
     requests = [
         CaptionRequest(r.id, encode_caption_prompt(engine.processor, r.question, load_image(r, root))) for r in records
     ]
-    groups = asyncio.run(engine.generate(requests, sampling))
+    groups = asyncio.run(engine.generate(requests, settings.caption_sampling))
     prompts = [(sample.text, r.question) for r, group in zip(records, groups) for sample in group]
     replies = reasoner.answer(prompts, 1, settings.reasoner_temperature, settings.reasoner_max_new_tokens)
-    k = settings.samples_per_prompt
+    k = settings.caption_sampling.n
     accuracies, lengths = [], []
     for i, (record, group) in enumerate(zip(records, groups)):
         grades = [grade_answer(reply, record.answer) for (reply,) in replies[i * k : (i + 1) * k]]
@@ -93,7 +91,7 @@ def evaluate_captioner(
         accuracy=statistics.fmean(accuracies),
         stderr=statistics.stdev(accuracies) / math.sqrt(len(accuracies)) if len(accuracies) > 1 else float("nan"),
         num_prompts=len(records),
-        samples_per_prompt=settings.samples_per_prompt,
+        samples_per_prompt=settings.caption_sampling.n,
         mean_caption_tokens=statistics.fmean(lengths),
         seconds=time.perf_counter() - started,
     )

@@ -13,15 +13,10 @@ from evaluation.report import format_table, save_results
 
 def eval_settings(config: TrainConfig) -> EvalSettings:
     """Captions sampled as the rollout actors sample them, answered as the reasoner pool answers."""
-    sampling = config.rollout.sampling
     return EvalSettings(
-        samples_per_prompt=config.eval.samples_per_prompt,
         max_prompts=config.eval.max_prompts,
         prompts_per_batch=config.eval.prompts_per_batch,
-        caption_sampling=SamplingSettings(
-            n=1, temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
-            max_new_tokens=sampling.max_new_tokens,
-        ),
+        caption_sampling=SamplingSettings(n=config.eval.samples_per_prompt, **vars(config.rollout.sampling)),
         reasoner_temperature=config.serve.temperature,
         reasoner_max_new_tokens=config.serve.max_new_tokens,
         seed=config.seed,

@@ -33,11 +33,12 @@ from vlm.caption_prompt import (
     CaptionPrompt,
     encode_caption_prompt,
     mm_token_type_ids,
-    vision_inputs,
 )
 from vlm.processor import load_captioner_processor
 
 Scene = tuple[SceneObject, ...]
+# Images per vision-probe step: a vision-only step is cheap, and bigger batches settled faster.
+_VISION_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,9 @@ def _cell_labels(scene: Scene) -> list[int]:
 
 def pretrain_vision(
     model: Qwen2_5_VLForConditionalGeneration,
-    processor,
+    prompts: Sequence[CaptionPrompt],
     scenes: Sequence[Scene],
     settings: SFTSettings,
-    batch_size: int,
     rng: random.Random,
 ) -> None:
     """Teach the vision tower what each cell holds and where it is, with two linear probes.
@@ -99,11 +99,11 @@ def pretrain_vision(
     place = torch.nn.Linear(width, NUM_CELLS)
     visual = model.model.visual
     params = [*visual.parameters(), *content.parameters(), *place.parameters()]
-    vision = [vision_inputs(processor, render_scene(scene)) for scene in scenes]
 
     def loss_of(picks: list[int]) -> torch.Tensor:
-        pixels = torch.cat([vision[i][0] for i in picks])
-        grids = torch.cat([vision[i][1] for i in picks])
+        # The caption prompts already hold each scene's processed image.
+        pixels = torch.cat([prompts[i].pixel_values for i in picks])
+        grids = torch.cat([prompts[i].image_grid_thw for i in picks])
         # One vision token per cell, in cell order (the 2x2 merge of a 56x56 image).
         tokens = torch.cat(list(model.model.get_image_features(pixels, grids).pooler_output))
         wanted = torch.tensor([label for i in picks for label in _cell_labels(scenes[i])])
@@ -111,7 +111,7 @@ def pretrain_vision(
         return F.cross_entropy(content(tokens), wanted) + F.cross_entropy(place(tokens), cells)
 
     def next_loss(step: int) -> torch.Tensor:
-        return loss_of([rng.randrange(len(scenes)) for _ in range(64)])
+        return loss_of([rng.randrange(len(scenes)) for _ in range(_VISION_BATCH)])
 
     supervised_finetune(params, next_loss, settings, name="captioner vision")
 
@@ -139,7 +139,7 @@ def warm_start_captioner(
 
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(checkpoint)
-    pretrain_vision(model, processor, scenes, vision_settings, batch_size, rng)
+    pretrain_vision(model, prompts, scenes, vision_settings, rng)
     supervised_finetune(list(model.parameters()), next_loss, settings, name="captioner")
     model.save_pretrained(checkpoint, safe_serialization=True)
 

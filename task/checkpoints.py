@@ -142,14 +142,20 @@ def _save_image_processor(out_dir: Path) -> None:
     image_processor.save_pretrained(out_dir)
 
 
-def build_tiny_captioner(out_dir: Path, tokenizer: PreTrainedTokenizerBase, seed: int) -> Path:
-    """Save a randomly initialised tiny Qwen2.5-VL captioner (model, tokenizer, processor) to `out_dir`."""
+def _save_random_model(model_class, config, tokenizer: PreTrainedTokenizerBase, out_dir: Path, seed: int) -> Path:
+    """Initialise `model_class(config)` from `seed`, set our sampling defaults, save it with the tokenizer."""
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(captioner_config(tokenizer))
+    model = model_class(config)
     model.generation_config = _sampling_config(_token_ids(tokenizer))
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def build_tiny_captioner(out_dir: Path, tokenizer: PreTrainedTokenizerBase, seed: int) -> Path:
+    """Save a randomly initialised tiny Qwen2.5-VL captioner (model, tokenizer, processor) to `out_dir`."""
+    out_dir = _save_random_model(Qwen2_5_VLForConditionalGeneration, captioner_config(tokenizer), tokenizer, out_dir, seed)
     _save_image_processor(out_dir)
     return out_dir
 
@@ -168,10 +174,4 @@ def reasoner_config(tokenizer: PreTrainedTokenizerBase) -> Qwen2Config:
 
 def build_tiny_reasoner(out_dir: Path, tokenizer: PreTrainedTokenizerBase, seed: int) -> Path:
     """Save a randomly initialised tiny Qwen2 reasoner (model, tokenizer) to `out_dir`."""
-    out_dir = Path(out_dir)
-    torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(reasoner_config(tokenizer))
-    model.generation_config = _sampling_config(_token_ids(tokenizer))
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
+    return _save_random_model(Qwen2ForCausalLM, reasoner_config(tokenizer), tokenizer, out_dir, seed)
