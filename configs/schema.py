@@ -22,23 +22,31 @@ class WarmStartConfig:
     # Random scenes (never an eval scene) the warm start trains on. With 4096 the captioner
     # learned its scenes by heart: far better on them than on unseen ones.
     num_scenes: int = 16384
-    # The captioner names each object with this probability, whatever the question asks.
-    keep_prob: float = 0.4
+    # The captioner's captions name the objects in cell order and, after each, go on to the
+    # next with this probability (else stop), whatever the question asks.
+    go_on_prob: float = 0.4
     batch_size: int = 32
     # Steps teaching the vision tower each cell's content and place (linear probes).
     vision_steps: int = 300
     vision_lr: float = 3e-3
-    captioner_steps: int = 1200
+    # The captioner first learns to read on complete captions, until its captions of held-out
+    # scenes name objects this precisely (checked every `check_every` steps), for at most
+    # `reading_steps`; then it learns to stop early, for `stopping_steps`.
+    captioner_min_precision: float = 0.9
+    check_every: int = 200
+    reading_steps: int = 1600
+    stopping_steps: int = 300
     captioner_lr: float = 2e-3
     # The reasoner learns to copy and count objects only after ~1000 steps; 2000 make it reliable.
     reasoner_steps: int = 2000
     reasoner_lr: float = 1e-3
 
     def __post_init__(self) -> None:
-        _check(0 < self.keep_prob <= 1, "task.warm_start.keep_prob must be in (0, 1]")
+        _check(0 <= self.go_on_prob <= 1, "task.warm_start.go_on_prob must be in [0, 1]")
         _check(self.num_scenes > 0 and self.batch_size > 0, "task.warm_start: num_scenes and batch_size must be > 0")
-        steps = (self.vision_steps, self.captioner_steps, self.reasoner_steps)
-        _check(min(steps) >= 0, "task.warm_start: step counts must be >= 0")
+        steps = (self.vision_steps, self.reading_steps, self.stopping_steps, self.reasoner_steps)
+        _check(min(steps) >= 0 and self.check_every >= 0, "task.warm_start: step counts must be >= 0")
+        _check(0 <= self.captioner_min_precision <= 1, "task.warm_start.captioner_min_precision must be in [0, 1]")
 
 
 @dataclass
@@ -93,6 +101,31 @@ class SamplingConfig:
 
 
 @dataclass
+class VllmConfig:
+    """vLLM engine settings (used where a role's `engine` is "vllm")."""
+
+    # "float32" makes CPU logprobs match the learner's to ~1e-6; "bfloat16" on GPUs.
+    dtype: str = "float32"
+    tensor_parallel_size: int = 1
+    # KV cache size in bytes; 0 sizes it as a fraction of GPU memory instead (below).
+    kv_cache_memory_bytes: int = 64 * 2**20
+    gpu_memory_utilization: float = 0.85
+    max_model_len: int = 512
+    # torch.compile and CUDA graphs: faster on GPUs; off on CPU, where compiling costs more than it saves.
+    compile: bool = False
+    # Run a synchronous engine (the reasoner's) in the calling process rather than a subprocess.
+    single_process: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.tensor_parallel_size >= 1 and self.max_model_len > 0, "vllm: tensor_parallel_size >= 1, max_model_len > 0")
+        _check(0 < self.gpu_memory_utilization <= 1, "vllm.gpu_memory_utilization must be in (0, 1]")
+        _check(self.kv_cache_memory_bytes >= 0, "vllm.kv_cache_memory_bytes must be >= 0")
+
+
+ENGINES = ("transformers", "vllm")
+
+
+@dataclass
 class RolloutConfig:
     """Rollout actors: generate caption groups continuously and send them, scored, to the learner."""
 
@@ -102,8 +135,9 @@ class RolloutConfig:
     group_size: int = 8
     # Prompts one actor generates for in one engine call.
     prompts_per_call: int = 2
-    # Caption engine: "transformers" (CPU or GPU).
+    # Caption engine: "transformers" or "vllm" (CPU build or GPU).
     engine: str = "transformers"
+    vllm: VllmConfig = field(default_factory=VllmConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     # Caption groups an actor may have out for scoring at once while it keeps generating.
     max_groups_scoring: int = 4
@@ -118,18 +152,22 @@ class RolloutConfig:
         _check(self.num_actors >= 1, "rollout.num_actors must be >= 1")
         _check(self.group_size >= 2, "rollout.group_size must be >= 2 (GRPO compares samples within a group)")
         _check(self.prompts_per_call >= 1 and self.max_groups_scoring >= 1, "rollout: prompts_per_call and max_groups_scoring must be >= 1")
-        _check(self.engine in ("transformers",), f"rollout.engine must be 'transformers', got {self.engine!r}")
+        _check(self.engine in ENGINES, f"rollout.engine must be one of {ENGINES}, got {self.engine!r}")
 
 
 @dataclass
 class ServeConfig:
     """Reasoner pool: a Ray Serve application that answers from captions and grades the answers."""
 
+    # Reasoner engine: "transformers" or "vllm".
     engine: str = "transformers"
+    vllm: VllmConfig = field(default_factory=VllmConfig)
     # Serve application name and HTTP route prefix.
     app_name: str = "reasoner"
     route_prefix: str = "/reasoner"
     num_replicas: int = 2
+    # At most this many replicas on one node (0 = no limit): spreads a GPU pool over nodes.
+    max_replicas_per_node: int = 0
     # k: reasoner answers sampled per caption; reward = their mean correctness.
     samples_per_caption: int = 1
     # Requests (caption groups) batched into one reasoner call.
@@ -145,8 +183,9 @@ class ServeConfig:
     http_port: int = 8000
 
     def __post_init__(self) -> None:
-        _check(self.engine in ("transformers",), f"serve.engine must be 'transformers', got {self.engine!r}")
+        _check(self.engine in ENGINES, f"serve.engine must be one of {ENGINES}, got {self.engine!r}")
         _check(self.num_replicas >= 1 and self.samples_per_caption >= 1, "serve: num_replicas and samples_per_caption must be >= 1")
+        _check(self.max_replicas_per_node >= 0, "serve.max_replicas_per_node must be >= 0 (0 = no limit)")
         _check(self.max_batch_size >= 1 and self.batch_wait_timeout_s >= 0, "serve: max_batch_size >= 1, batch_wait_timeout_s >= 0")
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from configs.schema import WarmStartConfig
 from serve.reasoner_prompt import reasoner_messages
-from task.captioner_warm_start import caption_quality, warm_start_captioner
+from task.captioner_warm_start import CaptionerPlan, QualityBar, caption_quality, warm_start_captioner
 from task.checkpoints import build_tiny_captioner, build_tiny_reasoner
 from task.dataset import DatasetFiles, read_records, write_bundled_dataset
 from task.reasoner_warm_start import (
@@ -32,15 +32,19 @@ from task.reasoner_warm_start import (
 )
 from task.scenes import SceneObject, describe, random_question, random_scene
 from task.sft import SFTSettings
-from task.tokenizer import DEFAULT_SYSTEM_PROMPT, build_tokenizer
+from task.tokenizer import build_tokenizer
 from vlm.caption_prompt import caption_messages
 
 COMPLETE_MARKER = "COMPLETE"
 QUALITY_FILE = "warm_start.json"
 # Bumped whenever the build's output changes for the same settings, so old caches are rebuilt.
-BUILD_FORMAT = 4
+BUILD_FORMAT = 5
 # Held-out scenes the warm-start quality is measured on.
 _QUALITY_SCENES = 256
+# Scenes outside the dataset and the warm start that decide when the captioner may stop.
+_CHECK_SCENES = 256
+# Images per vision-probe step: a vision-only step is cheap, and bigger batches settled faster.
+_VISION_BATCH = 64
 Scene = tuple[SceneObject, ...]
 # How many random scenes' captions the tokenizer sees beside the dataset's questions.
 _CORPUS_CAPTIONS = 2000
@@ -90,34 +94,48 @@ def _tokenizer_corpus(files: DatasetFiles, seed: int) -> list[str]:
     # Every prompt repeats the fixed instructions, so they weigh as much as the questions do:
     # short prompts are what keep the tiny models fast.
     for question, caption in zip(questions, itertools.cycle(captions)):
-        corpus.extend([DEFAULT_SYSTEM_PROMPT, "system", "assistant"])
+        corpus.extend(["system", "user", "assistant"])
         corpus.extend(_message_texts(caption_messages(question)))
         corpus.extend(_message_texts(reasoner_messages(caption, question)))
     # What the warm-started reasoner will write.
     scenes = [random_scene(rng) for _ in range(_CORPUS_CAPTIONS)]
-    corpus.extend(random_example(rng, scene, keep_prob=0.5).reply for scene in scenes)
+    corpus.extend(random_example(rng, scene).reply for scene in scenes)
     return corpus
 
 
-def _warm_start_scenes(files: DatasetFiles, seed: int, count: int) -> list[Scene]:
-    """`count` random scenes, none of them a dataset (train or eval) scene."""
+def _warm_start_scenes(files: DatasetFiles, seed: int, count: int) -> tuple[list[Scene], list[Scene]]:
+    """`count` random training scenes and `_CHECK_SCENES` others to judge them by; none a dataset scene."""
     rng = random.Random(f"warm-start-scenes/{seed}")
     scenes: list[Scene] = []
     while len(scenes) < count:
         scene = random_scene(rng)
         if scene not in files.scenes:
             scenes.append(scene)
-    return scenes
+    seen = set(files.scenes) | set(scenes)
+    check: list[Scene] = []
+    while len(check) < _CHECK_SCENES:
+        scene = random_scene(rng)
+        if scene not in seen:
+            check.append(scene)
+            seen.add(scene)
+    return scenes, check
 
 
 def _warm_start(layout: BundledTask, files: DatasetFiles, seed: int, config: WarmStartConfig) -> dict:
     """Warm-start both tiny models in place; returns their quality on held-out scenes."""
-    scenes = _warm_start_scenes(files, seed, config.num_scenes)
-    vision = SFTSettings(steps=config.vision_steps, lr=config.vision_lr, log_every=100)
-    captioning = SFTSettings(steps=config.captioner_steps, lr=config.captioner_lr)
-    warm_start_captioner(layout.captioner, scenes, vision, captioning, config.batch_size, config.keep_prob, seed)
-    answering = SFTSettings(steps=config.reasoner_steps, lr=config.reasoner_lr)
-    warm_start_reasoner(layout.reasoner, scenes, answering, config.batch_size, config.keep_prob, seed)
+    scenes, check = _warm_start_scenes(files, seed, config.num_scenes)
+    plan = CaptionerPlan(
+        vision=SFTSettings(steps=config.vision_steps, lr=config.vision_lr, batch_size=_VISION_BATCH, log_every=100),
+        reading=SFTSettings(
+            steps=config.reading_steps, lr=config.captioner_lr, batch_size=config.batch_size, check_every=config.check_every
+        ),
+        stopping=SFTSettings(steps=config.stopping_steps, lr=config.captioner_lr, batch_size=config.batch_size),
+        bar=QualityBar(check, config.captioner_min_precision),
+        go_on_prob=config.go_on_prob,
+    )
+    warm_start_captioner(layout.captioner, scenes, plan, seed)
+    answering = SFTSettings(steps=config.reasoner_steps, lr=config.reasoner_lr, batch_size=config.batch_size)
+    warm_start_reasoner(layout.reasoner, scenes, answering, seed)
     rng = random.Random(f"warm-start-quality/{seed}")
     held_out = rng.sample(sorted(files.scenes), min(_QUALITY_SCENES, len(files.scenes)))
     complete = [ReasonerExample(describe(scene), random_question(rng, scene)) for scene in held_out]

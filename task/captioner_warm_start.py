@@ -1,14 +1,16 @@
-"""Warm start of the tiny captioner: faithful captions that leave objects out at random.
+"""Warm start of the tiny captioner: faithful captions that stop early at random.
 
-Each training caption names every object of the scene with probability `keep_prob` (at least
-one), whatever the question asks. The warm-started captioner therefore writes well-formed,
-mostly correct captions that often miss what the question needs: the reasoner then answers
-wrong, and GRPO has something to fix (name what the question asks about).
+Each training caption names the scene's objects in cell order and, after each one, goes on
+with probability `go_on_prob`, whatever the question asks. The warm-started captioner
+therefore writes well-formed, correct captions that often stop before what the question
+needs: the reasoner then answers wrong, and GRPO has something to fix (keep describing
+until the question's objects are named).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from task.scenes import (
     parse_caption,
     render_scene,
 )
-from task.sft import SFTSettings, pack_sequences, supervised_finetune
+from task.sft import SFTSettings, length_bucketed, pack_sequences, supervised_finetune
 from vlm.caption_prompt import (
     CaptionPrompt,
     encode_caption_prompt,
@@ -37,8 +39,6 @@ from vlm.caption_prompt import (
 from vlm.processor import load_captioner_processor
 
 Scene = tuple[SceneObject, ...]
-# Images per vision-probe step: a vision-only step is cheap, and bigger batches settled faster.
-_VISION_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -50,16 +50,24 @@ class CaptionQuality:
     recall: float  # scene objects the caption names
 
 
-def keep_subset(rng: random.Random, scene: Scene, keep_prob: float) -> list[SceneObject]:
-    """Each object with probability `keep_prob`; one at random if that leaves none."""
-    kept = [obj for obj in scene if rng.random() < keep_prob]
-    return kept or [rng.choice(list(scene))]
+def keep_prefix(rng: random.Random, scene: Scene, go_on_prob: float) -> list[SceneObject]:
+    """The scene's objects in cell order up to a random stop: after each, the next with probability `go_on_prob`.
+
+    A prefix, not a random subset: the captioner can then write its objects in order and
+    stop early. Captions that skip objects asked it to find each named cell's vision token,
+    which some seeds never learned (see `warm_start_captioner`).
+    """
+    kept = [scene[0]]
+    for obj in scene[1:]:
+        if rng.random() >= go_on_prob:
+            break
+        kept.append(obj)
+    return kept
 
 
 def _caption_batch(
-    prompts: Sequence[CaptionPrompt], captions: Sequence[str], tokenizer
+    prompts: Sequence[CaptionPrompt], targets: Sequence[list[int]], tokenizer
 ) -> dict[str, torch.Tensor]:
-    targets = [tokenizer.encode(caption, add_special_tokens=False) + [tokenizer.eos_token_id] for caption in captions]
     packed = pack_sequences([p.input_ids.tolist() for p in prompts], targets, tokenizer.pad_token_id)
     image_token_id = prompts[0].image_token_id
     return {
@@ -72,12 +80,38 @@ def _caption_batch(
     }
 
 
-def _cell_labels(scene: Scene) -> list[int]:
-    """Per grid cell: 0 for empty, else 1 + the (colour, shape) index."""
-    labels = [0] * NUM_CELLS
-    for obj in scene:
-        labels[obj.cell] = 1 + COLOURS.index(obj.colour) * len(SHAPES) + SHAPES.index(obj.shape)
-    return labels
+def _word_ids(tokenizer, words: Sequence[str]) -> list[int]:
+    """The token of each word as a caption writes it (after a space); each must be one token."""
+    ids = [tokenizer.encode(f" {word}", add_special_tokens=False) for word in words]
+    if any(len(piece) != 1 for piece in ids):
+        raise ValueError(f"caption words {list(words)} are not single tokens in this tokenizer: {ids}")
+    return [piece[0] for piece in ids]
+
+
+@dataclass(frozen=True)
+class _CellTargets:
+    """Per vision token (one per cell): what the probes should read from it."""
+
+    occupied: torch.Tensor  # [N] float, 1 where the cell holds an object
+    colour: torch.Tensor  # [N] long index into COLOURS (-100 for an empty cell)
+    shape: torch.Tensor  # [N] long index into SHAPES (-100 for an empty cell)
+    row: torch.Tensor  # [N] long, 0 top / 1 bottom
+    column: torch.Tensor  # [N] long, 0 left / 1 right
+
+
+def _cell_targets(scenes: Sequence[Scene]) -> _CellTargets:
+    occupied, colour, shape = [], [], []
+    for scene in scenes:
+        by_cell = {obj.cell: obj for obj in scene}
+        for cell in range(NUM_CELLS):
+            obj = by_cell.get(cell)
+            occupied.append(float(obj is not None))
+            colour.append(COLOURS.index(obj.colour) if obj else -100)
+            shape.append(SHAPES.index(obj.shape) if obj else -100)
+    cells = torch.arange(NUM_CELLS).repeat(len(scenes))
+    return _CellTargets(
+        torch.tensor(occupied), torch.tensor(colour), torch.tensor(shape), cells // 2, cells % 2
+    )
 
 
 def pretrain_vision(
@@ -86,19 +120,32 @@ def pretrain_vision(
     scenes: Sequence[Scene],
     settings: SFTSettings,
     rng: random.Random,
+    tokenizer,
 ) -> None:
-    """Teach the vision tower what each cell holds and where it is, with two linear probes.
+    """Teach the vision tower to say, in the language model's own word embeddings, what each cell holds and where.
 
     From random weights the language model barely finds the image: its vision tokens start
-    out nearly alike and it learns the caption format long before it learns to look. With
-    vision tokens that already name their cell's content and place, captioning is a lookup it
-    learns in a few hundred steps. Both probes are thrown away afterwards.
+    out nearly alike, and it learns the caption format long before it learns to look (without
+    this stage the colour loss stayed at ln 4). So each vision token is first trained to point
+    along the input embeddings of the very words a caption uses for its cell ("bottom",
+    "left", "red", "circle"): what the language model must write is then already written in
+    its own vocabulary. The embeddings stay as they are; only the vision tower learns.
     """
+    embeddings = model.get_input_embeddings().weight.detach()
+    words = {
+        "colour": embeddings[_word_ids(tokenizer, COLOURS)],
+        "shape": embeddings[_word_ids(tokenizer, SHAPES)],
+        "row": embeddings[_word_ids(tokenizer, ("top", "bottom"))],
+        "column": embeddings[_word_ids(tokenizer, ("left", "right"))],
+    }
     width = model.config.vision_config.out_hidden_size
-    content = torch.nn.Linear(width, 1 + len(COLOURS) * len(SHAPES))
-    place = torch.nn.Linear(width, NUM_CELLS)
+    occupied = torch.nn.Linear(width, 1)
+    scale = torch.nn.Parameter(torch.tensor(10.0))  # cosine similarities are too flat for softmax
     visual = model.model.visual
-    params = [*visual.parameters(), *content.parameters(), *place.parameters()]
+    params = [*visual.parameters(), *occupied.parameters(), scale]
+
+    def read(tokens: torch.Tensor, kind: str) -> torch.Tensor:
+        return scale * F.normalize(tokens, dim=-1) @ F.normalize(words[kind], dim=-1).T
 
     def loss_of(picks: list[int]) -> torch.Tensor:
         # The caption prompts already hold each scene's processed image.
@@ -106,41 +153,84 @@ def pretrain_vision(
         grids = torch.cat([prompts[i].image_grid_thw for i in picks])
         # One vision token per cell, in cell order (the 2x2 merge of a 56x56 image).
         tokens = torch.cat(list(model.model.get_image_features(pixels, grids).pooler_output))
-        wanted = torch.tensor([label for i in picks for label in _cell_labels(scenes[i])])
-        cells = torch.arange(NUM_CELLS).repeat(len(picks))
-        return F.cross_entropy(content(tokens), wanted) + F.cross_entropy(place(tokens), cells)
+        wanted = _cell_targets([scenes[i] for i in picks])
+        return (
+            F.binary_cross_entropy_with_logits(occupied(tokens).squeeze(-1), wanted.occupied)
+            + F.cross_entropy(read(tokens, "colour"), wanted.colour)
+            + F.cross_entropy(read(tokens, "shape"), wanted.shape)
+            + F.cross_entropy(read(tokens, "row"), wanted.row)
+            + F.cross_entropy(read(tokens, "column"), wanted.column)
+        )
 
     def next_loss(step: int) -> torch.Tensor:
-        return loss_of([rng.randrange(len(scenes)) for _ in range(_VISION_BATCH)])
+        return loss_of([rng.randrange(len(scenes)) for _ in range(settings.batch_size)])
 
     supervised_finetune(params, next_loss, settings, name="captioner vision")
 
 
-def warm_start_captioner(
-    checkpoint: Path,
-    scenes: Sequence[Scene],
-    vision_settings: SFTSettings,
-    settings: SFTSettings,
-    batch_size: int,
-    keep_prob: float,
-    seed: int,
-) -> None:
-    """Fine-tune the captioner saved at `checkpoint` on `scenes` and save it back in place."""
+@dataclass(frozen=True)
+class QualityBar:
+    """When the captioner's warm start may stop: its captions of `scenes` are this good."""
+
+    scenes: Sequence[Scene]  # never trained on
+    min_precision: float
+    min_well_formed: float = 0.95
+
+    def passed_by(self, quality: CaptionQuality) -> bool:
+        return quality.precision >= self.min_precision and quality.well_formed >= self.min_well_formed
+
+
+@dataclass(frozen=True)
+class CaptionerPlan:
+    """The captioner's warm start, stage by stage."""
+
+    vision: SFTSettings  # the vision tower alone, with probes
+    reading: SFTSettings  # complete captions, until they pass `bar` (at most `reading.steps`)
+    stopping: SFTSettings  # captions cut short: after each object, the next with probability `go_on_prob`
+    bar: QualityBar
+    go_on_prob: float
+
+
+def warm_start_captioner(checkpoint: Path, scenes: Sequence[Scene], plan: CaptionerPlan, seed: int) -> None:
+    """Fine-tune the captioner saved at `checkpoint` on `scenes` and save it back in place.
+
+    It first learns to read on complete captions, until its captions of held-out scenes pass
+    `plan.bar`; only then does it learn to stop early. Trained on incomplete captions from
+    the start (random subsets of the objects), some seeds learned which objects an image held
+    but not in which cells, precision 0.5-0.65 after 1200 steps; on complete captions the
+    same seeds read the image faithfully (precision 1.0) within 400 steps.
+    """
     processor = load_captioner_processor(checkpoint)
     tokenizer = processor.tokenizer
     rng = random.Random(f"captioner-warm-start/{seed}")
     # Encoded once: the image processor is the slowest part of building a batch.
     prompts = [encode_caption_prompt(processor, make_question(rng, s)[0], render_scene(s)) for s in scenes]
 
-    def next_loss(step: int) -> torch.Tensor:
-        picks = [rng.randrange(len(scenes)) for _ in range(batch_size)]
-        captions = [describe(scenes[i], keep_subset(rng, scenes[i], keep_prob)) for i in picks]
-        return model(**_caption_batch([prompts[i] for i in picks], captions, tokenizer)).loss
+    def train(settings: SFTSettings, go_on_prob: float, name: str, good_enough=None) -> None:
+        def draw() -> tuple[int, list[int]]:
+            pick = rng.randrange(len(scenes))
+            caption = describe(scenes[pick], keep_prefix(rng, scenes[pick], go_on_prob))
+            return pick, tokenizer.encode(caption, add_special_tokens=False) + [tokenizer.eos_token_id]
+
+        batches = length_bucketed(draw, lambda ex: (len(prompts[ex[0]].input_ids), len(ex[1])), settings.batch_size, rng)
+
+        def next_loss(step: int) -> torch.Tensor:
+            batch = next(batches)
+            return model(**_caption_batch([prompts[i] for i, _ in batch], [t for _, t in batch], tokenizer)).loss
+
+        supervised_finetune(list(model.parameters()), next_loss, settings, name, good_enough)
+
+    def reads_well() -> bool:
+        model.save_pretrained(checkpoint, safe_serialization=True)
+        quality = caption_quality(checkpoint, plan.bar.scenes, seed)
+        logging.getLogger(__name__).info("warm start captioner: held-out %s", quality)
+        return plan.bar.passed_by(quality)
 
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(checkpoint)
-    pretrain_vision(model, prompts, scenes, vision_settings, rng)
-    supervised_finetune(list(model.parameters()), next_loss, settings, name="captioner")
+    pretrain_vision(model, prompts, scenes, plan.vision, rng, tokenizer)
+    train(plan.reading, 1.0, "captioner reading", reads_well)
+    train(plan.stopping, plan.go_on_prob, "captioner stopping early")
     model.save_pretrained(checkpoint, safe_serialization=True)
 
 

@@ -24,10 +24,13 @@ from task.scenes import (
     parse_caption,
     random_question,
 )
-from task.sft import SFTSettings, pack_sequences, supervised_finetune
+from task.sft import SFTSettings, length_bucketed, pack_sequences, supervised_finetune
 
 Scene = tuple[SceneObject, ...]
 CANNOT_TELL = "cannot tell"
+# Partial captions name each object with this probability: any subset, in any cells, so the
+# reasoner counts whatever a caption names (the captioner's are prefixes, RL's anything).
+_PARTIAL_KEEP_PROB = 0.5
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def _truncated(caption: str, rng: random.Random) -> str:
     return " ".join(words[: rng.randrange(1, len(words))]).rstrip(".")
 
 
-def random_example(rng: random.Random, scene: Scene, keep_prob: float) -> ReasonerExample:
+def random_example(rng: random.Random, scene: Scene, keep_prob: float = _PARTIAL_KEEP_PROB) -> ReasonerExample:
     """A question about `scene` with a complete, partial, empty or cut-off caption of it."""
     question = random_question(rng, scene)
     kind = rng.random()
@@ -82,23 +85,23 @@ def random_example(rng: random.Random, scene: Scene, keep_prob: float) -> Reason
     return ReasonerExample(caption, question)
 
 
-def warm_start_reasoner(
-    checkpoint: Path, scenes: Sequence[Scene], settings: SFTSettings, batch_size: int, keep_prob: float, seed: int
-) -> None:
+def warm_start_reasoner(checkpoint: Path, scenes: Sequence[Scene], settings: SFTSettings, seed: int) -> None:
     """Fine-tune the reasoner saved at `checkpoint` on captions of `scenes`; save it back in place."""
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     rng = random.Random(f"reasoner-warm-start/{seed}")
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(checkpoint)
 
+    def draw() -> tuple[list[int], list[int]]:
+        example = random_example(rng, scenes[rng.randrange(len(scenes))])
+        prompt = encode_reasoner_prompt(tokenizer, example.caption, example.question.text)
+        return prompt, tokenizer.encode(example.reply, add_special_tokens=False) + [tokenizer.eos_token_id]
+
+    batches = length_bucketed(draw, lambda ex: (len(ex[0]), len(ex[1])), settings.batch_size, rng)
+
     def next_loss(step: int) -> torch.Tensor:
-        examples = [random_example(rng, scenes[rng.randrange(len(scenes))], keep_prob) for _ in range(batch_size)]
-        prompts = [encode_reasoner_prompt(tokenizer, e.caption, e.question.text) for e in examples]
-        targets = [
-            tokenizer.encode(e.reply, add_special_tokens=False) + [tokenizer.eos_token_id]
-            for e in examples
-        ]
-        packed = pack_sequences(prompts, targets, tokenizer.pad_token_id)
+        batch = next(batches)
+        packed = pack_sequences([p for p, _ in batch], [t for _, t in batch], tokenizer.pad_token_id)
         return model(input_ids=packed.input_ids, attention_mask=packed.attention_mask, labels=packed.labels).loss
 
     supervised_finetune(list(model.parameters()), next_loss, settings, name="reasoner")

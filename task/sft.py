@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
+
+Example = TypeVar("Example")
 
 IGNORE_INDEX = -100  # labels that transformers' loss skips
 
@@ -44,13 +48,37 @@ def pack_sequences(prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[
     return SequenceBatch(input_ids, attention_mask, labels)
 
 
+def length_bucketed(
+    draw: Callable[[], Example],
+    length: Callable[[Example], tuple[int, ...]],
+    batch_size: int,
+    rng: random.Random,
+    pool_batches: int = 16,
+) -> Iterator[list[Example]]:
+    """Endless batches of drawn examples, each batch of similar length.
+
+    A batch is as long as its longest prompt plus its longest target, so random batches of
+    the tiny models' short, varied sequences are about a third padding. Drawing a pool of
+    `pool_batches` batches, sorting it by length and cutting it up wastes far less; the
+    batches leave in random order so training does not see a length trend.
+    """
+    while True:
+        pool = sorted((draw() for _ in range(batch_size * pool_batches)), key=length)
+        batches = [pool[i : i + batch_size] for i in range(0, len(pool), batch_size)]
+        rng.shuffle(batches)
+        yield from batches
+
+
 @dataclass(frozen=True)
 class SFTSettings:
     steps: int
     lr: float
+    batch_size: int = 32
     warmup_steps: int = 20
     grad_clip: float = 1.0
     log_every: int = 50
+    # With a `good_enough` check: run it every this many steps and stop once it passes.
+    check_every: int = 0
 
 
 def _lr_factor(step: int, settings: SFTSettings) -> float:
@@ -66,15 +94,18 @@ def supervised_finetune(
     next_loss: Callable[[int], torch.Tensor],
     settings: SFTSettings,
     name: str,
-) -> float:
-    """Take `settings.steps` AdamW steps on `next_loss(step)`; returns the last logged mean loss.
+    good_enough: Callable[[], bool] | None = None,
+) -> int:
+    """Take up to `settings.steps` AdamW steps on `next_loss(step)`; returns the steps taken.
 
-    Logs progress, because a first build of the bundled task spends minutes here.
+    Stops early once `good_enough()` passes (asked every `settings.check_every` steps), so
+    `steps` bounds the work rather than fixing it. Logs progress, because a first build of
+    the bundled task spends minutes here.
     """
     log = logging.getLogger(__name__)
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, settings))
-    started, running, last = time.perf_counter(), 0.0, float("nan")
+    started, running = time.perf_counter(), 0.0
     for step in range(settings.steps):
         loss = next_loss(step)
         optimizer.zero_grad(set_to_none=True)
@@ -84,10 +115,14 @@ def supervised_finetune(
         schedule.step()
         running += loss.item()
         if (step + 1) % settings.log_every == 0 or step + 1 == settings.steps:
-            last = running / ((step % settings.log_every) + 1)
-            running = 0.0
             log.info(
                 "warm start %s: step %d/%d loss %.4f (%.0f s)",
-                name, step + 1, settings.steps, last, time.perf_counter() - started,
+                name, step + 1, settings.steps, running / ((step % settings.log_every) + 1),
+                time.perf_counter() - started,
             )
-    return last
+            running = 0.0
+        checking = good_enough is not None and settings.check_every and (step + 1) % settings.check_every == 0
+        if checking and good_enough():
+            log.info("warm start %s: good enough after %d steps", name, step + 1)
+            return step + 1
+    return settings.steps

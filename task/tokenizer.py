@@ -28,7 +28,6 @@ SPECIAL_TOKENS = (
 )
 PAD_TOKEN = "<|endoftext|>"
 EOS_TOKEN = "<|im_end|>"
-DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 
 # Words the task's answers hinge on: one token each, so a caption that names a colour or shape
 # is a single sampling decision and the tiny models never have to spell them.
@@ -53,11 +52,10 @@ _QWEN2_SPLIT = (
 
 # Qwen2-VL chat format: content is a string or a list of image/text parts; an image part
 # becomes the vision placeholder that the processor expands to one pad token per vision token.
+# Unlike Qwen's own template it adds no default system turn: eleven tokens of "You are a
+# helpful assistant." in every reasoner prompt were a sixth of the reasoner's warm-start compute.
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\n" + DEFAULT_SYSTEM_PROMPT + "<|im_end|>\n"
-    "{% endif %}"
     "<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}{% for part in message['content'] %}"

@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 
-from task.captioner_warm_start import keep_subset
+from task.captioner_warm_start import CaptionQuality, QualityBar, _cell_targets, keep_prefix
 from task.reasoner_warm_start import CANNOT_TELL, ReasonerExample, random_example
 from task.scenes import (
     CountQuestion,
@@ -14,7 +14,7 @@ from task.scenes import (
     parse_caption,
     random_scene,
 )
-from task.sft import IGNORE_INDEX, SFTSettings, _lr_factor, pack_sequences
+from task.sft import IGNORE_INDEX, SFTSettings, _lr_factor, length_bucketed, pack_sequences, supervised_finetune
 
 RED_CIRCLE = SceneObject(0, "red", "circle")
 BLUE_SQUARE = SceneObject(1, "blue", "square")
@@ -37,14 +37,15 @@ def test_parse_caption_rejects_what_is_not_a_faithful_format(caption):
     assert parse_caption(caption) is None
 
 
-def test_keep_subset_never_empty_and_keeps_about_keep_prob():
+def test_keep_prefix_stops_at_random_after_each_object():
     rng = random.Random(1)
-    kept = [keep_subset(rng, SCENE, 0.5) for _ in range(4000)]
-    assert all(1 <= len(k) <= 3 and set(k) <= set(SCENE) for k in kept)
-    # Each object kept w.p. 0.5, plus a forced pick when all three were dropped (p = 1/8),
-    # which lands on a given object w.p. 1/3: 0.5 + 1/24 = 0.5417 per object.
-    share = sum(RED_CIRCLE in k for k in kept) / len(kept)
-    assert abs(share - (0.5 + 1 / 24)) < 0.03
+    kept = [keep_prefix(rng, SCENE, 0.5) for _ in range(4000)]
+    assert all(k == list(SCENE[: len(k)]) for k in kept)
+    # Stop after the 1st object w.p. 1/2, after the 2nd w.p. 1/4, never stop before the 3rd
+    # (the last) otherwise: lengths 1, 2, 3 with probabilities 1/2, 1/4, 1/4.
+    shares = [sum(len(k) == n for k in kept) / len(kept) for n in (1, 2, 3)]
+    assert all(abs(share - want) < 0.03 for share, want in zip(shares, (0.5, 0.25, 0.25)))
+    assert keep_prefix(rng, SCENE, 1.0) == list(SCENE) and keep_prefix(rng, SCENE, 0.0) == [RED_CIRCLE]
 
 
 def test_reasoner_reply_counts_as_it_copies():
@@ -99,3 +100,44 @@ def test_lr_schedule_warms_up_then_decays_to_a_tenth():
     assert _lr_factor(70, settings) == pytest.approx(0.55)
     assert _lr_factor(120, settings) == pytest.approx(0.1)
     assert torch.isfinite(torch.tensor(_lr_factor(500, settings)))
+
+
+def test_length_bucketed_batches_hold_every_drawn_example_once_in_similar_lengths():
+    counter = iter(range(10_000))
+    # Lengths cycle 0..7, so a pool of 4 batches of 4 holds two of each length.
+    batches = length_bucketed(lambda: next(counter), lambda n: (n % 8,), batch_size=4, rng=random.Random(0), pool_batches=4)
+    pool = [next(batches) for _ in range(4)]
+    assert sorted(n for batch in pool for n in batch) == list(range(16))
+    # Sorted, then cut: each batch spans two adjacent lengths (instead of up to all eight).
+    assert sorted(sorted({n % 8 for n in batch}) for batch in pool) == [[0, 1], [2, 3], [4, 5], [6, 7]]
+
+
+def test_supervised_finetune_stops_at_the_first_passed_check():
+    weight = torch.nn.Parameter(torch.tensor(3.0))
+    checks = []
+
+    def good_enough() -> bool:
+        checks.append(weight.item())
+        return len(checks) == 2
+
+    settings = SFTSettings(steps=100, lr=0.1, warmup_steps=1, check_every=5)
+    taken = supervised_finetune([weight], lambda step: weight**2, settings, "test", good_enough)
+    # Passed at the second check, after 2 x 5 steps, having moved towards the minimum at 0.
+    assert taken == 10 and len(checks) == 2 and abs(checks[1]) < abs(checks[0]) < 3.0
+    assert supervised_finetune([weight], lambda step: weight**2, settings, "test") == 100
+
+
+def test_quality_bar_needs_both_precision_and_form():
+    bar = QualityBar(scenes=(), min_precision=0.9)
+    assert bar.passed_by(CaptionQuality(well_formed=0.96, precision=0.9, recall=0.4))
+    assert not bar.passed_by(CaptionQuality(well_formed=0.96, precision=0.89, recall=1.0))
+    assert not bar.passed_by(CaptionQuality(well_formed=0.9, precision=1.0, recall=1.0))
+
+
+def test_cell_targets_name_each_cells_content_and_place():
+    targets = _cell_targets([SCENE])
+    # SCENE: red circle top left (0), blue square top right (1), red triangle bottom right (3).
+    assert targets.occupied.tolist() == [1.0, 1.0, 0.0, 1.0]
+    assert targets.colour.tolist() == [0, 2, -100, 0]  # red, blue, empty, red
+    assert targets.shape.tolist() == [0, 1, -100, 2]  # circle, square, empty, triangle
+    assert targets.row.tolist() == [0, 0, 1, 1] and targets.column.tolist() == [0, 1, 0, 1]
