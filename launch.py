@@ -123,6 +123,7 @@ def stop_roles(roles: Roles | None, timeout_s: float = 60.0) -> None:
         try:
             ray.get([a.stop.remote() for a in roles.actors], timeout=timeout_s)
             ray.get(roles.runs, timeout=timeout_s)
+            ray.get([a.close.remote() for a in roles.actors], timeout=timeout_s)
             ray.get([rank.close.remote() for rank in roles.learners], timeout=timeout_s)
         except Exception as err:  # a role that already died is stopped already
             log.warning("stopping roles: %s", err)

@@ -24,6 +24,8 @@ class SamplingSettings:
     top_k: int
     top_p: float
     max_new_tokens: int
+    # Same seed, same weights, same requests: the same samples (a fixed seed per call; None draws fresh).
+    seed: int | None = None
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,8 @@ class TransformersCaptionEngine(CaptionEngine):
         )
         with self._lock, torch.no_grad():
             version = self._version
+            if sampling.seed is not None:
+                torch.manual_seed(sampling.seed)
             out = self.model.generate(**inputs, generation_config=config)
         prompt_len = inputs["input_ids"].shape[1]
         new_tokens = out.sequences[:, prompt_len:]  # [R x n, T]

@@ -88,10 +88,15 @@ class RolloutActor:
         self._pending_update = None
 
     def _make_engine(self) -> CaptionEngine:
+        seed = self.config.seed + self.setup.actor_id
+        if self.config.engine == "vllm":
+            from actors.vllm_engine import VllmCaptionEngine
+
+            return VllmCaptionEngine(self.setup.captioner, self.config.vllm, seed=seed)
         from actors.hf_engine import TransformersCaptionEngine
 
         device = "cuda" if self.config.num_gpus > 0 and torch.cuda.is_available() else "cpu"
-        return TransformersCaptionEngine(self.setup.captioner, device=device, seed=self.config.seed + self.setup.actor_id)
+        return TransformersCaptionEngine(self.setup.captioner, device=device, seed=seed)
 
     async def run(self) -> RolloutStats:
         """Loop until `stop()`; returns the final stats."""
@@ -136,6 +141,10 @@ class RolloutActor:
 
     async def get_stats(self) -> RolloutStats:
         return self.stats
+
+    async def close(self) -> None:
+        """Release the engine (a vLLM engine runs in a process of its own) once the run is over."""
+        self.engine.close()
 
     async def sample_group(self, record_index: int) -> bytes:
         """Generate one (unscored) group for a record of this actor's shard, as an encoded

@@ -173,6 +173,7 @@ class ServeConfig:
     # Requests (caption groups) batched into one reasoner call.
     max_batch_size: int = 8
     batch_wait_timeout_s: float = 0.02
+    # Reasoner sampling temperature; 0 answers greedily (k copies of one answer).
     temperature: float = 1.0
     max_new_tokens: int = 40
     num_cpus: float = 0.25
@@ -186,6 +187,7 @@ class ServeConfig:
         _check(self.engine in ENGINES, f"serve.engine must be one of {ENGINES}, got {self.engine!r}")
         _check(self.num_replicas >= 1 and self.samples_per_caption >= 1, "serve: num_replicas and samples_per_caption must be >= 1")
         _check(self.max_replicas_per_node >= 0, "serve.max_replicas_per_node must be >= 0 (0 = no limit)")
+        _check(self.temperature >= 0, "serve.temperature must be >= 0 (0 = greedy)")
         _check(self.max_batch_size >= 1 and self.batch_wait_timeout_s >= 0, "serve: max_batch_size >= 1, batch_wait_timeout_s >= 0")
 
 

@@ -18,20 +18,23 @@ class TransformersReasoner:
     def answer(
         self, prompts: list[tuple[str, str]], k: int, temperature: float, max_new_tokens: int
     ) -> list[list[str]]:
-        """For each (caption, question), k answers sampled at `temperature`."""
+        """For each (caption, question), k answers sampled at `temperature` (0: the greedy answer, k times)."""
         encoded = [encode_reasoner_prompt(self.tokenizer, caption, question) for caption, question in prompts]
         batch = self.tokenizer.pad({"input_ids": encoded}, return_tensors="pt").to(self.device)
+        greedy = temperature == 0
         config = GenerationConfig(
-            do_sample=True,
-            temperature=temperature,
-            top_k=0,
-            top_p=1.0,
+            do_sample=not greedy,
+            temperature=None if greedy else temperature,
+            top_k=None if greedy else 0,
+            top_p=None if greedy else 1.0,
             max_new_tokens=max_new_tokens,
-            num_return_sequences=k,
+            num_return_sequences=1 if greedy else k,
             eos_token_id=self.tokenizer.eos_token_id,
             pad_token_id=self.tokenizer.pad_token_id,
         )
         with torch.no_grad():
             sequences = self.model.generate(**batch, generation_config=config)
         texts = self.tokenizer.batch_decode(sequences[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        if greedy:
+            return [[text] * k for text in texts]
         return [texts[i * k : (i + 1) * k] for i in range(len(prompts))]

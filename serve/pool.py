@@ -30,8 +30,7 @@ class ReasonerPool:
     def __init__(self, config: ServeConfig, checkpoint: str):
         torch.set_num_threads(config.torch_threads)
         self.config = config
-        device = "cuda" if config.num_gpus > 0 and torch.cuda.is_available() else "cpu"
-        self.engine = TransformersReasoner(checkpoint, device=device)
+        self.engine = make_reasoner(config, checkpoint)
         self._score_batch.set_max_batch_size(config.max_batch_size)
         self._score_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
 
@@ -70,10 +69,22 @@ class ReasonerPool:
         return JSONResponse({"rewards": list(result.rewards), "answers": [list(a) for a in result.answers]})
 
 
+def make_reasoner(config: ServeConfig, checkpoint: str):
+    """The configured reasoner engine; both answer with the same `answer(prompts, k, ...)`."""
+    if config.engine == "vllm":
+        from serve.vllm_reasoner import VllmReasoner
+
+        return VllmReasoner(checkpoint, config.vllm)
+    device = "cuda" if config.num_gpus > 0 and torch.cuda.is_available() else "cpu"
+    return TransformersReasoner(checkpoint, device=device)
+
+
 def reasoner_app(config: ServeConfig, checkpoint: str):
     """The bound application, ready for `serve.run`."""
+    placement = {"max_replicas_per_node": config.max_replicas_per_node} if config.max_replicas_per_node else {}
     return ReasonerPool.options(
         num_replicas=config.num_replicas,
+        **placement,
         # Serve's default of 5 ongoing requests would silently cap every batch at 5.
         max_ongoing_requests=max(2 * config.max_batch_size, 8),
         ray_actor_options={"num_cpus": config.num_cpus, "num_gpus": config.num_gpus},

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,7 +206,7 @@ def warm_start_captioner(checkpoint: Path, scenes: Sequence[Scene], plan: Captio
     # Encoded once: the image processor is the slowest part of building a batch.
     prompts = [encode_caption_prompt(processor, make_question(rng, s)[0], render_scene(s)) for s in scenes]
 
-    def train(settings: SFTSettings, go_on_prob: float, name: str, good_enough=None) -> None:
+    def train(settings: SFTSettings, go_on_prob: float, name: str, good_enough: Callable[[], bool] | None = None) -> None:
         def draw() -> tuple[int, list[int]]:
             pick = rng.randrange(len(scenes))
             caption = describe(scenes[pick], keep_prefix(rng, scenes[pick], go_on_prob))
@@ -220,16 +220,26 @@ def warm_start_captioner(checkpoint: Path, scenes: Sequence[Scene], plan: Captio
 
         supervised_finetune(list(model.parameters()), next_loss, settings, name, good_enough)
 
+    log = logging.getLogger(__name__)
+    passed = False
+
     def reads_well() -> bool:
+        nonlocal passed
         model.save_pretrained(checkpoint, safe_serialization=True)
         quality = caption_quality(checkpoint, plan.bar.scenes, seed)
-        logging.getLogger(__name__).info("warm start captioner: held-out %s", quality)
-        return plan.bar.passed_by(quality)
+        log.info("warm start captioner: held-out %s", quality)
+        passed = plan.bar.passed_by(quality)
+        return passed
 
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(checkpoint)
     pretrain_vision(model, prompts, scenes, plan.vision, rng, tokenizer)
     train(plan.reading, 1.0, "captioner reading", reads_well)
+    if not passed and plan.reading.check_every:
+        log.warning(
+            "warm start captioner: still below precision %.2f after %d reading steps; its captions will "
+            "often misname objects (raise task.warm_start.reading_steps)", plan.bar.min_precision, plan.reading.steps,
+        )
     train(plan.stopping, plan.go_on_prob, "captioner stopping early")
     model.save_pretrained(checkpoint, safe_serialization=True)
 

@@ -87,6 +87,23 @@ def test_a_run_exits_zero_and_leaves_no_process(tmp_path):
 
 
 @pytest.mark.integration
+def test_a_run_on_vllm_engines_trains_like_the_default(tmp_path):
+    """Captioner and reasoner on vLLM (the CPU build): same run, same metrics, nothing left behind."""
+    proc = launch([*short_run(tmp_path, steps=3), "rollout.engine=vllm", "serve.engine=vllm", "eval.at_end=false"])
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [0, 1, 2]
+    assert all(0.0 <= m["reward/mean"] <= 1.0 for m in metrics)
+    # vLLM's behaviour logprobs against the learner's, on samples of the weights being trained:
+    # float32 on both sides, so ~1e-6 (see tests/test_engine_conformance.py for the bound).
+    # (null on a step with no sample of the weights being trained)
+    on_policy = [diff for m in metrics if (diff := m["logprob/on_policy_abs_diff"]) is not None]
+    assert on_policy and max(on_policy) < 1e-4
+    assert wait_gone(proc.pid) == []
+
+
+@pytest.mark.integration
 def test_ctrl_c_stops_every_role(tmp_path):
     proc = launch(short_run(tmp_path, steps=10_000))
     metrics = tmp_path / "run" / "metrics.jsonl"

@@ -2,7 +2,9 @@
 
 from configs.schema import WarmStartConfig
 
-TINY_WARM_START = WarmStartConfig(num_scenes=64, batch_size=4, vision_steps=2, reading_steps=2, stopping_steps=2, reasoner_steps=2)
+TINY_WARM_START = WarmStartConfig(
+    num_scenes=64, batch_size=4, vision_steps=2, reading_steps=2, stopping_steps=2, reasoner_steps=2, check_every=0
+)
 
 TINY_TASK_OVERRIDES = [
     "task.num_train=64",

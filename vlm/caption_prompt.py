@@ -26,6 +26,16 @@ class CaptionPrompt:
     pixel_values: torch.Tensor  # [num_patches, C * temporal_patch * patch * patch]
     image_grid_thw: torch.Tensor  # [1, 3] (temporal, height, width) in patches
     image_token_id: int  # the pad token standing for vision tokens; needed for mm_token_type_ids
+    image: Image.Image | None = None  # the image itself, for engines that process it themselves (vLLM)
+
+    def unexpanded_ids(self) -> list[int]:
+        """The prompt with the image's run of pad tokens folded back into one: what vLLM expands itself.
+
+        vLLM given the already-expanded ids expands only the first pad and silently builds a
+        wrong prompt, so every engine that does its own image processing takes these.
+        """
+        ids = self.input_ids.tolist()
+        return [t for i, t in enumerate(ids) if t != self.image_token_id or i == 0 or ids[i - 1] != t]
 
 
 def caption_messages(question: str) -> list[dict[str, Any]]:
@@ -55,6 +65,7 @@ def encode_caption_prompt(processor: Any, question: str, image: Image.Image) -> 
         pixel_values=encoded["pixel_values"],
         image_grid_thw=encoded["image_grid_thw"],
         image_token_id=_image_token_id(processor),
+        image=image,
     )
 
 

@@ -1,0 +1,126 @@
+"""Caption engines head to head on the bundled captioner: in-place weight update latency and generation.
+
+    python -m benchmarks.engines [--rounds 20]
+
+For each engine (transformers, vLLM): the latency of `update_weights` with a full set of new
+weights (what the learner pushes each step), and the time to generate G captions for a batch
+of prompts. Both engines run in one process and take turns, so a drift in the machine's load
+hits both alike. Prints a table and writes it to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from actors.engine import CaptionRequest, SamplingSettings
+from actors.weight_update import WeightUpdate
+from benchmarks.report import write_section
+from configs.load import load_config
+from configs.schema import VllmConfig
+from launch import resolve_inputs
+from task.dataset import load_image, read_records
+from vlm.caption_prompt import encode_caption_prompt
+
+ENGINES = ("transformers", "vllm")
+SAMPLING = SamplingSettings(n=8, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=32)
+PROMPTS = 8
+
+
+@dataclass
+class EngineTimings:
+    update_s: list[float]
+    generate_s: list[float]
+    tokens: int = 0
+
+
+def _make(kind: str, checkpoint: str):
+    if kind == "vllm":
+        from actors.vllm_engine import VllmCaptionEngine
+
+        return VllmCaptionEngine(checkpoint, VllmConfig(), seed=0)
+    from actors.hf_engine import TransformersCaptionEngine
+
+    return TransformersCaptionEngine(checkpoint, seed=0)
+
+
+def _new_weights(checkpoint: str, version: int) -> dict[str, torch.Tensor]:
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(checkpoint)
+    generator = torch.Generator().manual_seed(version)
+    return {n: p.detach() + 1e-3 * torch.randn(p.shape, generator=generator) for n, p in model.named_parameters()}
+
+
+async def _one_round(engine, requests, weights, timings: EngineTimings) -> None:
+    """One in-place update with a full new set of weights, then one generation call."""
+    started = time.perf_counter()
+    version = engine.policy_version + 1
+    await engine.update_weights(WeightUpdate(version=version, tensors=weights[version % len(weights)]))
+    timings.update_s.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    groups = await engine.generate(requests, SAMPLING)
+    timings.generate_s.append(time.perf_counter() - started)
+    timings.tokens += sum(len(s.token_ids) for group in groups for s in group)
+
+
+def _table(results: dict[str, EngineTimings], megabytes: float) -> str:
+    lines = [
+        f"| engine | update p50 (ms) | update max (ms) | generate {PROMPTS} prompts x G={SAMPLING.n}, p50 (s) | tokens/s |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, t in results.items():
+        tokens_per_s = t.tokens / sum(t.generate_s)
+        lines.append(
+            f"| {kind} | {1e3 * statistics.median(t.update_s):.1f} | {1e3 * max(t.update_s):.1f} "
+            f"| {statistics.median(t.generate_s):.2f} | {tokens_per_s:.0f} |"
+        )
+    lines.append(f"\nWeights per update: {megabytes:.1f} MB (every captioner parameter, float32).")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=20, help="updates (each followed by a generation) per engine")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    inputs = resolve_inputs(load_config())
+    root = Path(inputs.train_file).parent
+    records = read_records(inputs.train_file)[:PROMPTS]
+    weights = [_new_weights(inputs.captioner, seed) for seed in (1, 2)]
+    megabytes = sum(t.numel() * t.element_size() for t in weights[0].values()) / 2**20
+    loop = asyncio.new_event_loop()
+
+    async def build(kind: str):  # inside the loop: the async vLLM engine binds to it
+        return _make(kind, inputs.captioner)
+
+    engines = {kind: loop.run_until_complete(build(kind)) for kind in ENGINES}
+    results = {kind: EngineTimings([], []) for kind in ENGINES}
+    try:
+        requests = {
+            kind: [CaptionRequest(r.id, encode_caption_prompt(e.processor, r.question, load_image(r, root))) for r in records]
+            for kind, e in engines.items()
+        }
+        for kind, engine in engines.items():  # warm-up
+            loop.run_until_complete(engine.generate(requests[kind], SAMPLING))
+        for _ in tqdm(range(args.rounds), desc="rounds"):
+            for kind, engine in engines.items():  # alternating, so drifting load hits both alike
+                loop.run_until_complete(_one_round(engine, requests[kind], weights, results[kind]))
+    finally:
+        for engine in engines.values():
+            engine.close()
+    table = _table(results, megabytes)
+    print(table)
+    write_section("Caption engines", "python -m benchmarks.engines", f"{platform.machine()} CPU, 1 torch thread", table)
+
+
+if __name__ == "__main__":
+    main()

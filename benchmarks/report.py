@@ -1,0 +1,19 @@
+"""BENCHMARKS.md: one section per benchmark, replaced in place when the benchmark runs again."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+BENCHMARKS_FILE = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+_HEADER = "# Benchmarks\n\nEach section is written by the command it names; rerun it to refresh the section.\n"
+
+
+def write_section(title: str, command: str, machine: str, body: str, path: Path = BENCHMARKS_FILE) -> None:
+    """Replace (or append) the `## title` section of `path` with the command, machine, date and body."""
+    section = f"## {title}\n\n`{command}` on {machine}, {time.strftime('%Y-%m-%d')}.\n\n{body.strip()}\n"
+    text = path.read_text() if path.exists() else _HEADER
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    path.write_text(text.rstrip("\n") + "\n")

