@@ -33,7 +33,6 @@ class VllmCaptionEngine(CaptionEngine):
         self._allowed_ids = [i for i in range(vocab) if i not in suppressed]
         self._version = 0
         self._request_ids = itertools.count()
-        self._seed = seed
 
     @property
     def policy_version(self) -> int:
@@ -57,8 +56,11 @@ class VllmCaptionEngine(CaptionEngine):
             max_tokens=sampling.max_new_tokens,
             logprobs=0,  # just the sampled token's, under the processed (sampled-from) distribution
             allowed_token_ids=self._allowed_ids,
-            # vLLM seeds each request on its own: the call's seed plus the request's position.
-            seed=(self._seed * 1_000_003 + number) if sampling.seed is None else sampling.seed + position,
+            # Seeded only when asked (the call's seed plus the request's position): on the CPU
+            # build (0.32) a seeded request whose prefill is split across engine steps kills the
+            # engine ("CPU Generator does not use offset"). Unseeded requests draw from the
+            # engine's generator, itself seeded from `seed`.
+            seed=None if sampling.seed is None else sampling.seed + position,
             output_kind=RequestOutputKind.FINAL_ONLY,
         )
         prompt = {"prompt_token_ids": request.prompt.unexpanded_ids(), "multi_modal_data": {"image": request.prompt.image}}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import statistics
 import time
@@ -117,9 +118,15 @@ def main() -> None:
     finally:
         for engine in engines.values():
             engine.close()
+        pending = asyncio.all_tasks(loop)  # the async engine's output handler, now idle
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()
     table = _table(results, megabytes)
     print(table)
-    write_section("Caption engines", "python -m benchmarks.engines", f"{platform.machine()} CPU, 1 torch thread", table)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, no GPU, 1 torch thread"
+    write_section("Caption engines", "python -m benchmarks.engines", machine, table)
 
 
 if __name__ == "__main__":

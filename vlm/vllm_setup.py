@@ -13,6 +13,8 @@ LOGPROBS_MODE = "processed_logprobs"
 
 def _set_process_defaults(config: VllmConfig) -> None:
     """Environment vLLM reads at import; set only where the user has not."""
+    # vLLM logs every engine start and request batch at INFO, drowning the run's own progress.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     if config.single_process:
         # The synchronous engine then runs in this process: no engine subprocess per replica.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
