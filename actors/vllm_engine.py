@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 
 import numpy as np
 
@@ -15,8 +14,6 @@ from configs.schema import VllmConfig
 from vlm.caption_prompt import suppressed_caption_token_ids
 from vlm.processor import load_captioner_processor
 from vlm.vllm_setup import engine_args
-
-log = logging.getLogger(__name__)
 
 
 class VllmCaptionEngine(CaptionEngine):
