@@ -8,12 +8,14 @@ every sample, and in-place weight updates tagged with their version.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
 
 from actors.weight_update import WeightUpdate
+from configs.schema import VllmConfig
 from vlm.caption_prompt import CaptionPrompt
 
 
@@ -57,3 +59,25 @@ class CaptionEngine(ABC):
 
     def close(self) -> None:
         """Release the engine's resources."""
+
+
+def make_caption_engine(kind: str, checkpoint: str, vllm: VllmConfig, seed: int, device: str = "cpu") -> CaptionEngine:
+    """The caption engine of `kind` ("transformers" or "vllm"). Call it inside the event loop that
+    will drive the engine: vLLM's async engine binds its output handler to the running loop."""
+    if kind == "vllm":
+        from actors.vllm_engine import VllmCaptionEngine
+
+        return VllmCaptionEngine(checkpoint, vllm, seed=seed)
+    from actors.hf_engine import TransformersCaptionEngine
+
+    return TransformersCaptionEngine(checkpoint, device=device, seed=seed)
+
+
+def close_event_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Close a loop that drove engines (closed already): vLLM's async engine leaves its output
+    handler waiting on the loop, which must be ended before the loop is closed."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.close()

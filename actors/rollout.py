@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from actors.engine import CaptionEngine, CaptionRequest, CaptionSample, SamplingSettings
+from actors.engine import CaptionEngine, CaptionRequest, CaptionSample, SamplingSettings, make_caption_engine
 from actors.replay_client import ReplayClient
 from actors.weight_receiver import make_receiver
 from actors.weight_update import WeightSource
@@ -88,15 +88,9 @@ class RolloutActor:
         self._pending_update = None
 
     def _make_engine(self) -> CaptionEngine:
-        seed = self.config.seed + self.setup.actor_id
-        if self.config.engine == "vllm":
-            from actors.vllm_engine import VllmCaptionEngine
-
-            return VllmCaptionEngine(self.setup.captioner, self.config.vllm, seed=seed)
-        from actors.hf_engine import TransformersCaptionEngine
-
         device = "cuda" if self.config.num_gpus > 0 and torch.cuda.is_available() else "cpu"
-        return TransformersCaptionEngine(self.setup.captioner, device=device, seed=seed)
+        seed = self.config.seed + self.setup.actor_id
+        return make_caption_engine(self.config.engine, self.setup.captioner, self.config.vllm, seed, device)
 
     async def run(self) -> RolloutStats:
         """Loop until `stop()`; returns the final stats."""

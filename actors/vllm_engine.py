@@ -8,8 +8,7 @@ import itertools
 import numpy as np
 
 from actors.engine import CaptionEngine, CaptionRequest, CaptionSample, SamplingSettings
-from actors.vllm_weights import to_raw
-from actors.weight_update import WeightUpdate
+from actors.weight_update import WeightUpdate, encode_weight_update
 from configs.schema import VllmConfig
 from vlm.caption_prompt import suppressed_caption_token_ids
 from vlm.processor import load_captioner_processor
@@ -83,10 +82,10 @@ class VllmCaptionEngine(CaptionEngine):
 
     async def update_weights(self, update: WeightUpdate) -> None:
         """Pause in place (requests in flight keep their state), reload layer-wise, reset caches, resume."""
-        tensors = [to_raw(name, tensor) for name, tensor in update.tensors.items()]
+        frames = [bytes(frame) for frame in encode_weight_update(update.version, update.tensors)]
         await self._engine.pause_generation(mode="keep", clear_cache=False)
         try:
-            await self._engine.collective_rpc("reload_raw_weights", args=(tensors,))
+            await self._engine.collective_rpc("reload_weight_frames", args=(frames,))
             # Cached prefixes and image embeddings were computed by the old weights.
             await self._engine.reset_prefix_cache()
             await self._engine.reset_encoder_cache()

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from actors.engine import CaptionRequest, SamplingSettings
+from actors.engine import CaptionRequest, SamplingSettings, close_event_loop, make_caption_engine
 from actors.weight_update import WeightUpdate
 from benchmarks.report import write_section
 from configs.load import load_config
@@ -41,16 +41,6 @@ class EngineTimings:
     update_s: list[float]
     generate_s: list[float]
     tokens: int = 0
-
-
-def _make(kind: str, checkpoint: str):
-    if kind == "vllm":
-        from actors.vllm_engine import VllmCaptionEngine
-
-        return VllmCaptionEngine(checkpoint, VllmConfig(), seed=0)
-    from actors.hf_engine import TransformersCaptionEngine
-
-    return TransformersCaptionEngine(checkpoint, seed=0)
 
 
 def _new_weights(checkpoint: str, version: int) -> dict[str, torch.Tensor]:
@@ -100,8 +90,8 @@ def main() -> None:
     megabytes = sum(t.numel() * t.element_size() for t in weights[0].values()) / 2**20
     loop = asyncio.new_event_loop()
 
-    async def build(kind: str):  # inside the loop: the async vLLM engine binds to it
-        return _make(kind, inputs.captioner)
+    async def build(kind: str):
+        return make_caption_engine(kind, inputs.captioner, VllmConfig(), seed=0)
 
     engines = {kind: loop.run_until_complete(build(kind)) for kind in ENGINES}
     results = {kind: EngineTimings([], []) for kind in ENGINES}
@@ -118,11 +108,7 @@ def main() -> None:
     finally:
         for engine in engines.values():
             engine.close()
-        pending = asyncio.all_tasks(loop)  # the async engine's output handler, now idle
-        for task in pending:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.close()
+        close_event_loop(loop)
     table = _table(results, megabytes)
     print(table)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, no GPU, 1 torch thread"

@@ -26,7 +26,7 @@ class WarmStartConfig:
     # next with this probability (else stop), whatever the question asks.
     go_on_prob: float = 0.4
     batch_size: int = 32
-    # Steps teaching the vision tower each cell's content and place (linear probes).
+    # Steps teaching the vision tower to point each cell's token at the words for its content and place.
     vision_steps: int = 300
     vision_lr: float = 3e-3
     # The captioner first learns to read on complete captions, until its captions of held-out

@@ -22,7 +22,7 @@ import pytest
 import torch
 from transformers import Qwen2_5_VLForConditionalGeneration
 
-from actors.engine import CaptionRequest, SamplingSettings
+from actors.engine import CaptionRequest, SamplingSettings, close_event_loop, make_caption_engine
 from actors.weight_update import WeightUpdate
 from configs.schema import VllmConfig
 from learner.batching import group_batch
@@ -42,29 +42,17 @@ IMAGE_SIZES = ((56, 56), (84, 56), (112, 112))
 
 
 def _make_engine(kind: str, checkpoint: str, loop: asyncio.AbstractEventLoop):
-    if kind == "vllm":
-        from actors.vllm_engine import VllmCaptionEngine
+    async def build():  # inside the loop, as `make_caption_engine` asks
+        return make_caption_engine(kind, checkpoint, VllmConfig(), seed=0)
 
-        # Built inside the loop: the async engine binds its output handler to the running loop.
-        async def build():
-            return VllmCaptionEngine(checkpoint, VllmConfig(), seed=0)
-
-        return loop.run_until_complete(build())
-    from actors.hf_engine import TransformersCaptionEngine
-
-    return TransformersCaptionEngine(checkpoint, seed=0)
+    return loop.run_until_complete(build())
 
 
 @pytest.fixture(scope="module")
 def loop():
     loop = asyncio.new_event_loop()
     yield loop
-    # The async engine leaves its output handler waiting on the loop; end it before closing.
-    pending = asyncio.all_tasks(loop)
-    for task in pending:
-        task.cancel()
-    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    loop.close()
+    close_event_loop(loop)
 
 
 @pytest.fixture(scope="module")
