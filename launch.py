@@ -102,9 +102,9 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
     from serve.pool import start_reasoner_pool
 
     gate = start_gate(config.learner)
-    temperature = config.rollout.sampling.temperature
     learners, replay_endpoint, weight_source = start_learner(
-        config.learner, inputs.captioner, str(run_dir), temperature, gate, worker_env()
+        config.learner, inputs.captioner, str(run_dir), config.rollout.sampling.temperature,
+        config.rollout.num_actors, gate, worker_env(),
     )
     start_reasoner_pool(config.serve, inputs.reasoner)
     actors = start_rollout_actors(

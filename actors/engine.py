@@ -41,10 +41,22 @@ class CaptionSample:
     token_ids: np.ndarray  # int32 [T], ends with EOS unless cut at max_new_tokens
     logprobs: np.ndarray  # float32 [T], behaviour logprob of each sampled token
     text: str
-    policy_version: int  # the (oldest) version whose weights produced these tokens
+    # int32 [T]: the policy version whose weights sampled each token. An engine that swaps weights
+    # while a request is in flight (vLLM) yields samples whose later tokens carry a newer version.
+    token_versions: np.ndarray
+
+    @property
+    def policy_version(self) -> int:
+        """The oldest version among the tokens: what staleness is measured from."""
+        return int(self.token_versions.min()) if len(self.token_versions) else 0
 
 
 class CaptionEngine(ABC):
+    # True where `update_weights` may run while `generate` calls are in flight (their requests
+    # are paused in place and go on under the new weights); otherwise the caller swaps weights
+    # only between `generate` calls.
+    updates_in_flight: bool = False
+
     @property
     @abstractmethod
     def policy_version(self) -> int: ...
@@ -61,13 +73,22 @@ class CaptionEngine(ABC):
         """Release the engine's resources."""
 
 
-def make_caption_engine(kind: str, checkpoint: str, vllm: VllmConfig, seed: int, device: str = "cpu") -> CaptionEngine:
-    """The caption engine of `kind` ("transformers" or "vllm"). Call it inside the event loop that
-    will drive the engine: vLLM's async engine binds its output handler to the running loop."""
+# The vLLM weight-transfer backend that takes each weight sync backend's updates.
+VLLM_WEIGHT_TRANSFER = {"zmq": "frames", "gloo": "gloo", "nccl": "nccl"}
+
+
+def make_caption_engine(
+    kind: str, checkpoint: str, vllm: VllmConfig, seed: int, device: str = "cpu", weight_sync: str = "zmq"
+) -> CaptionEngine:
+    """The caption engine of `kind` ("transformers" or "vllm"), taking updates from the weight
+    sync backend `weight_sync`. Call it inside the event loop that will drive the engine: vLLM's
+    async engine binds its output handler to the running loop."""
     if kind == "vllm":
         from actors.vllm_engine import VllmCaptionEngine
 
-        return VllmCaptionEngine(checkpoint, vllm, seed=seed)
+        return VllmCaptionEngine(checkpoint, vllm, seed=seed, weight_transfer=VLLM_WEIGHT_TRANSFER[weight_sync])
+    if weight_sync != "zmq":
+        raise ValueError(f"weight sync {weight_sync!r} broadcasts into vLLM engines; the {kind} engine takes 'zmq'")
     from actors.hf_engine import TransformersCaptionEngine
 
     return TransformersCaptionEngine(checkpoint, device=device, seed=seed)

@@ -87,5 +87,5 @@ class TransformersCaptionEngine(CaptionEngine):
             token_ids=ids,
             logprobs=logp[:length].cpu().numpy().astype(np.float32),
             text=self.tokenizer.decode(ids, skip_special_tokens=True),
-            policy_version=version,
+            token_versions=np.full(length, version, dtype=np.int32),
         )

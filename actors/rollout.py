@@ -4,8 +4,9 @@ Runs as a Ray actor (see launch.py). One loop, three overlapping activities:
 - generation (in a worker thread) of G captions for each of a few prompts at a time;
 - scoring: each generated group goes to the reasoner pool as its own task, so the actor is
   already generating the next groups while earlier ones are scored (bounded in number);
-- weight sync: a background task drains new policy versions as they arrive; they are swapped in
-  between generation calls, and every sample is tagged with the version that produced it.
+- weight sync: a background task takes new policy versions as they arrive. An engine that can
+  swap weights under requests in flight (vLLM) does so at once; otherwise they are swapped in
+  between generation calls. Every token is tagged with the version that sampled it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 
 from actors.engine import CaptionEngine, CaptionRequest, CaptionSample, SamplingSettings, make_caption_engine
 from actors.replay_client import ReplayClient
-from actors.weight_receiver import make_receiver
+from actors.weight_receiver import BroadcastWeightReceiver, ZmqWeightReceiver
 from actors.weight_update import WeightSource
 from configs.schema import RolloutConfig
 from learner.messages import GroupTimings, ScoredGroup, encode_group
@@ -86,11 +87,13 @@ class RolloutActor:
         self.stats = RolloutStats(actor_id=setup.actor_id)
         self._stopping = asyncio.Event()
         self._pending_update = None
+        self._swapping = asyncio.Lock()  # one weight swap at a time: the loop and the sync task both swap
 
     def _make_engine(self) -> CaptionEngine:
         device = "cuda" if self.config.num_gpus > 0 and torch.cuda.is_available() else "cpu"
         seed = self.config.seed + self.setup.actor_id
-        return make_caption_engine(self.config.engine, self.setup.captioner, self.config.vllm, seed, device)
+        sync = self.setup.weight_source.backend
+        return make_caption_engine(self.config.engine, self.setup.captioner, self.config.vllm, seed, device, sync)
 
     async def run(self) -> RolloutStats:
         """Loop until `stop()`; returns the final stats."""
@@ -98,8 +101,7 @@ class RolloutActor:
 
         self.reasoner = serve.get_app_handle(self.setup.reasoner_app)
         self.replay = ReplayClient(list(self.setup.replay_endpoints))
-        receiver = make_receiver(self.setup.weight_source)
-        weights_task = asyncio.create_task(self._receive_weights(receiver))
+        receiver, weights_task = self._start_weight_sync()
         scoring = asyncio.Semaphore(self.config.max_groups_scoring)
         in_flight: set[asyncio.Task] = set()
         prompts = self._prompt_stream()
@@ -161,20 +163,34 @@ class RolloutActor:
                 return False
         return True
 
-    async def _receive_weights(self, receiver) -> None:
+    def _start_weight_sync(self):
+        source = self.setup.weight_source
+        if source.backend == "zmq":
+            receiver = ZmqWeightReceiver(source.endpoints)
+            return receiver, asyncio.create_task(self._receive_weights(receiver))
+        receiver = BroadcastWeightReceiver(source.endpoints[0], self.setup.actor_id)
+        return receiver, asyncio.create_task(receiver.serve(self.engine, self._now_at))
+
+    async def _receive_weights(self, receiver: ZmqWeightReceiver) -> None:
         while True:
             update = receiver.poll()
             if update is not None:
                 self._pending_update = update
+                if self.engine.updates_in_flight:
+                    await self._apply_pending_weights()
             await asyncio.sleep(WEIGHT_POLL_S)
 
     async def _apply_pending_weights(self) -> None:
-        update, self._pending_update = self._pending_update, None
-        if update is not None and update.version > self.engine.policy_version:
-            await self.engine.update_weights(update)
-            self.stats.weight_updates += 1
-            self.stats.policy_version = update.version
-            log.info("actor %d now at policy version %d", self.setup.actor_id, update.version)
+        async with self._swapping:
+            update, self._pending_update = self._pending_update, None
+            if update is not None and update.version > self.engine.policy_version:
+                await self.engine.update_weights(update)
+                self._now_at(update.version)
+
+    def _now_at(self, version: int) -> None:
+        self.stats.weight_updates += 1
+        self.stats.policy_version = version
+        log.info("actor %d now at policy version %d", self.setup.actor_id, version)
 
     def _prompt_stream(self):
         """This actor's shard, reshuffled every epoch; unreadable records are skipped and counted."""
@@ -238,7 +254,7 @@ class RolloutActor:
             image_png=prompt.image_png,
             completion_ids=tuple(s.token_ids for s in samples),
             behaviour_logprobs=tuple(s.logprobs for s in samples),
-            sample_versions=np.array([s.policy_version for s in samples], dtype=np.int32),
+            token_versions=tuple(s.token_versions for s in samples),
             rewards=np.array(result.rewards, dtype=np.float32),
             answers=result.answers,
             timings=GroupTimings(generate_s=generate_s, score_s=score_s, sent_at=time.time()),

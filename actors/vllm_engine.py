@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from contextlib import asynccontextmanager
 
 import numpy as np
 
+from actors.broadcast_messages import Round
 from actors.engine import CaptionEngine, CaptionRequest, CaptionSample, SamplingSettings
 from actors.weight_update import WeightUpdate, encode_weight_update
 from configs.schema import VllmConfig
@@ -15,9 +17,17 @@ from vlm.processor import load_captioner_processor
 from vlm.vllm_setup import engine_args
 
 
+# vLLM's label for the weights an engine started with.
+_INITIAL_WEIGHTS = "default"
+
+
 class VllmCaptionEngine(CaptionEngine):
-    def __init__(self, checkpoint: str, config: VllmConfig, seed: int = 0):
-        args = engine_args(checkpoint, config, seed, images_per_prompt=1, async_engine=True)
+    updates_in_flight = True
+
+    def __init__(self, checkpoint: str, config: VllmConfig, seed: int = 0, weight_transfer: str = "frames"):
+        """`weight_transfer`: how updates arrive, a backend of vLLM's weight-transfer API ("frames"
+        for `update_weights`, "gloo" or "nccl" for the broadcast methods; `actors.vllm_weights`)."""
+        args = engine_args(checkpoint, config, seed, images_per_prompt=1, async_engine=True, weight_transfer=weight_transfer)
         from vllm.v1.engine.async_llm import AsyncLLM  # after engine_args: it sets vLLM's environment
 
         self.processor = load_captioner_processor(checkpoint)
@@ -29,6 +39,7 @@ class VllmCaptionEngine(CaptionEngine):
         self._allowed_ids = [i for i in range(vocab) if i not in suppressed]
         self._version = 0
         self._request_ids = itertools.count()
+        self.workers = config.tensor_parallel_size  # its ranks in a weight broadcast group
 
     @property
     def policy_version(self) -> int:
@@ -60,14 +71,13 @@ class VllmCaptionEngine(CaptionEngine):
             output_kind=RequestOutputKind.FINAL_ONLY,
         )
         prompt = {"prompt_token_ids": request.prompt.unexpanded_ids(), "multi_modal_data": {"image": request.prompt.image}}
-        # Tokens generated across an in-place update mix versions; the sample carries the oldest.
-        version = self._version
+        submitted_under = self._version
         final = None
         async for output in self._engine.generate(prompt, params, request_id=f"{request.prompt_id}-{number}"):
             final = output
-        return [self._sample(completion, version) for completion in sorted(final.outputs, key=lambda c: c.index)]
+        return [self._sample(completion, submitted_under) for completion in sorted(final.outputs, key=lambda c: c.index)]
 
-    def _sample(self, completion, version: int) -> CaptionSample:
+    def _sample(self, completion, submitted_under: int) -> CaptionSample:
         ids = np.asarray(completion.token_ids, dtype=np.int32)
         logprobs = np.asarray(
             [position[token].logprob for position, token in zip(completion.logprobs, completion.token_ids)],
@@ -77,19 +87,46 @@ class VllmCaptionEngine(CaptionEngine):
             token_ids=ids,
             logprobs=logprobs,
             text=self.tokenizer.decode(ids, skip_special_tokens=True),
-            policy_version=version,
+            token_versions=_token_versions(completion.weight_versions, len(ids), submitted_under),
         )
 
     async def update_weights(self, update: WeightUpdate) -> None:
-        """Pause in place (requests in flight keep their state), reload layer-wise, reset caches, resume."""
+        """Load a published update in place (the "frames" backend)."""
+        from vllm.distributed.weight_transfer.base import WeightTransferUpdateRequest
+
         frames = [bytes(frame) for frame in encode_weight_update(update.version, update.tensors)]
+        async with self._swapping(update.version):
+            await self._engine.update_weights(WeightTransferUpdateRequest(update_info={"frames": frames}))
+
+    async def join_weight_broadcast(self, init_info: dict) -> None:
+        """Join the learner's broadcast group (blocks until every member has joined)."""
+        from vllm.distributed.weight_transfer.base import WeightTransferInitRequest
+
+        await self._engine.init_weight_transfer_engine(WeightTransferInitRequest(init_info=init_info))
+
+    async def receive_weight_broadcast(self, round_: Round) -> None:
+        """Receive policy `round_.version` as the learner broadcasts it, tensor by tensor."""
+        from vllm.distributed.weight_transfer.base import WeightTransferUpdateRequest
+
+        async with self._swapping(round_.version):
+            await self._engine.update_weights(WeightTransferUpdateRequest(update_info=round_.update_info()))
+
+    @asynccontextmanager
+    async def _swapping(self, version: int):
+        """Around a weight swap: requests in flight are paused in place, then go on under the new
+        weights, their tokens tagged with `version` from there on."""
         await self._engine.pause_generation(mode="keep", clear_cache=False)
         try:
-            await self._engine.collective_rpc("reload_weight_frames", args=(frames,))
-            # Cached prefixes and image embeddings were computed by the old weights.
-            await self._engine.reset_prefix_cache()
+            await self._engine.start_weight_update()
+            yield
+            await self._engine.finish_weight_update(weight_version=str(version))
+            # Image embeddings and KV computed by the old weights must go. Running requests are
+            # preempted so that their KV is recomputed too: their next tokens are then sampled from
+            # the new policy exactly, not from new weights over an old cache.
             await self._engine.reset_encoder_cache()
-            self._version = update.version
+            if not await self._engine.reset_prefix_cache(reset_running_requests=True):
+                raise RuntimeError("vLLM could not reset its prefix cache after a weight update")
+            self._version = version
         finally:
             await self._engine.resume_generation()
 
@@ -98,3 +135,12 @@ class VllmCaptionEngine(CaptionEngine):
             self._engine.shutdown()
             # Dropped now, while the interpreter is whole: AsyncLLM.__del__ shuts down again.
             self._engine = None
+
+
+def _token_versions(spans, length: int, submitted_under: int) -> np.ndarray:
+    """Per-token policy versions from vLLM's weight-version spans over the output tokens; where
+    vLLM reports none, every token gets the version the request was submitted under."""
+    versions = np.full(length, submitted_under, dtype=np.int32)
+    for span in spans or ():
+        versions[span.start : span.end] = 0 if span.version == _INITIAL_WEIGHTS else int(span.version)
+    return versions

@@ -1,23 +1,142 @@
-"""In-place weight loading inside vLLM's workers (`worker_extension_cls`), on CPU and GPU alike.
+"""Weight-transfer backends of ours inside vLLM's workers, registered with vLLM's weight-transfer API.
 
-The engine runs in its own process; `collective_rpc` carries only plain data across (a tensor
-argument above vLLM's zero-copy threshold arrives broken), so an update crosses as the same
-frames the learner publishes (`actors.weight_update`: a msgpack header and raw buffers) and is
-decoded, and checked, in the worker. Loading goes through the model runner's layer-wise reload,
-which maps Hugging Face names to vLLM's, re-packs the layers the CPU backend repacks, and clears
-the worker's encoder cache. A plain `model.load_weights` silently does nothing useful on CPU.
+The vLLM caption engine always updates through that API (`start_weight_update`, `update_weights`,
+`finish_weight_update(weight_version=...)`), whatever the transport; the backend is chosen by
+`learner.weight_sync.backend`:
+- "frames" (weight sync "zmq"): the update arrives as the frames the learner published
+  (`actors.weight_update`: a msgpack header and raw buffers), decoded and checked here. Tensors
+  themselves cannot cross: above vLLM's zero-copy threshold a tensor argument arrives broken.
+- "gloo": the learner broadcasts each tensor over a gloo group that every engine worker joined,
+  tensor by tensor in the order the update info names them. It is vLLM's NCCL backend (used for
+  weight sync "nccl" on GPUs) over a CPU collective: the same rendezvous fields, update info and
+  loading, so the broadcast protocol runs for real where NCCL cannot.
+Both load through vLLM's layer-wise reload (as its NCCL backend does): it maps Hugging Face names
+to vLLM's and re-packs the layers the CPU backend repacks. A plain `model.load_weights` silently
+does nothing useful on CPU.
+
+`register` is a `vllm.general_plugins` entry point (pyproject.toml): vLLM runs it in each of its
+processes, so the backends exist wherever a worker is built.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
+import torch
+from vllm.distributed.weight_transfer.base import WeightTransferEngine, WeightTransferInitInfo, WeightTransferUpdateInfo
+
 from actors.weight_update import decode_weight_update
+from wire.gloo import GlooGroup
+
+BACKENDS = {"frames": "FramesWeightTransferEngine", "gloo": "GlooWeightTransferEngine"}
 
 
-class WeightReloadExtension:
-    """Mixed into vLLM's worker: its methods are callable through `collective_rpc`."""
+def register() -> None:
+    """The plugin entry point: name our backends in vLLM's registry (imported only when used)."""
+    from vllm.distributed.weight_transfer import WeightTransferEngineFactory
 
-    def reload_weight_frames(self, frames: list[bytes]) -> int:
-        """Load an encoded `WeightUpdate` in place; returns how many tensors it held."""
-        update = decode_weight_update(frames)
-        self.model_runner.reload_weights(weights_iterator=update.tensors.items())
-        return len(update.tensors)
+    for name, class_name in BACKENDS.items():
+        try:
+            WeightTransferEngineFactory.register_engine(name, __name__, class_name)
+        except ValueError:  # registered already: the plugin ran before in this process
+            pass
+    # The learner sends only the weights it trains (not a frozen vision tower); vLLM warns
+    # "Failed to load weights" for every layer left out, on every update, though it keeps their
+    # weights as they were, which is what we want (the conformance tests check updates exactly).
+    logging.getLogger(_LAYERWISE_LOGGER).setLevel(logging.ERROR)
+
+
+_LAYERWISE_LOGGER = "vllm.model_executor.model_loader.reload.layerwise"
+
+
+@dataclass
+class NoInitInfo(WeightTransferInitInfo):
+    """The frames backend needs no channel set up: its updates carry their own bytes."""
+
+
+@dataclass
+class FramesUpdateInfo(WeightTransferUpdateInfo):
+    frames: list[bytes]
+
+
+@dataclass(kw_only=True)
+class GlooInitInfo(WeightTransferInitInfo):
+    """Where the learner's gloo group meets, and this engine's place in it (as vLLM's NCCL info)."""
+
+    master_address: str
+    master_port: int
+    rank_offset: int  # the group rank of this engine's worker 0; the learner is rank 0
+    world_size: int
+    timeout_s: float = 300.0
+
+
+@dataclass
+class BroadcastUpdateInfo(WeightTransferUpdateInfo):
+    """The tensors about to be broadcast, in order (the fields of vLLM's NCCL update info)."""
+
+    names: list[str]
+    dtype_names: list[str]
+    shapes: list[list[int]]
+
+
+class _LayerwiseReload(WeightTransferEngine):
+    """Checkpoint-format weights loaded through vLLM's layer-wise reload."""
+
+    def start_weight_update(self) -> None:
+        from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
+
+        initialize_layerwise_reload(self.model)
+
+    def finish_weight_update(self) -> None:
+        from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
+
+        finalize_layerwise_reload(self.model, self.model_config)
+
+    def update_weights(self, update_info: dict) -> None:
+        # The base class ends with `torch.accelerator.synchronize()`, which raises where there is
+        # no accelerator; loading here is synchronous on CPU.
+        self.receive_weights(self.parse_update_info(update_info))
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+
+class FramesWeightTransferEngine(_LayerwiseReload):
+    init_info_cls = NoInitInfo
+    update_info_cls = FramesUpdateInfo
+
+    def init_transfer_engine(self, init_info: NoInitInfo) -> None:
+        pass
+
+    def receive_weights(self, update_info: FramesUpdateInfo) -> None:
+        update = decode_weight_update(update_info.frames)
+        self.model.load_weights(update.tensors.items())
+
+    def shutdown(self) -> None:
+        pass
+
+
+class GlooWeightTransferEngine(_LayerwiseReload):
+    init_info_cls = GlooInitInfo
+    update_info_cls = BroadcastUpdateInfo
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.group = None
+
+    def init_transfer_engine(self, init_info: GlooInitInfo) -> None:
+        parallel = self.parallel_config
+        rank = init_info.rank_offset + parallel.data_parallel_index * parallel.world_size + parallel.rank
+        self.group = GlooGroup.join(init_info.master_address, init_info.master_port, rank, init_info.world_size, init_info.timeout_s)
+
+    def receive_weights(self, update_info: BroadcastUpdateInfo) -> None:
+        if self.group is None:
+            raise RuntimeError("gloo weight transfer used before init_weight_transfer_engine")
+        for name, dtype_name, shape in zip(update_info.names, update_info.dtype_names, update_info.shapes):
+            tensor = torch.empty(shape, dtype=getattr(torch, dtype_name))
+            self.group.broadcast(tensor)
+            self.model.load_weights([(name, tensor)])
+
+    def shutdown(self) -> None:
+        self.group = None
+

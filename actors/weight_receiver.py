@@ -1,13 +1,20 @@
-"""The actor's end of weight sync: receive new policy versions without blocking generation."""
+"""The actor's end of weight sync: receive new policy versions without blocking generation.
+
+- "zmq": `ZmqWeightReceiver` takes the published frames; the actor swaps them in.
+- "gloo" / "nccl": `BroadcastWeightReceiver` answers learner rank 0's control messages
+  (`actors.broadcast_messages`) by driving the vLLM engine through the broadcast.
+"""
 
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import zmq
+import zmq.asyncio
 
-from actors.weight_update import WeightSource, WeightUpdate, decode_weight_update
+from actors.broadcast_messages import Ack, Hello, Join, Round, decode_message, encode_message
+from actors.weight_update import WeightUpdate, decode_weight_update
 from wire.buffers import MalformedMessage
 
 log = logging.getLogger(__name__)
@@ -15,16 +22,7 @@ log = logging.getLogger(__name__)
 RECEIVE_HWM = 4
 
 
-class WeightReceiver(ABC):
-    @abstractmethod
-    def poll(self) -> WeightUpdate | None:
-        """The newest update that arrived since the last poll, or None; never blocks."""
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-
-class ZmqWeightReceiver(WeightReceiver):
+class ZmqWeightReceiver:
     def __init__(self, endpoints: tuple[str, ...]):
         self._socket = zmq.Context.instance().socket(zmq.SUB)
         self._socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
@@ -35,6 +33,7 @@ class ZmqWeightReceiver(WeightReceiver):
         self.rejected = 0
 
     def poll(self) -> WeightUpdate | None:
+        """The newest update that arrived since the last poll, or None; never blocks."""
         newest = None
         while True:
             try:
@@ -54,7 +53,33 @@ class ZmqWeightReceiver(WeightReceiver):
         self._socket.close(linger=0)
 
 
-def make_receiver(source: WeightSource) -> WeightReceiver:
-    if source.backend == "zmq":
-        return ZmqWeightReceiver(source.endpoints)
-    raise ValueError(f"unknown weight sync backend {source.backend!r}")
+class BroadcastWeightReceiver:
+    def __init__(self, endpoint: str, actor_id: int):
+        self._socket = zmq.asyncio.Context.instance().socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.connect(endpoint)
+        self.actor_id = actor_id
+
+    async def serve(self, engine, on_update: Callable[[int], None]) -> None:
+        """Join the learner's group with `engine` (a vLLM caption engine) and receive every
+        broadcast into it, calling `on_update(version)` after each; runs until cancelled."""
+        await self._socket.send(encode_message(Hello(actor_id=self.actor_id, workers=engine.workers)))
+        while True:
+            frame = await self._socket.recv()
+            error = ""
+            try:
+                message = decode_message(frame)
+                if isinstance(message, Join):
+                    await engine.join_weight_broadcast(message.init_info)
+                elif isinstance(message, Round):
+                    await engine.receive_weight_broadcast(message)
+                    on_update(message.version)
+                else:
+                    raise MalformedMessage(f"an actor takes Join and Round messages, not {type(message).__name__}")
+            except Exception as err:  # noqa: BLE001 - reported to the learner, which stops the run
+                error = f"{type(err).__name__}: {err}"
+                log.error("weight broadcast failed on actor %d: %s", self.actor_id, error)
+            await self._socket.send(encode_message(Ack(actor_id=self.actor_id, error=error)))
+
+    def close(self) -> None:
+        self._socket.close(linger=0)

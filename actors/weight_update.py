@@ -14,7 +14,8 @@ from wire.buffers import MalformedMessage, pack, require, unpack
 
 SCHEMA_VERSION = 1
 WHAT = "WeightUpdate"
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Tensor dtypes a weight may travel as.
+TENSOR_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def encode_weight_update(version: int, tensors: dict[str, torch.Tensor]) -> list
     buffers = []
     for name, tensor in tensors.items():
         dtype = str(tensor.dtype).removeprefix("torch.")
-        if dtype not in _DTYPES:
+        if dtype not in TENSOR_DTYPES:
             raise TypeError(f"{name}: dtype {dtype} cannot travel as a weight")
         header["tensors"].append({"name": name, "dtype": dtype, "shape": list(tensor.shape)})
         flat = tensor.detach().to("cpu").contiguous().reshape(-1)
@@ -71,11 +72,11 @@ def _tensor_spec(spec) -> tuple[str, torch.dtype, list[int]]:
     name = require(spec, "name", str, WHAT)
     dtype = require(spec, "dtype", str, WHAT)
     shape = require(spec, "shape", list, WHAT)
-    if dtype not in _DTYPES:
+    if dtype not in TENSOR_DTYPES:
         raise MalformedMessage(f"{WHAT} tensor {name!r} has dtype {dtype!r}")
     if not all(isinstance(d, int) and d >= 0 for d in shape):
         raise MalformedMessage(f"{WHAT} tensor {name!r} has shape {shape!r}")
-    return name, _DTYPES[dtype], shape
+    return name, TENSOR_DTYPES[dtype], shape
 
 
 def _numel(shape: list[int]) -> int:

@@ -2,10 +2,12 @@
 
     python -m benchmarks.engines [--rounds 20]
 
-For each engine (transformers, vLLM): the latency of `update_weights` with a full set of new
-weights (what the learner pushes each step), and the time to generate G captions for a batch
-of prompts. Both engines run in one process and take turns, so a drift in the machine's load
-hits both alike. Prints a table and writes it to BENCHMARKS.md.
+For each engine and weight sync (transformers and vLLM taking the learner's frames; vLLM
+taking a gloo broadcast from a publisher in this process): the latency of an in-place update
+with a full set of new weights (what the learner pushes each step; for the broadcast, the
+learner's whole publish, acknowledgements included), and the time to generate G captions for a
+batch of prompts. All run in one process and take turns, so a drift in the machine's load hits
+them alike. Prints a table and writes it to BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -23,15 +25,18 @@ import torch
 from tqdm import tqdm
 
 from actors.engine import CaptionRequest, SamplingSettings, close_event_loop, make_caption_engine
+from actors.weight_receiver import BroadcastWeightReceiver
 from actors.weight_update import WeightUpdate
 from benchmarks.report import write_section
 from configs.load import load_config
 from configs.schema import VllmConfig
 from launch import resolve_inputs
+from learner.weight_broadcast import BroadcastWeightPublisher
 from task.dataset import load_image, read_records
 from vlm.caption_prompt import encode_caption_prompt
 
-ENGINES = ("transformers", "vllm")
+# (engine, weight sync backend)
+VARIANTS = (("transformers", "zmq"), ("vllm", "zmq"), ("vllm", "gloo"))
 SAMPLING = SamplingSettings(n=8, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=32)
 PROMPTS = 8
 
@@ -51,11 +56,29 @@ def _new_weights(checkpoint: str, version: int) -> dict[str, torch.Tensor]:
     return {n: p.detach() + 1e-3 * torch.randn(p.shape, generator=generator) for n, p in model.named_parameters()}
 
 
-async def _one_round(engine, requests, weights, timings: EngineTimings) -> None:
+class _Broadcast:
+    """A learner's broadcast publisher and one actor's receiver serving `engine`."""
+
+    def __init__(self, engine):
+        self.publisher = BroadcastWeightPublisher("gloo", "127.0.0.1", 0, receivers=1, timeout_s=60)
+        self.receiver = BroadcastWeightReceiver(self.publisher.source().endpoints[0], actor_id=0)
+        self.serving = asyncio.get_running_loop().create_task(self.receiver.serve(engine, lambda version: None))
+
+    async def publish(self, update: WeightUpdate) -> None:
+        # The learner publishes from its own thread while the actor's loop serves.
+        await asyncio.get_running_loop().run_in_executor(None, self.publisher.publish, update.version, update.tensors)
+
+    def close(self) -> None:
+        self.serving.cancel()
+        self.receiver.close()
+        self.publisher.close()
+
+
+async def _one_round(engine, update, requests, weights, timings: EngineTimings) -> None:
     """One in-place update with a full new set of weights, then one generation call."""
     started = time.perf_counter()
     version = engine.policy_version + 1
-    await engine.update_weights(WeightUpdate(version=version, tensors=weights[version % len(weights)]))
+    await update(WeightUpdate(version=version, tensors=weights[version % len(weights)]))
     timings.update_s.append(time.perf_counter() - started)
     started = time.perf_counter()
     groups = await engine.generate(requests, SAMPLING)
@@ -65,13 +88,13 @@ async def _one_round(engine, requests, weights, timings: EngineTimings) -> None:
 
 def _table(results: dict[str, EngineTimings], megabytes: float) -> str:
     lines = [
-        f"| engine | update p50 (ms) | update max (ms) | generate {PROMPTS} prompts x G={SAMPLING.n}, p50 (s) | tokens/s |",
-        "|---|---|---|---|---|",
+        f"| engine | weight sync | update p50 (ms) | update max (ms) | generate {PROMPTS} prompts x G={SAMPLING.n}, p50 (s) | tokens/s |",
+        "|---|---|---|---|---|---|",
     ]
-    for kind, t in results.items():
+    for (kind, sync), t in results.items():
         tokens_per_s = t.tokens / sum(t.generate_s)
         lines.append(
-            f"| {kind} | {1e3 * statistics.median(t.update_s):.1f} | {1e3 * max(t.update_s):.1f} "
+            f"| {kind} | {sync} | {1e3 * statistics.median(t.update_s):.1f} | {1e3 * max(t.update_s):.1f} "
             f"| {statistics.median(t.generate_s):.2f} | {tokens_per_s:.0f} |"
         )
     lines.append(f"\nWeights per update: {megabytes:.1f} MB (every captioner parameter, float32).")
@@ -90,23 +113,28 @@ def main() -> None:
     megabytes = sum(t.numel() * t.element_size() for t in weights[0].values()) / 2**20
     loop = asyncio.new_event_loop()
 
-    async def build(kind: str):
-        return make_caption_engine(kind, inputs.captioner, VllmConfig(), seed=0)
+    async def build(kind: str, sync: str):
+        engine = make_caption_engine(kind, inputs.captioner, VllmConfig(), seed=0, weight_sync=sync)
+        broadcast = _Broadcast(engine) if sync != "zmq" else None
+        return engine, broadcast
 
-    engines = {kind: loop.run_until_complete(build(kind)) for kind in ENGINES}
-    results = {kind: EngineTimings([], []) for kind in ENGINES}
+    built = {variant: loop.run_until_complete(build(*variant)) for variant in VARIANTS}
+    results = {variant: EngineTimings([], []) for variant in VARIANTS}
     try:
         requests = {
-            kind: [CaptionRequest(r.id, encode_caption_prompt(e.processor, r.question, load_image(r, root))) for r in records]
-            for kind, e in engines.items()
+            variant: [CaptionRequest(r.id, encode_caption_prompt(e.processor, r.question, load_image(r, root))) for r in records]
+            for variant, (e, _) in built.items()
         }
-        for kind, engine in engines.items():  # warm-up
-            loop.run_until_complete(engine.generate(requests[kind], SAMPLING))
+        for variant, (engine, _) in built.items():  # warm-up
+            loop.run_until_complete(engine.generate(requests[variant], SAMPLING))
         for _ in tqdm(range(args.rounds), desc="rounds"):
-            for kind, engine in engines.items():  # alternating, so drifting load hits both alike
-                loop.run_until_complete(_one_round(engine, requests[kind], weights, results[kind]))
+            for variant, (engine, broadcast) in built.items():  # alternating, so drifting load hits all alike
+                update = broadcast.publish if broadcast else engine.update_weights
+                loop.run_until_complete(_one_round(engine, update, requests[variant], weights, results[variant]))
     finally:
-        for engine in engines.values():
+        for engine, broadcast in built.values():
+            if broadcast:
+                broadcast.close()
             engine.close()
         close_event_loop(loop)
     table = _table(results, megabytes)

@@ -123,6 +123,7 @@ class VllmConfig:
 
 
 ENGINES = ("transformers", "vllm")
+WEIGHT_SYNC_BACKENDS = ("zmq", "gloo", "nccl")
 
 
 @dataclass
@@ -207,16 +208,23 @@ class ReplayConfig:
 class WeightSyncConfig:
     """How new policy versions reach the actors."""
 
-    # "zmq": raw tensor buffers over a ZeroMQ PUB socket.
+    # "zmq": raw tensor buffers over a ZeroMQ PUB socket, to any engine; the learner never waits.
+    # "nccl" (GPUs) / "gloo" (CPUs): broadcast from learner rank 0 straight into every vLLM
+    # engine's workers (rollout.engine=vllm); each publish waits until all engines have loaded it.
     backend: str = "zmq"
+    # Where rank 0 binds its socket (and, for broadcasts, hosts the group): a cluster-reachable
+    # address for multi-node runs.
     host: str = "127.0.0.1"
     port: int = 0
     # Publish after every k-th learner step.
     every_steps: int = 1
+    # Broadcasts: seconds to wait for the actors to join, and to acknowledge each update.
+    timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
-        _check(self.backend in ("zmq",), f"learner.weight_sync.backend must be 'zmq', got {self.backend!r}")
+        _check(self.backend in WEIGHT_SYNC_BACKENDS, f"learner.weight_sync.backend must be one of {WEIGHT_SYNC_BACKENDS}, got {self.backend!r}")
         _check(self.every_steps >= 1, "learner.weight_sync.every_steps must be >= 1")
+        _check(self.timeout_s > 0, "learner.weight_sync.timeout_s must be > 0")
 
 
 @dataclass
@@ -308,3 +316,15 @@ class TrainConfig:
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+
+    def __post_init__(self) -> None:
+        broadcast = self.learner.weight_sync.backend != "zmq"
+        _check(
+            not broadcast or self.rollout.engine == "vllm",
+            f"learner.weight_sync.backend={self.learner.weight_sync.backend} broadcasts into vLLM engines: "
+            "it needs rollout.engine=vllm",
+        )
+        _check(
+            self.learner.weight_sync.backend != "nccl" or (self.learner.num_gpus > 0 and self.rollout.num_gpus > 0),
+            "learner.weight_sync.backend=nccl broadcasts between GPUs: it needs learner.num_gpus and rollout.num_gpus > 0",
+        )

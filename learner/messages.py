@@ -2,7 +2,7 @@
 
 One message = one GRPO group: G captions of one prompt, each with its token ids, the behaviour
 logprob of every token (under the distribution it was sampled from), the policy version that
-generated it, and its reward. The prompt travels too (token ids + image bytes), so the learner
+sampled every token (an engine may swap weights mid-caption), and its reward. The prompt travels too (token ids + image bytes), so the learner
 rebuilds exactly the inputs generation saw without reading the dataset.
 
 Imports only numpy and msgpack: safe to import anywhere.
@@ -17,7 +17,7 @@ import numpy as np
 
 from wire.buffers import MalformedMessage, pack, pack_array, require, unpack, unpack_array
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 WHAT = "ScoredGroup"
 
 
@@ -39,7 +39,7 @@ class ScoredGroup:
     image_png: bytes  # the image exactly as the processor saw it, PNG-encoded
     completion_ids: tuple[np.ndarray, ...]  # G x int32 [T_i], sampled tokens incl. the final EOS
     behaviour_logprobs: tuple[np.ndarray, ...]  # G x float32 [T_i]
-    sample_versions: np.ndarray  # int32 [G], policy version that generated each completion
+    token_versions: tuple[np.ndarray, ...]  # G x int32 [T_i], policy version that sampled each token
     rewards: np.ndarray  # float32 [G], each in [0, 1]
     answers: tuple[tuple[str, ...], ...]  # G x k reasoner answers, for inspection
     timings: GroupTimings
@@ -47,6 +47,11 @@ class ScoredGroup:
     @property
     def group_size(self) -> int:
         return len(self.completion_ids)
+
+    @property
+    def sample_versions(self) -> np.ndarray:
+        """int32 [G]: each completion's oldest token version."""
+        return np.array([v.min() for v in self.token_versions], dtype=np.int32)
 
     @property
     def policy_version(self) -> int:
@@ -70,7 +75,7 @@ def encode_group(group: ScoredGroup) -> bytes:
             "lengths": pack_array(lengths),
             "completion_ids": pack_array(np.concatenate(group.completion_ids).astype(np.int32)),
             "behaviour_logprobs": pack_array(np.concatenate(group.behaviour_logprobs).astype(np.float32)),
-            "sample_versions": pack_array(group.sample_versions.astype(np.int32)),
+            "token_versions": pack_array(np.concatenate(group.token_versions).astype(np.int32)),
             "rewards": pack_array(group.rewards.astype(np.float32)),
             "answers": [list(a) for a in group.answers],
             "timings": [group.timings.generate_s, group.timings.score_s, group.timings.sent_at],
@@ -89,10 +94,14 @@ def decode_group(frame: bytes) -> ScoredGroup:
         raise MalformedMessage(f"{WHAT} needs >= 1 completion, each of >= 1 token; lengths={lengths.tolist()}")
     flat_ids = unpack_array(obj.get("completion_ids"), "completion_ids", "int32", ndim=1)
     flat_logp = unpack_array(obj.get("behaviour_logprobs"), "behaviour_logprobs", "float32", ndim=1)
-    if len(flat_ids) != int(lengths.sum()) or len(flat_logp) != len(flat_ids):
+    flat_versions = unpack_array(obj.get("token_versions"), "token_versions", "int32", ndim=1)
+    if len(flat_ids) != int(lengths.sum()) or len(flat_logp) != len(flat_ids) or len(flat_versions) != len(flat_ids):
         raise MalformedMessage(
-            f"{WHAT}: lengths sum to {int(lengths.sum())} but there are {len(flat_ids)} ids and {len(flat_logp)} logprobs"
+            f"{WHAT}: lengths sum to {int(lengths.sum())} but there are {len(flat_ids)} ids, "
+            f"{len(flat_logp)} logprobs and {len(flat_versions)} token versions"
         )
+    if (flat_versions < 0).any():
+        raise MalformedMessage(f"{WHAT}: token versions must be >= 0")
     if not np.isfinite(flat_logp).all() or (flat_logp > 1e-4).any():
         raise MalformedMessage(f"{WHAT}: behaviour logprobs must be finite and <= 0")
     prompt = unpack_array(obj.get("prompt_token_ids"), "prompt_token_ids", "int32", ndim=1)
@@ -106,7 +115,7 @@ def decode_group(frame: bytes) -> ScoredGroup:
         image_png=require(obj, "image_png", bytes, WHAT),
         completion_ids=tuple(np.split(flat_ids, np.cumsum(lengths)[:-1])),
         behaviour_logprobs=tuple(np.split(flat_logp, np.cumsum(lengths)[:-1])),
-        sample_versions=_per_sample(obj, "sample_versions", "int32", group_size, lambda v: (v >= 0).all()),
+        token_versions=tuple(np.split(flat_versions, np.cumsum(lengths)[:-1])),
         rewards=_per_sample(obj, "rewards", "float32", group_size, lambda r: ((r >= 0) & (r <= 1)).all()),
         answers=_answers(obj, group_size),
         timings=_timings(obj),

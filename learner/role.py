@@ -46,6 +46,8 @@ class LearnerSetup:
     world_size: int
     # The rollout sampling temperature: logprobs are computed under the same tempered softmax.
     temperature: float
+    # Rollout actors that take the published weights (a broadcast waits for each of them).
+    weight_receivers: int
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,7 @@ class LearnerRank:
         self.replay = self.publisher = self.metrics = None
         if self.is_main:
             self.replay = ReplayQueue(config.replay.host, config.replay.port, config.replay.capacity_groups)
-            sync = config.weight_sync
-            self.publisher = make_publisher(sync.backend, sync.host, sync.port)
+            self.publisher = make_publisher(config.weight_sync, self.setup.weight_receivers)
             self.metrics = MetricsLog(Path(self.setup.run_dir))
         self.version = 0
         self.latest: dict = {}
@@ -161,6 +162,8 @@ class LearnerRank:
         mine = range(self.rank, len(groups), self.world_size)  # this rank's slice of the step
         batches = [group_batch(groups[i], self.processor, advantages[i], self.pad_id).to(self.engine.device) for i in mine]
         versions = [int(v) for g in groups for v in g.sample_versions]
+        # Samples whose tokens came from more than one policy version (weights swapped mid-caption).
+        mixed = sum(int(t.min() != t.max()) for g in groups for t in g.token_versions)
         fresh = [groups[i].policy_version == self.version for i in mine]
         update_started = time.perf_counter()
         stats = grpo_update(
@@ -182,6 +185,7 @@ class LearnerRank:
             "staleness/max": age.max,
             "rollout/policy_version_max": max(versions),
             "rollout/policy_version_min": min(versions),
+            "rollout/mixed_version_fraction": mixed / len(versions),
             "rollout/caption_tokens_mean": stats.tokens / len(versions),  # tokens summed over ranks
             "reasoner/latency_s": float(np.mean([g.timings.score_s for g in groups])),
             "rollout/generate_s": float(np.mean([g.timings.generate_s for g in groups])),

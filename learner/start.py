@@ -15,7 +15,13 @@ def start_gate(config: LearnerConfig):
 
 
 def start_learner(
-    config: LearnerConfig, captioner: str, run_dir: str, temperature: float, gate, env: dict[str, str]
+    config: LearnerConfig,
+    captioner: str,
+    run_dir: str,
+    temperature: float,
+    num_actors: int,
+    gate,
+    env: dict[str, str],
 ) -> tuple[list, str, WeightSource]:
     """The ranks, set up and joined; returns them, the replay endpoint and the weight source."""
     # max_concurrency 2: the driver reads progress while `train` runs.
@@ -26,7 +32,12 @@ def start_learner(
         remote.remote(
             config,
             LearnerSetup(
-                captioner=captioner, run_dir=run_dir, rank=r, world_size=config.num_ranks, temperature=temperature
+                captioner=captioner,
+                run_dir=run_dir,
+                rank=r,
+                world_size=config.num_ranks,
+                temperature=temperature,
+                weight_receivers=num_actors,
             ),
             gate,
         )

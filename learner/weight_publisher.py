@@ -3,8 +3,8 @@
 `WeightPublisher` is the one interface the learner talks to; the actors' matching end is
 `actors.weight_receiver`. The ZeroMQ implementation sends raw tensor buffers over a PUB socket:
 a slow actor misses intermediate versions rather than holding the learner back (each update is
-a full snapshot, so only the newest matters). A GPU implementation (NCCL broadcast into the
-engines) plugs in behind the same two methods.
+a full snapshot, so only the newest matters). The broadcast implementation (NCCL into vLLM
+engines on GPUs, gloo on CPUs) is `learner.weight_broadcast`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 import zmq
 
 from actors.weight_update import WeightSource, encode_weight_update
+from configs.schema import WeightSyncConfig
 from wire.sockets import bind
 
 # Updates ZeroMQ may queue per subscriber; receivers drain continuously, so a few suffice.
@@ -51,7 +52,10 @@ class ZmqWeightPublisher(WeightPublisher):
         self._socket.close(linger=0)
 
 
-def make_publisher(backend: str, host: str, port: int) -> WeightPublisher:
-    if backend == "zmq":
-        return ZmqWeightPublisher(host, port)
-    raise ValueError(f"unknown weight sync backend {backend!r}")
+def make_publisher(config: WeightSyncConfig, receivers: int) -> WeightPublisher:
+    """The publisher of `config.backend`, for `receivers` rollout actors."""
+    if config.backend == "zmq":
+        return ZmqWeightPublisher(config.host, config.port)
+    from learner.weight_broadcast import BroadcastWeightPublisher
+
+    return BroadcastWeightPublisher(config.backend, config.host, config.port, receivers, config.timeout_s)

@@ -16,6 +16,20 @@ def test_paper_configs_carry_the_papers_settings_on_vllm(path):
     for role in (config.rollout, config.serve):
         assert role.num_gpus >= 1 and role.vllm.dtype == "bfloat16" and role.vllm.kv_cache_memory_bytes == 0
     assert config.learner.num_gpus >= 1 and config.learner.dtype == "bf16"
+    assert config.learner.weight_sync.backend == "nccl"
+
+
+@pytest.mark.parametrize(
+    "overrides, reason",
+    [
+        (["learner.weight_sync.backend=gloo"], "needs rollout.engine=vllm"),
+        (["learner.weight_sync.backend=nccl", "rollout.engine=vllm"], "needs learner.num_gpus and rollout.num_gpus > 0"),
+        (["learner.weight_sync.backend=mpi"], "must be one of"),
+    ],
+)
+def test_a_weight_sync_the_engines_cannot_take_is_refused(overrides, reason):
+    with pytest.raises(Exception, match=reason):
+        load_config(overrides=overrides)
 
 
 def test_paper_configs_need_the_users_data():

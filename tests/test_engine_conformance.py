@@ -87,7 +87,8 @@ def test_n_samples_per_prompt_for_images_of_several_sizes(engine, loop):
             assert 1 <= len(sample.token_ids) <= SAMPLING.max_new_tokens
             assert sample.logprobs.shape == sample.token_ids.shape and (sample.logprobs <= 0).all()
             assert sample.text == engine.tokenizer.decode(sample.token_ids, skip_special_tokens=True)
-            assert sample.policy_version == engine.policy_version
+            assert sample.token_versions.shape == sample.token_ids.shape
+            assert (sample.token_versions == engine.policy_version).all()
             assert not set(sample.token_ids.tolist()) & set(suppressed_caption_token_ids(engine.tokenizer))
     # Sampling, not copies: a group's samples differ.
     assert len({tuple(s.token_ids) for s in groups[0]}) > 1
@@ -105,7 +106,7 @@ def _learner_logprobs(model, processor, request: CaptionRequest, group) -> list[
         image_png=png.getvalue(),
         completion_ids=tuple(s.token_ids for s in group),
         behaviour_logprobs=tuple(s.logprobs for s in group),
-        sample_versions=np.zeros(len(group), dtype=np.int32),
+        token_versions=tuple(s.token_versions for s in group),
         rewards=np.zeros(len(group), dtype=np.float32),
         answers=((),) * len(group),
         timings=GroupTimings(generate_s=0.0, score_s=0.0, sent_at=0.0),
@@ -139,18 +140,14 @@ def _perturbed_weights(checkpoint: str) -> dict[str, torch.Tensor]:
 def test_weight_update_gives_exactly_a_fresh_engines_outputs(engine, bundle, loop, tmp_path, request):
     kind = request.node.callspec.params["engine"]
     weights = _perturbed_weights(str(bundle.captioner))
-    fresh_dir = tmp_path / "captioner"
-    shutil.copytree(bundle.captioner, fresh_dir)
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(fresh_dir)
-    model.load_state_dict(weights, strict=False)
-    model.save_pretrained(fresh_dir, safe_serialization=True)
+    fresh_dir = _save_weights(bundle, weights, tmp_path / "captioner")
 
     requests = _requests(engine.processor)
     before = loop.run_until_complete(engine.generate(requests, SAMPLING))
     version = engine.policy_version + 5
     loop.run_until_complete(engine.update_weights(WeightUpdate(version=version, tensors=weights)))
     updated = loop.run_until_complete(engine.generate(requests, SAMPLING))
-    fresh_engine = _make_engine(kind, str(fresh_dir), loop)
+    fresh_engine = _make_engine(kind, fresh_dir, loop)
     try:
         fresh = loop.run_until_complete(fresh_engine.generate(requests, SAMPLING))
     finally:
@@ -170,3 +167,56 @@ def test_weight_update_gives_exactly_a_fresh_engines_outputs(engine, bundle, loo
         for a, b in zip(group_a, group_b)
     )
     assert changed
+
+
+def _save_weights(bundle, weights: dict[str, torch.Tensor], directory) -> str:
+    """A captioner checkpoint holding `weights`: what a fresh engine, or the learner, loads."""
+    shutil.copytree(bundle.captioner, directory)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(directory)
+    model.load_state_dict(weights, strict=False)
+    model.save_pretrained(directory, safe_serialization=True)
+    return str(directory)
+
+
+def test_vllm_swaps_weights_under_requests_in_flight_and_tags_each_token(bundle, loop, tmp_path):
+    """An update that lands while captions are being sampled: the tokens sampled before it carry
+    the old version and their logprobs are the old policy's; those after it carry the new version
+    and their logprobs are exactly the new policy's over the whole prefix (the engine recomputes
+    the running requests' KV cache under the new weights, rather than reusing the old one)."""
+    engine = _make_engine("vllm", str(bundle.captioner), loop)
+    old_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(bundle.captioner).eval()
+    weights = _perturbed_weights(str(bundle.captioner))
+    new_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(_save_weights(bundle, weights, tmp_path / "new")).eval()
+    sampling = SamplingSettings(n=N, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=48)
+    requests = _requests(engine.processor)
+
+    async def generate_and_update(delay_s: float, version: int):
+        generating = asyncio.ensure_future(engine.generate(requests, sampling))
+        await asyncio.sleep(delay_s)
+        await engine.update_weights(WeightUpdate(version=version, tensors=weights))
+        return await generating
+
+    mixed = 0
+    try:
+        # Where the update lands is up to timing: a few tries with different delays, each checked.
+        for attempt, delay_s in enumerate((0.02, 0.05, 0.1, 0.01, 0.2)):
+            old_version, new_version = engine.policy_version, engine.policy_version + 1
+            if attempt:  # back to the old weights, as a version of its own
+                loop.run_until_complete(engine.update_weights(WeightUpdate(old_version + 1, dict(old_model.state_dict()))))
+                old_version, new_version = old_version + 1, old_version + 2
+            groups = loop.run_until_complete(generate_and_update(delay_s, new_version))
+            for request, group in zip(requests, groups):
+                by_old = _learner_logprobs(old_model, engine.processor, request, group)
+                by_new = _learner_logprobs(new_model, engine.processor, request, group)
+                for sample, old_logp, new_logp in zip(group, by_old, by_new):
+                    versions = sample.token_versions
+                    assert set(versions.tolist()) <= {old_version, new_version}
+                    assert (np.diff(versions) >= 0).all()  # old tokens first, then new ones
+                    expected = np.where(versions == old_version, old_logp, new_logp)
+                    np.testing.assert_allclose(sample.logprobs, expected, atol=TOLERANCE, rtol=0)
+                    mixed += int(versions[0] != versions[-1])
+            if mixed:
+                break
+    finally:
+        engine.close()
+    assert mixed, "no sample was in flight when the weights were swapped"

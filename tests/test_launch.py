@@ -87,14 +87,22 @@ def test_a_run_exits_zero_and_leaves_no_process(tmp_path):
 
 
 @pytest.mark.integration
-def test_a_run_on_vllm_engines_trains_like_the_default(tmp_path):
-    """Captioner and reasoner on vLLM (the CPU build): same run, same metrics, nothing left behind."""
-    proc = launch([*short_run(tmp_path, steps=3), "rollout.engine=vllm", "serve.engine=vllm", "eval.at_end=false"])
+@pytest.mark.parametrize("weight_sync", ["zmq", "gloo"])
+def test_a_run_on_vllm_engines_trains_like_the_default(tmp_path, weight_sync):
+    """Captioner and reasoner on vLLM (the CPU build): same run, same metrics, nothing left
+    behind; with weights published as frames (zmq) or broadcast into the engines (gloo)."""
+    # With max_staleness 2 (the default), step 3 takes no sample older than version 1: the run
+    # gets there only if the published weights reached the actors.
+    steps = 4
+    overrides = ["rollout.engine=vllm", "serve.engine=vllm", f"learner.weight_sync.backend={weight_sync}", "eval.at_end=false"]
+    proc = launch([*short_run(tmp_path, steps=steps), *overrides])
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in metrics] == [0, 1, 2]
+    assert [m["step"] for m in metrics] == list(range(steps))
     assert all(0.0 <= m["reward/mean"] <= 1.0 for m in metrics)
+    assert metrics[-1]["rollout/policy_version_min"] >= 1
+    assert all(0.0 <= m["rollout/mixed_version_fraction"] <= 1.0 for m in metrics)
     # vLLM's behaviour logprobs against the learner's, on samples of the weights being trained:
     # float32 on both sides, so ~1e-6 (see tests/test_engine_conformance.py for the bound).
     # (null on a step with no sample of the weights being trained)

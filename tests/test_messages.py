@@ -1,16 +1,23 @@
-"""ScoredGroup and WeightUpdate wire formats: round trips, and bad frames rejected with a reason."""
+"""ScoredGroup, WeightUpdate and weight broadcast wire formats: round trips, and bad frames
+rejected with a reason."""
 
 import msgpack
 import numpy as np
 import pytest
 import torch
 
+from actors.broadcast_messages import Ack, Hello, Join, Round, decode_message, encode_message
 from actors.weight_update import decode_weight_update, encode_weight_update
 from learner.messages import GroupTimings, ScoredGroup, decode_group, encode_group
 from wire.buffers import MalformedMessage, pack_array
 
 
-def make_group(lengths=(3, 1), rewards=(1.0, 0.0), image_bytes: int = 8) -> ScoredGroup:
+# The first completion was sampled across an update from version 2 to 3 after its first token.
+TOKEN_VERSIONS = ([2, 3, 3], [3])
+
+
+def make_group(rewards=(1.0, 0.0), image_bytes: int = 8) -> ScoredGroup:
+    lengths = [len(v) for v in TOKEN_VERSIONS]
     return ScoredGroup(
         group_id="g1",
         prompt_id="p7",
@@ -19,7 +26,7 @@ def make_group(lengths=(3, 1), rewards=(1.0, 0.0), image_bytes: int = 8) -> Scor
         image_png=b"\x89PNG" + b"." * image_bytes,
         completion_ids=tuple(np.arange(n, dtype=np.int32) + 10 for n in lengths),
         behaviour_logprobs=tuple(-np.linspace(0.1, 1.0, n, dtype=np.float32) for n in lengths),
-        sample_versions=np.array([3, 2], dtype=np.int32),
+        token_versions=tuple(np.array(v, dtype=np.int32) for v in TOKEN_VERSIONS),
         rewards=np.array(rewards, dtype=np.float32),
         answers=(("\\boxed{2}",), ("cannot tell",)),
         timings=GroupTimings(generate_s=0.5, score_s=0.25, sent_at=100.0),
@@ -34,8 +41,9 @@ def test_group_round_trip_keeps_every_field():
     assert [c.tolist() for c in back.completion_ids] == [[10, 11, 12], [10]]
     for got, sent in zip(back.behaviour_logprobs, group.behaviour_logprobs):
         np.testing.assert_array_equal(got, sent)
-    assert back.sample_versions.tolist() == [3, 2]
-    # the group's version is its oldest sample's
+    assert [v.tolist() for v in back.token_versions] == list(TOKEN_VERSIONS)
+    # a sample's version is its oldest token's, the group's its oldest sample's
+    assert back.sample_versions.tolist() == [2, 3]
     assert back.policy_version == 2
     assert back.rewards.tolist() == [1.0, 0.0]
     assert back.answers == group.answers
@@ -61,6 +69,8 @@ def mutate(**changes) -> bytes:
         (mutate(completion_ids=pack_array(np.arange(4, dtype=np.int64))), "dtype 'int64', expected 'int32'"),
         (mutate(behaviour_logprobs={"dtype": "float32", "shape": [4], "data": b"\x00" * 3}), "do not fill shape"),
         (mutate(behaviour_logprobs=pack_array(np.array([0.5, -1, -1, -1], dtype=np.float32))), "<= 0"),
+        (mutate(token_versions=pack_array(np.array([2, 3, 3], dtype=np.int32))), "and 3 token versions"),
+        (mutate(token_versions=pack_array(np.array([2, -1, 3, 3], dtype=np.int32))), "token versions must be >= 0"),
         (mutate(group_id=5), "group_id"),
         (mutate(answers=[["a"]]), "answers"),
     ],
@@ -93,3 +103,38 @@ def test_weight_update_with_a_short_buffer_is_rejected():
         decode_weight_update([frames[0], frames[1][:8]])
     with pytest.raises(MalformedMessage, match="names 1 tensors but 0"):
         decode_weight_update(frames[:1])
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        Hello(actor_id=1, workers=2),
+        Join(init_info={"master_address": "127.0.0.1", "master_port": 1234, "rank_offset": 3, "world_size": 5}),
+        Round(version=4, names=["a.weight", "b.bias"], dtype_names=["float32", "bfloat16"], shapes=[[3, 4], [5]]),
+        Ack(actor_id=0, error="boom"),
+    ],
+)
+def test_broadcast_messages_round_trip(message):
+    assert decode_message(encode_message(message)) == message
+
+
+def _broadcast_frame(**fields) -> bytes:
+    return msgpack.packb({"schema": 1, **fields}, use_bin_type=True)
+
+
+@pytest.mark.parametrize(
+    "frame, reason",
+    [
+        (_broadcast_frame(kind="Shutdown"), "unknown kind"),
+        (_broadcast_frame(kind="Hello", actor_id=1), "missing 1 required"),
+        (_broadcast_frame(kind="Hello", actor_id="1", workers=1), "'actor_id' has type str"),
+        (_broadcast_frame(kind="Round", version=1, names=["a"], dtype_names=["float32", "float32"], shapes=[[1]]), "differ in length"),
+        (_broadcast_frame(kind="Round", version=1, names=["a"], dtype_names=["int64"], shapes=[[1]]), "dtypes must be among"),
+        (_broadcast_frame(kind="Round", version=1, names=["a"], dtype_names=["float32"], shapes=[[-1]]), "sizes >= 0"),
+        (_broadcast_frame(kind="Join", init_info=[1]), "'init_info' has type list"),
+        (msgpack.packb({"schema": 7, "kind": "Ack", "actor_id": 0, "error": ""}), "another schema"),
+    ],
+)
+def test_bad_broadcast_messages_are_rejected_with_their_reason(frame, reason):
+    with pytest.raises(MalformedMessage, match=reason):
+        decode_message(frame)

@@ -22,8 +22,11 @@ def _set_process_defaults(config: VllmConfig) -> None:
         os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
 
 
-def engine_args(checkpoint: str, config: VllmConfig, seed: int, images_per_prompt: int, async_engine: bool):
-    """vLLM engine arguments for `checkpoint`: `AsyncEngineArgs` for the async engine, else `LLM` kwargs."""
+def engine_args(
+    checkpoint: str, config: VllmConfig, seed: int, images_per_prompt: int, async_engine: bool, weight_transfer: str | None = None
+):
+    """vLLM engine arguments for `checkpoint`: `AsyncEngineArgs` for the async engine, else `LLM`
+    kwargs. `weight_transfer` names the backend of vLLM's weight-transfer API updates arrive by."""
     _set_process_defaults(config)
     kwargs = dict(
         model=checkpoint,
@@ -33,8 +36,11 @@ def engine_args(checkpoint: str, config: VllmConfig, seed: int, images_per_promp
         tensor_parallel_size=config.tensor_parallel_size,
         enforce_eager=not config.compile,
         logprobs_mode=LOGPROBS_MODE,
-        worker_extension_cls="actors.vllm_weights.WeightReloadExtension",
     )
+    if weight_transfer is not None:
+        from vllm.config import WeightTransferConfig
+
+        kwargs["weight_transfer_config"] = WeightTransferConfig(backend=weight_transfer)
     if config.kv_cache_memory_bytes:
         kwargs["kv_cache_memory_bytes"] = config.kv_cache_memory_bytes
     else:

@@ -1,0 +1,190 @@
+"""Broadcast weight sync: learner rank 0 broadcasts each new policy straight into every vLLM engine.
+
+This is the GPU clusters' path ("nccl": vLLM's NCCL weight-transfer backend on the engines, a
+NCCL communicator here), with "gloo" as its CPU twin (`actors.vllm_weights`) so that the whole
+protocol runs, and is tested, without a GPU. One group holds rank 0 (here) and every worker of
+every actor's engine; small msgpack control messages over ZeroMQ (`actors.broadcast_messages`)
+say who is in it and what is about to be broadcast:
+1. each actor says Hello once its engine is up; when all `receivers` have, rank 0 hands each
+   its place (Join) and joins the group itself; the members meet at once.
+2. each publish sends a Round (version, names, dtypes, shapes) to every actor, broadcasts the
+   tensors in that order, and waits for every actor's Ack: the engines pause in place, load
+   layer-wise, and resume, tagging later tokens with the new version.
+Unlike the ZeroMQ publisher, a publish waits for the actors (a collective needs them all), and
+the group is fixed: an actor that dies cannot rejoin it; the publish then fails naming it.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from concurrent.futures import Future, wait
+from typing import Protocol
+
+import torch
+import zmq
+
+from actors.broadcast_messages import Ack, Hello, Join, Round, decode_message, encode_message
+from actors.weight_update import WeightSource
+from learner.distributed import free_port
+from learner.weight_publisher import WeightPublisher
+from wire.buffers import MalformedMessage
+from wire.gloo import GlooGroup
+from wire.sockets import bind
+
+BACKENDS = ("gloo", "nccl")
+# How often a wait for the actors checks whether the publisher is closing.
+_POLL_S = 0.2
+
+
+class TrainerGroup(Protocol):
+    def broadcast(self, tensor: torch.Tensor) -> None: ...
+
+    def finish(self) -> None:
+        """Return once every broadcast so far has left this process."""
+
+
+class BroadcastWeightPublisher(WeightPublisher):
+    def __init__(self, backend: str, host: str, port: int, receivers: int, timeout_s: float):
+        if backend not in BACKENDS:
+            raise ValueError(f"broadcast weight sync backend must be one of {BACKENDS}, got {backend!r}")
+        self._backend, self._host, self._timeout_s = backend, host, timeout_s
+        self._socket = zmq.Context.instance().socket(zmq.ROUTER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._endpoint = bind(self._socket, host, port)
+        self._receivers: dict[bytes, Hello] = {}
+        # The actors come up after the learner: the group forms in the background meanwhile
+        # (a daemon thread: a run that ends first must not wait for actors that never came).
+        self._closing = threading.Event()
+        self._formed: Future = Future()
+        self._forming = threading.Thread(target=self._form_group_in_background, args=(receivers,), daemon=True)
+        self._forming.start()
+
+    def source(self) -> WeightSource:
+        return WeightSource(backend=self._backend, endpoints=(self._endpoint,))
+
+    def publish(self, version: int, tensors: dict[str, torch.Tensor]) -> None:
+        group = self._group()
+        round_ = Round(
+            version=version,
+            names=list(tensors),
+            dtype_names=[str(t.dtype).removeprefix("torch.") for t in tensors.values()],
+            shapes=[list(t.shape) for t in tensors.values()],
+        )
+        for identity in self._receivers:
+            self._socket.send_multipart([identity, encode_message(round_)])
+        for tensor in tensors.values():
+            group.broadcast(tensor)
+        group.finish()
+        self._await_acks()
+
+    def _group(self) -> TrainerGroup:
+        """The group, once formed; raises what went wrong forming it."""
+        # Each step of forming has its own deadline and says which failed; this one is the
+        # backstop for a collective that never returns (a NCCL init missing a member).
+        if not wait([self._formed], timeout=2 * self._timeout_s).done:
+            raise TimeoutError(f"weight broadcast: the group did not form within {2 * self._timeout_s}s")
+        return self._formed.result()
+
+    def close(self) -> None:
+        self._closing.set()
+        self._forming.join()  # the socket belongs to that thread until it ends
+        self._socket.close(linger=0)
+
+    def _form_group_in_background(self, receivers: int) -> None:
+        try:
+            self._formed.set_result(self._form_group(receivers))
+        except BaseException as err:  # noqa: BLE001 - handed to the publish that needs the group
+            self._formed.set_exception(err)
+
+    def _form_group(self, receivers: int) -> TrainerGroup:
+        while len(self._receivers) < receivers:
+            identity, message = self._receive(f"{receivers - len(self._receivers)} of {receivers} actors to say Hello")
+            if isinstance(message, Hello):
+                self._receivers[identity] = message
+        world_size = 1 + sum(hello.workers for hello in self._receivers.values())
+        shared, join_rank0 = self._rendezvous(world_size)
+        offset = 1
+        for identity, hello in sorted(self._receivers.items(), key=lambda item: item[1].actor_id):
+            init_info = {**shared, "rank_offset": offset, "world_size": world_size}
+            self._socket.send_multipart([identity, encode_message(Join(init_info=init_info))])
+            offset += hello.workers
+        group = join_rank0()  # blocks until every engine worker has joined
+        self._await_acks()
+        return group
+
+    def _rendezvous(self, world_size: int):
+        """(what every member's init info shares, how rank 0 joins)."""
+        if self._backend == "gloo":
+            port = free_port(self._host)
+            shared = {"master_address": self._host, "master_port": port, "timeout_s": self._timeout_s}
+            return shared, lambda: _GlooTrainerGroup(GlooGroup.join(self._host, port, 0, world_size, self._timeout_s))
+        unique_id = _nccl_unique_id()
+        # The id travels in our own message: no TCPStore, nothing unpickled on either side.
+        shared = {"nccl_unique_id_b64": base64.b64encode(unique_id).decode("ascii")}
+        return shared, lambda: _NcclTrainerGroup(unique_id, world_size)
+
+    def _await_acks(self) -> None:
+        waiting = {hello.actor_id for hello in self._receivers.values()}
+        errors = []
+        while waiting:
+            _, message = self._receive(f"actors {sorted(waiting)} to acknowledge")
+            if isinstance(message, Ack) and message.actor_id in waiting:
+                waiting.discard(message.actor_id)
+                if message.error:
+                    errors.append(f"actor {message.actor_id}: {message.error}")
+        if errors:
+            raise RuntimeError("weight broadcast failed on " + "; ".join(errors))
+
+    def _receive(self, waiting_for: str):
+        deadline = time.monotonic() + self._timeout_s
+        while not self._socket.poll(_POLL_S * 1000):
+            if self._closing.is_set():
+                raise RuntimeError(f"weight broadcast closed while waiting for {waiting_for}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"weight broadcast: waited {self._timeout_s}s for {waiting_for}")
+        identity, frame = self._socket.recv_multipart()
+        try:
+            return identity, decode_message(frame)
+        except MalformedMessage as err:
+            raise RuntimeError(f"weight broadcast: malformed message from an actor: {err}") from None
+
+
+class _GlooTrainerGroup:
+    def __init__(self, group: GlooGroup):
+        self.group = group
+
+    def broadcast(self, tensor: torch.Tensor) -> None:
+        self.group.broadcast(tensor.detach().to("cpu").contiguous())
+
+    def finish(self) -> None:
+        pass  # gloo broadcasts are synchronous
+
+
+class _NcclTrainerGroup:
+    """Rank 0 of the NCCL group, through vLLM's communicator (the engines' side uses the same)."""
+
+    def __init__(self, unique_id: bytes, world_size: int):
+        from vllm.distributed.device_communicators.pynccl import PyNcclCommunicator
+
+        self.device = torch.device("cuda", torch.cuda.current_device())
+        self.comm = PyNcclCommunicator.from_unique_id_bytes(unique_id, rank=0, world_size=world_size, device=self.device)
+        self._sent: list[torch.Tensor] = []
+
+    def broadcast(self, tensor: torch.Tensor) -> None:
+        # NCCL reads `numel` elements from the pointer: a contiguous copy on this GPU, kept
+        # alive until the stream has sent it.
+        sent = tensor.detach().to(self.device).contiguous()
+        self.comm.broadcast(sent, src=0, stream=torch.cuda.current_stream())
+        self._sent.append(sent)
+
+    def finish(self) -> None:
+        torch.cuda.current_stream().synchronize()
+        self._sent.clear()
+
+
+def _nccl_unique_id() -> bytes:
+    from vllm.distributed.device_communicators.pynccl_wrapper import NCCLLibrary
+
+    return bytes(NCCLLibrary().ncclGetUniqueId().internal)

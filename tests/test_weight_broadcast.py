@@ -1,0 +1,136 @@
+"""Broadcast weight sync: learner rank 0 broadcasts each policy into every engine worker.
+
+The gloo backend runs the whole protocol on CPU (the GPU path differs only in NCCL being the
+collective). First against plain-Python group members at the edge, then into a real vLLM engine
+(CPU build), whose outputs after a broadcast must equal a fresh engine's on the same weights.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+import zmq
+
+from actors.broadcast_messages import Ack, Hello, Join, Round, decode_message, encode_message
+from actors.engine import make_caption_engine
+from actors.weight_receiver import BroadcastWeightReceiver
+from configs.schema import VllmConfig
+from learner.weight_broadcast import BroadcastWeightPublisher
+from tests.test_engine_conformance import SAMPLING, _perturbed_weights, _requests, _save_weights, bundle, loop  # noqa: F401
+from wire.gloo import GlooGroup
+
+TIMEOUT_S = 30.0
+
+
+def _publisher(receivers: int, timeout_s: float = TIMEOUT_S) -> BroadcastWeightPublisher:
+    return BroadcastWeightPublisher("gloo", "127.0.0.1", 0, receivers, timeout_s)
+
+
+class _Member(threading.Thread):
+    """An actor reduced to its protocol: one group rank that records what it receives."""
+
+    def __init__(self, endpoint: str, actor_id: int, fail_rounds: bool = False):
+        super().__init__(daemon=True)
+        self.endpoint, self.actor_id, self.fail_rounds = endpoint, actor_id, fail_rounds
+        self.join_info: dict = {}
+        self.received: list[tuple[int, dict[str, torch.Tensor]]] = []
+
+    def run(self) -> None:
+        socket = zmq.Context.instance().socket(zmq.DEALER)
+        socket.connect(self.endpoint)
+        socket.send(encode_message(Hello(actor_id=self.actor_id, workers=1)))
+        group = None
+        while True:
+            message = decode_message(socket.recv())
+            if isinstance(message, Join):
+                self.join_info = message.init_info
+                info = message.init_info
+                group = GlooGroup.join(info["master_address"], info["master_port"], info["rank_offset"], info["world_size"], TIMEOUT_S)
+            elif isinstance(message, Round):
+                tensors = {}
+                for name, dtype, shape in zip(message.names, message.dtype_names, message.shapes):
+                    tensors[name] = torch.empty(shape, dtype=getattr(torch, dtype))
+                    group.broadcast(tensors[name])
+                self.received.append((message.version, tensors))
+            error = "disk full" if self.fail_rounds and isinstance(message, Round) else ""
+            socket.send(encode_message(Ack(actor_id=self.actor_id, error=error)))
+
+
+def test_every_member_gets_its_own_rank_and_every_tensor_bit_exact():
+    publisher = _publisher(receivers=2)
+    members = [_Member(publisher.source().endpoints[0], actor_id) for actor_id in (1, 0)]
+    for member in members:
+        member.start()
+    weights = {"a.weight": torch.randn(3, 4), "b.bias": torch.randn(5).to(torch.bfloat16)}
+    try:
+        publisher.publish(3, weights)
+        publisher.publish(4, {name: t * 2 for name, t in weights.items()})
+    finally:
+        publisher.close()
+    # Rank 0 is the learner; actors follow in actor order, one rank per engine worker.
+    assert {m.actor_id: m.join_info["rank_offset"] for m in members} == {0: 1, 1: 2}
+    assert all(m.join_info["world_size"] == 3 for m in members)
+    for member in members:
+        assert [version for version, _ in member.received] == [3, 4]
+        for (_, got), scale in zip(member.received, (1, 2)):
+            assert list(got) == list(weights)
+            for name, tensor in weights.items():
+                assert got[name].dtype == tensor.dtype and torch.equal(got[name], tensor * scale)
+
+
+def test_a_publish_fails_naming_the_actor_that_could_not_load_it():
+    publisher = _publisher(receivers=2)
+    members = [_Member(publisher.source().endpoints[0], 0), _Member(publisher.source().endpoints[0], 1, fail_rounds=True)]
+    for member in members:
+        member.start()
+    try:
+        with pytest.raises(RuntimeError, match="actor 1: disk full"):
+            publisher.publish(1, {"w": torch.zeros(2)})
+    finally:
+        publisher.close()
+
+
+def test_a_publish_without_the_actors_times_out_saying_who_is_missing():
+    publisher = _publisher(receivers=2, timeout_s=0.5)
+    try:
+        with pytest.raises(TimeoutError, match="2 of 2 actors to say Hello"):
+            publisher.publish(1, {"w": torch.zeros(2)})
+    finally:
+        publisher.close()
+
+
+def test_a_broadcast_into_a_vllm_engine_gives_exactly_a_fresh_engines_outputs(bundle, loop, tmp_path):  # noqa: F811
+    async def build(checkpoint: str, weight_sync: str):
+        return make_caption_engine("vllm", checkpoint, VllmConfig(), seed=0, weight_sync=weight_sync)
+
+    engine = loop.run_until_complete(build(str(bundle.captioner), "gloo"))
+    publisher = _publisher(receivers=1)
+    receiver = BroadcastWeightReceiver(publisher.source().endpoints[0], actor_id=0)
+    versions: list[int] = []
+    serving = loop.create_task(receiver.serve(engine, versions.append))
+    weights = _perturbed_weights(str(bundle.captioner))
+    requests = _requests(engine.processor)
+    try:
+        # The learner publishes from its own thread; the actor's loop serves meanwhile.
+        loop.run_until_complete(loop.run_in_executor(None, publisher.publish, 6, weights))
+        updated = loop.run_until_complete(engine.generate(requests, SAMPLING))
+    finally:
+        serving.cancel()
+        receiver.close()
+        publisher.close()
+        engine.close()
+    fresh_engine = loop.run_until_complete(build(_save_weights(bundle, weights, tmp_path / "fresh"), "zmq"))
+    try:
+        fresh = loop.run_until_complete(fresh_engine.generate(requests, SAMPLING))
+    finally:
+        fresh_engine.close()
+
+    assert versions == [6] and engine.policy_version == 6
+    for got_group, fresh_group in zip(updated, fresh):
+        for got, want in zip(got_group, fresh_group):
+            assert (got.token_versions == 6).all()
+            np.testing.assert_array_equal(got.token_ids, want.token_ids)
+            np.testing.assert_array_equal(got.logprobs, want.logprobs)
