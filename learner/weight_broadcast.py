@@ -31,7 +31,7 @@ from learner.distributed import free_port
 from learner.weight_publisher import WeightPublisher
 from wire.buffers import MalformedMessage
 from wire.gloo import GlooGroup
-from wire.sockets import bind
+from wire.sockets import advertised_host, bind
 
 BACKENDS = ("gloo", "nccl")
 # How often a wait for the actors checks whether the publisher is closing.
@@ -118,12 +118,10 @@ class BroadcastWeightPublisher(WeightPublisher):
         """(what every member's init info shares, how rank 0 joins)."""
         if self._backend == "gloo":
             port = free_port(self._host)
-            shared = {"master_address": self._host, "master_port": port, "timeout_s": self._timeout_s}
+            shared = {"master_address": advertised_host(self._host), "master_port": port, "timeout_s": self._timeout_s}
             return shared, lambda: _GlooTrainerGroup(GlooGroup.join(self._host, port, 0, world_size, self._timeout_s))
         unique_id = _nccl_unique_id()
-        # The id travels in our own message: no TCPStore, nothing unpickled on either side.
-        shared = {"nccl_unique_id_b64": base64.b64encode(unique_id).decode("ascii")}
-        return shared, lambda: _NcclTrainerGroup(unique_id, world_size)
+        return nccl_init_info(unique_id), lambda: _NcclTrainerGroup(unique_id, world_size)
 
     def _await_acks(self) -> None:
         waiting = {hello.actor_id for hello in self._receivers.values()}
@@ -182,6 +180,12 @@ class _NcclTrainerGroup:
     def finish(self) -> None:
         torch.cuda.current_stream().synchronize()
         self._sent.clear()
+
+
+def nccl_init_info(unique_id: bytes) -> dict:
+    """What every engine's NCCL init info shares: the group's id. It travels in our own message,
+    so there is no TCPStore rendezvous and nothing is unpickled on either side."""
+    return {"nccl_unique_id_b64": base64.b64encode(unique_id).decode("ascii")}
 
 
 def _nccl_unique_id() -> bytes:

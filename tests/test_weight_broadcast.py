@@ -18,7 +18,7 @@ from actors.broadcast_messages import Ack, Hello, Join, Round, decode_message, e
 from actors.engine import make_caption_engine
 from actors.weight_receiver import BroadcastWeightReceiver
 from configs.schema import VllmConfig
-from learner.weight_broadcast import BroadcastWeightPublisher
+from learner.weight_broadcast import BroadcastWeightPublisher, nccl_init_info
 from tests.test_engine_conformance import SAMPLING, _perturbed_weights, _requests, _save_weights, bundle, loop  # noqa: F401
 from wire.gloo import GlooGroup
 
@@ -134,3 +134,17 @@ def test_a_broadcast_into_a_vllm_engine_gives_exactly_a_fresh_engines_outputs(bu
             assert (got.token_versions == 6).all()
             np.testing.assert_array_equal(got.token_ids, want.token_ids)
             np.testing.assert_array_equal(got.logprobs, want.logprobs)
+
+
+def test_the_nccl_messages_are_what_vllms_nccl_backend_takes():
+    """The NCCL path cannot run without GPUs; its messages must still parse into the init and
+    update info of vLLM's NCCL backend, which the engines' workers build from them."""
+    from vllm.distributed.weight_transfer.nccl_engine import NCCLWeightTransferInitInfo, NCCLWeightTransferUpdateInfo
+
+    unique_id = bytes(range(128))
+    init = NCCLWeightTransferInitInfo(**{**nccl_init_info(unique_id), "rank_offset": 3, "world_size": 5})
+    assert init.nccl_unique_id_bytes == unique_id and (init.rank_offset, init.world_size) == (3, 5)
+    assert init.master_address is None and not init.packed  # id rendezvous; tensors one by one, in order
+    round_ = Round(version=2, names=["a.weight", "b.bias"], dtype_names=["float32", "bfloat16"], shapes=[[3, 4], [5]])
+    update = NCCLWeightTransferUpdateInfo(**round_.update_info())
+    assert (update.names, update.dtype_names, update.shapes) == (round_.names, round_.dtype_names, round_.shapes)

@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import zmq
 
+# Bind addresses meaning "every interface": peers cannot connect to them as given.
+_WILDCARDS = ("0.0.0.0", "*", "::")
+
+
+def advertised_host(host: str) -> str:
+    """The address peers should connect to for a socket bound on `host`: the host itself, or,
+    for a wildcard bind, this node's address as Ray's cluster knows it."""
+    if host not in _WILDCARDS:
+        return host
+    import ray.util
+
+    return ray.util.get_node_ip_address()
+
 
 def bind(socket: zmq.Socket, host: str, port: int) -> str:
     """Bind `socket` on `host` (port 0 = a free one) and return the endpoint peers connect to."""
+    address = "*" if host in _WILDCARDS else host
     if port == 0:
-        port = socket.bind_to_random_port(f"tcp://{host}")
+        port = socket.bind_to_random_port(f"tcp://{address}")
     else:
-        socket.bind(f"tcp://{host}:{port}")
-    return f"tcp://{host}:{port}"
+        socket.bind(f"tcp://{address}:{port}")
+    return f"tcp://{advertised_host(host)}:{port}"
