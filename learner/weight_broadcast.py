@@ -121,7 +121,7 @@ class BroadcastWeightPublisher(WeightPublisher):
             shared = {"master_address": advertised_host(self._host), "master_port": port, "timeout_s": self._timeout_s}
             return shared, lambda: _GlooTrainerGroup(GlooGroup.join(self._host, port, 0, world_size, self._timeout_s))
         unique_id = _nccl_unique_id()
-        return nccl_init_info(unique_id), lambda: _NcclTrainerGroup(unique_id, world_size)
+        return nccl_init_info(unique_id), lambda: _NcclTrainerGroup(unique_id, world_size, self._timeout_s)
 
     def _await_acks(self) -> None:
         waiting = {hello.actor_id for hello in self._receivers.values()}
@@ -163,11 +163,12 @@ class _GlooTrainerGroup:
 class _NcclTrainerGroup:
     """Rank 0 of the NCCL group, through vLLM's communicator (the engines' side uses the same)."""
 
-    def __init__(self, unique_id: bytes, world_size: int):
+    def __init__(self, unique_id: bytes, world_size: int, timeout_s: float):
         from vllm.distributed.device_communicators.pynccl import PyNcclCommunicator
 
         self.device = torch.device("cuda", torch.cuda.current_device())
         self.comm = PyNcclCommunicator.from_unique_id_bytes(unique_id, rank=0, world_size=world_size, device=self.device)
+        self.timeout_s = timeout_s
         self._sent: list[torch.Tensor] = []
 
     def broadcast(self, tensor: torch.Tensor) -> None:
@@ -178,7 +179,15 @@ class _NcclTrainerGroup:
         self._sent.append(sent)
 
     def finish(self) -> None:
-        torch.cuda.current_stream().synchronize()
+        # Polled rather than synchronized: NCCL has no timeout, and a dead peer would hang a
+        # synchronize forever; this way the publish fails and says so.
+        sent = torch.cuda.Event()
+        sent.record(torch.cuda.current_stream())
+        deadline = time.monotonic() + self.timeout_s
+        while not sent.query():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"weight broadcast: NCCL did not complete in {self.timeout_s}s; has an engine worker died?")
+            time.sleep(0.001)
         self._sent.clear()
 
 

@@ -32,9 +32,10 @@ def _publisher(receivers: int, timeout_s: float = TIMEOUT_S) -> BroadcastWeightP
 class _Member(threading.Thread):
     """An actor reduced to its protocol: one group rank that records what it receives."""
 
-    def __init__(self, endpoint: str, actor_id: int, fail_rounds: bool = False):
+    def __init__(self, endpoint: str, actor_id: int, fail_rounds: bool = False, hang_after_rounds: bool = False):
         super().__init__(daemon=True)
         self.endpoint, self.actor_id, self.fail_rounds = endpoint, actor_id, fail_rounds
+        self.hang_after_rounds = hang_after_rounds
         self.join_info: dict = {}
         self.received: list[tuple[int, dict[str, torch.Tensor]]] = []
 
@@ -55,6 +56,8 @@ class _Member(threading.Thread):
                     tensors[name] = torch.empty(shape, dtype=getattr(torch, dtype))
                     group.broadcast(tensors[name])
                 self.received.append((message.version, tensors))
+                if self.hang_after_rounds:
+                    return  # as if its engine hung: the tensors arrived, no acknowledgement follows
             error = "disk full" if self.fail_rounds and isinstance(message, Round) else ""
             socket.send(encode_message(Ack(actor_id=self.actor_id, error=error)))
 
@@ -88,6 +91,19 @@ def test_a_publish_fails_naming_the_actor_that_could_not_load_it():
         member.start()
     try:
         with pytest.raises(RuntimeError, match="actor 1: disk full"):
+            publisher.publish(1, {"w": torch.zeros(2)})
+    finally:
+        publisher.close()
+
+
+def test_a_publish_an_actor_never_acknowledges_times_out_naming_it():
+    publisher = _publisher(receivers=2, timeout_s=2.0)
+    endpoint = publisher.source().endpoints[0]
+    members = [_Member(endpoint, 0), _Member(endpoint, 1, hang_after_rounds=True)]
+    for member in members:
+        member.start()
+    try:
+        with pytest.raises(TimeoutError, match=r"actors \[1\] to acknowledge"):
             publisher.publish(1, {"w": torch.zeros(2)})
     finally:
         publisher.close()
