@@ -25,6 +25,7 @@ class PolicyBatch:
     completion_ids: torch.Tensor  # [G, T] long, right-padded
     completion_mask: torch.Tensor  # [G, T] float, 1 on sampled tokens
     behaviour_logprobs: torch.Tensor  # [G, T] float
+    token_versions: torch.Tensor  # [G, T] long, the policy version that sampled each token; -1 on padding
     advantages: torch.Tensor  # [G]
 
     def to(self, device: str | torch.device) -> "PolicyBatch":
@@ -56,10 +57,12 @@ def group_batch(group: ScoredGroup, processor, advantages: torch.Tensor, pad_id:
     completion_ids = torch.full((size, max_len), pad_id, dtype=torch.long)
     completion_mask = torch.zeros((size, max_len))
     behaviour = torch.zeros((size, max_len))
-    for i, (ids, logp) in enumerate(zip(group.completion_ids, group.behaviour_logprobs)):
+    versions = torch.full((size, max_len), -1, dtype=torch.long)
+    for i, (ids, logp, version) in enumerate(zip(group.completion_ids, group.behaviour_logprobs, group.token_versions)):
         completion_ids[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
         completion_mask[i, : len(ids)] = 1.0
         behaviour[i, : len(ids)] = torch.from_numpy(logp.copy())
+        versions[i, : len(ids)] = torch.as_tensor(version, dtype=torch.long)
     input_ids = torch.cat([prompt.expand(size, -1), completion_ids], dim=1)
     attention_mask = torch.cat([torch.ones(size, len(prompt), dtype=torch.long), completion_mask.long()], dim=1)
     image_token_id = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
@@ -73,5 +76,6 @@ def group_batch(group: ScoredGroup, processor, advantages: torch.Tensor, pad_id:
         completion_ids=completion_ids,
         completion_mask=completion_mask,
         behaviour_logprobs=behaviour,
+        token_versions=versions,
         advantages=advantages,
     )

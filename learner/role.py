@@ -164,10 +164,9 @@ class LearnerRank:
         versions = [int(v) for g in groups for v in g.sample_versions]
         # Samples whose tokens came from more than one policy version (weights swapped mid-caption).
         mixed = sum(int(t.min() != t.max()) for g in groups for t in g.token_versions)
-        fresh = [groups[i].policy_version == self.version for i in mine]
         update_started = time.perf_counter()
         stats = grpo_update(
-            self.engine, self.ref_model, batches, fresh, self.config, self.setup.temperature, self.suppressed_ids
+            self.engine, self.ref_model, batches, self.version, self.config, self.setup.temperature, self.suppressed_ids
         )
         update_s = time.perf_counter() - update_started
         age = staleness(self.version, versions)
