@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -74,6 +75,17 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+# Set by SIGTERM (`kill`, a cluster scheduler ending the job), which stops a run the way Ctrl-C
+# does. A flag, not an exception type: Ray re-raises a plain KeyboardInterrupt from its calls.
+_terminated = False
+
+
+def _raise_terminated(signum, frame) -> None:
+    global _terminated
+    _terminated = True
+    raise KeyboardInterrupt
+
+
 def start_ray(config: TrainConfig) -> None:
     import ray
 
@@ -83,6 +95,9 @@ def start_ray(config: TrainConfig) -> None:
         ray.init(address=config.ray.address, runtime_env={"env_vars": env})
     else:
         ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, runtime_env={"env_vars": env})
+    # After ray.init, which installs a SIGTERM handler of its own that aborts the driver: a
+    # `kill` of the driver then stops the run the way Ctrl-C does, leaving no role behind.
+    signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 @dataclass
@@ -151,8 +166,8 @@ def train(config: TrainConfig) -> int:
         follow_progress(roles.learners[0], training, roles.runs, config.learner.total_steps)
         log.info("done: metrics in %s", run_dir / "metrics.jsonl")
     except KeyboardInterrupt:
-        log.warning("interrupted; stopping every role")
-        return 130
+        log.warning("%s; stopping every role", "terminated" if _terminated else "interrupted")
+        return 128 + (signal.SIGTERM if _terminated else signal.SIGINT)
     finally:
         stop_roles(roles)
         plot_reward(run_dir)

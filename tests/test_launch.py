@@ -112,14 +112,23 @@ def test_a_run_on_vllm_engines_trains_like_the_default(tmp_path, weight_sync):
 
 
 @pytest.mark.integration
-def test_ctrl_c_stops_every_role(tmp_path):
-    proc = launch(short_run(tmp_path, steps=10_000))
+@pytest.mark.parametrize(
+    "stop, engine, exit_code",
+    [
+        (lambda pid: os.killpg(pid, signal.SIGINT), "transformers", 130),  # what a terminal's Ctrl-C does
+        # `kill` of the driver; the vLLM engines run in processes of their own, which must go too
+        (lambda pid: os.kill(pid, signal.SIGTERM), "vllm", 143),
+    ],
+    ids=["ctrl-c", "kill"],
+)
+def test_a_stop_signal_stops_every_role(tmp_path, stop, engine, exit_code):
+    proc = launch([*short_run(tmp_path, steps=10_000), f"rollout.engine={engine}", "eval.at_end=false"])
     metrics = tmp_path / "run" / "metrics.jsonl"
     deadline = time.monotonic() + 300
     while not (metrics.is_file() and metrics.read_text().strip()) and time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read()[-3000:]
         time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    stop(proc.pid)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out[-3000:]
+    assert proc.returncode == exit_code, out[-3000:]
     assert wait_gone(proc.pid) == []
