@@ -30,10 +30,11 @@ from actors.weight_update import decode_weight_update
 from wire.gloo import GlooGroup
 
 BACKENDS = {"frames": "FramesWeightTransferEngine", "gloo": "GlooWeightTransferEngine"}
+_LAYERWISE_LOGGER = "vllm.model_executor.model_loader.reload.layerwise"
 
 
 def register() -> None:
-    """The plugin entry point: name our backends in vLLM's registry (imported only when used)."""
+    """The plugin entry point: name our backends in vLLM's registry."""
     from vllm.distributed.weight_transfer import WeightTransferEngineFactory
 
     for name, class_name in BACKENDS.items():
@@ -45,9 +46,6 @@ def register() -> None:
     # "Failed to load weights" for every layer left out, on every update, though it keeps their
     # weights as they were, which is what we want (the conformance tests check updates exactly).
     logging.getLogger(_LAYERWISE_LOGGER).setLevel(logging.ERROR)
-
-
-_LAYERWISE_LOGGER = "vllm.model_executor.model_loader.reload.layerwise"
 
 
 @dataclass

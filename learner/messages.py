@@ -2,8 +2,9 @@
 
 One message = one GRPO group: G captions of one prompt, each with its token ids, the behaviour
 logprob of every token (under the distribution it was sampled from), the policy version that
-sampled every token (an engine may swap weights mid-caption), and its reward. The prompt travels too (token ids + image bytes), so the learner
-rebuilds exactly the inputs generation saw without reading the dataset.
+sampled every token (an engine may swap weights mid-caption), and its reward. The prompt travels
+too (token ids + image bytes), so the learner rebuilds exactly the inputs generation saw
+without reading the dataset.
 
 Imports only numpy and msgpack: safe to import anywhere.
 """
