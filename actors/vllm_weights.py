@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from vllm.distributed.weight_transfer.base import WeightTransferEngine, WeightTransferInitInfo, WeightTransferUpdateInfo
 
-from actors.weight_update import decode_weight_update
+from actors.weight_update import TENSOR_DTYPES, decode_weight_update
 from wire.gloo import GlooGroup
 
 BACKENDS = {"frames": "FramesWeightTransferEngine", "gloo": "GlooWeightTransferEngine"}
@@ -131,7 +131,7 @@ class GlooWeightTransferEngine(_LayerwiseReload):
         if self.group is None:
             raise RuntimeError("gloo weight transfer used before init_weight_transfer_engine")
         for name, dtype_name, shape in zip(update_info.names, update_info.dtype_names, update_info.shapes):
-            tensor = torch.empty(shape, dtype=getattr(torch, dtype_name))
+            tensor = torch.empty(shape, dtype=TENSOR_DTYPES[dtype_name])
             self.group.broadcast(tensor)
             self.model.load_weights([(name, tensor)])
 

@@ -32,13 +32,19 @@ class WeightUpdate:
     tensors: dict[str, torch.Tensor]
 
 
+def wire_dtype(name: str, tensor: torch.Tensor) -> str:
+    """The name `tensor`'s dtype travels under, if it may travel as a weight at all."""
+    dtype = str(tensor.dtype).removeprefix("torch.")
+    if dtype not in TENSOR_DTYPES:
+        raise TypeError(f"{name}: dtype {dtype} cannot travel as a weight")
+    return dtype
+
+
 def encode_weight_update(version: int, tensors: dict[str, torch.Tensor]) -> list[bytes | memoryview]:
     header = {"schema": SCHEMA_VERSION, "version": version, "tensors": []}
     buffers = []
     for name, tensor in tensors.items():
-        dtype = str(tensor.dtype).removeprefix("torch.")
-        if dtype not in TENSOR_DTYPES:
-            raise TypeError(f"{name}: dtype {dtype} cannot travel as a weight")
+        dtype = wire_dtype(name, tensor)
         header["tensors"].append({"name": name, "dtype": dtype, "shape": list(tensor.shape)})
         flat = tensor.detach().to("cpu").contiguous().reshape(-1)
         buffers.append(memoryview(flat.view(torch.uint8).numpy()))

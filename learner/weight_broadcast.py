@@ -26,7 +26,7 @@ import torch
 import zmq
 
 from actors.broadcast_messages import Ack, Hello, Join, Round, decode_message, encode_message
-from actors.weight_update import WeightSource
+from actors.weight_update import WeightSource, wire_dtype
 from learner.distributed import free_port
 from learner.weight_publisher import WeightPublisher
 from wire.buffers import MalformedMessage
@@ -69,7 +69,7 @@ class BroadcastWeightPublisher(WeightPublisher):
         round_ = Round(
             version=version,
             names=list(tensors),
-            dtype_names=[str(t.dtype).removeprefix("torch.") for t in tensors.values()],
+            dtype_names=[wire_dtype(name, t) for name, t in tensors.items()],
             shapes=[list(t.shape) for t in tensors.values()],
         )
         for identity in self._receivers:

@@ -17,6 +17,7 @@ import zmq
 from actors.broadcast_messages import Ack, Hello, Join, Round, decode_message, encode_message
 from actors.engine import make_caption_engine
 from actors.weight_receiver import BroadcastWeightReceiver
+from actors.weight_update import TENSOR_DTYPES
 from configs.schema import VllmConfig
 from learner.weight_broadcast import BroadcastWeightPublisher, nccl_init_info
 from tests.test_engine_conformance import SAMPLING, _perturbed_weights, _requests, _save_weights, bundle, loop  # noqa: F401
@@ -53,7 +54,7 @@ class _Member(threading.Thread):
             elif isinstance(message, Round):
                 tensors = {}
                 for name, dtype, shape in zip(message.names, message.dtype_names, message.shapes):
-                    tensors[name] = torch.empty(shape, dtype=getattr(torch, dtype))
+                    tensors[name] = torch.empty(shape, dtype=TENSOR_DTYPES[dtype])
                     group.broadcast(tensors[name])
                 self.received.append((message.version, tensors))
                 if self.hang_after_rounds:
