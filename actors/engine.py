@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from actors.weight_update import WeightUpdate
 from configs.schema import VllmConfig
 from vlm.caption_prompt import CaptionPrompt
+from wire.weights import WeightUpdate
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ import torch
 from transformers import AutoModelForImageTextToText, GenerationConfig
 
 from actors.engine import CaptionEngine, CaptionRequest, CaptionSample, SamplingSettings
-from actors.weight_update import WeightUpdate
+from actors.weight_tensors import named_tensors
 from vlm.caption_prompt import batch_caption_inputs, suppressed_caption_token_ids
 from vlm.processor import load_captioner_processor
+from wire.weights import WeightUpdate
 
 
 class TransformersCaptionEngine(CaptionEngine):
@@ -39,11 +40,12 @@ class TransformersCaptionEngine(CaptionEngine):
 
     def _load_blocking(self, update: WeightUpdate) -> None:
         params = dict(self.model.named_parameters())
-        unknown = sorted(set(update.tensors) - set(params))
+        tensors = named_tensors(update)
+        unknown = sorted({name for name, _ in tensors} - set(params))
         if unknown:
             raise ValueError(f"weight update v{update.version} names parameters this model lacks: {unknown[:5]}")
         with self._lock, torch.no_grad():
-            for name, tensor in update.tensors.items():
+            for name, tensor in tensors:
                 params[name].copy_(tensor.to(params[name].device, params[name].dtype))
             self._version = update.version
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import zmq
 import zmq.asyncio
 
-from learner.messages import ScoredGroup, encode_group
+from wire.scored_group import ScoredGroup, encode_group
 
 # Groups ZeroMQ may queue on the actor side before a send waits.
 SEND_HWM = 2

@@ -23,15 +23,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from actors.engine import CaptionEngine, CaptionRequest, CaptionSample, SamplingSettings, make_caption_engine
+from actors.engine import (
+    CaptionEngine,
+    CaptionRequest,
+    CaptionSample,
+    SamplingSettings,
+    make_caption_engine,
+)
 from actors.replay_client import ReplayClient
 from actors.weight_receiver import BroadcastWeightReceiver, ZmqWeightReceiver
-from actors.weight_update import WeightSource
 from configs.schema import RolloutConfig
-from learner.messages import GroupTimings, ScoredGroup, encode_group
-from serve.schema import ScoreRequest, ScoreResult
-from task.dataset import VQARecord, load_image, read_records
+from records.vqa import VQARecord, load_image, read_records
 from vlm.caption_prompt import encode_caption_prompt
+from wire.scored_group import GroupTimings, ScoredGroup, encode_group
+from wire.scoring import ScoreRequest, ScoreResult
+from wire.weights import WeightSource
 
 log = logging.getLogger(__name__)
 

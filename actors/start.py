@@ -5,8 +5,8 @@ from __future__ import annotations
 import ray
 
 from actors.rollout import RolloutActor, RolloutSetup
-from actors.weight_update import WeightSource
 from configs.schema import RolloutConfig
+from wire.weights import WeightSource
 
 
 def start_rollout_actors(

@@ -8,14 +8,13 @@ from contextlib import asynccontextmanager
 
 import numpy as np
 
-from actors.broadcast_messages import Round
 from actors.engine import CaptionEngine, CaptionRequest, CaptionSample, SamplingSettings
-from actors.weight_update import WeightUpdate, encode_weight_update
 from configs.schema import VllmConfig
 from vlm.caption_prompt import suppressed_caption_token_ids
 from vlm.processor import load_captioner_processor
 from vlm.vllm_setup import engine_args
-
+from wire.broadcast import Round
+from wire.weights import WeightUpdate, encode_weight_update
 
 # vLLM's label for the weights an engine started with.
 _INITIAL_WEIGHTS = "default"
@@ -28,7 +27,9 @@ class VllmCaptionEngine(CaptionEngine):
         """`weight_transfer`: how updates arrive, a backend of vLLM's weight-transfer API ("frames"
         for `update_weights`, "gloo" or "nccl" for the broadcast methods; `actors.vllm_weights`)."""
         args = engine_args(checkpoint, config, seed, images_per_prompt=1, async_engine=True, weight_transfer=weight_transfer)
-        from vllm.v1.engine.async_llm import AsyncLLM  # after engine_args: it sets vLLM's environment
+        from vllm.v1.engine.async_llm import (
+            AsyncLLM,  # after engine_args: it sets vLLM's environment
+        )
 
         self.processor = load_captioner_processor(checkpoint)
         self.tokenizer = self.processor.tokenizer
@@ -94,7 +95,7 @@ class VllmCaptionEngine(CaptionEngine):
         """Load a published update in place (the "frames" backend)."""
         from vllm.distributed.weight_transfer.base import WeightTransferUpdateRequest
 
-        frames = [bytes(frame) for frame in encode_weight_update(update.version, update.tensors)]
+        frames = [bytes(frame) for frame in encode_weight_update(update)]
         async with self._swapping(update.version):
             await self._engine.update_weights(WeightTransferUpdateRequest(update_info={"frames": frames}))
 

@@ -4,7 +4,7 @@ The vLLM caption engine always updates through that API (`start_weight_update`, 
 `finish_weight_update(weight_version=...)`), whatever the transport; the backend is chosen by
 `learner.weight_sync.backend`:
 - "frames" (weight sync "zmq"): the update arrives as the frames the learner published
-  (`actors.weight_update`: a msgpack header and raw buffers), decoded and checked here. Tensors
+  (`wire.weights`: a msgpack header and raw buffers), decoded and checked here. Tensors
   themselves cannot cross: above vLLM's zero-copy threshold a tensor argument arrives broken.
 - "gloo": the learner broadcasts each tensor over a gloo group that every engine worker joined,
   tensor by tensor in the order the update info names them. It is vLLM's NCCL backend (used for
@@ -24,10 +24,15 @@ import logging
 from dataclasses import dataclass
 
 import torch
-from vllm.distributed.weight_transfer.base import WeightTransferEngine, WeightTransferInitInfo, WeightTransferUpdateInfo
+from vllm.distributed.weight_transfer.base import (
+    WeightTransferEngine,
+    WeightTransferInitInfo,
+    WeightTransferUpdateInfo,
+)
 
-from actors.weight_update import TENSOR_DTYPES, decode_weight_update
+from actors.weight_tensors import TORCH_DTYPES, named_tensors
 from wire.gloo import GlooGroup
+from wire.weights import decode_weight_update
 
 BACKENDS = {"frames": "FramesWeightTransferEngine", "gloo": "GlooWeightTransferEngine"}
 _LAYERWISE_LOGGER = "vllm.model_executor.model_loader.reload.layerwise"
@@ -108,7 +113,7 @@ class FramesWeightTransferEngine(_LayerwiseReload):
 
     def receive_weights(self, update_info: FramesUpdateInfo) -> None:
         update = decode_weight_update(update_info.frames)
-        self.model.load_weights(update.tensors.items())
+        self.model.load_weights(named_tensors(update))
 
     def shutdown(self) -> None:
         pass
@@ -131,7 +136,7 @@ class GlooWeightTransferEngine(_LayerwiseReload):
         if self.group is None:
             raise RuntimeError("gloo weight transfer used before init_weight_transfer_engine")
         for name, dtype_name, shape in zip(update_info.names, update_info.dtype_names, update_info.shapes):
-            tensor = torch.empty(shape, dtype=TENSOR_DTYPES[dtype_name])
+            tensor = torch.empty(shape, dtype=TORCH_DTYPES[dtype_name])
             self.group.broadcast(tensor)
             self.model.load_weights([(name, tensor)])
 

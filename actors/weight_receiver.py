@@ -2,7 +2,7 @@
 
 - "zmq": `ZmqWeightReceiver` takes the published frames; the actor swaps them in.
 - "gloo" / "nccl": `BroadcastWeightReceiver` answers learner rank 0's control messages
-  (`actors.broadcast_messages`) by driving the vLLM engine through the broadcast.
+  (`wire.broadcast`) by driving the vLLM engine through the broadcast.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Callable
 import zmq
 import zmq.asyncio
 
-from actors.broadcast_messages import Ack, Hello, Join, Round, decode_message, encode_message
-from actors.weight_update import WeightUpdate, decode_weight_update
+from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
 from wire.buffers import MalformedMessage
+from wire.weights import WeightUpdate, decode_weight_update
 
 log = logging.getLogger(__name__)
 

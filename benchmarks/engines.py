@@ -24,16 +24,22 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from actors.engine import CaptionRequest, SamplingSettings, close_event_loop, make_caption_engine
+from actors.engine import (
+    CaptionRequest,
+    SamplingSettings,
+    close_event_loop,
+    make_caption_engine,
+)
 from actors.weight_receiver import BroadcastWeightReceiver
-from actors.weight_update import WeightUpdate
 from benchmarks.report import write_section
 from configs.load import load_config
 from configs.schema import VllmConfig
 from launch import resolve_inputs
 from learner.weight_broadcast import BroadcastWeightPublisher
-from task.dataset import load_image, read_records
+from learner.weight_publisher import weight_update
+from records.vqa import load_image, read_records
 from vlm.caption_prompt import encode_caption_prompt
+from wire.weights import decode_weight_update, encode_weight_update
 
 # (engine, weight sync backend)
 VARIANTS = (("transformers", "zmq"), ("vllm", "zmq"), ("vllm", "gloo"))
@@ -64,9 +70,9 @@ class _Broadcast:
         self.receiver = BroadcastWeightReceiver(self.publisher.source().endpoints[0], actor_id=0)
         self.serving = asyncio.get_running_loop().create_task(self.receiver.serve(engine, lambda version: None))
 
-    async def publish(self, update: WeightUpdate) -> None:
+    async def publish(self, version: int, tensors: dict[str, torch.Tensor]) -> None:
         # The learner publishes from its own thread while the actor's loop serves.
-        await asyncio.get_running_loop().run_in_executor(None, self.publisher.publish, update.version, update.tensors)
+        await asyncio.get_running_loop().run_in_executor(None, self.publisher.publish, version, tensors)
 
     def close(self) -> None:
         self.serving.cancel()
@@ -78,12 +84,22 @@ async def _one_round(engine, update, requests, weights, timings: EngineTimings) 
     """One in-place update with a full new set of weights, then one generation call."""
     started = time.perf_counter()
     version = engine.policy_version + 1
-    await update(WeightUpdate(version=version, tensors=weights[version % len(weights)]))
+    await update(version, weights[version % len(weights)])
     timings.update_s.append(time.perf_counter() - started)
     started = time.perf_counter()
     groups = await engine.generate(requests, SAMPLING)
     timings.generate_s.append(time.perf_counter() - started)
     timings.tokens += sum(len(s.token_ids) for group in groups for s in group)
+
+
+def _frames_publisher(engine):
+    """What the zmq weight sync does between the learner's tensors and the engine's swap."""
+
+    async def publish(version: int, tensors: dict[str, torch.Tensor]) -> None:
+        frames = encode_weight_update(weight_update(version, tensors))
+        await engine.update_weights(decode_weight_update([bytes(f) for f in frames]))
+
+    return publish
 
 
 def _table(results: dict[str, EngineTimings], megabytes: float) -> str:
@@ -129,7 +145,7 @@ def main() -> None:
             loop.run_until_complete(engine.generate(requests[variant], SAMPLING))
         for _ in tqdm(range(args.rounds), desc="rounds"):
             for variant, (engine, broadcast) in built.items():  # alternating, so drifting load hits all alike
-                update = broadcast.publish if broadcast else engine.update_weights
+                update = broadcast.publish if broadcast else _frames_publisher(engine)
                 loop.run_until_complete(_one_round(engine, update, requests[variant], weights, results[variant]))
     finally:
         for engine, broadcast in built.values():

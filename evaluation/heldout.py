@@ -19,8 +19,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from actors.engine import CaptionRequest, SamplingSettings
+from records.vqa import VQARecord, load_image, read_records
 from serve.grading import grade_answer
-from task.dataset import VQARecord, load_image, read_records
 from vlm.caption_prompt import encode_caption_prompt
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from learner.messages import ScoredGroup
 from vlm.caption_prompt import mm_token_type_ids, vision_inputs
+from wire.scored_group import ScoredGroup
 
 
 @dataclass

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from learner.messages import ScoredGroup, decode_group
 from wire.buffers import MalformedMessage
+from wire.scored_group import ScoredGroup, decode_group
 from wire.sockets import bind
 
 log = logging.getLogger(__name__)

@@ -16,14 +16,18 @@ import numpy as np
 import torch
 from transformers import AutoModelForImageTextToText
 
-from actors.weight_update import WeightSource
 from configs.schema import LearnerConfig
 from learner.batching import group_batch
 from learner.checkpoint import export_captioner, save_checkpoint
-from learner.distributed import RankInfo, build_engine, free_port, gathered_weights, init_process_group
+from learner.distributed import (
+    RankInfo,
+    build_engine,
+    free_port,
+    gathered_weights,
+    init_process_group,
+)
 from learner.grpo import group_advantages
 from learner.logprobs import sequence_logprobs
-from learner.messages import ScoredGroup, decode_group
 from learner.metrics import MetricsLog
 from learner.replay import ReplayQueue
 from learner.share import share_groups
@@ -32,6 +36,8 @@ from learner.update import grpo_update
 from learner.weight_publisher import make_publisher
 from vlm.caption_prompt import suppressed_caption_token_ids
 from vlm.processor import load_captioner_processor
+from wire.scored_group import ScoredGroup, decode_group
+from wire.weights import WeightSource
 
 log = logging.getLogger(__name__)
 

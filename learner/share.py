@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from learner.messages import ScoredGroup, decode_group, encode_group
+from wire.scored_group import ScoredGroup, decode_group, encode_group
 
 
 def share_groups(groups: list[ScoredGroup] | None, count: int, device: torch.device) -> list[ScoredGroup]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import ray
 
 from configs.schema import LearnerConfig
-from actors.weight_update import WeightSource
 from learner.gate import GateActor
 from learner.role import LearnerRank, LearnerSetup
+from wire.weights import WeightSource
 
 
 def start_gate(config: LearnerConfig):

@@ -3,7 +3,7 @@
 This is the GPU clusters' path ("nccl": vLLM's NCCL weight-transfer backend on the engines, a
 NCCL communicator here), with "gloo" as its CPU twin (`actors.vllm_weights`) so that the whole
 protocol runs, and is tested, without a GPU. One group holds rank 0 (here) and every worker of
-every actor's engine; small msgpack control messages over ZeroMQ (`actors.broadcast_messages`)
+every actor's engine; small msgpack control messages over ZeroMQ (`wire.broadcast`)
 say who is in it and what is about to be broadcast:
 1. each actor says Hello once its engine is up; when all `receivers` have, rank 0 hands each
    its place (Join) and joins the group itself; the members meet at once.
@@ -25,13 +25,13 @@ from typing import Protocol
 import torch
 import zmq
 
-from actors.broadcast_messages import Ack, Hello, Join, Round, decode_message, encode_message
-from actors.weight_update import WeightSource, wire_dtype
 from learner.distributed import free_port
-from learner.weight_publisher import WeightPublisher
+from learner.weight_publisher import WeightPublisher, wire_dtype
+from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
 from wire.buffers import MalformedMessage
 from wire.gloo import GlooGroup
 from wire.sockets import advertised_host, bind
+from wire.weights import WeightSource
 
 BACKENDS = ("gloo", "nccl")
 # How often a wait for the actors checks whether the publisher is closing.

@@ -14,9 +14,15 @@ from abc import ABC, abstractmethod
 import torch
 import zmq
 
-from actors.weight_update import WeightSource, encode_weight_update
 from configs.schema import WeightSyncConfig
 from wire.sockets import bind
+from wire.weights import (
+    WEIGHT_DTYPES,
+    RawTensor,
+    WeightSource,
+    WeightUpdate,
+    encode_weight_update,
+)
 
 # Updates ZeroMQ may queue per subscriber; receivers drain continuously, so a few suffice.
 PUBLISH_HWM = 4
@@ -46,10 +52,28 @@ class ZmqWeightPublisher(WeightPublisher):
         return WeightSource(backend="zmq", endpoints=(self._endpoint,))
 
     def publish(self, version: int, tensors: dict[str, torch.Tensor]) -> None:
-        self._socket.send_multipart(encode_weight_update(version, tensors), copy=False)
+        self._socket.send_multipart(encode_weight_update(weight_update(version, tensors)), copy=False)
 
     def close(self) -> None:
         self._socket.close(linger=0)
+
+
+def wire_dtype(name: str, tensor: torch.Tensor) -> str:
+    """The name `tensor`'s dtype travels under, if it may travel as a weight at all."""
+    dtype = str(tensor.dtype).removeprefix("torch.")
+    if dtype not in WEIGHT_DTYPES:
+        raise TypeError(f"{name}: dtype {dtype} cannot travel as a weight (allowed: {sorted(WEIGHT_DTYPES)})")
+    return dtype
+
+
+def weight_update(version: int, tensors: dict[str, torch.Tensor]) -> WeightUpdate:
+    """`tensors` as policy `version`, their bytes viewed in place (CPU tensors) or copied to the CPU."""
+    raw = []
+    for name, tensor in tensors.items():
+        dtype = wire_dtype(name, tensor)
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        raw.append(RawTensor(name, dtype, tuple(tensor.shape), memoryview(flat.view(torch.uint8).numpy())))
+    return WeightUpdate(version=version, tensors=tuple(raw))
 
 
 def make_publisher(config: WeightSyncConfig, receivers: int) -> WeightPublisher:

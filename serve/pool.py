@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse
 from configs.schema import ServeConfig
 from serve.grading import caption_reward
 from serve.hf_reasoner import TransformersReasoner
-from serve.schema import ScoreRequest, ScoreResult, score_request_from_json
+from wire.scoring import ScoreRequest, ScoreResult, score_request_from_json
 
 log = logging.getLogger(__name__)
 

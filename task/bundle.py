@@ -20,10 +20,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from configs.schema import WarmStartConfig
+from records.vqa import read_records
 from serve.reasoner_prompt import reasoner_messages
-from task.captioner_warm_start import CaptionerPlan, QualityBar, caption_quality, warm_start_captioner
+from task.captioner_warm_start import (
+    CaptionerPlan,
+    QualityBar,
+    caption_quality,
+    warm_start_captioner,
+)
 from task.checkpoints import build_tiny_captioner, build_tiny_reasoner
-from task.dataset import DatasetFiles, read_records, write_bundled_dataset
+from task.dataset import DatasetFiles, write_bundled_dataset
 from task.reasoner_warm_start import (
     ReasonerExample,
     random_example,

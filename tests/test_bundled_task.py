@@ -17,14 +17,9 @@ from transformers import (
     Qwen2_5_VLForConditionalGeneration,
 )
 
+from records.vqa import VQARecord, _records_from_rows, load_image, read_records
 from task.bundle import COMPLETE_MARKER, ensure_bundled_task
-from task.dataset import (
-    VQARecord,
-    _records_from_rows,
-    load_image,
-    read_records,
-    write_bundled_dataset,
-)
+from task.dataset import write_bundled_dataset
 from task.scenes import (
     COLOUR_RGB,
     COLOURS,

@@ -22,16 +22,21 @@ import pytest
 import torch
 from transformers import Qwen2_5_VLForConditionalGeneration
 
-from actors.engine import CaptionRequest, SamplingSettings, close_event_loop, make_caption_engine
-from actors.weight_update import WeightUpdate
+from actors.engine import (
+    CaptionRequest,
+    SamplingSettings,
+    close_event_loop,
+    make_caption_engine,
+)
 from configs.schema import VllmConfig
 from learner.batching import group_batch
 from learner.logprobs import sequence_logprobs
-from learner.messages import GroupTimings, ScoredGroup
+from learner.weight_publisher import weight_update
 from task.bundle import ensure_bundled_task
 from task.scenes import SceneObject, render_scene
 from tests.tiny_task import TINY_WARM_START
 from vlm.caption_prompt import encode_caption_prompt, suppressed_caption_token_ids
+from wire.scored_group import GroupTimings, ScoredGroup
 
 ENGINES = ("transformers", "vllm")
 TOLERANCE = 1e-4
@@ -145,7 +150,7 @@ def test_weight_update_gives_exactly_a_fresh_engines_outputs(engine, bundle, loo
     requests = _requests(engine.processor)
     before = loop.run_until_complete(engine.generate(requests, SAMPLING))
     version = engine.policy_version + 5
-    loop.run_until_complete(engine.update_weights(WeightUpdate(version=version, tensors=weights)))
+    loop.run_until_complete(engine.update_weights(weight_update(version, weights)))
     updated = loop.run_until_complete(engine.generate(requests, SAMPLING))
     fresh_engine = _make_engine(kind, fresh_dir, loop)
     try:
@@ -193,7 +198,7 @@ def test_vllm_swaps_weights_under_requests_in_flight_and_tags_each_token(bundle,
     async def generate_and_update(delay_s: float, version: int):
         generating = asyncio.ensure_future(engine.generate(requests, sampling))
         await asyncio.sleep(delay_s)
-        await engine.update_weights(WeightUpdate(version=version, tensors=weights))
+        await engine.update_weights(weight_update(version, weights))
         return await generating
 
     mixed = 0
@@ -202,7 +207,7 @@ def test_vllm_swaps_weights_under_requests_in_flight_and_tags_each_token(bundle,
         for attempt, delay_s in enumerate((0.02, 0.05, 0.1, 0.01, 0.2)):
             old_version, new_version = engine.policy_version, engine.policy_version + 1
             if attempt:  # back to the old weights, as a version of its own
-                loop.run_until_complete(engine.update_weights(WeightUpdate(old_version + 1, dict(old_model.state_dict()))))
+                loop.run_until_complete(engine.update_weights(weight_update(old_version + 1, dict(old_model.state_dict()))))
                 old_version, new_version = old_version + 1, old_version + 2
             groups = loop.run_until_complete(generate_and_update(delay_s, new_version))
             for request, group in zip(requests, groups):

@@ -11,9 +11,9 @@ import requests
 import launch
 from configs.load import load_config
 from learner.distributed import free_port
-from learner.messages import decode_group
 from learner.metrics import read_metrics
 from tests.tiny_task import TINY_TASK_OVERRIDES
+from wire.scored_group import decode_group
 
 pytestmark = pytest.mark.integration
 

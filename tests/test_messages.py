@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from actors.broadcast_messages import Ack, Hello, Join, Round, decode_message, encode_message
-from actors.weight_update import decode_weight_update, encode_weight_update
-from learner.messages import GroupTimings, ScoredGroup, decode_group, encode_group
+from actors.weight_tensors import named_tensors
+from learner.weight_publisher import weight_update
+from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
 from wire.buffers import MalformedMessage, pack_array
-
+from wire.scored_group import GroupTimings, ScoredGroup, decode_group, encode_group
+from wire.weights import decode_weight_update, encode_weight_update
 
 # The first completion was sampled across an update from version 2 to 3 after its first token.
 TOKEN_VERSIONS = ([2, 3, 3], [3])
@@ -89,16 +90,17 @@ def test_missing_field_is_named():
 
 def test_weight_update_round_trip_is_bit_exact_for_float_and_bf16():
     tensors = {"a.weight": torch.randn(3, 4), "b.bias": torch.randn(5).to(torch.bfloat16)}
-    frames = [bytes(f) for f in encode_weight_update(7, tensors)]
+    frames = [bytes(f) for f in encode_weight_update(weight_update(7, tensors))]
     update = decode_weight_update(frames)
     assert update.version == 7
-    assert torch.equal(update.tensors["a.weight"], tensors["a.weight"])
-    assert update.tensors["b.bias"].dtype == torch.bfloat16
-    assert torch.equal(update.tensors["b.bias"], tensors["b.bias"])
+    received = dict(named_tensors(update))
+    assert torch.equal(received["a.weight"], tensors["a.weight"])
+    assert received["b.bias"].dtype == torch.bfloat16
+    assert torch.equal(received["b.bias"], tensors["b.bias"])
 
 
 def test_weight_update_with_a_short_buffer_is_rejected():
-    frames = [bytes(f) for f in encode_weight_update(1, {"w": torch.zeros(4)})]
+    frames = [bytes(f) for f in encode_weight_update(weight_update(1, {"w": torch.zeros(4)}))]
     with pytest.raises(MalformedMessage, match="expected 16"):
         decode_weight_update([frames[0], frames[1][:8]])
     with pytest.raises(MalformedMessage, match="names 1 tensors but 0"):

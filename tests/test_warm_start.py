@@ -5,7 +5,12 @@ import random
 import pytest
 import torch
 
-from task.captioner_warm_start import CaptionQuality, QualityBar, _cell_targets, keep_prefix
+from task.captioner_warm_start import (
+    CaptionQuality,
+    QualityBar,
+    _cell_targets,
+    keep_prefix,
+)
 from task.reasoner_warm_start import CANNOT_TELL, ReasonerExample, random_example
 from task.scenes import (
     CountQuestion,
@@ -14,7 +19,14 @@ from task.scenes import (
     parse_caption,
     random_scene,
 )
-from task.sft import IGNORE_INDEX, SFTSettings, _lr_factor, length_bucketed, pack_sequences, supervised_finetune
+from task.sft import (
+    IGNORE_INDEX,
+    SFTSettings,
+    _lr_factor,
+    length_bucketed,
+    pack_sequences,
+    supervised_finetune,
+)
 
 RED_CIRCLE = SceneObject(0, "red", "circle")
 BLUE_SQUARE = SceneObject(1, "blue", "square")

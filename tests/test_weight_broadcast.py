@@ -14,13 +14,20 @@ import pytest
 import torch
 import zmq
 
-from actors.broadcast_messages import Ack, Hello, Join, Round, decode_message, encode_message
 from actors.engine import make_caption_engine
 from actors.weight_receiver import BroadcastWeightReceiver
-from actors.weight_update import TENSOR_DTYPES
+from actors.weight_tensors import TORCH_DTYPES
 from configs.schema import VllmConfig
 from learner.weight_broadcast import BroadcastWeightPublisher, nccl_init_info
-from tests.test_engine_conformance import SAMPLING, _perturbed_weights, _requests, _save_weights, bundle, loop  # noqa: F401
+from tests.test_engine_conformance import (  # noqa: F401
+    SAMPLING,
+    _perturbed_weights,
+    _requests,
+    _save_weights,
+    bundle,
+    loop,
+)
+from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
 from wire.gloo import GlooGroup
 
 TIMEOUT_S = 30.0
@@ -54,7 +61,7 @@ class _Member(threading.Thread):
             elif isinstance(message, Round):
                 tensors = {}
                 for name, dtype, shape in zip(message.names, message.dtype_names, message.shapes):
-                    tensors[name] = torch.empty(shape, dtype=TENSOR_DTYPES[dtype])
+                    tensors[name] = torch.empty(shape, dtype=TORCH_DTYPES[dtype])
                     group.broadcast(tensors[name])
                 self.received.append((message.version, tensors))
                 if self.hang_after_rounds:
@@ -156,7 +163,10 @@ def test_a_broadcast_into_a_vllm_engine_gives_exactly_a_fresh_engines_outputs(bu
 def test_the_nccl_messages_are_what_vllms_nccl_backend_takes():
     """The NCCL path cannot run without GPUs; its messages must still parse into the init and
     update info of vLLM's NCCL backend, which the engines' workers build from them."""
-    from vllm.distributed.weight_transfer.nccl_engine import NCCLWeightTransferInitInfo, NCCLWeightTransferUpdateInfo
+    from vllm.distributed.weight_transfer.nccl_engine import (
+        NCCLWeightTransferInitInfo,
+        NCCLWeightTransferUpdateInfo,
+    )
 
     unique_id = bytes(range(128))
     init = NCCLWeightTransferInitInfo(**{**nccl_init_info(unique_id), "rank_offset": 3, "world_size": 5})

@@ -1,4 +1,4 @@
-"""Requests the reasoner pool consumes (the pool owns this schema). No heavy imports."""
+"""What a caller sends the reasoner pool to be scored, and what it gets back (Serve handle or HTTP JSON)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ScoredGroup: what a rollout actor sends the learner's replay queue (the learner owns it).
+"""ScoredGroup: what a rollout actor sends the learner's replay queue.
 
 One message = one GRPO group: G captions of one prompt, each with its token ids, the behaviour
 logprob of every token (under the distribution it was sampled from), the policy version that
@@ -16,7 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wire.buffers import MalformedMessage, pack, pack_array, require, unpack, unpack_array
+from wire.buffers import (
+    MalformedMessage,
+    pack,
+    pack_array,
+    require,
+    unpack,
+    unpack_array,
+)
 
 SCHEMA_VERSION = 2
 WHAT = "ScoredGroup"

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from actors.weight_update import TENSOR_DTYPES
 from wire.buffers import MalformedMessage, pack, require, unpack
+from wire.weights import WEIGHT_DTYPES
 
 SCHEMA_VERSION = 1
 WHAT = "weight broadcast message"
@@ -27,7 +27,7 @@ class Hello:
 
 @dataclass(frozen=True)
 class Join:
-    init_info: dict  # the backend's worker init info (`actors.vllm_weights`, vLLM's NCCL one)
+    init_info: dict  # the weight-transfer backend's worker init info (ours for gloo, vLLM's for NCCL)
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,8 @@ def _check_fields(message) -> None:
             raise MalformedMessage(f"{what}: names, dtype_names and shapes differ in length")
         if not all(isinstance(n, str) for n in message.names):
             raise MalformedMessage(f"{what}: names must be strings")
-        if any(d not in TENSOR_DTYPES for d in message.dtype_names):
-            raise MalformedMessage(f"{what}: dtypes must be among {sorted(TENSOR_DTYPES)}")
+        if any(d not in WEIGHT_DTYPES for d in message.dtype_names):
+            raise MalformedMessage(f"{what}: dtypes must be among {sorted(WEIGHT_DTYPES)}")
         if not all(isinstance(s, list) and all(isinstance(d, int) and d >= 0 for d in s) for s in message.shapes):
             raise MalformedMessage(f"{what}: shapes must be lists of sizes >= 0")
 

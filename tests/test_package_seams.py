@@ -1,0 +1,103 @@
+"""The seams between top-level packages, read from the source with `ast` (lazy imports included).
+
+- Role packages (actors, learner, serve) never import one another, nor the bundled task, nor
+  the packages that compose them: they talk through the protocol layer (`wire`).
+- The top-level packages import one another without a cycle.
+- The protocol's messages import nothing heavier than numpy and msgpack.
+"""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ROLES = ("actors", "learner", "serve")
+# What composes the roles, or is a client of them: never imported by a role.
+COMPOSERS = ("task", "evaluation", "benchmarks", "launch")
+PROTOCOL_MESSAGES = ("wire.buffers", "wire.scored_group", "wire.weights", "wire.broadcast", "wire.scoring")
+PROTOCOL_MAY_IMPORT = {"__future__", "dataclasses", "typing", "math", "numpy", "msgpack", "wire"}
+
+
+def project_packages() -> list[str]:
+    packages = sorted(p.name for p in REPO.iterdir() if (p / "__init__.py").is_file() and p.name != "tests")
+    return [*packages, "launch"]
+
+
+def source_files(package: str) -> list[Path]:
+    return [REPO / "launch.py"] if package == "launch" else sorted((REPO / package).rglob("*.py"))
+
+
+def imported_modules(path: Path) -> list[tuple[str, int]]:
+    """(dotted module, line) of every import in `path`, at any depth of the code."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.module, node.lineno))
+    return found
+
+
+def package_graph() -> dict[str, dict[str, list[str]]]:
+    """package -> imported project package -> where ("file:line")."""
+    packages = project_packages()
+    graph: dict[str, dict[str, list[str]]] = {p: {} for p in packages}
+    for package in packages:
+        for path in source_files(package):
+            for module, line in imported_modules(path):
+                top = module.split(".")[0]
+                if top in graph and top != package:
+                    graph[package].setdefault(top, []).append(f"{path.relative_to(REPO)}:{line}")
+    return graph
+
+
+def test_role_packages_import_no_other_role_nor_their_composers():
+    graph = package_graph()
+    crossings = [
+        f"{role} imports {other} at {', '.join(where)}"
+        for role in ROLES
+        for other, where in graph[role].items()
+        if other in ROLES or other in COMPOSERS
+    ]
+    assert crossings == []
+
+
+def find_cycle(graph: dict[str, dict[str, list[str]]]) -> list[str] | None:
+    state: dict[str, str] = {}  # "open" while on the current path, "done" after
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = "open"
+        for successor in graph[node]:
+            if state.get(successor) == "open":
+                return path[path.index(successor) :] + [successor]
+            if successor not in state and (cycle := visit(successor, [*path, successor])):
+                return cycle
+        state[node] = "done"
+        return None
+
+    for start in graph:
+        if start not in state and (cycle := visit(start, [start])):
+            return cycle
+    return None
+
+
+def test_top_level_packages_import_one_another_without_a_cycle():
+    assert find_cycle(package_graph()) is None
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    graph = {"a": {"b": []}, "b": {"c": []}, "c": {"a": []}, "d": {"a": []}}
+    assert find_cycle(graph) in (["a", "b", "c", "a"], ["b", "c", "a", "b"], ["c", "a", "b", "c"])
+    assert find_cycle({"a": {"b": []}, "b": {}}) is None
+
+
+def test_protocol_messages_import_only_numpy_and_msgpack():
+    for module in PROTOCOL_MESSAGES:
+        path = REPO / (module.replace(".", "/") + ".py")
+        heavy = {name.split(".")[0] for name, _ in imported_modules(path)} - PROTOCOL_MAY_IMPORT
+        assert not heavy, f"{module} imports {sorted(heavy)}"
+    # And transitively, as Python actually loads them.
+    probe = f"import sys; import {', '.join(PROTOCOL_MESSAGES)}; print(' '.join(sorted(sys.modules)))"
+    loaded = set(subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True).stdout.split())
+    assert not loaded & {"torch", "zmq", "ray", "transformers", "vllm", "deepspeed", "PIL"}

@@ -1,0 +1,93 @@
+"""WeightUpdate: a new policy version pushed by the learner to the rollout actors.
+
+On the wire (ZeroMQ multipart): frame 0 is a msgpack header {schema, version, tensors: [{name,
+dtype, shape}]}, then one raw buffer per tensor, in header order. Nothing is pickled.
+
+The tensors stay raw bytes here (this layer imports no tensor framework): the learner turns its
+torch tensors into `RawTensor`s, an engine turns them back (`actors.weight_tensors`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wire.buffers import MalformedMessage, pack, require, unpack
+
+SCHEMA_VERSION = 1
+WHAT = "WeightUpdate"
+# Element sizes of the dtypes a weight may travel as.
+WEIGHT_DTYPES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Where an actor gets new weights: the backend and the endpoint(s) to connect to."""
+
+    backend: str
+    endpoints: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RawTensor:
+    name: str
+    dtype: str  # one of WEIGHT_DTYPES
+    shape: tuple[int, ...]
+    data: bytes | memoryview  # row-major, `nbytes` long
+
+    @property
+    def nbytes(self) -> int:
+        return num_elements(self.shape) * WEIGHT_DTYPES[self.dtype]
+
+
+@dataclass(frozen=True)
+class WeightUpdate:
+    version: int
+    tensors: tuple[RawTensor, ...]
+
+
+def num_elements(shape: tuple[int, ...] | list[int]) -> int:
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count
+
+
+def encode_weight_update(update: WeightUpdate) -> list[bytes | memoryview]:
+    header = {
+        "schema": SCHEMA_VERSION,
+        "version": update.version,
+        "tensors": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in update.tensors],
+    }
+    return [pack(header), *(t.data for t in update.tensors)]
+
+
+def decode_weight_update(frames: list[bytes]) -> WeightUpdate:
+    if not frames:
+        raise MalformedMessage(f"empty {WHAT}")
+    header = unpack(frames[0], WHAT)
+    if header.get("schema") != SCHEMA_VERSION:
+        raise MalformedMessage(f"{WHAT} schema {header.get('schema')!r}, expected {SCHEMA_VERSION}")
+    version = require(header, "version", int, WHAT)
+    specs = require(header, "tensors", list, WHAT)
+    if len(specs) != len(frames) - 1:
+        raise MalformedMessage(f"{WHAT} header names {len(specs)} tensors but {len(frames) - 1} buffers follow")
+    tensors = []
+    for spec, buffer in zip(specs, frames[1:]):
+        tensor = RawTensor(*_tensor_spec(spec), data=buffer)
+        if len(buffer) != tensor.nbytes:
+            raise MalformedMessage(f"{WHAT} tensor {tensor.name!r}: {len(buffer)} bytes, expected {tensor.nbytes}")
+        tensors.append(tensor)
+    return WeightUpdate(version=version, tensors=tuple(tensors))
+
+
+def _tensor_spec(spec) -> tuple[str, str, tuple[int, ...]]:
+    if not isinstance(spec, dict):
+        raise MalformedMessage(f"{WHAT} tensor spec is not a map")
+    name = require(spec, "name", str, WHAT)
+    dtype = require(spec, "dtype", str, WHAT)
+    shape = require(spec, "shape", list, WHAT)
+    if dtype not in WEIGHT_DTYPES:
+        raise MalformedMessage(f"{WHAT} tensor {name!r} has dtype {dtype!r}")
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise MalformedMessage(f"{WHAT} tensor {name!r} has shape {shape!r}")
+    return name, dtype, tuple(shape)
