@@ -39,18 +39,20 @@ class Inputs:
 
 
 def resolve_inputs(config: TrainConfig, rebuild: bool = False) -> Inputs:
-    """User files where configured; else the bundled task, built and cached on first use."""
+    """The user's files and checkpoints (task.kind=files: the config's checks made sure they are
+    named); or the bundled task, built and cached on first use, where a checkpoint named in
+    `models.*` replaces its tiny model of the same role."""
     task, models = config.task, config.models
-    bundle = None
-    if task.kind == "bundled" or not (models.captioner and models.reasoner) or rebuild:
-        from task.bundle import ensure_bundled_task
+    if task.kind == "files":
+        return Inputs(task.train_file, task.eval_file, models.captioner, models.reasoner)
+    from task.bundle import ensure_bundled_task
 
-        bundle = ensure_bundled_task(
-            Path(task.cache_dir).expanduser(), task.seed, task.num_train, task.num_eval, task.warm_start, rebuild
-        )
+    bundle = ensure_bundled_task(
+        Path(task.cache_dir).expanduser(), task.seed, task.num_train, task.num_eval, task.warm_start, rebuild
+    )
     return Inputs(
-        train_file=str(task.train_file if task.kind == "files" else bundle.train_file),
-        eval_file=str(task.eval_file if task.kind == "files" else bundle.eval_file),
+        train_file=str(bundle.train_file),
+        eval_file=str(bundle.eval_file),
         captioner=models.captioner or str(bundle.captioner),
         reasoner=models.reasoner or str(bundle.reasoner),
     )
@@ -115,26 +117,33 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
     from actors.start import start_rollout_actors
     from learner.start import start_gate, start_learner
     from serve.pool import start_reasoner_pool
+    from vlm.processor import load_captioner_processor
+    from vlm.sampling import caption_sampling_spec
 
+    # One spec for the actors that sample and the learner that recomputes their logprobs.
+    sampling = caption_sampling_spec(config.rollout.sampling, load_captioner_processor(inputs.captioner).tokenizer)
     gate = start_gate(config.learner)
     learners, replay_endpoint, weight_source = start_learner(
-        config.learner, inputs.captioner, str(run_dir), config.rollout.sampling.temperature,
-        config.rollout.num_actors, gate, worker_env(),
+        config.learner, inputs.captioner, str(run_dir), sampling,
+        config.rollout.num_actors, gate, worker_env(), config.seed,
     )
-    start_reasoner_pool(config.serve, inputs.reasoner)
+    start_reasoner_pool(config.serve, inputs.reasoner, config.seed)
     actors = start_rollout_actors(
-        config.rollout, inputs.captioner, inputs.train_file, (replay_endpoint,), weight_source,
-        config.serve.app_name, gate, worker_env(),
+        config.rollout, inputs.captioner, sampling, inputs.train_file, (replay_endpoint,), weight_source,
+        config.serve.app_name, gate, worker_env(), config.seed,
     )
     return Roles(gate=gate, learners=learners, actors=actors, runs=[a.run.remote() for a in actors])
 
 
 def stop_roles(roles: Roles | None, timeout_s: float = 60.0) -> None:
-    """Stop the actors (they finish scoring and handing over what they generated), then Ray."""
+    """Stop the actors (they finish scoring and handing over what they generated), the learner and
+    the reasoner pool, and free their resources (GPUs included) for what comes next."""
     import ray
     from ray import serve
 
-    if roles is not None and ray.is_initialized():
+    if not ray.is_initialized():
+        return
+    if roles is not None:
         try:
             ray.get([a.stop.remote() for a in roles.actors], timeout=timeout_s)
             ray.get(roles.runs, timeout=timeout_s)
@@ -142,8 +151,15 @@ def stop_roles(roles: Roles | None, timeout_s: float = 60.0) -> None:
             ray.get([rank.close.remote() for rank in roles.learners], timeout=timeout_s)
         except Exception as err:  # a role that already died is stopped already
             log.warning("stopping roles: %s", err)
+        for handle in [*roles.actors, *roles.learners, roles.gate]:
+            ray.kill(handle)
+    serve.shutdown()
+
+
+def stop_ray() -> None:
+    import ray
+
     if ray.is_initialized():
-        serve.shutdown()
         ray.shutdown()
 
 
@@ -159,21 +175,29 @@ def train(config: TrainConfig) -> int:
     inputs = resolve_inputs(config)
     log.info("run directory: %s", run_dir)
     start_ray(config)
+    try:
+        run_roles(config, inputs, run_dir)
+        if config.eval.at_end:
+            evaluate_run(config, inputs, run_dir, run_dir / "captioner")
+    except KeyboardInterrupt:
+        log.warning("%s; stopping every role", "terminated" if _terminated else "interrupted")
+        return 128 + (signal.SIGTERM if _terminated else signal.SIGINT)
+    finally:
+        stop_ray()
+    return 0
+
+
+def run_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> None:
+    """Train until the learner has done its steps; the roles are stopped however it ends."""
     roles = None
     try:
         roles = start_roles(config, inputs, run_dir)
         training = [rank.train.remote() for rank in roles.learners]
         follow_progress(roles.learners[0], training, roles.runs, config.learner.total_steps)
         log.info("done: metrics in %s", run_dir / "metrics.jsonl")
-    except KeyboardInterrupt:
-        log.warning("%s; stopping every role", "terminated" if _terminated else "interrupted")
-        return 128 + (signal.SIGTERM if _terminated else signal.SIGINT)
     finally:
         stop_roles(roles)
         plot_reward(run_dir)
-    if config.eval.at_end:
-        evaluate_run(config, inputs, run_dir, run_dir / "captioner")
-    return 0
 
 
 def plot_reward(run_dir: Path) -> None:
@@ -187,7 +211,8 @@ def plot_reward(run_dir: Path) -> None:
 
 
 def evaluate_run(config: TrainConfig, inputs: Inputs, out_dir: Path, trained: Path) -> int:
-    """Held-out accuracy of the initial captioner and of `trained`, printed and saved in `out_dir`."""
+    """Held-out accuracy of the initial captioner and of `trained`, printed and saved in `out_dir`;
+    the engines run as Ray actors placed as the roles are (Ray must be running)."""
     from evaluation.pipeline import evaluate_before_after
 
     if not (trained / "config.json").exists():
@@ -206,10 +231,18 @@ def eval_command(args: argparse.Namespace) -> int:
     if args.run:
         run_dir = Path(args.run).resolve()
         config = load_config(args.config or str(run_dir / "config.yaml"), args.overrides)
-        return evaluate_run(config, resolve_inputs(config), run_dir, run_dir / "captioner")
-    checkpoint = Path(args.checkpoint).resolve()
-    config = load_config(args.config, args.overrides)
-    return evaluate_run(config, resolve_inputs(config), checkpoint, checkpoint)
+        out_dir, trained = run_dir, run_dir / "captioner"
+    else:
+        config = load_config(args.config, args.overrides)
+        out_dir = trained = Path(args.checkpoint).resolve()
+    inputs = resolve_inputs(config)
+    start_ray(config)
+    try:
+        return evaluate_run(config, inputs, out_dir, trained)
+    except KeyboardInterrupt:
+        return 128 + (signal.SIGTERM if _terminated else signal.SIGINT)
+    finally:
+        stop_ray()
 
 
 def follow_progress(learner, training: list, runs: list, total_steps: int) -> None:
@@ -246,7 +279,7 @@ def serve_forever(config: TrainConfig) -> int:
     inputs = resolve_inputs(config)
     start_ray(config)
     try:
-        start_reasoner_pool(config.serve, inputs.reasoner)
+        start_reasoner_pool(config.serve, inputs.reasoner, config.seed)
         url = f"http://{config.serve.http_host}:{config.serve.http_port}{config.serve.route_prefix}"
         log.info("reasoner pool serving at %s (Ctrl-C stops it)", url)
         while True:
@@ -263,7 +296,7 @@ def serve_forever(config: TrainConfig) -> int:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=COMMANDS)
-    parser.add_argument("--config", default=None, help="YAML file (default: configs/default.yaml)")
+    parser.add_argument("--config", default=None, help="YAML file merged over the schema's defaults (configs/schema.py)")
     parser.add_argument("--run", default=None, help="eval: a run directory (its config and exported captioner)")
     parser.add_argument("--checkpoint", default=None, help="eval: a captioner checkpoint directory")
     parser.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. rollout.num_actors=3")

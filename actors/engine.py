@@ -16,15 +16,16 @@ import numpy as np
 
 from configs.schema import VllmConfig
 from vlm.caption_prompt import CaptionPrompt
+from vlm.sampling import SamplingSpec
 from wire.weights import WeightUpdate
 
 
 @dataclass(frozen=True)
 class SamplingSettings:
+    # The distribution each token is drawn from; the learner computes its logprobs under the same spec.
+    spec: SamplingSpec
+    # Samples per request.
     n: int
-    temperature: float
-    top_k: int
-    top_p: float
     max_new_tokens: int
     # Same seed, same weights, same requests: the same samples (a fixed seed per call; None draws fresh).
     seed: int | None = None
@@ -77,6 +78,13 @@ class CaptionEngine(ABC):
 VLLM_WEIGHT_TRANSFER = {"zmq": "frames", "gloo": "gloo", "nccl": "nccl"}
 
 
+def engine_device(num_gpus: float) -> str:
+    """Where a role's engine runs: its GPU when the role was placed with one, else the CPU."""
+    import torch
+
+    return "cuda" if num_gpus > 0 and torch.cuda.is_available() else "cpu"
+
+
 def make_caption_engine(
     kind: str, checkpoint: str, vllm: VllmConfig, seed: int, device: str = "cpu", weight_sync: str = "zmq"
 ) -> CaptionEngine:
@@ -100,5 +108,6 @@ def close_event_loop(loop: asyncio.AbstractEventLoop) -> None:
     pending = asyncio.all_tasks(loop)
     for task in pending:
         task.cancel()
-    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    if pending:  # gather() of nothing would look for a current loop, and there may be none
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     loop.close()

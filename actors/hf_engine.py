@@ -7,12 +7,18 @@ import threading
 
 import numpy as np
 import torch
-from transformers import AutoModelForImageTextToText, GenerationConfig
+from transformers import (
+    AutoModelForImageTextToText,
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+)
 
 from actors.engine import CaptionEngine, CaptionRequest, CaptionSample, SamplingSettings
 from actors.weight_tensors import named_tensors
-from vlm.caption_prompt import batch_caption_inputs, suppressed_caption_token_ids
+from vlm.caption_prompt import batch_caption_inputs
 from vlm.processor import load_captioner_processor
+from vlm.sampling import SamplingSpec, processed_logits
 from wire.weights import WeightUpdate
 
 
@@ -21,8 +27,10 @@ class TransformersCaptionEngine(CaptionEngine):
         self.processor = load_captioner_processor(checkpoint)
         self.tokenizer = self.processor.tokenizer
         self.model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=dtype).to(device).eval()
+        # generate() fills every setting left unset from the checkpoint's own generation config
+        # (Qwen's ships repetition_penalty=1.05): a processor the learner would not reproduce.
+        self.model.generation_config = GenerationConfig()
         self.device = device
-        self.suppressed_ids = suppressed_caption_token_ids(self.tokenizer)
         self._version = 0
         # generate() and a weight swap must not interleave; both run in worker threads.
         self._lock = threading.Lock()
@@ -55,14 +63,13 @@ class TransformersCaptionEngine(CaptionEngine):
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         config = GenerationConfig(
             do_sample=True,
-            temperature=sampling.temperature,
-            # top_k=0 / top_p=1 must be explicit: generate's default top_k=50 would sample from a
-            # distribution other than the full softmax the logprobs below describe.
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
+            # The spec's processor below does all of the sampling's processing. These neutral values
+            # must be explicit: left unset, generate() adds a top_k=50 warper of its own.
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
             max_new_tokens=sampling.max_new_tokens,
             num_return_sequences=sampling.n,
-            suppress_tokens=self.suppressed_ids,
             eos_token_id=self.tokenizer.eos_token_id,
             pad_token_id=pad_id,
             output_scores=True,
@@ -72,10 +79,11 @@ class TransformersCaptionEngine(CaptionEngine):
             version = self._version
             if sampling.seed is not None:
                 torch.manual_seed(sampling.seed)
-            out = self.model.generate(**inputs, generation_config=config)
+            processors = LogitsProcessorList([SpecLogitsProcessor(sampling.spec)])
+            out = self.model.generate(**inputs, generation_config=config, logits_processor=processors)
         prompt_len = inputs["input_ids"].shape[1]
         new_tokens = out.sequences[:, prompt_len:]  # [R x n, T]
-        # `scores` are the processed logits actually sampled from (temperature, top-k, top-p).
+        # `scores` are what the processors returned, the logits sampled from: the spec's processed logits.
         logprobs = torch.stack(out.scores, dim=1).float().log_softmax(-1)  # [R x n, T, V]
         token_logp = logprobs.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)
         samples = [self._sample(new_tokens[i], token_logp[i], version) for i in range(new_tokens.shape[0])]
@@ -91,3 +99,13 @@ class TransformersCaptionEngine(CaptionEngine):
             text=self.tokenizer.decode(ids, skip_special_tokens=True),
             token_versions=np.full(length, version, dtype=np.int32),
         )
+
+
+class SpecLogitsProcessor(LogitsProcessor):
+    """Applies the sampling spec in generate(): the very function the learner computes its logprobs with."""
+
+    def __init__(self, spec: SamplingSpec):
+        self.spec = spec
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        return processed_logits(scores, self.spec)

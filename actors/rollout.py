@@ -17,7 +17,7 @@ import logging
 import random
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from actors.engine import (
     CaptionRequest,
     CaptionSample,
     SamplingSettings,
+    engine_device,
     make_caption_engine,
 )
 from actors.replay_client import ReplayClient
@@ -35,7 +36,8 @@ from actors.weight_receiver import BroadcastWeightReceiver, ZmqWeightReceiver
 from configs.schema import RolloutConfig
 from records.vqa import VQARecord, load_image, read_records
 from vlm.caption_prompt import encode_caption_prompt
-from wire.scored_group import GroupTimings, ScoredGroup, encode_group
+from vlm.sampling import SamplingSpec
+from wire.scored_group import ActorCounters, GroupTimings, ScoredGroup
 from wire.scoring import ScoreRequest, ScoreResult
 from wire.weights import WeightSource
 
@@ -54,22 +56,37 @@ class RolloutSetup:
     actor_id: int
     num_actors: int
     captioner: str
+    # How captions are sampled (the learner computes its logprobs under the same spec).
+    sampling: SamplingSpec
     records_file: str
     replay_endpoints: tuple[str, ...]
     weight_source: WeightSource
     reasoner_app: str
+    # This actor's stream of the run's seed: its prompt order and its engine's sampling.
+    seed: int
 
 
 @dataclass
 class RolloutStats:
-    actor_id: int
+    """The actor's policy version and running totals; every group it sends carries the totals
+    (`ActorCounters`), and the learner reports them in its metrics."""
+
     policy_version: int = 0
     groups_generated: int = 0
-    groups_sent: int = 0
-    weight_updates: int = 0
-    versions_used: set[int] = field(default_factory=set)
+    groups_lost: int = 0
     bad_records: int = 0
     score_failures: int = 0
+    weight_updates: int = 0
+
+    def counters(self, weight_updates_rejected: int) -> ActorCounters:
+        return ActorCounters(
+            groups_generated=self.groups_generated,
+            groups_lost=self.groups_lost,
+            bad_records=self.bad_records,
+            score_failures=self.score_failures,
+            weight_updates=self.weight_updates,
+            weight_updates_rejected=weight_updates_rejected,
+        )
 
 
 @dataclass(frozen=True)
@@ -89,17 +106,18 @@ class RolloutActor:
         if not self.records:
             raise ValueError(f"actor {setup.actor_id} got an empty shard of {setup.records_file}")
         self.root = Path(setup.records_file).parent
-        self.sampling = SamplingSettings(n=config.group_size, **vars(config.sampling))
-        self.stats = RolloutStats(actor_id=setup.actor_id)
+        self.sampling = SamplingSettings(
+            setup.sampling, n=config.group_size, max_new_tokens=config.sampling.max_new_tokens
+        )
+        self.stats = RolloutStats()
         self._stopping = asyncio.Event()
         self._pending_update = None
         self._swapping = asyncio.Lock()  # one weight swap at a time: the loop and the sync task both swap
 
     def _make_engine(self) -> CaptionEngine:
-        device = "cuda" if self.config.num_gpus > 0 and torch.cuda.is_available() else "cpu"
-        seed = self.config.seed + self.setup.actor_id
+        device = engine_device(self.config.num_gpus)
         sync = self.setup.weight_source.backend
-        return make_caption_engine(self.config.engine, self.setup.captioner, self.config.vllm, seed, device, sync)
+        return make_caption_engine(self.config.engine, self.setup.captioner, self.config.vllm, self.setup.seed, device, sync)
 
     async def run(self) -> RolloutStats:
         """Loop until `stop()`; returns the final stats."""
@@ -107,7 +125,7 @@ class RolloutActor:
 
         self.reasoner = serve.get_app_handle(self.setup.reasoner_app)
         self.replay = ReplayClient(list(self.setup.replay_endpoints))
-        receiver, weights_task = self._start_weight_sync()
+        self.receiver, weights_task = self._start_weight_sync()
         scoring = asyncio.Semaphore(self.config.max_groups_scoring)
         in_flight: set[asyncio.Task] = set()
         prompts = self._prompt_stream()
@@ -134,7 +152,7 @@ class RolloutActor:
                 _, unfinished = await asyncio.wait(in_flight, timeout=FLUSH_TIMEOUT_S)
                 for task in unfinished:
                     task.cancel()
-            receiver.close()
+            self.receiver.close()
             self.replay.close()
         return self.stats
 
@@ -147,15 +165,6 @@ class RolloutActor:
     async def close(self) -> None:
         """Release the engine (a vLLM engine runs in a process of its own) once the run is over."""
         self.engine.close()
-
-    async def sample_group(self, record_index: int) -> bytes:
-        """Generate one (unscored) group for a record of this actor's shard, as an encoded
-        ScoredGroup with zero rewards: for checking behaviour logprobs against the learner."""
-        await self._apply_pending_weights()
-        prompt = self._load_prompt(self.records[record_index])
-        samples = (await self.engine.generate([prompt.request], self.sampling))[0]
-        result = ScoreResult(rewards=(0.0,) * len(samples), answers=((),) * len(samples), latency_s=0.0)
-        return encode_group(self._scored_group(prompt, samples, result, 0.0, 0.0))
 
     async def _admitted(self, count: int) -> bool:
         """Ask the staleness gate for `count` groups; if refused, wait for newer weights."""
@@ -203,7 +212,7 @@ class RolloutActor:
         epoch = 0
         while True:
             order = list(range(len(self.records)))
-            random.Random(hash((self.config.seed, self.setup.actor_id, epoch))).shuffle(order)
+            random.Random(f"prompt-order/{self.setup.seed}/{epoch}").shuffle(order)
             for index in order:
                 prompt = self._load_prompt(self.records[index])
                 if prompt is not None:
@@ -227,11 +236,10 @@ class RolloutActor:
             started = time.perf_counter()
             result = await self._score(prompt, samples)
             if result is None:
+                self.stats.groups_lost += 1
                 return
             group = self._scored_group(prompt, samples, result, generate_s, time.perf_counter() - started)
             await self.replay.send(group)
-            self.stats.groups_sent += 1
-            self.stats.versions_used.update(int(v) for v in group.sample_versions)
         finally:
             slot.release()
 
@@ -264,4 +272,5 @@ class RolloutActor:
             rewards=np.array(result.rewards, dtype=np.float32),
             answers=result.answers,
             timings=GroupTimings(generate_s=generate_s, score_s=score_s, sent_at=time.time()),
+            counters=self.stats.counters(self.receiver.rejected),
         )

@@ -6,19 +6,24 @@ import ray
 
 from actors.rollout import RolloutActor, RolloutSetup
 from configs.schema import RolloutConfig
+from configs.seeds import derived_seed
+from vlm.sampling import SamplingSpec
 from wire.weights import WeightSource
 
 
 def start_rollout_actors(
     config: RolloutConfig,
     captioner: str,
+    sampling: SamplingSpec,
     records_file: str,
     replay_endpoints: tuple[str, ...],
     weight_source: WeightSource,
     reasoner_app: str,
     gate,
     env: dict[str, str],
+    seed: int,
 ) -> list:
+    """The actors, generating once `run()` is called; each with its own stream of the run's `seed`."""
     remote = ray.remote(RolloutActor).options(
         num_cpus=config.num_cpus, num_gpus=config.num_gpus, runtime_env={"env_vars": env}
     )
@@ -29,10 +34,12 @@ def start_rollout_actors(
                 actor_id=i,
                 num_actors=config.num_actors,
                 captioner=captioner,
+                sampling=sampling,
                 records_file=records_file,
                 replay_endpoints=replay_endpoints,
                 weight_source=weight_source,
                 reasoner_app=reasoner_app,
+                seed=derived_seed(seed, "actor", i),
             ),
             gate,
         )

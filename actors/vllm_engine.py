@@ -10,8 +10,8 @@ import numpy as np
 
 from actors.engine import CaptionEngine, CaptionRequest, CaptionSample, SamplingSettings
 from configs.schema import VllmConfig
-from vlm.caption_prompt import suppressed_caption_token_ids
 from vlm.processor import load_captioner_processor
+from vlm.sampling import SamplingSpec
 from vlm.vllm_setup import engine_args
 from wire.broadcast import Round
 from wire.weights import WeightUpdate, encode_weight_update
@@ -34,10 +34,10 @@ class VllmCaptionEngine(CaptionEngine):
         self.processor = load_captioner_processor(checkpoint)
         self.tokenizer = self.processor.tokenizer
         self._engine = AsyncLLM.from_engine_args(args)
-        vocab = len(self.tokenizer)
-        suppressed = set(suppressed_caption_token_ids(self.tokenizer))
-        # Masked out before sampling, as the transformers engine and the learner do.
-        self._allowed_ids = [i for i in range(vocab) if i not in suppressed]
+        # The model's vocabulary (its logits' width), which may exceed the tokenizer's: ids vLLM
+        # is not told to allow are masked, and the learner masks only the suppressed ones.
+        self._vocab_size = self._engine.model_config.get_vocab_size()
+        self._allowed_ids: dict[tuple[int, ...], list[int] | None] = {}  # by suppressed ids
         self._version = 0
         self._request_ids = itertools.count()
         self.workers = config.tensor_parallel_size  # its ranks in a weight broadcast group
@@ -56,14 +56,17 @@ class VllmCaptionEngine(CaptionEngine):
         if request.prompt.image is None:
             raise ValueError(f"prompt {request.prompt_id!r} carries no image; the vLLM engine processes images itself")
         number = next(self._request_ids)
+        spec = sampling.spec
         params = SamplingParams(
             n=sampling.n,
-            temperature=sampling.temperature,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
+            # vLLM's sampler applies these as `vlm.sampling.processed_logits` does (see there); its
+            # top_k=0 is off, as ours is.
+            temperature=spec.temperature,
+            top_k=spec.top_k,
+            top_p=spec.top_p,
             max_tokens=sampling.max_new_tokens,
             logprobs=0,  # just the sampled token's, under the processed (sampled-from) distribution
-            allowed_token_ids=self._allowed_ids,
+            allowed_token_ids=self._allowed(spec),
             # Seeded only when asked (the call's seed plus the request's position): on the CPU
             # build (0.32) a seeded request whose prefill is split across engine steps kills the
             # engine ("CPU Generator does not use offset"). Unseeded requests draw from the
@@ -77,6 +80,14 @@ class VllmCaptionEngine(CaptionEngine):
         async for output in self._engine.generate(prompt, params, request_id=f"{request.prompt_id}-{number}"):
             final = output
         return [self._sample(completion, submitted_under) for completion in sorted(final.outputs, key=lambda c: c.index)]
+
+    def _allowed(self, spec: SamplingSpec) -> list[int] | None:
+        """Every id but the suppressed ones (vLLM masks the rest to -inf before sampling); built once per suppressed set."""
+        if spec.suppressed_token_ids not in self._allowed_ids:
+            suppressed = set(spec.suppressed_token_ids)
+            allowed = [i for i in range(self._vocab_size) if i not in suppressed]
+            self._allowed_ids[spec.suppressed_token_ids] = allowed if suppressed else None
+        return self._allowed_ids[spec.suppressed_token_ids]
 
     def _sample(self, completion, submitted_under: int) -> CaptionSample:
         ids = np.asarray(completion.token_ids, dtype=np.int32)

@@ -30,7 +30,7 @@ class ZmqWeightReceiver:
         self._socket.setsockopt(zmq.SUBSCRIBE, b"")
         for endpoint in endpoints:
             self._socket.connect(endpoint)
-        self.rejected = 0
+        self.rejected = 0  # malformed updates ignored
 
     def poll(self) -> WeightUpdate | None:
         """The newest update that arrived since the last poll, or None; never blocks."""
@@ -59,6 +59,7 @@ class BroadcastWeightReceiver:
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.connect(endpoint)
         self.actor_id = actor_id
+        self.rejected = 0  # updates that failed here (each also fails the learner's publish)
 
     async def serve(self, engine, on_update: Callable[[int], None]) -> None:
         """Join the learner's group with `engine` (a vLLM caption engine) and receive every
@@ -78,6 +79,7 @@ class BroadcastWeightReceiver:
                     raise MalformedMessage(f"an actor takes Join and Round messages, not {type(message).__name__}")
             except Exception as err:  # noqa: BLE001 - reported to the learner, which stops the run
                 error = f"{type(err).__name__}: {err}"
+                self.rejected += 1
                 log.error("weight broadcast failed on actor %d: %s", self.actor_id, error)
             await self._socket.send(encode_message(Ack(actor_id=self.actor_id, error=error)))
 

@@ -33,17 +33,18 @@ from actors.engine import (
 from actors.weight_receiver import BroadcastWeightReceiver
 from benchmarks.report import write_section
 from configs.load import load_config
-from configs.schema import VllmConfig
+from configs.schema import SamplingConfig, VllmConfig
 from launch import resolve_inputs
 from learner.weight_broadcast import BroadcastWeightPublisher
 from learner.weight_publisher import weight_update
 from records.vqa import load_image, read_records
 from vlm.caption_prompt import encode_caption_prompt
+from vlm.sampling import caption_sampling_spec
 from wire.weights import decode_weight_update, encode_weight_update
 
 # (engine, weight sync backend)
 VARIANTS = (("transformers", "zmq"), ("vllm", "zmq"), ("vllm", "gloo"))
-SAMPLING = SamplingSettings(n=8, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=32)
+GROUP_SIZE = 8
 PROMPTS = 8
 
 
@@ -87,9 +88,15 @@ async def _one_round(engine, update, requests, weights, timings: EngineTimings) 
     await update(version, weights[version % len(weights)])
     timings.update_s.append(time.perf_counter() - started)
     started = time.perf_counter()
-    groups = await engine.generate(requests, SAMPLING)
+    groups = await engine.generate(requests, _sampling(engine))
     timings.generate_s.append(time.perf_counter() - started)
     timings.tokens += sum(len(s.token_ids) for group in groups for s in group)
+
+
+def _sampling(engine) -> SamplingSettings:
+    """Full softmax at temperature 1, the vision placeholders suppressed: the rollout default."""
+    spec = caption_sampling_spec(SamplingConfig(temperature=1.0, top_k=0, top_p=1.0), engine.tokenizer)
+    return SamplingSettings(spec, n=GROUP_SIZE, max_new_tokens=32)
 
 
 def _frames_publisher(engine):
@@ -104,7 +111,7 @@ def _frames_publisher(engine):
 
 def _table(results: dict[str, EngineTimings], megabytes: float) -> str:
     lines = [
-        f"| engine | weight sync | update p50 (ms) | update max (ms) | generate {PROMPTS} prompts x G={SAMPLING.n}, p50 (s) | tokens/s |",
+        f"| engine | weight sync | update p50 (ms) | update max (ms) | generate {PROMPTS} prompts x G={GROUP_SIZE}, p50 (s) | tokens/s |",
         "|---|---|---|---|---|---|",
     ]
     for (kind, sync), t in results.items():
@@ -142,7 +149,7 @@ def main() -> None:
             for variant, (e, _) in built.items()
         }
         for variant, (engine, _) in built.items():  # warm-up
-            loop.run_until_complete(engine.generate(requests[variant], SAMPLING))
+            loop.run_until_complete(engine.generate(requests[variant], _sampling(engine)))
         for _ in tqdm(range(args.rounds), desc="rounds"):
             for variant, (engine, broadcast) in built.items():  # alternating, so drifting load hits all alike
                 update = broadcast.publish if broadcast else _frames_publisher(engine)

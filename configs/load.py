@@ -10,25 +10,23 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from configs.schema import TrainConfig
 
-CONFIG_DIR = Path(__file__).resolve().parent
-DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
-
 
 class ConfigError(ValueError):
     """A config file or override is invalid; the message names the key."""
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Merge `path` (default: configs/default.yaml) and `overrides` over the schema's defaults.
+    """Merge the YAML file at `path` (if any) and `overrides` over the schema's defaults, which
+    alone are the bundled default run.
 
     Struct mode makes a misspelled key an error instead of a silently ignored value.
     """
     base = OmegaConf.structured(TrainConfig)
     layers = []
-    yaml_path = Path(path) if path is not None else DEFAULT_CONFIG
-    if not yaml_path.is_file():
-        raise ConfigError(f"config file not found: {yaml_path}")
-    layers.append(OmegaConf.load(yaml_path))
+    if path is not None:
+        if not Path(path).is_file():
+            raise ConfigError(f"config file not found: {path}")
+        layers.append(OmegaConf.load(path))
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"overrides must look like key=value, got {bad[0]!r}")

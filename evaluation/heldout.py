@@ -8,20 +8,17 @@ so a before/after difference can be read against it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import statistics
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
+import ray
 from tqdm import tqdm
 
-from actors.engine import CaptionRequest, SamplingSettings
-from records.vqa import VQARecord, load_image, read_records
-from serve.grading import grade_answer
-from vlm.caption_prompt import encode_caption_prompt
+from actors.engine import SamplingSettings
+from records.vqa import VQARecord
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +28,14 @@ class EvalSettings:
     max_prompts: int  # 0 = the whole eval split
     prompts_per_batch: int
     caption_sampling: SamplingSettings  # n = captions per prompt
-    reasoner_temperature: float
-    reasoner_max_new_tokens: int
-    seed: int
+
+
+@dataclass(frozen=True)
+class EvalWorkers:
+    """Ray actors of `evaluation.workers`: a captioner engine and a reasoner engine."""
+
+    captioner: object
+    reasoner: object
 
 
 @dataclass(frozen=True)
@@ -51,46 +53,36 @@ class EvalResult:
     seconds: float
 
 
-def _per_prompt_accuracy(engine, reasoner, records: list[VQARecord], root: Path, settings: EvalSettings):
-    requests = [
-        CaptionRequest(r.id, encode_caption_prompt(engine.processor, r.question, load_image(r, root))) for r in records
-    ]
-    groups = asyncio.run(engine.generate(requests, settings.caption_sampling))
-    prompts = [(sample.text, r.question) for r, group in zip(records, groups) for sample in group]
-    replies = reasoner.answer(prompts, 1, settings.reasoner_temperature, settings.reasoner_max_new_tokens)
-    k = settings.caption_sampling.n
-    accuracies, lengths = [], []
-    for i, (record, group) in enumerate(zip(records, groups)):
-        grades = [grade_answer(reply, record.answer) for (reply,) in replies[i * k : (i + 1) * k]]
-        accuracies.append(sum(grades) / k)
-        lengths.extend(len(sample.token_ids) for sample in group)
-    return accuracies, lengths
+def _batches(count: int, size: int, max_prompts: int) -> list[list[int]]:
+    total = min(count, max_prompts) if max_prompts else count
+    return [list(range(start, min(start + size, total))) for start in range(0, total, size)]
 
 
-def evaluate_captioner(
-    label: str, captioner: str, reasoner, eval_file: Path, settings: EvalSettings
-) -> EvalResult:
-    """Run the pipeline with `captioner` over the held-out records; `reasoner` is a loaded engine."""
-    from actors.hf_engine import TransformersCaptionEngine
+def evaluate_captioner(label: str, captioner: str, workers: EvalWorkers, records: list[VQARecord], settings: EvalSettings) -> EvalResult:
+    """Run the pipeline with `workers.captioner` (an engine of the `captioner` checkpoint) over `records`.
 
+    The captioner samples the next batch while the reasoner grades this one.
+    """
     started = time.perf_counter()
-    engine = TransformersCaptionEngine(captioner, seed=settings.seed)
-    records = read_records(eval_file)
-    if settings.max_prompts:
-        records = records[: settings.max_prompts]
+    batches = _batches(len(records), settings.prompts_per_batch, settings.max_prompts)
     accuracies, lengths = [], []
-    batches = range(0, len(records), settings.prompts_per_batch)
-    for start in tqdm(batches, desc=f"held-out eval ({label})", unit="batch", dynamic_ncols=True):
-        batch = records[start : start + settings.prompts_per_batch]
-        batch_accuracy, batch_lengths = _per_prompt_accuracy(engine, reasoner, batch, Path(eval_file).parent, settings)
-        accuracies += batch_accuracy
-        lengths += batch_lengths
+    pending = workers.captioner.captions.remote(batches[0], settings.caption_sampling)
+    for i, batch in enumerate(tqdm(batches, desc=f"held-out eval ({label})", unit="batch", dynamic_ncols=True)):
+        groups = ray.get(pending)
+        if i + 1 < len(batches):
+            pending = workers.captioner.captions.remote(batches[i + 1], settings.caption_sampling)
+        asked = [records[index] for index, group in zip(batch, groups) for _ in group]
+        texts = [text for group in groups for text, _ in group]
+        grades = ray.get(workers.reasoner.grades.remote(texts, [r.question for r in asked], [r.answer for r in asked]))
+        k = settings.caption_sampling.n
+        accuracies += [sum(grades[j * k : (j + 1) * k]) / k for j in range(len(batch))]
+        lengths += [tokens for group in groups for _, tokens in group]
     result = EvalResult(
         label=label,
         captioner=str(captioner),
         accuracy=statistics.fmean(accuracies),
         stderr=statistics.stdev(accuracies) / math.sqrt(len(accuracies)) if len(accuracies) > 1 else float("nan"),
-        num_prompts=len(records),
+        num_prompts=len(accuracies),
         samples_per_prompt=settings.caption_sampling.n,
         mean_caption_tokens=statistics.fmean(lengths),
         seconds=time.perf_counter() - started,

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import ray
+
 from actors.engine import SamplingSettings
 from configs.schema import TrainConfig
-from evaluation.heldout import EvalResult, EvalSettings, evaluate_captioner
+from configs.seeds import derived_seed
+from evaluation.heldout import EvalResult, EvalSettings, EvalWorkers, evaluate_captioner
 from evaluation.plot import plot_run
 from evaluation.report import format_table, save_results
+from evaluation.workers import start_caption_worker, start_reasoner_worker
+from records.vqa import read_records
+from vlm.processor import load_captioner_processor
+from vlm.sampling import SamplingSpec, caption_sampling_spec
 
 
-def eval_settings(config: TrainConfig) -> EvalSettings:
-    """Captions sampled as the rollout actors sample them, answered as the reasoner pool answers."""
+def eval_settings(config: TrainConfig, sampling: SamplingSpec) -> EvalSettings:
+    """Captions sampled as the rollout actors sample them (under `sampling`), answered as the reasoner pool answers."""
     return EvalSettings(
         max_prompts=config.eval.max_prompts,
         prompts_per_batch=config.eval.prompts_per_batch,
-        caption_sampling=SamplingSettings(n=config.eval.samples_per_prompt, **vars(config.rollout.sampling)),
-        reasoner_temperature=config.serve.temperature,
-        reasoner_max_new_tokens=config.serve.max_new_tokens,
-        seed=config.seed,
+        caption_sampling=SamplingSettings(
+            sampling, n=config.eval.samples_per_prompt, max_new_tokens=config.rollout.sampling.max_new_tokens
+        ),
     )
 
 
@@ -27,15 +33,26 @@ def evaluate_before_after(
     config: TrainConfig, initial: str, trained: str, reasoner_checkpoint: str, eval_file: str, out_dir: Path
 ) -> list[EvalResult]:
     """Held-out accuracy of the initial and the trained captioner; writes eval.json, eval.md and,
-    when `out_dir` is a run, its reward plot with both accuracies marked."""
-    from serve.hf_reasoner import TransformersReasoner
+    when `out_dir` is a run, its reward plot with both accuracies marked. Needs Ray running.
 
-    settings = eval_settings(config)
-    reasoner = TransformersReasoner(reasoner_checkpoint)
-    results = [
-        evaluate_captioner("initial", initial, reasoner, Path(eval_file), settings),
-        evaluate_captioner("trained", trained, reasoner, Path(eval_file), settings),
-    ]
+    Both captioners sample the same stream of the run's seed, so they are compared on equal terms.
+    """
+    tokenizer = load_captioner_processor(initial).tokenizer  # both captioners': it names the suppressed ids
+    settings = eval_settings(config, caption_sampling_spec(config.rollout.sampling, tokenizer))
+    records = read_records(Path(eval_file))
+    reasoner = start_reasoner_worker(config.serve, reasoner_checkpoint, derived_seed(config.seed, "eval", "reasoner"))
+    results = []
+    try:
+        for label, checkpoint in (("initial", initial), ("trained", trained)):
+            seed = derived_seed(config.seed, "eval", "captioner")
+            captioner = start_caption_worker(config.rollout, checkpoint, eval_file, seed)
+            try:
+                results.append(evaluate_captioner(label, checkpoint, EvalWorkers(captioner, reasoner), records, settings))
+            finally:
+                ray.get(captioner.close.remote())
+                ray.kill(captioner)  # its engine's memory (a GPU's, on GPU configs) goes back now
+    finally:
+        ray.kill(reasoner)
     table = save_results(results, out_dir)
     print(format_table(results))
     print(f"(saved to {table})")

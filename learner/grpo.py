@@ -105,8 +105,8 @@ def clipped_policy_loss(
     behaviour_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    clip_low: float = 0.2,
-    clip_high: float = 0.2,
+    clip_low: float,
+    clip_high: float,
 ) -> tuple[torch.Tensor, PolicyLossStats]:
     """Per-token PPO clipped surrogate, -min(ratio * A, clip(ratio, 1-clip_low, 1+clip_high) * A).
 
@@ -212,15 +212,15 @@ def grpo_loss(
     ref_logp: torch.Tensor | None,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    clip_low: float = 0.2,
-    clip_high: float = 0.2,
-    kl_coef: float = 0.0,
+    clip_low: float,
+    clip_high: float,
+    kl_coef: float,
     total_tokens: float | None = None,
 ) -> tuple[torch.Tensor, GRPOLossStats]:
     """GRPO objective: token_mean(clipped surrogate) + kl_coef * token_mean(k3 KL to reference).
 
-    The KL term enters the loss only when `ref_logp` is given and `kl_coef > 0`; with a
-    reference but kl_coef = 0 it is still measured (no gradient) so drift stays visible.
+    Without a reference (`ref_logp` None, what the learner passes when kl_coef is 0) there is no
+    KL term and `kl` reads 0.
 
     Args:
         logp, behaviour_logp, mask: `[B, T]`; ref_logp: `[B, T]` or None; advantages: `[B]`.
@@ -239,12 +239,8 @@ def grpo_loss(
     loss = pg_loss
     kl_value = 0.0
     if ref_logp is not None:
-        if kl_coef > 0:
-            kl = token_mean(low_variance_kl(logp, ref_logp), mask, total_tokens)
-            loss = loss + kl_coef * kl
-        else:
-            with torch.no_grad():
-                kl = token_mean(low_variance_kl(logp, ref_logp), mask, total_tokens)
+        kl = token_mean(low_variance_kl(logp, ref_logp), mask, total_tokens)
+        loss = loss + kl_coef * kl
         kl_value = float(kl.detach())
     stats = GRPOLossStats(
         loss=float(loss.detach()),

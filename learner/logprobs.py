@@ -5,21 +5,21 @@ from __future__ import annotations
 import torch
 
 from learner.batching import PolicyBatch
+from vlm.sampling import SamplingSpec, processed_logits
 
 
-def sequence_logprobs(
-    model: torch.nn.Module, batch: PolicyBatch, temperature: float, suppressed_ids: list[int]
-) -> torch.Tensor:
-    """Logprob of each completion token, `[G, T]`, under softmax(logits / temperature) with
-    `suppressed_ids` masked out.
+def sequence_logprobs(model: torch.nn.Module, batch: PolicyBatch, spec: SamplingSpec) -> torch.Tensor:
+    """Logprob of each completion token, `[G, T]`, under the distribution `spec` samples from
+    (temperature, suppressed ids, top-k, top-p), as generation processed the logits.
 
-    Tempering and masking exactly as generation did makes these comparable with the behaviour
-    logprobs, which describe the distribution the actor sampled from.
+    Processing exactly as generation did makes these comparable with the behaviour logprobs,
+    which describe the distribution the actor sampled from.
     """
     logits = model(**batch.model_inputs()).logits  # [G, L + T, V]
     steps = batch.completion_ids.shape[1]
     # The token at position p is predicted by the logits at p - 1.
-    predicting = logits[:, batch.prompt_len - 1 : batch.prompt_len - 1 + steps].float() / temperature
-    predicting[..., suppressed_ids] = float("-inf")
-    logp = predicting.log_softmax(dim=-1)  # [G, T, V]
+    predicting = logits[:, batch.prompt_len - 1 : batch.prompt_len - 1 + steps].float()  # [G, T, V]
+    # The sampled tokens stay in the kept set: the actor kept them, and our logits differ from its
+    # by float noise only (see `processed_logits`). Padding stays too, so that -inf * 0 gives no NaN.
+    logp = processed_logits(predicting, spec, keep=batch.completion_ids).log_softmax(dim=-1)  # [G, T, V]
     return logp.gather(-1, batch.completion_ids.unsqueeze(-1)).squeeze(-1) * batch.completion_mask

@@ -8,12 +8,10 @@ counted; it never stops the receiver.
 
 from __future__ import annotations
 
-import collections
 import logging
 import queue
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import zmq
 
@@ -29,10 +27,8 @@ RECEIVE_HWM = 4
 
 @dataclass
 class ReplayCounters:
-    received: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    reject_reasons: collections.Counter = field(default_factory=collections.Counter)
+    accepted: int = 0  # groups decoded and buffered
+    rejected: int = 0  # malformed frames (each logged with its reason)
 
 
 class ReplayQueue:
@@ -57,12 +53,10 @@ class ReplayQueue:
             if not poller.poll(timeout=100):
                 continue
             frame = self._socket.recv(copy=True)
-            self.counters.received += 1
             try:
                 group = decode_group(frame)
             except MalformedMessage as err:
                 self.counters.rejected += 1
-                self.counters.reject_reasons[str(err).split(":")[0]] += 1
                 log.warning("replay queue rejected a frame (%d bytes): %s", len(frame), err)
                 continue
             self._put(group)
@@ -83,17 +77,6 @@ class ReplayQueue:
             return self._buffer.get(timeout=timeout)
         except queue.Empty:
             return None
-
-    def take(self, count: int, timeout: float) -> list[ScoredGroup]:
-        """Up to `count` groups, waiting at most `timeout` seconds in all."""
-        deadline = time.monotonic() + timeout
-        groups: list[ScoredGroup] = []
-        while len(groups) < count:
-            group = self.get(max(0.0, deadline - time.monotonic()))
-            if group is None:
-                break
-            groups.append(group)
-        return groups
 
     def __len__(self) -> int:
         return self._buffer.qsize()

@@ -30,12 +30,13 @@ from learner.grpo import group_advantages
 from learner.logprobs import sequence_logprobs
 from learner.metrics import MetricsLog
 from learner.replay import ReplayQueue
+from learner.rollout_log import RolloutLog
 from learner.share import share_groups
 from learner.staleness import is_too_stale, staleness
 from learner.update import grpo_update
 from learner.weight_publisher import make_publisher
-from vlm.caption_prompt import suppressed_caption_token_ids
 from vlm.processor import load_captioner_processor
+from vlm.sampling import SamplingSpec
 from wire.scored_group import ScoredGroup, decode_group
 from wire.weights import WeightSource
 
@@ -50,8 +51,10 @@ class LearnerSetup:
     run_dir: str
     rank: int
     world_size: int
-    # The rollout sampling temperature: logprobs are computed under the same tempered softmax.
-    temperature: float
+    # This rank's stream of the run's seed.
+    seed: int
+    # How the rollout actors sample: logprobs are computed under the same distribution.
+    sampling: SamplingSpec
     # Rollout actors that take the published weights (a broadcast waits for each of them).
     weight_receivers: int
 
@@ -83,19 +86,21 @@ class LearnerRank:
         queue and the weight publisher. Returns (replay endpoint, weight source) for the actors."""
         config = self.config
         init_process_group(RankInfo(self.rank, self.world_size, master_addr, master_port))
+        torch.manual_seed(self.setup.seed)
         self.processor = load_captioner_processor(self.setup.captioner)
         self.pad_id = self.processor.tokenizer.pad_token_id
-        self.suppressed_ids = suppressed_caption_token_ids(self.processor.tokenizer)
         model = self._load_policy()
         self.ref_model = copy.deepcopy(model).eval().requires_grad_(False) if config.kl_coef > 0 else None
         self.engine = build_engine(model, config, config.groups_per_step // self.world_size, self.world_size)
         if self.ref_model is not None:
             self.ref_model.to(self.engine.device)
-        self.replay = self.publisher = self.metrics = None
+        self.replay = self.publisher = self.metrics = self.rollouts = None
         if self.is_main:
             self.replay = ReplayQueue(config.replay.host, config.replay.port, config.replay.capacity_groups)
             self.publisher = make_publisher(config.weight_sync, self.setup.weight_receivers)
             self.metrics = MetricsLog(Path(self.setup.run_dir))
+            if config.rollout_log_every:
+                self.rollouts = RolloutLog(Path(self.setup.run_dir), self.processor.tokenizer)
         self.version = 0
         self.latest: dict = {}
         self._dropped = dict(stale=0, uniform=0)
@@ -124,6 +129,8 @@ class LearnerRank:
             last_end = now
             if self.is_main:
                 self.metrics.write(metrics)
+            if self.rollouts is not None and step % self.config.rollout_log_every == 0:
+                self.rollouts.write(step, collected.groups)
             self.latest = metrics
             if self.config.checkpoint_every and (step + 1) % self.config.checkpoint_every == 0:
                 save_checkpoint(self.engine, Path(self.setup.run_dir), self.version)
@@ -171,9 +178,7 @@ class LearnerRank:
         # Samples whose tokens came from more than one policy version (weights swapped mid-caption).
         mixed = sum(int(t.min() != t.max()) for g in groups for t in g.token_versions)
         update_started = time.perf_counter()
-        stats = grpo_update(
-            self.engine, self.ref_model, batches, self.version, self.config, self.setup.temperature, self.suppressed_ids
-        )
+        stats = grpo_update(self.engine, self.ref_model, batches, self.version, self.config, self.setup.sampling)
         update_s = time.perf_counter() - update_started
         age = staleness(self.version, versions)
         self.version += 1
@@ -232,7 +237,7 @@ class LearnerRank:
         group = decode_group(group_frame)
         batch = group_batch(group, self.processor, torch.zeros(group.group_size), self.pad_id).to(self.engine.device)
         with torch.no_grad():
-            logp = sequence_logprobs(self.engine.module, batch, self.setup.temperature, self.suppressed_ids)
+            logp = sequence_logprobs(self.engine.module, batch, self.setup.sampling)
         return self.version, [logp[i, : len(c)].cpu().numpy() for i, c in enumerate(group.completion_ids)]
 
     def close(self) -> None:
@@ -242,3 +247,5 @@ class LearnerRank:
             self.publisher.close()
         if self.metrics is not None:
             self.metrics.close()
+        if self.rollouts is not None:
+            self.rollouts.close()

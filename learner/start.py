@@ -5,8 +5,10 @@ from __future__ import annotations
 import ray
 
 from configs.schema import LearnerConfig
+from configs.seeds import derived_seed
 from learner.gate import GateActor
 from learner.role import LearnerRank, LearnerSetup
+from vlm.sampling import SamplingSpec
 from wire.weights import WeightSource
 
 
@@ -18,10 +20,11 @@ def start_learner(
     config: LearnerConfig,
     captioner: str,
     run_dir: str,
-    temperature: float,
+    sampling: SamplingSpec,
     num_actors: int,
     gate,
     env: dict[str, str],
+    seed: int,
 ) -> tuple[list, str, WeightSource]:
     """The ranks, set up and joined; returns them, the replay endpoint and the weight source."""
     # max_concurrency 2: the driver reads progress while `train` runs.
@@ -36,7 +39,8 @@ def start_learner(
                 run_dir=run_dir,
                 rank=r,
                 world_size=config.num_ranks,
-                temperature=temperature,
+                seed=derived_seed(seed, "learner", r),
+                sampling=sampling,
                 weight_receivers=num_actors,
             ),
             gate,

@@ -11,6 +11,7 @@ from configs.schema import LearnerConfig
 from learner.batching import PolicyBatch
 from learner.grpo import grpo_loss
 from learner.logprobs import sequence_logprobs
+from vlm.sampling import SamplingSpec
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,11 @@ def global_token_count(batches: list[PolicyBatch]) -> float:
 
 
 def grpo_update(
-    engine, ref_model, batches: list[PolicyBatch], version: int, config: LearnerConfig, temperature: float,
-    suppressed_ids: list[int],
+    engine, ref_model, batches: list[PolicyBatch], version: int, config: LearnerConfig, sampling: SamplingSpec
 ) -> UpdateStats:
     """Each batch is one micro-batch (one group); DeepSpeed steps the optimizer after the last.
-    `version` is the policy version of the weights being trained."""
+    `version` is the policy version of the weights being trained; `sampling` the distribution the
+    actors sampled from, under which the logprobs are computed."""
     total_tokens = global_token_count(batches)
     world = dist.get_world_size() if dist.is_initialized() else 1
     # DeepSpeed divides each micro-batch loss by the accumulation steps and averages gradients
@@ -51,11 +52,11 @@ def grpo_update(
     sums = dict(loss=0.0, pg_loss=0.0, kl=0.0, clip=0.0, ratio=0.0, diff=0.0, diff_tokens=0.0)
     ratio_max = 0.0
     for batch in batches:
-        logp = sequence_logprobs(engine, batch, temperature, suppressed_ids)  # [G, T]
+        logp = sequence_logprobs(engine, batch, sampling)  # [G, T]
         ref_logp = None
         if ref_model is not None and config.kl_coef > 0:
             with torch.no_grad():
-                ref_logp = sequence_logprobs(ref_model, batch, temperature, suppressed_ids)
+                ref_logp = sequence_logprobs(ref_model, batch, sampling)
         loss, stats = grpo_loss(
             logp, batch.behaviour_logprobs, ref_logp, batch.advantages, batch.completion_mask,
             clip_low=config.clip_low, clip_high=config.clip_high, kl_coef=config.kl_coef, total_tokens=total_tokens,

@@ -16,14 +16,18 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from vlm.image_fetch import MAX_PIXELS, MIN_PIXELS, fetch_image
+
 # ViRL39K prefixes each question with this placeholder; our prompts place the image themselves.
 _IMAGE_PLACEHOLDER = "<image>"
 _PARQUET_COLUMNS = ("qid", "question", "answer", "image")
+# A record's image given as one of these is passed on as is; anything else is a path.
+_URI_PREFIXES = ("file://", "http://", "https://", "data:")
 
 
 @dataclass(frozen=True)
 class VQARecord:
-    """One visual question: `image` is relative to the records file's folder, or absolute."""
+    """One visual question: `image` is relative to the records file's folder, absolute, or a URI."""
 
     id: str
     image: str
@@ -101,13 +105,24 @@ def read_records(path: Path) -> list[VQARecord]:
     raise ValueError(f"{path}: unsupported records file (expected .jsonl or .parquet)")
 
 
-def load_image(record: VQARecord, root: Path) -> Image.Image:
-    """The record's image as RGB; `root` is the folder its relative path starts from."""
-    path = Path(record.image)
-    if not path.is_absolute():
-        path = Path(root) / path
+def load_image(
+    record: VQARecord, root: Path, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS
+) -> Image.Image:
+    """The record's image as RGB, resized as RACRO's inference does (qwen-vl-utils' `fetch_image`).
+
+    `record.image` is a path (relative ones start from `root`), a `file://` URI, an http(s)
+    URL or a base64 `data:image` URI. The pixel bounds default to qwen-vl-utils' (the released
+    Qwen2.5-VL checkpoints' processors use the same); the processor then applies its own.
+    """
+    source = record.image
+    if not source.startswith(_URI_PREFIXES) and not Path(source).is_absolute():
+        source = str(Path(root) / source)
     try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
+        return fetch_image(source, min_pixels=min_pixels, max_pixels=max_pixels)
     except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise ValueError(f"record {record.id!r}: cannot read image {path}: {err}") from err
+        raise ValueError(f"record {record.id!r}: cannot read image {_shown(source)}: {err}") from err
+
+
+def _shown(source: str) -> str:
+    """`source` for an error message: a data URI's payload is cut short."""
+    return source if not source.startswith("data:") else source[:48] + "..."

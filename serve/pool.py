@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from configs.schema import ServeConfig
+from configs.seeds import derived_seed
 from serve.grading import caption_reward
 from serve.hf_reasoner import TransformersReasoner
 from wire.scoring import ScoreRequest, ScoreResult, score_request_from_json
@@ -27,10 +28,13 @@ log = logging.getLogger(__name__)
 
 @serve.deployment
 class ReasonerPool:
-    def __init__(self, config: ServeConfig, checkpoint: str):
+    def __init__(self, config: ServeConfig, checkpoint: str, seed: int):
         torch.set_num_threads(config.torch_threads)
         self.config = config
-        self.engine = make_reasoner(config, checkpoint)
+        # Each replica samples its own stream of the run's seed (by its rank, stable across restarts).
+        replica_seed = derived_seed(seed, "reasoner", serve.get_replica_context().rank.rank)
+        torch.manual_seed(replica_seed)
+        self.engine = make_reasoner(config, checkpoint, replica_seed)
         self._score_batch.set_max_batch_size(config.max_batch_size)
         self._score_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
 
@@ -69,17 +73,18 @@ class ReasonerPool:
         return JSONResponse({"rewards": list(result.rewards), "answers": [list(a) for a in result.answers]})
 
 
-def make_reasoner(config: ServeConfig, checkpoint: str):
-    """The configured reasoner engine; both answer with the same `answer(prompts, k, ...)`."""
+def make_reasoner(config: ServeConfig, checkpoint: str, seed: int):
+    """The configured reasoner engine; both answer with the same `answer(prompts, k, ...)`.
+    The transformers one samples from torch's global generator, which its caller seeds."""
     if config.engine == "vllm":
         from serve.vllm_reasoner import VllmReasoner
 
-        return VllmReasoner(checkpoint, config.vllm)
+        return VllmReasoner(checkpoint, config.vllm, seed)
     device = "cuda" if config.num_gpus > 0 and torch.cuda.is_available() else "cpu"
     return TransformersReasoner(checkpoint, device=device)
 
 
-def reasoner_app(config: ServeConfig, checkpoint: str):
+def reasoner_app(config: ServeConfig, checkpoint: str, seed: int):
     """The bound application, ready for `serve.run`."""
     placement = {"max_replicas_per_node": config.max_replicas_per_node} if config.max_replicas_per_node else {}
     return ReasonerPool.options(
@@ -89,13 +94,13 @@ def reasoner_app(config: ServeConfig, checkpoint: str):
         max_ongoing_requests=max(2 * config.max_batch_size, 8),
         ray_actor_options={"num_cpus": config.num_cpus, "num_gpus": config.num_gpus},
         logging_config={"log_level": "WARNING"},  # no access-log line per request
-    ).bind(config, checkpoint)
+    ).bind(config, checkpoint, seed)
 
 
-def start_reasoner_pool(config: ServeConfig, checkpoint: str):
+def start_reasoner_pool(config: ServeConfig, checkpoint: str, seed: int):
     """Deploy the pool (HTTP on config.http_host:http_port) and return its deployment handle."""
     serve.start(
         http_options={"host": config.http_host, "port": config.http_port},
         logging_config={"log_level": "WARNING"},
     )
-    return serve.run(reasoner_app(config, checkpoint), name=config.app_name, route_prefix=config.route_prefix)
+    return serve.run(reasoner_app(config, checkpoint, seed), name=config.app_name, route_prefix=config.route_prefix)

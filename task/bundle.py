@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
 from configs.schema import WarmStartConfig
 from records.vqa import read_records
 from serve.reasoner_prompt import reasoner_messages
@@ -31,6 +33,7 @@ from task.captioner_warm_start import (
 from task.checkpoints import build_tiny_captioner, build_tiny_reasoner
 from task.dataset import DatasetFiles, write_bundled_dataset
 from task.reasoner_warm_start import (
+    AccuracyBar,
     ReasonerExample,
     random_example,
     reasoner_accuracy,
@@ -44,7 +47,7 @@ from vlm.caption_prompt import caption_messages
 COMPLETE_MARKER = "COMPLETE"
 QUALITY_FILE = "warm_start.json"
 # Bumped whenever the build's output changes for the same settings, so old caches are rebuilt.
-BUILD_FORMAT = 5
+BUILD_FORMAT = 6
 # Held-out scenes the warm-start quality is measured on.
 _QUALITY_SCENES = 256
 # Scenes outside the dataset and the warm start that decide when the captioner may stop.
@@ -57,6 +60,11 @@ _CORPUS_CAPTIONS = 2000
 # Room for the prompts' fixed wording as whole words too, not just the task's vocabulary:
 # shorter prompts are what keep the tiny models fast on a CPU.
 _VOCAB_SIZE = 512
+# torch threads during a build, whatever the machine has: CPU kernels split their sums by thread,
+# so another count rounds differently and the warm start drifts elsewhere. (Machines whose CPUs
+# take other kernel paths, e.g. AVX-512 against AVX2, still round differently: the quality
+# bars, not bit-equality, are what make every build good enough.)
+_BUILD_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -140,8 +148,12 @@ def _warm_start(layout: BundledTask, files: DatasetFiles, seed: int, config: War
         go_on_prob=config.go_on_prob,
     )
     warm_start_captioner(layout.captioner, scenes, plan, seed)
-    answering = SFTSettings(steps=config.reasoner_steps, lr=config.reasoner_lr, batch_size=config.batch_size)
-    warm_start_reasoner(layout.reasoner, scenes, answering, seed)
+    answering = SFTSettings(
+        steps=config.reasoner_steps, lr=config.reasoner_lr, batch_size=config.batch_size, check_every=config.check_every
+    )
+    check_rng = random.Random(f"reasoner-check/{seed}")
+    check_examples = [ReasonerExample(describe(scene), random_question(check_rng, scene)) for scene in check]
+    warm_start_reasoner(layout.reasoner, scenes, answering, seed, AccuracyBar(check_examples, config.reasoner_min_accuracy))
     rng = random.Random(f"warm-start-quality/{seed}")
     held_out = rng.sample(sorted(files.scenes), min(_QUALITY_SCENES, len(files.scenes)))
     complete = [ReasonerExample(describe(scene), random_question(rng, scene)) for scene in held_out]
@@ -163,6 +175,15 @@ def _recipe(seed: int, num_train: int, num_eval: int, warm_start: WarmStartConfi
 
 
 def _build(root: Path, recipe: dict, warm_start: WarmStartConfig) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(_BUILD_THREADS)
+    try:
+        _build_with_fixed_threads(root, recipe, warm_start)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build_with_fixed_threads(root: Path, recipe: dict, warm_start: WarmStartConfig) -> None:
     log = logging.getLogger(__name__)
     layout = _layout(root)
     seed = recipe["seed"]
@@ -186,10 +207,10 @@ def _is_built(root: Path, recipe: dict) -> bool:
 
 def ensure_bundled_task(
     cache_dir: Path,
-    seed: int = 0,
-    num_train: int = 2048,
-    num_eval: int = 256,
-    warm_start: WarmStartConfig | None = None,
+    seed: int,
+    num_train: int,
+    num_eval: int,
+    warm_start: WarmStartConfig,
     rebuild: bool = False,
 ) -> BundledTask:
     """The bundled task in `cache_dir/seed<seed>`, built there first unless an identical build is cached.
@@ -197,7 +218,6 @@ def ensure_bundled_task(
     A cached build made with other settings (or by an older version of this code) is
     replaced; `rebuild` replaces it regardless.
     """
-    warm_start = warm_start or WarmStartConfig()
     recipe = _recipe(seed, num_train, num_eval, warm_start)
     cache_dir = Path(cache_dir)
     root = cache_dir / f"seed{seed}"

@@ -248,6 +248,8 @@ def caption_quality(checkpoint: Path, scenes: Sequence[Scene], seed: int, max_ne
     """Sample one caption per scene (temperature 1, the rollout default) and score it against the scene."""
     from actors.engine import CaptionRequest, SamplingSettings
     from actors.hf_engine import TransformersCaptionEngine
+    from configs.schema import SamplingConfig
+    from vlm.sampling import caption_sampling_spec
 
     engine = TransformersCaptionEngine(str(checkpoint), seed=seed)
     rng = random.Random(f"caption-quality/{seed}")
@@ -255,7 +257,8 @@ def caption_quality(checkpoint: Path, scenes: Sequence[Scene], seed: int, max_ne
         CaptionRequest(str(i), encode_caption_prompt(engine.processor, make_question(rng, s)[0], render_scene(s)))
         for i, s in enumerate(scenes)
     ]
-    sampling = SamplingSettings(n=1, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens)
+    spec = caption_sampling_spec(SamplingConfig(temperature=1.0, top_k=0, top_p=1.0), engine.tokenizer)
+    sampling = SamplingSettings(spec, n=1, max_new_tokens=max_new_tokens)
     named = correct = total = well_formed = 0
     for start in range(0, len(requests), 32):
         groups = asyncio.run(engine.generate(requests[start : start + 32], sampling))

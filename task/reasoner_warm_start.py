@@ -8,6 +8,7 @@ So its accuracy measures the caption, which is what makes it a reward for the ca
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -85,8 +86,20 @@ def random_example(rng: random.Random, scene: Scene, keep_prob: float = _PARTIAL
     return ReasonerExample(caption, question)
 
 
-def warm_start_reasoner(checkpoint: Path, scenes: Sequence[Scene], settings: SFTSettings, seed: int) -> None:
-    """Fine-tune the reasoner saved at `checkpoint` on captions of `scenes`; save it back in place."""
+@dataclass(frozen=True)
+class AccuracyBar:
+    """When the reasoner's warm start may stop: it answers `examples` (never trained on) this well."""
+
+    examples: Sequence[ReasonerExample]
+    min_accuracy: float
+
+
+def warm_start_reasoner(
+    checkpoint: Path, scenes: Sequence[Scene], settings: SFTSettings, seed: int, bar: AccuracyBar
+) -> float | None:
+    """Fine-tune the reasoner saved at `checkpoint` on captions of `scenes` until it passes `bar`
+    (checked every `settings.check_every` steps, at most `settings.steps`); save it back in place.
+    Returns its last measured accuracy on the bar's examples (None if never checked)."""
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     rng = random.Random(f"reasoner-warm-start/{seed}")
     torch.manual_seed(seed)
@@ -104,8 +117,23 @@ def warm_start_reasoner(checkpoint: Path, scenes: Sequence[Scene], settings: SFT
         packed = pack_sequences([p for p, _ in batch], [t for _, t in batch], tokenizer.pad_token_id)
         return model(input_ids=packed.input_ids, attention_mask=packed.attention_mask, labels=packed.labels).loss
 
-    supervised_finetune(list(model.parameters()), next_loss, settings, name="reasoner")
+    log = logging.getLogger(__name__)
+    measured: list[float] = []
+
+    def answers_well() -> bool:
+        model.save_pretrained(checkpoint, safe_serialization=True)
+        measured.append(reasoner_accuracy(checkpoint, bar.examples))
+        log.info("warm start reasoner: held-out accuracy on complete captions %.3f", measured[-1])
+        return measured[-1] >= bar.min_accuracy
+
+    supervised_finetune(list(model.parameters()), next_loss, settings, "reasoner", answers_well)
     model.save_pretrained(checkpoint, safe_serialization=True)
+    if settings.check_every and not (measured and measured[-1] >= bar.min_accuracy):
+        log.warning(
+            "warm start reasoner: still below accuracy %.2f on complete captions after %d steps; rewards "
+            "will be capped by its misreadings (raise task.warm_start.reasoner_steps)", bar.min_accuracy, settings.steps,
+        )
+    return measured[-1] if measured else None
 
 
 def reasoner_accuracy(checkpoint: Path, examples: Sequence[ReasonerExample], temperature: float = 1.0) -> float:

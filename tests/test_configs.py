@@ -2,14 +2,16 @@
 
 import pytest
 
-from configs.load import load_config
+from configs.load import ConfigError, load_config
+from configs.schema import TrainConfig
 
 PAPER_CONFIGS = ("configs/paper_3b.yaml", "configs/paper_7b.yaml")
+USERS_FILES = ("task.train_file=train.parquet", "task.eval_file=eval.jsonl")
 
 
 @pytest.mark.parametrize("path", PAPER_CONFIGS)
 def test_paper_configs_carry_the_papers_settings_on_vllm(path):
-    config = load_config(path, overrides=["task.train_file=train.parquet", "models.captioner=c", "models.reasoner=r"])
+    config = load_config(path, overrides=[*USERS_FILES, "models.captioner=c", "models.reasoner=r"])
     # RACRO / CapRL: group size 4, lr 1e-6, KL 0.001.
     assert (config.rollout.group_size, config.learner.lr, config.learner.kl_coef) == (4, 1e-6, 0.001)
     assert config.rollout.engine == config.serve.engine == "vllm"
@@ -35,3 +37,24 @@ def test_a_weight_sync_the_engines_cannot_take_is_refused(overrides, reason):
 def test_paper_configs_need_the_users_data():
     with pytest.raises(Exception, match="task.train_file"):
         load_config(PAPER_CONFIGS[0])
+
+
+@pytest.mark.parametrize("role", ["captioner", "reasoner"])
+def test_the_users_data_never_falls_back_to_the_bundled_models(role):
+    other = "reasoner" if role == "captioner" else "captioner"
+    with pytest.raises(ConfigError, match=f"models.{role} is empty"):
+        load_config(PAPER_CONFIGS[0], overrides=[*USERS_FILES, f"models.{other}=/ckpt/{other}"])
+
+
+def test_the_users_data_needs_an_eval_file_to_evaluate():
+    overrides = ["task.kind=files", "task.train_file=t.jsonl", "models.captioner=c", "models.reasoner=r"]
+    with pytest.raises(ConfigError, match="task.eval_file is required"):
+        load_config(overrides=overrides)
+    assert load_config(overrides=[*overrides, "eval.at_end=false"]).task.eval_file == ""
+
+
+def test_the_schema_alone_is_the_bundled_default_run():
+    # No YAML is read unless asked for: what configs/schema.py says is what a run does.
+    config = load_config()
+    assert config == TrainConfig()
+    assert (config.task.kind, config.models.captioner, config.models.reasoner) == ("bundled", "", "")

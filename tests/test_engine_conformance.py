@@ -9,6 +9,9 @@ only in kernel summation order, a relative 1e-7 per reduction that reaches ~3e-6
 token's logprob (measured for both engines). 1e-4 leaves 30x headroom over that and is still
 10x below the smallest real bug we have seen: a forward without mm_token_type_ids shifted
 logprobs by 1e-3, a sampler left at top_k=50 by up to 2 nats.
+
+The logprob checks run with the full softmax and with truncated sampling (top-k, top-p, a
+temperature): the learner must reproduce whatever distribution the engine sampled from.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from actors.engine import (
     close_event_loop,
     make_caption_engine,
 )
-from configs.schema import VllmConfig
+from configs.schema import SamplingConfig, VllmConfig
 from learner.batching import group_batch
 from learner.logprobs import sequence_logprobs
 from learner.weight_publisher import weight_update
@@ -36,14 +39,25 @@ from task.bundle import ensure_bundled_task
 from task.scenes import SceneObject, render_scene
 from tests.tiny_task import TINY_WARM_START
 from vlm.caption_prompt import encode_caption_prompt, suppressed_caption_token_ids
-from wire.scored_group import GroupTimings, ScoredGroup
+from vlm.sampling import SamplingSpec, caption_sampling_spec, processed_logits
+from wire.scored_group import COUNTER_NAMES, ActorCounters, GroupTimings, ScoredGroup
 
 ENGINES = ("transformers", "vllm")
 TOLERANCE = 1e-4
 N = 4
-SAMPLING = SamplingSettings(n=N, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=10, seed=123)
+MAX_NEW_TOKENS = 10
+FULL_SOFTMAX = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)
+# Each truncation step on its own path in vLLM: top-k with top-p (its sort), top-p alone after a temperature.
+TRUNCATED = {
+    "top_k=5,top_p=0.9": SamplingConfig(temperature=1.0, top_k=5, top_p=0.9),
+    "temperature=0.7,top_p=0.8": SamplingConfig(temperature=0.7, top_k=0, top_p=0.8),
+}
 # (width, height): 14 px patches merged 2x2, so 4, 6 and 16 vision tokens.
 IMAGE_SIZES = ((56, 56), (84, 56), (112, 112))
+
+
+def _sampling(tokenizer, config: SamplingConfig = FULL_SOFTMAX, max_new_tokens=MAX_NEW_TOKENS, seed=123) -> SamplingSettings:
+    return SamplingSettings(caption_sampling_spec(config, tokenizer), n=N, max_new_tokens=max_new_tokens, seed=seed)
 
 
 def _make_engine(kind: str, checkpoint: str, loop: asyncio.AbstractEventLoop):
@@ -84,12 +98,12 @@ def _requests(processor) -> list[CaptionRequest]:
 
 def test_n_samples_per_prompt_for_images_of_several_sizes(engine, loop):
     requests = _requests(engine.processor)
-    groups = loop.run_until_complete(engine.generate(requests, SAMPLING))
+    groups = loop.run_until_complete(engine.generate(requests, _sampling(engine.tokenizer)))
     assert len(groups) == len(IMAGE_SIZES)
     for group in groups:
         assert len(group) == N
         for sample in group:
-            assert 1 <= len(sample.token_ids) <= SAMPLING.max_new_tokens
+            assert 1 <= len(sample.token_ids) <= MAX_NEW_TOKENS
             assert sample.logprobs.shape == sample.token_ids.shape and (sample.logprobs <= 0).all()
             assert sample.text == engine.tokenizer.decode(sample.token_ids, skip_special_tokens=True)
             assert sample.token_versions.shape == sample.token_ids.shape
@@ -99,7 +113,7 @@ def test_n_samples_per_prompt_for_images_of_several_sizes(engine, loop):
     assert len({tuple(s.token_ids) for s in groups[0]}) > 1
 
 
-def _learner_logprobs(model, processor, request: CaptionRequest, group) -> list[np.ndarray]:
+def _learner_logprobs(model, processor, request: CaptionRequest, group, spec: SamplingSpec) -> list[np.ndarray]:
     """What the learner computes for this group: its own batch rebuilt from ids and PNG."""
     png = io.BytesIO()
     request.prompt.image.save(png, format="PNG")
@@ -115,21 +129,86 @@ def _learner_logprobs(model, processor, request: CaptionRequest, group) -> list[
         rewards=np.zeros(len(group), dtype=np.float32),
         answers=((),) * len(group),
         timings=GroupTimings(generate_s=0.0, score_s=0.0, sent_at=0.0),
+        counters=ActorCounters(**dict.fromkeys(COUNTER_NAMES, 0)),
     )
     batch = group_batch(scored, processor, torch.zeros(len(group)), processor.tokenizer.pad_token_id)
     with torch.no_grad():
-        logp = sequence_logprobs(model, batch, SAMPLING.temperature, suppressed_caption_token_ids(processor.tokenizer))
+        logp = sequence_logprobs(model, batch, spec)
     return [logp[i, : len(s.token_ids)].numpy() for i, s in enumerate(group)]
 
 
-def test_behaviour_logprobs_equal_the_learners_teacher_forced_ones(engine, bundle, loop):
+def _without_truncation(spec: SamplingSpec) -> SamplingSpec:
+    return SamplingSpec(spec.temperature, top_k=0, top_p=1.0, suppressed_token_ids=spec.suppressed_token_ids)
+
+
+@pytest.mark.parametrize("config", [FULL_SOFTMAX, *TRUNCATED.values()], ids=["full", *TRUNCATED])
+def test_behaviour_logprobs_equal_the_learners_teacher_forced_ones(engine, bundle, loop, config):
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(bundle.captioner).eval()
     requests = _requests(engine.processor)
-    groups = loop.run_until_complete(engine.generate(requests, SAMPLING))
+    sampling = _sampling(engine.tokenizer, config)
+    groups = loop.run_until_complete(engine.generate(requests, sampling))
+    gap = truncated_away = 0.0
     for request, group in zip(requests, groups):
-        expected = _learner_logprobs(model, engine.processor, request, group)
-        for sample, teacher_forced in zip(group, expected):
+        expected = _learner_logprobs(model, engine.processor, request, group, sampling.spec)
+        untruncated = _learner_logprobs(model, engine.processor, request, group, _without_truncation(sampling.spec))
+        for sample, teacher_forced, full in zip(group, expected, untruncated):
             np.testing.assert_allclose(sample.logprobs, teacher_forced, atol=TOLERANCE, rtol=0)
+            gap = max(gap, float(np.abs(sample.logprobs - teacher_forced).max()))
+            truncated_away = max(truncated_away, float((teacher_forced - full).max()))
+    print(f"{type(engine).__name__} {config}: |behaviour - learner| <= {gap:.1e}; truncation moved {truncated_away:.2f}")
+    if config is not FULL_SOFTMAX:
+        # Not vacuous: the truncation removed probability mass somewhere (>= 0.01 nats).
+        assert truncated_away > 1e-2
+
+
+@pytest.mark.parametrize("top_k, top_p", [(5, 1.0), (0, 0.9), (5, 0.9), (50, 0.5)])
+def test_processed_logits_keep_what_vllms_and_transformers_samplers_keep(top_k, top_p):
+    """On random logits (no ties): the same kept tokens, with the same tempered logits, as vLLM's
+    top-k/top-p on this platform (on CPU: the sort, or topk alone) and transformers' warpers."""
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+    from vllm.v1.sample.ops.topk_topp_sampler import apply_top_k_top_p
+
+    rows, temperature = 64, 0.7
+    logits = 3 * torch.randn(rows, 1000, generator=torch.Generator().manual_seed(0))
+    ours = processed_logits(logits, SamplingSpec(temperature, top_k, top_p, suppressed_token_ids=()))
+    k = torch.full((rows,), top_k, dtype=torch.int32) if top_k else None
+    p = torch.full((rows,), top_p) if top_p < 1 else None
+    by_vllm = apply_top_k_top_p(logits / torch.full((rows, 1), temperature), k, p)
+    by_transformers = TemperatureLogitsWarper(temperature)(None, logits)
+    warpers = ([TopKLogitsWarper(top_k)] if top_k else []) + ([TopPLogitsWarper(top_p)] if top_p < 1 else [])
+    for warper in warpers:
+        by_transformers = warper(None, by_transformers)
+    assert 0 < int(torch.isfinite(ours).sum()) < ours.numel()  # something was truncated, not all
+    for theirs in (by_vllm, by_transformers):
+        assert torch.equal(torch.isinf(ours), torch.isinf(theirs))
+        torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=0)
+
+
+def test_transformers_scores_are_exactly_the_spec_processed_logits(bundle, loop):
+    """generate()'s `scores`, where the engine reads its behaviour logprobs, are the spec's
+    processed logits of generate()'s raw logits: no processor of transformers' own joins in."""
+    engine = _make_engine("transformers", str(bundle.captioner), loop)
+    outputs = []
+    generate = engine.model.generate
+
+    def recording_generate(**kwargs):  # the real generate, also returning the raw logits
+        kwargs["generation_config"].output_logits = True
+        outputs.append(generate(**kwargs))
+        return outputs[-1]
+
+    engine.model.generate = recording_generate
+    sampling = _sampling(engine.tokenizer, TRUNCATED["top_k=5,top_p=0.9"])
+    try:
+        loop.run_until_complete(engine.generate(_requests(engine.processor), sampling))
+    finally:
+        engine.close()
+    (out,) = outputs
+    for raw, scores in zip(out.logits, out.scores, strict=True):
+        assert torch.equal(scores, processed_logits(raw, sampling.spec))
 
 
 def _perturbed_weights(checkpoint: str) -> dict[str, torch.Tensor]:
@@ -148,13 +227,14 @@ def test_weight_update_gives_exactly_a_fresh_engines_outputs(engine, bundle, loo
     fresh_dir = _save_weights(bundle, weights, tmp_path / "captioner")
 
     requests = _requests(engine.processor)
-    before = loop.run_until_complete(engine.generate(requests, SAMPLING))
+    sampling = _sampling(engine.tokenizer)
+    before = loop.run_until_complete(engine.generate(requests, sampling))
     version = engine.policy_version + 5
     loop.run_until_complete(engine.update_weights(weight_update(version, weights)))
-    updated = loop.run_until_complete(engine.generate(requests, SAMPLING))
+    updated = loop.run_until_complete(engine.generate(requests, sampling))
     fresh_engine = _make_engine(kind, fresh_dir, loop)
     try:
-        fresh = loop.run_until_complete(fresh_engine.generate(requests, SAMPLING))
+        fresh = loop.run_until_complete(fresh_engine.generate(requests, sampling))
     finally:
         fresh_engine.close()
 
@@ -192,7 +272,7 @@ def test_vllm_swaps_weights_under_requests_in_flight_and_tags_each_token(bundle,
     old_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(bundle.captioner).eval()
     weights = _perturbed_weights(str(bundle.captioner))
     new_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(_save_weights(bundle, weights, tmp_path / "new")).eval()
-    sampling = SamplingSettings(n=N, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=48)
+    sampling = _sampling(engine.tokenizer, max_new_tokens=48, seed=None)
     requests = _requests(engine.processor)
 
     async def generate_and_update(delay_s: float, version: int):
@@ -211,8 +291,8 @@ def test_vllm_swaps_weights_under_requests_in_flight_and_tags_each_token(bundle,
                 old_version, new_version = old_version + 1, old_version + 2
             groups = loop.run_until_complete(generate_and_update(delay_s, new_version))
             for request, group in zip(requests, groups):
-                by_old = _learner_logprobs(old_model, engine.processor, request, group)
-                by_new = _learner_logprobs(new_model, engine.processor, request, group)
+                by_old = _learner_logprobs(old_model, engine.processor, request, group, sampling.spec)
+                by_new = _learner_logprobs(new_model, engine.processor, request, group, sampling.spec)
                 for sample, old_logp, new_logp in zip(group, by_old, by_new):
                     versions = sample.token_versions
                     assert set(versions.tolist()) <= {old_version, new_version}

@@ -15,6 +15,9 @@ from learner.grpo import (
 
 # ---------------------------------------------------------------- group_advantages
 
+# The PPO clip range of the hand-worked cases below (symmetric 0.2, as PPO's paper).
+CLIP = dict(clip_low=0.2, clip_high=0.2)
+
 
 def test_group_advantages_population_std():
     # rewards [1,0,0,1]: mean 0.5; deviations +-0.5; population std sqrt(mean(0.25)) = 0.5.
@@ -64,7 +67,7 @@ def test_clipped_loss_positive_advantage():
     logp = torch.tensor([[0.5, -0.5, 0.0]], requires_grad=True)
     behaviour = torch.zeros(1, 3)
     mask = torch.ones(1, 3)
-    loss, stats = clipped_policy_loss(logp, behaviour, torch.tensor([1.0]), mask)
+    loss, stats = clipped_policy_loss(logp, behaviour, torch.tensor([1.0]), mask, **CLIP)
     torch.testing.assert_close(loss, torch.tensor([[-1.2, -0.606531, -1.0]]))
     loss.sum().backward()
     assert logp.grad[0, 0].item() == 0.0
@@ -81,7 +84,7 @@ def test_clipped_loss_negative_advantage():
     # clipped, grad 0.
     logp = torch.tensor([[0.5, -0.5]], requires_grad=True)
     adv = torch.tensor([-1.0])
-    loss, stats = clipped_policy_loss(logp, torch.zeros(1, 2), adv, torch.ones(1, 2))
+    loss, stats = clipped_policy_loss(logp, torch.zeros(1, 2), adv, torch.ones(1, 2), **CLIP)
     torch.testing.assert_close(loss, torch.tensor([[1.648721, 0.8]]))
     loss.sum().backward()
     torch.testing.assert_close(logp.grad, torch.tensor([[1.648721, 0.0]]))
@@ -91,9 +94,9 @@ def test_clipped_loss_negative_advantage():
 def test_clip_higher_is_asymmetric():
     # ratio e^0.2 = 1.221403, A = +1: clipped at 1.2 with clip_high 0.2, free with 0.28.
     logp = torch.tensor([[0.2]])
-    _, tight = clipped_policy_loss(logp, torch.zeros(1, 1), torch.tensor([1.0]), torch.ones(1, 1))
+    _, tight = clipped_policy_loss(logp, torch.zeros(1, 1), torch.tensor([1.0]), torch.ones(1, 1), **CLIP)
     loss, loose = clipped_policy_loss(
-        logp, torch.zeros(1, 1), torch.tensor([1.0]), torch.ones(1, 1), clip_high=0.28
+        logp, torch.zeros(1, 1), torch.tensor([1.0]), torch.ones(1, 1), clip_low=0.2, clip_high=0.28
     )
     assert tight.clip_fraction == 1.0 and loose.clip_fraction == 0.0
     torch.testing.assert_close(loss, torch.tensor([[-1.221403]]))
@@ -104,7 +107,7 @@ def test_masked_padding_cannot_poison_loss_or_grad():
     logp = torch.tensor([[0.0, 0.0]], requires_grad=True)
     behaviour = torch.tensor([[0.0, -math.inf]])
     mask = torch.tensor([[1.0, 0.0]])
-    loss, stats = clipped_policy_loss(logp, behaviour, torch.tensor([1.0]), mask)
+    loss, stats = clipped_policy_loss(logp, behaviour, torch.tensor([1.0]), mask, **CLIP)
     torch.testing.assert_close(loss, torch.tensor([[-1.0, 0.0]]))
     loss.sum().backward()
     assert torch.isfinite(logp.grad).all()
@@ -113,14 +116,14 @@ def test_masked_padding_cannot_poison_loss_or_grad():
 
 def test_clipped_loss_shape_errors_name_shapes():
     with pytest.raises(ValueError, match=r"behaviour_logp\(2, 4\)"):
-        clipped_policy_loss(torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(2), torch.ones(2, 3))
+        clipped_policy_loss(torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(2), torch.ones(2, 3), **CLIP)
     with pytest.raises(ValueError, match=r"advantages\(3,\)"):
-        clipped_policy_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3), torch.ones(2, 3))
+        clipped_policy_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3), torch.ones(2, 3), **CLIP)
 
 
 def test_empty_mask_gives_zero_stats():
     loss, stats = clipped_policy_loss(
-        torch.zeros(1, 2), torch.zeros(1, 2), torch.tensor([1.0]), torch.zeros(1, 2)
+        torch.zeros(1, 2), torch.zeros(1, 2), torch.tensor([1.0]), torch.zeros(1, 2), **CLIP
     )
     assert torch.equal(loss, torch.zeros(1, 2))
     assert (stats.clip_fraction, stats.ratio_mean, stats.ratio_max) == (0.0, 0.0, 0.0)
@@ -207,8 +210,8 @@ def test_grpo_loss_kl_only_enters_with_reference_and_coef():
     ref = torch.tensor([[math.log(0.5), 0.0]])
     base = (logp, logp.clone())
     rest = (torch.tensor([1.0]), torch.ones(1, 2))
-    no_ref, no_ref_stats = grpo_loss(*base, None, *rest, kl_coef=0.1)
-    zero_coef, zero_coef_stats = grpo_loss(*base, ref, *rest, kl_coef=0.0)
+    no_ref, no_ref_stats = grpo_loss(*base, None, *rest, **CLIP, kl_coef=0.1)
+    zero_coef, zero_coef_stats = grpo_loss(*base, ref, *rest, **CLIP, kl_coef=0.0)
     assert no_ref.item() == pytest.approx(-1.0) and no_ref_stats.kl == 0.0
     # kl_coef 0: not in the loss, still measured.
     assert zero_coef.item() == pytest.approx(-1.0)

@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from learner.distributed import free_port
+from learner.rollout_log import read_rollouts
 from tests.tiny_task import TINY_TASK_OVERRIDES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,9 +44,9 @@ def wait_gone(sid: int, timeout: float = 30.0) -> list[str]:
     return left
 
 
-def short_run(tmp_path: Path, steps: int) -> list[str]:
+def short_run(tmp_path: Path, steps: int, run: str = "run") -> list[str]:
     return [
-        f"run_dir={tmp_path / 'run'}", f"task.cache_dir={tmp_path / 'cache'}", *TINY_TASK_OVERRIDES,
+        f"run_dir={tmp_path / run}", f"task.cache_dir={tmp_path / 'cache'}", *TINY_TASK_OVERRIDES,
         f"learner.total_steps={steps}", "learner.groups_per_step=2", "rollout.group_size=4",
         "rollout.sampling.max_new_tokens=8", f"serve.http_port={free_port()}",
     ]
@@ -84,6 +85,27 @@ def test_a_run_exits_zero_and_leaves_no_process(tmp_path):
     out, _ = again.communicate(timeout=300)
     assert again.returncode == 0, out[-3000:]
     assert "| 4 x 2 |" in out and "| change |" in out
+
+
+@pytest.mark.integration
+def test_the_run_seed_decides_prompts_and_captions(tmp_path):
+    """`seed=N` fixes every random choice: the same seed gives the same first-step groups, another
+    seed other prompts and captions. One actor at eta = 0 makes the first step deterministic: the
+    gate admits exactly that step's groups, all sampled by the initial weights, before any update."""
+
+    def first_step(seed: int, run: str) -> list[tuple[str, tuple[str, ...]]]:
+        args = [*short_run(tmp_path, steps=1, run=run), f"seed={seed}", "rollout.num_actors=1",
+                "learner.max_staleness=0", "eval.at_end=false"]
+        proc = launch(args)
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out[-3000:]
+        return sorted((g["prompt_id"], tuple(g["captions"])) for g in read_rollouts(tmp_path / run) if g["step"] == 0)
+
+    first, again, other = first_step(1, "seed1"), first_step(1, "seed1-again"), first_step(2, "seed2")
+    assert len(first) == 2  # learner.groups_per_step
+    assert first == again
+    assert [prompt for prompt, _ in first] != [prompt for prompt, _ in other]
+    assert {c for _, captions in first for c in captions} != {c for _, captions in other for c in captions}
 
 
 @pytest.mark.integration

@@ -10,7 +10,13 @@ from actors.weight_tensors import named_tensors
 from learner.weight_publisher import weight_update
 from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
 from wire.buffers import MalformedMessage, pack_array
-from wire.scored_group import GroupTimings, ScoredGroup, decode_group, encode_group
+from wire.scored_group import (
+    ActorCounters,
+    GroupTimings,
+    ScoredGroup,
+    decode_group,
+    encode_group,
+)
 from wire.weights import decode_weight_update, encode_weight_update
 
 # The first completion was sampled across an update from version 2 to 3 after its first token.
@@ -31,6 +37,9 @@ def make_group(rewards=(1.0, 0.0), image_bytes: int = 8) -> ScoredGroup:
         rewards=np.array(rewards, dtype=np.float32),
         answers=(("\\boxed{2}",), ("cannot tell",)),
         timings=GroupTimings(generate_s=0.5, score_s=0.25, sent_at=100.0),
+        counters=ActorCounters(
+            groups_generated=9, groups_lost=1, bad_records=2, score_failures=3, weight_updates=4, weight_updates_rejected=0
+        ),
     )
 
 
@@ -49,6 +58,7 @@ def test_group_round_trip_keeps_every_field():
     assert back.rewards.tolist() == [1.0, 0.0]
     assert back.answers == group.answers
     assert back.timings == group.timings
+    assert back.counters == group.counters
     assert back.num_tokens() == 4
 
 
@@ -74,6 +84,9 @@ def mutate(**changes) -> bytes:
         (mutate(token_versions=pack_array(np.array([2, -1, 3, 3], dtype=np.int32))), "token versions must be >= 0"),
         (mutate(group_id=5), "group_id"),
         (mutate(answers=[["a"]]), "answers"),
+        (mutate(counters=[1, 2, 3]), "counters must be 6 integers"),
+        (mutate(counters=[1, 2, 3, 4, 5, -1]), "counters must be 6 integers >= 0"),
+        (mutate(counters=[1, 2, 3, 4, 5, True]), "counters must be 6 integers"),
     ],
 )
 def test_bad_group_frames_are_rejected_with_their_reason(frame, reason):

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import base64
+import functools
+import http.server
 import json
 import shutil
+import sys
+import threading
+import types
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 import vlm.processor as processor_module
+from records.vqa import VQARecord, load_image
 from serve.reasoner_prompt import encode_reasoner_prompt, reasoner_messages
 from task.bundle import ensure_bundled_task
 from task.scenes import SceneObject, render_scene
@@ -22,6 +32,7 @@ from vlm.caption_prompt import (
     mm_token_type_ids,
     vision_inputs,
 )
+from vlm.image_fetch import fetch_image, smart_resize
 from vlm.processor import (
     ImageOnlyQwen2_5_VLProcessor,
     load_captioner_processor,
@@ -214,3 +225,154 @@ def test_fallback_processor_saves_under_the_stock_name(bundle, tmp_path, monkeyp
     saved = json.loads((tmp_path / "processor_config.json").read_text())
     assert saved["processor_class"] == "Qwen2_5_VLProcessor"
     assert isinstance(load_captioner_processor(tmp_path), ImageOnlyQwen2_5_VLProcessor)
+
+
+# qwen-vl-utils' resize rule (factor 28; default bounds min 4 * 28^2 = 3136, max 16384 * 28^2),
+# worked by hand as (height, width) -> (height, width):
+#   56 x 56: both sides already multiples of 28, area 3136 = min -> unchanged.
+#   70 x 98: 70/28 = 2.5 and 98/28 = 3.5; Python's round takes halves to even -> 2 and 4,
+#     so 56 x 112 (area 6272, inside the bounds).
+#   100 x 30: 100/28 = 3.57 -> 4 -> 112; 30/28 = 1.07 -> 1 -> 28; area 3136 is not below min.
+#   30 x 40: rounds to 28 x 28 = 784 < 3136, so grow = sqrt(3136 / 1200) = 1.6166, rounded up:
+#     30 * 1.6166 = 48.5 -> ceil(48.5/28 = 1.73) = 2 -> 56; 40 * 1.6166 = 64.7 -> ceil(2.31) = 3 -> 84.
+#   300 x 400, max 224 * 224 = 50176 (the tiny captioner's): rounds to 308 x 392 = 120736 > max,
+#     so shrink = sqrt(120000 / 50176) = 1.5465, rounded down: 300/1.5465 = 194.0 -> floor(6.93)
+#     = 6 -> 168; 400/1.5465 = 258.7 -> floor(9.24) = 9 -> 252 (area 42336 <= 50176).
+HAND_WORKED_RESIZES = [
+    ((56, 56), {}, (56, 56)),
+    ((70, 98), {}, (56, 112)),
+    ((100, 30), {}, (112, 28)),
+    ((30, 40), {}, (56, 84)),
+    ((300, 400), {"max_pixels": 224 * 224}, (168, 252)),
+]
+
+
+@pytest.mark.parametrize(("size", "bounds", "expected"), HAND_WORKED_RESIZES)
+def test_fallback_resizes_by_qwen_vl_utils_rule(size, bounds, expected, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(processor_module, "torchvision_available", lambda: False)
+    height, width = size
+    assert smart_resize(height, width, **bounds) == expected
+    resized = fetch_image(Image.new("RGB", (width, height), (40, 80, 120)), **bounds)
+    assert (resized.height, resized.width) == expected and resized.mode == "RGB"
+
+
+def test_fallback_refuses_what_qwen_vl_utils_refuses():
+    with pytest.raises(ValueError, match="aspect ratio"):
+        smart_resize(10, 2010)  # 201 : 1, above qwen-vl-utils' limit of 200
+    with pytest.raises(ValueError, match="max_pixels"):
+        smart_resize(56, 56, min_pixels=100, max_pixels=99)
+
+
+@pytest.fixture
+def local_http(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An HTTP server on 127.0.0.1 serving `tmp_path`, so URLs are tested without the network."""
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(name, "127.0.0.1")
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def _noise_png(folder: Path) -> Path:
+    """A 98 x 70 (width x height) PNG of seeded noise: no side a multiple of 28, so it gets resized."""
+    path = folder / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (70, 98, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def _every_source(path: Path, base_url: str) -> dict[str, object]:
+    data_uri = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+    with Image.open(path) as opened:
+        pil_image = opened.copy()
+    return {
+        "PIL image": pil_image,
+        "path": str(path),
+        "Path": path,
+        "file URI": f"file://{path}",
+        "data URI": data_uri,
+        "http URL": f"{base_url}/{path.name}",
+    }
+
+
+def test_every_source_gives_the_same_pixels(tmp_path: Path, local_http: str, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(processor_module, "torchvision_available", lambda: False)
+    path = _noise_png(tmp_path)
+    # What qwen-vl-utils does to it: RGB, then `resize` to 56 x 112 (hand-worked above) with no
+    # filter named, which is Pillow's bicubic.
+    with Image.open(path) as original:
+        expected = original.convert("RGB").resize((112, 56))
+    for name, source in _every_source(path, local_http).items():
+        image = fetch_image(source)
+        assert image.mode == "RGB" and image.size == (112, 56), name
+        assert image.tobytes() == expected.tobytes(), name
+
+
+def test_fallback_puts_transparency_on_white_and_reports_bad_sources(
+    tmp_path: Path, local_http: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(processor_module, "torchvision_available", lambda: False)
+    rgba = Image.new("RGBA", (56, 56), (10, 20, 30, 255))
+    rgba.paste((10, 20, 30, 0), (28, 0, 56, 56))  # right half fully transparent
+    image = fetch_image(rgba)
+    assert image.getpixel((0, 0)) == (10, 20, 30) and image.getpixel((55, 0)) == (255, 255, 255)
+    with pytest.raises(OSError):
+        fetch_image(f"{local_http}/absent.png")  # HTTP 404
+    with pytest.raises(ValueError, match="base64"):
+        fetch_image("data:image/png,not-base64")
+
+
+def test_load_image_reads_paths_and_uris_and_names_the_record(
+    tmp_path: Path, local_http: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(processor_module, "torchvision_available", lambda: False)
+    path = _noise_png(tmp_path)
+    sources = {name: s for name, s in _every_source(path, local_http).items() if isinstance(s, str)}
+    sources["relative path"] = path.name  # the default: relative to the records file's folder
+    images = {name: load_image(VQARecord(name, source, "q", "1"), tmp_path) for name, source in sources.items()}
+    assert {image.size for image in images.values()} == {(112, 56)}
+    assert len({image.tobytes() for image in images.values()}) == 1
+    # The processor's own bounds can be passed on. With max 3136, 56 x 112 = 6272 is too large:
+    # shrink = sqrt(70 * 98 / 3136) = 1.479; 70/1.479 = 47.3 -> 28, 98/1.479 = 66.3 -> 56.
+    assert load_image(VQARecord("r", path.name, "q", "1"), tmp_path, max_pixels=3136).size == (56, 28)
+    with pytest.raises(ValueError, match=r"'r3'.*absent\.png"):
+        load_image(VQARecord("r3", f"{local_http}/absent.png", "q", "1"), tmp_path)
+    with pytest.raises(ValueError, match="'r4'"):
+        load_image(VQARecord("r4", "data:image/png;base64,AAAA", "q", "1"), tmp_path)
+
+
+def test_with_torchvision_images_come_from_qwen_vl_utils(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Where torchvision imports, the real `qwen_vl_utils.fetch_image` is called (a fake here)."""
+    calls, returned = [], Image.new("RGB", (28, 28))
+    fake = types.ModuleType("qwen_vl_utils")
+    fake.fetch_image = lambda ele: calls.append(ele) or returned
+    monkeypatch.setitem(sys.modules, "qwen_vl_utils", fake)
+    monkeypatch.setattr(processor_module, "torchvision_available", lambda: True)
+    assert fetch_image(tmp_path / "a.png", min_pixels=3136, max_pixels=50176) is returned
+    url = "https://example.invalid/a.png"  # never fetched: the fake answers
+    assert load_image(VQARecord("r", url, "q", "1"), tmp_path) is returned
+    assert calls == [
+        {"image": str(tmp_path / "a.png"), "min_pixels": 3136, "max_pixels": 50176},
+        {"image": url, "min_pixels": 4 * 28 * 28, "max_pixels": 16384 * 28 * 28},
+    ]
+
+
+@pytest.mark.skipif(not torchvision_available(), reason="qwen-vl-utils imports torchvision")
+def test_qwen_vl_utils_and_fallback_agree(tmp_path: Path, local_http: str, monkeypatch: pytest.MonkeyPatch):
+    import qwen_vl_utils
+
+    path = _noise_png(tmp_path)
+    for name, source in _every_source(path, local_http).items():
+        real = qwen_vl_utils.fetch_image({"image": str(source) if isinstance(source, Path) else source})
+        with monkeypatch.context() as patch:
+            patch.setattr(processor_module, "torchvision_available", lambda: False)
+            ours = fetch_image(source)
+        assert real.size == ours.size and real.tobytes() == ours.tobytes(), name

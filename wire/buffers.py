@@ -7,6 +7,7 @@ byte count against the shape, so a malformed frame fails here, at the edge, with
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgpack
@@ -43,7 +44,7 @@ def unpack_array(obj: Any, name: str, dtype: str, ndim: int | None = None) -> np
     if not isinstance(data, bytes):
         raise MalformedMessage(f"field {name!r} carries no bytes")
     itemsize = np.dtype(dtype).itemsize
-    if len(data) != int(np.prod(shape, dtype=np.int64)) * itemsize:
+    if len(data) != math.prod(shape) * itemsize:
         raise MalformedMessage(f"field {name!r}: {len(data)} bytes do not fill shape {shape} of {dtype}")
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 

@@ -25,7 +25,7 @@ from wire.buffers import (
     unpack_array,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 WHAT = "ScoredGroup"
 
 
@@ -36,6 +36,21 @@ class GroupTimings:
     generate_s: float
     score_s: float
     sent_at: float
+
+
+@dataclass(frozen=True)
+class ActorCounters:
+    """The sending actor's running totals, so the learner reports them with no other channel."""
+
+    groups_generated: int
+    groups_lost: int  # generated but never sent: scoring kept failing
+    bad_records: int  # prompts skipped: their image could not be read
+    score_failures: int  # scoring attempts that failed (and were retried)
+    weight_updates: int  # policy versions swapped in
+    weight_updates_rejected: int  # malformed weight updates ignored
+
+
+COUNTER_NAMES = tuple(ActorCounters.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,7 @@ class ScoredGroup:
     rewards: np.ndarray  # float32 [G], each in [0, 1]
     answers: tuple[tuple[str, ...], ...]  # G x k reasoner answers, for inspection
     timings: GroupTimings
+    counters: ActorCounters
 
     @property
     def group_size(self) -> int:
@@ -87,6 +103,7 @@ def encode_group(group: ScoredGroup) -> bytes:
             "rewards": pack_array(group.rewards.astype(np.float32)),
             "answers": [list(a) for a in group.answers],
             "timings": [group.timings.generate_s, group.timings.score_s, group.timings.sent_at],
+            "counters": [getattr(group.counters, name) for name in COUNTER_NAMES],
         }
     )
 
@@ -103,9 +120,10 @@ def decode_group(frame: bytes) -> ScoredGroup:
     flat_ids = unpack_array(obj.get("completion_ids"), "completion_ids", "int32", ndim=1)
     flat_logp = unpack_array(obj.get("behaviour_logprobs"), "behaviour_logprobs", "float32", ndim=1)
     flat_versions = unpack_array(obj.get("token_versions"), "token_versions", "int32", ndim=1)
-    if len(flat_ids) != int(lengths.sum()) or len(flat_logp) != len(flat_ids) or len(flat_versions) != len(flat_ids):
+    total = int(lengths.sum())
+    if len(flat_ids) != total or len(flat_logp) != total or len(flat_versions) != total:
         raise MalformedMessage(
-            f"{WHAT}: lengths sum to {int(lengths.sum())} but there are {len(flat_ids)} ids, "
+            f"{WHAT}: lengths sum to {total} but there are {len(flat_ids)} ids, "
             f"{len(flat_logp)} logprobs and {len(flat_versions)} token versions"
         )
     if (flat_versions < 0).any():
@@ -115,18 +133,20 @@ def decode_group(frame: bytes) -> ScoredGroup:
     prompt = unpack_array(obj.get("prompt_token_ids"), "prompt_token_ids", "int32", ndim=1)
     if (flat_ids < 0).any() or (prompt < 0).any() or len(prompt) == 0:
         raise MalformedMessage(f"{WHAT}: token ids must be >= 0 and the prompt non-empty")
+    splits = np.cumsum(lengths)[:-1]
     return ScoredGroup(
         group_id=require(obj, "group_id", str, WHAT),
         prompt_id=require(obj, "prompt_id", str, WHAT),
         actor_id=require(obj, "actor_id", int, WHAT),
         prompt_token_ids=prompt,
         image_png=require(obj, "image_png", bytes, WHAT),
-        completion_ids=tuple(np.split(flat_ids, np.cumsum(lengths)[:-1])),
-        behaviour_logprobs=tuple(np.split(flat_logp, np.cumsum(lengths)[:-1])),
-        token_versions=tuple(np.split(flat_versions, np.cumsum(lengths)[:-1])),
+        completion_ids=tuple(np.split(flat_ids, splits)),
+        behaviour_logprobs=tuple(np.split(flat_logp, splits)),
+        token_versions=tuple(np.split(flat_versions, splits)),
         rewards=_per_sample(obj, "rewards", "float32", group_size, lambda r: ((r >= 0) & (r <= 1)).all()),
         answers=_answers(obj, group_size),
         timings=_timings(obj),
+        counters=_counters(obj),
     )
 
 
@@ -153,3 +173,10 @@ def _timings(obj: dict) -> GroupTimings:
     if len(values) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
         raise MalformedMessage(f"{WHAT}: timings must be 3 finite numbers")
     return GroupTimings(*(float(v) for v in values))
+
+
+def _counters(obj: dict) -> ActorCounters:
+    values = require(obj, "counters", list, WHAT)
+    if len(values) != len(COUNTER_NAMES) or not all(type(v) is int and v >= 0 for v in values):
+        raise MalformedMessage(f"{WHAT}: counters must be {len(COUNTER_NAMES)} integers >= 0 ({', '.join(COUNTER_NAMES)})")
+    return ActorCounters(*values)

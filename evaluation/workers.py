@@ -1,0 +1,71 @@
+"""The evaluation's captioner and reasoner as Ray actors, built by the roles' own engine factories
+and placed as the roles are: on a GPU config they are vLLM engines on GPUs, like training's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ray
+import torch
+
+from actors.engine import (
+    CaptionRequest,
+    SamplingSettings,
+    engine_device,
+    make_caption_engine,
+)
+from configs.schema import RolloutConfig, ServeConfig
+from records.vqa import load_image, read_records
+from serve.grading import grade_answer
+from serve.pool import make_reasoner
+from vlm.caption_prompt import encode_caption_prompt
+
+
+class CaptionWorker:
+    """A captioner engine over the records of `records_file`, as a rollout actor builds one."""
+
+    def __init__(self, config: RolloutConfig, checkpoint: str, records_file: str, seed: int):
+        torch.set_num_threads(config.torch_threads)
+        self.engine = make_caption_engine(config.engine, checkpoint, config.vllm, seed, engine_device(config.num_gpus))
+        self.records = read_records(Path(records_file))
+        self.root = Path(records_file).parent
+
+    async def captions(self, indices: list[int], sampling: SamplingSettings) -> list[list[tuple[str, int]]]:
+        """(text, token count) of `sampling.n` captions of each record in `indices`."""
+        records = [self.records[i] for i in indices]
+        requests = [
+            CaptionRequest(r.id, encode_caption_prompt(self.engine.processor, r.question, load_image(r, self.root)))
+            for r in records
+        ]
+        groups = await self.engine.generate(requests, sampling)
+        return [[(sample.text, len(sample.token_ids)) for sample in group] for group in groups]
+
+    async def close(self) -> None:
+        self.engine.close()
+
+
+class ReasonerWorker:
+    """A reasoner engine, as a replica of the reasoner pool builds one, grading one answer per caption."""
+
+    def __init__(self, config: ServeConfig, checkpoint: str, seed: int):
+        torch.set_num_threads(config.torch_threads)
+        torch.manual_seed(seed)
+        self.config = config
+        self.engine = make_reasoner(config, checkpoint, seed)
+
+    def grades(self, captions: list[str], questions: list[str], answers: list[str]) -> list[float]:
+        """1.0 where the reasoner, reading the caption, answers the question right, else 0.0."""
+        replies = self.engine.answer(
+            list(zip(captions, questions)), 1, self.config.temperature, self.config.max_new_tokens
+        )
+        return [grade_answer(reply, answer) for (reply,), answer in zip(replies, answers)]
+
+
+def start_caption_worker(config: RolloutConfig, checkpoint: str, records_file: str, seed: int):
+    options = dict(num_cpus=config.num_cpus, num_gpus=config.num_gpus)
+    return ray.remote(CaptionWorker).options(**options).remote(config, checkpoint, records_file, seed)
+
+
+def start_reasoner_worker(config: ServeConfig, checkpoint: str, seed: int):
+    options = dict(num_cpus=config.num_cpus, num_gpus=config.num_gpus)
+    return ray.remote(ReasonerWorker).options(**options).remote(config, checkpoint, seed)
