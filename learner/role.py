@@ -27,17 +27,23 @@ from learner.distributed import (
     init_process_group,
 )
 from learner.grpo import group_advantages
-from learner.logprobs import sequence_logprobs
 from learner.metrics import MetricsLog
 from learner.replay import ReplayQueue
 from learner.rollout_log import RolloutLog
 from learner.share import share_groups
-from learner.staleness import is_too_stale, staleness
+from learner.staleness import is_too_stale
+from learner.step_metrics import (
+    RunCounts,
+    StepTimes,
+    count_metrics,
+    rollout_metrics,
+    update_metrics,
+)
 from learner.update import grpo_update
 from learner.weight_publisher import make_publisher
 from vlm.processor import load_captioner_processor
 from vlm.sampling import SamplingSpec
-from wire.scored_group import ScoredGroup, decode_group
+from wire.scored_group import ActorCounters, ScoredGroup
 from wire.weights import WeightSource
 
 log = logging.getLogger(__name__)
@@ -103,7 +109,8 @@ class LearnerRank:
                 self.rollouts = RolloutLog(Path(self.setup.run_dir), self.processor.tokenizer)
         self.version = 0
         self.latest: dict = {}
-        self._dropped = dict(stale=0, uniform=0)
+        self.counts = RunCounts()
+        self.actor_counters: dict[int, ActorCounters] = {}  # each actor's, from its latest group
         return (self.replay.endpoint, self.publisher.source()) if self.is_main else (None, None)
 
     def _load_policy(self) -> torch.nn.Module:
@@ -123,7 +130,7 @@ class LearnerRank:
             collected = self._collect()
             metrics = self._step(collected)
             now = time.perf_counter()
-            metrics["throughput/captions_per_s"] = metrics.pop("captions") / (now - last_end)
+            metrics["throughput/captions_per_s"] = sum(g.group_size for g in collected.groups) / (now - last_end)
             metrics["time/step_s"] = now - last_end
             metrics["time/elapsed_s"] = now - started
             last_end = now
@@ -166,56 +173,45 @@ class LearnerRank:
                 f"the learner waited {self.config.batch_timeout_s}s for a caption group at policy version "
                 f"{self.version}: are the rollout actors and the reasoner pool alive?"
             )
+        self.actor_counters[group.actor_id] = group.counters
         return group
 
     def _step(self, collected: Collected) -> dict:
+        """One GRPO update on this rank's slice of the step's groups, then publish; the step's metrics."""
         groups = collected.groups
         rewards = torch.tensor(np.stack([g.rewards for g in groups]))  # [N, G]
         advantages = group_advantages(rewards, scale_by_std=self.config.scale_advantages)
         mine = range(self.rank, len(groups), self.world_size)  # this rank's slice of the step
         batches = [group_batch(groups[i], self.processor, advantages[i], self.pad_id).to(self.engine.device) for i in mine]
-        versions = [int(v) for g in groups for v in g.sample_versions]
-        # Samples whose tokens came from more than one policy version (weights swapped mid-caption).
-        mixed = sum(int(t.min() != t.max()) for g in groups for t in g.token_versions)
         update_started = time.perf_counter()
         stats = grpo_update(self.engine, self.ref_model, batches, self.version, self.config, self.setup.sampling)
         update_s = time.perf_counter() - update_started
-        age = staleness(self.version, versions)
+        trained = self.version
         self.version += 1
-        publish_s = self._publish()
-        self._dropped["stale"] += collected.dropped_stale
-        self._dropped["uniform"] += collected.dropped_uniform
+        times = StepTimes(wait_s=collected.wait_s, update_s=update_s, publish_s=self._publish())
+        self._count(collected)
         return {
-            "step": self.version - 1,
+            "step": trained,
             "policy_version": self.version,
-            "reward/mean": float(rewards.mean()),
-            "reward/std": float(rewards.std(unbiased=False)),
-            "staleness/min": age.min,
-            "staleness/mean": age.mean,
-            "staleness/max": age.max,
-            "rollout/policy_version_max": max(versions),
-            "rollout/policy_version_min": min(versions),
-            "rollout/mixed_version_fraction": mixed / len(versions),
-            "rollout/caption_tokens_mean": stats.tokens / len(versions),  # tokens summed over ranks
-            "reasoner/latency_s": float(np.mean([g.timings.score_s for g in groups])),
-            "rollout/generate_s": float(np.mean([g.timings.generate_s for g in groups])),
-            "loss/total": stats.loss,
-            "loss/policy": stats.pg_loss,
-            "loss/kl": stats.kl,
-            "loss/clip_fraction": stats.clip_fraction,
-            "loss/ratio_mean": stats.ratio_mean,
-            "loss/ratio_max": stats.ratio_max,
-            "loss/grad_norm": stats.grad_norm,
-            "logprob/on_policy_abs_diff": stats.on_policy_logprob_diff,
-            "replay/dropped_stale": self._dropped["stale"],
-            "replay/dropped_uniform": self._dropped["uniform"],
-            "replay/rejected": self.replay.counters.rejected if self.replay else 0,
-            "replay/buffered": len(self.replay) if self.replay else 0,
-            "time/wait_s": collected.wait_s,
-            "time/update_s": update_s,
-            "time/publish_s": publish_s,
-            "captions": len(versions),
+            **rollout_metrics(groups, trained),
+            **update_metrics(stats, sum(g.group_size for g in groups)),
+            **count_metrics(self.counts, self.actor_counters, times),
         }
+
+    def _count(self, collected: Collected) -> None:
+        self.counts.dropped_stale += collected.dropped_stale
+        self.counts.dropped_uniform += collected.dropped_uniform
+        if self.replay is not None:
+            replay = self.replay.counters
+            self.counts.replay_accepted, self.counts.replay_rejected = replay.accepted, replay.rejected
+            self.counts.replay_buffered = len(self.replay)
+        if self.is_main and self.gate is not None:
+            import ray
+
+            gate = ray.get(self.gate.stats.remote())
+            self.counts.gate_admitted, self.counts.gate_given_back, self.counts.gate_refused = (
+                gate.admitted, gate.given_back, gate.refused,
+            )
 
     def _publish(self) -> float:
         if self.version % self.config.weight_sync.every_steps:
@@ -231,14 +227,6 @@ class LearnerRank:
         run_dir = Path(self.setup.run_dir)
         save_checkpoint(self.engine, run_dir, self.version)
         export_captioner(self.engine, self.processor, run_dir / "captioner", self.is_main)
-
-    def policy_logprobs(self, group_frame: bytes) -> tuple[int, list[np.ndarray]]:
-        """Teacher-forced logprobs of a group's completions under the current weights (for checks)."""
-        group = decode_group(group_frame)
-        batch = group_batch(group, self.processor, torch.zeros(group.group_size), self.pad_id).to(self.engine.device)
-        with torch.no_grad():
-            logp = sequence_logprobs(self.engine.module, batch, self.setup.sampling)
-        return self.version, [logp[i, : len(c)].cpu().numpy() for i, c in enumerate(group.completion_ids)]
 
     def close(self) -> None:
         if self.replay is not None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.distributed as dist
 
 from configs.schema import LearnerConfig
 from learner.batching import PolicyBatch
-from learner.grpo import grpo_loss
+from learner.grpo import GRPOLossStats, grpo_loss
 from learner.logprobs import sequence_logprobs
 from vlm.sampling import SamplingSpec
 
@@ -38,23 +38,59 @@ def global_token_count(batches: list[PolicyBatch]) -> float:
     return float(count)
 
 
+@dataclass
+class _StepSums:
+    """What one rank's micro-batches add up; the step's statistics are its sums over ranks."""
+
+    loss: float = 0.0
+    pg_loss: float = 0.0
+    kl: float = 0.0
+    clipped_tokens: float = 0.0
+    ratio_sum: float = 0.0
+    tokens: float = 0.0
+    on_policy_diff: float = 0.0  # sum of |learner - behaviour| logprob over on-policy tokens
+    on_policy_tokens: float = 0.0
+    ratio_max: float = 0.0  # a max, not a sum
+
+    def add(self, stats: GRPOLossStats, tokens: float, diff: float, on_policy_tokens: float) -> None:
+        self.loss += stats.loss
+        self.pg_loss += stats.pg_loss
+        self.kl += stats.kl
+        self.clipped_tokens += stats.clip_fraction * tokens
+        self.ratio_sum += stats.ratio_mean * tokens
+        self.tokens += tokens
+        self.on_policy_diff += diff
+        self.on_policy_tokens += on_policy_tokens
+        self.ratio_max = max(self.ratio_max, stats.ratio_max)
+
+    def over_ranks(self) -> _StepSums:
+        if not dist.is_initialized() or dist.get_world_size() == 1:
+            return self
+        names = [f.name for f in fields(self) if f.name != "ratio_max"]
+        sums = torch.tensor([getattr(self, name) for name in names], dtype=torch.float64)
+        dist.all_reduce(sums)
+        ratio_max = torch.tensor([self.ratio_max], dtype=torch.float64)
+        dist.all_reduce(ratio_max, op=dist.ReduceOp.MAX)
+        return _StepSums(**dict(zip(names, sums.tolist())), ratio_max=float(ratio_max))
+
+
 def grpo_update(
     engine, ref_model, batches: list[PolicyBatch], version: int, config: LearnerConfig, sampling: SamplingSpec
 ) -> UpdateStats:
     """Each batch is one micro-batch (one group); DeepSpeed steps the optimizer after the last.
     `version` is the policy version of the weights being trained; `sampling` the distribution the
-    actors sampled from, under which the logprobs are computed."""
+    actors sampled from, under which the logprobs are computed. `ref_model` (None without a KL
+    term) is the frozen initial policy."""
     total_tokens = global_token_count(batches)
     world = dist.get_world_size() if dist.is_initialized() else 1
     # DeepSpeed divides each micro-batch loss by the accumulation steps and averages gradients
     # over ranks; undo both so the result is the exact token mean over the whole step.
     loss_scale = engine.gradient_accumulation_steps() * world
-    sums = dict(loss=0.0, pg_loss=0.0, kl=0.0, clip=0.0, ratio=0.0, diff=0.0, diff_tokens=0.0)
-    ratio_max = 0.0
+    sums = _StepSums()
     for batch in batches:
         logp = sequence_logprobs(engine, batch, sampling)  # [G, T]
         ref_logp = None
-        if ref_model is not None and config.kl_coef > 0:
+        if ref_model is not None:
             with torch.no_grad():
                 ref_logp = sequence_logprobs(ref_model, batch, sampling)
         loss, stats = grpo_loss(
@@ -63,36 +99,19 @@ def grpo_update(
         )
         engine.backward(loss * loss_scale)
         engine.step()
-        tokens = float(batch.completion_mask.sum())
-        sums["loss"] += stats.loss
-        sums["pg_loss"] += stats.pg_loss
-        sums["kl"] += stats.kl
-        sums["clip"] += stats.clip_fraction * tokens
-        sums["ratio"] += stats.ratio_mean * tokens
-        ratio_max = max(ratio_max, stats.ratio_max)
-        on_policy = (batch.token_versions == version).float() * batch.completion_mask
-        sums["diff"] += float(((logp.detach() - batch.behaviour_logprobs).abs() * on_policy).sum())
-        sums["diff_tokens"] += float(on_policy.sum())
-    sums["tokens"] = sum(float(b.completion_mask.sum()) for b in batches)
-    sums = _sum_over_ranks(sums)
+        on_policy = (batch.token_versions == version).float() * batch.completion_mask  # [G, T]
+        diff = float(((logp.detach() - batch.behaviour_logprobs).abs() * on_policy).sum())
+        sums.add(stats, float(batch.completion_mask.sum()), diff, float(on_policy.sum()))
+    sums = sums.over_ranks()
     grad_norm = engine.get_global_grad_norm()
     return UpdateStats(
-        loss=sums["loss"],
-        pg_loss=sums["pg_loss"],
-        kl=sums["kl"],
-        clip_fraction=sums["clip"] / sums["tokens"],
-        ratio_mean=sums["ratio"] / sums["tokens"],
-        ratio_max=ratio_max,
+        loss=sums.loss,
+        pg_loss=sums.pg_loss,
+        kl=sums.kl,
+        clip_fraction=sums.clipped_tokens / sums.tokens,
+        ratio_mean=sums.ratio_sum / sums.tokens,
+        ratio_max=sums.ratio_max,
         grad_norm=float(grad_norm) if grad_norm is not None else float("nan"),
-        tokens=int(sums["tokens"]),
-        on_policy_logprob_diff=sums["diff"] / sums["diff_tokens"] if sums["diff_tokens"] else float("nan"),
+        tokens=int(sums.tokens),
+        on_policy_logprob_diff=sums.on_policy_diff / sums.on_policy_tokens if sums.on_policy_tokens else float("nan"),
     )
-
-
-def _sum_over_ranks(sums: dict[str, float]) -> dict[str, float]:
-    """Each rank saw its slice of the step; the step's statistics are the sums over ranks."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return sums
-    values = torch.tensor(list(sums.values()), dtype=torch.float64)
-    dist.all_reduce(values)
-    return dict(zip(sums, values.tolist()))
