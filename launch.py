@@ -26,6 +26,8 @@ from configs.schema import TrainConfig
 
 log = logging.getLogger("launch")
 COMMANDS = ("train", "serve", "eval", "build")
+# Seconds a stopping run gives its roles to stop gracefully (Ctrl-C, the end of training).
+STOP_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -135,25 +137,31 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
     return Roles(gate=gate, learners=learners, actors=actors, runs=[a.run.remote() for a in actors])
 
 
-def stop_roles(roles: Roles | None, timeout_s: float = 60.0) -> None:
-    """Stop the actors (they finish scoring and handing over what they generated), the learner and
-    the reasoner pool, and free their resources (GPUs included) for what comes next."""
+def stop_roles(roles: Roles | None, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """Stop the actors (they finish scoring what they generated), close their engines and the
+    learner, stop the reasoner pool, and free their resources (GPUs included) for what comes next.
+    Prompt under load: the graceful part has `timeout_s` in all, then whatever is left is killed."""
     import ray
     from ray import serve
 
     if not ray.is_initialized():
         return
+    started = time.monotonic()
     if roles is not None:
+        def left() -> float:
+            return max(1.0, timeout_s - (time.monotonic() - started))
+
         try:
-            ray.get([a.stop.remote() for a in roles.actors], timeout=timeout_s)
-            ray.get(roles.runs, timeout=timeout_s)
-            ray.get([a.close.remote() for a in roles.actors], timeout=timeout_s)
-            ray.get([rank.close.remote() for rank in roles.learners], timeout=timeout_s)
-        except Exception as err:  # a role that already died is stopped already
-            log.warning("stopping roles: %s", err)
+            ray.get([a.stop.remote() for a in roles.actors], timeout=left())
+            ray.get(roles.runs, timeout=left())
+            ray.get([a.close.remote() for a in roles.actors], timeout=left())  # vLLM engine processes
+            ray.get([rank.close.remote() for rank in roles.learners], timeout=left())
+        except Exception as err:  # a role that died or did not stop in time: killed below
+            log.warning("stopping roles: %s: %s", type(err).__name__, err)
         for handle in [*roles.actors, *roles.learners, roles.gate]:
             ray.kill(handle)
     serve.shutdown()
+    log.info("roles stopped in %.1f s", time.monotonic() - started)
 
 
 def stop_ray() -> None:
@@ -276,6 +284,9 @@ def serve_forever(config: TrainConfig) -> int:
 
     from serve.pool import start_reasoner_pool
 
+    if not config.serve.http_port:
+        print("config error: the live service needs an HTTP port (serve.http_port > 0)", file=sys.stderr)
+        return 2
     inputs = resolve_inputs(config)
     start_ray(config)
     try:

@@ -193,10 +193,12 @@ class ServeConfig:
     torch_threads: int = 1
     # HTTP address of the live service; loopback unless configured otherwise.
     http_host: str = "127.0.0.1"
+    # 0 = no HTTP endpoint: the pool then serves the rollout actors only (through Ray).
     http_port: int = 8000
 
     def __post_init__(self) -> None:
         _check(self.engine in ENGINES, f"serve.engine must be one of {ENGINES}, got {self.engine!r}")
+        _check(0 <= self.http_port <= 65535, "serve.http_port must be in [0, 65535] (0 = no HTTP endpoint)")
         _check(self.num_replicas >= 1 and self.samples_per_caption >= 1, "serve: num_replicas and samples_per_caption must be >= 1")
         _check(self.max_replicas_per_node >= 0, "serve.max_replicas_per_node must be >= 0 (0 = no limit)")
         _check(self.temperature >= 0, "serve.temperature must be >= 0 (0 = greedy)")

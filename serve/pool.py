@@ -25,6 +25,8 @@ from wire.scoring import ScoreRequest, ScoreResult, score_request_from_json
 
 log = logging.getLogger(__name__)
 
+GRACEFUL_SHUTDOWN_S = 5.0
+
 
 @serve.deployment
 class ReasonerPool:
@@ -94,13 +96,17 @@ def reasoner_app(config: ServeConfig, checkpoint: str, seed: int):
         max_ongoing_requests=max(2 * config.max_batch_size, 8),
         ray_actor_options={"num_cpus": config.num_cpus, "num_gpus": config.num_gpus},
         logging_config={"log_level": "WARNING"},  # no access-log line per request
+        # A request takes a batch's time (well under a second on CPU): a stopping run need not
+        # wait Serve's default 20 s per replica for requests that will not come.
+        graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_S,
     ).bind(config, checkpoint, seed)
 
 
 def start_reasoner_pool(config: ServeConfig, checkpoint: str, seed: int):
-    """Deploy the pool (HTTP on config.http_host:http_port) and return its deployment handle."""
-    serve.start(
-        http_options={"host": config.http_host, "port": config.http_port},
-        logging_config={"log_level": "WARNING"},
-    )
+    """Deploy the pool (HTTP on config.http_host:http_port, or no HTTP at all for port 0) and
+    return its deployment handle."""
+    if config.http_port:
+        serve.start(http_options={"host": config.http_host, "port": config.http_port}, logging_config={"log_level": "WARNING"})
+    else:
+        serve.start(proxy_location="Disabled", logging_config={"log_level": "WARNING"})
     return serve.run(reasoner_app(config, checkpoint, seed), name=config.app_name, route_prefix=config.route_prefix)

@@ -8,9 +8,9 @@ import requests
 
 import launch
 from configs.load import load_config
-from learner.distributed import free_port
 from learner.metrics import read_metrics
 from learner.rollout_log import read_rollouts
+from tests.ports import unclaimed_port
 from tests.tiny_task import TINY_TASK_OVERRIDES
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ MAX_STALENESS = 0
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    http_port = free_port()
+    http_port = unclaimed_port()
     config = load_config(
         overrides=[
             f"run_dir={run_dir}",

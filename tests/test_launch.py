@@ -11,7 +11,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from learner.distributed import free_port
 from learner.rollout_log import read_rollouts
 from tests.tiny_task import TINY_TASK_OVERRIDES
 
@@ -48,7 +47,8 @@ def short_run(tmp_path: Path, steps: int, run: str = "run") -> list[str]:
     return [
         f"run_dir={tmp_path / run}", f"task.cache_dir={tmp_path / 'cache'}", *TINY_TASK_OVERRIDES,
         f"learner.total_steps={steps}", "learner.groups_per_step=2", "rollout.group_size=4",
-        "rollout.sampling.max_new_tokens=8", f"serve.http_port={free_port()}",
+        # No HTTP endpoint: nothing to bind, so no port another process could take first.
+        "rollout.sampling.max_new_tokens=8", "serve.http_port=0",
     ]
 
 
@@ -64,6 +64,13 @@ def test_a_misspelled_key_fails_at_once_naming_it():
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "unknown config key 'rollout.num_actor'" in out
+
+
+def test_the_live_service_needs_an_http_port():
+    proc = launch(["serve", "serve.http_port=0"])
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "serve.http_port > 0" in out
 
 
 @pytest.mark.integration
