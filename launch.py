@@ -323,6 +323,9 @@ def main(argv: list[str]) -> int:
         print(f"config error: {err}", file=sys.stderr)
         return 2
     if args.command == "build":
+        if config.task.kind != "bundled":
+            print("config error: `build` builds the bundled task; this config has task.kind=files", file=sys.stderr)
+            return 2
         log.info("bundled task rebuilt: %s", resolve_inputs(config, rebuild=True))
         return 0
     return serve_forever(config) if args.command == "serve" else train(config)

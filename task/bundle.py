@@ -61,9 +61,10 @@ _CORPUS_CAPTIONS = 2000
 # shorter prompts are what keep the tiny models fast on a CPU.
 _VOCAB_SIZE = 512
 # torch threads during a build, whatever the machine has: CPU kernels split their sums by thread,
-# so another count rounds differently and the warm start drifts elsewhere. (Machines whose CPUs
-# take other kernel paths, e.g. AVX-512 against AVX2, still round differently: the quality
-# bars, not bit-equality, are what make every build good enough.)
+# so another count rounds differently and the warm start drifts elsewhere. (CPUs that take other
+# kernel paths, e.g. AVX-512 against AVX2, still round differently: the quality bars, not
+# bit-equality, make every build good enough.) Two threads spin-wait for each other on a machine
+# whose cores are busy with other work: build on a quiet machine (README, troubleshooting).
 _BUILD_THREADS = 2
 
 
