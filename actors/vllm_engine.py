@@ -27,9 +27,7 @@ class VllmCaptionEngine(CaptionEngine):
         """`weight_transfer`: how updates arrive, a backend of vLLM's weight-transfer API ("frames"
         for `update_weights`, "gloo" or "nccl" for the broadcast methods; `actors.vllm_weights`)."""
         args = engine_args(checkpoint, config, seed, images_per_prompt=1, async_engine=True, weight_transfer=weight_transfer)
-        from vllm.v1.engine.async_llm import (
-            AsyncLLM,  # after engine_args: it sets vLLM's environment
-        )
+        from vllm.v1.engine.async_llm import AsyncLLM  # after engine_args: it sets vLLM's environment
 
         self.processor = load_captioner_processor(checkpoint)
         self.tokenizer = self.processor.tokenizer

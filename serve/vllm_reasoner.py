@@ -11,9 +11,7 @@ from vlm.vllm_setup import engine_args
 class VllmReasoner:
     def __init__(self, checkpoint: str, config: VllmConfig, seed: int):
         args = engine_args(checkpoint, config, seed, images_per_prompt=0, async_engine=False)
-        from vllm import (
-            LLM,  # after engine_args: it sets the environment vLLM reads on import
-        )
+        from vllm import LLM  # after engine_args: it sets the environment vLLM reads on import
 
         self.tokenizer = load_tokenizer(checkpoint)
         self.llm = LLM(**args)
