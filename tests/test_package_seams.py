@@ -101,3 +101,10 @@ def test_protocol_messages_import_only_numpy_and_msgpack():
     probe = f"import sys; import {', '.join(PROTOCOL_MESSAGES)}; print(' '.join(sorted(sys.modules)))"
     loaded = set(subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True).stdout.split())
     assert not loaded & {"torch", "zmq", "ray", "transformers", "vllm", "deepspeed", "PIL"}
+
+
+def test_every_package_is_installed():
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    assert sorted(declared) == sorted(p for p in project_packages() if p != "launch")

@@ -20,9 +20,9 @@ from actors.weight_tensors import TORCH_DTYPES
 from configs.schema import VllmConfig
 from learner.weight_broadcast import BroadcastWeightPublisher, nccl_init_info
 from tests.test_engine_conformance import (  # noqa: F401
-    SAMPLING,
     _perturbed_weights,
     _requests,
+    _sampling,
     _save_weights,
     bundle,
     loop,
@@ -137,10 +137,11 @@ def test_a_broadcast_into_a_vllm_engine_gives_exactly_a_fresh_engines_outputs(bu
     serving = loop.create_task(receiver.serve(engine, versions.append))
     weights = _perturbed_weights(str(bundle.captioner))
     requests = _requests(engine.processor)
+    sampling = _sampling(engine.tokenizer)
     try:
         # The learner publishes from its own thread; the actor's loop serves meanwhile.
         loop.run_until_complete(loop.run_in_executor(None, publisher.publish, 6, weights))
-        updated = loop.run_until_complete(engine.generate(requests, SAMPLING))
+        updated = loop.run_until_complete(engine.generate(requests, sampling))
     finally:
         serving.cancel()
         receiver.close()
@@ -148,7 +149,7 @@ def test_a_broadcast_into_a_vllm_engine_gives_exactly_a_fresh_engines_outputs(bu
         engine.close()
     fresh_engine = loop.run_until_complete(build(_save_weights(bundle, weights, tmp_path / "fresh"), "zmq"))
     try:
-        fresh = loop.run_until_complete(fresh_engine.generate(requests, SAMPLING))
+        fresh = loop.run_until_complete(fresh_engine.generate(requests, sampling))
     finally:
         fresh_engine.close()
 
