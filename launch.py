@@ -79,15 +79,22 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-# Set by SIGTERM (`kill`, a cluster scheduler ending the job), which stops a run the way Ctrl-C
-# does. A flag, not an exception type: Ray re-raises a plain KeyboardInterrupt from its calls.
-_terminated = False
+# The stop signal received: SIGINT (Ctrl-C) or SIGTERM (`kill`, a cluster scheduler ending the
+# job), which stops a run the same way. Kept as a flag as well as raised: Ray re-raises a plain
+# KeyboardInterrupt from its calls, and one arriving inside a Ray call has been seen to vanish
+# there (the run went on training); the progress loop checks the flag every second.
+_stop_signal: int | None = None
 
 
-def _raise_terminated(signum, frame) -> None:
-    global _terminated
-    _terminated = True
+def _stop_requested(signum, frame) -> None:
+    global _stop_signal
+    _stop_signal = signum
     raise KeyboardInterrupt
+
+
+def stop_exit_code() -> int:
+    """A shell's exit code for the stop signal received (130 for Ctrl-C, 143 for a `kill`)."""
+    return 128 + (_stop_signal or signal.SIGINT)
 
 
 def start_ray(config: TrainConfig) -> None:
@@ -101,7 +108,8 @@ def start_ray(config: TrainConfig) -> None:
         ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, runtime_env={"env_vars": env})
     # After ray.init, which installs a SIGTERM handler of its own that aborts the driver: a
     # `kill` of the driver then stops the run the way Ctrl-C does, leaving no role behind.
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGTERM, _stop_requested)
+    signal.signal(signal.SIGINT, _stop_requested)
 
 
 @dataclass
@@ -188,8 +196,8 @@ def train(config: TrainConfig) -> int:
         if config.eval.at_end:
             evaluate_run(config, inputs, run_dir, run_dir / "captioner")
     except KeyboardInterrupt:
-        log.warning("%s; stopping every role", "terminated" if _terminated else "interrupted")
-        return 128 + (signal.SIGTERM if _terminated else signal.SIGINT)
+        log.warning("%s; stopping every role", "terminated" if _stop_signal == signal.SIGTERM else "interrupted")
+        return stop_exit_code()
     finally:
         stop_ray()
     return 0
@@ -248,7 +256,7 @@ def eval_command(args: argparse.Namespace) -> int:
     try:
         return evaluate_run(config, inputs, out_dir, trained)
     except KeyboardInterrupt:
-        return 128 + (signal.SIGTERM if _terminated else signal.SIGINT)
+        return stop_exit_code()
     finally:
         stop_ray()
 
@@ -260,6 +268,8 @@ def follow_progress(learner, training: list, runs: list, total_steps: int) -> No
 
     with tqdm(total=total_steps, desc="learner steps", unit="step", dynamic_ncols=True) as bar:
         while True:
+            if _stop_signal is not None:
+                raise KeyboardInterrupt
             done, _ = ray.wait(training + runs, num_returns=1, timeout=1.0)
             if done:
                 ray.get(done)  # raises the role's error if it failed

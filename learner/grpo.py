@@ -11,7 +11,7 @@ References:
   ("clip-higher") as in DAPO (arXiv 2503.14476).
 - Dr. GRPO: Liu et al. (arXiv 2503.20783): mean-centring without dividing by the group std,
   to avoid up-weighting groups whose rewards barely differ.
-- Token-mean aggregation as in RACRO's training recipe (see /work/shared/METHOD.md).
+- Token-mean aggregation as in RACRO's public training scripts (arXiv 2506.04559).
 
 Shape legend: N groups, G samples per group, B sequences, T response tokens.
 """

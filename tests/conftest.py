@@ -10,3 +10,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def run_launch():
+    """Start `python launch.py ARGS` (tests.launched); whatever it started is killed after the
+    test, passed or failed, so no test slows the ones after it."""
+    from tests.launched import Launched
+
+    started: list[Launched] = []
+
+    def start(args: list[str]) -> Launched:
+        started.append(Launched(args))
+        return started[-1]
+
+    yield start
+    for run in started:
+        run.kill()

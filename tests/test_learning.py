@@ -14,9 +14,6 @@ not change would exceed about once in a thousand runs. For scale, the full defau
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -24,18 +21,14 @@ from evaluation.report import load_results
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[1]
 STEPS = 60
 
 
-def test_a_shortened_default_run_raises_held_out_accuracy(tmp_path):
+def test_a_shortened_default_run_raises_held_out_accuracy(tmp_path, run_launch):
     run_dir = tmp_path / "run"
-    command = [
-        sys.executable, "launch.py", f"run_dir={run_dir}", f"learner.total_steps={STEPS}",
-        "serve.http_port=0", "eval.max_prompts=128",
-    ]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1500)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    args = [f"run_dir={run_dir}", f"learner.total_steps={STEPS}", "serve.http_port=0", "eval.max_prompts=128"]
+    code, out = run_launch(args).finish(timeout=1500)
+    assert code == 0, out[-4000:]
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == STEPS
     initial, trained = load_results(run_dir)
