@@ -41,11 +41,11 @@ def evaluate_before_after(
     settings = eval_settings(config, caption_sampling_spec(config.rollout.sampling, tokenizer))
     records = read_records(Path(eval_file))
     reasoner = start_reasoner_worker(config.serve, reasoner_checkpoint, derived_seed(config.seed, "eval", "reasoner"))
+    captioner_seed = derived_seed(config.seed, "eval", "captioner")
     results = []
     try:
         for label, checkpoint in (("initial", initial), ("trained", trained)):
-            seed = derived_seed(config.seed, "eval", "captioner")
-            captioner = start_caption_worker(config.rollout, checkpoint, eval_file, seed)
+            captioner = start_caption_worker(config.rollout, checkpoint, eval_file, captioner_seed)
             try:
                 results.append(evaluate_captioner(label, checkpoint, EvalWorkers(captioner, reasoner), records, settings))
             finally:

@@ -8,6 +8,7 @@ where torchvision exists) the stock `AutoProcessor` path is taken untouched.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProce
 from transformers.processing_utils import ProcessorMixin
 
 
+@functools.cache  # asked per image load: a failed import is not cached by Python itself
 def torchvision_available() -> bool:
     """Whether torchvision really imports (an installed but CUDA-linked one raises on import).
 
