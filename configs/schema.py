@@ -255,6 +255,9 @@ class LearnerConfig:
     # PPO clip range of the importance ratio against the behaviour logprobs.
     clip_low: float = 0.2
     clip_high: float = 0.2
+    # Dual clip: for negative advantages the loss per token is at most -A * dual_clip, so a
+    # stale token with a huge ratio cannot dominate a batch. 0 = off, else > 1 + clip_high.
+    dual_clip: float = 3.0
     # Coefficient of the low-variance KL to the frozen initial policy; 0 builds no reference.
     kl_coef: float = 0.0
     # eta: max versions between a sample's generation and its use; 0 = synchronous on-policy.
@@ -286,6 +289,7 @@ class LearnerConfig:
         _check(self.groups_per_step % self.num_ranks == 0, "learner.groups_per_step must be a multiple of learner.num_ranks")
         _check(self.max_staleness >= 0, "learner.max_staleness must be >= 0")
         _check(self.kl_coef >= 0 and 0 < self.clip_low < 1 and self.clip_high > 0, "learner: kl_coef >= 0, 0 < clip_low < 1, clip_high > 0")
+        _check(self.dual_clip == 0 or self.dual_clip > 1 + self.clip_high, "learner.dual_clip must be 0 (off) or > 1 + learner.clip_high")
         _check(self.zero_stage in (0, 1, 2, 3), "learner.zero_stage must be 0, 1, 2 or 3")
         _check(self.dtype in ("fp32", "bf16"), "learner.dtype must be 'fp32' or 'bf16'")
         _check(self.checkpoint_every >= 0 and self.rollout_log_every >= 0, "learner: checkpoint_every and rollout_log_every must be >= 0")

@@ -8,7 +8,8 @@ References:
   a loss term (not folded into the reward), estimated per token with the unbiased,
   non-negative estimator of Schulman, "Approximating KL Divergence" (2020), known as k3.
 - PPO clipped surrogate: Schulman et al. (arXiv 1707.06347), eq. 7; asymmetric clip range
-  ("clip-higher") as in DAPO (arXiv 2503.14476).
+  ("clip-higher") as in DAPO (arXiv 2503.14476); dual clip for negative advantages as in
+  Ye et al., "Mastering Complex Control in MOBA Games" (arXiv 1912.09729), section 3.3.
 - Dr. GRPO: Liu et al. (arXiv 2503.20783): mean-centring without dividing by the group std,
   to avoid up-weighting groups whose rewards barely differ.
 - Token-mean aggregation as in RACRO's public training scripts (arXiv 2506.04559).
@@ -25,6 +26,9 @@ import torch
 # exp() of a log-ratio beyond this overflows nothing in fp32/bf16 but already means the two
 # policies disagree completely; clamping keeps one pathological token from making the loss inf.
 _MAX_LOG_RATIO = 20.0
+# Bound of one token's k3 KL estimate: a token the reference finds e^20 times likelier would
+# otherwise contribute ~e^20 and swamp the policy gradient of the whole batch.
+MAX_TOKEN_KL = 10.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class PolicyLossStats:
     """
 
     clip_fraction: float  # share of tokens whose gradient the clip removed
+    dual_clip_fraction: float  # share of tokens held by the dual clip (negative A, ratio > c)
     ratio_mean: float  # mean of pi / pi_behaviour
     ratio_max: float  # largest pi / pi_behaviour: a spike means stale or mismatched samples
 
@@ -52,6 +57,7 @@ class GRPOLossStats:
     pg_loss: float
     kl: float  # token-mean k3 KL to the reference; 0.0 when no reference was given
     clip_fraction: float
+    dual_clip_fraction: float
     ratio_mean: float
     ratio_max: float
 
@@ -107,13 +113,18 @@ def clipped_policy_loss(
     mask: torch.Tensor,
     clip_low: float,
     clip_high: float,
+    dual_clip: float,
 ) -> tuple[torch.Tensor, PolicyLossStats]:
-    """Per-token PPO clipped surrogate, -min(ratio * A, clip(ratio, 1-clip_low, 1+clip_high) * A).
+    """Per-token PPO clipped surrogate, -min(ratio * A, clip(ratio, 1-clip_low, 1+clip_high) * A),
+    and for A < 0 at most -A * dual_clip.
 
     ratio = exp(logp - behaviour_logp) is the importance ratio against the logprobs the actor
     actually sampled with. In asynchronous training those come from an older policy version,
     so this ratio is the off-policy correction for stale samples, and the clip bounds how far a
-    stale sample can push the current policy.
+    stale sample can push the current policy. The PPO clip alone leaves -ratio * A unbounded
+    when A < 0 and the ratio is large (a token the stale policy found unlikely and the current
+    one likes): one such token can outweigh a whole batch. The dual clip caps that loss at
+    -A * dual_clip (no gradient beyond); 0 turns it off, otherwise it must exceed 1 + clip_high.
 
     Args:
         logp: `[B, T]` current policy logprobs of the sampled tokens (carries the gradient).
@@ -134,6 +145,8 @@ def clipped_policy_loss(
         raise ValueError(
             f"clip ranges must be >= 0, got clip_low={clip_low}, clip_high={clip_high}"
         )
+    if dual_clip != 0 and dual_clip <= 1.0 + clip_high:
+        raise ValueError(f"dual_clip must be 0 (off) or > 1 + clip_high = {1 + clip_high}, got {dual_clip}")
 
     keep = mask.bool()  # [B, T]
     # Mask the log-ratio *before* exp: padding may hold arbitrary logprobs (even -inf), and a
@@ -144,6 +157,11 @@ def clipped_policy_loss(
     unclipped = ratio * adv  # [B, T]
     clipped = ratio.clamp(1.0 - clip_low, 1.0 + clip_high) * adv  # [B, T]
     per_token = -torch.minimum(unclipped, clipped)  # [B, T]
+    held = torch.zeros_like(keep)
+    if dual_clip:
+        bound = -dual_clip * adv  # [B, 1], only binding where A < 0
+        held = (adv < 0) & (per_token > bound) & keep  # [B, T]
+        per_token = torch.where(held, bound.expand_as(per_token), per_token)
     per_token = torch.where(keep, per_token, torch.zeros_like(per_token))
 
     with torch.no_grad():
@@ -154,11 +172,12 @@ def clipped_policy_loss(
             clip_fraction = ((clipped < unclipped) & keep).sum().float() / n
             stats = PolicyLossStats(
                 clip_fraction=float(clip_fraction),
+                dual_clip_fraction=float(held.sum().float() / n),
                 ratio_mean=float(ratio[keep].float().mean()),
                 ratio_max=float(ratio[keep].max()),
             )
         else:
-            stats = PolicyLossStats(clip_fraction=0.0, ratio_mean=0.0, ratio_max=0.0)
+            stats = PolicyLossStats(clip_fraction=0.0, dual_clip_fraction=0.0, ratio_mean=0.0, ratio_max=0.0)
     return per_token, stats
 
 
@@ -167,7 +186,9 @@ def low_variance_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
 
     With d = ref_logp - logp: k3 = exp(d) - d - 1, unbiased (E_pi[exp(d)] = 1) and >= 0 since
     e^d >= 1 + d. Written as expm1(d) - d, which keeps tiny d from rounding below zero.
-    d is clamped to +-20 so a single token the reference finds far likelier cannot overflow.
+    Each token's estimate is capped at MAX_TOKEN_KL (reached at d = 2.61 or d = -11), so a
+    single token the reference finds far likelier cannot dominate the batch; beyond the cap
+    that token gives no KL gradient.
 
     Args:
         logp, ref_logp: `[B, T]` (any equal shapes work).
@@ -176,7 +197,7 @@ def low_variance_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """
     _require_same_shape(logp=logp, ref_logp=ref_logp)
     d = (ref_logp.detach() - logp).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)  # [B, T]
-    return (torch.expm1(d) - d).clamp_min(0.0)
+    return (torch.expm1(d) - d).clamp(0.0, MAX_TOKEN_KL)
 
 
 def token_mean(
@@ -214,6 +235,7 @@ def grpo_loss(
     mask: torch.Tensor,
     clip_low: float,
     clip_high: float,
+    dual_clip: float,
     kl_coef: float,
     total_tokens: float | None = None,
 ) -> tuple[torch.Tensor, GRPOLossStats]:
@@ -233,7 +255,7 @@ def grpo_loss(
     if kl_coef < 0:
         raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
     per_token_pg, pg_stats = clipped_policy_loss(
-        logp, behaviour_logp, advantages, mask, clip_low=clip_low, clip_high=clip_high
+        logp, behaviour_logp, advantages, mask, clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip
     )  # [B, T]
     pg_loss = token_mean(per_token_pg, mask, total_tokens)
     loss = pg_loss
@@ -247,6 +269,7 @@ def grpo_loss(
         pg_loss=float(pg_loss.detach()),
         kl=kl_value,
         clip_fraction=pg_stats.clip_fraction,
+        dual_clip_fraction=pg_stats.dual_clip_fraction,
         ratio_mean=pg_stats.ratio_mean,
         ratio_max=pg_stats.ratio_max,
     )

@@ -64,6 +64,7 @@ def update_metrics(stats: UpdateStats, captions: int) -> dict:
         "loss/policy": stats.pg_loss,
         "loss/kl": stats.kl,
         "loss/clip_fraction": stats.clip_fraction,
+        "loss/dual_clip_fraction": stats.dual_clip_fraction,
         "loss/ratio_mean": stats.ratio_mean,
         "loss/ratio_max": stats.ratio_max,
         "loss/grad_norm": stats.grad_norm,

@@ -20,6 +20,7 @@ class UpdateStats:
     pg_loss: float
     kl: float
     clip_fraction: float
+    dual_clip_fraction: float
     ratio_mean: float
     ratio_max: float
     grad_norm: float
@@ -46,6 +47,7 @@ class _StepSums:
     pg_loss: float = 0.0
     kl: float = 0.0
     clipped_tokens: float = 0.0
+    dual_clipped_tokens: float = 0.0
     ratio_sum: float = 0.0
     tokens: float = 0.0
     on_policy_diff: float = 0.0  # sum of |learner - behaviour| logprob over on-policy tokens
@@ -57,6 +59,7 @@ class _StepSums:
         self.pg_loss += stats.pg_loss
         self.kl += stats.kl
         self.clipped_tokens += stats.clip_fraction * tokens
+        self.dual_clipped_tokens += stats.dual_clip_fraction * tokens
         self.ratio_sum += stats.ratio_mean * tokens
         self.tokens += tokens
         self.on_policy_diff += diff
@@ -95,7 +98,7 @@ def grpo_update(
                 ref_logp = sequence_logprobs(ref_model, batch, sampling)
         loss, stats = grpo_loss(
             logp, batch.behaviour_logprobs, ref_logp, batch.advantages, batch.completion_mask,
-            clip_low=config.clip_low, clip_high=config.clip_high, kl_coef=config.kl_coef, total_tokens=total_tokens,
+            clip_low=config.clip_low, clip_high=config.clip_high, dual_clip=config.dual_clip, kl_coef=config.kl_coef, total_tokens=total_tokens,
         )
         engine.backward(loss * loss_scale)
         engine.step()
@@ -109,6 +112,7 @@ def grpo_update(
         pg_loss=sums.pg_loss,
         kl=sums.kl,
         clip_fraction=sums.clipped_tokens / sums.tokens,
+        dual_clip_fraction=sums.dual_clipped_tokens / sums.tokens,
         ratio_mean=sums.ratio_sum / sums.tokens,
         ratio_max=sums.ratio_max,
         grad_norm=float(grad_norm) if grad_norm is not None else float("nan"),

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from learner.grpo import (
+    MAX_TOKEN_KL,
     clipped_policy_loss,
     group_advantages,
     grpo_loss,
@@ -15,8 +16,9 @@ from learner.grpo import (
 
 # ---------------------------------------------------------------- group_advantages
 
-# The PPO clip range of the hand-worked cases below (symmetric 0.2, as PPO's paper).
-CLIP = dict(clip_low=0.2, clip_high=0.2)
+# The PPO clip range of the hand-worked cases below (symmetric 0.2, as PPO's paper), dual clip
+# off except where a test sets it.
+CLIP = dict(clip_low=0.2, clip_high=0.2, dual_clip=0.0)
 
 
 def test_group_advantages_population_std():
@@ -91,12 +93,55 @@ def test_clipped_loss_negative_advantage():
     assert stats.clip_fraction == pytest.approx(0.5)
 
 
+def test_dual_clip_bounds_negative_advantages_only():
+    # dual clip c = 3, ratios e^2 = 7.389056 (token 0) and e^0.5 = 1.648721 (token 1).
+    # A = -1: token 0's PPO loss would be 7.389056; capped at -A * c = 3, no gradient.
+    #         token 1's 1.648721 < 3: unchanged, grad +ratio.
+    # A = +2 (second sequence, same ratios): PPO clips at 1.2 -> loss -2.4 on both, the dual
+    #         clip never binds for A > 0.
+    logp = torch.tensor([[2.0, 0.5], [2.0, 0.5]], requires_grad=True)
+    adv = torch.tensor([-1.0, 2.0])
+    loss, stats = clipped_policy_loss(
+        logp, torch.zeros(2, 2), adv, torch.ones(2, 2), clip_low=0.2, clip_high=0.2, dual_clip=3.0
+    )
+    torch.testing.assert_close(loss, torch.tensor([[3.0, 1.648721], [-2.4, -2.4]]))
+    loss.sum().backward()
+    torch.testing.assert_close(logp.grad, torch.tensor([[0.0, 1.648721], [0.0, 0.0]]))
+    assert stats.dual_clip_fraction == pytest.approx(1 / 4)
+    # Off: token 0 keeps the unbounded loss.
+    off, off_stats = clipped_policy_loss(logp.detach(), torch.zeros(2, 2), adv, torch.ones(2, 2), **CLIP)
+    assert off[0, 0].item() == pytest.approx(math.exp(2.0), abs=1e-5)
+    assert off_stats.dual_clip_fraction == 0.0
+
+
+def test_dual_clip_at_extreme_ratios():
+    # ratio 1e9 (log 20.72, beyond the +-20 clamp) with A = -0.5: loss is exactly 0.5 * 3 = 1.5
+    # with a zero, finite gradient; ratio 1e-9 with A = -0.5: PPO clips at 0.8 -> loss 0.4.
+    logp = torch.tensor([[math.log(1e9), math.log(1e-9)]], requires_grad=True)
+    loss, stats = clipped_policy_loss(
+        logp, torch.zeros(1, 2), torch.tensor([-0.5]), torch.ones(1, 2), clip_low=0.2, clip_high=0.2, dual_clip=3.0
+    )
+    torch.testing.assert_close(loss, torch.tensor([[1.5, 0.4]]))
+    loss.sum().backward()
+    assert torch.equal(logp.grad, torch.zeros(1, 2))
+    assert (stats.clip_fraction, stats.dual_clip_fraction) == (0.5, 0.5)
+
+
+def test_dual_clip_must_exceed_the_upper_clip():
+    # c <= 1 + clip_high would bind inside the PPO trust region itself.
+    with pytest.raises(ValueError, match="dual_clip"):
+        clipped_policy_loss(
+            torch.zeros(1, 1), torch.zeros(1, 1), torch.tensor([-1.0]), torch.ones(1, 1),
+            clip_low=0.2, clip_high=0.2, dual_clip=1.2,
+        )
+
+
 def test_clip_higher_is_asymmetric():
     # ratio e^0.2 = 1.221403, A = +1: clipped at 1.2 with clip_high 0.2, free with 0.28.
     logp = torch.tensor([[0.2]])
     _, tight = clipped_policy_loss(logp, torch.zeros(1, 1), torch.tensor([1.0]), torch.ones(1, 1), **CLIP)
     loss, loose = clipped_policy_loss(
-        logp, torch.zeros(1, 1), torch.tensor([1.0]), torch.ones(1, 1), clip_low=0.2, clip_high=0.28
+        logp, torch.zeros(1, 1), torch.tensor([1.0]), torch.ones(1, 1), clip_low=0.2, clip_high=0.28, dual_clip=0.0
     )
     assert tight.clip_fraction == 1.0 and loose.clip_fraction == 0.0
     torch.testing.assert_close(loss, torch.tensor([[-1.221403]]))
@@ -150,6 +195,16 @@ def test_kl_non_negative():
     assert (low_variance_kl(logp, ref) >= 0).all()
 
 
+def test_kl_per_token_estimate_is_capped():
+    # d = ref - logp = 5: e^5 - 5 - 1 = 142.41 -> capped at MAX_TOKEN_KL, no gradient;
+    # d = 1: e - 2 = 0.718282 is under the cap, grad d/dlogp = -(e^d - 1) = -1.718282.
+    logp = torch.zeros(1, 2, requires_grad=True)
+    kl = low_variance_kl(logp, torch.tensor([[5.0, 1.0]]))
+    torch.testing.assert_close(kl, torch.tensor([[MAX_TOKEN_KL, math.e - 2]]))
+    kl.sum().backward()
+    torch.testing.assert_close(logp.grad, torch.tensor([[0.0, -(math.e - 1)]]))
+
+
 def test_kl_shape_error():
     with pytest.raises(ValueError, match=r"ref_logp\(1, 2\)"):
         low_variance_kl(torch.zeros(1, 3), torch.zeros(1, 2))
@@ -197,12 +252,12 @@ def test_grpo_loss_hand_value():
     logp = torch.zeros(1, 2)
     ref = torch.tensor([[math.log(0.5), 0.0]])
     args = (logp, logp.clone(), ref, torch.tensor([1.0]), torch.ones(1, 2))
-    loss, stats = grpo_loss(*args, clip_low=0.2, clip_high=0.2, kl_coef=0.1)
+    loss, stats = grpo_loss(*args, **CLIP, kl_coef=0.1)
     assert loss.item() == pytest.approx(-0.99034265, abs=1e-6)
     assert stats.pg_loss == pytest.approx(-1.0)
     assert stats.kl == pytest.approx(0.0965735, abs=1e-6)
     assert stats.loss == pytest.approx(-0.99034265, abs=1e-6)
-    assert (stats.clip_fraction, stats.ratio_mean, stats.ratio_max) == (0.0, 1.0, 1.0)
+    assert (stats.clip_fraction, stats.dual_clip_fraction, stats.ratio_mean, stats.ratio_max) == (0.0, 0.0, 1.0, 1.0)
 
 
 def test_grpo_loss_kl_only_enters_with_reference_and_coef():
@@ -227,14 +282,14 @@ def test_grpo_loss_micro_batch_gradients_match_full_batch():
     ref = logp.detach() - 0.1
     adv = torch.tensor([1.0, -1.0, 0.5, -0.5])
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 0, 0]])
-    full, _ = grpo_loss(logp, behaviour, ref, adv, mask, 0.2, 0.2, 0.05)
+    full, _ = grpo_loss(logp, behaviour, ref, adv, mask, 0.2, 0.2, 3.0, 0.05)
     full.backward()
     full_grad = logp.grad.clone()
     logp.grad = None
     total = float(mask.sum())  # 11 tokens
     pieces = [slice(0, 1), slice(1, 4)]
     parts = [
-        grpo_loss(logp[s], behaviour[s], ref[s], adv[s], mask[s], 0.2, 0.2, 0.05, total)[0]
+        grpo_loss(logp[s], behaviour[s], ref[s], adv[s], mask[s], 0.2, 0.2, 3.0, 0.05, total)[0]
         for s in pieces
     ]
     sum(parts).backward()
