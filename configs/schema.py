@@ -217,6 +217,34 @@ class ReplayConfig:
     capacity_groups: int = 32
 
 
+CORRECTION_KINDS = ("none", "tis", "mask", "decoupled")
+
+
+@dataclass
+class CorrectionConfig:
+    """How a token sampled by an older policy counts in the update (learner/corrections.py).
+
+    pi_b: the policy that sampled the token; pi_prox: the learner's weights before the step.
+    none: PPO clip of pi / pi_b. The others clip pi / pi_prox and weight each token by
+    tis: min(pi_prox / pi_b, tis_cap); mask: 1 if mask_low <= pi_prox / pi_b <= mask_high, else 0;
+    decoupled (AReaL): pi_prox / pi_b, or 0 above decoupled_cap.
+    """
+
+    kind: str = "none"
+    # For negative advantages a token's loss is at most -A * dual_clip, so a stale token with a
+    # huge ratio cannot dominate a batch (every kind). 0 = off, else > 1 + learner.clip_high.
+    dual_clip: float = 3.0
+    tis_cap: float = 2.0
+    mask_low: float = 0.5
+    mask_high: float = 2.0
+    decoupled_cap: float = 5.0
+
+    def __post_init__(self) -> None:
+        _check(self.kind in CORRECTION_KINDS, f"learner.correction.kind must be one of {', '.join(CORRECTION_KINDS)}, got {self.kind!r}")
+        _check(self.tis_cap >= 1 and self.decoupled_cap >= 1, "learner.correction: tis_cap and decoupled_cap must be >= 1")
+        _check(0 <= self.mask_low <= 1 <= self.mask_high, "learner.correction: need 0 <= mask_low <= 1 <= mask_high")
+
+
 @dataclass
 class WeightSyncConfig:
     """How new policy versions reach the actors."""
@@ -252,12 +280,9 @@ class LearnerConfig:
     lr: float = 3e-4
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    # PPO clip range of the importance ratio against the behaviour logprobs.
+    # PPO clip range of the importance ratio (against pi_b or pi_prox: see CorrectionConfig).
     clip_low: float = 0.2
     clip_high: float = 0.2
-    # Dual clip: for negative advantages the loss per token is at most -A * dual_clip, so a
-    # stale token with a huge ratio cannot dominate a batch. 0 = off, else > 1 + clip_high.
-    dual_clip: float = 3.0
     # Coefficient of the low-variance KL to the frozen initial policy; 0 builds no reference.
     kl_coef: float = 0.0
     # eta: max versions between a sample's generation and its use; 0 = synchronous on-policy.
@@ -280,6 +305,7 @@ class LearnerConfig:
     torch_threads: int = 1
     # Seconds to wait for a batch before reporting a stall.
     batch_timeout_s: float = 300.0
+    correction: CorrectionConfig = field(default_factory=CorrectionConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     weight_sync: WeightSyncConfig = field(default_factory=WeightSyncConfig)
 
@@ -289,7 +315,8 @@ class LearnerConfig:
         _check(self.groups_per_step % self.num_ranks == 0, "learner.groups_per_step must be a multiple of learner.num_ranks")
         _check(self.max_staleness >= 0, "learner.max_staleness must be >= 0")
         _check(self.kl_coef >= 0 and 0 < self.clip_low < 1 and self.clip_high > 0, "learner: kl_coef >= 0, 0 < clip_low < 1, clip_high > 0")
-        _check(self.dual_clip == 0 or self.dual_clip > 1 + self.clip_high, "learner.dual_clip must be 0 (off) or > 1 + learner.clip_high")
+        dual = self.correction.dual_clip
+        _check(dual == 0 or dual > 1 + self.clip_high, "learner.correction.dual_clip must be 0 (off) or > 1 + learner.clip_high")
         _check(self.zero_stage in (0, 1, 2, 3), "learner.zero_stage must be 0, 1, 2 or 3")
         _check(self.dtype in ("fp32", "bf16"), "learner.dtype must be 'fp32' or 'bf16'")
         _check(self.checkpoint_every >= 0 and self.rollout_log_every >= 0, "learner: checkpoint_every and rollout_log_every must be >= 0")

@@ -1,6 +1,7 @@
 """GRPO loss math: group-normalised advantages, PPO-clipped surrogate, k3 KL, token mean.
 
-Pure torch, no framework imports, so the learner and the CPU tests share exactly one copy.
+Pure torch (and the config dataclass of the corrections), so the learner and the CPU tests share
+exactly one copy. Off-policy corrections: learner/corrections.py.
 
 References:
 - GRPO: Shao et al., "DeepSeekMath" (arXiv 2402.03300), section 4.1: outcome rewards are
@@ -19,13 +20,12 @@ Shape legend: N groups, G samples per group, B sequences, T response tokens.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
-# exp() of a log-ratio beyond this overflows nothing in fp32/bf16 but already means the two
-# policies disagree completely; clamping keeps one pathological token from making the loss inf.
-_MAX_LOG_RATIO = 20.0
+from configs.schema import CorrectionConfig
+from learner.corrections import MAX_LOG_RATIO, correction_weights
 # Bound of one token's k3 KL estimate: a token the reference finds e^20 times likelier would
 # otherwise contribute ~e^20 and swamp the policy gradient of the whole batch.
 MAX_TOKEN_KL = 10.0
@@ -33,15 +33,20 @@ MAX_TOKEN_KL = 10.0
 
 @dataclass(frozen=True)
 class PolicyLossStats:
-    """Detached diagnostics of one clipped-surrogate evaluation (over masked tokens only).
+    """Detached diagnostics of one policy-loss evaluation (over masked tokens only).
 
-    All three are 0.0 when the mask selects no token.
+    All are 0.0 when the mask selects no token.
     """
 
     clip_fraction: float  # share of tokens whose gradient the clip removed
     dual_clip_fraction: float  # share of tokens held by the dual clip (negative A, ratio > c)
     ratio_mean: float  # mean of pi / pi_behaviour
     ratio_max: float  # largest pi / pi_behaviour: a spike means stale or mismatched samples
+    # The correction's per-token weights (1 under kind none) and the share of tokens it
+    # truncated or masked out.
+    weight_mean: float
+    weight_max: float
+    corrected_fraction: float
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,12 @@ class GRPOLossStats:
     dual_clip_fraction: float
     ratio_mean: float
     ratio_max: float
+    weight_mean: float
+    weight_max: float
+    corrected_fraction: float
+
+
+_NO_TOKENS = PolicyLossStats(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def _require_same_shape(**tensors: torch.Tensor) -> None:
@@ -152,7 +163,7 @@ def clipped_policy_loss(
     # Mask the log-ratio *before* exp: padding may hold arbitrary logprobs (even -inf), and a
     # nan/inf there would leak into the sum and the gradient despite being multiplied by 0.
     log_ratio = torch.where(keep, logp - behaviour_logp.detach(), torch.zeros_like(logp))  # [B, T]
-    ratio = torch.exp(log_ratio.clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO))  # [B, T]
+    ratio = torch.exp(log_ratio.clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO))  # [B, T]
     adv = advantages.detach().to(logp.dtype).unsqueeze(1)  # [B, 1]
     unclipped = ratio * adv  # [B, T]
     clipped = ratio.clamp(1.0 - clip_low, 1.0 + clip_high) * adv  # [B, T]
@@ -166,18 +177,62 @@ def clipped_policy_loss(
 
     with torch.no_grad():
         n = keep.sum()
-        if n > 0:
-            # The clip is active exactly where the clipped term is the smaller one: there the
-            # objective is constant in ratio and the token contributes no gradient.
-            clip_fraction = ((clipped < unclipped) & keep).sum().float() / n
-            stats = PolicyLossStats(
-                clip_fraction=float(clip_fraction),
-                dual_clip_fraction=float(held.sum().float() / n),
-                ratio_mean=float(ratio[keep].float().mean()),
-                ratio_max=float(ratio[keep].max()),
-            )
-        else:
-            stats = PolicyLossStats(clip_fraction=0.0, dual_clip_fraction=0.0, ratio_mean=0.0, ratio_max=0.0)
+        if n == 0:
+            return per_token, _NO_TOKENS
+        # The clip is active exactly where the clipped term is the smaller one: there the
+        # objective is constant in ratio and the token contributes no gradient.
+        clip_fraction = ((clipped < unclipped) & keep).sum().float() / n
+        stats = PolicyLossStats(
+            clip_fraction=float(clip_fraction),
+            dual_clip_fraction=float(held.sum().float() / n),
+            ratio_mean=float(ratio[keep].float().mean()),
+            ratio_max=float(ratio[keep].max()),
+            weight_mean=1.0,
+            weight_max=1.0,
+            corrected_fraction=0.0,
+        )
+    return per_token, stats
+
+
+def policy_loss(
+    logp: torch.Tensor,
+    behaviour_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_low: float,
+    clip_high: float,
+    correction: CorrectionConfig,
+) -> tuple[torch.Tensor, PolicyLossStats]:
+    """Per-token policy-gradient loss `[B, T]` under `correction` (learner/corrections.py).
+
+    `none` is `clipped_policy_loss` against the behaviour logprobs. The other kinds clip against
+    the proximal policy (the weights before the step: `logp`'s own values) and weight each token;
+    their `ratio_mean`/`ratio_max` still describe pi / pi_behaviour, the staleness signal.
+    """
+    if correction.kind == "none":
+        return clipped_policy_loss(
+            logp, behaviour_logp, advantages, mask, clip_low, clip_high, correction.dual_clip
+        )
+    per_token, stats = clipped_policy_loss(
+        logp, logp.detach(), advantages, mask, clip_low, clip_high, correction.dual_clip
+    )  # [B, T]
+    weighted = correction_weights(logp, behaviour_logp, mask, correction)
+    per_token = per_token * weighted.weights
+    keep = mask.bool()
+    if not keep.any():
+        return per_token, _NO_TOKENS
+    with torch.no_grad():
+        log_ratio = (logp.detach() - behaviour_logp)[keep].clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)
+        ratio = torch.exp(log_ratio.float())
+        weights = weighted.weights[keep].float()
+        stats = replace(
+            stats,
+            ratio_mean=float(ratio.mean()),
+            ratio_max=float(ratio.max()),
+            weight_mean=float(weights.mean()),
+            weight_max=float(weights.max()),
+            corrected_fraction=float(weighted.corrected.sum()) / float(keep.sum()),
+        )
     return per_token, stats
 
 
@@ -196,7 +251,7 @@ def low_variance_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
         `[B, T]` non-negative per-token KL estimates (unmasked).
     """
     _require_same_shape(logp=logp, ref_logp=ref_logp)
-    d = (ref_logp.detach() - logp).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)  # [B, T]
+    d = (ref_logp.detach() - logp).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)  # [B, T]
     return (torch.expm1(d) - d).clamp(0.0, MAX_TOKEN_KL)
 
 
@@ -235,11 +290,12 @@ def grpo_loss(
     mask: torch.Tensor,
     clip_low: float,
     clip_high: float,
-    dual_clip: float,
+    correction: CorrectionConfig,
     kl_coef: float,
     total_tokens: float | None = None,
 ) -> tuple[torch.Tensor, GRPOLossStats]:
-    """GRPO objective: token_mean(clipped surrogate) + kl_coef * token_mean(k3 KL to reference).
+    """GRPO objective: token_mean(policy loss under `correction`) + kl_coef * token_mean(k3 KL
+    to reference).
 
     Without a reference (`ref_logp` None, what the learner passes when kl_coef is 0) there is no
     KL term and `kl` reads 0.
@@ -254,8 +310,8 @@ def grpo_loss(
         _require_same_shape(logp=logp, ref_logp=ref_logp)
     if kl_coef < 0:
         raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
-    per_token_pg, pg_stats = clipped_policy_loss(
-        logp, behaviour_logp, advantages, mask, clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip
+    per_token_pg, pg_stats = policy_loss(
+        logp, behaviour_logp, advantages, mask, clip_low, clip_high, correction
     )  # [B, T]
     pg_loss = token_mean(per_token_pg, mask, total_tokens)
     loss = pg_loss
@@ -272,5 +328,8 @@ def grpo_loss(
         dual_clip_fraction=pg_stats.dual_clip_fraction,
         ratio_mean=pg_stats.ratio_mean,
         ratio_max=pg_stats.ratio_max,
+        weight_mean=pg_stats.weight_mean,
+        weight_max=pg_stats.weight_max,
+        corrected_fraction=pg_stats.corrected_fraction,
     )
     return loss, stats

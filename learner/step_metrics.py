@@ -1,6 +1,6 @@
 """The row a learner step writes to metrics.jsonl, built from typed pieces.
 
-Key namespaces: `reward/`, `staleness/`, `rollout/`, `reasoner/`, `loss/`, `logprob/`, `replay/`,
+Key namespaces: `reward/`, `staleness/`, `rollout/`, `reasoner/`, `loss/`, `correction/`, `logprob/`, `replay/`,
 `gate/`, `time/`, `throughput/` (the README lists every key).
 """
 
@@ -67,6 +67,9 @@ def update_metrics(stats: UpdateStats, captions: int) -> dict:
         "loss/dual_clip_fraction": stats.dual_clip_fraction,
         "loss/ratio_mean": stats.ratio_mean,
         "loss/ratio_max": stats.ratio_max,
+        "correction/weight_mean": stats.weight_mean,
+        "correction/weight_max": stats.weight_max,
+        "correction/corrected_fraction": stats.corrected_fraction,
         "loss/grad_norm": stats.grad_norm,
         "logprob/on_policy_abs_diff": stats.on_policy_logprob_diff,
     }

@@ -23,6 +23,9 @@ class UpdateStats:
     dual_clip_fraction: float
     ratio_mean: float
     ratio_max: float
+    weight_mean: float  # the correction's per-token weights (1 under kind none)
+    weight_max: float
+    corrected_fraction: float  # tokens the correction truncated or masked out
     grad_norm: float
     tokens: int
     # Mean |learner logprob - behaviour logprob| over the tokens sampled by the very weights being
@@ -49,10 +52,14 @@ class _StepSums:
     clipped_tokens: float = 0.0
     dual_clipped_tokens: float = 0.0
     ratio_sum: float = 0.0
+    weight_sum: float = 0.0
+    corrected_tokens: float = 0.0
     tokens: float = 0.0
     on_policy_diff: float = 0.0  # sum of |learner - behaviour| logprob over on-policy tokens
     on_policy_tokens: float = 0.0
-    ratio_max: float = 0.0  # a max, not a sum
+    # Maxima, not sums.
+    ratio_max: float = 0.0
+    weight_max: float = 0.0
 
     def add(self, stats: GRPOLossStats, tokens: float, diff: float, on_policy_tokens: float) -> None:
         self.loss += stats.loss
@@ -61,20 +68,25 @@ class _StepSums:
         self.clipped_tokens += stats.clip_fraction * tokens
         self.dual_clipped_tokens += stats.dual_clip_fraction * tokens
         self.ratio_sum += stats.ratio_mean * tokens
+        self.weight_sum += stats.weight_mean * tokens
+        self.corrected_tokens += stats.corrected_fraction * tokens
         self.tokens += tokens
         self.on_policy_diff += diff
         self.on_policy_tokens += on_policy_tokens
         self.ratio_max = max(self.ratio_max, stats.ratio_max)
+        self.weight_max = max(self.weight_max, stats.weight_max)
 
     def over_ranks(self) -> _StepSums:
         if not dist.is_initialized() or dist.get_world_size() == 1:
             return self
-        names = [f.name for f in fields(self) if f.name != "ratio_max"]
-        sums = torch.tensor([getattr(self, name) for name in names], dtype=torch.float64)
-        dist.all_reduce(sums)
-        ratio_max = torch.tensor([self.ratio_max], dtype=torch.float64)
-        dist.all_reduce(ratio_max, op=dist.ReduceOp.MAX)
-        return _StepSums(**dict(zip(names, sums.tolist())), ratio_max=float(ratio_max))
+        maxima = ["ratio_max", "weight_max"]
+        sums = [f.name for f in fields(self) if f.name not in maxima]
+        reduced = {}
+        for op, names in ((dist.ReduceOp.SUM, sums), (dist.ReduceOp.MAX, maxima)):
+            values = torch.tensor([getattr(self, name) for name in names], dtype=torch.float64)
+            dist.all_reduce(values, op=op)
+            reduced.update(zip(names, values.tolist()))
+        return _StepSums(**reduced)
 
 
 def grpo_update(
@@ -98,7 +110,7 @@ def grpo_update(
                 ref_logp = sequence_logprobs(ref_model, batch, sampling)
         loss, stats = grpo_loss(
             logp, batch.behaviour_logprobs, ref_logp, batch.advantages, batch.completion_mask,
-            clip_low=config.clip_low, clip_high=config.clip_high, dual_clip=config.dual_clip, kl_coef=config.kl_coef, total_tokens=total_tokens,
+            clip_low=config.clip_low, clip_high=config.clip_high, correction=config.correction, kl_coef=config.kl_coef, total_tokens=total_tokens,
         )
         engine.backward(loss * loss_scale)
         engine.step()
@@ -115,6 +127,9 @@ def grpo_update(
         dual_clip_fraction=sums.dual_clipped_tokens / sums.tokens,
         ratio_mean=sums.ratio_sum / sums.tokens,
         ratio_max=sums.ratio_max,
+        weight_mean=sums.weight_sum / sums.tokens,
+        weight_max=sums.weight_max,
+        corrected_fraction=sums.corrected_tokens / sums.tokens,
         grad_norm=float(grad_norm) if grad_norm is not None else float("nan"),
         tokens=int(sums.tokens),
         on_policy_logprob_diff=sums.on_policy_diff / sums.on_policy_tokens if sums.on_policy_tokens else float("nan"),

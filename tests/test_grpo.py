@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from configs.schema import CorrectionConfig
 from learner.grpo import (
     MAX_TOKEN_KL,
     clipped_policy_loss,
@@ -19,6 +20,8 @@ from learner.grpo import (
 # The PPO clip range of the hand-worked cases below (symmetric 0.2, as PPO's paper), dual clip
 # off except where a test sets it.
 CLIP = dict(clip_low=0.2, clip_high=0.2, dual_clip=0.0)
+# The same through grpo_loss: PPO against the behaviour policy, dual clip 3.
+PPO = dict(clip_low=0.2, clip_high=0.2, correction=CorrectionConfig(kind="none", dual_clip=3.0))
 
 
 def test_group_advantages_population_std():
@@ -252,7 +255,7 @@ def test_grpo_loss_hand_value():
     logp = torch.zeros(1, 2)
     ref = torch.tensor([[math.log(0.5), 0.0]])
     args = (logp, logp.clone(), ref, torch.tensor([1.0]), torch.ones(1, 2))
-    loss, stats = grpo_loss(*args, **CLIP, kl_coef=0.1)
+    loss, stats = grpo_loss(*args, **PPO, kl_coef=0.1)
     assert loss.item() == pytest.approx(-0.99034265, abs=1e-6)
     assert stats.pg_loss == pytest.approx(-1.0)
     assert stats.kl == pytest.approx(0.0965735, abs=1e-6)
@@ -265,8 +268,8 @@ def test_grpo_loss_kl_only_enters_with_reference_and_coef():
     ref = torch.tensor([[math.log(0.5), 0.0]])
     base = (logp, logp.clone())
     rest = (torch.tensor([1.0]), torch.ones(1, 2))
-    no_ref, no_ref_stats = grpo_loss(*base, None, *rest, **CLIP, kl_coef=0.1)
-    zero_coef, zero_coef_stats = grpo_loss(*base, ref, *rest, **CLIP, kl_coef=0.0)
+    no_ref, no_ref_stats = grpo_loss(*base, None, *rest, **PPO, kl_coef=0.1)
+    zero_coef, zero_coef_stats = grpo_loss(*base, ref, *rest, **PPO, kl_coef=0.0)
     assert no_ref.item() == pytest.approx(-1.0) and no_ref_stats.kl == 0.0
     # kl_coef 0: not in the loss, still measured.
     assert zero_coef.item() == pytest.approx(-1.0)
@@ -282,14 +285,14 @@ def test_grpo_loss_micro_batch_gradients_match_full_batch():
     ref = logp.detach() - 0.1
     adv = torch.tensor([1.0, -1.0, 0.5, -0.5])
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 0, 0]])
-    full, _ = grpo_loss(logp, behaviour, ref, adv, mask, 0.2, 0.2, 3.0, 0.05)
+    full, _ = grpo_loss(logp, behaviour, ref, adv, mask, **PPO, kl_coef=0.05)
     full.backward()
     full_grad = logp.grad.clone()
     logp.grad = None
     total = float(mask.sum())  # 11 tokens
     pieces = [slice(0, 1), slice(1, 4)]
     parts = [
-        grpo_loss(logp[s], behaviour[s], ref[s], adv[s], mask[s], 0.2, 0.2, 3.0, 0.05, total)[0]
+        grpo_loss(logp[s], behaviour[s], ref[s], adv[s], mask[s], **PPO, kl_coef=0.05, total_tokens=total)[0]
         for s in pieces
     ]
     sum(parts).backward()
