@@ -237,6 +237,10 @@ class RolloutActor:
             result = await self._score(prompt, samples)
             if result is None:
                 self.stats.groups_lost += 1
+                # Its admission goes back: the learner waits for the gate's count of groups,
+                # and at eta = 0 a place never returned would stall it until batch_timeout_s.
+                if self.gate is not None:
+                    await self.gate.give_back.remote(1)
                 return
             group = self._scored_group(prompt, samples, result, generate_s, time.perf_counter() - started)
             await self.replay.send(group)
