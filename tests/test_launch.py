@@ -11,6 +11,7 @@ import pytest
 from learner.rollout_log import read_rollouts
 from tests.tiny_task import TINY_TASK_OVERRIDES
 
+
 def short_run(tmp_path: Path, steps: int, run: str = "run") -> list[str]:
     return [
         f"run_dir={tmp_path / run}", f"task.cache_dir={tmp_path / 'cache'}", *TINY_TASK_OVERRIDES,
@@ -38,17 +39,26 @@ def test_the_live_service_needs_an_http_port(run_launch):
     assert "serve.http_port > 0" in out
 
 
+def first_step_groups(run_dir: Path) -> list[tuple[str, tuple[str, ...]]]:
+    return sorted((g["prompt_id"], tuple(g["captions"])) for g in read_rollouts(run_dir) if g["step"] == 0)
+
+
 @pytest.mark.integration
-def test_a_run_exits_zero_and_leaves_no_process(tmp_path, run_launch):
-    run = run_launch(short_run(tmp_path, steps=3))
+def test_a_run_exits_zero_leaves_no_process_and_its_seed_decides_prompts_and_captions(tmp_path, run_launch):
+    """A whole short run as a user starts it, then `seed=N` fixing every random choice: the same
+    seed gives the same first-step groups, another seed other prompts and captions. One actor at
+    eta = 0 makes the first step deterministic: the gate admits exactly that step's groups, all
+    sampled by the initial weights, before any update. (One test: each run costs a minute.)"""
+    deterministic = ["rollout.num_actors=1", "learner.max_staleness=0"]
+    run = run_launch([*short_run(tmp_path, steps=3, run="seed1"), "seed=1", *deterministic])
     code, out = run.finish(timeout=600)
     assert code == 0, out[-3000:]
-    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    run_dir = tmp_path / "seed1"
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [0, 1, 2]
     assert "learner steps" in out  # the progress bar
     assert run.leftovers() == []
     # The end of a run: the reward plot, and the held-out table of the initial and trained captioner.
-    run_dir = tmp_path / "run"
     assert (run_dir / "reward.png").read_bytes()[:4] == b"\x89PNG"
     table = (run_dir / "eval.md").read_text()
     assert "| initial |" in table and "| trained |" in table and "| change |" in table
@@ -57,69 +67,80 @@ def test_a_run_exits_zero_and_leaves_no_process(tmp_path, run_launch):
     assert code == 0, out[-3000:]
     assert "| 4 x 2 |" in out and "| change |" in out
 
-
-@pytest.mark.integration
-def test_the_run_seed_decides_prompts_and_captions(tmp_path, run_launch):
-    """`seed=N` fixes every random choice: the same seed gives the same first-step groups, another
-    seed other prompts and captions. One actor at eta = 0 makes the first step deterministic: the
-    gate admits exactly that step's groups, all sampled by the initial weights, before any update."""
-
     def first_step(seed: int, run: str) -> list[tuple[str, tuple[str, ...]]]:
-        args = [*short_run(tmp_path, steps=1, run=run), f"seed={seed}", "rollout.num_actors=1",
-                "learner.max_staleness=0", "eval.at_end=false"]
+        args = [*short_run(tmp_path, steps=1, run=run), f"seed={seed}", *deterministic, "eval.at_end=false"]
         code, out = run_launch(args).finish(timeout=600)
         assert code == 0, out[-3000:]
-        return sorted((g["prompt_id"], tuple(g["captions"])) for g in read_rollouts(tmp_path / run) if g["step"] == 0)
+        return first_step_groups(tmp_path / run)
 
-    first, again, other = first_step(1, "seed1"), first_step(1, "seed1-again"), first_step(2, "seed2")
+    first, again, other = first_step_groups(run_dir), first_step(1, "seed1-again"), first_step(2, "seed2")
     assert len(first) == 2  # learner.groups_per_step
     assert first == again
     assert [prompt for prompt, _ in first] != [prompt for prompt, _ in other]
     assert {c for _, captions in first for c in captions} != {c for _, captions in other for c in captions}
 
 
-@pytest.mark.integration
-@pytest.mark.parametrize("weight_sync", ["zmq", "gloo"])
-def test_a_run_on_vllm_engines_trains_like_the_default(tmp_path, weight_sync, run_launch):
-    """Captioner and reasoner on vLLM (the CPU build): same run, same metrics, nothing left
-    behind; with weights published as frames (zmq) or broadcast into the engines (gloo)."""
+VLLM_RUN = ["rollout.engine=vllm", "serve.engine=vllm", "eval.at_end=false"]
+
+
+def assert_trained_on_vllm(metrics: list[dict], steps: int) -> None:
+    """The first `steps` metric rows of a run on vLLM engines: every step, sane rewards, pushed
+    weights reaching the actors, and behaviour logprobs matching the learner's."""
+    assert [m["step"] for m in metrics[:steps]] == list(range(steps))
+    assert all(0.0 <= m["reward/mean"] <= 1.0 for m in metrics)
     # With max_staleness 2 (the default), step 3 takes no sample older than version 1: the run
     # gets there only if the published weights reached the actors.
-    steps = 4
-    overrides = ["rollout.engine=vllm", "serve.engine=vllm", f"learner.weight_sync.backend={weight_sync}", "eval.at_end=false"]
-    run = run_launch([*short_run(tmp_path, steps=steps), *overrides])
-    code, out = run.finish(timeout=600)
-    assert code == 0, out[-3000:]
-    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in metrics] == list(range(steps))
-    assert all(0.0 <= m["reward/mean"] <= 1.0 for m in metrics)
-    assert metrics[-1]["rollout/policy_version_min"] >= 1
+    assert metrics[3]["rollout/policy_version_min"] >= 1
     assert all(0.0 <= m["rollout/mixed_version_fraction"] <= 1.0 for m in metrics)
     # vLLM's behaviour logprobs against the learner's, on samples of the weights being trained:
     # float32 on both sides, so ~1e-6 (see tests/test_engine_conformance.py for the bound).
     # (null on a step with no sample of the weights being trained)
     on_policy = [diff for m in metrics if (diff := m["logprob/on_policy_abs_diff"]) is not None]
     assert on_policy and max(on_policy) < 1e-4
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+@pytest.mark.integration
+def test_a_run_on_vllm_engines_trains_like_the_default(tmp_path, run_launch):
+    """Captioner and reasoner on vLLM (the CPU build), weights published as frames (zmq): same
+    run, same metrics, nothing left behind."""
+    steps = 4
+    run = run_launch([*short_run(tmp_path, steps=steps), *VLLM_RUN, "learner.weight_sync.backend=zmq"])
+    code, out = run.finish(timeout=600)
+    assert code == 0, out[-3000:]
+    assert_trained_on_vllm(read_metrics(tmp_path / "run"), steps)
     assert run.leftovers() == []
+
+
+def wait_for_steps(run, run_dir: Path, steps: int, timeout: float = 400) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while len(metrics := read_metrics(run_dir)) < steps and time.monotonic() < deadline:
+        assert run.proc.poll() is None, run.output()[-3000:]
+        time.sleep(0.5)
+    return metrics
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize(
-    "stop, engine, exit_code",
+    "stop, overrides, steps, exit_code",
     [
-        (lambda pid: os.killpg(pid, signal.SIGINT), "transformers", 130),  # what a terminal's Ctrl-C does
-        # `kill` of the driver; the vLLM engines run in processes of their own, which must go too
-        (lambda pid: os.kill(pid, signal.SIGTERM), "vllm", 143),
+        # what a terminal's Ctrl-C does, to a run on the transformers engine
+        (lambda pid: os.killpg(pid, signal.SIGINT), ["rollout.engine=transformers", "eval.at_end=false"], 1, 130),
+        # `kill` of the driver of a run on vLLM engines with weights broadcast into them (gloo),
+        # once it has trained 4 steps; the engines run in processes of their own, which must go too
+        (lambda pid: os.kill(pid, signal.SIGTERM), [*VLLM_RUN, "learner.weight_sync.backend=gloo"], 4, 143),
     ],
-    ids=["ctrl-c", "kill"],
+    ids=["ctrl-c", "kill-vllm-gloo"],
 )
-def test_a_stop_signal_stops_every_role(tmp_path, stop, engine, exit_code, run_launch):
-    run = run_launch([*short_run(tmp_path, steps=10_000), f"rollout.engine={engine}", "eval.at_end=false"])
-    metrics = tmp_path / "run" / "metrics.jsonl"
-    deadline = time.monotonic() + 300
-    while not (metrics.is_file() and metrics.read_text().strip()) and time.monotonic() < deadline:
-        assert run.proc.poll() is None, run.output()[-3000:]
-        time.sleep(0.5)
+def test_a_stop_signal_stops_every_role(tmp_path, stop, overrides, steps, exit_code, run_launch):
+    run = run_launch([*short_run(tmp_path, steps=10_000), *overrides])
+    metrics = wait_for_steps(run, tmp_path / "run", steps)
+    if steps > 1:
+        assert_trained_on_vllm(metrics, steps)
     stop(run.pid)
     code, out = run.finish(timeout=120)
     assert code == exit_code, out[-3000:]
