@@ -26,6 +26,7 @@ import torch
 
 from configs.schema import CorrectionConfig
 from learner.corrections import MAX_LOG_RATIO, correction_weights
+
 # Bound of one token's k3 KL estimate: a token the reference finds e^20 times likelier would
 # otherwise contribute ~e^20 and swamp the policy gradient of the whole batch.
 MAX_TOKEN_KL = 10.0
@@ -55,19 +56,13 @@ class GRPOLossStats:
 
     With `total_tokens` set (micro-batching), `loss`, `pg_loss` and `kl` are this micro-batch's
     share of the full-batch token mean: summing them over micro-batches gives the batch value.
-    `clip_fraction`, `ratio_mean`, `ratio_max` always describe this call's own tokens.
+    `policy` always describes this call's own tokens.
     """
 
     loss: float
     pg_loss: float
     kl: float  # token-mean k3 KL to the reference; 0.0 when no reference was given
-    clip_fraction: float
-    dual_clip_fraction: float
-    ratio_mean: float
-    ratio_max: float
-    weight_mean: float
-    weight_max: float
-    corrected_fraction: float
+    policy: PolicyLossStats
 
 
 _NO_TOKENS = PolicyLossStats(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
@@ -320,16 +315,5 @@ def grpo_loss(
         kl = token_mean(low_variance_kl(logp, ref_logp), mask, total_tokens)
         loss = loss + kl_coef * kl
         kl_value = float(kl.detach())
-    stats = GRPOLossStats(
-        loss=float(loss.detach()),
-        pg_loss=float(pg_loss.detach()),
-        kl=kl_value,
-        clip_fraction=pg_stats.clip_fraction,
-        dual_clip_fraction=pg_stats.dual_clip_fraction,
-        ratio_mean=pg_stats.ratio_mean,
-        ratio_max=pg_stats.ratio_max,
-        weight_mean=pg_stats.weight_mean,
-        weight_max=pg_stats.weight_max,
-        corrected_fraction=pg_stats.corrected_fraction,
-    )
+    stats = GRPOLossStats(loss=float(loss.detach()), pg_loss=float(pg_loss.detach()), kl=kl_value, policy=pg_stats)
     return loss, stats

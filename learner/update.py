@@ -65,16 +65,17 @@ class _StepSums:
         self.loss += stats.loss
         self.pg_loss += stats.pg_loss
         self.kl += stats.kl
-        self.clipped_tokens += stats.clip_fraction * tokens
-        self.dual_clipped_tokens += stats.dual_clip_fraction * tokens
-        self.ratio_sum += stats.ratio_mean * tokens
-        self.weight_sum += stats.weight_mean * tokens
-        self.corrected_tokens += stats.corrected_fraction * tokens
+        policy = stats.policy
+        self.clipped_tokens += policy.clip_fraction * tokens
+        self.dual_clipped_tokens += policy.dual_clip_fraction * tokens
+        self.ratio_sum += policy.ratio_mean * tokens
+        self.weight_sum += policy.weight_mean * tokens
+        self.corrected_tokens += policy.corrected_fraction * tokens
         self.tokens += tokens
         self.on_policy_diff += diff
         self.on_policy_tokens += on_policy_tokens
-        self.ratio_max = max(self.ratio_max, stats.ratio_max)
-        self.weight_max = max(self.weight_max, stats.weight_max)
+        self.ratio_max = max(self.ratio_max, policy.ratio_max)
+        self.weight_max = max(self.weight_max, policy.weight_max)
 
     def over_ranks(self) -> _StepSums:
         if not dist.is_initialized() or dist.get_world_size() == 1:

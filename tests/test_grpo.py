@@ -260,7 +260,8 @@ def test_grpo_loss_hand_value():
     assert stats.pg_loss == pytest.approx(-1.0)
     assert stats.kl == pytest.approx(0.0965735, abs=1e-6)
     assert stats.loss == pytest.approx(-0.99034265, abs=1e-6)
-    assert (stats.clip_fraction, stats.dual_clip_fraction, stats.ratio_mean, stats.ratio_max) == (0.0, 0.0, 1.0, 1.0)
+    policy = stats.policy
+    assert (policy.clip_fraction, policy.dual_clip_fraction, policy.ratio_mean, policy.ratio_max) == (0.0, 0.0, 1.0, 1.0)
 
 
 def test_grpo_loss_kl_only_enters_with_reference_and_coef():
