@@ -12,7 +12,7 @@ PLOT_FILE = "reward.png"
 _SMOOTHING = 10
 
 
-def _moving_average(values: list[float], window: int) -> list[float]:
+def moving_average(values: list[float], window: int) -> list[float]:
     out, total = [], 0.0
     for i, value in enumerate(values):
         total += value
@@ -37,7 +37,7 @@ def plot_run(run_dir: Path, held_out: list[EvalResult]) -> Path | None:
     steps = [m["step"] for m in rows]
     seconds = [m["time/elapsed_s"] for m in rows]
     rewards = [m["reward/mean"] for m in rows]
-    smooth = _moving_average(rewards, _SMOOTHING)
+    smooth = moving_average(rewards, _SMOOTHING)
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for axis, x, label in ((axes[0], steps, "learner step"), (axes[1], seconds, "wall-clock time (s)")):
         axis.plot(x, rewards, color="tab:blue", alpha=0.35, linewidth=1, label="reward/mean (per step)")
