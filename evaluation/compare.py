@@ -99,7 +99,8 @@ def plot_runs(run_dirs: list[Path], runs: list[RunSummary], out: Path) -> Path:
         if summary.held_out:
             axis.plot([rows[-1]["step"]], [summary.held_out[-1].accuracy], "o", color=line.get_color())
     axis.set_xlabel("learner step")
-    axis.set_ylabel("reward, 10-step mean (dot: held-out accuracy after)")
+    axis.set_ylabel("reward (10-step mean)")
+    axis.set_title("caption reward; dots: held-out accuracy after training", fontsize=10)
     axis.set_ylim(-0.02, 1.02)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
