@@ -86,6 +86,7 @@ class RolloutStats:
             score_failures=self.score_failures,
             weight_updates=self.weight_updates,
             weight_updates_rejected=weight_updates_rejected,
+            policy_version=self.policy_version,
         )
 
 
@@ -132,9 +133,10 @@ class RolloutActor:
         try:
             while not self._stopping.is_set():
                 await self._apply_pending_weights()
-                if not await self._admitted(self.config.prompts_per_call):
+                admitted = await self._admitted(self.config.prompts_per_call)
+                if not admitted:
                     continue
-                batch = [next(prompts) for _ in range(self.config.prompts_per_call)]
+                batch = [next(prompts) for _ in range(admitted)]
                 started = time.perf_counter()
                 groups = await self.engine.generate([p.request for p in batch], self.sampling)
                 generate_s = time.perf_counter() - started
@@ -166,17 +168,19 @@ class RolloutActor:
         """Release the engine (a vLLM engine runs in a process of its own) once the run is over."""
         self.engine.close()
 
-    async def _admitted(self, count: int) -> bool:
-        """Ask the staleness gate for `count` groups; if refused, wait for newer weights."""
+    async def _admitted(self, count: int) -> int:
+        """Ask the staleness gate for up to `count` groups; how many it admitted. Refused at once,
+        wait for newer weights first. A partial admission is used, not given back: the step may
+        need exactly those groups (at eta = 0 with 3 groups per step and 2 prompts per call, the
+        third group of a step is the first of a call), and only this actor may be there to make them."""
         if self.gate is None:
-            return True
+            return count
         for admitted in range(count):
             if not await self.gate.try_admit.remote(self.engine.policy_version):
-                if admitted:
-                    await self.gate.give_back.remote(admitted)
-                await asyncio.sleep(GATE_RETRY_S)
-                return False
-        return True
+                if not admitted:
+                    await asyncio.sleep(GATE_RETRY_S)
+                return admitted
+        return count
 
     def _start_weight_sync(self):
         source = self.setup.weight_source

@@ -146,7 +146,7 @@ class RolloutConfig:
     num_actors: int = 2
     # G: captions sampled per prompt (one GRPO group).
     group_size: int = 8
-    # Prompts one actor generates for in one engine call.
+    # Prompts one actor generates for in one engine call (fewer when the staleness gate admits fewer).
     prompts_per_call: int = 2
     # Caption engine: "transformers" or "vllm" (CPU build or GPU).
     engine: str = "transformers"
