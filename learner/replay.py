@@ -81,6 +81,11 @@ class ReplayQueue:
     def __len__(self) -> int:
         return self._buffer.qsize()
 
+    def buffered_versions(self) -> list[int]:
+        """The policy versions (oldest token) of the groups waiting now, oldest arrival first."""
+        with self._buffer.mutex:
+            return [group.policy_version for group in self._buffer.queue]
+
     def close(self) -> None:
         self._stopping.set()
         self._thread.join(timeout=5)

@@ -195,7 +195,7 @@ class LearnerRank:
             "policy_version": self.version,
             **rollout_metrics(groups, trained),
             **update_metrics(stats, sum(g.group_size for g in groups)),
-            **count_metrics(self.counts, self.actor_counters, times),
+            **count_metrics(self.counts, self.actor_counters, times, self.version),
         }
 
     def _count(self, collected: Collected) -> None:
@@ -204,7 +204,8 @@ class LearnerRank:
         if self.replay is not None:
             replay = self.replay.counters
             self.counts.replay_accepted, self.counts.replay_rejected = replay.accepted, replay.rejected
-            self.counts.replay_buffered = len(self.replay)
+            self.counts.queued_versions = self.replay.buffered_versions()
+            self.counts.replay_buffered = len(self.counts.queued_versions)
         if self.is_main and self.gate is not None:
             import ray
 

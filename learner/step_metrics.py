@@ -6,7 +6,8 @@ Key namespaces: `reward/`, `staleness/`, `rollout/`, `reasoner/`, `loss/`, `corr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import math
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -27,6 +28,9 @@ class RunCounts:
     gate_admitted: int = 0
     gate_given_back: int = 0
     gate_refused: int = 0
+    # Policy versions of what waits: the groups in the replay queue (oldest token each), and the
+    # weights each actor held when it last sent a group.
+    queued_versions: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -75,8 +79,22 @@ def update_metrics(stats: UpdateStats, captions: int) -> dict:
     }
 
 
-def count_metrics(counts: RunCounts, actors: dict[int, ActorCounters], times: StepTimes) -> dict:
-    """Running totals (the run's, and the actors' as their latest groups told them), and timings."""
+# Actor counters that are running totals (summed over actors); policy_version is a state.
+TOTAL_NAMES = tuple(name for name in COUNTER_NAMES if name != "policy_version")
+
+
+def waiting_staleness(name: str, next_version: int, versions: list[int]) -> dict:
+    """`staleness/<name>_min|mean|max`: how old what waits would be if the next step (training
+    `next_version`) took it now; null when nothing waits."""
+    if not versions:
+        return {f"staleness/{name}_{stat}": math.nan for stat in ("min", "mean", "max")}
+    age = staleness(next_version, versions)
+    return {f"staleness/{name}_min": age.min, f"staleness/{name}_mean": age.mean, f"staleness/{name}_max": age.max}
+
+
+def count_metrics(counts: RunCounts, actors: dict[int, ActorCounters], times: StepTimes, next_version: int) -> dict:
+    """Running totals (the run's, and the actors' as their latest groups told them), staleness of
+    what waits in the queue and at the actors, and timings."""
     row = {
         "replay/dropped_stale": counts.dropped_stale,
         "replay/dropped_uniform": counts.dropped_uniform,
@@ -87,6 +105,8 @@ def count_metrics(counts: RunCounts, actors: dict[int, ActorCounters], times: St
         "gate/given_back": counts.gate_given_back,
         "gate/refused": counts.gate_refused,
     }
-    row.update({f"rollout/{name}": sum(getattr(c, name) for c in actors.values()) for name in COUNTER_NAMES})
+    row.update({f"rollout/{name}": sum(getattr(c, name) for c in actors.values()) for name in TOTAL_NAMES})
+    row.update(waiting_staleness("queue", next_version, counts.queued_versions))
+    row.update(waiting_staleness("actors", next_version, [c.policy_version for c in actors.values()]))
     row.update({f"time/{f.name}": getattr(times, f.name) for f in fields(times)})
     return row

@@ -65,6 +65,11 @@ def test_metrics_cover_every_step_with_sane_values(trained):
         # a sample can only come from a version the learner had already produced
         assert m["rollout/policy_version_max"] <= m["step"]
         assert m["throughput/captions_per_s"] > 0 and m["reasoner/latency_s"] > 0
+        # What waits: null when nothing does, else never from a version the learner has not made.
+        for key in ("staleness/queue_min", "staleness/actors_min"):
+            assert m[key] is None or m[key] >= 0, key
+    # The actors' weights were reported by every step (each scored group carries them).
+    assert all(m["staleness/actors_max"] is not None for m in metrics)
     assert (run_dir / "captioner" / "config.json").is_file()
     assert (run_dir / "checkpoints" / f"version_{STEPS}").is_dir()
 

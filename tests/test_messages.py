@@ -38,7 +38,8 @@ def make_group(rewards=(1.0, 0.0), image_bytes: int = 8) -> ScoredGroup:
         answers=(("\\boxed{2}",), ("cannot tell",)),
         timings=GroupTimings(generate_s=0.5, score_s=0.25, sent_at=100.0),
         counters=ActorCounters(
-            groups_generated=9, groups_lost=1, bad_records=2, score_failures=3, weight_updates=4, weight_updates_rejected=0
+            groups_generated=9, groups_lost=1, bad_records=2, score_failures=3, weight_updates=4, weight_updates_rejected=0,
+            policy_version=5,
         ),
     )
 
@@ -84,9 +85,9 @@ def mutate(**changes) -> bytes:
         (mutate(token_versions=pack_array(np.array([2, -1, 3, 3], dtype=np.int32))), "token versions must be >= 0"),
         (mutate(group_id=5), "group_id"),
         (mutate(answers=[["a"]]), "answers"),
-        (mutate(counters=[1, 2, 3]), "counters must be 6 integers"),
-        (mutate(counters=[1, 2, 3, 4, 5, -1]), "counters must be 6 integers >= 0"),
-        (mutate(counters=[1, 2, 3, 4, 5, True]), "counters must be 6 integers"),
+        (mutate(counters=[1, 2, 3]), "counters must be 7 integers"),
+        (mutate(counters=[1, 2, 3, 4, 5, 6, -1]), "counters must be 7 integers >= 0"),
+        (mutate(counters=[1, 2, 3, 4, 5, 6, True]), "counters must be 7 integers"),
     ],
 )
 def test_bad_group_frames_are_rejected_with_their_reason(frame, reason):

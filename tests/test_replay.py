@@ -56,6 +56,8 @@ def test_a_full_queue_holds_senders_back_instead_of_growing():
         # these 256 KB groups: far fewer than 200.
         assert sent < 50
         assert len(queue) == capacity
+        # What waits is visible by version (make_group's oldest token is version 2).
+        assert queue.buffered_versions() == [2] * capacity
         # Draining the queue lets the held-back groups through: nothing accepted is lost.
         received = 0
         while queue.get(timeout=1.0) is not None:

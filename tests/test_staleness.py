@@ -1,8 +1,11 @@
 """Staleness accounting on hand-worked numbers (learner/staleness.py)."""
 
+import math
+
 import pytest
 
 from learner.staleness import StalenessStats, is_too_stale, staleness
+from learner.step_metrics import waiting_staleness
 
 
 def test_staleness_min_mean_max():
@@ -38,3 +41,11 @@ def test_is_too_stale_validates():
         is_too_stale(10, 9, max_staleness=-1)
     with pytest.raises(ValueError, match="newer"):
         is_too_stale(10, 11, max_staleness=4)
+
+
+def test_what_waits_is_aged_against_the_next_step():
+    # The next step trains version 5; waiting groups of versions 3, 5, 4 would be 2, 0, 1 late.
+    row = waiting_staleness("queue", 5, [3, 5, 4])
+    assert row == {"staleness/queue_min": 0, "staleness/queue_mean": 1.0, "staleness/queue_max": 2}
+    # Nothing waiting: null in metrics.jsonl (NaN here), not a made-up 0.
+    assert all(math.isnan(v) for v in waiting_staleness("actors", 5, []).values())

@@ -25,7 +25,7 @@ from wire.buffers import (
     unpack_array,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 WHAT = "ScoredGroup"
 
 
@@ -48,6 +48,7 @@ class ActorCounters:
     score_failures: int  # scoring attempts that failed (and were retried)
     weight_updates: int  # policy versions swapped in
     weight_updates_rejected: int  # malformed weight updates ignored
+    policy_version: int  # not a total: the weights the actor held when it sent the group
 
 
 COUNTER_NAMES = tuple(ActorCounters.__dataclass_fields__)
