@@ -56,6 +56,7 @@ def test_a_run_exits_zero_leaves_no_process_and_its_seed_decides_prompts_and_cap
     run_dir = tmp_path / "seed1"
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [0, 1, 2]
+    assert [json.loads(line)["staleness/max"] for line in lines] == [0, 0, 0]  # eta = 0: on-policy
     assert "learner steps" in out  # the progress bar
     assert run.leftovers() == []
     # The end of a run: the reward plot, and the held-out table of the initial and trained captioner.
@@ -83,13 +84,15 @@ def test_a_run_exits_zero_leaves_no_process_and_its_seed_decides_prompts_and_cap
 VLLM_RUN = ["rollout.engine=vllm", "serve.engine=vllm", "eval.at_end=false"]
 
 
-def assert_trained_on_vllm(metrics: list[dict], steps: int) -> None:
-    """The first `steps` metric rows of a run on vLLM engines: every step, sane rewards, pushed
-    weights reaching the actors, and behaviour logprobs matching the learner's."""
+def assert_trained_on_vllm(metrics: list[dict], steps: int, max_staleness: int) -> None:
+    """The first `steps` metric rows of a run on vLLM engines: every step, sane rewards, no sample
+    beyond the staleness bound, pushed weights reaching the actors, and behaviour logprobs
+    matching the learner's."""
     assert [m["step"] for m in metrics[:steps]] == list(range(steps))
     assert all(0.0 <= m["reward/mean"] <= 1.0 for m in metrics)
-    # With max_staleness 2 (the default), step 3 takes no sample older than version 1: the run
-    # gets there only if the published weights reached the actors.
+    assert max(m["staleness/max"] for m in metrics) <= max_staleness
+    # With max_staleness <= 2, step 3 takes no sample older than version 1: the run gets there
+    # only if the published weights reached the actors.
     assert metrics[3]["rollout/policy_version_min"] >= 1
     assert all(0.0 <= m["rollout/mixed_version_fraction"] <= 1.0 for m in metrics)
     # vLLM's behaviour logprobs against the learner's, on samples of the weights being trained:
@@ -106,13 +109,13 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 @pytest.mark.integration
 def test_a_run_on_vllm_engines_trains_like_the_default(tmp_path, run_launch):
-    """Captioner and reasoner on vLLM (the CPU build), weights published as frames (zmq): same
-    run, same metrics, nothing left behind."""
+    """Captioner and reasoner on vLLM (the CPU build), weights published as frames (zmq), at
+    eta = 1: same run, same metrics, nothing left behind."""
     steps = 4
-    run = run_launch([*short_run(tmp_path, steps=steps), *VLLM_RUN, "learner.weight_sync.backend=zmq"])
+    run = run_launch([*short_run(tmp_path, steps=steps), *VLLM_RUN, "learner.weight_sync.backend=zmq", "learner.max_staleness=1"])
     code, out = run.finish(timeout=600)
     assert code == 0, out[-3000:]
-    assert_trained_on_vllm(read_metrics(tmp_path / "run"), steps)
+    assert_trained_on_vllm(read_metrics(tmp_path / "run"), steps, max_staleness=1)
     assert run.leftovers() == []
 
 
@@ -140,7 +143,7 @@ def test_a_stop_signal_stops_every_role(tmp_path, stop, overrides, steps, exit_c
     run = run_launch([*short_run(tmp_path, steps=10_000), *overrides])
     metrics = wait_for_steps(run, tmp_path / "run", steps)
     if steps > 1:
-        assert_trained_on_vllm(metrics, steps)
+        assert_trained_on_vllm(metrics, steps, max_staleness=2)  # the default
     stop(run.pid)
     code, out = run.finish(timeout=120)
     assert code == exit_code, out[-3000:]
