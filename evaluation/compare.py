@@ -43,14 +43,14 @@ def summarise(run_dir: Path) -> RunSummary:
     rewards = [m["reward/mean"] for m in rows]
     edge = max(1, round(len(rows) * _EDGE))
     window = min(_WINDOW, len(rows))
-    sums = [sum(rewards[i : i + window]) / window for i in range(len(rows) - window + 1)]
-    best = max(range(len(sums)), key=sums.__getitem__)
+    means = [sum(rewards[i : i + window]) / window for i in range(len(rows) - window + 1)]
+    best = max(range(len(means)), key=means.__getitem__)
     return RunSummary(
         name=run_dir.name,
         steps=len(rows),
         reward_first=statistics.fmean(rewards[:edge]),
         reward_last=statistics.fmean(rewards[-edge:]),
-        best_window=sums[best],
+        best_window=means[best],
         best_window_start=rows[best]["step"],
         staleness_mean=statistics.fmean(m["staleness/mean"] for m in rows),
         seconds=rows[-1]["time/elapsed_s"],

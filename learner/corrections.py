@@ -31,11 +31,13 @@ MAX_LOG_RATIO = 20.0
 
 @dataclass(frozen=True)
 class CorrectionWeights:
-    """Per-token weights `[B, T]` (no gradient; 0 off the mask) and which tokens were truncated
-    or masked out (`corrected`, bool `[B, T]`)."""
+    """Per-token weights `[B, T]` (no gradient; 0 off the mask), which tokens were truncated or
+    masked out (`corrected`, bool `[B, T]`), and the ratio pi_prox / pi_b they came from (1 off
+    the mask)."""
 
     weights: torch.Tensor
     corrected: torch.Tensor
+    ratio: torch.Tensor
 
 
 def correction_weights(
@@ -63,4 +65,4 @@ def correction_weights(
     else:
         raise ValueError(f"unknown correction kind {correction.kind!r}")
     zero = torch.zeros_like(weights)
-    return CorrectionWeights(weights=torch.where(keep, weights, zero), corrected=corrected & keep)
+    return CorrectionWeights(weights=torch.where(keep, weights, zero), corrected=corrected & keep, ratio=ratio)

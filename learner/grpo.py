@@ -217,8 +217,7 @@ def policy_loss(
     if not keep.any():
         return per_token, _NO_TOKENS
     with torch.no_grad():
-        log_ratio = (logp.detach() - behaviour_logp)[keep].clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)
-        ratio = torch.exp(log_ratio.float())
+        ratio = weighted.ratio[keep].float()  # pi_prox / pi_b: the values of pi / pi_b
         weights = weighted.weights[keep].float()
         stats = replace(
             stats,
