@@ -4,6 +4,7 @@
     python launch.py serve   [--config FILE] [key=value ...]   # the reasoner pool as a live service
     python launch.py eval    --run DIR | --checkpoint DIR      # held-out accuracy before/after
     python launch.py build   [key=value ...]                   # rebuild the bundled task
+    python launch.py bench   out=PATH [key=value ...]          # async vs sync throughput (BENCHMARKS.md)
 
 A run: start Ray, the staleness gate, the learner, the reasoner pool and the rollout actors;
 show progress until the learner has done its steps; stop everything, also on Ctrl-C; then
@@ -25,7 +26,7 @@ from configs.load import ConfigError, load_config, to_yaml
 from configs.schema import TrainConfig
 
 log = logging.getLogger("launch")
-COMMANDS = ("train", "serve", "eval", "build")
+COMMANDS = ("train", "serve", "eval", "build", "bench")
 # Seconds a stopping run gives its roles to stop gracefully (Ctrl-C, the end of training).
 STOP_TIMEOUT_S = 30.0
 
@@ -314,6 +315,27 @@ def serve_forever(config: TrainConfig) -> int:
         ray.shutdown()
 
 
+def bench_command(args: argparse.Namespace) -> int:
+    """`bench out=PATH [key=value ...]`: the throughput benchmark on the configured run."""
+    outs = [o for o in args.overrides if o.startswith("out=")]
+    if len(outs) != 1 or outs[0] == "out=":
+        print("bench: give the output folder once, as out=PATH", file=sys.stderr)
+        return 2
+    config = load_config(args.config, [o for o in args.overrides if not o.startswith("out=")])
+    from benchmarks.pipeline import Layout, run_bench
+
+    try:
+        layout = Layout.of(config)
+    except ValueError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    try:
+        run_bench(config, layout, Path(outs[0].removeprefix("out=")).resolve())
+    except KeyboardInterrupt:
+        return stop_exit_code()
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=COMMANDS)
@@ -328,6 +350,8 @@ def main(argv: list[str]) -> int:
     try:
         if args.command == "eval":
             return eval_command(args)
+        if args.command == "bench":
+            return bench_command(args)
         config = load_config(args.config, args.overrides)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)

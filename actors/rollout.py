@@ -114,6 +114,7 @@ class RolloutActor:
         self._stopping = asyncio.Event()
         self._pending_update = None
         self._swapping = asyncio.Lock()  # one weight swap at a time: the loop and the sync task both swap
+        self.receiver = None
 
     def _make_engine(self) -> CaptionEngine:
         device = engine_device(self.config.num_gpus)
@@ -175,12 +176,10 @@ class RolloutActor:
         third group of a step is the first of a call), and only this actor may be there to make them."""
         if self.gate is None:
             return count
-        for admitted in range(count):
-            if not await self.gate.try_admit.remote(self.engine.policy_version):
-                if not admitted:
-                    await asyncio.sleep(GATE_RETRY_S)
-                return admitted
-        return count
+        admitted = await self.gate.admit_up_to.remote(self.engine.policy_version, count)
+        if not admitted:
+            await asyncio.sleep(GATE_RETRY_S)
+        return admitted
 
     def _start_weight_sync(self):
         source = self.setup.weight_source
@@ -251,12 +250,24 @@ class RolloutActor:
         finally:
             slot.release()
 
+    async def generate_alone(self, calls: int) -> tuple[float, list[tuple[ScoreRequest, ScoredGroup]]]:
+        """Generation with nothing else to do (the throughput benchmark's stage): `calls` engine
+        calls of `prompts_per_call` prompts each. Returns the seconds they took and each group,
+        unscored (rewards 0), with the request that would score it."""
+        prompts = self._prompt_stream()
+        groups, started = [], time.perf_counter()
+        for _ in range(calls):
+            batch = [next(prompts) for _ in range(self.config.prompts_per_call)]
+            call_started = time.perf_counter()
+            outputs = await self.engine.generate([p.request for p in batch], self.sampling)
+            generate_s = time.perf_counter() - call_started
+            unscored = ScoreResult(rewards=(0.0,) * self.config.group_size, answers=((),) * self.config.group_size, latency_s=0.0)
+            for prompt, samples in zip(batch, outputs):
+                groups.append((_score_request(prompt, samples), self._scored_group(prompt, samples, unscored, generate_s, 0.0)))
+        return time.perf_counter() - started, groups
+
     async def _score(self, prompt: _Prompt, samples: list[CaptionSample]) -> ScoreResult | None:
-        request = ScoreRequest(
-            question=prompt.record.question,
-            gold_answer=prompt.record.answer,
-            captions=tuple(s.text for s in samples),
-        )
+        request = _score_request(prompt, samples)
         for attempt in range(SCORE_RETRIES):
             try:
                 return await self.reasoner.score.remote(request)
@@ -280,5 +291,13 @@ class RolloutActor:
             rewards=np.array(result.rewards, dtype=np.float32),
             answers=result.answers,
             timings=GroupTimings(generate_s=generate_s, score_s=score_s, sent_at=time.time()),
-            counters=self.stats.counters(self.receiver.rejected),
+            counters=self.stats.counters(self.receiver.rejected if self.receiver else 0),
         )
+
+
+def _score_request(prompt: _Prompt, samples: list[CaptionSample]) -> ScoreRequest:
+    return ScoreRequest(
+        question=prompt.record.question,
+        gold_answer=prompt.record.answer,
+        captions=tuple(s.text for s in samples),
+    )

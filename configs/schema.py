@@ -142,12 +142,14 @@ WEIGHT_SYNC_BACKENDS = ("zmq", "gloo", "nccl")
 class RolloutConfig:
     """Rollout actors: generate caption groups continuously and send them, scored, to the learner."""
 
-    # Number of rollout actors (Ray actors).
-    num_actors: int = 2
+    # Number of rollout actors (Ray actors). One per device: on the bundled 2-core default, one
+    # actor making 4 groups a call generated 1.5x the groups per CPU second of two making 2
+    # (BENCHMARKS.md, "Pipeline"); on a cluster, one per inference GPU.
+    num_actors: int = 1
     # G: captions sampled per prompt (one GRPO group).
     group_size: int = 8
     # Prompts one actor generates for in one engine call (fewer when the staleness gate admits fewer).
-    prompts_per_call: int = 2
+    prompts_per_call: int = 4
     # Caption engine: "transformers" or "vllm" (CPU build or GPU).
     engine: str = "transformers"
     vllm: VllmConfig = field(default_factory=VllmConfig)
@@ -177,7 +179,8 @@ class ServeConfig:
     # Serve application name and HTTP route prefix.
     app_name: str = "reasoner"
     route_prefix: str = "/reasoner"
-    num_replicas: int = 2
+    # One replica per device: two sharing one core scored 0.6x the groups per second of one.
+    num_replicas: int = 1
     # At most this many replicas on one node (0 = no limit): spreads a GPU pool over nodes.
     max_replicas_per_node: int = 0
     # k: reasoner answers sampled per caption; reward = their mean correctness.
@@ -215,6 +218,11 @@ class ReplayConfig:
     port: int = 0
     # Scored groups held in memory; beyond it the socket stops reading and actors block.
     capacity_groups: int = 32
+    # And their encoded bytes (large images make a group large): whichever bound is reached first.
+    capacity_bytes: int = 256 * 2**20
+
+    def __post_init__(self) -> None:
+        _check(self.capacity_groups >= 1 and self.capacity_bytes >= 1, "learner.replay: capacity_groups and capacity_bytes must be >= 1")
 
 
 CORRECTION_KINDS = ("none", "tis", "mask", "decoupled")
@@ -340,6 +348,40 @@ class EvalConfig:
 
 
 @dataclass
+class BenchConfig:
+    """`launch.py bench`: synchronous and asynchronous training and each stage alone, on one config.
+
+    Each role's processes are pinned to its cores, so that roles on different cores model
+    separate devices (as on a cluster) and a stage measured alone gets what it gets in the
+    pipeline. Cores are given as "0" or "0,1"; every core must exist on this machine.
+    """
+
+    # Learner steps before measuring (the first steps pay for warm-up), then steps measured.
+    warmup_steps: int = 5
+    steps: int = 30
+    learner_cores: str = "0"
+    rollout_cores: str = "1"
+    serve_cores: str = "1"
+    # Train with a vanishing learning rate (every computation and weight push unchanged), so
+    # that every phase does the same work per group: a policy that learns changes its captions
+    # (the bundled task's grow from ~10 to ~24 tokens), and with them the cost of the later steps.
+    hold_policy: bool = True
+    # Also write the table into this checkout's BENCHMARKS.md.
+    record: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self.warmup_steps >= 1 and self.steps >= 2, "bench: warmup_steps >= 1 and steps >= 2")
+        for role in ("learner", "rollout", "serve"):
+            _check(bool(parse_cores(getattr(self, f"{role}_cores"))), f"bench.{role}_cores must name cores, e.g. '0' or '0,1'")
+
+
+def parse_cores(text: str) -> tuple[int, ...]:
+    """'0,2' -> (0, 2); anything else than non-negative integers -> ()."""
+    parts = [p.strip() for p in str(text).split(",")]
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else ()
+
+
+@dataclass
 class RayConfig:
     """Where the roles run."""
 
@@ -365,6 +407,7 @@ class TrainConfig:
     serve: ServeConfig = field(default_factory=ServeConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:

@@ -43,6 +43,13 @@ class StalenessGate:
         self._admitted += 1
         return True
 
+    def admit_up_to(self, actor_version: int, count: int) -> int:
+        """Admit up to `count` groups one by one, stopping at the first refusal; how many."""
+        admitted = 0
+        while admitted < count and self.try_admit(actor_version):
+            admitted += 1
+        return admitted
+
     def give_back(self, count: int) -> None:
         """The learner dropped `count` admitted groups; their places go to new ones."""
         if count < 0 or count > self._admitted:
@@ -60,8 +67,10 @@ class GateActor:
     def __init__(self, groups_per_step: int, max_staleness: int):
         self._gate = StalenessGate(groups_per_step, max_staleness)
 
-    async def try_admit(self, actor_version: int) -> bool:
-        return self._gate.try_admit(actor_version)
+    async def admit_up_to(self, actor_version: int, count: int) -> int:
+        # One call for an actor's whole engine call: a Ray call per group cost the actor's
+        # core more than the admission itself.
+        return self._gate.admit_up_to(actor_version, count)
 
     async def give_back(self, count: int) -> None:
         self._gate.give_back(count)

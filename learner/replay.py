@@ -1,7 +1,7 @@
 """The learner's replay queue: a bounded buffer of ScoredGroups fed by a ZeroMQ PULL socket.
 
 Actors connect PUSH sockets to it. Backpressure instead of unbounded memory: when the buffer
-holds `capacity` groups, the receiving thread stops reading, ZeroMQ's small high-water marks
+holds `capacity_groups` groups or `capacity_bytes` bytes of frames, the receiving thread stops reading, ZeroMQ's small high-water marks
 fill, and the actors' sends wait. A frame that fails to decode is logged with its reason and
 counted; it never stops the receiver.
 """
@@ -9,8 +9,9 @@ counted; it never stops the receiver.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 
 import zmq
@@ -32,15 +33,19 @@ class ReplayCounters:
 
 
 class ReplayQueue:
-    """Binds `tcp://host:port` (port 0 = a free one) and buffers up to `capacity` groups."""
+    """Binds `tcp://host:port` (port 0 = a free one) and buffers up to `capacity_groups` groups
+    and `capacity_bytes` bytes (their frames' sizes; one group is always let in, however large)."""
 
-    def __init__(self, host: str, port: int, capacity: int):
+    def __init__(self, host: str, port: int, capacity_groups: int, capacity_bytes: int):
         self._context = zmq.Context.instance()
         self._socket = self._context.socket(zmq.PULL)
         self._socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
         self._socket.setsockopt(zmq.LINGER, 0)
         self.endpoint = bind(self._socket, host, port)
-        self._buffer: queue.Queue[ScoredGroup] = queue.Queue(maxsize=capacity)
+        self.capacity_groups, self.capacity_bytes = capacity_groups, capacity_bytes
+        self._buffer: deque[tuple[ScoredGroup, int]] = deque()
+        self._bytes = 0
+        self._changed = threading.Condition()
         self.counters = ReplayCounters()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._receive_loop, name="replay-receiver", daemon=True)
@@ -52,39 +57,65 @@ class ReplayQueue:
         while not self._stopping.is_set():
             if not poller.poll(timeout=100):
                 continue
-            frame = self._socket.recv(copy=True)
-            try:
-                group = decode_group(frame)
-            except MalformedMessage as err:
-                self.counters.rejected += 1
-                log.warning("replay queue rejected a frame (%d bytes): %s", len(frame), err)
-                continue
-            self._put(group)
+            # Take every frame waiting before polling again (a poll per frame halved small-frame rates).
+            while not self._stopping.is_set():
+                try:
+                    frame = self._socket.recv(flags=zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                self._take(frame.buffer)
 
-    def _put(self, group: ScoredGroup) -> None:
+    def _take(self, frame: memoryview) -> None:
+        try:
+            group = decode_group(frame)  # decoding copies what it keeps out of ZeroMQ's buffer
+        except MalformedMessage as err:
+            self.counters.rejected += 1
+            log.warning("replay queue rejected a frame (%d bytes): %s", len(frame), err)
+            return
+        self._put(group, len(frame))
+
+    def _full(self, nbytes: int) -> bool:
+        if not self._buffer:
+            return False
+        return len(self._buffer) >= self.capacity_groups or self._bytes + nbytes > self.capacity_bytes
+
+    def _put(self, group: ScoredGroup, nbytes: int) -> None:
         # Blocking here is the backpressure: while the buffer is full nothing more is read.
-        while not self._stopping.is_set():
-            try:
-                self._buffer.put(group, timeout=0.1)
-                self.counters.accepted += 1
-                return
-            except queue.Full:
-                continue
+        with self._changed:
+            while self._full(nbytes):
+                if self._stopping.is_set():
+                    return
+                self._changed.wait(timeout=0.1)
+            self._buffer.append((group, nbytes))
+            self._bytes += nbytes
+            self.counters.accepted += 1
+            self._changed.notify_all()
 
     def get(self, timeout: float) -> ScoredGroup | None:
         """The oldest buffered group, or None after `timeout` seconds."""
-        try:
-            return self._buffer.get(timeout=timeout)
-        except queue.Empty:
-            return None
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not self._buffer:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._changed.wait(timeout=left)
+            group, nbytes = self._buffer.popleft()
+            self._bytes -= nbytes
+            self._changed.notify_all()
+            return group
 
     def __len__(self) -> int:
-        return self._buffer.qsize()
+        return len(self._buffer)
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._bytes
 
     def buffered_versions(self) -> list[int]:
         """The policy versions (oldest token) of the groups waiting now, oldest arrival first."""
-        with self._buffer.mutex:
-            return [group.policy_version for group in self._buffer.queue]
+        with self._changed:
+            return [group.policy_version for group, _ in self._buffer]
 
     def close(self) -> None:
         self._stopping.set()

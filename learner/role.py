@@ -102,7 +102,8 @@ class LearnerRank:
             self.ref_model.to(self.engine.device)
         self.replay = self.publisher = self.metrics = self.rollouts = None
         if self.is_main:
-            self.replay = ReplayQueue(config.replay.host, config.replay.port, config.replay.capacity_groups)
+            replay = config.replay
+            self.replay = ReplayQueue(replay.host, replay.port, replay.capacity_groups, replay.capacity_bytes)
             self.publisher = make_publisher(config.weight_sync, self.setup.weight_receivers)
             self.metrics = MetricsLog(Path(self.setup.run_dir))
             if config.rollout_log_every:

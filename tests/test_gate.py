@@ -2,7 +2,7 @@
 
 import pytest
 
-from learner.gate import StalenessGate
+from learner.gate import GateStats, StalenessGate
 
 
 def test_on_policy_gate_admits_one_step_of_groups_per_version():
@@ -34,3 +34,13 @@ def test_give_back_more_than_admitted_is_an_error():
     gate = StalenessGate(groups_per_step=1, max_staleness=0)
     with pytest.raises(ValueError, match="cannot give back 1 of 0"):
         gate.give_back(1)
+
+
+def test_admit_up_to_stops_at_the_first_refusal():
+    gate = StalenessGate(groups_per_step=2, max_staleness=1)
+    # Version 0 may start the first 4 groups (steps 0 and 1, eta 1): asked for 3, then 3 more.
+    assert gate.admit_up_to(0, 3) == 3
+    assert gate.admit_up_to(0, 3) == 1
+    assert gate.stats() == GateStats(admitted=4, given_back=0, refused=1)
+    assert gate.admit_up_to(0, 2) == 0
+    assert gate.admit_up_to(1, 2) == 2  # version 1 may start steps 1 and 2's groups

@@ -8,10 +8,11 @@ import zmq
 from actors.replay_client import ReplayClient
 from learner.replay import ReplayQueue
 from tests.test_messages import make_group
+from wire.scored_group import encode_group
 
 
 def test_groups_arrive_and_a_malformed_frame_is_counted_not_fatal():
-    queue = ReplayQueue("127.0.0.1", 0, capacity=8)
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20)
     try:
         raw = zmq.Context.instance().socket(zmq.PUSH)
         raw.connect(queue.endpoint)
@@ -36,7 +37,7 @@ def test_groups_arrive_and_a_malformed_frame_is_counted_not_fatal():
 
 def test_a_full_queue_holds_senders_back_instead_of_growing():
     capacity = 2
-    queue = ReplayQueue("127.0.0.1", 0, capacity=capacity)
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=capacity, capacity_bytes=2**30)
     client = ReplayClient([queue.endpoint])
 
     async def send_many(count: int) -> int:
@@ -63,6 +64,36 @@ def test_a_full_queue_holds_senders_back_instead_of_growing():
         while queue.get(timeout=1.0) is not None:
             received += 1
         assert received == sent
+    finally:
+        client.close()
+        queue.close()
+
+
+def test_the_byte_bound_holds_large_groups_back_but_always_lets_one_in():
+    group = make_group(image_bytes=100_000)
+    frame = len(encode_group(group))
+    # Room for two frames but not three; the group bound is far away.
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=100, capacity_bytes=2 * frame + frame // 2)
+    client = ReplayClient([queue.endpoint])
+    try:
+        for _ in range(5):
+            asyncio.run(client.send(group))
+        deadline = time.monotonic() + 5
+        while queue.counters.accepted < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # the receiver would have taken a third by now, were there room
+        assert len(queue) == 2 and queue.buffered_bytes == 2 * frame
+        received = sum(queue.get(timeout=2.0) is not None for _ in range(5))
+        assert received == 5 and queue.buffered_bytes == 0
+    finally:
+        client.close()
+        queue.close()
+    # A single group larger than the whole bound still gets through (else the run would stall).
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=4, capacity_bytes=frame // 2)
+    client = ReplayClient([queue.endpoint])
+    try:
+        asyncio.run(client.send(group))
+        assert queue.get(timeout=5) is not None
     finally:
         client.close()
         queue.close()

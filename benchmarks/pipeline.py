@@ -1,0 +1,324 @@
+"""`python launch.py bench out=PATH`: asynchronous against synchronous training, and against the
+pipeline's own limit, on one config and the same resources.
+
+In one Ray session, one after the other: each stage alone (benchmarks.stages), synchronous
+training (eta = 0: the same code path, the gate holding the actors to the current version), and
+asynchronous training at the configured eta. Every role's processes are pinned to its cores
+(`bench.*_cores`), so that roles on different cores model separate devices. Writes
+PATH/bench.json and PATH/bench.md (the table, also printed); with bench.record=true, also the
+table's section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.processes import (
+    MemorySampler,
+    busy_fractions,
+    cpu_mark,
+    pin,
+    role_processes,
+    titled_processes,
+)
+from benchmarks.report import write_section
+from benchmarks.stages import (
+    StageRate,
+    generation_alone,
+    learner_alone,
+    measured_rate,
+    scoring_alone,
+    with_rewards,
+)
+from configs.schema import TrainConfig, parse_cores
+from wire.weights import WeightSource
+
+log = logging.getLogger("bench")
+ROLES = ("learner", "rollout", "serve")
+STAGE_ROLE = {"generation": "rollout", "scoring": "serve", "learner": "learner"}
+# How often the driver looks at the learner's progress during a timed run.
+POLL_S = 0.25
+# bench.hold_policy: Adam's steps are about lr in size, far below float32's resolution of weights near 1e-3.
+HELD_LR = 1e-20
+# How long pinning waits for a phase's processes to be exactly those it expects.
+PIN_WAIT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each role runs: its cores and processes, as the bench pins and prints them."""
+
+    cores: dict[str, tuple[int, ...]]
+    processes: dict[str, int]
+    torch_threads: dict[str, int]
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> Layout:
+        bench = config.bench
+        cores = {role: parse_cores(getattr(bench, f"{role}_cores")) for role in ROLES}
+        available = os.sched_getaffinity(0)
+        for role, wanted in cores.items():
+            missing = sorted(set(wanted) - available)
+            if missing:
+                raise ValueError(f"bench.{role}_cores names cores {missing} this machine does not have (it has {sorted(available)})")
+        return cls(
+            cores=cores,
+            processes={"learner": config.learner.num_ranks, "rollout": config.rollout.num_actors, "serve": config.serve.num_replicas},
+            torch_threads={"learner": config.learner.torch_threads, "rollout": config.rollout.torch_threads, "serve": config.serve.torch_threads},
+        )
+
+    def describe(self) -> str:
+        return "\n".join(
+            f"  {role:8s} {self.processes[role]} process(es), cores {','.join(map(str, self.cores[role]))}, "
+            f"{self.torch_threads[role]} torch thread(s) each"
+            for role in ROLES
+        )
+
+    def pin_roles(self, roles: tuple[str, ...] = ROLES) -> None:
+        """Pin the processes of `roles`, which must all be up (built) by now; the previous
+        phase's processes, killed, may take a few seconds to go."""
+        deadline = time.monotonic() + PIN_WAIT_S
+        while True:
+            titled = titled_processes()
+            wrong = {role: len(titled[role]) for role in roles if len(titled[role]) != self.processes[role]}
+            if not wrong:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"bench: found {wrong} processes to pin, expected {self.processes}")
+            time.sleep(0.5)
+        for role, processes in role_processes().items():
+            if role in roles:
+                pin(processes, self.cores[role])
+
+
+def with_changes(config: TrainConfig, **sections: dict) -> TrainConfig:
+    """`config` with some fields of some sections replaced (validated again)."""
+    changed = {name: dataclasses.replace(getattr(config, name), **fields) for name, fields in sections.items()}
+    return dataclasses.replace(config, **changed)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    rate: StageRate
+    busy: dict[str, float]
+    staleness_mean: float
+
+
+def timed_run(config: TrainConfig, inputs, run_dir: Path, layout: Layout, memory: MemorySampler, name: str) -> RunResult:
+    """A training run of warm-up + measured steps; CPU and memory marked at the end of warm-up and of the last step."""
+    import ray
+
+    from launch import make_run_dir, start_roles, stop_roles
+
+    config = dataclasses.replace(config, run_dir=str(run_dir))
+    make_run_dir(config)
+    roles = None
+    try:
+        roles = start_roles(config, inputs, run_dir)
+        ray.get([actor.get_stats.remote() for actor in roles.actors])  # built (they run meanwhile)
+        layout.pin_roles()
+        training = [rank.train.remote() for rank in roles.learners]
+        marks = _follow(roles, training, config, memory, name)
+        ray.get(training)
+    finally:
+        stop_roles(roles)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    measured = rows[config.bench.warmup_steps :]
+    return RunResult(
+        rate=measured_rate(run_dir / "metrics.jsonl", config.bench.warmup_steps, config.learner.groups_per_step),
+        busy=busy_fractions(*marks, layout.cores),
+        staleness_mean=sum(r["staleness/mean"] for r in measured) / len(measured),
+    )
+
+
+def _follow(roles, training: list, config: TrainConfig, memory: MemorySampler, name: str):
+    """Wait for the run's last step, marking CPU and memory after warm-up and at the last step."""
+    import ray
+    from tqdm import tqdm
+
+    last = config.learner.total_steps - 1
+    start = None
+    with tqdm(total=config.learner.total_steps, desc=f"{name} steps", unit="step", dynamic_ncols=True) as bar:
+        while True:
+            done, _ = ray.wait(training + roles.runs, num_returns=1, timeout=POLL_S)
+            if done and not set(done) & set(training):
+                ray.get(done)
+                raise RuntimeError("a rollout actor stopped before the learner finished")
+            step = ray.get(roles.learners[0].latest_metrics.remote()).get("step", -1)
+            if step + 1 > bar.n:
+                bar.update(step + 1 - bar.n)
+            if start is None and step >= config.bench.warmup_steps - 1:
+                start = cpu_mark()
+                memory.mark(f"{name}_warm")
+            if step >= last or done:
+                end = cpu_mark()
+                memory.mark(f"{name}_end")
+                return start or end, end
+
+
+def measure_stages(config: TrainConfig, inputs, out: Path, layout: Layout) -> dict[str, StageRate]:
+    """Generation, scoring and learning, each alone on its processes and cores."""
+    import ray
+    from ray import serve
+
+    from actors.start import start_rollout_actors
+    from launch import worker_env
+    from learner.start import start_learner
+    from serve.pool import start_reasoner_pool
+    from vlm.processor import load_captioner_processor
+    from vlm.sampling import caption_sampling_spec
+
+    sampling = caption_sampling_spec(config.rollout.sampling, load_captioner_processor(inputs.captioner).tokenizer)
+    rollout, env = config.rollout, worker_env()
+    # As many groups as the timed training steps use.
+    calls = math.ceil(config.bench.steps * config.learner.groups_per_step / (rollout.num_actors * rollout.prompts_per_call))
+    # Generating alone, the actors never send groups nor take weights.
+    actors = start_rollout_actors(rollout, inputs.captioner, sampling, inputs.train_file, (), WeightSource("zmq", ()), "", None, env, config.seed)
+    try:
+        ray.get([a.get_stats.remote() for a in actors])  # built
+        layout.pin_roles(("rollout",))
+        log.info("stage alone: generation (%d calls per actor)", calls)
+        generation, generated = generation_alone(actors, calls)
+    finally:
+        _kill(actors, "close")
+    start_reasoner_pool(config.serve, inputs.reasoner, config.seed)
+    try:
+        layout.pin_roles(("serve",))
+        log.info("stage alone: scoring (%d groups)", len(generated))
+        in_flight = rollout.num_actors * rollout.max_groups_scoring
+        scoring, results = scoring_alone(config.serve.app_name, [request for request, _ in generated], in_flight)
+    finally:
+        serve.shutdown()
+    # The queue is filled with groups that are never too stale; a broadcast would wait for actors.
+    alone = with_changes(config, learner={"max_staleness": 10**9, "weight_sync": dataclasses.replace(config.learner.weight_sync, backend="zmq")})
+    run_dir = out / "learner_alone"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    learners, endpoint, _ = start_learner(alone.learner, inputs.captioner, str(run_dir), sampling, rollout.num_actors, None, env, config.seed)
+    try:
+        layout.pin_roles(("learner",))
+        log.info("stage alone: learner (%d steps)", alone.learner.total_steps)
+        learning = learner_alone(learners, endpoint, with_rewards([g for _, g in generated], results), alone, run_dir)
+    finally:
+        _kill(learners, "close")
+    return {"generation": generation, "scoring": scoring, "learner": learning}
+
+
+def _kill(handles: list, close_method: str) -> None:
+    import ray
+
+    try:
+        ray.get([getattr(h, close_method).remote() for h in handles], timeout=30)
+    finally:
+        for handle in handles:
+            ray.kill(handle)
+
+
+def core_limit(stages: dict[str, StageRate], layout: Layout) -> float:
+    """The pipeline's limit where stages share cores: stages pinned to the same cores split them,
+    so those cores do one group in the sum of the stages' times per group."""
+    seconds_per_group: dict[tuple[int, ...], float] = {}
+    for stage, rate in stages.items():
+        cores = layout.cores[STAGE_ROLE[stage]]
+        seconds_per_group[cores] = seconds_per_group.get(cores, 0.0) + 1 / rate.groups_per_s
+    return 1 / max(seconds_per_group.values())
+
+
+def bench_report(config: TrainConfig, layout: Layout, stages: dict[str, StageRate], sync: RunResult, asynchronous: RunResult, memory) -> dict:
+    slowest = min(stages, key=lambda s: stages[s].groups_per_s)
+    async_rate = asynchronous.rate.groups_per_s
+    mb = 2**-20
+    return {
+        "speedup_vs_sync": async_rate / sync.rate.groups_per_s,
+        "pipeline_efficiency": async_rate / stages[slowest].groups_per_s,
+        "slowest_stage": slowest,
+        "efficiency_vs_core_limit": async_rate / core_limit(stages, layout),
+        "core_limit_groups_per_s": core_limit(stages, layout),
+        "sync": {"groups_per_s": sync.rate.groups_per_s, "staleness_mean": sync.staleness_mean, "busy_fraction": sync.busy},
+        "async": {
+            "groups_per_s": async_rate,
+            "max_staleness": config.learner.max_staleness,
+            "staleness_mean": asynchronous.staleness_mean,
+            "busy_fraction": asynchronous.busy,
+        },
+        "stages": {stage: {"groups_per_s": rate.groups_per_s, "groups": rate.groups, "seconds": rate.seconds} for stage, rate in stages.items()},
+        "busy_fraction": asynchronous.busy,
+        "peak_rss_mb": {role: memory.peak.get(role, 0) * mb for role in ROLES},
+        "rss_growth_async": {role: _growth(memory.marks, role) for role in ROLES},
+        "resources": {role: {"cores": list(layout.cores[role]), "processes": layout.processes[role], "torch_threads": layout.torch_threads[role]} for role in ROLES},
+        "steps": {"warmup": config.bench.warmup_steps, "measured": config.bench.steps, "groups_per_step": config.learner.groups_per_step},
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    }
+
+
+def _growth(marks: dict, role: str) -> float:
+    """RSS growth of the role's largest process from the end of the async run's warm-up to its end."""
+    warm, end = marks.get("async_warm", {}).get(role, 0), marks.get("async_end", {}).get(role, 0)
+    return (end - warm) / warm if warm else math.nan
+
+
+def bench_table(report: dict) -> str:
+    sync, asynchronous, stages = report["sync"], report["async"], report["stages"]
+    per_step = report["steps"]["groups_per_step"]
+    lines = [
+        "| measured | groups/s | s per step | note |",
+        "|---|---|---|---|",
+        f"| synchronous (eta 0) | {sync['groups_per_s']:.2f} | {per_step / sync['groups_per_s']:.2f} | staleness {sync['staleness_mean']:.2f} |",
+        f"| asynchronous (eta {asynchronous['max_staleness']}) | {asynchronous['groups_per_s']:.2f} | "
+        f"{per_step / asynchronous['groups_per_s']:.2f} | staleness {asynchronous['staleness_mean']:.2f} |",
+    ]
+    for stage, rate in stages.items():
+        lines.append(f"| {stage} alone | {rate['groups_per_s']:.2f} | {per_step / rate['groups_per_s']:.2f} | |")
+    lines += [
+        "",
+        f"speedup_vs_sync **{report['speedup_vs_sync']:.2f}**, pipeline_efficiency **{report['pipeline_efficiency']:.2f}** "
+        f"(slowest stage: {report['slowest_stage']}); against the limit of stages sharing cores "
+        f"({report['core_limit_groups_per_s']:.2f} groups/s): {report['efficiency_vs_core_limit']:.2f}.",
+        "",
+        "| role | processes | cores | torch threads | busy (async) | busy (sync) | peak RSS (MB) | RSS growth (async) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for role, resources in report["resources"].items():
+        lines.append(
+            f"| {role} | {resources['processes']} | {','.join(map(str, resources['cores']))} | {resources['torch_threads']} | "
+            f"{asynchronous['busy_fraction'][role]:.2f} | {sync['busy_fraction'][role]:.2f} | "
+            f"{report['peak_rss_mb'][role]:.0f} | {100 * report['rss_growth_async'][role]:+.1f}% |"
+        )
+    return "\n".join(lines)
+
+
+def run_bench(config: TrainConfig, layout: Layout, out: Path) -> dict:
+    """The whole benchmark; returns what it wrote to out/bench.json."""
+    from launch import resolve_inputs, start_ray, stop_ray
+
+    bench = config.bench
+    learner = {"total_steps": bench.warmup_steps + bench.steps}
+    if bench.hold_policy:
+        learner["lr"] = HELD_LR
+    config = with_changes(config, eval={"at_end": False}, learner=learner)
+    print(f"bench: {bench.warmup_steps} warm-up + {bench.steps} measured steps of {config.learner.groups_per_step} groups; resources:\n{layout.describe()}")
+    out.mkdir(parents=True, exist_ok=True)
+    inputs = resolve_inputs(config)
+    start_ray(config)
+    try:
+        with MemorySampler() as memory:
+            stages = measure_stages(config, inputs, out, layout)
+            sync = timed_run(with_changes(config, learner={"max_staleness": 0}), inputs, out / "sync", layout, memory, "sync")
+            asynchronous = timed_run(config, inputs, out / "async", layout, memory, "async")
+    finally:
+        stop_ray()
+    report = bench_report(config, layout, stages, sync, asynchronous, memory.memory)
+    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = bench_table(report)
+    (out / "bench.md").write_text(table + "\n")
+    print(table)
+    if bench.record:
+        write_section("Pipeline: asynchronous against synchronous", f"python launch.py bench out={os.path.relpath(out)} bench.record=true", report["machine"], table)
+    return report

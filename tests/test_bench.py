@@ -1,0 +1,110 @@
+"""The throughput benchmark's arithmetic (hand-worked), its config checks, and (slow) a whole run."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.pipeline import Layout, RunResult, bench_report, bench_table, core_limit
+from benchmarks.processes import CpuMark, RoleMemory, busy_fractions
+from benchmarks.profile_roles import inclusive_shares
+from benchmarks.stages import StageRate, measured_rate
+from configs.load import ConfigError, load_config
+from configs.schema import parse_cores
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _layout(learner=(0,), rollout=(1,), serve=(1,)) -> Layout:
+    return Layout(
+        cores={"learner": learner, "rollout": rollout, "serve": serve},
+        processes={"learner": 1, "rollout": 1, "serve": 1},
+        torch_threads={"learner": 1, "rollout": 1, "serve": 1},
+    )
+
+
+def test_measured_rate_counts_the_steps_after_warm_up(tmp_path):
+    # Steps 0..5 end at 1, 3, 4, 6, 8, 9 s. Two warm-up steps: timing starts at the end of step 1
+    # (3 s) and runs to the end of step 5 (9 s): 4 steps of 8 groups in 6 s.
+    ends = [1.0, 3.0, 4.0, 6.0, 8.0, 9.0]
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps({"step": i, "time/elapsed_s": t}) + "\n" for i, t in enumerate(ends)))
+    rate = measured_rate(metrics, warmup_steps=2, groups_per_step=8)
+    assert rate.groups == 32 and rate.seconds == pytest.approx(6.0)
+    assert rate.groups_per_s == pytest.approx(32 / 6)
+    with pytest.raises(ValueError, match="warm-up"):
+        measured_rate(metrics, warmup_steps=6, groups_per_step=8)
+
+
+def test_stages_on_shared_cores_split_them():
+    # Generation (4 groups/s) and scoring (2 groups/s) share core 1: one group costs that core
+    # 1/4 + 1/2 = 0.75 s, so it does 4/3 groups/s; the learner's core 0 does 3. The limit is 4/3.
+    stages = {"generation": StageRate(4, 1.0), "scoring": StageRate(2, 1.0), "learner": StageRate(3, 1.0)}
+    assert core_limit(stages, _layout()) == pytest.approx(4 / 3)
+    # On three cores of their own, the slowest stage is the limit.
+    assert core_limit(stages, _layout(serve=(2,))) == pytest.approx(2.0)
+
+
+def test_busy_fraction_is_cpu_time_over_what_the_cores_could_give():
+    start = CpuMark(at=100.0, cpu_s={"learner": {1: 10.0, 3: 4.0}})
+    # In 10 s, process 1 used 5 s, process 2 started and used 1 s; process 3 ended (not counted).
+    end = CpuMark(at=110.0, cpu_s={"learner": {1: 15.0, 2: 1.0}})
+    assert busy_fractions(start, end, {"learner": (0,)})["learner"] == pytest.approx(0.6)
+    assert busy_fractions(start, end, {"learner": (0, 1)})["learner"] == pytest.approx(0.3)
+
+
+def test_report_ratios_and_table():
+    config = load_config(None, ["bench.warmup_steps=1", "bench.steps=4"])
+    stages = {"generation": StageRate(60, 10.0), "scoring": StageRate(40, 10.0), "learner": StageRate(80, 10.0)}
+    busy = {"learner": 0.5, "rollout": 0.4, "serve": 0.3}
+    sync = RunResult(rate=StageRate(20, 10.0), busy=busy, staleness_mean=0.0)
+    asynchronous = RunResult(rate=StageRate(30, 10.0), busy=busy, staleness_mean=1.5)
+    memory = RoleMemory(peak={"learner": 2**30}, marks={"async_warm": {"learner": 100}, "async_end": {"learner": 105}})
+    report = bench_report(config, _layout(), stages, sync, asynchronous, memory)
+    assert report["speedup_vs_sync"] == pytest.approx(3.0 / 2.0)
+    # Slowest stage: scoring at 4 groups/s; 3 / 4.
+    assert report["slowest_stage"] == "scoring" and report["pipeline_efficiency"] == pytest.approx(0.75)
+    # Core 1 holds generation (6/s) and scoring (4/s): 1 / (1/6 + 1/4) = 2.4 groups/s.
+    assert report["core_limit_groups_per_s"] == pytest.approx(2.4)
+    assert report["peak_rss_mb"]["learner"] == pytest.approx(1024) and report["rss_growth_async"]["learner"] == pytest.approx(0.05)
+    table = bench_table(report)
+    assert "speedup_vs_sync **1.50**" in table and "pipeline_efficiency **0.75**" in table
+
+
+def test_cores_are_checked():
+    assert parse_cores("0, 2") == (0, 2) and parse_cores("a") == () and parse_cores("") == ()
+    with pytest.raises(ConfigError, match="bench.serve_cores"):
+        load_config(None, ["bench.serve_cores=x"])
+    with pytest.raises(ValueError, match=r"bench.learner_cores names cores \[4096\]"):
+        Layout.of(load_config(None, ["bench.learner_cores=4096"]))
+
+
+def test_bench_needs_its_output_folder():
+    done = subprocess.run([sys.executable, "launch.py", "bench"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "out=PATH" in done.stderr
+
+
+def test_profile_counts_a_function_once_per_stack(tmp_path):
+    stacks = tmp_path / "stacks.txt"
+    # `f` recurses in the first stack (3 samples) and is absent from the second (2 samples).
+    stacks.write_text("main;f;f;g 3\nmain;h 2\nnot a stack line\n")
+    per_function, total = inclusive_shares(stacks)
+    assert total == 5
+    assert per_function == {"main": 5, "f": 3, "g": 3, "h": 2}
+
+
+@pytest.mark.slow
+def test_bench_runs_and_writes_its_report(tmp_path):
+    out = tmp_path / "bench"
+    command = [sys.executable, "launch.py", "bench", f"out={out}", "bench.warmup_steps=1", "bench.steps=2", "learner.groups_per_step=4"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "bench.json").read_text())
+    for stage in ("generation", "scoring", "learner"):
+        assert report["stages"][stage]["groups_per_s"] > 0
+    assert report["speedup_vs_sync"] == pytest.approx(report["async"]["groups_per_s"] / report["sync"]["groups_per_s"])
+    assert report["sync"]["staleness_mean"] == 0
+    assert all(report["peak_rss_mb"][role] > 0 for role in ("learner", "rollout", "serve"))
+    assert "speedup_vs_sync" in done.stdout
