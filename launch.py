@@ -17,6 +17,7 @@ import argparse
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -316,24 +317,17 @@ def serve_forever(config: TrainConfig) -> int:
 
 
 def bench_command(args: argparse.Namespace) -> int:
-    """`bench out=PATH [key=value ...]`: the throughput benchmark on the configured run."""
-    outs = [o for o in args.overrides if o.startswith("out=")]
-    if len(outs) != 1 or outs[0] == "out=":
-        print("bench: give the output folder once, as out=PATH", file=sys.stderr)
-        return 2
-    config = load_config(args.config, [o for o in args.overrides if not o.startswith("out=")])
-    from benchmarks.pipeline import Layout, run_bench
-
+    """`bench out=PATH [key=value ...]`: the throughput benchmark on the configured run. It runs
+    as its own process: the benchmark composes this module's roles, so this module does not
+    import it (the packages import one another without a cycle)."""
+    config = ["--config", args.config] if args.config else []
+    here = str(Path(__file__).resolve().parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
+    child = subprocess.Popen([sys.executable, "-m", "benchmarks.pipeline", *config, *args.overrides], env=env)
     try:
-        layout = Layout.of(config)
-    except ValueError as err:
-        print(f"config error: {err}", file=sys.stderr)
-        return 2
-    try:
-        run_bench(config, layout, Path(outs[0].removeprefix("out=")).resolve())
-    except KeyboardInterrupt:
-        return stop_exit_code()
-    return 0
+        return child.wait()
+    except KeyboardInterrupt:  # the benchmark got the same Ctrl-C and is stopping its roles
+        return child.wait()
 
 
 def main(argv: list[str]) -> int:

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -322,3 +323,36 @@ def run_bench(config: TrainConfig, layout: Layout, out: Path) -> dict:
     if bench.record:
         write_section("Pipeline: asynchronous against synchronous", f"python launch.py bench out={os.path.relpath(out)} bench.record=true", report["machine"], table)
     return report
+
+
+def main(argv: list[str]) -> int:
+    """`python -m benchmarks.pipeline [--config FILE] out=PATH [key=value ...]` (what `launch.py bench` runs)."""
+    import argparse
+
+    from configs.load import ConfigError, load_config
+    from launch import stop_exit_code
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=None)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    outs = [o for o in args.overrides if o.startswith("out=")]
+    if len(outs) != 1 or outs[0] == "out=":
+        print("bench: give the output folder once, as out=PATH", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config, [o for o in args.overrides if not o.startswith("out=")])
+        layout = Layout.of(config)
+    except (ConfigError, ValueError) as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    try:
+        run_bench(config, layout, Path(outs[0].removeprefix("out=")).resolve())
+    except KeyboardInterrupt:
+        return stop_exit_code()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
