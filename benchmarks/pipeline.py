@@ -40,6 +40,7 @@ from benchmarks.stages import (
     with_rewards,
 )
 from configs.schema import TrainConfig, parse_cores
+from learner.metrics import read_metrics
 from wire.weights import WeightSource
 
 log = logging.getLogger("bench")
@@ -131,10 +132,10 @@ def timed_run(config: TrainConfig, inputs, run_dir: Path, layout: Layout, memory
         ray.get(training)
     finally:
         stop_roles(roles)
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(run_dir / "metrics.jsonl")
     measured = rows[config.bench.warmup_steps :]
     return RunResult(
-        rate=measured_rate(run_dir / "metrics.jsonl", config.bench.warmup_steps, config.learner.groups_per_step),
+        rate=measured_rate(rows, config.bench.warmup_steps, config.learner.groups_per_step),
         busy=busy_fractions(*marks, layout.cores),
         staleness_mean=sum(r["staleness/mean"] for r in measured) / len(measured),
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import threading
 import time
 import uuid
@@ -23,6 +22,7 @@ import numpy as np
 import zmq
 
 from configs.schema import TrainConfig
+from learner.metrics import read_metrics
 from wire.scored_group import ScoredGroup, encode_group
 from wire.scoring import ScoreRequest
 
@@ -98,14 +98,13 @@ def learner_alone(learners: list, endpoint: str, groups: list[ScoredGroup], conf
         ray.get([rank.train.remote() for rank in learners])
     finally:
         feeder.close()
-    return measured_rate(run_dir / "metrics.jsonl", config.bench.warmup_steps, config.learner.groups_per_step)
+    return measured_rate(read_metrics(run_dir / "metrics.jsonl"), config.bench.warmup_steps, config.learner.groups_per_step)
 
 
-def measured_rate(metrics_file: Path, warmup_steps: int, groups_per_step: int) -> StageRate:
+def measured_rate(rows: list[dict], warmup_steps: int, groups_per_step: int) -> StageRate:
     """Groups per second of a run's steps after `warmup_steps`, from its metrics' step end times."""
-    rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
     if len(rows) <= warmup_steps:
-        raise ValueError(f"{metrics_file}: {len(rows)} steps, need more than the {warmup_steps} warm-up steps")
+        raise ValueError(f"{len(rows)} steps in the metrics, need more than the {warmup_steps} warm-up steps")
     start, end = rows[warmup_steps - 1], rows[-1]
     steps = end["step"] - start["step"]
     return StageRate(steps * groups_per_step, end["time/elapsed_s"] - start["time/elapsed_s"])

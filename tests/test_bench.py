@@ -13,6 +13,7 @@ from benchmarks.profile_roles import inclusive_shares
 from benchmarks.stages import StageRate, measured_rate
 from configs.load import ConfigError, load_config
 from configs.schema import parse_cores
+from learner.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,11 +32,11 @@ def test_measured_rate_counts_the_steps_after_warm_up(tmp_path):
     ends = [1.0, 3.0, 4.0, 6.0, 8.0, 9.0]
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text("".join(json.dumps({"step": i, "time/elapsed_s": t}) + "\n" for i, t in enumerate(ends)))
-    rate = measured_rate(metrics, warmup_steps=2, groups_per_step=8)
+    rate = measured_rate(read_metrics(metrics), warmup_steps=2, groups_per_step=8)
     assert rate.groups == 32 and rate.seconds == pytest.approx(6.0)
     assert rate.groups_per_s == pytest.approx(32 / 6)
     with pytest.raises(ValueError, match="warm-up"):
-        measured_rate(metrics, warmup_steps=6, groups_per_step=8)
+        measured_rate(read_metrics(metrics), warmup_steps=6, groups_per_step=8)
 
 
 def test_stages_on_shared_cores_split_them():
