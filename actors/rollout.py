@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 WEIGHT_POLL_S = 0.02
 GATE_RETRY_S = 0.05
-SCORE_RETRIES = 5
 FLUSH_TIMEOUT_S = 10.0
 
 
@@ -268,14 +267,18 @@ class RolloutActor:
 
     async def _score(self, prompt: _Prompt, samples: list[CaptionSample]) -> ScoreResult | None:
         request = _score_request(prompt, samples)
-        for attempt in range(SCORE_RETRIES):
+        attempts = self.config.score_attempts
+        for attempt in range(attempts):
             try:
                 return await self.reasoner.score.remote(request)
             except Exception as err:  # a replica died or timed out: Serve routes the retry elsewhere
                 self.stats.score_failures += 1
-                log.warning("scoring group of %s failed (attempt %d): %s", prompt.record.id, attempt + 1, err)
-                await asyncio.sleep(0.5 * 2**attempt)
-        log.error("giving up on a group of %s after %d scoring failures", prompt.record.id, SCORE_RETRIES)
+                # The error's last line names it; the rest is the remote traceback, once per try.
+                reason = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+                log.warning("scoring group of %s failed (attempt %d of %d): %s", prompt.record.id, attempt + 1, attempts, reason)
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(self.config.score_retry_backoff_s * 2**attempt)
+        log.error("giving up on a group of %s after %d scoring failures", prompt.record.id, attempts)
         return None
 
     def _scored_group(self, prompt, samples, result: ScoreResult, generate_s: float, score_s: float) -> ScoredGroup:

@@ -156,6 +156,10 @@ class RolloutConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     # Caption groups an actor may have out for scoring at once while it keeps generating.
     max_groups_scoring: int = 4
+    # Tries per group at the reasoner pool before the group is given up as lost (its admission
+    # goes back to the staleness gate); the wait before try n+1 is score_retry_backoff_s * 2**n.
+    score_attempts: int = 5
+    score_retry_backoff_s: float = 0.5
     # Logical CPUs reserved per actor; fractional so small machines can schedule every role.
     num_cpus: float = 0.25
     num_gpus: float = 0.0
@@ -166,6 +170,7 @@ class RolloutConfig:
         _check(self.num_actors >= 1, "rollout.num_actors must be >= 1")
         _check(self.group_size >= 2, "rollout.group_size must be >= 2 (GRPO compares samples within a group)")
         _check(self.prompts_per_call >= 1 and self.max_groups_scoring >= 1, "rollout: prompts_per_call and max_groups_scoring must be >= 1")
+        _check(self.score_attempts >= 1 and self.score_retry_backoff_s >= 0, "rollout: score_attempts >= 1, score_retry_backoff_s >= 0")
         _check(self.engine in ENGINES, f"rollout.engine must be one of {ENGINES}, got {self.engine!r}")
 
 
@@ -198,6 +203,9 @@ class ServeConfig:
     http_host: str = "127.0.0.1"
     # 0 = no HTTP endpoint: the pool then serves the rollout actors only (through Ray).
     http_port: int = 8000
+    # Fault drill: each scoring call fails with this probability before any work (0 = never), to
+    # see a run survive failing scoring and count what it lost. Never set it for real training.
+    inject_failure_prob: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.engine in ENGINES, f"serve.engine must be one of {ENGINES}, got {self.engine!r}")
@@ -206,6 +214,7 @@ class ServeConfig:
         _check(self.max_replicas_per_node >= 0, "serve.max_replicas_per_node must be >= 0 (0 = no limit)")
         _check(self.temperature >= 0, "serve.temperature must be >= 0 (0 = greedy)")
         _check(self.max_batch_size >= 1 and self.batch_wait_timeout_s >= 0, "serve: max_batch_size >= 1, batch_wait_timeout_s >= 0")
+        _check(0 <= self.inject_failure_prob <= 1, "serve.inject_failure_prob must be in [0, 1]")
 
 
 @dataclass

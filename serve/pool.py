@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 
 import torch
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 GRACEFUL_SHUTDOWN_S = 5.0
 
 
+class InjectedScoringFault(RuntimeError):
+    """A scoring call failed on purpose (`serve.inject_failure_prob`, a fault drill)."""
+
+
 @serve.deployment
 class ReasonerPool:
     def __init__(self, config: ServeConfig, checkpoint: str, seed: int):
@@ -37,10 +42,13 @@ class ReasonerPool:
         replica_seed = derived_seed(seed, "reasoner", serve.get_replica_context().rank.rank)
         torch.manual_seed(replica_seed)
         self.engine = make_reasoner(config, checkpoint, replica_seed)
+        self._faults = random.Random(derived_seed(replica_seed, "injected-faults"))
         self._score_batch.set_max_batch_size(config.max_batch_size)
         self._score_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
 
     async def score(self, request: ScoreRequest) -> ScoreResult:
+        if self._faults.random() < self.config.inject_failure_prob:
+            raise InjectedScoringFault(f"scoring call failed on purpose (serve.inject_failure_prob={self.config.inject_failure_prob})")
         return await self._score_batch(request)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
