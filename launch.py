@@ -135,11 +135,12 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
     # One spec for the actors that sample and the learner that recomputes their logprobs.
     sampling = caption_sampling_spec(config.rollout.sampling, load_captioner_processor(inputs.captioner).tokenizer)
     gate = start_gate(config.learner)
-    learners, replay_endpoint, weight_source = start_learner(
+    learner = start_learner(
         config.learner, inputs.captioner, str(run_dir), sampling,
         config.rollout.num_actors, gate, worker_env(), config.seed,
     )
-    start_reasoner_pool(config.serve, inputs.reasoner, config.seed)
+    start_reasoner_pool(config.serve, inputs.reasoner, config.seed)  # while the learner sets up
+    learners, replay_endpoint, weight_source = learner.ready()
     actors = start_rollout_actors(
         config.rollout, inputs.captioner, sampling, inputs.train_file, (replay_endpoint,), weight_source,
         config.serve.app_name, gate, worker_env(), config.seed,

@@ -33,18 +33,31 @@ def evaluate_before_after(
     config: TrainConfig, initial: str, trained: str, reasoner_checkpoint: str, eval_file: str, out_dir: Path
 ) -> list[EvalResult]:
     """Held-out accuracy of the initial and the trained captioner; writes eval.json, eval.md and,
-    when `out_dir` is a run, its reward plot with both accuracies marked. Needs Ray running.
+    when `out_dir` is a run, its reward plot with both accuracies marked. Needs Ray running."""
+    results = evaluate_captioners(config, [("initial", initial), ("trained", trained)], reasoner_checkpoint, eval_file)
+    table = save_results(results, out_dir)
+    print(format_table(results))
+    print(f"(saved to {table})")
+    plot_run(out_dir, results)
+    return results
 
-    Both captioners sample the same stream of the run's seed, so they are compared on equal terms.
+
+def evaluate_captioners(
+    config: TrainConfig, captioners: list[tuple[str, str]], reasoner_checkpoint: str, eval_file: str
+) -> list[EvalResult]:
+    """Held-out accuracy of each (label, checkpoint) in turn, with one reasoner. Needs Ray running.
+
+    Every captioner samples the same stream of the run's seed, so they are compared on equal terms.
+    The first checkpoint's tokenizer names the suppressed ids: the captioners must share it.
     """
-    tokenizer = load_captioner_processor(initial).tokenizer  # both captioners': it names the suppressed ids
+    tokenizer = load_captioner_processor(captioners[0][1]).tokenizer
     settings = eval_settings(config, caption_sampling_spec(config.rollout.sampling, tokenizer))
     records = read_records(Path(eval_file))
     reasoner = start_reasoner_worker(config.serve, reasoner_checkpoint, derived_seed(config.seed, "eval", "reasoner"))
     captioner_seed = derived_seed(config.seed, "eval", "captioner")
     results = []
     try:
-        for label, checkpoint in (("initial", initial), ("trained", trained)):
+        for label, checkpoint in captioners:
             captioner = start_caption_worker(config.rollout, checkpoint, eval_file, captioner_seed)
             try:
                 results.append(evaluate_captioner(label, checkpoint, EvalWorkers(captioner, reasoner), records, settings))
@@ -53,8 +66,4 @@ def evaluate_before_after(
                 ray.kill(captioner)  # its engine's memory (a GPU's, on GPU configs) goes back now
     finally:
         ray.kill(reasoner)
-    table = save_results(results, out_dir)
-    print(format_table(results))
-    print(f"(saved to {table})")
-    plot_run(out_dir, results)
     return results

@@ -87,11 +87,11 @@ class LearnerRank:
         host = ray.util.get_node_ip_address() if self.world_size > 1 else "127.0.0.1"
         return host, free_port(host)
 
-    def setup_rank(self, master_addr: str, master_port: int) -> tuple[str | None, WeightSource | None]:
+    def setup_rank(self, rendezvous: tuple[str, int]) -> tuple[str | None, WeightSource | None]:
         """Join the process group, build the DeepSpeed engine; rank 0 also opens the replay
         queue and the weight publisher. Returns (replay endpoint, weight source) for the actors."""
         config = self.config
-        init_process_group(RankInfo(self.rank, self.world_size, master_addr, master_port))
+        init_process_group(RankInfo(self.rank, self.world_size, *rendezvous))
         torch.manual_seed(self.setup.seed)
         self.processor = load_captioner_processor(self.setup.captioner)
         self.pad_id = self.processor.tokenizer.pad_token_id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import ray
 
 from configs.schema import LearnerConfig
@@ -16,6 +18,19 @@ def start_gate(config: LearnerConfig):
     return ray.remote(GateActor).options(num_cpus=0).remote(config.groups_per_step, config.max_staleness)
 
 
+@dataclass(frozen=True)
+class StartingLearner:
+    """Learner ranks still setting up (DeepSpeed, the model): the caller starts other roles meanwhile."""
+
+    ranks: list
+    setups: list  # the ranks' setup_rank calls
+
+    def ready(self) -> tuple[list, str, WeightSource]:
+        """Wait for the setup; returns the ranks, the replay endpoint and the weight source."""
+        replay_endpoint, weight_source = ray.get(self.setups)[0]
+        return self.ranks, replay_endpoint, weight_source
+
+
 def start_learner(
     config: LearnerConfig,
     captioner: str,
@@ -25,8 +40,8 @@ def start_learner(
     gate,
     env: dict[str, str],
     seed: int,
-) -> tuple[list, str, WeightSource]:
-    """The ranks, set up and joined; returns them, the replay endpoint and the weight source."""
+) -> StartingLearner:
+    """Create the ranks and start their setup; `.ready()` waits for it."""
     # max_concurrency 2: the driver reads progress while `train` runs.
     remote = ray.remote(LearnerRank).options(
         num_cpus=config.num_cpus, num_gpus=config.num_gpus, max_concurrency=2, runtime_env={"env_vars": env}
@@ -47,8 +62,7 @@ def start_learner(
         )
         for r in range(config.num_ranks)
     ]
-    # Rank 0 may land on any node: it names the rendezvous address, then all ranks join at once.
-    master_addr, master_port = ray.get(ranks[0].node_address.remote())
-    endpoints = ray.get([rank.setup_rank.remote(master_addr, master_port) for rank in ranks])
-    replay_endpoint, weight_source = endpoints[0]
-    return ranks, replay_endpoint, weight_source
+    # Rank 0 may land on any node: it names the rendezvous address, then all ranks join at once
+    # (Ray hands them the address when rank 0 has named it; nothing here waits).
+    rendezvous = ranks[0].node_address.remote()
+    return StartingLearner(ranks, [rank.setup_rank.remote(rendezvous) for rank in ranks])

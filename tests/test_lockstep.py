@@ -73,7 +73,7 @@ def lock_step_loop(args: list[str], out: Path) -> None:
         captioner=inputs.captioner, run_dir=str(out), rank=0, world_size=1,
         seed=derived_seed(config.seed, "learner", 0), sampling=sampling, weight_receivers=1,
     ))
-    learner.setup_rank("127.0.0.1", free_port())
+    learner.setup_rank(("127.0.0.1", free_port()))
     # Last: the transformers engine samples from torch's global generator, which it seeds when it
     # is built (the learner seeds it too); in the run each role has a process of its own.
     actor = RolloutActor(config.rollout, RolloutSetup(

@@ -1,0 +1,219 @@
+"""`python -m benchmarks.staleness out=PATH`: what staleness buys (throughput) and costs (accuracy).
+
+Trains the bundled task once per point of eta (learner.max_staleness) x correction
+(learner.correction.kind), plus a few more seeds of one point to show the noise between seeds
+and any extra points (by default the `mask` correction at the default eta), all in one Ray session; then evaluates every trained captioner, and the initial one, on the same
+held-out prompts. Writes PATH/sweep.json, PATH/sweep.md (the table, also printed) and
+PATH/sweep.png (reward against steps and against time; held-out accuracy against throughput).
+A point whose PATH/<point>/point.json exists is not trained again, so an interrupted sweep
+resumes. With --record, the table and plot go into BENCHMARKS.md and docs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.pipeline import with_changes
+from benchmarks.report import write_section
+from benchmarks.stages import measured_rate
+from benchmarks.staleness_report import plot_sweep, sweep_table
+from configs.schema import TrainConfig
+from learner.metrics import read_metrics
+
+log = logging.getLogger("staleness")
+ETAS = (0, 1, 2, 4, 8)
+CORRECTIONS = ("none", "tis", "decoupled")
+# The sweep's setting, before the command line's overrides (which win). Chosen so that 18 runs fit
+# in an hour on 2 cores and staleness really occurs: with one actor the pipeline holds about one
+# step of groups (staleness ~1.5 even at eta = 8); two actors keep two steps' worth in flight (~2.5).
+SWEEP_DEFAULTS = ("learner.total_steps=45", "rollout.num_actors=2", "eval.max_prompts=96", "eval.samples_per_prompt=2")
+WARMUP_STEPS = 5  # left out of the throughput: roles still loading, first weight pushes
+NOISE_POINT = (2, "none")  # the default eta and correction, trained with more seeds
+NOISE_SEEDS = (1, 2)
+ALSO = ((2, "mask"),)  # outside the grid, so that every correction trains the task once
+PLOT = Path("docs/staleness-sweep.png")
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    eta: int
+    correction: str
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"eta{self.eta}-{self.correction}-seed{self.seed}"
+
+    def config(self, base: TrainConfig, run_dir: Path) -> TrainConfig:
+        correction = dataclasses.replace(base.learner.correction, kind=self.correction)
+        changed = with_changes(base, learner={"max_staleness": self.eta, "correction": correction})
+        return dataclasses.replace(changed, seed=self.seed, run_dir=str(run_dir))
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """One trained point: its speed, its staleness and what it learned."""
+
+    eta: int
+    correction: str
+    seed: int
+    groups_per_s: float
+    seconds_per_step: float
+    reward_last: float  # mean reward of the last 20% of the steps
+    staleness_mean: float
+    staleness_max: int
+    dropped_stale: int
+    corrected_fraction: float  # tokens truncated (tis), masked or capped (decoupled), mean over steps
+    weight_max: float  # largest importance weight of the run
+    heldout: float = float("nan")
+    heldout_stderr: float = float("nan")
+
+
+def summarise(point: SweepPoint, rows: list[dict], groups_per_step: int) -> PointResult:
+    last = rows[-max(1, len(rows) // 5):]
+    rate = measured_rate(rows, WARMUP_STEPS, groups_per_step)
+    return PointResult(
+        eta=point.eta,
+        correction=point.correction,
+        seed=point.seed,
+        groups_per_s=rate.groups_per_s,
+        seconds_per_step=rate.seconds / (rate.groups / groups_per_step),
+        reward_last=statistics.fmean(r["reward/mean"] for r in last),
+        staleness_mean=statistics.fmean(r["staleness/mean"] for r in rows),
+        staleness_max=max(int(r["staleness/max"]) for r in rows),
+        dropped_stale=int(rows[-1]["replay/dropped_stale"]),
+        corrected_fraction=statistics.fmean(r["correction/corrected_fraction"] for r in rows),
+        weight_max=max(r["correction/weight_max"] for r in rows),
+    )
+
+
+def sweep_points(etas, corrections, noise_seeds, also=()) -> list[SweepPoint]:
+    grid = [SweepPoint(eta, correction) for eta in etas for correction in corrections]
+    extra = [SweepPoint(eta, correction) for eta, correction in also if (eta, correction) not in
+             {(p.eta, p.correction) for p in grid}]
+    return grid + extra + [SweepPoint(*NOISE_POINT, seed=seed) for seed in noise_seeds]
+
+
+def train_point(config: TrainConfig, inputs, point: SweepPoint, out: Path) -> PointResult:
+    """Train one point (or read it back from an earlier, interrupted sweep)."""
+    from launch import make_run_dir, run_roles
+
+    run_dir = out / point.name
+    saved = run_dir / "point.json"
+    if saved.exists():
+        log.info("%s: trained before, read from %s", point.name, saved)
+        return PointResult(**json.loads(saved.read_text()))
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # an interrupted run of this point: start it again
+    point_config = point.config(config, run_dir)
+    make_run_dir(point_config)
+    log.info("training %s", point.name)
+    run_roles(point_config, inputs, run_dir)
+    result = summarise(point, read_metrics(run_dir / "metrics.jsonl"), config.learner.groups_per_step)
+    saved.write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
+    return result
+
+
+def evaluate_points(config: TrainConfig, inputs, points: list[SweepPoint], results: list[PointResult], out: Path):
+    """Held-out accuracy of the initial captioner and of each point's; returns the results with it, and the initial's."""
+    from evaluation.pipeline import evaluate_captioners
+
+    captioners = [("initial", inputs.captioner)] + [(p.name, str(out / p.name / "captioner")) for p in points]
+    evaluated = evaluate_captioners(config, captioners, inputs.reasoner, inputs.eval_file)
+    initial, trained = evaluated[0], evaluated[1:]
+    with_heldout = [dataclasses.replace(r, heldout=e.accuracy, heldout_stderr=e.stderr) for r, e in zip(results, trained)]
+    return with_heldout, initial
+
+
+def run_sweep(config: TrainConfig, points: list[SweepPoint], out: Path, record: bool) -> dict:
+    from launch import resolve_inputs, start_ray, stop_ray
+
+    config = with_changes(config, eval={"at_end": False})  # the sweep evaluates every run at its end
+    print(f"staleness sweep: {len(points)} runs of {config.learner.total_steps} steps, {config.rollout.num_actors} actor(s), "
+          f"{config.learner.groups_per_step} groups of {config.rollout.group_size} per step")
+    out.mkdir(parents=True, exist_ok=True)
+    inputs = resolve_inputs(config)
+    start_ray(config)
+    try:
+        results = [train_point(config, inputs, point, out) for point in points]
+        results, initial = evaluate_points(config, inputs, points, results, out)
+    finally:
+        stop_ray()
+    report = {
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
+        "steps": config.learner.total_steps,
+        "settings": {"rollout.num_actors": config.rollout.num_actors, "learner.groups_per_step": config.learner.groups_per_step,
+                     "eval.max_prompts": config.eval.max_prompts, "eval.samples_per_prompt": config.eval.samples_per_prompt},
+        "initial_heldout": initial.accuracy,
+        "points": [dataclasses.asdict(r) for r in results],
+    }
+    (out / "sweep.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = sweep_table(results, initial.accuracy, NOISE_POINT)
+    (out / "sweep.md").write_text(table + "\n")
+    plot = plot_sweep(out, points, results, out / "sweep.png")
+    print(table)
+    if record:
+        PLOT.parent.mkdir(exist_ok=True)
+        shutil.copyfile(plot, PLOT)
+        body = f"{table}\n\n![reward and held-out accuracy per eta and correction]({PLOT})"
+        write_section("Staleness: eta x correction", f"python -m benchmarks.staleness out={os.path.relpath(out)} --record",
+                      report["machine"], body)
+    return report
+
+
+def main(argv: list[str]) -> int:
+    from configs.load import ConfigError, load_config
+    from launch import stop_exit_code
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--etas", default=",".join(map(str, ETAS)), help="comma-separated eta values")
+    parser.add_argument("--corrections", default=",".join(CORRECTIONS), help="comma-separated correction kinds")
+    parser.add_argument("--noise-seeds", default=",".join(map(str, NOISE_SEEDS)),
+                        help=f"more seeds of eta={NOISE_POINT[0]}, {NOISE_POINT[1]} ('' for none)")
+    parser.add_argument("--also", default=",".join(f"{e}:{c}" for e, c in ALSO),
+                        help="extra eta:correction points outside the grid ('' for none)")
+    parser.add_argument("--record", action="store_true", help="write the table and plot into BENCHMARKS.md and docs/")
+    parser.add_argument("overrides", nargs="*", help="out=PATH, then config key=value overrides")
+    args = parser.parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    outs = [o for o in args.overrides if o.startswith("out=")]
+    if len(outs) != 1 or outs[0] == "out=":
+        print("staleness: give the output folder once, as out=PATH", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config, [*SWEEP_DEFAULTS, *(o for o in args.overrides if not o.startswith("out="))])
+        also = [(int(eta), correction) for eta, correction in (word.split(":") for word in _words(args.also))]
+        points = sweep_points(_ints(args.etas), _words(args.corrections), _ints(args.noise_seeds), also)
+        for point in points:  # a bad eta or correction fails here, not after an hour of training
+            point.config(config, Path("."))
+    except (ConfigError, ValueError) as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    try:
+        run_sweep(config, points, Path(outs[0].removeprefix("out=")).resolve(), args.record)
+    except KeyboardInterrupt:
+        return stop_exit_code()
+    return 0
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def _words(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
