@@ -326,6 +326,15 @@ def run_bench(config: TrainConfig, layout: Layout, out: Path) -> dict:
     return report
 
 
+def split_out(overrides: list[str], command: str) -> tuple[Path | None, list[str]]:
+    """A benchmark's `out=PATH` (None, after saying why, unless given exactly once) and the config overrides."""
+    outs = [o.removeprefix("out=") for o in overrides if o.startswith("out=")]
+    if len(outs) != 1 or not outs[0]:
+        print(f"{command}: give the output folder once, as out=PATH", file=sys.stderr)
+        return None, []
+    return Path(outs[0]).resolve(), [o for o in overrides if not o.startswith("out=")]
+
+
 def main(argv: list[str]) -> int:
     """`python -m benchmarks.pipeline [--config FILE] out=PATH [key=value ...]` (what `launch.py bench` runs)."""
     import argparse
@@ -338,18 +347,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    outs = [o for o in args.overrides if o.startswith("out=")]
-    if len(outs) != 1 or outs[0] == "out=":
-        print("bench: give the output folder once, as out=PATH", file=sys.stderr)
+    out, overrides = split_out(args.overrides, "bench")
+    if out is None:
         return 2
     try:
-        config = load_config(args.config, [o for o in args.overrides if not o.startswith("out=")])
+        config = load_config(args.config, overrides)
         layout = Layout.of(config)
     except (ConfigError, ValueError) as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
     try:
-        run_bench(config, layout, Path(outs[0].removeprefix("out=")).resolve())
+        run_bench(config, layout, out)
     except KeyboardInterrupt:
         return stop_exit_code()
     return 0

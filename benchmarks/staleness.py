@@ -5,8 +5,9 @@ Trains the bundled task once per point of eta (learner.max_staleness) x correcti
 and any extra points (by default the `mask` correction at the default eta), all in one Ray session; then evaluates every trained captioner, and the initial one, on the same
 held-out prompts. Writes PATH/sweep.json, PATH/sweep.md (the table, also printed) and
 PATH/sweep.png (reward against steps and against time; held-out accuracy against throughput).
-A point whose PATH/<point>/point.json exists is not trained again, so an interrupted sweep
-resumes. With --record, the table and plot go into BENCHMARKS.md and docs/.
+A point whose PATH/<point>/point.json exists is not trained again, nor evaluated again once
+its held-out accuracy is in it: an interrupted sweep resumes, and a finished one re-renders its
+table and plot without training. With --record, the table and plot go into BENCHMARKS.md and docs/.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import platform
 import shutil
@@ -23,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.pipeline import with_changes
+from benchmarks.pipeline import split_out, with_changes
 from benchmarks.report import write_section
 from benchmarks.stages import measured_rate
 from benchmarks.staleness_report import plot_sweep, sweep_table
@@ -42,6 +44,7 @@ NOISE_POINT = (2, "none")  # the default eta and correction, trained with more s
 NOISE_SEEDS = (1, 2)
 ALSO = ((2, "mask"),)  # outside the grid, so that every correction trains the task once
 PLOT = Path("docs/staleness-sweep.png")
+INITIAL_FILE = "initial_eval.json"  # held-out accuracy of the initial captioner, in `out`
 
 
 @dataclass(frozen=True)
@@ -104,61 +107,78 @@ def sweep_points(etas, corrections, noise_seeds, also=()) -> list[SweepPoint]:
     return grid + extra + [SweepPoint(*NOISE_POINT, seed=seed) for seed in noise_seeds]
 
 
+def saved_result(out: Path, point: SweepPoint) -> PointResult | None:
+    saved = out / point.name / "point.json"
+    return PointResult(**json.loads(saved.read_text())) if saved.exists() else None
+
+
+def save_result(out: Path, point: SweepPoint, result: PointResult) -> PointResult:
+    (out / point.name / "point.json").write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
+    return result
+
+
 def train_point(config: TrainConfig, inputs, point: SweepPoint, out: Path) -> PointResult:
-    """Train one point (or read it back from an earlier, interrupted sweep)."""
     from launch import make_run_dir, run_roles
 
     run_dir = out / point.name
-    saved = run_dir / "point.json"
-    if saved.exists():
-        log.info("%s: trained before, read from %s", point.name, saved)
-        return PointResult(**json.loads(saved.read_text()))
     if run_dir.exists():
         shutil.rmtree(run_dir)  # an interrupted run of this point: start it again
     point_config = point.config(config, run_dir)
     make_run_dir(point_config)
     log.info("training %s", point.name)
     run_roles(point_config, inputs, run_dir)
-    result = summarise(point, read_metrics(run_dir / "metrics.jsonl"), config.learner.groups_per_step)
-    saved.write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
-    return result
+    return save_result(out, point, summarise(point, read_metrics(run_dir / "metrics.jsonl"), config.learner.groups_per_step))
 
 
-def evaluate_points(config: TrainConfig, inputs, points: list[SweepPoint], results: list[PointResult], out: Path):
-    """Held-out accuracy of the initial captioner and of each point's; returns the results with it, and the initial's."""
+def evaluate_points(config: TrainConfig, inputs, points: list[SweepPoint], out: Path) -> None:
+    """Held-out accuracy of the initial captioner (INITIAL_FILE) and of each point's (its point.json)."""
     from evaluation.pipeline import evaluate_captioners
 
     captioners = [("initial", inputs.captioner)] + [(p.name, str(out / p.name / "captioner")) for p in points]
-    evaluated = evaluate_captioners(config, captioners, inputs.reasoner, inputs.eval_file)
-    initial, trained = evaluated[0], evaluated[1:]
-    with_heldout = [dataclasses.replace(r, heldout=e.accuracy, heldout_stderr=e.stderr) for r, e in zip(results, trained)]
-    return with_heldout, initial
+    initial, *trained = evaluate_captioners(config, captioners, inputs.reasoner, inputs.eval_file)
+    (out / INITIAL_FILE).write_text(json.dumps({"accuracy": initial.accuracy, "stderr": initial.stderr}) + "\n")
+    for point, evaluated in zip(points, trained):
+        save_result(out, point, dataclasses.replace(saved_result(out, point), heldout=evaluated.accuracy, heldout_stderr=evaluated.stderr))
+
+
+def train_and_evaluate(config: TrainConfig, points: list[SweepPoint], out: Path) -> None:
+    """Train the points not trained yet in `out` and evaluate those not evaluated yet; one Ray session."""
+    from launch import resolve_inputs, start_ray, stop_ray
+
+    to_train = [p for p in points if saved_result(out, p) is None]
+    to_evaluate = [p for p in points if p in to_train or math.isnan(saved_result(out, p).heldout)]
+    if len(to_train) < len(points):
+        log.info("%d of %d points read back from %s", len(points) - len(to_train), len(points), out)
+    if not to_evaluate:
+        return
+    inputs = resolve_inputs(config)
+    start_ray(config)
+    try:
+        for point in to_train:
+            train_point(config, inputs, point, out)
+        evaluate_points(config, inputs, to_evaluate, out)
+    finally:
+        stop_ray()
 
 
 def run_sweep(config: TrainConfig, points: list[SweepPoint], out: Path, record: bool) -> dict:
-    from launch import resolve_inputs, start_ray, stop_ray
-
     config = with_changes(config, eval={"at_end": False})  # the sweep evaluates every run at its end
     print(f"staleness sweep: {len(points)} runs of {config.learner.total_steps} steps, {config.rollout.num_actors} actor(s), "
           f"{config.learner.groups_per_step} groups of {config.rollout.group_size} per step")
     out.mkdir(parents=True, exist_ok=True)
-    inputs = resolve_inputs(config)
-    start_ray(config)
-    try:
-        results = [train_point(config, inputs, point, out) for point in points]
-        results, initial = evaluate_points(config, inputs, points, results, out)
-    finally:
-        stop_ray()
+    train_and_evaluate(config, points, out)
+    results = [saved_result(out, point) for point in points]
+    initial = json.loads((out / INITIAL_FILE).read_text())["accuracy"]
     report = {
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
         "steps": config.learner.total_steps,
         "settings": {"rollout.num_actors": config.rollout.num_actors, "learner.groups_per_step": config.learner.groups_per_step,
                      "eval.max_prompts": config.eval.max_prompts, "eval.samples_per_prompt": config.eval.samples_per_prompt},
-        "initial_heldout": initial.accuracy,
+        "initial_heldout": initial,
         "points": [dataclasses.asdict(r) for r in results],
     }
     (out / "sweep.json").write_text(json.dumps(report, indent=2) + "\n")
-    table = sweep_table(results, initial.accuracy, NOISE_POINT)
+    table = sweep_table(results, initial, NOISE_POINT)
     (out / "sweep.md").write_text(table + "\n")
     plot = plot_sweep(out, points, results, out / "sweep.png")
     print(table)
@@ -187,12 +207,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="out=PATH, then config key=value overrides")
     args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    outs = [o for o in args.overrides if o.startswith("out=")]
-    if len(outs) != 1 or outs[0] == "out=":
-        print("staleness: give the output folder once, as out=PATH", file=sys.stderr)
+    out, overrides = split_out(args.overrides, "staleness")
+    if out is None:
         return 2
     try:
-        config = load_config(args.config, [*SWEEP_DEFAULTS, *(o for o in args.overrides if not o.startswith("out="))])
+        config = load_config(args.config, [*SWEEP_DEFAULTS, *overrides])
         also = [(int(eta), correction) for eta, correction in (word.split(":") for word in _words(args.also))]
         points = sweep_points(_ints(args.etas), _words(args.corrections), _ints(args.noise_seeds), also)
         for point in points:  # a bad eta or correction fails here, not after an hour of training
@@ -201,7 +220,7 @@ def main(argv: list[str]) -> int:
         print(f"config error: {err}", file=sys.stderr)
         return 2
     try:
-        run_sweep(config, points, Path(outs[0].removeprefix("out=")).resolve(), args.record)
+        run_sweep(config, points, out, args.record)
     except KeyboardInterrupt:
         return stop_exit_code()
     return 0

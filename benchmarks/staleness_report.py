@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,8 +30,9 @@ def sweep_table(results: list[PointResult], initial_heldout: float, noise_point:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        speed = speed_vs_sync(r, results)
         lines.append(
-            f"| {r.eta} | {r.correction} | {r.seed} | {r.groups_per_s:.2f} | {speed_vs_sync(r, results):.2f} "
+            f"| {r.eta} | {r.correction} | {r.seed} | {r.groups_per_s:.2f} | {'–' if math.isnan(speed) else f'{speed:.2f}'} "
             f"| {r.seconds_per_step:.2f} | {r.staleness_mean:.2f} / {r.staleness_max} | {r.dropped_stale} "
             f"| {100 * r.corrected_fraction:.1f}% | {r.weight_max:.3g} | {r.reward_last:.3f} "
             f"| {r.heldout:.3f} ± {r.heldout_stderr:.3f} |"
@@ -72,7 +74,7 @@ def plot_sweep(out: Path, points: list[SweepPoint], results: list[PointResult], 
         label = f"eta={point.eta}, {point.correction}"
         by_step.plot([m["step"] for m in rows], smooth, label=label, **style)
         by_time.plot([m["time/elapsed_s"] for m in rows], smooth, **style)
-    markers = dict(zip(LINE_STYLES, "osD^"))
+    markers = {"none": "o", "tis": "s", "mask": "D", "decoupled": "^"}
     for r in results:
         accuracy.errorbar([r.groups_per_s], [r.heldout], yerr=[r.heldout_stderr], fmt=markers.get(r.correction, "o"),
                           color=colours[r.eta], capsize=3, alpha=1.0 if r.seed == 0 else 0.5)
@@ -85,7 +87,9 @@ def plot_sweep(out: Path, points: list[SweepPoint], results: list[PointResult], 
     by_step.legend(fontsize=7, ncol=2, loc="lower right")
     accuracy.set_xlabel("throughput (groups/s)")
     accuracy.set_ylabel("held-out accuracy (± s.e.)")
-    accuracy.set_title("o none, s tis, D decoupled; colour: eta; faint: other seeds", fontsize=9)
+    shapes = {"o": "circle", "s": "square", "D": "diamond", "^": "triangle"}
+    shown = dict.fromkeys(p.correction for p in points)
+    accuracy.set_title(", ".join(f"{shapes[markers[c]]}: {c}" for c in shown) + "\ncolour: eta; faint: other seeds", fontsize=9)
     accuracy.grid(alpha=0.3)
     figure.suptitle("Staleness bound eta x off-policy correction on the bundled task")
     figure.tight_layout()

@@ -79,3 +79,25 @@ def test_the_command_needs_out_and_refuses_a_bad_correction(capsys):
 def test_results_round_trip_through_their_saved_form():
     result = _result(1, "tis", 0, 2.5, 0.75)
     assert PointResult(**dataclasses.asdict(result)) == result
+
+
+def test_a_finished_sweep_re_renders_from_what_it_saved_without_training(tmp_path, monkeypatch):
+    """Every point trained and evaluated before: the command writes its table and plot again
+    and starts nothing (no Ray session, no training run)."""
+    import json
+
+    import launch
+
+    monkeypatch.setattr(launch, "start_ray", lambda config: pytest.fail("a finished sweep started Ray"))
+    points = sweep_points([0, 2], ["none"], [])
+    for point, groups_per_s in zip(points, (2.0, 3.0)):
+        (tmp_path / point.name).mkdir()
+        rows = [_row(s, 0.5, float(min(s, point.eta)), min(s, point.eta)) for s in range(10)]
+        (tmp_path / point.name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        staleness.save_result(tmp_path, point, _result(point.eta, "none", 0, groups_per_s, 0.7))
+    (tmp_path / staleness.INITIAL_FILE).write_text(json.dumps({"accuracy": 0.25, "stderr": 0.03}))
+    report = staleness.run_sweep(load_config(None, list(staleness.SWEEP_DEFAULTS)), points, tmp_path, record=False)
+    assert [p["groups_per_s"] for p in report["points"]] == [2.0, 3.0]
+    table = (tmp_path / "sweep.md").read_text()
+    assert "| 2 | none | 0 | 3.00 | 1.50 |" in table and "initial captioner: 0.250" in table
+    assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
