@@ -212,8 +212,8 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         config = load_config(args.config, [*SWEEP_DEFAULTS, *overrides])
-        also = [(int(eta), correction) for eta, correction in (word.split(":") for word in _words(args.also))]
-        points = sweep_points(_ints(args.etas), _words(args.corrections), _ints(args.noise_seeds), also)
+        points = sweep_points(_ints(args.etas, "--etas"), _words(args.corrections), _ints(args.noise_seeds, "--noise-seeds"),
+                              _pairs(args.also))
         for point in points:  # a bad eta or correction fails here, not after an hour of training
             point.config(config, Path("."))
     except (ConfigError, ValueError) as err:
@@ -226,8 +226,22 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _ints(text: str) -> list[int]:
-    return [int(part) for part in text.split(",") if part.strip()]
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        return [int(part) for part in _words(text)]
+    except ValueError:
+        raise ValueError(f"{option} takes comma-separated integers, got {text!r}") from None
+
+
+def _pairs(text: str) -> list[tuple[int, str]]:
+    """`--also`: eta:correction pairs, e.g. "2:mask,4:tis"."""
+    pairs = []
+    for word in _words(text):
+        eta, colon, correction = word.partition(":")
+        if not colon or not eta.isdigit() or not correction:
+            raise ValueError(f"--also takes eta:correction pairs such as 2:mask, got {word!r}")
+        pairs.append((int(eta), correction))
+    return pairs
 
 
 def _words(text: str) -> list[str]:

@@ -74,6 +74,10 @@ def test_the_command_needs_out_and_refuses_a_bad_correction(capsys):
     assert "correction" in capsys.readouterr().err
     assert staleness.main(["out=/nonexistent", "learner.no_such_key=1"]) == 2
     assert "no_such_key" in capsys.readouterr().err
+    assert staleness.main(["out=/nonexistent", "--also", "2mask"]) == 2
+    assert "eta:correction pairs such as 2:mask, got '2mask'" in capsys.readouterr().err
+    assert staleness.main(["out=/nonexistent", "--etas", "0,two"]) == 2
+    assert "--etas takes comma-separated integers" in capsys.readouterr().err
 
 
 def test_results_round_trip_through_their_saved_form():
