@@ -2,8 +2,9 @@
 
 Trains the bundled task once per point of eta (learner.max_staleness) x correction
 (learner.correction.kind), plus a few more seeds of one point to show the noise between seeds
-and any extra points (by default the `mask` correction at the default eta), all in one Ray session; then evaluates every trained captioner, and the initial one, on the same
-held-out prompts. Writes PATH/sweep.json, PATH/sweep.md (the table, also printed) and
+and any extra points (by default the `mask` correction at the default eta), all in one Ray
+session; then evaluates every trained captioner, and the initial one, on the same held-out
+prompts. Writes PATH/sweep.json, PATH/sweep.md (the table, also printed) and
 PATH/sweep.png (reward against steps and against time; held-out accuracy against throughput).
 A point whose PATH/<point>/point.json exists is not trained again, nor evaluated again once
 its held-out accuracy is in it: an interrupted sweep resumes, and a finished one re-renders its
@@ -37,13 +38,14 @@ ETAS = (0, 1, 2, 4, 8)
 CORRECTIONS = ("none", "tis", "decoupled")
 # The sweep's setting, before the command line's overrides (which win). Chosen so that 18 runs fit
 # in an hour on 2 cores and staleness really occurs: with one actor the pipeline holds about one
-# step of groups (staleness ~1.5 even at eta = 8); two actors keep two steps' worth in flight (~2.5).
+# step of groups (staleness ~1.5 even at eta = 8); two actors keep about two (mean 1.9-2.3).
 SWEEP_DEFAULTS = ("learner.total_steps=45", "rollout.num_actors=2", "eval.max_prompts=96", "eval.samples_per_prompt=2")
 WARMUP_STEPS = 5  # left out of the throughput: roles still loading, first weight pushes
 NOISE_POINT = (2, "none")  # the default eta and correction, trained with more seeds
 NOISE_SEEDS = (1, 2)
 ALSO = ((2, "mask"),)  # outside the grid, so that every correction trains the task once
-PLOT = Path("docs/staleness-sweep.png")
+PLOT = Path("docs/staleness-sweep.png")  # in the repository, as BENCHMARKS.md links it
+REPO = Path(__file__).resolve().parents[1]
 INITIAL_FILE = "initial_eval.json"  # held-out accuracy of the initial captioner, in `out`
 
 
@@ -183,8 +185,8 @@ def run_sweep(config: TrainConfig, points: list[SweepPoint], out: Path, record: 
     plot = plot_sweep(out, points, results, out / "sweep.png")
     print(table)
     if record:
-        PLOT.parent.mkdir(exist_ok=True)
-        shutil.copyfile(plot, PLOT)
+        (REPO / PLOT).parent.mkdir(exist_ok=True)
+        shutil.copyfile(plot, REPO / PLOT)
         body = f"{table}\n\n![reward and held-out accuracy per eta and correction]({PLOT})"
         write_section("Staleness: eta x correction", f"python -m benchmarks.staleness out={os.path.relpath(out)} --record",
                       report["machine"], body)
@@ -216,6 +218,8 @@ def main(argv: list[str]) -> int:
                               _pairs(args.also))
         for point in points:  # a bad eta or correction fails here, not after an hour of training
             point.config(config, Path("."))
+        if config.learner.total_steps <= WARMUP_STEPS:
+            raise ValueError(f"learner.total_steps must exceed the sweep's {WARMUP_STEPS} warm-up steps")
     except (ConfigError, ValueError) as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2

@@ -78,6 +78,8 @@ def test_the_command_needs_out_and_refuses_a_bad_correction(capsys):
     assert "eta:correction pairs such as 2:mask, got '2mask'" in capsys.readouterr().err
     assert staleness.main(["out=/nonexistent", "--etas", "0,two"]) == 2
     assert "--etas takes comma-separated integers" in capsys.readouterr().err
+    assert staleness.main(["out=/nonexistent", f"learner.total_steps={staleness.WARMUP_STEPS}"]) == 2
+    assert "warm-up steps" in capsys.readouterr().err
 
 
 def test_results_round_trip_through_their_saved_form():
