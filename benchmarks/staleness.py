@@ -147,11 +147,12 @@ def train_and_evaluate(config: TrainConfig, points: list[SweepPoint], out: Path)
     """Train the points not trained yet in `out` and evaluate those not evaluated yet; one Ray session."""
     from launch import resolve_inputs, start_ray, stop_ray
 
-    to_train = [p for p in points if saved_result(out, p) is None]
-    to_evaluate = [p for p in points if p in to_train or math.isnan(saved_result(out, p).heldout)]
-    if len(to_train) < len(points):
-        log.info("%d of %d points read back from %s", len(points) - len(to_train), len(points), out)
-    if not to_evaluate:
+    saved = {point: saved_result(out, point) for point in points}
+    to_train = [point for point, result in saved.items() if result is None]
+    to_evaluate = [point for point, result in saved.items() if result is None or math.isnan(result.heldout)]
+    if len(to_train) < len(saved):
+        log.info("%d of %d points read back from %s", len(saved) - len(to_train), len(saved), out)
+    if not to_evaluate and (out / INITIAL_FILE).exists():
         return
     inputs = resolve_inputs(config)
     start_ray(config)
