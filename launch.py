@@ -2,6 +2,7 @@
 
     python launch.py [train] [--config FILE] [key=value ...]   # the main job (default)
     python launch.py serve   [--config FILE] [key=value ...]   # the reasoner pool as a live service
+    python launch.py infer   --image PATH --question TEXT      # two-stage inference of one image
     python launch.py eval    --run DIR | --checkpoint DIR      # held-out accuracy before/after
     python launch.py build   [key=value ...]                   # rebuild the bundled task
     python launch.py bench   out=PATH [key=value ...]          # async vs sync throughput (BENCHMARKS.md)
@@ -25,9 +26,10 @@ from pathlib import Path
 
 from configs.load import ConfigError, load_config, to_yaml
 from configs.schema import TrainConfig
+from configs.seeds import derived_seed
 
 log = logging.getLogger("launch")
-COMMANDS = ("train", "serve", "eval", "build", "bench")
+COMMANDS = ("train", "serve", "infer", "eval", "build", "bench")
 # Seconds a stopping run gives its roles to stop gracefully (Ctrl-C, the end of training).
 STOP_TIMEOUT_S = 30.0
 
@@ -128,7 +130,6 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
     """Gate, learner ranks, reasoner pool and rollout actors, wired together; actors start generating."""
     from actors.start import start_rollout_actors
     from learner.start import start_gate, start_learner
-    from serve.pool import start_reasoner_pool
     from vlm.processor import load_captioner_processor
     from vlm.sampling import caption_sampling_spec
 
@@ -139,7 +140,8 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
         config.learner, inputs.captioner, str(run_dir), sampling,
         config.rollout.num_actors, gate, worker_env(), config.seed,
     )
-    start_reasoner_pool(config.serve, inputs.reasoner, config.seed)  # while the learner sets up
+    # While the learner sets up. With serve.live the pool also serves people, two-stage model included.
+    start_live_pool(config, inputs, http=config.serve.live, captioner=config.serve.live)
     learners, replay_endpoint, weight_source = learner.ready()
     actors = start_rollout_actors(
         config.rollout, inputs.captioner, sampling, inputs.train_file, (replay_endpoint,), weight_source,
@@ -292,29 +294,68 @@ def follow_progress(learner, training: list, runs: list, total_steps: int) -> No
                 )
 
 
+def start_live_pool(config: TrainConfig, inputs: Inputs, http: bool, captioner: bool):
+    """The reasoner pool; with `captioner`, the captioner service behind its two-stage model
+    (serve.api.captioner, else the run's captioner)."""
+    from actors.caption_service import caption_service_app
+    from serve.pool import start_reasoner_pool
+
+    service = None
+    if captioner and config.serve.api.two_stage_model:
+        checkpoint = config.serve.api.captioner or inputs.captioner
+        service = caption_service_app(config.rollout, checkpoint, derived_seed(config.seed, "caption-service"))
+    return start_reasoner_pool(config.serve, inputs.reasoner, config.seed, http=http, captioner=service)
+
+
 def serve_forever(config: TrainConfig) -> int:
     from ray import serve
 
-    from serve.pool import start_reasoner_pool
-
-    if not config.serve.http_port:
-        print("config error: the live service needs an HTTP port (serve.http_port > 0)", file=sys.stderr)
-        return 2
     inputs = resolve_inputs(config)
     start_ray(config)
     try:
-        start_reasoner_pool(config.serve, inputs.reasoner, config.seed)
-        url = f"http://{config.serve.http_host}:{config.serve.http_port}{config.serve.route_prefix}"
-        log.info("reasoner pool serving at %s (Ctrl-C stops it)", url)
+        start_live_pool(config, inputs, http=True, captioner=True)
+        base = f"http://{config.serve.http_host}:{config.serve.http_port}"
+        log.info("serving at %s: OpenAI API at %s/v1, demo page at %s/ (Ctrl-C stops it)", base, base, base)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         return 0
     finally:
-        import ray
+        serve.shutdown()
+        stop_ray()
+
+
+def infer_command(args: argparse.Namespace, config: TrainConfig) -> int:
+    """`infer --image PATH --question TEXT`: caption, tentative answer and final answer, printed."""
+    if not (args.image and args.question):
+        print("infer: give --image PATH and --question TEXT", file=sys.stderr)
+        return 2
+    image = Path(args.image)
+    if not image.is_file():
+        print(f"infer: no image file at {image}", file=sys.stderr)
+        return 2
+    inputs = resolve_inputs(config)
+    start_ray(config)
+    try:
+        from serve.api_protocol import ApiError
+
+        pool = start_live_pool(config, inputs, http=False, captioner=True)
+        try:
+            result = pool.infer.remote(args.question, image.read_bytes(), config.seed).result()
+        except ApiError as err:
+            print(f"infer: {err.message}", file=sys.stderr)
+            return 2
+        print(f"caption:          {result['caption']}")
+        print(f"tentative answer: {result['tentative_answer']}")
+        print(f"final answer:     {result['answer']}")
+        return 0
+    except KeyboardInterrupt:
+        return stop_exit_code()
+    finally:
+        from ray import serve
 
         serve.shutdown()
-        ray.shutdown()
+        stop_ray()
 
 
 def bench_command(args: argparse.Namespace) -> int:
@@ -337,6 +378,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--config", default=None, help="YAML file merged over the schema's defaults (configs/schema.py)")
     parser.add_argument("--run", default=None, help="eval: a run directory (its config and exported captioner)")
     parser.add_argument("--checkpoint", default=None, help="eval: a captioner checkpoint directory")
+    parser.add_argument("--image", default=None, help="infer: an image file")
+    parser.add_argument("--question", default=None, help="infer: the question about it")
     parser.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. rollout.num_actors=3")
     # The command is optional: `python launch.py key=value` trains.
     # Intermixed: options may sit between the command and the overrides.
@@ -357,6 +400,8 @@ def main(argv: list[str]) -> int:
             return 2
         log.info("bundled task rebuilt: %s", resolve_inputs(config, rebuild=True))
         return 0
+    if args.command == "infer":
+        return infer_command(args, config)
     return serve_forever(config) if args.command == "serve" else train(config)
 
 

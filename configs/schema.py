@@ -135,6 +135,8 @@ class VllmConfig:
 
 
 ENGINES = ("transformers", "vllm")
+# The reasoner may also be any OpenAI-compatible endpoint served elsewhere.
+REASONER_ENGINES = (*ENGINES, "openai")
 WEIGHT_SYNC_BACKENDS = ("zmq", "gloo", "nccl")
 
 
@@ -175,15 +177,90 @@ class RolloutConfig:
 
 
 @dataclass
+class OpenAIEndpointConfig:
+    """An OpenAI-compatible chat endpoint used as the reasoner (serve.engine=openai)."""
+
+    # e.g. http://127.0.0.1:8000/v1 (another `launch.py serve`, a vLLM server).
+    base_url: str = ""
+    # The model name the endpoint serves.
+    model: str = ""
+    # Name of the environment variable holding the API key (never the key itself: configs get
+    # shared). Unset variable = no key sent.
+    api_key_env: str = "REASONER_API_KEY"
+    # Seconds one chat completion may take before the scoring call fails (and is retried).
+    timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        _check(self.timeout_s > 0, "serve.openai.timeout_s must be > 0")
+
+
+@dataclass
+class AutoscalingConfig:
+    """Ray Serve autoscaling of the reasoner pool; max_replicas 0 = off (serve.num_replicas fixed)."""
+
+    min_replicas: int = 1
+    max_replicas: int = 0
+    # Ongoing requests per replica Serve aims for when it adds or removes replicas.
+    target_ongoing_requests: float = 8.0
+
+    def __post_init__(self) -> None:
+        _check(self.max_replicas == 0 or 1 <= self.min_replicas <= self.max_replicas,
+               "serve.autoscaling: need 1 <= min_replicas <= max_replicas (max_replicas 0 = off)")
+        _check(self.target_ongoing_requests > 0, "serve.autoscaling.target_ongoing_requests must be > 0")
+
+
+@dataclass
+class ApiConfig:
+    """The live service: OpenAI-compatible API, two-stage inference, demo page."""
+
+    # Model id of the pool's reasoner in /v1/models and requests.
+    reasoner_model: str = "reasoner"
+    # Model id of the two-stage inference (captioner, then reasoner); "" = no captioner deployed.
+    two_stage_model: str = "caption-reason"
+    # Captioner checkpoint of the two-stage model: "" = models.captioner (or the bundled one);
+    # a run's trained one is RUN_DIR/captioner.
+    captioner: str = ""
+    # Name of the environment variable holding the bearer token every /v1 and /reasoner request
+    # must carry; unset variable = no token asked for.
+    api_key_env: str = "CAPTION_RL_API_KEY"
+    # Largest max_tokens, n and stop-string count a request may ask for.
+    max_tokens: int = 256
+    max_n: int = 8
+    max_stop: int = 4
+    # Largest request body and decoded image (pixels, width x height; checked before decoding).
+    max_body_bytes: int = 8 * 2**20
+    max_image_pixels: int = 4096 * 4096
+    # http(s) image URLs are fetched only when enabled (else only data: URLs are taken).
+    allow_remote_images: bool = False
+    # Fair sharing of a replica's engine (serve/engine_queue.py): live jobs in a row before a
+    # waiting training job runs, and live jobs waiting beyond which a request gets 429.
+    live_burst: int = 4
+    max_live_waiting: int = 16
+
+    def __post_init__(self) -> None:
+        _check(bool(self.reasoner_model), "serve.api.reasoner_model must be a non-empty model id")
+        _check(self.two_stage_model != self.reasoner_model, "serve.api: two_stage_model and reasoner_model must differ")
+        _check(min(self.max_tokens, self.max_n, self.max_body_bytes, self.max_image_pixels) >= 1 and self.max_stop >= 0,
+               "serve.api: max_tokens, max_n, max_body_bytes and max_image_pixels must be >= 1")
+        _check(self.live_burst >= 1 and self.max_live_waiting >= 1, "serve.api: live_burst and max_live_waiting must be >= 1")
+
+
+@dataclass
 class ServeConfig:
     """Reasoner pool: a Ray Serve application that answers from captions and grades the answers."""
 
-    # Reasoner engine: "transformers" or "vllm".
+    # Reasoner engine: "transformers" or "vllm" in the pool's replicas, or "openai": an
+    # OpenAI-compatible endpoint served elsewhere (serve.openai), the replicas then only batch and grade.
     engine: str = "transformers"
     vllm: VllmConfig = field(default_factory=VllmConfig)
-    # Serve application name and HTTP route prefix.
+    openai: OpenAIEndpointConfig = field(default_factory=OpenAIEndpointConfig)
+    # Serve application name.
     app_name: str = "reasoner"
-    route_prefix: str = "/reasoner"
+    # During training, also serve people over HTTP (the API, the scoring endpoint, the demo page)
+    # on http_host:http_port. `launch.py serve` always does.
+    live: bool = False
+    api: ApiConfig = field(default_factory=ApiConfig)
+    autoscaling: AutoscalingConfig = field(default_factory=AutoscalingConfig)
     # One replica per device: two sharing one core scored 0.6x the groups per second of one.
     num_replicas: int = 1
     # At most this many replicas on one node (0 = no limit): spreads a GPU pool over nodes.
@@ -201,15 +278,16 @@ class ServeConfig:
     torch_threads: int = 1
     # HTTP address of the live service; loopback unless configured otherwise.
     http_host: str = "127.0.0.1"
-    # 0 = no HTTP endpoint: the pool then serves the rollout actors only (through Ray).
     http_port: int = 8000
     # Fault drill: each scoring call fails with this probability before any work (0 = never), to
     # see a run survive failing scoring and count what it lost. Never set it for real training.
     inject_failure_prob: float = 0.0
 
     def __post_init__(self) -> None:
-        _check(self.engine in ENGINES, f"serve.engine must be one of {ENGINES}, got {self.engine!r}")
-        _check(0 <= self.http_port <= 65535, "serve.http_port must be in [0, 65535] (0 = no HTTP endpoint)")
+        _check(self.engine in REASONER_ENGINES, f"serve.engine must be one of {REASONER_ENGINES}, got {self.engine!r}")
+        _check(self.engine != "openai" or bool(self.openai.base_url and self.openai.model),
+               "serve.engine=openai needs serve.openai.base_url and serve.openai.model")
+        _check(1 <= self.http_port <= 65535, "serve.http_port must be in [1, 65535]")
         _check(self.num_replicas >= 1 and self.samples_per_caption >= 1, "serve: num_replicas and samples_per_caption must be >= 1")
         _check(self.max_replicas_per_node >= 0, "serve.max_replicas_per_node must be >= 0 (0 = no limit)")
         _check(self.temperature >= 0, "serve.temperature must be >= 0 (0 = greedy)")

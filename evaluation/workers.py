@@ -17,7 +17,7 @@ from actors.engine import (
 from configs.schema import RolloutConfig, ServeConfig
 from records.vqa import load_image, read_records
 from serve.grading import grade_answer
-from serve.pool import make_reasoner
+from serve.reasoner_engines import make_reasoner
 from vlm.caption_prompt import encode_caption_prompt
 
 

@@ -1,32 +1,46 @@
-"""The reasoner pool: a Ray Serve deployment that answers questions from captions and grades them.
+"""The reasoner pool: a Ray Serve application that answers questions from captions and grades
+them, and serves people the same engine.
 
-Actors call `score` through a deployment handle; people call the same code over HTTP
-(POST {route_prefix} with {"question", "answer", "captions"}). Requests are batched across
-callers (`serve.batch`), each caption gets k sampled answers, and its reward is their mean
-correctness.
+Rollout actors call `score` through a deployment handle. Over HTTP (a FastAPI ingress) the pool
+serves the OpenAI-compatible API (`/v1/models`, `/v1/chat/completions`), the scoring endpoint
+(`POST /reasoner` with {"question", "answer", "captions"}), `/health`, and the demo page at `/`.
+Scoring requests are batched across callers (`serve.batch`); each caption gets k sampled answers
+and its reward is their mean correctness. Live and training work share the engine through one
+queue (serve/engine_queue.py).
 """
 
 from __future__ import annotations
 
-import asyncio
+import hmac
+import json
 import logging
+import os
 import random
 import time
+from pathlib import Path
 
 import torch
+from fastapi import FastAPI
 from ray import serve
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from configs.schema import ServeConfig
 from configs.seeds import derived_seed
+from serve.api_protocol import ApiError, parse_chat_request, read_body
+from serve.chat import ChatService
+from serve.engine_queue import EngineQueue
 from serve.grading import caption_reward
-from serve.hf_reasoner import TransformersReasoner
+from serve.reasoner_engines import make_reasoner
 from wire.scoring import ScoreRequest, ScoreResult, score_request_from_json
 
 log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_S = 5.0
+SCORING_ROUTE = "/reasoner"
+DEMO_PAGE = Path(__file__).with_name("demo.html")
+
+api = FastAPI(title="caption-reward-rl reasoner pool", docs_url=None, redoc_url=None)
 
 
 class InjectedScoringFault(RuntimeError):
@@ -34,14 +48,18 @@ class InjectedScoringFault(RuntimeError):
 
 
 @serve.deployment
+@serve.ingress(api)
 class ReasonerPool:
-    def __init__(self, config: ServeConfig, checkpoint: str, seed: int):
+    def __init__(self, config: ServeConfig, checkpoint: str, seed: int, captioner=None):
         torch.set_num_threads(config.torch_threads)
         self.config = config
         # Each replica samples its own stream of the run's seed (by its rank, stable across restarts).
         replica_seed = derived_seed(seed, "reasoner", serve.get_replica_context().rank.rank)
         torch.manual_seed(replica_seed)
         self.engine = make_reasoner(config, checkpoint, replica_seed)
+        self.queue = EngineQueue(config.api.live_burst, config.api.max_live_waiting)
+        self.chat = ChatService(config.api, self.engine, self.queue, captioner, config.max_new_tokens)
+        self._token = os.environ.get(config.api.api_key_env) or None
         self._faults = random.Random(derived_seed(replica_seed, "injected-faults"))
         self._score_batch.set_max_batch_size(config.max_batch_size)
         self._score_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
@@ -53,8 +71,8 @@ class ReasonerPool:
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
     async def _score_batch(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
-        # Blocking model work runs off the event loop so the replica keeps accepting requests.
-        return await asyncio.to_thread(self._score_blocking, requests)
+        # Training's work: it yields the engine to waiting live requests (serve/engine_queue.py).
+        return await self.queue.training(lambda: self._score_blocking(requests))
 
     def _score_blocking(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         start = time.perf_counter()
@@ -74,47 +92,93 @@ class ReasonerPool:
             results.append(ScoreResult(rewards=rewards, answers=tuple(tuple(a) for a in group), latency_s=latency))
         return results
 
-    async def __call__(self, http_request: Request) -> JSONResponse:
+    async def infer(self, question: str, image: bytes, seed: int | None = None) -> dict[str, str]:
+        """The two-stage inference through a deployment handle (`launch.py infer`)."""
+        return await self.chat.infer(question, image, seed)
+
+    @api.get("/health")
+    async def health(self) -> dict:
+        live, training = self.queue.waiting()
+        return {"status": "ok", "waiting": {"live": live, "training": training}}
+
+    @api.get("/", response_class=HTMLResponse)
+    async def demo_page(self) -> HTMLResponse:
+        return HTMLResponse(DEMO_PAGE.read_text())
+
+    @api.get("/v1/models")
+    async def models(self, request: Request) -> Response:
+        async def respond() -> Response:
+            return JSONResponse(self.chat.models())
+
+        return await self._answer(request, respond)
+
+    @api.post("/v1/chat/completions")
+    async def chat_completions(self, request: Request) -> Response:
+        async def respond() -> Response:
+            return await self.chat.respond(parse_chat_request(await read_body(request, self.config.api.max_body_bytes)))
+
+        return await self._answer(request, respond)
+
+    @api.post(SCORING_ROUTE)
+    async def score_http(self, request: Request) -> Response:
+        async def respond() -> Response:
+            try:
+                scoring = score_request_from_json(json.loads(await read_body(request, self.config.api.max_body_bytes)))
+            except ValueError as err:  # includes JSON decode errors
+                raise ApiError(400, str(err)) from None
+            result = await self.score(scoring)
+            return JSONResponse({"rewards": list(result.rewards), "answers": [list(a) for a in result.answers]})
+
+        return await self._answer(request, respond)
+
+    async def _answer(self, request: Request, respond) -> Response:
+        """`respond()` behind the bearer token; every failure in OpenAI's error shape."""
         try:
-            request = score_request_from_json(await http_request.json())
-        except ValueError as err:  # includes JSON decode errors
-            return JSONResponse({"error": str(err)}, status_code=400)
-        result = await self.score(request)
-        return JSONResponse({"rewards": list(result.rewards), "answers": [list(a) for a in result.answers]})
+            self._authorize(request)
+            return await respond()
+        except ApiError as err:
+            return JSONResponse(err.body(), status_code=err.status)
+        except Exception as err:
+            log.exception("request to %s failed", request.url.path)
+            return JSONResponse(ApiError(500, f"{type(err).__name__}: {err}", kind="server_error").body(), status_code=500)
+
+    def _authorize(self, request: Request) -> None:
+        if self._token is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
+            raise ApiError(401, f"missing or wrong bearer token (this server takes the key in ${self.config.api.api_key_env})", kind="authentication_error", code="invalid_api_key")
 
 
-def make_reasoner(config: ServeConfig, checkpoint: str, seed: int):
-    """The configured reasoner engine; both answer with the same `answer(prompts, k, ...)`.
-    The transformers one samples from torch's global generator, which its caller seeds."""
-    if config.engine == "vllm":
-        from serve.vllm_reasoner import VllmReasoner
-
-        return VllmReasoner(checkpoint, config.vllm, seed)
-    device = "cuda" if config.num_gpus > 0 and torch.cuda.is_available() else "cpu"
-    return TransformersReasoner(checkpoint, device=device)
-
-
-def reasoner_app(config: ServeConfig, checkpoint: str, seed: int):
-    """The bound application, ready for `serve.run`."""
+def reasoner_app(config: ServeConfig, checkpoint: str, seed: int, captioner=None):
+    """The bound application, ready for `serve.run`; `captioner`, a bound captioner service,
+    adds the two-stage model."""
     placement = {"max_replicas_per_node": config.max_replicas_per_node} if config.max_replicas_per_node else {}
+    scaling = config.autoscaling
+    replicas = (
+        {"autoscaling_config": {"min_replicas": scaling.min_replicas, "max_replicas": scaling.max_replicas,
+                                "target_ongoing_requests": scaling.target_ongoing_requests}}
+        if scaling.max_replicas else {"num_replicas": config.num_replicas}
+    )
     return ReasonerPool.options(
-        num_replicas=config.num_replicas,
+        **replicas,
         **placement,
-        # Serve's default of 5 ongoing requests would silently cap every batch at 5.
-        max_ongoing_requests=max(2 * config.max_batch_size, 8),
+        # Serve's default of 5 ongoing requests would silently cap every batch at 5; live
+        # requests come on top.
+        max_ongoing_requests=max(2 * config.max_batch_size, 8) + config.api.max_live_waiting,
         ray_actor_options={"num_cpus": config.num_cpus, "num_gpus": config.num_gpus},
         logging_config={"log_level": "WARNING"},  # no access-log line per request
         # A request takes a batch's time (well under a second on CPU): a stopping run need not
         # wait Serve's default 20 s per replica for requests that will not come.
         graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_S,
-    ).bind(config, checkpoint, seed)
+    ).bind(config, checkpoint, seed, captioner)
 
 
-def start_reasoner_pool(config: ServeConfig, checkpoint: str, seed: int):
-    """Deploy the pool (HTTP on config.http_host:http_port, or no HTTP at all for port 0) and
-    return its deployment handle."""
-    if config.http_port:
+def start_reasoner_pool(config: ServeConfig, checkpoint: str, seed: int, http: bool = False, captioner=None):
+    """Deploy the pool and return its deployment handle; with `http`, also serve people on
+    config.http_host:http_port (else the pool serves the rollout actors only, through Ray)."""
+    if http:
         serve.start(http_options={"host": config.http_host, "port": config.http_port}, logging_config={"log_level": "WARNING"})
     else:
         serve.start(proxy_location="Disabled", logging_config={"log_level": "WARNING"})
-    return serve.run(reasoner_app(config, checkpoint, seed), name=config.app_name, route_prefix=config.route_prefix)
+    return serve.run(reasoner_app(config, checkpoint, seed, captioner), name=config.app_name, route_prefix="/")

@@ -23,10 +23,23 @@ def reasoner_messages(caption: str, question: str) -> list[dict[str, Any]]:
     return [{"role": "user", "content": text}]
 
 
-def encode_reasoner_prompt(tokenizer: PreTrainedTokenizerBase, caption: str, question: str) -> list[int]:
-    """Token ids of the chat-formatted prompt, ending with the assistant turn's opening."""
-    text = tokenizer.apply_chat_template(
-        reasoner_messages(caption, question), tokenize=False, add_generation_prompt=True
+def two_stage_messages(caption: str, question: str, tentative_answer: str) -> list[dict[str, Any]]:
+    """The method's inference prompt: the reasoner also reads the captioner's own answer, as a hint
+    that may be wrong, and answers for itself."""
+    text = (
+        f"Question: {question}\nImage description: {caption}\n"
+        f"A first answer, which may be wrong: {tentative_answer}\n{REASONER_INSTRUCTION}"
     )
+    return [{"role": "user", "content": text}]
+
+
+def encode_chat(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]]) -> list[int]:
+    """Token ids of the chat-formatted conversation, ending with the assistant turn's opening."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     # The chat template already wrote every special token; add none of the tokenizer's own.
     return tokenizer.encode(text, add_special_tokens=False)
+
+
+def encode_reasoner_prompt(tokenizer: PreTrainedTokenizerBase, caption: str, question: str) -> list[int]:
+    """Token ids of the scoring prompt for one caption and question."""
+    return encode_chat(tokenizer, reasoner_messages(caption, question))

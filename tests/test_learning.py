@@ -28,7 +28,7 @@ STEPS = 60
 
 def test_a_shortened_default_run_raises_held_out_accuracy(tmp_path, run_launch):
     run_dir = tmp_path / "run"
-    args = [f"run_dir={run_dir}", f"learner.total_steps={STEPS}", "serve.http_port=0", "eval.max_prompts=128"]
+    args = [f"run_dir={run_dir}", f"learner.total_steps={STEPS}", "eval.max_prompts=128"]
     code, out = run_launch(args).finish(timeout=1500)
     assert code == 0, out[-4000:]
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

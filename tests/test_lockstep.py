@@ -59,7 +59,7 @@ def lock_step_loop(args: list[str], out: Path) -> None:
     from learner.distributed import free_port, gathered_weights
     from learner.role import Collected, LearnerRank, LearnerSetup
     from learner.weight_publisher import weight_update
-    from serve.pool import make_reasoner
+    from serve.reasoner_engines import make_reasoner
     from vlm.processor import load_captioner_processor
     from vlm.sampling import caption_sampling_spec
     from wire.weights import WeightSource

@@ -52,13 +52,29 @@ def caption_messages(question: str) -> list[dict[str, Any]]:
     ]
 
 
+ANSWER_SYSTEM_PROMPT = "Answer the question about the image. Think step by step, then give the final answer in \\boxed{}."
+
+
+def answer_messages(question: str) -> list[dict[str, Any]]:
+    """The captioner asked to answer for itself: the two-stage inference's tentative answer."""
+    return [
+        {"role": "system", "content": ANSWER_SYSTEM_PROMPT},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]},
+    ]
+
+
 def _image_token_id(processor: Any) -> int:
     return int(processor.tokenizer.convert_tokens_to_ids(processor.image_token))
 
 
 def encode_caption_prompt(processor: Any, question: str, image: Image.Image) -> CaptionPrompt:
     """Encode the caption request for `question` about `image` with the captioner's processor."""
-    text = processor.apply_chat_template(caption_messages(question), tokenize=False, add_generation_prompt=True)
+    return encode_image_prompt(processor, caption_messages(question), image)
+
+
+def encode_image_prompt(processor: Any, messages: list[dict[str, Any]], image: Image.Image) -> CaptionPrompt:
+    """Encode a one-image conversation (`caption_messages`, `answer_messages`) with the captioner's processor."""
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     encoded = processor(text=[text], images=[image], return_tensors="pt")
     return CaptionPrompt(
         input_ids=encoded["input_ids"][0].numpy().astype(np.int32),

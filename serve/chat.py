@@ -1,0 +1,149 @@
+"""Chat completions on the pool: the reasoner model, and the two-stage model (captioner, then reasoner).
+
+Every engine call goes through the replica's EngineQueue as a live job, so people are served
+ahead of training's backlog (serve/engine_queue.py says how fairly).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from configs.schema import ApiConfig
+from serve.api_images import check_image, image_bytes
+from serve.api_protocol import (
+    STREAM_END,
+    ApiError,
+    ChatRequest,
+    chat_completion,
+    chunk,
+    error_event,
+    images_of,
+    model_card,
+    new_completion_id,
+    text_of,
+    usage,
+)
+from serve.completion import CompletionParams, Completions, Conversation, ReasonerEngine
+from serve.engine_queue import EngineBusy, EngineQueue
+from serve.reasoner_prompt import two_stage_messages
+from wire.inference import DescribeRequest, Description
+
+
+class ChatService:
+    def __init__(self, api: ApiConfig, engine: ReasonerEngine, queue: EngineQueue, captioner: Any | None, default_max_tokens: int):
+        self.api, self.engine, self.queue, self.captioner = api, engine, queue, captioner
+        self.default_max_tokens = min(default_max_tokens, api.max_tokens)
+
+    def models(self) -> dict[str, Any]:
+        cards = [model_card(self.api.reasoner_model, "reasoner")]
+        if self.captioner is not None:
+            cards.append(model_card(self.api.two_stage_model, "two-stage"))
+        return {"object": "list", "data": cards}
+
+    async def respond(self, chat: ChatRequest) -> Response:
+        params = self._params(chat)
+        if chat.model == self.api.reasoner_model:
+            conversation = reasoner_conversation(chat)
+            self._check_context(conversation, params)
+            stages = self._reasoner_stages(conversation, params)
+        elif chat.model == self.api.two_stage_model and self.captioner is not None:
+            stages = self._two_stage(*self._image_question(chat), chat.seed, params)
+        else:
+            raise ApiError(404, f"model {chat.model!r} does not exist; GET /v1/models lists them", param="model", code="model_not_found")
+        if chat.stream:
+            include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+            return StreamingResponse(self._events(chat.model, stages, include_usage), media_type="text/event-stream")
+        return JSONResponse(await self._whole(chat.model, stages))
+
+    def _params(self, chat: ChatRequest) -> CompletionParams:
+        api = self.api
+        params = chat.params(self.default_max_tokens)
+        if params.max_tokens > api.max_tokens:
+            raise ApiError(400, f"max_tokens {params.max_tokens} is over this server's limit of {api.max_tokens} (serve.api.max_tokens)", param="max_tokens")
+        if params.n > api.max_n:
+            raise ApiError(400, f"n {params.n} is over this server's limit of {api.max_n} (serve.api.max_n)", param="n")
+        if len(params.stop) > api.max_stop:
+            raise ApiError(400, f"{len(params.stop)} stop strings, at most {api.max_stop} allowed", param="stop")
+        if chat.reasoner not in (None, api.reasoner_model):
+            raise ApiError(404, f"reasoner {chat.reasoner!r} does not exist; GET /v1/models lists the reasoners", param="reasoner", code="model_not_found")
+        return params
+
+    def _check_context(self, conversation: Conversation, params: CompletionParams) -> None:
+        prompt = self.engine.prompt_tokens(conversation)
+        limit = self.engine.max_context
+        if prompt is not None and limit and prompt + params.max_tokens > limit:
+            raise ApiError(400, f"the prompt's {prompt} tokens plus max_tokens {params.max_tokens} exceed the model's context of {limit} tokens", param="messages", code="context_length_exceeded")
+
+    async def _complete(self, conversation: Conversation, params: CompletionParams) -> Completions:
+        try:
+            return (await self.queue.live(lambda: self.engine.complete([conversation], params)))[0]
+        except EngineBusy as err:
+            raise ApiError(429, str(err), kind="rate_limit_error", code="rate_limit_exceeded") from None
+
+    async def _reasoner_stages(self, conversation: Conversation, params: CompletionParams) -> AsyncIterator[tuple[str, Any]]:
+        yield "answer", await self._complete(conversation, params)
+
+    async def _two_stage(self, question: str, image: bytes, seed: int | None, params: CompletionParams) -> AsyncIterator[tuple[str, Any]]:
+        description: Description = await self.captioner.describe.remote(DescribeRequest(image, question, seed))
+        yield "description", description
+        conversation = two_stage_messages(description.caption, question, description.tentative_answer)
+        self._check_context(conversation, params)
+        yield "answer", await self._complete(conversation, params)
+
+    async def infer(self, question: str, image: bytes, seed: int | None) -> dict[str, str]:
+        """The two-stage inference of one image and question, greedy: caption, tentative answer, answer."""
+        if self.captioner is None:
+            raise ApiError(404, "no captioner is deployed (serve.api.two_stage_model is empty)")
+        check_image(image, self.api.max_image_pixels)
+        stages = [v async for _, v in self._two_stage(question, image, seed, CompletionParams(temperature=0, max_tokens=self.default_max_tokens))]
+        description, answer = stages
+        return {"caption": description.caption, "tentative_answer": description.tentative_answer, "answer": answer.choices[0].text}
+
+    def _image_question(self, chat: ChatRequest) -> tuple[str, bytes]:
+        user = [m for m in chat.messages if m.role == "user"]
+        images = images_of(user[-1]) if user else []
+        question = text_of(user[-1]).strip() if user else ""
+        if len(images) != 1 or not question:
+            raise ApiError(400, f"model {chat.model!r} takes a last user message with one image_url part and the question as text", param="messages")
+        api = self.api
+        return question, image_bytes(images[0], api.max_image_pixels, api.max_body_bytes, api.allow_remote_images)
+
+    async def _whole(self, model: str, stages: AsyncIterator[tuple[str, Any]]) -> dict[str, Any]:
+        description = None
+        async for kind, value in stages:
+            if kind == "description":
+                description = value
+        extra = {} if description is None else {"caption": description.caption, "tentative_answer": description.tentative_answer}
+        tokens = (0, 0) if description is None else (description.prompt_tokens, description.completion_tokens)
+        return chat_completion(new_completion_id(), model, value, *tokens, **extra)
+
+    async def _events(self, model: str, stages: AsyncIterator[tuple[str, Any]], include_usage: bool) -> AsyncIterator[str]:
+        """Each stage's output as soon as it is done: the caption and tentative answer first
+        (two-stage), then every choice's answer; usage last when asked for."""
+        cid, prompt_tokens, completion_tokens = new_completion_id(), 0, 0
+        yield chunk(cid, model, [(0, {"role": "assistant", "content": ""}, None)])
+        try:
+            async for kind, value in stages:
+                prompt_tokens += value.prompt_tokens
+                completion_tokens += value.completion_tokens
+                if kind == "description":
+                    yield chunk(cid, model, [(0, {"caption": value.caption, "tentative_answer": value.tentative_answer}, None)])
+                    continue
+                for i, choice in enumerate(value.choices):
+                    yield chunk(cid, model, [(i, {"content": choice.text}, None)])
+                    yield chunk(cid, model, [(i, {}, choice.finish_reason)])
+        except ApiError as err:
+            yield error_event(err)
+        if include_usage:
+            yield chunk(cid, model, [], usage(prompt_tokens, completion_tokens))
+        yield STREAM_END
+
+
+def reasoner_conversation(chat: ChatRequest) -> Conversation:
+    """The request's messages as the reasoner's chat template takes them: text only."""
+    if any(images_of(m) for m in chat.messages):
+        raise ApiError(400, f"model {chat.model!r} reads text only; send images to the two-stage model", param="messages")
+    return [{"role": "system" if m.role == "developer" else m.role, "content": text_of(m)} for m in chat.messages]
