@@ -20,8 +20,8 @@ def run_launch():
 
     started: list[Launched] = []
 
-    def start(args: list[str]) -> Launched:
-        started.append(Launched(args))
+    def start(args: list[str], env: dict[str, str] | None = None) -> Launched:
+        started.append(Launched(args, env))
         return started[-1]
 
     yield start

@@ -1,0 +1,186 @@
+"""The live service as users reach it: `launch.py serve` on loopback, called with the official
+`openai` client, plain HTTP, `launch.py infer`, a headless browser on the demo page, and a
+training run that scores through it (serve.engine=openai)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+
+import openai
+import pytest
+import requests
+
+from records.vqa import read_records
+from tests.launched import Launched
+from tests.ports import unclaimed_port
+from tests.tiny_task import TINY_TASK_OVERRIDES
+
+pytestmark = pytest.mark.integration
+KEY = "test-key-9f2c"
+REASONER_PROMPT = "Question: How many red circles are there?\nImage description: top left: a red circle.\nThink step by step, then give the final answer in \\boxed{}."
+
+
+class Service:
+    def __init__(self, cache: Path):
+        self.cache = cache
+        self.port = unclaimed_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        args = ["serve", f"task.cache_dir={cache}", *TINY_TASK_OVERRIDES, f"serve.http_port={self.port}", "serve.api.max_image_pixels=40000"]
+        self.run = Launched(args, env={"CAPTION_RL_API_KEY": KEY})
+
+    def wait_ready(self, timeout: float = 420) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.run.proc.poll() is None, self.run.output()[-4000:]
+            try:
+                if requests.get(f"{self.base}/health", timeout=2).ok and self.client().models.list().data:
+                    return
+            except (requests.RequestException, openai.APIError):
+                pass
+            time.sleep(2)
+        raise TimeoutError(self.run.output()[-4000:])
+
+    def client(self, key: str = KEY) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.base}/v1", api_key=key, max_retries=0, timeout=120)
+
+    def eval_item(self) -> tuple[Path, str]:
+        """An image file and its question from the bundled task's held-out set."""
+        data = next(self.cache.rglob("eval.jsonl"))
+        record = read_records(data)[0]
+        return data.parent / record.image, record.question
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    started = Service(tmp_path_factory.mktemp("cache"))
+    try:
+        started.wait_ready()
+        yield started
+    finally:
+        started.run.kill()
+
+
+def image_message(path: Path, question: str) -> list[dict]:
+    url = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": question}]}]
+
+
+def test_models_lists_the_reasoner_and_the_two_stage_model(service):
+    models = {m.id: m.kind for m in service.client().models.list().data}
+    assert models == {"reasoner": "reasoner", "caption-reason": "two-stage"}
+
+
+def test_chat_completion_honours_the_sampling_settings_and_counts_tokens(service):
+    client, messages = service.client(), [{"role": "user", "content": REASONER_PROMPT}]
+    greedy = client.chat.completions.create(model="reasoner", messages=messages, temperature=0, max_tokens=24)
+    text = greedy.choices[0].message.content
+    assert greedy.usage.total_tokens == greedy.usage.prompt_tokens + greedy.usage.completion_tokens
+    assert 1 <= greedy.usage.completion_tokens <= 24
+    # n choices; max_tokens bounds each, and usage counts them all.
+    sampled = client.chat.completions.create(model="reasoner", messages=messages, n=3, max_tokens=4, seed=11)
+    assert [c.index for c in sampled.choices] == [0, 1, 2]
+    assert sampled.usage.completion_tokens <= 3 * 4
+    assert all(c.finish_reason in ("stop", "length") for c in sampled.choices)
+    # The same seed, the same choices.
+    again = client.chat.completions.create(model="reasoner", messages=messages, n=3, max_tokens=4, seed=11)
+    assert [c.message.content for c in again.choices] == [c.message.content for c in sampled.choices]
+    # A stop string taken from the greedy answer cuts it just before its first occurrence.
+    assert len(text) >= 4, text
+    stop = text[2:4]
+    cut = client.chat.completions.create(model="reasoner", messages=messages, temperature=0, max_tokens=24, stop=[stop])
+    assert cut.choices[0].message.content == text[: text.index(stop)]
+    # top_p near 0 keeps only the most likely token: sampling then gives the greedy answer.
+    nucleus = client.chat.completions.create(model="reasoner", messages=messages, top_p=1e-6, max_tokens=24, seed=3)
+    assert nucleus.choices[0].message.content == text
+
+
+def test_a_streamed_completion_says_what_the_whole_one_says(service):
+    client, messages = service.client(), [{"role": "user", "content": REASONER_PROMPT}]
+    whole = client.chat.completions.create(model="reasoner", messages=messages, temperature=0, max_tokens=24)
+    chunks = list(client.chat.completions.create(
+        model="reasoner", messages=messages, temperature=0, max_tokens=24, stream=True, stream_options={"include_usage": True}
+    ))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [whole.choices[0].finish_reason]
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+
+
+def test_an_image_chat_runs_the_two_stage_model(service):
+    image, question = service.eval_item()
+    client = service.client()
+    # The captioner samples as in training; a seed makes its caption repeatable.
+    response = client.chat.completions.create(model="caption-reason", messages=image_message(image, question), temperature=0, max_tokens=24, seed=5)
+    message = response.choices[0].message
+    assert message.caption and message.tentative_answer and message.content
+    # Streamed: the caption and tentative answer arrive before the final answer, and agree with it.
+    chunks = list(client.chat.completions.create(
+        model="caption-reason", messages=image_message(image, question), temperature=0, max_tokens=24, seed=5, stream=True
+    ))
+    fields = [k for c in chunks for k, v in c.choices[0].delta.model_dump(exclude_none=True).items() if v and k != "role"]
+    assert fields.index("caption") < fields.index("content")
+    streamed = {k: "".join(getattr(c.choices[0].delta, k, None) or "" for c in chunks) for k in ("caption", "tentative_answer", "content")}
+    assert streamed == {"caption": message.caption, "tentative_answer": message.tentative_answer, "content": message.content}
+
+
+def test_errors_come_in_openai_shape(service):
+    client, messages = service.client(), [{"role": "user", "content": "hi"}]
+    with pytest.raises(openai.NotFoundError, match="model 'nope' does not exist"):
+        client.chat.completions.create(model="nope", messages=messages)
+    with pytest.raises(openai.BadRequestError, match="over this server's limit of 256"):
+        client.chat.completions.create(model="reasoner", messages=messages, max_tokens=257)
+    with pytest.raises(openai.AuthenticationError, match="bearer token"):
+        service.client(key="wrong").models.list()
+    image, question = service.eval_item()
+    with pytest.raises(openai.BadRequestError, match="reads text only"):
+        client.chat.completions.create(model="reasoner", messages=image_message(image, question))
+    remote = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.invalid/a.png"}}, {"type": "text", "text": "?"}]}]
+    with pytest.raises(openai.BadRequestError, match="remote image URLs are refused"):
+        client.chat.completions.create(model="caption-reason", messages=remote)
+
+
+def test_plain_http_gets_clear_errors_for_bad_bodies(service):
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    url = f"{service.base}/v1/chat/completions"
+    bad_json = requests.post(url, data=b"{oops", headers=headers, timeout=30)
+    assert bad_json.status_code == 400 and "Invalid JSON" in bad_json.json()["error"]["message"]
+    huge = requests.post(url, data=b" " * (8 * 2**20 + 1), headers=headers, timeout=60)
+    assert huge.status_code == 413 and "serve.api.max_body_bytes" in huge.json()["error"]["message"]
+    # The service was started with a 40000-pixel bound: a 201 x 200 image is one column over it.
+    from PIL import Image
+    import io
+
+    out = io.BytesIO()
+    Image.new("RGB", (201, 200)).save(out, format="PNG")
+    big = {"model": "caption-reason", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()}},
+        {"type": "text", "text": "?"}]}]}
+    refused = requests.post(url, json=big, headers=headers, timeout=30)
+    assert refused.status_code == 413 and "201x200 = 40200 pixels" in refused.json()["error"]["message"]
+
+
+def test_the_scoring_endpoint_and_health_keep_working(service):
+    body = {"question": "How many red circles are there?", "answer": "1", "captions": ["top left: a red circle.", ""]}
+    scored = requests.post(f"{service.base}/reasoner", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    assert scored.status_code == 200, scored.text
+    assert len(scored.json()["rewards"]) == 2 and all(0 <= r <= 1 for r in scored.json()["rewards"])
+    assert requests.post(f"{service.base}/reasoner", json=body, timeout=30).status_code == 401
+    assert requests.get(f"{service.base}/health", timeout=10).json()["status"] == "ok"
+    assert "<title>Caption, then reason</title>" in requests.get(service.base, timeout=10).text
+
+
+def test_the_openai_engine_trains_against_the_service(service, tmp_path, run_launch):
+    run_dir = tmp_path / "run"
+    args = [
+        f"run_dir={run_dir}", f"task.cache_dir={service.cache}", *TINY_TASK_OVERRIDES, "learner.total_steps=4",
+        "learner.groups_per_step=2", "rollout.sampling.max_new_tokens=8", "eval.at_end=false",
+        "serve.engine=openai", f"serve.openai.base_url={service.base}/v1", "serve.openai.model=reasoner",
+    ]
+    code, out = run_launch(args, env={"REASONER_API_KEY": KEY}).finish(timeout=600)
+    assert code == 0, out[-4000:]
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [0, 1, 2, 3]
+    assert all(0 <= m["reward/mean"] <= 1 for m in metrics)
