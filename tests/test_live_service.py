@@ -172,6 +172,36 @@ def test_the_scoring_endpoint_and_health_keep_working(service):
     assert "<title>Caption, then reason</title>" in requests.get(service.base, timeout=10).text
 
 
+def test_the_openai_engine_answers_through_the_service(service, monkeypatch):
+    from configs.schema import OpenAIEndpointConfig
+    from serve.openai_reasoner import OpenAIReasoner
+    from serve.reasoner_prompt import reasoner_messages
+
+    prompts = [("top left: a red circle.", "How many red circles are there?"), ("", "How many squares are there?")]
+    endpoint = OpenAIEndpointConfig(base_url=f"{service.base}/v1", model="reasoner")
+    monkeypatch.setenv("REASONER_API_KEY", KEY)
+    answers = OpenAIReasoner(endpoint, seed=0).answer(prompts, k=3, temperature=0, max_new_tokens=24)
+    direct = [
+        service.client().chat.completions.create(model="reasoner", messages=reasoner_messages(*p), temperature=0, max_tokens=24).choices[0].message.content
+        for p in prompts
+    ]
+    assert answers == [[text] * 3 for text in direct]
+    monkeypatch.delenv("REASONER_API_KEY")  # the key comes from the environment only
+    with pytest.raises(openai.AuthenticationError):
+        OpenAIReasoner(endpoint, seed=0).answer(prompts, k=1, temperature=0, max_new_tokens=4)
+
+
+def test_infer_prints_the_caption_the_tentative_answer_and_the_final_answer(service, run_launch):
+    image, question = service.eval_item()
+    args = ["infer", "--image", str(image), "--question", question, f"task.cache_dir={service.cache}", *TINY_TASK_OVERRIDES]
+    code, out = run_launch(args).finish(timeout=300)
+    assert code == 0, out[-4000:]
+    printed = [line.split(":", 1) for line in out.splitlines() if line.startswith(("caption:", "tentative answer:", "final answer:"))]
+    # In this order; what the barely trained tiny models of this test say may be empty.
+    assert [label for label, _ in printed] == ["caption", "tentative answer", "final answer"]
+
+
+@pytest.mark.slow
 def test_the_openai_engine_trains_against_the_service(service, tmp_path, run_launch):
     run_dir = tmp_path / "run"
     args = [
@@ -184,3 +214,20 @@ def test_the_openai_engine_trains_against_the_service(service, tmp_path, run_lau
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [0, 1, 2, 3]
     assert all(0 <= m["reward/mean"] <= 1 for m in metrics)
+
+
+def test_the_demo_page_answers_an_uploaded_image_in_a_browser(service, tmp_path):
+    from serve.reasoner_prompt import two_stage_messages
+    from tests.browser import ask_demo
+
+    image, question = service.eval_item()
+    shown = ask_demo(service.base, image, question, tmp_path / "demo.png", key=KEY)
+    assert shown["status"] == "done", shown
+    assert shown["reasoner"] == "reasoner"
+    assert shown["caption"] and shown["tentative"] and shown["final"]
+    # The final answer shown is the reasoner's greedy answer to exactly the caption and tentative
+    # answer shown (the page asks at temperature 0, at the server's default max_tokens of 40).
+    messages = two_stage_messages(shown["caption"], question, shown["tentative"])
+    direct = service.client().chat.completions.create(model="reasoner", messages=messages, temperature=0, max_tokens=40)
+    assert shown["final"] == direct.choices[0].message.content
+    assert (tmp_path / "demo.png").stat().st_size > 10_000
