@@ -2,6 +2,7 @@
 DeepSpeed. Checks the asynchronous contracts end to end."""
 
 
+import openai
 import pytest
 import ray
 import requests
@@ -36,6 +37,7 @@ def trained(tmp_path_factory):
             "rollout.sampling.max_new_tokens=12",
             "serve.num_replicas=2",
             f"serve.http_port={http_port}",
+            "serve.live=true",
             f"learner.total_steps={STEPS}",
             "learner.groups_per_step=2",
             f"learner.max_staleness={MAX_STALENESS}",
@@ -114,6 +116,14 @@ def test_the_pool_answers_over_http_and_rejects_bad_bodies(trained):
     assert len(result["rewards"]) == 2 and all(0.0 <= r <= 1.0 for r in result["rewards"])
     assert len(result["answers"]) == 2
     bad = requests.post(url, json={"question": "q", "answer": "1", "captions": "not a list"}, timeout=60)
-    assert bad.status_code == 400 and "captions" in bad.json()["error"]
+    assert bad.status_code == 400 and "captions" in bad.json()["error"]["message"]
     garbage = requests.post(url, data=b"\xff{not json", timeout=60)
     assert garbage.status_code == 400
+
+
+def test_the_training_pool_serves_the_openai_api_with_serve_live(trained):
+    roles, _ = trained
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{roles.http_port}/v1", api_key="unused", max_retries=0)
+    assert {m.id for m in client.models.list().data} == {"reasoner", "caption-reason"}
+    reply = client.chat.completions.create(model="reasoner", messages=[{"role": "user", "content": "How many circles?"}], max_tokens=8)
+    assert reply.choices[0].finish_reason in ("stop", "length") and reply.usage.completion_tokens <= 8
