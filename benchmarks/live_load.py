@@ -242,7 +242,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per request
+    for name in ("httpx", "httpx2"):  # no line per request (the openai client logs through one of them)
+        logging.getLogger(name).setLevel(logging.WARNING)
     out, overrides = split_out(args.overrides, "live_load")
     if out is None:
         return 2

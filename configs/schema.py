@@ -217,6 +217,10 @@ class ApiConfig:
     reasoner_model: str = "reasoner"
     # Model id of the two-stage inference (captioner, then reasoner); "" = no captioner deployed.
     two_stage_model: str = "caption-reason"
+    # More reasoners by model id, each an OpenAI-compatible endpoint: listed in /v1/models,
+    # callable by that id, and choosable as the two-stage model's reasoner (plug-and-play), e.g.
+    # serve.api.reasoners.r1.base_url=http://10.0.0.5:8000/v1 serve.api.reasoners.r1.model=R1-7B
+    reasoners: dict[str, OpenAIEndpointConfig] = field(default_factory=dict)
     # Captioner checkpoint of the two-stage model: "" = models.captioner (or the bundled one);
     # a run's trained one is RUN_DIR/captioner.
     captioner: str = ""
@@ -240,6 +244,9 @@ class ApiConfig:
     def __post_init__(self) -> None:
         _check(bool(self.reasoner_model), "serve.api.reasoner_model must be a non-empty model id")
         _check(self.two_stage_model != self.reasoner_model, "serve.api: two_stage_model and reasoner_model must differ")
+        for name, endpoint in self.reasoners.items():
+            _check(name not in (self.reasoner_model, self.two_stage_model), f"serve.api.reasoners.{name}: the id is taken by the pool's own models")
+            _check(bool(endpoint.base_url and endpoint.model), f"serve.api.reasoners.{name} needs base_url and model")
         _check(min(self.max_tokens, self.max_n, self.max_body_bytes, self.max_image_pixels) >= 1 and self.max_stop >= 0,
                "serve.api: max_tokens, max_n, max_body_bytes and max_image_pixels must be >= 1")
         _check(self.live_burst >= 1 and self.max_live_waiting >= 1, "serve.api: live_burst and max_live_waiting must be >= 1")

@@ -6,9 +6,11 @@ ahead of training's backlog (serve/engine_queue.py says how fairly).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import openai
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from configs.schema import ApiConfig
@@ -28,6 +30,7 @@ from serve.api_protocol import (
 )
 from serve.completion import CompletionParams, Completions, Conversation, ReasonerEngine
 from serve.engine_queue import EngineBusy, EngineQueue
+from serve.openai_reasoner import OpenAIReasoner
 from serve.reasoner_prompt import two_stage_messages
 from wire.inference import DescribeRequest, Description
 
@@ -36,21 +39,24 @@ class ChatService:
     def __init__(self, api: ApiConfig, engine: ReasonerEngine, queue: EngineQueue, captioner: Any | None, default_max_tokens: int):
         self.api, self.engine, self.queue, self.captioner = api, engine, queue, captioner
         self.default_max_tokens = min(default_max_tokens, api.max_tokens)
+        # Reasoners served elsewhere, by model id: called directly, they never hold this replica's engine.
+        self.remote: dict[str, ReasonerEngine] = {name: OpenAIReasoner(endpoint, seed=0) for name, endpoint in api.reasoners.items()}
 
     def models(self) -> dict[str, Any]:
-        cards = [model_card(self.api.reasoner_model, "reasoner")]
+        cards = [model_card(name, "reasoner") for name in (self.api.reasoner_model, *self.remote)]
         if self.captioner is not None:
             cards.append(model_card(self.api.two_stage_model, "two-stage"))
         return {"object": "list", "data": cards}
 
     async def respond(self, chat: ChatRequest) -> Response:
         params = self._params(chat)
-        if chat.model == self.api.reasoner_model:
+        if chat.model == self.api.reasoner_model or chat.model in self.remote:
             conversation = reasoner_conversation(chat)
-            self._check_context(conversation, params)
-            stages = self._reasoner_stages(conversation, params)
+            self._check_context(chat.model, conversation, params)
+            stages = self._reasoner_stages(chat.model, conversation, params)
         elif chat.model == self.api.two_stage_model and self.captioner is not None:
-            stages = self._two_stage(*self._image_question(chat), chat.seed, params)
+            reasoner = chat.reasoner or self.api.reasoner_model
+            stages = self._two_stage(reasoner, *self._image_question(chat), chat.seed, params)
         else:
             raise ApiError(404, f"model {chat.model!r} does not exist; GET /v1/models lists them", param="model", code="model_not_found")
         if chat.stream:
@@ -67,38 +73,46 @@ class ChatService:
             raise ApiError(400, f"n {params.n} is over this server's limit of {api.max_n} (serve.api.max_n)", param="n")
         if len(params.stop) > api.max_stop:
             raise ApiError(400, f"{len(params.stop)} stop strings, at most {api.max_stop} allowed", param="stop")
-        if chat.reasoner not in (None, api.reasoner_model):
+        if chat.reasoner not in (None, api.reasoner_model, *self.remote):
             raise ApiError(404, f"reasoner {chat.reasoner!r} does not exist; GET /v1/models lists the reasoners", param="reasoner", code="model_not_found")
         return params
 
-    def _check_context(self, conversation: Conversation, params: CompletionParams) -> None:
+    def _check_context(self, reasoner: str, conversation: Conversation, params: CompletionParams) -> None:
+        if reasoner in self.remote:
+            return  # its server checks
         prompt = self.engine.prompt_tokens(conversation)
         limit = self.engine.max_context
         if prompt is not None and limit and prompt + params.max_tokens > limit:
             raise ApiError(400, f"the prompt's {prompt} tokens plus max_tokens {params.max_tokens} exceed the model's context of {limit} tokens", param="messages", code="context_length_exceeded")
 
-    async def _complete(self, conversation: Conversation, params: CompletionParams) -> Completions:
+    async def _complete(self, reasoner: str, conversation: Conversation, params: CompletionParams) -> Completions:
+        if reasoner in self.remote:
+            try:
+                return (await asyncio.to_thread(self.remote[reasoner].complete, [conversation], params))[0]
+            except openai.APIError as err:
+                raise ApiError(502, f"reasoner {reasoner!r} failed: {err}", kind="server_error", code="upstream_error") from None
         try:
             return (await self.queue.live(lambda: self.engine.complete([conversation], params)))[0]
         except EngineBusy as err:
             raise ApiError(429, str(err), kind="rate_limit_error", code="rate_limit_exceeded") from None
 
-    async def _reasoner_stages(self, conversation: Conversation, params: CompletionParams) -> AsyncIterator[tuple[str, Any]]:
-        yield "answer", await self._complete(conversation, params)
+    async def _reasoner_stages(self, reasoner: str, conversation: Conversation, params: CompletionParams) -> AsyncIterator[tuple[str, Any]]:
+        yield "answer", await self._complete(reasoner, conversation, params)
 
-    async def _two_stage(self, question: str, image: bytes, seed: int | None, params: CompletionParams) -> AsyncIterator[tuple[str, Any]]:
+    async def _two_stage(self, reasoner: str, question: str, image: bytes, seed: int | None, params: CompletionParams) -> AsyncIterator[tuple[str, Any]]:
         description: Description = await self.captioner.describe.remote(DescribeRequest(image, question, seed))
         yield "description", description
         conversation = two_stage_messages(description.caption, question, description.tentative_answer)
-        self._check_context(conversation, params)
-        yield "answer", await self._complete(conversation, params)
+        self._check_context(reasoner, conversation, params)
+        yield "answer", await self._complete(reasoner, conversation, params)
 
     async def infer(self, question: str, image: bytes, seed: int | None) -> dict[str, str]:
         """The two-stage inference of one image and question, greedy: caption, tentative answer, answer."""
         if self.captioner is None:
             raise ApiError(404, "no captioner is deployed (serve.api.two_stage_model is empty)")
         check_image(image, self.api.max_image_pixels)
-        stages = [v async for _, v in self._two_stage(question, image, seed, CompletionParams(temperature=0, max_tokens=self.default_max_tokens))]
+        greedy = CompletionParams(temperature=0, max_tokens=self.default_max_tokens)
+        stages = [v async for _, v in self._two_stage(self.api.reasoner_model, question, image, seed, greedy)]
         description, answer = stages
         return {"caption": description.caption, "tentative_answer": description.tentative_answer, "answer": answer.choices[0].text}
 

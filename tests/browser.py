@@ -35,7 +35,7 @@ def chromium() -> webdriver.Chrome:
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
-def ask_demo(base_url: str, image: Path, question: str, screenshot: Path, key: str = "", timeout: float = 120) -> dict[str, str]:
+def ask_demo(base_url: str, image: Path, question: str, screenshot: Path, key: str = "", timeout: float = 120) -> dict:
     """Load the page, give it the image, the question (and key), ask; the three answers as shown."""
     browser = chromium()
     try:
@@ -52,7 +52,9 @@ def ask_demo(base_url: str, image: Path, question: str, screenshot: Path, key: s
         status = browser.find_element(By.ID, "status").get_attribute("textContent")
         shown = {name: browser.find_element(By.ID, name).get_attribute("textContent") for name in ("caption", "tentative", "final")}
         shown["status"] = status
-        shown["reasoner"] = Select(browser.find_element(By.ID, "reasoner")).first_selected_option.text
+        picker = Select(browser.find_element(By.ID, "reasoner"))
+        shown["reasoner"] = picker.first_selected_option.text
+        shown["reasoners"] = [option.text for option in picker.options]
         browser.save_screenshot(str(screenshot))
         return shown
     finally:

@@ -1,5 +1,7 @@
 """The shipped configs load against the schema and say what they claim."""
 
+import re
+
 import pytest
 
 from configs.load import ConfigError, load_config
@@ -58,3 +60,28 @@ def test_the_schema_alone_is_the_bundled_default_run():
     config = load_config()
     assert config == TrainConfig()
     assert (config.task.kind, config.models.captioner, config.models.reasoner) == ("bundled", "", "")
+
+
+def test_serve_autoscaling_replaces_the_fixed_replica_count():
+    from serve.pool import reasoner_app
+
+    fixed = reasoner_app(load_config(overrides=["serve.num_replicas=2"]).serve, "ckpt", 0)._bound_deployment
+    assert fixed.num_replicas == 2 and fixed._deployment_config.autoscaling_config is None
+    scaled = load_config(overrides=["serve.autoscaling.min_replicas=1", "serve.autoscaling.max_replicas=3", "serve.autoscaling.target_ongoing_requests=4"])
+    autoscaling = reasoner_app(scaled.serve, "ckpt", 0)._bound_deployment._deployment_config.autoscaling_config
+    assert (autoscaling.min_replicas, autoscaling.max_replicas, autoscaling.target_ongoing_requests) == (1, 3, 4.0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        (["serve.engine=openai"], "serve.engine=openai needs serve.openai.base_url and serve.openai.model"),
+        (["serve.autoscaling.max_replicas=2", "serve.autoscaling.min_replicas=3"], "need 1 <= min_replicas <= max_replicas"),
+        (["serve.api.reasoners.reasoner.base_url=http://h/v1", "serve.api.reasoners.reasoner.model=m"], "the id is taken"),
+        (["serve.api.reasoners.r1.model=m"], "serve.api.reasoners.r1 needs base_url and model"),
+        (["serve.http_port=0"], "serve.http_port must be in [1, 65535]"),
+    ],
+)
+def test_bad_live_service_settings_are_refused_naming_the_key(overrides, reason):
+    with pytest.raises(ConfigError, match=re.escape(reason)):
+        load_config(overrides=overrides)

@@ -28,8 +28,12 @@ class Service:
         self.cache = cache
         self.port = unclaimed_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        args = ["serve", f"task.cache_dir={cache}", *TINY_TASK_OVERRIDES, f"serve.http_port={self.port}", "serve.api.max_image_pixels=40000"]
-        self.run = Launched(args, env={"CAPTION_RL_API_KEY": KEY})
+        args = [
+            "serve", f"task.cache_dir={cache}", *TINY_TASK_OVERRIDES, f"serve.http_port={self.port}", "serve.api.max_image_pixels=40000",
+            # A second reasoner, served elsewhere: here the service itself, over HTTP (plug-and-play).
+            f"serve.api.reasoners.echo.base_url={self.base}/v1", "serve.api.reasoners.echo.model=reasoner",
+        ]
+        self.run = Launched(args, env={"CAPTION_RL_API_KEY": KEY, "REASONER_API_KEY": KEY})
 
     def wait_ready(self, timeout: float = 420) -> None:
         deadline = time.monotonic() + timeout
@@ -70,7 +74,7 @@ def image_message(path: Path, question: str) -> list[dict]:
 
 def test_models_lists_the_reasoner_and_the_two_stage_model(service):
     models = {m.id: m.kind for m in service.client().models.list().data}
-    assert models == {"reasoner": "reasoner", "caption-reason": "two-stage"}
+    assert models == {"reasoner": "reasoner", "echo": "reasoner", "caption-reason": "two-stage"}
 
 
 def test_chat_completion_honours_the_sampling_settings_and_counts_tokens(service):
@@ -124,6 +128,11 @@ def test_an_image_chat_runs_the_two_stage_model(service):
     assert fields.index("caption") < fields.index("content")
     streamed = {k: "".join(getattr(c.choices[0].delta, k, None) or "" for c in chunks) for k in ("caption", "tentative_answer", "content")}
     assert streamed == {"caption": message.caption, "tentative_answer": message.tentative_answer, "content": message.content}
+    # The reasoner swapped per request: "echo" is the same model reached over HTTP, so it agrees.
+    swapped = client.chat.completions.create(
+        model="caption-reason", messages=image_message(image, question), temperature=0, max_tokens=24, seed=5, extra_body={"reasoner": "echo"}
+    )
+    assert (swapped.choices[0].message.caption, swapped.choices[0].message.content) == (message.caption, message.content)
 
 
 def test_errors_come_in_openai_shape(service):
@@ -223,7 +232,7 @@ def test_the_demo_page_answers_an_uploaded_image_in_a_browser(service, tmp_path)
     image, question = service.eval_item()
     shown = ask_demo(service.base, image, question, tmp_path / "demo.png", key=KEY)
     assert shown["status"] == "done", shown
-    assert shown["reasoner"] == "reasoner"
+    assert shown["reasoners"] == ["reasoner", "echo"] and shown["reasoner"] == "reasoner"
     assert shown["caption"] and shown["tentative"] and shown["final"]
     # The final answer shown is the reasoner's greedy answer to exactly the caption and tentative
     # answer shown (the page asks at temperature 0, at the server's default max_tokens of 40).
