@@ -13,6 +13,8 @@ reasoner model, each the next as soon as its last is answered, until `--requests
 
 The load starts once training has done its warm-up steps (bench.warmup_steps), and training's
 groups/s are counted over the load's window (in 2, a window of the same length, no requests).
+Training holds its policy (a vanishing learning rate, as `launch.py bench` does), so every phase
+does the same work per group: a learning captioner's captions grow, and with them each step.
 Writes PATH/live_load.json and PATH/live_load.md (the table, also printed); with --record, the
 table's section of BENCHMARKS.md too.
 """
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.pipeline import split_out, with_changes
+from benchmarks.pipeline import HELD_LR, split_out, with_changes
 from benchmarks.report import write_section
 from configs.schema import TrainConfig
 
@@ -209,7 +211,7 @@ def run(config: TrainConfig, load: Load, out: Path, record: bool) -> dict:
 
     out.mkdir(parents=True, exist_ok=True)
     inputs = resolve_inputs(config)
-    live = with_changes(config, serve={"live": True})
+    live = with_changes(config, serve={"live": True}, learner={"lr": HELD_LR})
     turns = with_changes(live, serve={"api": dataclasses.replace(live.serve.api, live_burst=1)})
     start_ray(config)
     try:

@@ -151,6 +151,8 @@ class ChatService:
                     yield chunk(cid, model, [(i, {}, choice.finish_reason)])
         except ApiError as err:
             yield error_event(err)
+        except Exception as err:  # noqa: BLE001 - the stream has begun: the failure goes out as its last event
+            yield error_event(ApiError(500, f"{type(err).__name__}: {err}", kind="server_error"))
         if include_usage:
             yield chunk(cid, model, [], usage(prompt_tokens, completion_tokens))
         yield STREAM_END
