@@ -48,7 +48,7 @@ def ask_demo(base_url: str, image: Path, question: str, screenshot: Path, key: s
         browser.find_element(By.ID, "image").send_keys(str(image.resolve()))
         browser.find_element(By.ID, "question").send_keys(question)
         browser.find_element(By.ID, "submit").click()
-        wait.until(lambda b: b.find_element(By.ID, "status").get_attribute("textContent") != "")
+        wait.until(lambda b: b.find_element(By.ID, "status").get_attribute("textContent") not in ("", "asking..."))
         status = browser.find_element(By.ID, "status").get_attribute("textContent")
         shown = {name: browser.find_element(By.ID, name).get_attribute("textContent") for name in ("caption", "tentative", "final")}
         shown["status"] = status
