@@ -28,7 +28,13 @@ from serve.api_protocol import (
     text_of,
     usage,
 )
-from serve.completion import CompletionParams, Completions, Conversation, ReasonerEngine
+from serve.completion import (
+    CompletionParams,
+    Completions,
+    Conversation,
+    ReasonerEngine,
+    TextSink,
+)
 from serve.engine_queue import EngineBusy, EngineQueue
 from serve.openai_reasoner import OpenAIReasoner
 from serve.reasoner_prompt import two_stage_messages
@@ -50,18 +56,20 @@ class ChatService:
 
     async def respond(self, chat: ChatRequest) -> Response:
         params = self._params(chat)
+        feed = StreamFeed() if chat.stream else None
+        on_text = feed.text if feed else None
         if chat.model == self.api.reasoner_model or chat.model in self.remote:
             conversation = reasoner_conversation(chat)
             self._check_context(chat.model, conversation, params)
-            stages = self._reasoner_stages(chat.model, conversation, params)
+            stages = self._reasoner_stages(chat.model, conversation, params, on_text)
         elif chat.model == self.api.two_stage_model and self.captioner is not None:
             reasoner = chat.reasoner or self.api.reasoner_model
-            stages = self._two_stage(reasoner, *self._image_question(chat), chat.seed, params)
+            stages = self._two_stage(reasoner, *self._image_question(chat), chat.seed, params, on_text)
         else:
             raise ApiError(404, f"model {chat.model!r} does not exist; GET /v1/models lists them", param="model", code="model_not_found")
-        if chat.stream:
+        if feed is not None:
             include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-            return StreamingResponse(self._events(chat.model, stages, include_usage), media_type="text/event-stream")
+            return StreamingResponse(self._events(chat.model, stages, feed, include_usage), media_type="text/event-stream")
         return JSONResponse(await self._whole(chat.model, stages))
 
     def _params(self, chat: ChatRequest) -> CompletionParams:
@@ -85,26 +93,30 @@ class ChatService:
         if prompt is not None and limit and prompt + params.max_tokens > limit:
             raise ApiError(400, f"the prompt's {prompt} tokens plus max_tokens {params.max_tokens} exceed the model's context of {limit} tokens", param="messages", code="context_length_exceeded")
 
-    async def _complete(self, reasoner: str, conversation: Conversation, params: CompletionParams) -> Completions:
+    async def _complete(self, reasoner: str, conversation: Conversation, params: CompletionParams, on_text: TextSink | None) -> Completions:
         if reasoner in self.remote:
             try:
                 return (await asyncio.to_thread(self.remote[reasoner].complete, [conversation], params))[0]
             except openai.APIError as err:
                 raise ApiError(502, f"reasoner {reasoner!r} failed: {err}", kind="server_error", code="upstream_error") from None
         try:
-            return (await self.queue.live(lambda: self.engine.complete([conversation], params)))[0]
+            return (await self.queue.live(lambda: self.engine.complete([conversation], params, on_text)))[0]
         except EngineBusy as err:
             raise ApiError(429, str(err), kind="rate_limit_error", code="rate_limit_exceeded") from None
 
-    async def _reasoner_stages(self, reasoner: str, conversation: Conversation, params: CompletionParams) -> AsyncIterator[tuple[str, Any]]:
-        yield "answer", await self._complete(reasoner, conversation, params)
+    async def _reasoner_stages(
+        self, reasoner: str, conversation: Conversation, params: CompletionParams, on_text: TextSink | None = None
+    ) -> AsyncIterator[tuple[str, Any]]:
+        yield "answer", await self._complete(reasoner, conversation, params, on_text)
 
-    async def _two_stage(self, reasoner: str, question: str, image: bytes, seed: int | None, params: CompletionParams) -> AsyncIterator[tuple[str, Any]]:
+    async def _two_stage(
+        self, reasoner: str, question: str, image: bytes, seed: int | None, params: CompletionParams, on_text: TextSink | None = None
+    ) -> AsyncIterator[tuple[str, Any]]:
         description: Description = await self.captioner.describe.remote(DescribeRequest(image, question, seed))
         yield "description", description
         conversation = two_stage_messages(description.caption, question, description.tentative_answer)
         self._check_context(reasoner, conversation, params)
-        yield "answer", await self._complete(reasoner, conversation, params)
+        yield "answer", await self._complete(reasoner, conversation, params, on_text)
 
     async def infer(self, question: str, image: bytes, seed: int | None) -> dict[str, str]:
         """The two-stage inference of one image and question, greedy: caption, tentative answer, answer."""
@@ -134,28 +146,57 @@ class ChatService:
         tokens = (0, 0) if description is None else (description.prompt_tokens, description.completion_tokens)
         return chat_completion(new_completion_id(), model, value, *tokens, **extra)
 
-    async def _events(self, model: str, stages: AsyncIterator[tuple[str, Any]], include_usage: bool) -> AsyncIterator[str]:
-        """Each stage's output as soon as it is done: the caption and tentative answer first
-        (two-stage), then every choice's answer; usage last when asked for."""
-        cid, prompt_tokens, completion_tokens = new_completion_id(), 0, 0
+    async def _events(self, model: str, stages: AsyncIterator[tuple[str, Any]], feed: StreamFeed, include_usage: bool) -> AsyncIterator[str]:
+        """Each stage's output as it comes: the caption and tentative answer when the captioner is
+        done (two-stage), the answer's text as it is generated where the engine streams (else
+        when it is done), every choice's finish; usage last when asked for."""
+        cid, prompt_tokens, completion_tokens, sent = new_completion_id(), 0, 0, ""
         yield chunk(cid, model, [(0, {"role": "assistant", "content": ""}, None)])
+        running = asyncio.ensure_future(feed.run(stages))
         try:
-            async for kind, value in stages:
-                prompt_tokens += value.prompt_tokens
-                completion_tokens += value.completion_tokens
-                if kind == "description":
+            while (item := await feed.items.get())[0] != "end":
+                kind, value = item
+                if kind == "text":
+                    sent += value
+                    yield chunk(cid, model, [(0, {"content": value}, None)])
+                elif kind == "error":
+                    yield error_event(value if isinstance(value, ApiError) else ApiError(500, f"{type(value).__name__}: {value}", kind="server_error"))
+                elif kind == "description":
+                    prompt_tokens, completion_tokens = prompt_tokens + value.prompt_tokens, completion_tokens + value.completion_tokens
                     yield chunk(cid, model, [(0, {"caption": value.caption, "tentative_answer": value.tentative_answer}, None)])
-                    continue
-                for i, choice in enumerate(value.choices):
-                    yield chunk(cid, model, [(i, {"content": choice.text}, None)])
-                    yield chunk(cid, model, [(i, {}, choice.finish_reason)])
-        except ApiError as err:
-            yield error_event(err)
-        except Exception as err:  # noqa: BLE001 - the stream has begun: the failure goes out as its last event
-            yield error_event(ApiError(500, f"{type(err).__name__}: {err}", kind="server_error"))
+                else:
+                    prompt_tokens, completion_tokens = prompt_tokens + value.prompt_tokens, completion_tokens + value.completion_tokens
+                    for i, choice in enumerate(value.choices):
+                        rest = choice.text[len(sent) :] if i == 0 and choice.text.startswith(sent) else choice.text
+                        if rest:
+                            yield chunk(cid, model, [(i, {"content": rest}, None)])
+                        yield chunk(cid, model, [(i, {}, choice.finish_reason)])
+        finally:
+            running.cancel()  # the client went away: stop following the stages
         if include_usage:
             yield chunk(cid, model, [], usage(prompt_tokens, completion_tokens))
         yield STREAM_END
+
+
+class StreamFeed:
+    """What a streamed response sends, in order: text pieces from the engine's worker thread as
+    they are generated, then each finished stage. Both reach one queue through the event loop
+    in the order they happened (a job's pieces are handed over before its result)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def text(self, piece: str) -> None:
+        self.loop.call_soon_threadsafe(self.items.put_nowait, ("text", piece))
+
+    async def run(self, stages: AsyncIterator[tuple[str, Any]]) -> None:
+        try:
+            async for kind, value in stages:
+                await self.items.put((kind, value))
+        except Exception as err:  # noqa: BLE001 - the stream has begun: the failure goes out as an event
+            await self.items.put(("error", err))
+        await self.items.put(("end", None))
 
 
 def reasoner_conversation(chat: ChatRequest) -> Conversation:

@@ -8,12 +8,15 @@ and vLLM in the replica's process, or any OpenAI-compatible endpoint (`serve.eng
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from serve.reasoner_prompt import reasoner_messages
 
 Conversation = list[dict[str, Any]]  # OpenAI chat messages with text content
+# Takes a completion's text piece by piece as it is generated (called from the engine's thread).
+TextSink = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,10 @@ class ReasonerEngine(ABC):
         return None
 
     @abstractmethod
-    def complete(self, conversations: list[Conversation], params: CompletionParams) -> list[Completions]:
-        """`params.n` choices for each conversation, in order. Blocking."""
+    def complete(self, conversations: list[Conversation], params: CompletionParams, on_text: TextSink | None = None) -> list[Completions]:
+        """`params.n` choices for each conversation, in order. Blocking. An engine that can
+        stream gives `on_text` the text as it is generated, for one conversation with n = 1 and
+        no stop strings; every engine may ignore it (the caller then sends the whole text)."""
 
     def answer(self, prompts: list[tuple[str, str]], k: int, temperature: float, max_new_tokens: int) -> list[list[str]]:
         """For each (caption, question), k answers sampled at `temperature` (0: the greedy answer, k times)."""

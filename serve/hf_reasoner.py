@@ -6,6 +6,7 @@ from contextlib import nullcontext
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from transformers.generation.streamers import BaseStreamer
 
 from serve.completion import (
     Completion,
@@ -13,6 +14,7 @@ from serve.completion import (
     Completions,
     Conversation,
     ReasonerEngine,
+    TextSink,
     cut_at_stop,
 )
 from serve.reasoner_prompt import encode_chat
@@ -29,16 +31,21 @@ class TransformersReasoner(ReasonerEngine):
     def prompt_tokens(self, conversation: Conversation) -> int | None:
         return len(encode_chat(self.tokenizer, conversation))
 
-    def complete(self, conversations: list[Conversation], params: CompletionParams) -> list[Completions]:
+    def complete(self, conversations: list[Conversation], params: CompletionParams, on_text: TextSink | None = None) -> list[Completions]:
         encoded = [encode_chat(self.tokenizer, messages) for messages in conversations]
         batch = self.tokenizer.pad({"input_ids": encoded}, return_tensors="pt").to(self.device)
         n = 1 if params.greedy else params.n  # greedy: one answer stands for all n
+        # Streamed where the text sent is the text returned: one sequence, nothing cut after the fact.
+        streams = on_text is not None and len(encoded) == 1 and params.n == 1 and not params.stop
+        streamer = _TextStreamer(self.tokenizer, on_text) if streams else None
         # A seeded request draws from its own generator state and leaves the replica's stream as it was.
         seeded = torch.random.fork_rng(devices=[]) if params.seed is not None else nullcontext()
         with torch.no_grad(), seeded:
             if params.seed is not None:
                 torch.manual_seed(params.seed)
-            sequences = self.model.generate(**batch, generation_config=self._generation_config(params, n), tokenizer=self.tokenizer)
+            sequences = self.model.generate(
+                **batch, generation_config=self._generation_config(params, n), tokenizer=self.tokenizer, streamer=streamer
+            )
         generated = sequences[:, batch["input_ids"].shape[1] :]
         choices = [self._completion(row, params) for row in generated]
         return [
@@ -68,3 +75,30 @@ class TransformersReasoner(ReasonerEngine):
             tokens = end + (ids[end] == self.tokenizer.eos_token_id and not stopped)
             return Completion(text, tokens, "stop")
         return Completion(text, len(ids), "stop" if stopped else "length")
+
+
+class _TextStreamer(BaseStreamer):
+    """Hands on the decoded text as generate() makes tokens: each time, what the whole decode
+    adds to what was sent, held back while it ends in an incomplete UTF-8 sequence."""
+
+    def __init__(self, tokenizer, on_text: TextSink):
+        self.tokenizer, self.on_text = tokenizer, on_text
+        self.ids: list[int] = []
+        self.sent = ""
+        self.prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # generate() first puts the prompt
+            self.prompt_seen = True
+            return
+        self.ids += value.reshape(-1).tolist()
+        self._send(final=False)
+
+    def end(self) -> None:
+        self._send(final=True)
+
+    def _send(self, final: bool) -> None:
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if (final or not text.endswith("\ufffd")) and len(text) > len(self.sent) and text.startswith(self.sent):
+            self.on_text(text[len(self.sent) :])
+            self.sent = text

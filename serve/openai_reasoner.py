@@ -16,6 +16,7 @@ from serve.completion import (
     Completions,
     Conversation,
     ReasonerEngine,
+    TextSink,
 )
 
 # Conversations of one batch sent at once: the endpoint batches them as it sees fit.
@@ -31,7 +32,7 @@ class OpenAIReasoner(ReasonerEngine):
         self.seed = seed
         self.calls = ThreadPoolExecutor(_CONCURRENT_CALLS, thread_name_prefix="openai-reasoner")
 
-    def complete(self, conversations: list[Conversation], params: CompletionParams) -> list[Completions]:
+    def complete(self, conversations: list[Conversation], params: CompletionParams, on_text: TextSink | None = None) -> list[Completions]:
         return list(self.calls.map(lambda messages: self._one(messages, params), conversations))
 
     def _one(self, messages: Conversation, params: CompletionParams) -> Completions:

@@ -9,6 +9,7 @@ from serve.completion import (
     Completions,
     Conversation,
     ReasonerEngine,
+    TextSink,
     cut_at_stop,
 )
 from serve.reasoner_prompt import encode_chat
@@ -30,7 +31,7 @@ class VllmReasoner(ReasonerEngine):
     def prompt_tokens(self, conversation: Conversation) -> int | None:
         return len(encode_chat(self.tokenizer, conversation))
 
-    def complete(self, conversations: list[Conversation], params: CompletionParams) -> list[Completions]:
+    def complete(self, conversations: list[Conversation], params: CompletionParams, on_text: TextSink | None = None) -> list[Completions]:
         from vllm import SamplingParams
 
         # vLLM takes greedy only with n=1; its one answer then stands for all n.
