@@ -5,6 +5,7 @@ training run that scores through it (serve.engine=openai)."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import openai
 import pytest
 import requests
+from PIL import Image
 
 from records.vqa import read_records
 from tests.launched import Launched
@@ -161,9 +163,6 @@ def test_plain_http_gets_clear_errors_for_bad_bodies(service):
     huge = requests.post(url, data=b" " * (8 * 2**20 + 1), headers=headers, timeout=60)
     assert huge.status_code == 413 and "serve.api.max_body_bytes" in huge.json()["error"]["message"]
     # The service was started with a 40000-pixel bound: a 201 x 200 image is one column over it.
-    from PIL import Image
-    import io
-
     out = io.BytesIO()
     Image.new("RGB", (201, 200)).save(out, format="PNG")
     big = {"model": "caption-reason", "messages": [{"role": "user", "content": [
