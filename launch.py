@@ -330,21 +330,24 @@ def infer_command(args: argparse.Namespace, config: TrainConfig) -> int:
     if not (args.image and args.question):
         print("infer: give --image PATH and --question TEXT", file=sys.stderr)
         return 2
+    from serve.api_images import check_image
+    from serve.api_protocol import ApiError
+
     image = Path(args.image)
     if not image.is_file():
         print(f"infer: no image file at {image}", file=sys.stderr)
         return 2
+    data = image.read_bytes()
+    try:  # here, before anything starts: the service's own check, whose error Ray would wrap
+        check_image(data, config.serve.api.max_image_pixels)
+    except ApiError as err:
+        print(f"infer: {image}: {err.message}", file=sys.stderr)
+        return 2
     inputs = resolve_inputs(config)
     start_ray(config)
     try:
-        from serve.api_protocol import ApiError
-
         pool = start_live_pool(config, inputs, http=False, captioner=True)
-        try:
-            result = pool.infer.remote(args.question, image.read_bytes(), config.seed).result()
-        except ApiError as err:
-            print(f"infer: {err.message}", file=sys.stderr)
-            return 2
+        result = pool.infer.remote(args.question, data, config.seed).result()
         print(f"caption:          {result['caption']}")
         print(f"tentative answer: {result['tentative_answer']}")
         print(f"final answer:     {result['answer']}")

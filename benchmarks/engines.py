@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -31,7 +29,7 @@ from actors.engine import (
     make_caption_engine,
 )
 from actors.weight_receiver import BroadcastWeightReceiver
-from benchmarks.report import write_section
+from benchmarks.report import machine, write_section
 from configs.load import load_config
 from configs.schema import SamplingConfig, VllmConfig
 from launch import resolve_inputs
@@ -162,8 +160,8 @@ def main() -> None:
         close_event_loop(loop)
     table = _table(results, megabytes)
     print(table)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, no GPU, 1 torch thread"
-    write_section("Caption engines", "python -m benchmarks.engines", machine, table)
+    where = f"{machine()}, no GPU, 1 torch thread"
+    write_section("Caption engines", "python -m benchmarks.engines", where, table)
 
 
 if __name__ == "__main__":

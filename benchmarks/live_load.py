@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import platform
 import sys
 import threading
 import time
@@ -36,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.pipeline import HELD_LR, split_out, with_changes
-from benchmarks.report import write_section
+from benchmarks.report import machine, write_section
 from configs.schema import TrainConfig
 
 log = logging.getLogger("live_load")
@@ -189,7 +188,7 @@ def report(config: TrainConfig, load: Load, phases: dict[str, Window]) -> tuple[
     result = {
         "load": dataclasses.asdict(load), "max_tokens": config.serve.max_new_tokens, "phases": rows,
         "training_kept": round(with_load / alone, 3) if with_load and alone else None,
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+        "machine": machine(),
     }
     lines = [
         "| phase | live requests (errors) | live req/s | live p50 s | live p99 s | training groups/s |",

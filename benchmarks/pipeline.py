@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from benchmarks.processes import (
     role_processes,
     titled_processes,
 )
-from benchmarks.report import write_section
+from benchmarks.report import machine, write_section
 from benchmarks.stages import (
     StageRate,
     generation_alone,
@@ -256,7 +255,7 @@ def bench_report(config: TrainConfig, layout: Layout, stages: dict[str, StageRat
         "rss_growth_async": {role: _growth(memory.marks, role) for role in ROLES},
         "resources": {role: {"cores": list(layout.cores[role]), "processes": layout.processes[role], "torch_threads": layout.torch_threads[role]} for role in ROLES},
         "steps": {"warmup": config.bench.warmup_steps, "measured": config.bench.steps, "groups_per_step": config.learner.groups_per_step},
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": machine(),
     }
 
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import re
 import time
 from pathlib import Path
 
 BENCHMARKS_FILE = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 _HEADER = "# Benchmarks\n\nEach section is written by the command it names; rerun it to refresh the section.\n"
+
+
+def machine() -> str:
+    """This machine, as each section names where it was measured."""
+    return f"{platform.machine()}, {os.cpu_count()} cores"
 
 
 def write_section(title: str, command: str, machine: str, body: str, path: Path = BENCHMARKS_FILE) -> None:

@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
-import os
-import platform
 import statistics
 import time
 
@@ -32,7 +30,7 @@ import zmq.asyncio
 from actors.replay_client import ReplayClient
 from actors.weight_receiver import ZmqWeightReceiver
 from actors.weight_tensors import named_tensors
-from benchmarks.report import write_section
+from benchmarks.report import machine, write_section
 from benchmarks.wire import example_group
 from learner.distributed import free_port
 from learner.replay import ReplayQueue
@@ -277,9 +275,9 @@ def main() -> None:
     models = {"bundled captioner": captioner_weights(), "100M parameters": random_weights(100_000_000)}
     push = push_table(models, args.rounds)
     print(push)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores"
-    write_section("Replay transport", "python -m benchmarks.transport", machine, replay)
-    write_section("Weight push", "python -m benchmarks.transport", machine, push)
+    where = machine()
+    write_section("Replay transport", "python -m benchmarks.transport", where, replay)
+    write_section("Weight push", "python -m benchmarks.transport", where, push)
 
 
 if __name__ == "__main__":

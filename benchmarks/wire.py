@@ -11,14 +11,12 @@ BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 
 import numpy as np
 
-from benchmarks.report import write_section
+from benchmarks.report import machine, write_section
 from wire.scored_group import ActorCounters, GroupTimings, ScoredGroup, decode_group, encode_group
 
 SIZES = {"bundled task (G=8 x 32 tokens, 0.3 KB image)": (8, 32, 300), "paper-sized (G=4 x 256 tokens, 50 KB image)": (4, 256, 50_000)}
@@ -64,8 +62,7 @@ def main() -> None:
         lines.append(f"| {name} | {len(frame) / 1024:.1f} | {encode_us:.0f} | {decode_us:.0f} | {1e6 / decode_us:.0f} |")
     table = "\n".join(lines)
     print(table)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores"
-    write_section("Replay codec", "python -m benchmarks.wire", machine, table)
+    write_section("Replay codec", "python -m benchmarks.wire", machine(), table)
 
 
 if __name__ == "__main__":

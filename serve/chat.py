@@ -46,7 +46,7 @@ class ChatService:
         self.api, self.engine, self.queue, self.captioner = api, engine, queue, captioner
         self.default_max_tokens = min(default_max_tokens, api.max_tokens)
         # Reasoners served elsewhere, by model id: called directly, they never hold this replica's engine.
-        self.remote: dict[str, ReasonerEngine] = {name: OpenAIReasoner(endpoint, seed=0) for name, endpoint in api.reasoners.items()}
+        self.remote: dict[str, ReasonerEngine] = {name: OpenAIReasoner(endpoint) for name, endpoint in api.reasoners.items()}
 
     def models(self) -> dict[str, Any]:
         cards = [model_card(name, "reasoner") for name in (self.api.reasoner_model, *self.remote)]
@@ -86,10 +86,8 @@ class ChatService:
         return params
 
     def _check_context(self, reasoner: str, conversation: Conversation, params: CompletionParams) -> None:
-        if reasoner in self.remote:
-            return  # its server checks
-        prompt = self.engine.prompt_tokens(conversation)
-        limit = self.engine.max_context
+        engine = self.remote.get(reasoner, self.engine)  # a remote one knows neither: its server checks
+        prompt, limit = engine.prompt_tokens(conversation), engine.max_context
         if prompt is not None and limit and prompt + params.max_tokens > limit:
             raise ApiError(400, f"the prompt's {prompt} tokens plus max_tokens {params.max_tokens} exceed the model's context of {limit} tokens", param="messages", code="context_length_exceeded")
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from serve.reasoner_prompt import reasoner_messages
+from serve.reasoner_prompt import encode_chat, reasoner_messages
 
 Conversation = list[dict[str, Any]]  # OpenAI chat messages with text content
 # Takes a completion's text piece by piece as it is generated (called from the engine's thread).
@@ -67,10 +67,12 @@ def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
 class ReasonerEngine(ABC):
     # Tokens a prompt and its completion may take together (0: unknown, the engine's server checks).
     max_context: int = 0
+    # The chat tokenizer of an engine that runs its model here (None: a remote engine).
+    tokenizer: Any = None
 
     def prompt_tokens(self, conversation: Conversation) -> int | None:
         """The conversation's prompt length in tokens, where the engine knows its tokenizer."""
-        return None
+        return None if self.tokenizer is None else len(encode_chat(self.tokenizer, conversation))
 
     @abstractmethod
     def complete(self, conversations: list[Conversation], params: CompletionParams, on_text: TextSink | None = None) -> list[Completions]:

@@ -28,9 +28,6 @@ class TransformersReasoner(ReasonerEngine):
         self.device = device
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
 
-    def prompt_tokens(self, conversation: Conversation) -> int | None:
-        return len(encode_chat(self.tokenizer, conversation))
-
     def complete(self, conversations: list[Conversation], params: CompletionParams, on_text: TextSink | None = None) -> list[Completions]:
         encoded = [encode_chat(self.tokenizer, messages) for messages in conversations]
         batch = self.tokenizer.pad({"input_ids": encoded}, return_tensors="pt").to(self.device)

@@ -24,12 +24,11 @@ _CONCURRENT_CALLS = 16
 
 
 class OpenAIReasoner(ReasonerEngine):
-    def __init__(self, config: OpenAIEndpointConfig, seed: int):
+    def __init__(self, config: OpenAIEndpointConfig):
         # The key comes from the environment only; a server that asks for none takes any string.
         key = os.environ.get(config.api_key_env) or "unused"
         self.client = OpenAI(base_url=config.base_url, api_key=key, timeout=config.timeout_s, max_retries=0)
         self.model = config.model
-        self.seed = seed
         self.calls = ThreadPoolExecutor(_CONCURRENT_CALLS, thread_name_prefix="openai-reasoner")
 
     def complete(self, conversations: list[Conversation], params: CompletionParams, on_text: TextSink | None = None) -> list[Completions]:

@@ -18,7 +18,7 @@ def make_reasoner(config: ServeConfig, checkpoint: str, seed: int) -> ReasonerEn
     if config.engine == "openai":
         from serve.openai_reasoner import OpenAIReasoner
 
-        return OpenAIReasoner(config.openai, seed)
+        return OpenAIReasoner(config.openai)
     from serve.hf_reasoner import TransformersReasoner
 
     device = "cuda" if config.num_gpus > 0 and torch.cuda.is_available() else "cpu"

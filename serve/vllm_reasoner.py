@@ -20,16 +20,12 @@ from vlm.vllm_setup import engine_args
 class VllmReasoner(ReasonerEngine):
     def __init__(self, checkpoint: str, config: VllmConfig, seed: int):
         args = engine_args(checkpoint, config, seed, images_per_prompt=0, async_engine=False)
-        from vllm import (
-            LLM,  # after engine_args: it sets the environment vLLM reads on import
-        )
+        # After engine_args: it sets the environment vLLM reads on import.
+        from vllm import LLM
 
         self.tokenizer = load_tokenizer(checkpoint)
         self.llm = LLM(**args)
         self.max_context = int(self.llm.llm_engine.model_config.max_model_len)
-
-    def prompt_tokens(self, conversation: Conversation) -> int | None:
-        return len(encode_chat(self.tokenizer, conversation))
 
     def complete(self, conversations: list[Conversation], params: CompletionParams, on_text: TextSink | None = None) -> list[Completions]:
         from vllm import SamplingParams

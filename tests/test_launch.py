@@ -147,3 +147,12 @@ def test_a_stop_signal_stops_every_role(tmp_path, stop, overrides, steps, exit_c
     code, out = run.finish(timeout=120)
     assert code == exit_code, out[-3000:]
     assert run.leftovers() == []
+
+
+def test_infer_refuses_a_file_that_is_no_image_before_starting_anything(run_launch, tmp_path):
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("plain text")
+    code, out = run_launch(["infer", "--image", str(not_image), "--question", "q"]).finish(timeout=60)
+    assert code == 2 and "no readable image" in out
+    code, out = run_launch(["infer", "--image", str(tmp_path / "absent.png"), "--question", "q"]).finish(timeout=60)
+    assert code == 2 and "no image file at" in out

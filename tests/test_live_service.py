@@ -190,7 +190,7 @@ def test_the_openai_engine_answers_through_the_service(service, monkeypatch):
     prompts = [("top left: a red circle.", "How many red circles are there?"), ("", "How many squares are there?")]
     endpoint = OpenAIEndpointConfig(base_url=f"{service.base}/v1", model="reasoner")
     monkeypatch.setenv("REASONER_API_KEY", KEY)
-    answers = OpenAIReasoner(endpoint, seed=0).answer(prompts, k=3, temperature=0, max_new_tokens=24)
+    answers = OpenAIReasoner(endpoint).answer(prompts, k=3, temperature=0, max_new_tokens=24)
     direct = [
         service.client().chat.completions.create(model="reasoner", messages=reasoner_messages(*p), temperature=0, max_tokens=24).choices[0].message.content
         for p in prompts
@@ -198,7 +198,7 @@ def test_the_openai_engine_answers_through_the_service(service, monkeypatch):
     assert answers == [[text] * 3 for text in direct]
     monkeypatch.delenv("REASONER_API_KEY")  # the key comes from the environment only
     with pytest.raises(openai.AuthenticationError):
-        OpenAIReasoner(endpoint, seed=0).answer(prompts, k=1, temperature=0, max_new_tokens=4)
+        OpenAIReasoner(endpoint).answer(prompts, k=1, temperature=0, max_new_tokens=4)
 
 
 def test_infer_prints_the_caption_the_tentative_answer_and_the_final_answer(service, run_launch):
