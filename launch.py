@@ -1,6 +1,7 @@
 """Start an asynchronous caption-reward RL run, or the reasoner pool alone.
 
     python launch.py [train] [--config FILE] [key=value ...]   # the main job (default)
+    python launch.py resume=RUN_DIR [key=value ...]            # continue a run from its latest checkpoint
     python launch.py serve   [--config FILE] [key=value ...]   # the reasoner pool as a live service
     python launch.py infer   --image PATH --question TEXT      # two-stage inference of one image
     python launch.py eval    --run DIR | --checkpoint DIR      # held-out accuracy before/after
@@ -8,8 +9,9 @@
     python launch.py bench   out=PATH [key=value ...]          # async vs sync throughput (BENCHMARKS.md)
 
 A run: start Ray, the staleness gate, the learner, the reasoner pool and the rollout actors;
-show progress until the learner has done its steps; stop everything, also on Ctrl-C; then
-evaluate the initial and trained captioner on held-out prompts and plot the reward.
+show progress until the learner has done its steps, restarting rollout actors that die; stop
+everything, also on Ctrl-C; write the run's account of its groups (summary.json); then evaluate
+the initial and trained captioner on held-out prompts and plot the reward.
 """
 
 from __future__ import annotations
@@ -123,31 +125,44 @@ class Roles:
     gate: object
     learners: list
     actors: list
-    runs: list  # the actors' run() calls
+    runs: list  # the actors' run() calls (replaced when an actor is restarted)
 
 
 def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
-    """Gate, learner ranks, reasoner pool and rollout actors, wired together; actors start generating."""
+    """Gate, learner ranks, reasoner pool and rollout actors, wired together; actors start generating
+    (a resumed run's from where its checkpoint left them)."""
+    import ray
+
+    from actors.rollout import ActorStart
     from actors.start import start_rollout_actors
     from learner.start import start_gate, start_learner
     from vlm.processor import load_captioner_processor
     from vlm.sampling import caption_sampling_spec
+    from wire.progress import ShardProgress
 
     # One spec for the actors that sample and the learner that recomputes their logprobs.
     sampling = caption_sampling_spec(config.rollout.sampling, load_captioner_processor(inputs.captioner).tokenizer)
     gate = start_gate(config.learner)
     learner = start_learner(
         config.learner, inputs.captioner, str(run_dir), sampling,
-        config.rollout.num_actors, gate, worker_env(), config.seed,
+        config.rollout.num_actors, gate, worker_env(), config.seed, resume=bool(config.resume),
     )
     # While the learner sets up. With serve.live the pool also serves people, two-stage model included.
     start_live_pool(config, inputs, http=config.serve.live, captioner=config.serve.live)
-    learners, replay_endpoint, weight_source = learner.ready()
+    learners, replay_endpoint, weight_source, resumed = learner.ready()
     actors = start_rollout_actors(
         config.rollout, inputs.captioner, sampling, inputs.train_file, (replay_endpoint,), weight_source,
         config.serve.app_name, gate, worker_env(), config.seed,
     )
-    return Roles(gate=gate, learners=learners, actors=actors, runs=[a.run.remote() for a in actors])
+    starts = [None] * len(actors)
+    if resumed is not None:
+        ray.get(gate.restore.remote(resumed.gate, {a: len(p) for a, p in resumed.taken.items()}))
+        starts = [
+            ActorStart(resumed.taken.get(i, ShardProgress()), resumed.policy_version, resumed.actor_counters.get(i))
+            for i in range(len(actors))
+        ]
+        log.info("resuming at step %d (policy version %d)", resumed.steps_done, resumed.policy_version)
+    return Roles(gate=gate, learners=learners, actors=actors, runs=[a.run.remote(s) for a, s in zip(actors, starts)])
 
 
 def stop_roles(roles: Roles | None, timeout_s: float = STOP_TIMEOUT_S) -> None:
@@ -184,6 +199,22 @@ def stop_ray() -> None:
         ray.shutdown()
 
 
+def resumed_config(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:
+    """`resume=RUN_DIR`: the run's own config.yaml, with this command line's other keys over it."""
+    if args.config:
+        raise ConfigError("resume=RUN_DIR takes the run's own config.yaml: give key=value overrides, not --config")
+    run_dir = Path(config.resume).resolve()
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"resume={config.resume}: no config.yaml there, so it is not a run directory")
+    if not (run_dir / "checkpoints" / "latest").is_file():
+        raise ConfigError(
+            f"resume={config.resume}: no complete checkpoint under {run_dir / 'checkpoints'} "
+            "(set learner.checkpoint_every to save them during a run)"
+        )
+    return load_config(saved, [*args.overrides, f"run_dir={run_dir}", f"resume={run_dir}"])
+
+
 def make_run_dir(config: TrainConfig) -> Path:
     run_dir = Path(config.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -210,15 +241,33 @@ def train(config: TrainConfig) -> int:
 
 def run_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> None:
     """Train until the learner has done its steps; the roles are stopped however it ends."""
+    from supervisor.faults import FaultLog
+
     roles = None
     try:
         roles = start_roles(config, inputs, run_dir)
         training = [rank.train.remote() for rank in roles.learners]
-        follow_progress(roles.learners[0], training, roles.runs, config.learner.total_steps)
+        faults = FaultLog()
+        follow_progress(config, roles, training, faults)
         log.info("done: metrics in %s", run_dir / "metrics.jsonl")
+        report_summary(roles, faults, run_dir / "summary.json")
     finally:
         stop_roles(roles)
         plot_reward(run_dir)
+
+
+def report_summary(roles: Roles, faults, path: Path) -> dict:
+    """The run's account of its groups, logged and written to `path`."""
+    import ray
+
+    from supervisor.summary import run_summary, summary_lines, write_summary
+
+    summary = run_summary(ray.get(roles.learners[0].accounting.remote()), ray.get(roles.gate.stats.remote()), faults)
+    write_summary(summary, path)
+    for line in summary_lines(summary):
+        log.info("%s", line)
+    log.info("summary: %s", path)
+    return summary
 
 
 def plot_reward(run_dir: Path) -> None:
@@ -266,32 +315,44 @@ def eval_command(args: argparse.Namespace) -> int:
         stop_ray()
 
 
-def follow_progress(learner, training: list, runs: list, total_steps: int) -> None:
-    """A progress bar with live metrics until the learner finishes; a dead role fails the run."""
+def follow_progress(config: TrainConfig, roles: Roles, training: list, faults) -> None:
+    """A progress bar with live metrics until the learner finishes. A rollout actor that dies is
+    restarted where it left off; a role that fails otherwise fails the run."""
     import ray
     from tqdm import tqdm
 
+    from supervisor.restarts import restart_actor
+
+    total_steps = config.learner.total_steps
     with tqdm(total=total_steps, desc="learner steps", unit="step", dynamic_ncols=True) as bar:
         while True:
             if _stop_signal is not None:
                 raise KeyboardInterrupt
-            done, _ = ray.wait(training + runs, num_returns=1, timeout=1.0)
+            done, _ = ray.wait(training + roles.runs, num_returns=1, timeout=1.0)
+            if done and set(done) & set(training):
+                ray.get(training)  # raises the learner's error if it failed
+                bar.update(total_steps - bar.n)
+                return
             if done:
-                ray.get(done)  # raises the role's error if it failed
-                if set(done) & set(training):
-                    ray.get(training)
-                    bar.update(total_steps - bar.n)
-                    return
-                raise RuntimeError("a rollout actor stopped before the learner finished")
-            metrics = ray.get(learner.latest_metrics.remote())
-            if metrics:
-                bar.update(metrics["step"] + 1 - bar.n)
-                bar.set_postfix(
-                    reward=f"{metrics['reward/mean']:.3f}",
-                    version=metrics["policy_version"],
-                    stale=f"{metrics['staleness/mean']:.2f}",
-                    caps_s=f"{metrics['throughput/captions_per_s']:.1f}",
-                )
+                index = roles.runs.index(done[0])
+                try:
+                    ray.get(done[0])
+                except ray.exceptions.RayActorError as died:
+                    restart_actor(config, roles, index, died, faults)
+                    continue
+                raise RuntimeError(f"rollout actor {index} stopped before the learner finished")
+            show_metrics(bar, ray.get(roles.learners[0].latest_metrics.remote()))
+
+
+def show_metrics(bar, metrics: dict) -> None:
+    if metrics:
+        bar.update(metrics["step"] + 1 - bar.n)
+        bar.set_postfix(
+            reward=f"{metrics['reward/mean']:.3f}",
+            version=metrics["policy_version"],
+            stale=f"{metrics['staleness/mean']:.2f}",
+            caps_s=f"{metrics['throughput/captions_per_s']:.1f}",
+        )
 
 
 def start_live_pool(config: TrainConfig, inputs: Inputs, http: bool, captioner: bool):
@@ -394,6 +455,8 @@ def main(argv: list[str]) -> int:
         if args.command == "bench":
             return bench_command(args)
         config = load_config(args.config, args.overrides)
+        if config.resume:
+            config = resumed_config(config, args)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2

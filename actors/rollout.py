@@ -37,6 +37,7 @@ from configs.schema import RolloutConfig
 from records.vqa import VQARecord, load_image, read_records
 from vlm.caption_prompt import encode_caption_prompt
 from vlm.sampling import SamplingSpec
+from wire.progress import ShardProgress
 from wire.scored_group import ActorCounters, GroupTimings, ScoredGroup
 from wire.scoring import ScoreRequest, ScoreResult
 from wire.weights import WeightSource
@@ -65,6 +66,18 @@ class RolloutSetup:
     seed: int
 
 
+@dataclass(frozen=True)
+class ActorStart:
+    """Where a (re)started actor's run begins: a fresh run starts at the beginning."""
+
+    # Stream positions the learner already has from this actor: they are not generated again.
+    done: ShardProgress
+    # Generate nothing before holding weights of at least this version (a resumed run's).
+    min_version: int = 0
+    # The totals of the actor's earlier life, continued (from its last group the learner got).
+    counters: ActorCounters | None = None
+
+
 @dataclass
 class RolloutStats:
     """The actor's policy version and running totals; every group it sends carries the totals
@@ -88,9 +101,16 @@ class RolloutStats:
             policy_version=self.policy_version,
         )
 
+    @classmethod
+    def continuing(cls, counters: ActorCounters | None) -> RolloutStats:
+        if counters is None:
+            return cls()
+        return cls(**{name: getattr(counters, name) for name in cls.__dataclass_fields__})
+
 
 @dataclass(frozen=True)
 class _Prompt:
+    position: int  # in the actor's prompt stream
     record: VQARecord
     request: CaptionRequest
     image_png: bytes
@@ -110,6 +130,7 @@ class RolloutActor:
             setup.sampling, n=config.group_size, max_new_tokens=config.sampling.max_new_tokens
         )
         self.stats = RolloutStats()
+        self.min_version = 0
         self._stopping = asyncio.Event()
         self._pending_update = None
         self._swapping = asyncio.Lock()  # one weight swap at a time: the loop and the sync task both swap
@@ -120,16 +141,23 @@ class RolloutActor:
         sync = self.setup.weight_source.backend
         return make_caption_engine(self.config.engine, self.setup.captioner, self.config.vllm, self.setup.seed, device, sync)
 
-    async def run(self) -> RolloutStats:
-        """Loop until `stop()`; returns the final stats."""
+    async def ready(self) -> int:
+        """Answers once the actor is constructed (after a restart, too): its id."""
+        return self.setup.actor_id
+
+    async def run(self, start: ActorStart | None = None) -> RolloutStats:
+        """Loop until `stop()`, from `start` (a fresh run's beginning by default); returns the final stats."""
         from ray import serve
 
+        start = start or ActorStart(done=ShardProgress())
+        self.stats = RolloutStats.continuing(start.counters)
+        self.min_version = start.min_version
         self.reasoner = serve.get_app_handle(self.setup.reasoner_app)
         self.replay = ReplayClient(list(self.setup.replay_endpoints))
         self.receiver, weights_task = self._start_weight_sync()
         scoring = asyncio.Semaphore(self.config.max_groups_scoring)
         in_flight: set[asyncio.Task] = set()
-        prompts = self._prompt_stream()
+        prompts = self._prompt_stream(start.done)
         try:
             while not self._stopping.is_set():
                 await self._apply_pending_weights()
@@ -173,9 +201,12 @@ class RolloutActor:
         wait for newer weights first. A partial admission is used, not given back: the step may
         need exactly those groups (at eta = 0 with 3 groups per step and 2 prompts per call, the
         third group of a step is the first of a call), and only this actor may be there to make them."""
+        if self.engine.policy_version < self.min_version:  # a resumed run's weights are on their way
+            await asyncio.sleep(GATE_RETRY_S)
+            return 0
         if self.gate is None:
             return count
-        admitted = await self.gate.admit_up_to.remote(self.engine.policy_version, count)
+        admitted = await self.gate.admit_up_to.remote(self.engine.policy_version, count, self.setup.actor_id)
         if not admitted:
             await asyncio.sleep(GATE_RETRY_S)
         return admitted
@@ -209,19 +240,20 @@ class RolloutActor:
         self.stats.policy_version = version
         log.info("actor %d now at policy version %d", self.setup.actor_id, version)
 
-    def _prompt_stream(self):
-        """This actor's shard, reshuffled every epoch; unreadable records are skipped and counted."""
-        epoch = 0
-        while True:
-            order = list(range(len(self.records)))
-            random.Random(f"prompt-order/{self.setup.seed}/{epoch}").shuffle(order)
-            for index in order:
-                prompt = self._load_prompt(self.records[index])
-                if prompt is not None:
-                    yield prompt
-            epoch += 1
+    def _prompt_stream(self, done: ShardProgress | None = None):
+        """This actor's shard, reshuffled every epoch, from the first position not `done`, skipping
+        those that are; unreadable records are skipped and counted."""
+        order, order_epoch = [], -1
+        for position in (done or ShardProgress()).missing():
+            epoch, offset = divmod(position, len(self.records))
+            if epoch != order_epoch:
+                order, order_epoch = list(range(len(self.records))), epoch
+                random.Random(f"prompt-order/{self.setup.seed}/{epoch}").shuffle(order)
+            prompt = self._load_prompt(position, self.records[order[offset]])
+            if prompt is not None:
+                yield prompt
 
-    def _load_prompt(self, record: VQARecord) -> _Prompt | None:
+    def _load_prompt(self, position: int, record: VQARecord) -> _Prompt | None:
         try:
             image = load_image(record, self.root)
         except ValueError as err:
@@ -231,7 +263,7 @@ class RolloutActor:
         png = io.BytesIO()
         image.save(png, format="PNG")
         prompt = encode_caption_prompt(self.engine.processor, record.question, image)
-        return _Prompt(record=record, request=CaptionRequest(prompt_id=record.id, prompt=prompt), image_png=png.getvalue())
+        return _Prompt(position=position, record=record, request=CaptionRequest(prompt_id=record.id, prompt=prompt), image_png=png.getvalue())
 
     async def _score_and_send(self, prompt: _Prompt, samples: list[CaptionSample], generate_s: float, slot) -> None:
         try:
@@ -242,7 +274,7 @@ class RolloutActor:
                 # Its admission goes back: the learner waits for the gate's count of groups,
                 # and at eta = 0 a place never returned would stall it until batch_timeout_s.
                 if self.gate is not None:
-                    await self.gate.give_back.remote(1)
+                    await self.gate.give_back.remote(1, self.setup.actor_id)
                 return
             group = self._scored_group(prompt, samples, result, generate_s, time.perf_counter() - started)
             await self.replay.send(group)
@@ -286,6 +318,7 @@ class RolloutActor:
             group_id=uuid.uuid4().hex,
             prompt_id=prompt.record.id,
             actor_id=self.setup.actor_id,
+            prompt_position=prompt.position,
             prompt_token_ids=prompt.request.prompt.input_ids.astype(np.int32),
             image_png=prompt.image_png,
             completion_ids=tuple(s.token_ids for s in samples),

@@ -24,8 +24,11 @@ def start_rollout_actors(
     seed: int,
 ) -> list:
     """The actors, generating once `run()` is called; each with its own stream of the run's `seed`."""
+    # A call in flight when an actor dies fails rather than rerunning: the driver restarts its
+    # run from where the learner says it left off (supervisor/restarts.py).
     remote = ray.remote(RolloutActor).options(
-        num_cpus=config.num_cpus, num_gpus=config.num_gpus, runtime_env={"env_vars": env}
+        num_cpus=config.num_cpus, num_gpus=config.num_gpus, runtime_env={"env_vars": env},
+        max_restarts=config.max_restarts, max_task_retries=0,
     )
     return [
         remote.remote(

@@ -28,6 +28,7 @@ def example_group(group_size: int, tokens: int, image_bytes: int) -> ScoredGroup
         group_id="0" * 32,
         prompt_id="train-000001",
         actor_id=0,
+        prompt_position=0,
         prompt_token_ids=rng.integers(0, 500, 64, dtype=np.int32),
         image_png=rng.bytes(image_bytes),
         completion_ids=tuple(rng.integers(0, 500, tokens, dtype=np.int32) for _ in range(group_size)),

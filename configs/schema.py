@@ -162,6 +162,10 @@ class RolloutConfig:
     # goes back to the staleness gate); the wait before try n+1 is score_retry_backoff_s * 2**n.
     score_attempts: int = 5
     score_retry_backoff_s: float = 0.5
+    # Times Ray restarts each actor that died (its process crashed or its node went away); the restarted actor takes the current weights and the prompts not yet delivered. With
+    # a broadcast weight sync (gloo, nccl) an actor cannot rejoin the broadcast group, so a
+    # death ends the run whatever this says.
+    max_restarts: int = 3
     # Logical CPUs reserved per actor; fractional so small machines can schedule every role.
     num_cpus: float = 0.25
     num_gpus: float = 0.0
@@ -173,6 +177,7 @@ class RolloutConfig:
         _check(self.group_size >= 2, "rollout.group_size must be >= 2 (GRPO compares samples within a group)")
         _check(self.prompts_per_call >= 1 and self.max_groups_scoring >= 1, "rollout: prompts_per_call and max_groups_scoring must be >= 1")
         _check(self.score_attempts >= 1 and self.score_retry_backoff_s >= 0, "rollout: score_attempts >= 1, score_retry_backoff_s >= 0")
+        _check(self.max_restarts >= 0, "rollout.max_restarts must be >= 0")
         _check(self.engine in ENGINES, f"rollout.engine must be one of {ENGINES}, got {self.engine!r}")
 
 
@@ -492,6 +497,9 @@ class TrainConfig:
     # Where the run writes metrics, TensorBoard logs, checkpoints and the exported captioner.
     # Empty = runs/<timestamp>.
     run_dir: str = ""
+    # A run directory to continue from its latest checkpoint (`python launch.py resume=RUN_DIR`):
+    # its config.yaml is the config, and the command line may change keys of it.
+    resume: str = ""
     # The run's seed: every random choice of the run (prompt order, caption sampling in every
     # actor, reasoner sampling, the learner, the evaluation) is derived from it (configs/seeds.py).
     seed: int = 0

@@ -3,18 +3,57 @@
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
+
+import numpy as np
+import torch
 
 log = logging.getLogger(__name__)
 
 
-def save_checkpoint(engine, run_dir: Path, version: int) -> Path:
-    """A DeepSpeed checkpoint (model, optimizer, ZeRO partitions) under run_dir/checkpoints.
+def save_checkpoint(engine, run_dir: Path, version: int, client_state: dict, rank: int) -> Path:
+    """A DeepSpeed checkpoint (model, optimizer, ZeRO partitions) under run_dir/checkpoints, with
+    `client_state` (the run's counters and data positions) and this rank's random state.
 
-    Collective: every rank calls it."""
+    Collective: every rank calls it. DeepSpeed points `latest` at it only once it is complete,
+    so a crash while saving leaves the previous checkpoint the one a resume takes."""
     directory = run_dir / "checkpoints"
-    engine.save_checkpoint(str(directory), tag=f"version_{version}", client_state={"policy_version": version})
-    return directory / f"version_{version}"
+    tag = f"version_{version}"
+    # First: `latest` must never name a checkpoint whose random state is missing.
+    (directory / tag).mkdir(parents=True, exist_ok=True)
+    torch.save(_random_state(), directory / tag / f"random_state_rank{rank}.pt")
+    engine.save_checkpoint(str(directory), tag=tag, client_state={"policy_version": version, **client_state})
+    return directory / tag
+
+
+def load_latest_checkpoint(engine, run_dir: Path, rank: int) -> dict:
+    """Load the newest complete checkpoint of `run_dir` into `engine` (weights, optimizer) and
+    this rank's random state; returns its client state. Collective."""
+    directory = run_dir / "checkpoints"
+    if not (directory / "latest").exists():
+        raise FileNotFoundError(f"cannot resume: {directory} holds no complete checkpoint (no 'latest' file)")
+    path, client_state = engine.load_checkpoint(str(directory))
+    if path is None:
+        raise FileNotFoundError(f"cannot resume: DeepSpeed could not load the checkpoint named by {directory / 'latest'}")
+    _set_random_state(torch.load(Path(path).parent / f"random_state_rank{rank}.pt", weights_only=False))
+    log.info("resumed from %s at policy version %d", path, client_state["policy_version"])
+    return client_state
+
+
+def _random_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_random_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def export_captioner(engine, processor, out_dir: Path, is_main: bool) -> None:

@@ -8,6 +8,11 @@ policy version n // groups_per_step. A group may therefore start only from weigh
 >= n // groups_per_step - eta; an actor with older weights waits for the next push. The
 learner still checks every sample (arrival order can differ from admission order) and gives
 back the admissions of the groups it drops.
+
+The gate also knows how many admissions each actor holds (admitted, not given back by the actor
+itself). When an actor dies, the admissions it held minus the groups the learner received from
+it are groups that will never arrive; `reclaim` gives them back, and the restarted actor
+regenerates their prompts (wire/progress.py).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ class GateStats:
     admitted: int
     given_back: int
     refused: int
+    # Admissions given back because the actor holding them died (included in given_back).
+    reclaimed: int = 0
 
 
 class StalenessGate:
@@ -32,6 +39,8 @@ class StalenessGate:
         self._admitted = 0  # admissions not given back: the index the next group will take
         self._given_back = 0
         self._refused = 0
+        self._reclaimed = 0
+        self._held: dict[int, int] = {}  # actor id -> admissions it holds
 
     def oldest_admissible_version(self) -> int:
         return self._admitted // self.groups_per_step - self.max_staleness
@@ -43,22 +52,46 @@ class StalenessGate:
         self._admitted += 1
         return True
 
-    def admit_up_to(self, actor_version: int, count: int) -> int:
+    def admit_up_to(self, actor_version: int, count: int, actor_id: int | None = None) -> int:
         """Admit up to `count` groups one by one, stopping at the first refusal; how many."""
         admitted = 0
         while admitted < count and self.try_admit(actor_version):
             admitted += 1
+        if actor_id is not None:
+            self._held[actor_id] = self._held.get(actor_id, 0) + admitted
         return admitted
 
-    def give_back(self, count: int) -> None:
-        """The learner dropped `count` admitted groups; their places go to new ones."""
+    def give_back(self, count: int, actor_id: int | None = None) -> None:
+        """`count` admitted groups will not be used (the learner dropped them, or `actor_id` could
+        not have them scored); their places go to new ones."""
         if count < 0 or count > self._admitted:
             raise ValueError(f"cannot give back {count} of {self._admitted} admissions")
+        if actor_id is not None:
+            held = self._held.get(actor_id, 0)
+            if count > held:
+                raise ValueError(f"actor {actor_id} cannot give back {count} admissions: it holds {held}")
+            self._held[actor_id] = held - count
         self._admitted -= count
         self._given_back += count
 
+    def reclaim(self, actor_id: int, delivered: int) -> int:
+        """Actor `actor_id` died having delivered `delivered` groups in all: give back the
+        admissions it held beyond those (groups that will never arrive); how many."""
+        lost = self._held.get(actor_id, 0) - delivered
+        if lost < 0:
+            raise ValueError(f"actor {actor_id} delivered {delivered} groups but was admitted {self._held.get(actor_id, 0)}")
+        self.give_back(lost, actor_id)
+        self._reclaimed += lost
+        return lost
+
+    def restore(self, stats: GateStats, held: dict[int, int]) -> None:
+        """Continue a resumed run: its counters, and what each actor had delivered when it stopped."""
+        self._admitted, self._given_back = stats.admitted, stats.given_back
+        self._refused, self._reclaimed = stats.refused, stats.reclaimed
+        self._held = dict(held)
+
     def stats(self) -> GateStats:
-        return GateStats(admitted=self._admitted, given_back=self._given_back, refused=self._refused)
+        return GateStats(self._admitted, self._given_back, self._refused, self._reclaimed)
 
 
 class GateActor:
@@ -67,13 +100,19 @@ class GateActor:
     def __init__(self, groups_per_step: int, max_staleness: int):
         self._gate = StalenessGate(groups_per_step, max_staleness)
 
-    async def admit_up_to(self, actor_version: int, count: int) -> int:
+    async def admit_up_to(self, actor_version: int, count: int, actor_id: int | None = None) -> int:
         # One call for an actor's whole engine call: a Ray call per group cost the actor's
         # core more than the admission itself.
-        return self._gate.admit_up_to(actor_version, count)
+        return self._gate.admit_up_to(actor_version, count, actor_id)
 
-    async def give_back(self, count: int) -> None:
-        self._gate.give_back(count)
+    async def give_back(self, count: int, actor_id: int | None = None) -> None:
+        self._gate.give_back(count, actor_id)
+
+    async def reclaim(self, actor_id: int, delivered: int) -> int:
+        return self._gate.reclaim(actor_id, delivered)
+
+    async def restore(self, stats: GateStats, held: dict[int, int]) -> None:
+        self._gate.restore(stats, held)
 
     async def stats(self) -> GateStats:
         await asyncio.sleep(0)

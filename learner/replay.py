@@ -3,7 +3,9 @@
 Actors connect PUSH sockets to it. Backpressure instead of unbounded memory: when the buffer
 holds `capacity_groups` groups or `capacity_bytes` bytes of frames, the receiving thread stops reading, ZeroMQ's small high-water marks
 fill, and the actors' sends wait. A frame that fails to decode is logged with its reason and
-counted; it never stops the receiver.
+counted; it never stops the receiver. Every group's prompt position (wire/progress.py) is
+recorded per actor as it arrives, so a group that arrives twice is dropped and counted, and a
+restarted actor can be told which of its prompts already arrived.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 import zmq
 
 from wire.buffers import MalformedMessage
+from wire.progress import ShardProgress
 from wire.scored_group import ScoredGroup, decode_group
 from wire.sockets import bind
 
@@ -30,6 +33,7 @@ RECEIVE_HWM = 4
 class ReplayCounters:
     accepted: int = 0  # groups decoded and buffered
     rejected: int = 0  # malformed frames (each logged with its reason)
+    duplicates: int = 0  # groups of a prompt position that had already arrived, dropped
 
 
 class ReplayQueue:
@@ -47,6 +51,7 @@ class ReplayQueue:
         self._bytes = 0
         self._changed = threading.Condition()
         self.counters = ReplayCounters()
+        self._received: dict[int, ShardProgress] = {}  # actor id -> positions arrived
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._receive_loop, name="replay-receiver", daemon=True)
         self._thread.start()
@@ -72,7 +77,25 @@ class ReplayQueue:
             self.counters.rejected += 1
             log.warning("replay queue rejected a frame (%d bytes): %s", len(frame), err)
             return
+        with self._changed:
+            first = self._received.setdefault(group.actor_id, ShardProgress()).add(group.prompt_position)
+            if not first:
+                self.counters.duplicates += 1
+        if not first:
+            log.warning("replay queue dropped a duplicate: actor %d's prompt position %d (%s) had arrived before",
+                        group.actor_id, group.prompt_position, group.prompt_id)
+            return
         self._put(group, len(frame))
+
+    def received(self, actor_id: int) -> ShardProgress:
+        """The prompt positions that have arrived from `actor_id` (a copy)."""
+        with self._changed:
+            return ShardProgress(list(self._received.get(actor_id, ShardProgress()).ranges))
+
+    def resume_from(self, received: dict[int, ShardProgress]) -> None:
+        """A resumed run's queue: what arrived before the crash counts as arrived."""
+        with self._changed:
+            self._received = {actor: ShardProgress(list(p.ranges)) for actor, p in received.items()}
 
     def _full(self, nbytes: int) -> bool:
         if not self._buffer:

@@ -17,8 +17,9 @@ import torch
 from transformers import AutoModelForImageTextToText
 
 from configs.schema import LearnerConfig
+from learner.accounting import ConsumedLog, Ledger, StepGroups, keep_steps_before
 from learner.batching import group_batch
-from learner.checkpoint import export_captioner, save_checkpoint
+from learner.checkpoint import export_captioner, load_latest_checkpoint, save_checkpoint
 from learner.distributed import (
     RankInfo,
     build_engine,
@@ -26,9 +27,10 @@ from learner.distributed import (
     gathered_weights,
     init_process_group,
 )
+from learner.gate import GateStats
 from learner.grpo import group_advantages
 from learner.metrics import MetricsLog
-from learner.replay import ReplayQueue
+from learner.replay import ReplayCounters, ReplayQueue
 from learner.rollout_log import RolloutLog
 from learner.share import share_groups
 from learner.staleness import is_too_stale
@@ -43,6 +45,7 @@ from learner.update import grpo_update
 from learner.weight_publisher import make_publisher
 from vlm.processor import load_captioner_processor
 from vlm.sampling import SamplingSpec
+from wire.progress import ShardProgress
 from wire.scored_group import ActorCounters, ScoredGroup
 from wire.weights import WeightSource
 
@@ -63,13 +66,26 @@ class LearnerSetup:
     sampling: SamplingSpec
     # Rollout actors that take the published weights (a broadcast waits for each of them).
     weight_receivers: int
+    # Continue from the run directory's latest checkpoint.
+    resume: bool = False
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a resumed run continues, for the roles started after the learner."""
+
+    policy_version: int
+    steps_done: int
+    # Per actor: the prompt positions the learner had taken (its actors skip them).
+    taken: dict[int, ShardProgress]
+    gate: GateStats
+    actor_counters: dict[int, ActorCounters]
 
 
 @dataclass(frozen=True)
 class Collected:
     groups: list[ScoredGroup]
-    dropped_stale: int
-    dropped_uniform: int
+    dropped: list[tuple[ScoredGroup, str]]  # with the reason (learner/accounting.py)
     wait_s: float
 
 
@@ -79,6 +95,7 @@ class LearnerRank:
         self.config, self.setup, self.gate = config, setup, gate
         self.rank, self.world_size = setup.rank, setup.world_size
         self.is_main = self.rank == 0
+        self._resumed_replay_counters: dict = {}
 
     def node_address(self) -> tuple[str, int]:
         """Where rank 0 hosts the process group's rendezvous (its own node)."""
@@ -87,9 +104,10 @@ class LearnerRank:
         host = ray.util.get_node_ip_address() if self.world_size > 1 else "127.0.0.1"
         return host, free_port(host)
 
-    def setup_rank(self, rendezvous: tuple[str, int]) -> tuple[str | None, WeightSource | None]:
-        """Join the process group, build the DeepSpeed engine; rank 0 also opens the replay
-        queue and the weight publisher. Returns (replay endpoint, weight source) for the actors."""
+    def setup_rank(self, rendezvous: tuple[str, int]) -> tuple[str | None, WeightSource | None, ResumePoint | None]:
+        """Join the process group, build the DeepSpeed engine (from the latest checkpoint when
+        resuming); rank 0 also opens the replay queue and the weight publisher. Returns (replay
+        endpoint, weight source, resume point) for the roles started next."""
         config = self.config
         init_process_group(RankInfo(self.rank, self.world_size, *rendezvous))
         torch.manual_seed(self.setup.seed)
@@ -100,19 +118,51 @@ class LearnerRank:
         self.engine = build_engine(model, config, config.groups_per_step // self.world_size, self.world_size)
         if self.ref_model is not None:
             self.ref_model.to(self.engine.device)
-        self.replay = self.publisher = self.metrics = self.rollouts = None
-        if self.is_main:
-            replay = config.replay
-            self.replay = ReplayQueue(replay.host, replay.port, replay.capacity_groups, replay.capacity_bytes)
-            self.publisher = make_publisher(config.weight_sync, self.setup.weight_receivers)
-            self.metrics = MetricsLog(Path(self.setup.run_dir))
-            if config.rollout_log_every:
-                self.rollouts = RolloutLog(Path(self.setup.run_dir), self.processor.tokenizer)
-        self.version = 0
+        self.version = self.steps_done = 0
+        self.elapsed_before = 0.0  # seconds trained before a resume
         self.latest: dict = {}
         self.counts = RunCounts()
+        self.ledger = Ledger()
         self.actor_counters: dict[int, ActorCounters] = {}  # each actor's, from its latest group
-        return (self.replay.endpoint, self.publisher.source()) if self.is_main else (None, None)
+        resumed = self._resume() if self.setup.resume else None
+        self.replay = self.publisher = self.metrics = self.rollouts = self.consumed = None
+        if self.is_main:
+            self._open_outputs(resumed)
+        if not self.is_main:
+            return None, None, None
+        return self.replay.endpoint, self.publisher.source(), resumed
+
+    def _open_outputs(self, resumed: ResumePoint | None) -> None:
+        config, run_dir = self.config, Path(self.setup.run_dir)
+        if resumed is not None:  # the steps after the checkpoint are done again
+            for name in ("metrics.jsonl", "consumed.jsonl", "rollouts.jsonl"):
+                keep_steps_before(run_dir / name, self.steps_done)
+        replay = config.replay
+        self.replay = ReplayQueue(replay.host, replay.port, replay.capacity_groups, replay.capacity_bytes)
+        self.replay.resume_from(self.ledger.consumed)
+        self.replay.counters = ReplayCounters(**self._resumed_replay_counters)
+        self.publisher = make_publisher(config.weight_sync, self.setup.weight_receivers)
+        self.metrics = MetricsLog(run_dir)
+        self.consumed = ConsumedLog(run_dir)
+        if config.rollout_log_every:
+            self.rollouts = RolloutLog(run_dir, self.processor.tokenizer)
+
+    def _resume(self) -> ResumePoint:
+        state = load_latest_checkpoint(self.engine, Path(self.setup.run_dir), self.rank)
+        self.version, self.steps_done = state["policy_version"], state["steps_done"]
+        self.elapsed_before = state["elapsed_s"]
+        self.ledger = Ledger.from_state(state["ledger"])
+        self.actor_counters = {int(a): ActorCounters(*c) for a, c in state["actor_counters"].items()}
+        # What arrived and was buffered when the run stopped was lost with it (its prompts
+        # are generated again): the queue's counts restart from what the steps took.
+        self._resumed_replay_counters = {**state["replay"], "accepted": self.ledger.taken}
+        return ResumePoint(
+            policy_version=self.version,
+            steps_done=self.steps_done,
+            taken=self.ledger.consumed,
+            gate=GateStats(**state["gate"]),
+            actor_counters=self.actor_counters,
+        )
 
     def _load_policy(self) -> torch.nn.Module:
         dtype = torch.bfloat16 if self.config.dtype == "bf16" else torch.float32
@@ -125,9 +175,11 @@ class LearnerRank:
         return dict(self.latest)
 
     def train(self) -> dict:
-        started = time.perf_counter()
-        last_end = started
-        for step in range(self.config.total_steps):
+        started = time.perf_counter() - self.elapsed_before
+        last_end = time.perf_counter()
+        if self.steps_done:  # resumed: the actors wait for the checkpoint's weights
+            self._publish(force=True)
+        for step in range(self.steps_done, self.config.total_steps):
             collected = self._collect()
             metrics = self._step(collected)
             now = time.perf_counter()
@@ -135,14 +187,16 @@ class LearnerRank:
             metrics["time/step_s"] = now - last_end
             metrics["time/elapsed_s"] = now - started
             last_end = now
+            self.steps_done = step + 1
             if self.is_main:
                 self.metrics.write(metrics)
+                self.consumed.write(StepGroups(step, collected.groups, collected.dropped))
             if self.rollouts is not None and step % self.config.rollout_log_every == 0:
                 self.rollouts.write(step, collected.groups)
             self.latest = metrics
-            if self.config.checkpoint_every and (step + 1) % self.config.checkpoint_every == 0:
-                save_checkpoint(self.engine, Path(self.setup.run_dir), self.version)
-        self._finish()
+            if self.config.checkpoint_every and self.steps_done % self.config.checkpoint_every == 0:
+                self._save(now - started)
+        self._finish(time.perf_counter() - started)
         return dict(self.latest)
 
     def _collect(self) -> Collected:
@@ -150,22 +204,28 @@ class LearnerRank:
         hands every rank the same list; each rank trains on its slice of it."""
         started = time.perf_counter()
         kept: list[ScoredGroup] | None = None
-        stale = uniform = 0
+        dropped: list[tuple[ScoredGroup, str]] = []
         if self.is_main:
             kept = []
             while len(kept) < self.config.groups_per_step:
                 group = self._next_group()
-                if is_too_stale(self.version, group.policy_version, self.config.max_staleness):
-                    stale += 1
-                elif self.config.drop_uniform_groups and np.ptp(group.rewards) == 0:
-                    uniform += 1
-                else:
+                reason = self._drop_reason(group)
+                self.ledger.take(group, reason)
+                if reason is None:
                     kept.append(group)
                     continue
+                dropped.append((group, reason))
                 if self.gate is not None:  # its admission goes back to the gate for a fresh group
                     self.gate.give_back.remote(1)
         groups = share_groups(kept, self.config.groups_per_step, self.engine.device)
-        return Collected(groups, stale, uniform, time.perf_counter() - started)
+        return Collected(groups, dropped, time.perf_counter() - started)
+
+    def _drop_reason(self, group: ScoredGroup) -> str | None:
+        if is_too_stale(self.version, group.policy_version, self.config.max_staleness):
+            return "stale"
+        if self.config.drop_uniform_groups and np.ptp(group.rewards) == 0:
+            return "uniform"
+        return None
 
     def _next_group(self) -> ScoredGroup:
         group = self.replay.get(timeout=self.config.batch_timeout_s)
@@ -200,23 +260,20 @@ class LearnerRank:
         }
 
     def _count(self, collected: Collected) -> None:
-        self.counts.dropped_stale += collected.dropped_stale
-        self.counts.dropped_uniform += collected.dropped_uniform
+        self.counts.dropped_stale, self.counts.dropped_uniform = self.ledger.dropped["stale"], self.ledger.dropped["uniform"]
         if self.replay is not None:
             replay = self.replay.counters
             self.counts.replay_accepted, self.counts.replay_rejected = replay.accepted, replay.rejected
+            self.counts.replay_duplicates = replay.duplicates
             self.counts.queued_versions = self.replay.buffered_versions()
             self.counts.replay_buffered = len(self.counts.queued_versions)
         if self.is_main and self.gate is not None:
             import ray
 
-            gate = ray.get(self.gate.stats.remote())
-            self.counts.gate_admitted, self.counts.gate_given_back, self.counts.gate_refused = (
-                gate.admitted, gate.given_back, gate.refused,
-            )
+            self.counts.gate = ray.get(self.gate.stats.remote())
 
-    def _publish(self) -> float:
-        if self.version % self.config.weight_sync.every_steps:
+    def _publish(self, force: bool = False) -> float:
+        if self.version % self.config.weight_sync.every_steps and not force:
             return 0.0
         started = time.perf_counter()
         # Gathering is collective under ZeRO-3: every rank takes part, rank 0 sends.
@@ -225,10 +282,55 @@ class LearnerRank:
             self.publisher.publish(self.version, weights)
         return time.perf_counter() - started
 
-    def _finish(self) -> None:
+    def _save(self, elapsed_s: float) -> None:
+        """A checkpoint a run can resume from: every rank's engine and random state, and rank 0's
+        account of the run (the steps done, each actor's taken prompts, the counters)."""
+        state = {}
+        if self.is_main:
+            import ray
+
+            gate = ray.get(self.gate.stats.remote()) if self.gate is not None else GateStats(0, 0, 0)
+            state = {
+                "steps_done": self.steps_done,
+                "elapsed_s": elapsed_s,
+                "ledger": self.ledger.to_state(),
+                "replay": vars(self.replay.counters).copy(),
+                "gate": vars(gate).copy(),
+                "actor_counters": {str(a): list(vars(c).values()) for a, c in self.actor_counters.items()},
+            }
+        save_checkpoint(self.engine, Path(self.setup.run_dir), self.version, state, self.rank)
+
+    def _finish(self, elapsed_s: float) -> None:
         run_dir = Path(self.setup.run_dir)
-        save_checkpoint(self.engine, run_dir, self.version)
+        every = self.config.checkpoint_every
+        if not (every and self.steps_done % every == 0):  # else the last step saved it
+            self._save(elapsed_s)
         export_captioner(self.engine, self.processor, run_dir / "captioner", self.is_main)
+
+    def rejoin_point(self, actor_id: int) -> tuple[list[list[int]], list[int] | None]:
+        """For a restarted actor (rank 0): the prompt positions that reached the replay queue from
+        it (as wire ranges), and its counters from the last group it sent (None before any)."""
+        counters = self.actor_counters.get(actor_id)
+        return self.replay.received(actor_id).to_wire(), list(vars(counters).values()) if counters else None
+
+    def accounting(self) -> dict:
+        """Rank 0's account of the run's groups so far (the run summary's learner part)."""
+        replay = self.replay.counters
+        buffered = len(self.replay)
+        accounted = self.ledger.taken + buffered
+        return {
+            "steps": self.steps_done,
+            "policy_version": self.version,
+            "groups_accepted": replay.accepted,
+            "groups_consumed": self.ledger.trained,
+            "groups_dropped": {**self.ledger.dropped, "duplicate": replay.duplicates},
+            "groups_buffered_at_end": buffered,
+            # Accepted into the queue but neither taken by a step nor waiting there.
+            "groups_lost": replay.accepted - accounted,
+            "groups_duplicated": self.ledger.twice,
+            "frames_rejected": replay.rejected,
+            "actors": {str(a): vars(c).copy() for a, c in sorted(self.actor_counters.items())},
+        }
 
     def close(self) -> None:
         if self.replay is not None:

@@ -9,7 +9,7 @@ import ray
 from configs.schema import LearnerConfig
 from configs.seeds import derived_seed
 from learner.gate import GateActor
-from learner.role import LearnerRank, LearnerSetup
+from learner.role import LearnerRank, LearnerSetup, ResumePoint
 from vlm.sampling import SamplingSpec
 from wire.weights import WeightSource
 
@@ -25,10 +25,11 @@ class StartingLearner:
     ranks: list
     setups: list  # the ranks' setup_rank calls
 
-    def ready(self) -> tuple[list, str, WeightSource]:
-        """Wait for the setup; returns the ranks, the replay endpoint and the weight source."""
-        replay_endpoint, weight_source = ray.get(self.setups)[0]
-        return self.ranks, replay_endpoint, weight_source
+    def ready(self) -> tuple[list, str, WeightSource, ResumePoint | None]:
+        """Wait for the setup; returns the ranks, the replay endpoint, the weight source and, for a
+        resumed run, where it continues."""
+        replay_endpoint, weight_source, resumed = ray.get(self.setups)[0]
+        return self.ranks, replay_endpoint, weight_source, resumed
 
 
 def start_learner(
@@ -40,6 +41,7 @@ def start_learner(
     gate,
     env: dict[str, str],
     seed: int,
+    resume: bool = False,
 ) -> StartingLearner:
     """Create the ranks and start their setup; `.ready()` waits for it."""
     # max_concurrency 2: the driver reads progress while `train` runs.
@@ -57,6 +59,7 @@ def start_learner(
                 seed=derived_seed(seed, "learner", r),
                 sampling=sampling,
                 weight_receivers=num_actors,
+                resume=resume,
             ),
             gate,
         )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from learner.gate import GateStats
 from learner.staleness import staleness
 from learner.update import UpdateStats
 from wire.scored_group import COUNTER_NAMES, ActorCounters, ScoredGroup
@@ -24,10 +25,9 @@ class RunCounts:
     dropped_uniform: int = 0  # groups whose rewards were all equal (when dropped)
     replay_accepted: int = 0
     replay_rejected: int = 0  # malformed frames
+    replay_duplicates: int = 0  # groups of a prompt position that had arrived before, dropped
     replay_buffered: int = 0  # groups waiting in the replay queue now
-    gate_admitted: int = 0
-    gate_given_back: int = 0
-    gate_refused: int = 0
+    gate: GateStats = field(default_factory=lambda: GateStats(0, 0, 0))
     # Policy versions of what waits: the groups in the replay queue (oldest token each), and the
     # weights each actor held when it last sent a group.
     queued_versions: list[int] = field(default_factory=list)
@@ -100,10 +100,9 @@ def count_metrics(counts: RunCounts, actors: dict[int, ActorCounters], times: St
         "replay/dropped_uniform": counts.dropped_uniform,
         "replay/accepted": counts.replay_accepted,
         "replay/rejected": counts.replay_rejected,
+        "replay/duplicates": counts.replay_duplicates,
         "replay/buffered": counts.replay_buffered,
-        "gate/admitted": counts.gate_admitted,
-        "gate/given_back": counts.gate_given_back,
-        "gate/refused": counts.gate_refused,
+        **{f"gate/{f.name}": getattr(counts.gate, f.name) for f in fields(counts.gate)},
     }
     row.update({f"rollout/{name}": sum(getattr(c, name) for c in actors.values()) for name in TOTAL_NAMES})
     row.update(waiting_staleness("queue", next_version, counts.queued_versions))

@@ -3,12 +3,16 @@
 `WeightPublisher` is the one interface the learner talks to; the actors' matching end is
 `actors.weight_receiver`. The ZeroMQ implementation sends raw tensor buffers over a PUB socket:
 a slow actor misses intermediate versions rather than holding the learner back (each update is
-a full snapshot, so only the newest matters). The broadcast implementation (NCCL into vLLM
+a full snapshot, so only the newest matters). It keeps the newest update and sends it to every
+actor that subscribes (ZeroMQ's XPUB reports each subscription), so an actor restarted after a
+death, or started by a resumed run, gets the current weights without waiting for a step. The broadcast implementation (NCCL into vLLM
 engines on GPUs, gloo on CPUs) is `learner.weight_broadcast`.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from abc import ABC, abstractmethod
 
 import torch
@@ -42,19 +46,44 @@ class WeightPublisher(ABC):
 
 
 class ZmqWeightPublisher(WeightPublisher):
+    """One thread owns the socket (ZeroMQ sockets are not thread-safe): it sends what `publish`
+    hands it, and answers each new subscription with the newest update."""
+
     def __init__(self, host: str, port: int):
-        self._socket = zmq.Context.instance().socket(zmq.PUB)
+        self._socket = zmq.Context.instance().socket(zmq.XPUB)
         self._socket.setsockopt(zmq.SNDHWM, PUBLISH_HWM)
         self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.XPUB_VERBOSE, 1)  # every subscriber's subscription, not only the first
         self._endpoint = bind(self._socket, host, port)
+        self._outbox: queue.Queue = queue.Queue()
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="weight-publisher", daemon=True)
+        self._thread.start()
 
     def source(self) -> WeightSource:
         return WeightSource(backend="zmq", endpoints=(self._endpoint,))
 
     def publish(self, version: int, tensors: dict[str, torch.Tensor]) -> None:
-        self._socket.send_multipart(encode_weight_update(weight_update(version, tensors)), copy=False)
+        # The frames view the tensors' memory: `tensors` must be the caller's copies, which the
+        # learner's gathered weights are, not the live parameters.
+        self._outbox.put(encode_weight_update(weight_update(version, tensors)))
+
+    def _serve(self) -> None:
+        latest = None
+        while not self._closing.is_set():
+            try:
+                latest = self._outbox.get(timeout=0.02)
+                self._socket.send_multipart(latest, copy=False)
+            except queue.Empty:
+                pass
+            while self._socket.poll(0, zmq.POLLIN):
+                subscription = self._socket.recv()
+                if subscription[:1] == b"\x01" and latest is not None:  # a subscriber joined
+                    self._socket.send_multipart(latest, copy=False)
 
     def close(self) -> None:
+        self._closing.set()
+        self._thread.join(timeout=5)
         self._socket.close(linger=0)
 
 

@@ -121,6 +121,7 @@ def _learner_logprobs(model, processor, request: CaptionRequest, group, spec: Sa
         group_id="g",
         prompt_id=request.prompt_id,
         actor_id=0,
+        prompt_position=0,
         prompt_token_ids=request.prompt.input_ids,
         image_png=png.getvalue(),
         completion_ids=tuple(s.token_ids for s in group),

@@ -92,7 +92,7 @@ def lock_step_loop(args: list[str], out: Path) -> None:
             generated = loop.run_until_complete(actor.engine.generate([p.request for p in batch], actor.sampling))
             groups += [actor._scored_group(p, s, _score(reasoner, config.serve, p, s), 0.0, 0.0) for p, s in zip(batch, generated)]
         learner.rollouts.write(step, groups)
-        learner._step(Collected(groups, dropped_stale=0, dropped_uniform=0, wait_s=0.0))
+        learner._step(Collected(groups, dropped=[], wait_s=0.0))
         update = weight_update(learner.version, gathered_weights(learner.engine, trainable_only=True))
         loop.run_until_complete(actor.engine.update_weights(update))
     torch.save({k: v.detach().cpu() for k, v in learner.engine.module.state_dict().items()}, out / "params.pt")

@@ -23,12 +23,13 @@ from wire.weights import decode_weight_update, encode_weight_update
 TOKEN_VERSIONS = ([2, 3, 3], [3])
 
 
-def make_group(rewards=(1.0, 0.0), image_bytes: int = 8) -> ScoredGroup:
+def make_group(rewards=(1.0, 0.0), image_bytes: int = 8, prompt_position: int = 5) -> ScoredGroup:
     lengths = [len(v) for v in TOKEN_VERSIONS]
     return ScoredGroup(
         group_id="g1",
         prompt_id="p7",
         actor_id=1,
+        prompt_position=prompt_position,
         prompt_token_ids=np.arange(5, dtype=np.int32),
         image_png=b"\x89PNG" + b"." * image_bytes,
         completion_ids=tuple(np.arange(n, dtype=np.int32) + 10 for n in lengths),
@@ -47,7 +48,7 @@ def make_group(rewards=(1.0, 0.0), image_bytes: int = 8) -> ScoredGroup:
 def test_group_round_trip_keeps_every_field():
     group = make_group()
     back = decode_group(encode_group(group))
-    assert back.group_id == "g1" and back.prompt_id == "p7" and back.actor_id == 1
+    assert back.group_id == "g1" and back.prompt_id == "p7" and back.actor_id == 1 and back.prompt_position == 5
     assert back.image_png == group.image_png
     assert [c.tolist() for c in back.completion_ids] == [[10, 11, 12], [10]]
     for got, sent in zip(back.behaviour_logprobs, group.behaviour_logprobs):
@@ -84,6 +85,7 @@ def mutate(**changes) -> bytes:
         (mutate(token_versions=pack_array(np.array([2, 3, 3], dtype=np.int32))), "and 3 token versions"),
         (mutate(token_versions=pack_array(np.array([2, -1, 3, 3], dtype=np.int32))), "token versions must be >= 0"),
         (mutate(group_id=5), "group_id"),
+        (mutate(prompt_position=-1), "prompt_position must be >= 0"),
         (mutate(answers=[["a"]]), "answers"),
         (mutate(counters=[1, 2, 3]), "counters must be 7 integers"),
         (mutate(counters=[1, 2, 3, 4, 5, 6, -1]), "counters must be 7 integers >= 0"),

@@ -14,7 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 ROLES = ("actors", "learner", "serve")
 # What composes the roles, or is a client of them: never imported by a role.
-COMPOSERS = ("task", "evaluation", "benchmarks", "launch")
+COMPOSERS = ("task", "evaluation", "benchmarks", "supervisor", "launch")
 PROTOCOL_MESSAGES = ("wire.buffers", "wire.scored_group", "wire.weights", "wire.broadcast", "wire.scoring", "wire.inference")
 PROTOCOL_MAY_IMPORT = {"__future__", "dataclasses", "typing", "math", "numpy", "msgpack", "wire"}
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from dataclasses import replace
 
 import zmq
 
@@ -27,7 +28,7 @@ def test_groups_arrive_and_a_malformed_frame_is_counted_not_fatal():
         assert queue.counters.rejected == 1
         assert queue.counters.accepted == 1
         # the receiver survived the bad frame: a later group still arrives
-        asyncio.run(client.send(make_group()))
+        asyncio.run(client.send(make_group(prompt_position=6)))
         assert queue.get(timeout=5) is not None
         raw.close(linger=0)
         client.close()
@@ -42,9 +43,9 @@ def test_a_full_queue_holds_senders_back_instead_of_growing():
 
     async def send_many(count: int) -> int:
         sent = 0
-        for _ in range(count):
+        for position in range(count):
             try:
-                await asyncio.wait_for(client.send(make_group(image_bytes=256 * 1024)), timeout=0.5)
+                await asyncio.wait_for(client.send(make_group(image_bytes=256 * 1024, prompt_position=position)), timeout=0.5)
             except asyncio.TimeoutError:
                 break
             sent += 1
@@ -76,8 +77,8 @@ def test_the_byte_bound_holds_large_groups_back_but_always_lets_one_in():
     queue = ReplayQueue("127.0.0.1", 0, capacity_groups=100, capacity_bytes=2 * frame + frame // 2)
     client = ReplayClient([queue.endpoint])
     try:
-        for _ in range(5):
-            asyncio.run(client.send(group))
+        for position in range(5):
+            asyncio.run(client.send(replace(group, prompt_position=position)))
         deadline = time.monotonic() + 5
         while queue.counters.accepted < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -94,6 +95,26 @@ def test_the_byte_bound_holds_large_groups_back_but_always_lets_one_in():
     try:
         asyncio.run(client.send(group))
         assert queue.get(timeout=5) is not None
+    finally:
+        client.close()
+        queue.close()
+
+
+def test_a_group_arriving_twice_is_dropped_and_counted():
+    # The same actor's same prompt position twice (a restarted actor regenerating a group that
+    # was still on its way): the first is kept, the second dropped; the positions are recorded.
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20)
+    client = ReplayClient([queue.endpoint])
+    try:
+        for position in (0, 1, 1, 3):
+            asyncio.run(client.send(make_group(prompt_position=position)))
+        deadline = time.monotonic() + 5
+        while queue.counters.accepted + queue.counters.duplicates < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert (queue.counters.accepted, queue.counters.duplicates) == (3, 1)
+        assert [queue.get(timeout=1).prompt_position for _ in range(3)] == [0, 1, 3]
+        assert queue.received(actor_id=1).ranges == [(0, 2), (3, 4)]  # make_group's actor is 1
+        assert queue.received(actor_id=0).ranges == []
     finally:
         client.close()
         queue.close()

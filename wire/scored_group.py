@@ -25,7 +25,7 @@ from wire.buffers import (
     unpack_array,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 WHAT = "ScoredGroup"
 
 
@@ -59,6 +59,9 @@ class ScoredGroup:
     group_id: str
     prompt_id: str
     actor_id: int
+    # The prompt's position in the actor's prompt stream (wire/progress.py): what the learner's
+    # accounting and a restarted or resumed actor go by.
+    prompt_position: int
     prompt_token_ids: np.ndarray  # int32 [L], image already expanded to its pad tokens
     image_png: bytes  # the image exactly as the processor saw it, PNG-encoded
     completion_ids: tuple[np.ndarray, ...]  # G x int32 [T_i], sampled tokens incl. the final EOS
@@ -95,6 +98,7 @@ def encode_group(group: ScoredGroup) -> bytes:
             "group_id": group.group_id,
             "prompt_id": group.prompt_id,
             "actor_id": group.actor_id,
+            "prompt_position": group.prompt_position,
             "prompt_token_ids": pack_array(group.prompt_token_ids.astype(np.int32)),
             "image_png": group.image_png,
             "lengths": pack_array(lengths),
@@ -138,7 +142,8 @@ def decode_group(frame: bytes) -> ScoredGroup:
     return ScoredGroup(
         group_id=require(obj, "group_id", str, WHAT),
         prompt_id=require(obj, "prompt_id", str, WHAT),
-        actor_id=require(obj, "actor_id", int, WHAT),
+        actor_id=_non_negative(obj, "actor_id"),
+        prompt_position=_non_negative(obj, "prompt_position"),
         prompt_token_ids=prompt,
         image_png=require(obj, "image_png", bytes, WHAT),
         completion_ids=tuple(np.split(flat_ids, splits)),
@@ -149,6 +154,13 @@ def decode_group(frame: bytes) -> ScoredGroup:
         timings=_timings(obj),
         counters=_counters(obj),
     )
+
+
+def _non_negative(obj: dict, key: str) -> int:
+    value = require(obj, key, int, WHAT)
+    if value < 0:
+        raise MalformedMessage(f"{WHAT}: {key} must be >= 0, got {value}")
+    return value
 
 
 def _per_sample(obj: dict, key: str, dtype: str, group_size: int, valid) -> np.ndarray:

@@ -1,0 +1,74 @@
+"""The run's account of its caption groups, printed and written to RUN_DIR/summary.json.
+
+Groups are counted where they can be checked: the actors count what they generated, the
+staleness gate what it admitted and took back, the learner what it accepted, took and dropped.
+`groups_lost` (accepted but neither used, dropped nor waiting) and `groups_duplicated` (a prompt
+position used twice) are the two that must be 0.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from learner.gate import GateStats
+from supervisor.faults import FaultLog
+
+
+def run_summary(accounting: dict, gate: GateStats, faults: FaultLog) -> dict:
+    """The summary of a run from the learner's `accounting()`, the gate's stats and the fault log."""
+    actors = accounting["actors"].values()
+
+    def actor_total(name: str) -> int:
+        return sum(counters[name] for counters in actors)
+
+    survived = dict(faults.survived)
+    # Faults the roles absorbed themselves, counted where they happened.
+    for kind, count in (
+        ("scoring_retry", actor_total("score_failures")),
+        ("malformed_frame", accounting["frames_rejected"]),
+        ("duplicate_group", accounting["groups_dropped"]["duplicate"]),
+        ("unreadable_record", actor_total("bad_records")),
+        ("malformed_weight_update", actor_total("weight_updates_rejected")),
+    ):
+        if count:
+            survived[kind] = survived.get(kind, 0) + count
+    return {
+        "steps": accounting["steps"],
+        "policy_version": accounting["policy_version"],
+        "groups_generated": actor_total("groups_generated"),
+        "groups_admitted": gate.admitted + gate.given_back,
+        "groups_accepted": accounting["groups_accepted"],
+        "groups_consumed": accounting["groups_consumed"],
+        "groups_dropped": {
+            **accounting["groups_dropped"],
+            # Generated but never delivered; their prompts were generated again.
+            "scoring_failed": actor_total("groups_lost"),
+            "lost_with_dead_actor": gate.reclaimed,
+        },
+        "groups_buffered_at_end": accounting["groups_buffered_at_end"],
+        "groups_lost": accounting["groups_lost"],
+        "groups_duplicated": accounting["groups_duplicated"],
+        "faults_injected": sum(faults.injected.values()),
+        "faults_injected_by_kind": dict(faults.injected),
+        "faults_survived": sum(survived.values()),
+        "faults_survived_by_kind": survived,
+        "fault_events": faults.events,
+    }
+
+
+def write_summary(summary: dict, path: Path) -> None:
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """The summary as a few lines for the console."""
+    dropped = ", ".join(f"{k} {v}" for k, v in summary["groups_dropped"].items() if v) or "none"
+    faults = ", ".join(f"{k} {v}" for k, v in summary["faults_survived_by_kind"].items()) or "none"
+    return [
+        f"groups: {summary['groups_generated']} generated, {summary['groups_accepted']} accepted, "
+        f"{summary['groups_consumed']} trained on, {summary['groups_buffered_at_end']} still queued",
+        f"dropped: {dropped}",
+        f"lost: {summary['groups_lost']}, used twice: {summary['groups_duplicated']}",
+        f"faults survived: {faults}",
+    ]
