@@ -7,6 +7,7 @@
     python launch.py eval    --run DIR | --checkpoint DIR      # held-out accuracy before/after
     python launch.py build   [key=value ...]                   # rebuild the bundled task
     python launch.py bench   out=PATH [key=value ...]          # async vs sync throughput (BENCHMARKS.md)
+    python launch.py soak    soak.out=PATH [key=value ...]     # train under injected faults (soak.json)
 
 A run: start Ray, the staleness gate, the learner, the reasoner pool and the rollout actors;
 show progress until the learner has done its steps, restarting rollout actors that die; stop
@@ -31,9 +32,11 @@ from configs.schema import TrainConfig
 from configs.seeds import derived_seed
 
 log = logging.getLogger("launch")
-COMMANDS = ("train", "serve", "infer", "eval", "build", "bench")
+COMMANDS = ("train", "serve", "infer", "eval", "build", "bench", "soak")
 # Seconds a stopping run gives its roles to stop gracefully (Ctrl-C, the end of training).
 STOP_TIMEOUT_S = 30.0
+# Seconds a soak waits past its time for the recoveries of the last faults it injected.
+SOAK_SETTLE_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ class Roles:
     learners: list
     actors: list
     runs: list  # the actors' run() calls (replaced when an actor is restarted)
+    replay_endpoint: str
 
 
 def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
@@ -162,7 +166,8 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
             for i in range(len(actors))
         ]
         log.info("resuming at step %d (policy version %d)", resumed.steps_done, resumed.policy_version)
-    return Roles(gate=gate, learners=learners, actors=actors, runs=[a.run.remote(s) for a, s in zip(actors, starts)])
+    runs = [a.run.remote(s) for a, s in zip(actors, starts)]
+    return Roles(gate=gate, learners=learners, actors=actors, runs=runs, replay_endpoint=replay_endpoint)
 
 
 def stop_roles(roles: Roles | None, timeout_s: float = STOP_TIMEOUT_S) -> None:
@@ -315,23 +320,25 @@ def eval_command(args: argparse.Namespace) -> int:
         stop_ray()
 
 
-def follow_progress(config: TrainConfig, roles: Roles, training: list, faults) -> None:
+def follow_progress(config: TrainConfig, roles: Roles, training: list, faults, tick=None) -> None:
     """A progress bar with live metrics until the learner finishes. A rollout actor that dies is
-    restarted where it left off; a role that fails otherwise fails the run."""
+    restarted where it left off; a role that fails otherwise fails the run. `tick(metrics)`, if
+    given, is called about every second (the soak injects its faults there)."""
     import ray
     from tqdm import tqdm
 
     from supervisor.restarts import restart_actor
 
     total_steps = config.learner.total_steps
-    with tqdm(total=total_steps, desc="learner steps", unit="step", dynamic_ncols=True) as bar:
+    with tqdm(total=None if tick else total_steps, desc="learner steps", unit="step", dynamic_ncols=True) as bar:
         while True:
             if _stop_signal is not None:
                 raise KeyboardInterrupt
             done, _ = ray.wait(training + roles.runs, num_returns=1, timeout=1.0)
             if done and set(done) & set(training):
                 ray.get(training)  # raises the learner's error if it failed
-                bar.update(total_steps - bar.n)
+                if bar.total:
+                    bar.update(bar.total - bar.n)
                 return
             if done:
                 index = roles.runs.index(done[0])
@@ -341,7 +348,10 @@ def follow_progress(config: TrainConfig, roles: Roles, training: list, faults) -
                     restart_actor(config, roles, index, died, faults)
                     continue
                 raise RuntimeError(f"rollout actor {index} stopped before the learner finished")
-            show_metrics(bar, ray.get(roles.learners[0].latest_metrics.remote()))
+            metrics = ray.get(roles.learners[0].latest_metrics.remote())
+            show_metrics(bar, metrics)
+            if tick is not None:
+                tick(metrics)
 
 
 def show_metrics(bar, metrics: dict) -> None:
@@ -422,6 +432,65 @@ def infer_command(args: argparse.Namespace, config: TrainConfig) -> int:
         stop_ray()
 
 
+def soak_command(config: TrainConfig) -> int:
+    """`soak soak.out=PATH`: train for soak.duration_s under injected faults; PATH/soak.json."""
+    import dataclasses
+
+    if not config.soak.out:
+        print("config error: soak needs soak.out=PATH (where soak.json and the run go)", file=sys.stderr)
+        return 2
+    config = dataclasses.replace(
+        config, run_dir=config.soak.out, resume="",
+        learner=dataclasses.replace(config.learner, total_steps=10**9),  # the clock ends it
+        eval=dataclasses.replace(config.eval, at_end=False),
+    )
+    run_dir = make_run_dir(config)
+    inputs = resolve_inputs(config)
+    start_ray(config)
+    try:
+        run_soak(config, inputs, run_dir)
+    except KeyboardInterrupt:
+        return stop_exit_code()
+    finally:
+        stop_ray()
+    return 0
+
+
+def run_soak(config: TrainConfig, inputs: Inputs, run_dir: Path) -> None:
+    from supervisor.faults import FaultLog
+    from supervisor.soak import FaultInjector, soak_report, write_soak_report
+
+    roles = None
+    try:
+        roles = start_roles(config, inputs, run_dir)
+        training = [rank.train.remote() for rank in roles.learners]
+        faults = FaultLog()
+        injector = FaultInjector(config.soak, roles, config.serve.app_name, roles.replay_endpoint, faults)
+        stopping = False
+
+        def tick(metrics: dict) -> None:
+            nonlocal stopping
+            elapsed = time.monotonic() - faults.started
+            injector.tick(metrics, injecting=elapsed < config.soak.duration_s)
+            # At the end, give the last faults' recoveries time to show (a bounded while).
+            settled = injector.settled() or elapsed > config.soak.duration_s + SOAK_SETTLE_S
+            if not stopping and elapsed >= config.soak.duration_s and settled:
+                log.info("soak: %.0f s are up; the learner finishes its step", elapsed)
+                roles.learners[0].stop_after_step.remote()
+                stopping = True
+
+        follow_progress(config, roles, training, faults, tick=tick)
+        summary = report_summary(roles, faults, run_dir / "summary.json")
+        report = soak_report(summary, config.soak, time.monotonic() - faults.started)
+        write_soak_report(report, run_dir / "soak.json")
+        log.info("soak: %d faults injected, %d survived, %d groups lost, %d duplicated: %s",
+                 report["faults_injected"], report["faults_survived"], report["groups_lost"],
+                 report["groups_duplicated"], run_dir / "soak.json")
+    finally:
+        stop_roles(roles)
+        plot_reward(run_dir)
+
+
 def bench_command(args: argparse.Namespace) -> int:
     """`bench out=PATH [key=value ...]`: the throughput benchmark on the configured run. It runs
     as its own process: the benchmark composes this module's roles, so this module does not
@@ -468,6 +537,8 @@ def main(argv: list[str]) -> int:
         return 0
     if args.command == "infer":
         return infer_command(args, config)
+    if args.command == "soak":
+        return soak_command(config)
     return serve_forever(config) if args.command == "serve" else train(config)
 
 

@@ -319,9 +319,13 @@ class ReplayConfig:
     capacity_groups: int = 32
     # And their encoded bytes (large images make a group large): whichever bound is reached first.
     capacity_bytes: int = 256 * 2**20
+    # A frame larger than this is refused by ZeroMQ before it is buffered (the sender is
+    # disconnected, and a real actor reconnects); no group of a real run comes near it.
+    max_frame_bytes: int = 64 * 2**20
 
     def __post_init__(self) -> None:
         _check(self.capacity_groups >= 1 and self.capacity_bytes >= 1, "learner.replay: capacity_groups and capacity_bytes must be >= 1")
+        _check(self.max_frame_bytes >= 2**16, "learner.replay.max_frame_bytes must be >= 65536")
 
 
 CORRECTION_KINDS = ("none", "tis", "mask", "decoupled")
@@ -481,6 +485,27 @@ def parse_cores(text: str) -> tuple[int, ...]:
 
 
 @dataclass
+class SoakConfig:
+    """`launch.py soak out=PATH`: train the configured run for a fixed time while faults are injected."""
+
+    # The soak's run directory (soak.json, summary.json and the run's own files).
+    out: str = ""
+    duration_s: float = 300.0
+    # Seconds into the soak of the first fault; then each kind at its own interval (0 = never).
+    first_fault_s: float = 45.0
+    actor_kill_every_s: float = 100.0
+    replica_kill_every_s: float = 100.0
+    garbage_every_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        _check(self.duration_s > 0 and self.first_fault_s >= 0, "soak: duration_s > 0 and first_fault_s >= 0")
+        _check(
+            min(self.actor_kill_every_s, self.replica_kill_every_s, self.garbage_every_s) >= 0,
+            "soak: the *_every_s intervals must be >= 0 (0 = never)",
+        )
+
+
+@dataclass
 class RayConfig:
     """Where the roles run."""
 
@@ -510,6 +535,7 @@ class TrainConfig:
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    soak: SoakConfig = field(default_factory=SoakConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:

@@ -53,7 +53,7 @@ class Ledger:
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> "Ledger":
+    def from_state(cls, state: dict) -> Ledger:
         consumed = {int(actor): ShardProgress.from_wire(p) for actor, p in state["consumed"].items()}
         return cls(consumed, int(state["trained"]), {**dict.fromkeys(DROP_REASONS, 0), **state["dropped"]}, int(state["twice"]))
 

@@ -40,10 +40,11 @@ class ReplayQueue:
     """Binds `tcp://host:port` (port 0 = a free one) and buffers up to `capacity_groups` groups
     and `capacity_bytes` bytes (their frames' sizes; one group is always let in, however large)."""
 
-    def __init__(self, host: str, port: int, capacity_groups: int, capacity_bytes: int):
+    def __init__(self, host: str, port: int, capacity_groups: int, capacity_bytes: int, max_frame_bytes: int = 64 * 2**20):
         self._context = zmq.Context.instance()
         self._socket = self._context.socket(zmq.PULL)
         self._socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes)
         self._socket.setsockopt(zmq.LINGER, 0)
         self.endpoint = bind(self._socket, host, port)
         self.capacity_groups, self.capacity_bytes = capacity_groups, capacity_bytes

@@ -96,6 +96,7 @@ class LearnerRank:
         self.rank, self.world_size = setup.rank, setup.world_size
         self.is_main = self.rank == 0
         self._resumed_replay_counters: dict = {}
+        self._stop_early = False
 
     def node_address(self) -> tuple[str, int]:
         """Where rank 0 hosts the process group's rendezvous (its own node)."""
@@ -138,7 +139,7 @@ class LearnerRank:
             for name in ("metrics.jsonl", "consumed.jsonl", "rollouts.jsonl"):
                 keep_steps_before(run_dir / name, self.steps_done)
         replay = config.replay
-        self.replay = ReplayQueue(replay.host, replay.port, replay.capacity_groups, replay.capacity_bytes)
+        self.replay = ReplayQueue(replay.host, replay.port, replay.capacity_groups, replay.capacity_bytes, replay.max_frame_bytes)
         self.replay.resume_from(self.ledger.consumed)
         self.replay.counters = ReplayCounters(**self._resumed_replay_counters)
         self.publisher = make_publisher(config.weight_sync, self.setup.weight_receivers)
@@ -174,12 +175,26 @@ class LearnerRank:
     def latest_metrics(self) -> dict:
         return dict(self.latest)
 
+    def stop_after_step(self) -> None:
+        """End training after the step in progress, as if it were the last (a soak's time is up).
+        Told to rank 0, which tells the others: the ranks step together."""
+        self._stop_early = True
+
+    def _stopping_early(self) -> bool:
+        if self.world_size == 1:
+            return self._stop_early
+        decision = torch.tensor([int(self._stop_early)], device=self.engine.device)  # a tensor: nothing pickled
+        torch.distributed.broadcast(decision, src=0)
+        return bool(decision.item())
+
     def train(self) -> dict:
         started = time.perf_counter() - self.elapsed_before
         last_end = time.perf_counter()
         if self.steps_done:  # resumed: the actors wait for the checkpoint's weights
             self._publish(force=True)
         for step in range(self.steps_done, self.config.total_steps):
+            if self._stopping_early():
+                break
             collected = self._collect()
             metrics = self._step(collected)
             now = time.perf_counter()

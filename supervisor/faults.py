@@ -24,8 +24,8 @@ class FaultLog:
         self.events.append({"at_s": round(at, 1), what: kind, "detail": detail})
         log.warning("fault %s at %.1f s: %s (%s)", what, at, kind, detail)
 
-    def inject(self, kind: str, detail: str) -> None:
-        self.injected[kind] += 1
+    def inject(self, kind: str, detail: str, count: int = 1) -> None:
+        self.injected[kind] += count
         self._event("injected", kind, detail)
 
     def survive(self, kind: str, detail: str) -> None:

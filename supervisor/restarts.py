@@ -13,6 +13,7 @@ when the group forms, so there a death ends the run with that reason.
 from __future__ import annotations
 
 import logging
+import time
 
 import ray
 
@@ -43,8 +44,8 @@ def restart_actor(config: TrainConfig, roles, index: int, died: Exception, fault
         )
     actor, learner = roles.actors[index], roles.learners[0]
     try:
-        ray.get(actor.ready.remote(), timeout=RESTART_TIMEOUT_S)
-    except Exception as err:
+        wait_until_back(actor)
+    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as err:
         raise ActorLost(
             f"rollout actor {index} died ({reason}) and did not come back (rollout.max_restarts="
             f"{config.rollout.max_restarts} per actor): {type(err).__name__}: {err}"
@@ -54,4 +55,18 @@ def restart_actor(config: TrainConfig, roles, index: int, died: Exception, fault
     lost = ray.get(roles.gate.reclaim.remote(index, len(received)))
     start = ActorStart(done=received, counters=ActorCounters(*counters) if counters else None)
     roles.runs[index] = actor.run.remote(start)
-    faults.survive("actor_restart", f"actor {index}: {reason}; {lost} undelivered groups go back to the gate and are regenerated")
+    faults.survive("actor_death", f"actor {index}: {reason}; {lost} undelivered groups go back to the gate and are regenerated")
+
+
+def wait_until_back(actor) -> None:
+    """Return once Ray has restarted `actor` (its calls fail as "unavailable" meanwhile); raises
+    ActorDiedError when it will not come back, GetTimeoutError after RESTART_TIMEOUT_S."""
+    deadline = time.monotonic() + RESTART_TIMEOUT_S
+    while True:
+        try:
+            ray.get(actor.ready.remote(), timeout=max(1.0, deadline - time.monotonic()))
+            return
+        except ray.exceptions.ActorUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

@@ -65,9 +65,12 @@ def summary_lines(summary: dict) -> list[str]:
     """The summary as a few lines for the console."""
     dropped = ", ".join(f"{k} {v}" for k, v in summary["groups_dropped"].items() if v) or "none"
     faults = ", ".join(f"{k} {v}" for k, v in summary["faults_survived_by_kind"].items()) or "none"
-    return [
+    groups = (
         f"groups: {summary['groups_generated']} generated, {summary['groups_accepted']} accepted, "
-        f"{summary['groups_consumed']} trained on, {summary['groups_buffered_at_end']} still queued",
+        f"{summary['groups_consumed']} trained on, {summary['groups_buffered_at_end']} still queued"
+    )
+    return [
+        groups,
         f"dropped: {dropped}",
         f"lost: {summary['groups_lost']}, used twice: {summary['groups_duplicated']}",
         f"faults survived: {faults}",

@@ -66,3 +66,7 @@ class Launched:
                 proc.send_signal(signal.SIGKILL)
             except psutil.NoSuchProcess:
                 continue
+        try:  # reap the run itself: a killed child stays a zombie until its parent waits for it
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass

@@ -1,0 +1,187 @@
+"""`python launch.py soak out=PATH`: train for a fixed time while faults are injected, then prove
+nothing accepted was lost.
+
+At intervals (soak.*_every_s, staggered from soak.first_fault_s) it kills a rollout actor (Ray
+restarts it; supervisor/restarts.py brings it back), kills a reasoner replica (Serve replaces
+it; the actors' scoring retries carry the groups in flight) and sends the replay queue garbage:
+random bytes, a truncated group, a group of another schema version, a msgpack non-map, and a
+frame past learner.replay.max_frame_bytes. Each fault is printed with its time. When the time is
+up the learner finishes its step and the run ends as a normal one does; PATH/soak.json is the
+run's summary with every fault injected and whether it was survived.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import msgpack
+import numpy as np
+import ray
+import zmq
+
+from configs.schema import SoakConfig
+from supervisor.faults import FaultLog
+from wire.scored_group import (
+    SCHEMA_VERSION,
+    ActorCounters,
+    GroupTimings,
+    ScoredGroup,
+    encode_group,
+)
+
+log = logging.getLogger(__name__)
+
+REPLICA_PREFIX = "SERVE_REPLICA::"
+
+
+@dataclass
+class Schedule:
+    """When each kind of fault is next due (seconds into the soak; None = never)."""
+
+    config: SoakConfig
+    due: dict[str, float | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        first, c = self.config.first_fault_s, self.config
+        # Staggered, so that each fault's recovery is seen on its own.
+        self.due = {
+            "garbage": first if c.garbage_every_s else None,
+            "actor_death": first + 10 if c.actor_kill_every_s else None,
+            "replica_death": first + 20 if c.replica_kill_every_s else None,
+        }
+
+    def take_due(self, now_s: float) -> list[str]:
+        every = {
+            "garbage": self.config.garbage_every_s,
+            "actor_death": self.config.actor_kill_every_s,
+            "replica_death": self.config.replica_kill_every_s,
+        }
+        due = [kind for kind, at in self.due.items() if at is not None and at <= now_s]
+        for kind in due:
+            self.due[kind] += every[kind]
+        return due
+
+
+class FaultInjector:
+    """Causes the faults, and checks the ones whose recovery the driver does not see itself."""
+
+    def __init__(self, config: SoakConfig, roles, app_name: str, replay_endpoint: str, faults: FaultLog):
+        self.schedule, self.roles, self.app_name, self.faults = Schedule(config), roles, app_name, faults
+        self.replay_endpoint = replay_endpoint
+        self.started = time.monotonic()
+        self.kills = 0
+        self.pending_replicas: dict[str, int] = {}  # killed replica -> replicas there were
+        self.pending_oversized: int | None = None  # replay/accepted when the big frame went
+
+    def tick(self, metrics: dict, injecting: bool) -> None:
+        if injecting:
+            for kind in self.schedule.take_due(time.monotonic() - self.started):
+                getattr(self, f"_inject_{kind}")(metrics)
+        self._check_recoveries(metrics)
+
+    def settled(self) -> bool:
+        """Every fault injected so far whose recovery is watched live has been recovered from
+        (malformed frames are counted by the replay queue, and read from the summary)."""
+        watched = ("actor_death", "replica_death", "oversized_frame")
+        return all(self.faults.survived[kind] >= self.faults.injected[kind] for kind in watched)
+
+    def _inject_actor_death(self, metrics: dict) -> None:
+        index = self.kills % len(self.roles.actors)
+        self.kills += 1
+        self.faults.inject("actor_death", f"killed rollout actor {index}")
+        ray.kill(self.roles.actors[index], no_restart=False)  # as a crash: Ray restarts it
+
+    def _inject_replica_death(self, metrics: dict) -> None:
+        replicas = self._replicas()
+        if not replicas:
+            log.warning("no reasoner replica to kill")
+            return
+        victim = replicas[0]
+        self.faults.inject("replica_death", f"killed {victim}")
+        ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+        self.pending_replicas[victim] = len(replicas)
+
+    def _inject_garbage(self, metrics: dict) -> None:
+        frames = garbage_frames()
+        sender = zmq.Context.instance().socket(zmq.PUSH)
+        sender.setsockopt(zmq.LINGER, 2000)
+        sender.connect(self.replay_endpoint)
+        for frame in frames:
+            sender.send(frame)
+        sender.close()
+        self.faults.inject("malformed_frame", f"{len(frames)} garbage frames sent to the replay queue", count=len(frames))
+        # Last, on a connection of its own: ZeroMQ drops the connection that sends it.
+        big = zmq.Context.instance().socket(zmq.PUSH)
+        big.setsockopt(zmq.LINGER, 2000)
+        big.connect(self.replay_endpoint)
+        big.send(os.urandom(1024) * (65 * 1024))  # 65 MiB, past the default max_frame_bytes
+        big.close()
+        self.faults.inject("oversized_frame", "a 65 MiB frame sent to the replay queue")
+        self.pending_oversized = metrics.get("replay/accepted", 0)
+
+    def _replicas(self) -> list[str]:
+        prefix = f"{REPLICA_PREFIX}{self.app_name}#"
+        return sorted(
+            a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == "serve" and a["name"].startswith(prefix)
+        )
+
+    def _check_recoveries(self, metrics: dict) -> None:
+        for victim, count in list(self.pending_replicas.items()):
+            now = self._replicas()
+            if victim not in now and len(now) >= count:
+                self.faults.survive("replica_death", f"{victim} replaced; the pool has {len(now)} replicas again")
+                del self.pending_replicas[victim]
+        # The queue still takes groups after the big frame: the learner lived through it.
+        if self.pending_oversized is not None and metrics.get("replay/accepted", 0) > self.pending_oversized:
+            self.faults.survive("oversized_frame", "the replay queue refused it and still takes groups")
+            self.pending_oversized = None
+
+
+def garbage_frames() -> list[bytes]:
+    """Frames the replay queue must refuse, each for its own reason."""
+    valid = encode_group(_probe_group())
+    other_schema = msgpack.unpackb(valid, raw=False)
+    other_schema["schema"] = SCHEMA_VERSION + 1
+    return [
+        os.urandom(256),  # not msgpack at all
+        valid[: len(valid) // 2],  # cut short
+        msgpack.packb(other_schema, use_bin_type=True),  # another schema version
+        msgpack.packb([1, 2, 3]),  # msgpack, but not a map
+    ]
+
+
+def _probe_group() -> ScoredGroup:
+    """A well-formed group (only ever sent broken)."""
+    ids = np.arange(3, dtype=np.int32)
+    return ScoredGroup(
+        group_id="soak-probe", prompt_id="soak-probe", actor_id=0, prompt_position=0,
+        prompt_token_ids=ids, image_png=b"", completion_ids=(ids, ids),
+        behaviour_logprobs=(np.zeros(3, np.float32),) * 2, token_versions=(np.zeros(3, np.int32),) * 2,
+        rewards=np.zeros(2, np.float32), answers=((), ()), timings=GroupTimings(0.0, 0.0, 0.0),
+        counters=ActorCounters(0, 0, 0, 0, 0, 0, 0),
+    )
+
+
+def soak_report(summary: dict, config: SoakConfig, elapsed_s: float) -> dict:
+    """soak.json: the run's summary, and each fault kind injected against survived."""
+    injected = summary["faults_injected_by_kind"]
+    survived = summary["faults_survived_by_kind"]
+    return {
+        "duration_s": round(elapsed_s, 1),
+        "config": vars(config).copy(),
+        "groups_lost": summary["groups_lost"],
+        "groups_duplicated": summary["groups_duplicated"],
+        "faults_injected": summary["faults_injected"],
+        "faults_survived": sum(min(n, survived.get(kind, 0)) for kind, n in injected.items()),
+        "faults_not_survived": {kind: n - survived.get(kind, 0) for kind, n in injected.items() if survived.get(kind, 0) < n},
+        **{k: v for k, v in summary.items() if k not in ("groups_lost", "groups_duplicated", "faults_injected", "faults_survived")},
+    }
+
+
+def write_soak_report(report: dict, path) -> None:
+    path.write_text(json.dumps(report, indent=2) + "\n")
