@@ -7,7 +7,8 @@
     python launch.py eval    --run DIR | --checkpoint DIR      # held-out accuracy before/after
     python launch.py build   [key=value ...]                   # rebuild the bundled task
     python launch.py bench   out=PATH [key=value ...]          # async vs sync throughput (BENCHMARKS.md)
-    python launch.py soak    soak.out=PATH [key=value ...]     # train under injected faults (soak.json)
+    python launch.py soak    out=PATH [key=value ...]          # train under injected faults (soak.json)
+    python launch.py keys    out=DIR                           # ZeroMQ CURVE key pairs (curve.keys_dir=DIR)
 
 A run: start Ray, the staleness gate, the learner, the reasoner pool and the rollout actors;
 show progress until the learner has done its steps, restarting rollout actors that die; stop
@@ -32,7 +33,7 @@ from configs.schema import TrainConfig
 from configs.seeds import derived_seed
 
 log = logging.getLogger("launch")
-COMMANDS = ("train", "serve", "infer", "eval", "build", "bench", "soak")
+COMMANDS = ("train", "serve", "infer", "eval", "build", "bench", "soak", "keys")
 # Seconds a stopping run gives its roles to stop gracefully (Ctrl-C, the end of training).
 STOP_TIMEOUT_S = 30.0
 # Seconds a soak waits past its time for the recoveries of the last faults it injected.
@@ -150,13 +151,14 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
     learner = start_learner(
         config.learner, inputs.captioner, str(run_dir), sampling,
         config.rollout.num_actors, gate, worker_env(), config.seed, resume=bool(config.resume),
+        curve_keys_dir=config.curve.keys_dir,
     )
     # While the learner sets up. With serve.live the pool also serves people, two-stage model included.
     start_live_pool(config, inputs, http=config.serve.live, captioner=config.serve.live)
     learners, replay_endpoint, weight_source, resumed = learner.ready()
     actors = start_rollout_actors(
         config.rollout, inputs.captioner, sampling, inputs.train_file, (replay_endpoint,), weight_source,
-        config.serve.app_name, gate, worker_env(), config.seed,
+        config.serve.app_name, gate, worker_env(), config.seed, config.curve.keys_dir,
     )
     starts = [None] * len(actors)
     if resumed is not None:
@@ -437,7 +439,7 @@ def soak_command(config: TrainConfig) -> int:
     import dataclasses
 
     if not config.soak.out:
-        print("config error: soak needs soak.out=PATH (where soak.json and the run go)", file=sys.stderr)
+        print("config error: soak needs out=PATH (where soak.json and the run go)", file=sys.stderr)
         return 2
     config = dataclasses.replace(
         config, run_dir=config.soak.out, resume="",
@@ -491,6 +493,34 @@ def run_soak(config: TrainConfig, inputs: Inputs, run_dir: Path) -> None:
         plot_reward(run_dir)
 
 
+def keys_command(args: argparse.Namespace) -> int:
+    """`keys out=DIR`: the learner's and the actors' CURVE key pairs, for curve.keys_dir=DIR."""
+    from wire.curve import generate_keys
+
+    outs = [o.removeprefix("out=") for o in args.overrides if o.startswith("out=")]
+    if len(outs) != 1 or len(args.overrides) != 1:
+        print("keys: give exactly out=DIR", file=sys.stderr)
+        return 2
+    try:
+        generate_keys(Path(outs[0]))
+    except FileExistsError as err:
+        print(f"keys: {err}", file=sys.stderr)
+        return 2
+    print(f"CURVE keys in {outs[0]}: set curve.keys_dir={outs[0]} and make the folder readable on every node")
+    return 0
+
+
+def check_curve_keys(config: TrainConfig) -> None:
+    """Fail before anything starts if curve.keys_dir is set but holds no usable keys."""
+    if config.curve.keys_dir:
+        from wire.curve import load_keys
+
+        try:
+            load_keys(config.curve.keys_dir)
+        except (OSError, ValueError) as err:
+            raise ConfigError(str(err)) from None
+
+
 def bench_command(args: argparse.Namespace) -> int:
     """`bench out=PATH [key=value ...]`: the throughput benchmark on the configured run. It runs
     as its own process: the benchmark composes this module's roles, so this module does not
@@ -523,9 +553,14 @@ def main(argv: list[str]) -> int:
             return eval_command(args)
         if args.command == "bench":
             return bench_command(args)
+        if args.command == "keys":
+            return keys_command(args)
+        if args.command == "soak":  # `out=PATH` is short for soak.out=PATH
+            args.overrides = [f"soak.{o}" if o.startswith("out=") else o for o in args.overrides]
         config = load_config(args.config, args.overrides)
         if config.resume:
             config = resumed_config(config, args)
+        check_curve_keys(config)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2

@@ -10,20 +10,21 @@ from __future__ import annotations
 import zmq
 import zmq.asyncio
 
+from wire.curve import CurveKeys
 from wire.scored_group import ScoredGroup, encode_group
+from wire.sockets import connect
 
 # Groups ZeroMQ may queue on the actor side before a send waits.
 SEND_HWM = 2
 
 
 class ReplayClient:
-    def __init__(self, endpoints: list[str]):
+    def __init__(self, endpoints: list[str], keys: CurveKeys | None = None):
         self._context = zmq.asyncio.Context.instance()
         self._socket = self._context.socket(zmq.PUSH)
         self._socket.setsockopt(zmq.SNDHWM, SEND_HWM)
         self._socket.setsockopt(zmq.LINGER, 2000)
-        for endpoint in endpoints:
-            self._socket.connect(endpoint)
+        connect(self._socket, endpoints, keys)
 
     async def send(self, group: ScoredGroup) -> None:
         await self._socket.send(encode_group(group), copy=False)

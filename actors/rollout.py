@@ -37,6 +37,7 @@ from configs.schema import RolloutConfig
 from records.vqa import VQARecord, load_image, read_records
 from vlm.caption_prompt import encode_caption_prompt
 from vlm.sampling import SamplingSpec
+from wire.curve import CurveKeys, load_keys
 from wire.progress import ShardProgress
 from wire.scored_group import ActorCounters, GroupTimings, ScoredGroup
 from wire.scoring import ScoreRequest, ScoreResult
@@ -64,6 +65,8 @@ class RolloutSetup:
     reasoner_app: str
     # This actor's stream of the run's seed: its prompt order and its engine's sampling.
     seed: int
+    # ZeroMQ CURVE keys for the replay and weight sockets (wire/curve.py); "" = none.
+    curve_keys_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class RolloutStats:
     groups_lost: int = 0
     bad_records: int = 0
     score_failures: int = 0
+    answers_refused: int = 0
+    empty_captions: int = 0
     weight_updates: int = 0
 
     def counters(self, weight_updates_rejected: int) -> ActorCounters:
@@ -96,6 +101,8 @@ class RolloutStats:
             groups_lost=self.groups_lost,
             bad_records=self.bad_records,
             score_failures=self.score_failures,
+            answers_refused=self.answers_refused,
+            empty_captions=self.empty_captions,
             weight_updates=self.weight_updates,
             weight_updates_rejected=weight_updates_rejected,
             policy_version=self.policy_version,
@@ -153,8 +160,9 @@ class RolloutActor:
         self.stats = RolloutStats.continuing(start.counters)
         self.min_version = start.min_version
         self.reasoner = serve.get_app_handle(self.setup.reasoner_app)
-        self.replay = ReplayClient(list(self.setup.replay_endpoints))
-        self.receiver, weights_task = self._start_weight_sync()
+        keys = load_keys(self.setup.curve_keys_dir) if self.setup.curve_keys_dir else None
+        self.replay = ReplayClient(list(self.setup.replay_endpoints), keys)
+        self.receiver, weights_task = self._start_weight_sync(keys)
         scoring = asyncio.Semaphore(self.config.max_groups_scoring)
         in_flight: set[asyncio.Task] = set()
         prompts = self._prompt_stream(start.done)
@@ -211,12 +219,12 @@ class RolloutActor:
             await asyncio.sleep(GATE_RETRY_S)
         return admitted
 
-    def _start_weight_sync(self):
+    def _start_weight_sync(self, keys: CurveKeys | None):
         source = self.setup.weight_source
         if source.backend == "zmq":
-            receiver = ZmqWeightReceiver(source.endpoints)
+            receiver = ZmqWeightReceiver(source.endpoints, keys)
             return receiver, asyncio.create_task(self._receive_weights(receiver))
-        receiver = BroadcastWeightReceiver(source.endpoints[0], self.setup.actor_id)
+        receiver = BroadcastWeightReceiver(source.endpoints[0], self.setup.actor_id, keys)
         return receiver, asyncio.create_task(receiver.serve(self.engine, self._now_at))
 
     async def _receive_weights(self, receiver: ZmqWeightReceiver) -> None:
@@ -302,11 +310,16 @@ class RolloutActor:
         attempts = self.config.score_attempts
         for attempt in range(attempts):
             try:
-                return await self.reasoner.score.remote(request)
+                result = await asyncio.wait_for(self.reasoner.score.remote(request), self.config.score_timeout_s)
+                self.stats.answers_refused += result.answers_refused
+                self.stats.empty_captions += result.empty_captions
+                return result
             except Exception as err:  # a replica died or timed out: Serve routes the retry elsewhere
                 self.stats.score_failures += 1
                 # The error's last line names it; the rest is the remote traceback, once per try.
                 reason = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+                if isinstance(err, asyncio.TimeoutError):
+                    reason = f"no answer within rollout.score_timeout_s={self.config.score_timeout_s}"
                 log.warning("scoring group of %s failed (attempt %d of %d): %s", prompt.record.id, attempt + 1, attempts, reason)
                 if attempt + 1 < attempts:
                     await asyncio.sleep(self.config.score_retry_backoff_s * 2**attempt)

@@ -22,6 +22,7 @@ def start_rollout_actors(
     gate,
     env: dict[str, str],
     seed: int,
+    curve_keys_dir: str = "",
 ) -> list:
     """The actors, generating once `run()` is called; each with its own stream of the run's `seed`."""
     # A call in flight when an actor dies fails rather than rerunning: the driver restarts its
@@ -43,6 +44,7 @@ def start_rollout_actors(
                 weight_source=weight_source,
                 reasoner_app=reasoner_app,
                 seed=derived_seed(seed, "actor", i),
+                curve_keys_dir=curve_keys_dir,
             ),
             gate,
         )

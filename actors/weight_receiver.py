@@ -15,6 +15,8 @@ import zmq.asyncio
 
 from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
 from wire.buffers import MalformedMessage
+from wire.curve import CurveKeys
+from wire.sockets import connect
 from wire.weights import WeightUpdate, decode_weight_update
 
 log = logging.getLogger(__name__)
@@ -23,13 +25,12 @@ RECEIVE_HWM = 4
 
 
 class ZmqWeightReceiver:
-    def __init__(self, endpoints: tuple[str, ...]):
+    def __init__(self, endpoints: tuple[str, ...], keys: CurveKeys | None = None):
         self._socket = zmq.Context.instance().socket(zmq.SUB)
         self._socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.SUBSCRIBE, b"")
-        for endpoint in endpoints:
-            self._socket.connect(endpoint)
+        connect(self._socket, endpoints, keys)
         self.rejected = 0  # malformed updates ignored
 
     def poll(self) -> WeightUpdate | None:
@@ -55,10 +56,10 @@ class ZmqWeightReceiver:
 
 
 class BroadcastWeightReceiver:
-    def __init__(self, endpoint: str, actor_id: int):
+    def __init__(self, endpoint: str, actor_id: int, keys: CurveKeys | None = None):
         self._socket = zmq.asyncio.Context.instance().socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.connect(endpoint)
+        connect(self._socket, [endpoint], keys)
         self.actor_id = actor_id
         self.rejected = 0  # updates that failed here (each also fails the learner's publish)
 

@@ -162,6 +162,8 @@ class RolloutConfig:
     # goes back to the staleness gate); the wait before try n+1 is score_retry_backoff_s * 2**n.
     score_attempts: int = 5
     score_retry_backoff_s: float = 0.5
+    # Seconds one scoring try may take (a replica that hangs) before it counts as failed and is retried.
+    score_timeout_s: float = 300.0
     # Times Ray restarts each actor that died (its process crashed or its node went away); the restarted actor takes the current weights and the prompts not yet delivered. With
     # a broadcast weight sync (gloo, nccl) an actor cannot rejoin the broadcast group, so a
     # death ends the run whatever this says.
@@ -177,7 +179,7 @@ class RolloutConfig:
         _check(self.group_size >= 2, "rollout.group_size must be >= 2 (GRPO compares samples within a group)")
         _check(self.prompts_per_call >= 1 and self.max_groups_scoring >= 1, "rollout: prompts_per_call and max_groups_scoring must be >= 1")
         _check(self.score_attempts >= 1 and self.score_retry_backoff_s >= 0, "rollout: score_attempts >= 1, score_retry_backoff_s >= 0")
-        _check(self.max_restarts >= 0, "rollout.max_restarts must be >= 0")
+        _check(self.max_restarts >= 0 and self.score_timeout_s > 0, "rollout: max_restarts >= 0 and score_timeout_s > 0")
         _check(self.engine in ENGINES, f"rollout.engine must be one of {ENGINES}, got {self.engine!r}")
 
 
@@ -245,6 +247,9 @@ class ApiConfig:
     # waiting training job runs, and live jobs waiting beyond which a request gets 429.
     live_burst: int = 4
     max_live_waiting: int = 16
+    # Seconds an HTTP request may take before it is answered with an error (a replica that died
+    # or hangs mid-request): a caller gets an answer, never a hang.
+    request_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
         _check(bool(self.reasoner_model), "serve.api.reasoner_model must be a non-empty model id")
@@ -255,6 +260,7 @@ class ApiConfig:
         _check(min(self.max_tokens, self.max_n, self.max_body_bytes, self.max_image_pixels) >= 1 and self.max_stop >= 0,
                "serve.api: max_tokens, max_n, max_body_bytes and max_image_pixels must be >= 1")
         _check(self.live_burst >= 1 and self.max_live_waiting >= 1, "serve.api: live_burst and max_live_waiting must be >= 1")
+        _check(self.request_timeout_s > 0, "serve.api.request_timeout_s must be > 0")
 
 
 @dataclass
@@ -506,6 +512,15 @@ class SoakConfig:
 
 
 @dataclass
+class CurveConfig:
+    """ZeroMQ CURVE (encryption, and only known actors admitted) on the replay and weight sockets."""
+
+    # A directory made by `python launch.py keys out=DIR` and readable on every node; empty = off
+    # (loopback needs none). It holds the secret keys: keep it out of the repository and configs.
+    keys_dir: str = ""
+
+
+@dataclass
 class RayConfig:
     """Where the roles run."""
 
@@ -536,6 +551,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     soak: SoakConfig = field(default_factory=SoakConfig)
+    curve: CurveConfig = field(default_factory=CurveConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:

@@ -10,6 +10,7 @@ restarted actor can be told which of its prompts already arrived.
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
@@ -17,8 +18,11 @@ from collections import deque
 from dataclasses import dataclass
 
 import zmq
+from PIL import Image
 
+from vlm.image_fetch import check_declared_size
 from wire.buffers import MalformedMessage
+from wire.curve import CurveKeys
 from wire.progress import ShardProgress
 from wire.scored_group import ScoredGroup, decode_group
 from wire.sockets import bind
@@ -36,17 +40,32 @@ class ReplayCounters:
     duplicates: int = 0  # groups of a prompt position that had already arrived, dropped
 
 
+def check_image(png: bytes) -> None:
+    """The group's image must be an intact PNG of a sane size: the learner decodes it for the
+    update, where a corrupt one would fail the whole step. Checks the header and the chunks'
+    checksums; decodes nothing."""
+    try:
+        with Image.open(io.BytesIO(png), formats=["PNG"]) as image:
+            check_declared_size(image)
+            image.verify()
+    except Exception as err:  # Pillow raises many unrelated types for bad bytes
+        raise MalformedMessage(f"ScoredGroup image_png is no intact PNG: {type(err).__name__}: {err}") from None
+
+
 class ReplayQueue:
     """Binds `tcp://host:port` (port 0 = a free one) and buffers up to `capacity_groups` groups
     and `capacity_bytes` bytes (their frames' sizes; one group is always let in, however large)."""
 
-    def __init__(self, host: str, port: int, capacity_groups: int, capacity_bytes: int, max_frame_bytes: int = 64 * 2**20):
+    def __init__(
+        self, host: str, port: int, capacity_groups: int, capacity_bytes: int,
+        max_frame_bytes: int = 64 * 2**20, keys: CurveKeys | None = None,
+    ):
         self._context = zmq.Context.instance()
         self._socket = self._context.socket(zmq.PULL)
         self._socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
         self._socket.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes)
         self._socket.setsockopt(zmq.LINGER, 0)
-        self.endpoint = bind(self._socket, host, port)
+        self.endpoint = bind(self._socket, host, port, keys)
         self.capacity_groups, self.capacity_bytes = capacity_groups, capacity_bytes
         self._buffer: deque[tuple[ScoredGroup, int]] = deque()
         self._bytes = 0
@@ -74,6 +93,7 @@ class ReplayQueue:
     def _take(self, frame: memoryview) -> None:
         try:
             group = decode_group(frame)  # copies only what it keeps
+            check_image(group.image_png)
         except MalformedMessage as err:
             self.counters.rejected += 1
             log.warning("replay queue rejected a frame (%d bytes): %s", len(frame), err)

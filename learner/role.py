@@ -45,6 +45,7 @@ from learner.update import grpo_update
 from learner.weight_publisher import make_publisher
 from vlm.processor import load_captioner_processor
 from vlm.sampling import SamplingSpec
+from wire.curve import load_keys
 from wire.progress import ShardProgress
 from wire.scored_group import ActorCounters, ScoredGroup
 from wire.weights import WeightSource
@@ -68,6 +69,8 @@ class LearnerSetup:
     weight_receivers: int
     # Continue from the run directory's latest checkpoint.
     resume: bool = False
+    # ZeroMQ CURVE keys for the replay and weight sockets (wire/curve.py); "" = none.
+    curve_keys_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,10 +142,13 @@ class LearnerRank:
             for name in ("metrics.jsonl", "consumed.jsonl", "rollouts.jsonl"):
                 keep_steps_before(run_dir / name, self.steps_done)
         replay = config.replay
-        self.replay = ReplayQueue(replay.host, replay.port, replay.capacity_groups, replay.capacity_bytes, replay.max_frame_bytes)
+        keys = load_keys(self.setup.curve_keys_dir) if self.setup.curve_keys_dir else None
+        self.replay = ReplayQueue(
+            replay.host, replay.port, replay.capacity_groups, replay.capacity_bytes, replay.max_frame_bytes, keys
+        )
         self.replay.resume_from(self.ledger.consumed)
         self.replay.counters = ReplayCounters(**self._resumed_replay_counters)
-        self.publisher = make_publisher(config.weight_sync, self.setup.weight_receivers)
+        self.publisher = make_publisher(config.weight_sync, self.setup.weight_receivers, keys)
         self.metrics = MetricsLog(run_dir)
         self.consumed = ConsumedLog(run_dir)
         if config.rollout_log_every:

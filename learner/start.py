@@ -42,6 +42,7 @@ def start_learner(
     env: dict[str, str],
     seed: int,
     resume: bool = False,
+    curve_keys_dir: str = "",
 ) -> StartingLearner:
     """Create the ranks and start their setup; `.ready()` waits for it."""
     # max_concurrency 2: the driver reads progress while `train` runs.
@@ -60,6 +61,7 @@ def start_learner(
                 sampling=sampling,
                 weight_receivers=num_actors,
                 resume=resume,
+                curve_keys_dir=curve_keys_dir,
             ),
             gate,
         )

@@ -29,6 +29,7 @@ from learner.distributed import free_port
 from learner.weight_publisher import WeightPublisher, wire_dtype
 from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
 from wire.buffers import MalformedMessage
+from wire.curve import CurveKeys
 from wire.gloo import GlooGroup
 from wire.sockets import advertised_host, bind
 from wire.weights import WeightSource
@@ -46,13 +47,13 @@ class TrainerGroup(Protocol):
 
 
 class BroadcastWeightPublisher(WeightPublisher):
-    def __init__(self, backend: str, host: str, port: int, receivers: int, timeout_s: float):
+    def __init__(self, backend: str, host: str, port: int, receivers: int, timeout_s: float, keys: CurveKeys | None = None):
         if backend not in BACKENDS:
             raise ValueError(f"broadcast weight sync backend must be one of {BACKENDS}, got {backend!r}")
         self._backend, self._host, self._timeout_s = backend, host, timeout_s
         self._socket = zmq.Context.instance().socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 0)
-        self._endpoint = bind(self._socket, host, port)
+        self._endpoint = bind(self._socket, host, port, keys)
         self._receivers: dict[bytes, Hello] = {}
         # The actors come up after the learner: the group forms in the background meanwhile
         # (a daemon thread: a run that ends first must not wait for actors that never came).

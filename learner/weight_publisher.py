@@ -19,6 +19,7 @@ import torch
 import zmq
 
 from configs.schema import WeightSyncConfig
+from wire.curve import CurveKeys
 from wire.sockets import bind
 from wire.weights import (
     WEIGHT_DTYPES,
@@ -49,12 +50,12 @@ class ZmqWeightPublisher(WeightPublisher):
     """One thread owns the socket (ZeroMQ sockets are not thread-safe): it sends what `publish`
     hands it, and answers each new subscription with the newest update."""
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, keys: CurveKeys | None = None):
         self._socket = zmq.Context.instance().socket(zmq.XPUB)
         self._socket.setsockopt(zmq.SNDHWM, PUBLISH_HWM)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.XPUB_VERBOSE, 1)  # every subscriber's subscription, not only the first
-        self._endpoint = bind(self._socket, host, port)
+        self._endpoint = bind(self._socket, host, port, keys)
         self._outbox: queue.Queue = queue.Queue()
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="weight-publisher", daemon=True)
@@ -105,10 +106,10 @@ def weight_update(version: int, tensors: dict[str, torch.Tensor]) -> WeightUpdat
     return WeightUpdate(version=version, tensors=tuple(raw))
 
 
-def make_publisher(config: WeightSyncConfig, receivers: int) -> WeightPublisher:
-    """The publisher of `config.backend`, for `receivers` rollout actors."""
+def make_publisher(config: WeightSyncConfig, receivers: int, keys: CurveKeys | None = None) -> WeightPublisher:
+    """The publisher of `config.backend`, for `receivers` rollout actors (CURVE with `keys`)."""
     if config.backend == "zmq":
-        return ZmqWeightPublisher(config.host, config.port)
+        return ZmqWeightPublisher(config.host, config.port, keys)
     from learner.weight_broadcast import BroadcastWeightPublisher
 
-    return BroadcastWeightPublisher(config.backend, config.host, config.port, receivers, config.timeout_s)
+    return BroadcastWeightPublisher(config.backend, config.host, config.port, receivers, config.timeout_s, keys)

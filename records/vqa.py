@@ -119,7 +119,7 @@ def load_image(
         source = str(Path(root) / source)
     try:
         return fetch_image(source, min_pixels=min_pixels, max_pixels=max_pixels)
-    except (OSError, UnidentifiedImageError, ValueError) as err:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
         raise ValueError(f"record {record.id!r}: cannot read image {_shown(source)}: {err}") from err
 
 

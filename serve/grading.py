@@ -14,17 +14,20 @@ math-verify's timeouts use SIGALRM, which raises off the main thread (Ray Serve 
 user code there), so they are disabled (`parsing_timeout=None`, `timeout_seconds=None`).
 Bounding the input length is not enough: `9^{9^{9}}` is a billion-bit integer, and
 `8!99\\log6+e` against 1/2 makes `simplify` build log(6^3991680), seconds of bignum work.
-So time is bounded three ways: input length; `expression_cost.is_too_costly` on the parsed
-expressions, which refuses numbers and expansions too big for one C call to finish quickly;
-and a per-answer wall-clock deadline that works on any thread (`deadline.call_with_deadline`)
-for the rest of sympy, which has no time bound of its own.
-Grading never raises: a malformed answer is a wrong answer.
+So time is bounded four ways: input length; bracket nesting, checked before parsing (the
+LaTeX parser's time grows fast with depth: 40 nested braces ran into the deadline);
+`expression_cost.is_too_costly` on the parsed expressions, which refuses numbers and expansions
+too big for one C call to finish quickly; and a per-answer wall-clock deadline that works on any
+thread (`deadline.call_with_deadline`) for the rest of sympy, which has no time bound of its own.
+Grading never raises: a malformed answer is a wrong answer. An answer refused as too costly to
+grade is wrong too, and `grade` says so, so that the pool can count them.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from math_verify import parse, verify
 
@@ -37,6 +40,19 @@ MAX_PREDICTION_CHARS = 2000
 MAX_ANSWER_CHARS = 300
 # Legitimate comparisons take well under 0.5 s; past this an answer is graded wrong.
 MATH_TIMEOUT_S = 3.0
+# Deepest bracket nesting ({[( and \left( alike) a parsed answer may have: real answers
+# (\frac{\sqrt{2}}{2}, \left(\frac{1}{2}\right)^{2}) stay below 5.
+MAX_NESTING = 8
+
+
+class TooCostly(Exception):
+    """The answer would cost too much to grade; it is graded wrong, and counted."""
+
+
+@dataclass(frozen=True)
+class Grade:
+    score: float  # 1.0 right, 0.0 wrong
+    refused: str | None = None  # why it was too costly to grade, if it was
 
 _BOXED = re.compile(r"\\boxed(?![A-Za-z])")
 _ANSWER_PHRASE = re.compile(r"answer\s*(?:is\s*:?|:)\s*(.+)", re.IGNORECASE)
@@ -160,8 +176,20 @@ def _math_equal(gold: str, answer: str) -> bool:
     if not gold_parsed or not answer_parsed:
         return False
     if any(is_too_costly(e) for e in gold_parsed + answer_parsed if not isinstance(e, str)):
-        return False  # e.g. 9^{9^{9}}: evaluating it would hang the replica
+        raise TooCostly("numbers or expansions too large to evaluate")  # e.g. 9^{9^{9}} would hang the replica
     return bool(verify(gold_parsed, answer_parsed, timeout_seconds=None))
+
+
+def nesting_depth(text: str) -> int:
+    """Deepest nesting of (), [] and {} in `text` (unbalanced closers are ignored)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]}":
+            depth = max(0, depth - 1)
+    return deepest
 
 
 def _candidate_answer(prediction: str) -> str | None:
@@ -179,6 +207,9 @@ def _candidate_answer(prediction: str) -> str | None:
     return answer
 
 
+_TIMED_OUT = object()
+
+
 def _grade(prediction: str, gold: str, timeout_s: float) -> float:
     gold_answer = extract_final_answer(gold) or gold.strip()
     answer = _candidate_answer(prediction)
@@ -187,30 +218,47 @@ def _grade(prediction: str, gold: str, timeout_s: float) -> float:
     gold_letter = _gold_option_letter(gold_answer)
     if gold_letter is not None:
         return float(_first_option_letter(answer) == gold_letter)
+    if _normalise(answer) == _normalise(gold_answer):
+        return 1.0
     if _MATH_HINT.search(gold_answer):
-        if call_with_deadline(lambda: _math_equal(gold_answer, answer), timeout_s, False):
-            return 1.0
-    # Text golds, and maths that math-verify could not parse: exact match after normalising.
-    return float(_normalise(answer) == _normalise(gold_answer))
+        if nesting_depth(answer) > MAX_NESTING:
+            raise TooCostly(f"brackets nested {nesting_depth(answer)} deep (limit {MAX_NESTING})")
+        equal = call_with_deadline(lambda: _math_equal(gold_answer, answer), timeout_s, _TIMED_OUT)
+        if equal is _TIMED_OUT:
+            raise TooCostly(f"comparison ran past its {timeout_s} s deadline")
+        return float(equal)
+    return 0.0
+
+
+def grade(prediction: str, gold: str, *, timeout_s: float = MATH_TIMEOUT_S) -> Grade:
+    """Whether `prediction`'s final answer matches `gold`, and whether it was refused as too
+    costly to grade (then it is wrong). Never raises; safe to call from any thread.
+
+    `timeout_s` bounds the math-verify comparison."""
+    if not isinstance(prediction, str) or not isinstance(gold, str):
+        return Grade(0.0)
+    try:
+        return Grade(_grade(prediction, gold, timeout_s))
+    except TooCostly as err:
+        return Grade(0.0, refused=str(err))
+    except Exception:
+        return Grade(0.0)
 
 
 def grade_answer(prediction: str, gold: str, *, timeout_s: float = MATH_TIMEOUT_S) -> float:
-    """1.0 if `prediction`'s final answer matches `gold`, else 0.0. Never raises.
-
-    `timeout_s` bounds the math-verify comparison; safe to call from any thread.
-    """
-    if not isinstance(prediction, str) or not isinstance(gold, str):
-        return 0.0
-    try:
-        return _grade(prediction, gold, timeout_s)
-    except Exception:
-        return 0.0
+    """1.0 if `prediction`'s final answer matches `gold`, else 0.0 (`grade`'s score)."""
+    return grade(prediction, gold, timeout_s=timeout_s).score
 
 
-def caption_reward(
-    answers: Sequence[str], gold: str, *, timeout_s: float = MATH_TIMEOUT_S
-) -> float:
-    """Mean correctness of the reasoner's answers for one caption (CapRL / RACRO reward)."""
+def caption_grade(answers: Sequence[str], gold: str, *, timeout_s: float = MATH_TIMEOUT_S) -> tuple[float, int]:
+    """Mean correctness of the reasoner's answers for one caption (CapRL / RACRO reward), and how
+    many of them were refused as too costly to grade."""
     if len(answers) == 0:
         raise ValueError("caption_reward needs at least one reasoner answer")
-    return sum(grade_answer(a, gold, timeout_s=timeout_s) for a in answers) / len(answers)
+    grades = [grade(a, gold, timeout_s=timeout_s) for a in answers]
+    return sum(g.score for g in grades) / len(grades), sum(g.refused is not None for g in grades)
+
+
+def caption_reward(answers: Sequence[str], gold: str, *, timeout_s: float = MATH_TIMEOUT_S) -> float:
+    """`caption_grade`'s reward."""
+    return caption_grade(answers, gold, timeout_s=timeout_s)[0]

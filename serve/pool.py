@@ -17,6 +17,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -30,7 +31,7 @@ from configs.seeds import derived_seed
 from serve.api_protocol import ApiError, parse_chat_request, read_body
 from serve.chat import ChatService
 from serve.engine_queue import EngineQueue
-from serve.grading import caption_reward
+from serve.grading import caption_grade
 from serve.reasoner_engines import make_reasoner
 from wire.scoring import ScoreRequest, ScoreResult, score_request_from_json
 
@@ -45,6 +46,24 @@ api = FastAPI(title="caption-reward-rl reasoner pool", docs_url=None, redoc_url=
 
 class InjectedScoringFault(RuntimeError):
     """A scoring call failed on purpose (`serve.inject_failure_prob`, a fault drill)."""
+
+
+def graded(request: ScoreRequest, answers: Iterator[list[str]], latency_s: float) -> ScoreResult:
+    """`request`'s result: each non-empty caption's next answers from `answers`, graded; an
+    empty caption scores 0 with no answers."""
+    rewards, kept, refused = [], [], 0
+    for caption in request.captions:
+        if not caption.strip():
+            rewards.append(0.0)
+            kept.append(())
+            continue
+        caption_answers = next(answers)
+        reward, refused_here = caption_grade(caption_answers, request.gold_answer)
+        rewards.append(reward)
+        kept.append(tuple(caption_answers))
+        refused += refused_here
+    empty = sum(not c.strip() for c in request.captions)
+    return ScoreResult(tuple(rewards), tuple(kept), latency_s, answers_refused=refused, empty_captions=empty)
 
 
 @serve.deployment
@@ -76,21 +95,16 @@ class ReasonerPool:
 
     def _score_blocking(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         start = time.perf_counter()
-        prompts = [(caption, r.question) for r in requests for caption in r.captions]
-        answers = self.engine.answer(
+        # An empty caption says nothing: it scores 0 without a reasoner call.
+        prompts = [(caption, r.question) for r in requests for caption in r.captions if caption.strip()]
+        answers = iter(self.engine.answer(
             prompts,
             k=self.config.samples_per_caption,
             temperature=self.config.temperature,
             max_new_tokens=self.config.max_new_tokens,
-        )
+        ) if prompts else [])
         latency = time.perf_counter() - start
-        results, offset = [], 0
-        for request in requests:
-            group = answers[offset : offset + len(request.captions)]
-            offset += len(request.captions)
-            rewards = tuple(caption_reward(a, request.gold_answer) for a in group)
-            results.append(ScoreResult(rewards=rewards, answers=tuple(tuple(a) for a in group), latency_s=latency))
-        return results
+        return [graded(request, answers, latency) for request in requests]
 
     async def infer(self, question: str, image: bytes, seed: int | None = None) -> dict[str, str]:
         """The two-stage inference through a deployment handle (`launch.py infer`)."""
@@ -178,7 +192,8 @@ def start_reasoner_pool(config: ServeConfig, checkpoint: str, seed: int, http: b
     """Deploy the pool and return its deployment handle; with `http`, also serve people on
     config.http_host:http_port (else the pool serves the rollout actors only, through Ray)."""
     if http:
-        serve.start(http_options={"host": config.http_host, "port": config.http_port}, logging_config={"log_level": "WARNING"})
+        http_options = {"host": config.http_host, "port": config.http_port, "request_timeout_s": config.api.request_timeout_s}
+        serve.start(http_options=http_options, logging_config={"log_level": "WARNING"})
     else:
         serve.start(proxy_location="Disabled", logging_config={"log_level": "WARNING"})
     return serve.run(reasoner_app(config, checkpoint, seed, captioner), name=config.app_name, route_prefix="/")

@@ -26,6 +26,7 @@ import zmq
 from configs.schema import SoakConfig
 from supervisor.faults import FaultLog
 from wire.scored_group import (
+    COUNTER_NAMES,
     SCHEMA_VERSION,
     ActorCounters,
     GroupTimings,
@@ -148,7 +149,7 @@ def garbage_frames() -> list[bytes]:
     other_schema = msgpack.unpackb(valid, raw=False)
     other_schema["schema"] = SCHEMA_VERSION + 1
     return [
-        os.urandom(256),  # not msgpack at all
+        b"\xc1" * 256,  # not msgpack at all (0xc1 is a byte msgpack never uses)
         valid[: len(valid) // 2],  # cut short
         msgpack.packb(other_schema, use_bin_type=True),  # another schema version
         msgpack.packb([1, 2, 3]),  # msgpack, but not a map
@@ -163,7 +164,7 @@ def _probe_group() -> ScoredGroup:
         prompt_token_ids=ids, image_png=b"", completion_ids=(ids, ids),
         behaviour_logprobs=(np.zeros(3, np.float32),) * 2, token_versions=(np.zeros(3, np.int32),) * 2,
         rewards=np.zeros(2, np.float32), answers=((), ()), timings=GroupTimings(0.0, 0.0, 0.0),
-        counters=ActorCounters(0, 0, 0, 0, 0, 0, 0),
+        counters=ActorCounters(**dict.fromkeys(COUNTER_NAMES, 0)),
     )
 
 

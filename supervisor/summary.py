@@ -26,6 +26,8 @@ def run_summary(accounting: dict, gate: GateStats, faults: FaultLog) -> dict:
     # Faults the roles absorbed themselves, counted where they happened.
     for kind, count in (
         ("scoring_retry", actor_total("score_failures")),
+        ("costly_answer", actor_total("answers_refused")),
+        ("empty_caption", actor_total("empty_captions")),
         ("malformed_frame", accounting["frames_rejected"]),
         ("duplicate_group", accounting["groups_dropped"]["duplicate"]),
         ("unreadable_record", actor_total("bad_records")),

@@ -73,7 +73,7 @@ def test_a_soak_survives_every_fault_and_loses_nothing(tmp_path, run_launch):
     replica killed at 30 s; the soak runs 45 s and then waits for the last recoveries."""
     soak_dir = tmp_path / "soak"
     args = [
-        "soak", f"soak.out={soak_dir}", *short_run(tmp_path, steps=1)[1:],
+        "soak", f"out={soak_dir}", *short_run(tmp_path, steps=1)[1:],
         "soak.duration_s=45", "soak.first_fault_s=10",
         "soak.actor_kill_every_s=1000", "soak.replica_kill_every_s=1000", "soak.garbage_every_s=1000",
     ]

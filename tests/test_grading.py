@@ -7,7 +7,17 @@ import time
 import pytest
 
 from serve.deadline import call_with_deadline
-from serve.grading import caption_reward, extract_final_answer, grade_answer
+from serve.grading import (
+    MATH_TIMEOUT_S,
+    MAX_NESTING,
+    Grade,
+    caption_grade,
+    caption_reward,
+    extract_final_answer,
+    grade,
+    grade_answer,
+    nesting_depth,
+)
 
 # ---------------------------------------------------------------- extract_final_answer
 
@@ -190,3 +200,30 @@ def test_caption_reward_mean():
 def test_caption_reward_empty():
     with pytest.raises(ValueError):
         caption_reward([], "3")
+
+
+@pytest.mark.parametrize(
+    "answer, reason",
+    [
+        ("\\boxed{" + "{" * 40 + "1" + "}" * 40 + "}", "brackets nested 40 deep"),
+        ("\\boxed{" + "\\frac{" * 20 + "1" + "}{2}" * 20 + "}", "brackets nested 20 deep"),
+        ("\\boxed{9^{9^{9}}}", "too large to evaluate"),
+    ],
+)
+def test_an_answer_too_costly_to_grade_is_refused_at_once_and_says_why(answer, reason):
+    # Before the nesting bound each of the first two ran into the whole grading deadline.
+    started = time.perf_counter()
+    result = grade(answer, "2")
+    assert time.perf_counter() - started < 0.5 * MATH_TIMEOUT_S
+    assert result.score == 0.0 and reason in result.refused
+
+
+def test_answers_nested_as_deep_as_real_ones_are_still_graded():
+    assert nesting_depth("\\left(\\frac{1}{2}\\right)^{2}") == 2  # ( then {1} inside it
+    assert grade("\\boxed{\\left(\\frac{1}{2}\\right)^{2}}", "\\frac{1}{4}") == Grade(1.0)
+    assert nesting_depth(")(" + "(" * (MAX_NESTING - 1)) == MAX_NESTING  # a stray closer does not go below 0
+
+
+def test_a_caption_counts_its_refused_answers():
+    costly = "\\boxed{" + "(" * 30 + "2" + ")" * 30 + "}"
+    assert caption_grade(["\\boxed{2}", costly, "\\boxed{3}"], "2") == (1 / 3, 1)

@@ -32,6 +32,7 @@ class Service:
         self.base = f"http://127.0.0.1:{self.port}"
         args = [
             "serve", f"task.cache_dir={cache}", *TINY_TASK_OVERRIDES, f"serve.http_port={self.port}", "serve.api.max_image_pixels=40000",
+            "serve.api.request_timeout_s=30",
             # A second reasoner, served elsewhere: here the service itself, over HTTP (plug-and-play).
             f"serve.api.reasoners.echo.base_url={self.base}/v1", "serve.api.reasoners.echo.model=reasoner",
         ]
@@ -241,3 +242,35 @@ def test_the_demo_page_answers_an_uploaded_image_in_a_browser(service, tmp_path)
     direct = service.client().chat.completions.create(model="reasoner", messages=messages, temperature=0, max_tokens=40)
     assert shown["final"] == direct.choices[0].message.content
     assert (tmp_path / "demo.png").stat().st_size > 10_000
+
+
+def test_a_replica_killed_under_requests_answers_them_with_an_error_or_a_reply_never_a_hang(service):
+    """Last in this module: it kills the service's one reasoner replica while requests are in
+    flight. Each gets an answer, an error or a reply, within serve.api.request_timeout_s (30 s
+    here); Serve replaces the replica and the service answers again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def replicas() -> list:
+        return [p for p in service.run.session() if "ServeReplica:reasoner:ReasonerPool" in " ".join(p.cmdline())]
+
+    def ask() -> tuple[float, int]:
+        started = time.monotonic()
+        reply = requests.post(
+            f"{service.base}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=120,
+            json={"model": "reasoner", "messages": [{"role": "user", "content": REASONER_PROMPT}], "max_tokens": 256, "n": 4},
+        )
+        return time.monotonic() - started, reply.status_code
+
+    victims = replicas()
+    assert len(victims) == 1
+    with ThreadPoolExecutor(4) as pool:
+        asked = [pool.submit(ask) for _ in range(4)]
+        time.sleep(0.5)
+        victims[0].kill()
+        answered = [a.result() for a in asked]
+    assert all(seconds < 30 + 15 for seconds, _ in answered), answered
+    assert all(status == 200 or status >= 500 for _, status in answered), answered
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not (replicas() and ask()[1] == 200):
+        time.sleep(2)
+    assert ask()[1] == 200  # replaced, and serving again

@@ -1,10 +1,15 @@
 """ScoredGroup, WeightUpdate and weight broadcast wire formats: round trips, and bad frames
 rejected with a reason."""
 
+import io
+import struct
+import zlib
+
 import msgpack
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from actors.weight_tensors import named_tensors
 from learner.weight_publisher import weight_update
@@ -23,6 +28,24 @@ from wire.weights import decode_weight_update, encode_weight_update
 TOKEN_VERSIONS = ([2, 3, 3], [3])
 
 
+def _png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+TINY_PNG = _png(4, 4)
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height pixels and holds none: a decompression bomb's header."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
 def make_group(rewards=(1.0, 0.0), image_bytes: int = 8, prompt_position: int = 5) -> ScoredGroup:
     lengths = [len(v) for v in TOKEN_VERSIONS]
     return ScoredGroup(
@@ -31,7 +54,7 @@ def make_group(rewards=(1.0, 0.0), image_bytes: int = 8, prompt_position: int = 
         actor_id=1,
         prompt_position=prompt_position,
         prompt_token_ids=np.arange(5, dtype=np.int32),
-        image_png=b"\x89PNG" + b"." * image_bytes,
+        image_png=TINY_PNG + b"." * image_bytes,  # bytes after the PNG's end are ignored by readers
         completion_ids=tuple(np.arange(n, dtype=np.int32) + 10 for n in lengths),
         behaviour_logprobs=tuple(-np.linspace(0.1, 1.0, n, dtype=np.float32) for n in lengths),
         token_versions=tuple(np.array(v, dtype=np.int32) for v in TOKEN_VERSIONS),
@@ -39,8 +62,8 @@ def make_group(rewards=(1.0, 0.0), image_bytes: int = 8, prompt_position: int = 
         answers=(("\\boxed{2}",), ("cannot tell",)),
         timings=GroupTimings(generate_s=0.5, score_s=0.25, sent_at=100.0),
         counters=ActorCounters(
-            groups_generated=9, groups_lost=1, bad_records=2, score_failures=3, weight_updates=4, weight_updates_rejected=0,
-            policy_version=5,
+            groups_generated=9, groups_lost=1, bad_records=2, score_failures=3, answers_refused=1, empty_captions=2,
+            weight_updates=4, weight_updates_rejected=0, policy_version=5,
         ),
     )
 
@@ -87,9 +110,9 @@ def mutate(**changes) -> bytes:
         (mutate(group_id=5), "group_id"),
         (mutate(prompt_position=-1), "prompt_position must be >= 0"),
         (mutate(answers=[["a"]]), "answers"),
-        (mutate(counters=[1, 2, 3]), "counters must be 7 integers"),
-        (mutate(counters=[1, 2, 3, 4, 5, 6, -1]), "counters must be 7 integers >= 0"),
-        (mutate(counters=[1, 2, 3, 4, 5, 6, True]), "counters must be 7 integers"),
+        (mutate(counters=[1, 2, 3]), "counters must be 9 integers"),
+        (mutate(counters=[1, 2, 3, 4, 5, 6, 7, 8, -1]), "counters must be 9 integers >= 0"),
+        (mutate(counters=[1, 2, 3, 4, 5, 6, 7, 8, True]), "counters must be 9 integers"),
     ],
 )
 def test_bad_group_frames_are_rejected_with_their_reason(frame, reason):

@@ -8,7 +8,7 @@ import zmq
 
 from actors.replay_client import ReplayClient
 from learner.replay import ReplayQueue
-from tests.test_messages import make_group
+from tests.test_messages import make_group, png_declaring
 from wire.scored_group import encode_group
 
 
@@ -115,6 +115,23 @@ def test_a_group_arriving_twice_is_dropped_and_counted():
         assert [queue.get(timeout=1).prompt_position for _ in range(3)] == [0, 1, 3]
         assert queue.received(actor_id=1).ranges == [(0, 2), (3, 4)]  # make_group's actor is 1
         assert queue.received(actor_id=0).ranges == []
+    finally:
+        client.close()
+        queue.close()
+
+
+def test_a_group_whose_image_is_corrupt_or_a_bomb_is_refused_with_its_reason():
+    # The learner would decode these for the update; the queue refuses them first, and goes on.
+    good = make_group(prompt_position=0)
+    broken = bytearray(good.image_png)
+    broken[20] ^= 0xFF  # inside the header chunk: its checksum no longer holds
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20)
+    client = ReplayClient([queue.endpoint])
+    try:
+        for position, image in enumerate((bytes(broken), png_declaring(20_000, 20_000), good.image_png), start=1):
+            asyncio.run(client.send(replace(good, prompt_position=position, image_png=image)))
+        assert queue.get(timeout=5).prompt_position == 3
+        assert (queue.counters.rejected, queue.counters.accepted) == (2, 1)
     finally:
         client.close()
         queue.close()

@@ -376,3 +376,12 @@ def test_qwen_vl_utils_and_fallback_agree(tmp_path: Path, local_http: str, monke
             patch.setattr(processor_module, "torchvision_available", lambda: False)
             ours = fetch_image(source)
         assert real.size == ours.size and real.tobytes() == ours.tobytes(), name
+
+
+@pytest.mark.parametrize("side", [12_000, 20_000])  # past Pillow's warning bound, and past its error bound
+def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(tmp_path: Path, side: int):
+    from tests.test_messages import png_declaring
+
+    (tmp_path / "bomb.png").write_bytes(png_declaring(side, side))
+    with pytest.raises(ValueError, match=rf"record 'r': cannot read image .*bomb\.png: .*{side * side}"):
+        load_image(VQARecord("r", "bomb.png", "q", "1"), tmp_path)

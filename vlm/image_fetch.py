@@ -25,6 +25,9 @@ PATCH_FACTOR = 28  # Qwen2.5-VL: 14 px patches, merged 2x2, so sides are multipl
 MIN_PIXELS = 4 * PATCH_FACTOR**2  # qwen-vl-utils' default: at least 4 vision tokens (56 x 56)
 MAX_PIXELS = 16384 * PATCH_FACTOR**2  # qwen-vl-utils' default: at most 16384 vision tokens
 MAX_ASPECT_RATIO = 200  # qwen-vl-utils refuses longer/shorter side ratios above this
+# Pixels an image file may declare before anything is decoded (Pillow's own decompression-bomb
+# threshold): a few hundred bytes of PNG can declare gigapixels.
+MAX_SOURCE_PIXELS = Image.MAX_IMAGE_PIXELS
 _URL_TIMEOUT_S = 60.0
 
 ImageSource = str | Path | Image.Image
@@ -103,8 +106,16 @@ def _open(source: str | Image.Image) -> Image.Image:
 
 def _decode(file: str | io.BytesIO) -> Image.Image:
     with Image.open(file) as image:
+        check_declared_size(image)
         image.load()
         return image.copy()  # a closed image's pixels are gone; the copy keeps them
+
+
+def check_declared_size(image: Image.Image) -> None:
+    """Refuse an opened, not yet decoded image whose header declares over MAX_SOURCE_PIXELS pixels."""
+    width, height = image.size
+    if width * height > MAX_SOURCE_PIXELS:
+        raise ValueError(f"image declares {width}x{height} = {width * height} pixels, over the bound of {MAX_SOURCE_PIXELS} (a decompression bomb?)")
 
 
 def _as_rgb(image: Image.Image) -> Image.Image:

@@ -45,7 +45,9 @@ class ActorCounters:
     groups_generated: int
     groups_lost: int  # generated but never sent: scoring kept failing
     bad_records: int  # prompts skipped: their image could not be read
-    score_failures: int  # scoring attempts that failed (and were retried)
+    score_failures: int  # scoring attempts that failed or timed out (and were retried)
+    answers_refused: int  # reasoner answers graded wrong unparsed: too costly to grade
+    empty_captions: int  # captions scored 0 without a reasoner call: empty
     weight_updates: int  # policy versions swapped in
     weight_updates_rejected: int  # malformed weight updates ignored
     policy_version: int  # not a total: the weights the actor held when it sent the group

@@ -23,6 +23,10 @@ class ScoreResult:
     rewards: tuple[float, ...]  # per caption: mean correctness of its k answers, in [0, 1]
     answers: tuple[tuple[str, ...], ...]  # per caption: the k reasoner answers
     latency_s: float  # time from the batch's start to its end, on the replica
+    # Answers graded wrong unparsed because they would cost too much to grade (serve/grading.py).
+    answers_refused: int = 0
+    # Captions that were empty (nothing but whitespace): reward 0, no reasoner call.
+    empty_captions: int = 0
 
 
 def score_request_from_json(body: object) -> ScoreRequest:
