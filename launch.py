@@ -36,8 +36,6 @@ log = logging.getLogger("launch")
 COMMANDS = ("train", "serve", "infer", "eval", "build", "bench", "soak", "keys")
 # Seconds a stopping run gives its roles to stop gracefully (Ctrl-C, the end of training).
 STOP_TIMEOUT_S = 30.0
-# Seconds a soak waits past its time for the recoveries of the last faults it injected.
-SOAK_SETTLE_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -229,13 +227,14 @@ def make_run_dir(config: TrainConfig) -> Path:
     return run_dir
 
 
-def train(config: TrainConfig) -> int:
+def train(config: TrainConfig, watch=None) -> int:
+    """A run, or with `watch` (supervisor.soak.SoakWatch) a soak."""
     run_dir = make_run_dir(config)
     inputs = resolve_inputs(config)
     log.info("run directory: %s", run_dir)
     start_ray(config)
     try:
-        run_roles(config, inputs, run_dir)
+        run_roles(config, inputs, run_dir, watch)
         if config.eval.at_end:
             evaluate_run(config, inputs, run_dir, run_dir / "captioner")
     except KeyboardInterrupt:
@@ -246,8 +245,9 @@ def train(config: TrainConfig) -> int:
     return 0
 
 
-def run_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> None:
-    """Train until the learner has done its steps; the roles are stopped however it ends."""
+def run_roles(config: TrainConfig, inputs: Inputs, run_dir: Path, watch=None) -> None:
+    """Train until the learner has done its steps (or `watch` ends it); the roles are stopped
+    however it ends."""
     from supervisor.faults import FaultLog
 
     roles = None
@@ -255,9 +255,12 @@ def run_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> None:
         roles = start_roles(config, inputs, run_dir)
         training = [rank.train.remote() for rank in roles.learners]
         faults = FaultLog()
-        follow_progress(config, roles, training, faults)
+        tick = watch.start(roles, faults) if watch is not None else None
+        follow_progress(config, roles, training, faults, tick)
         log.info("done: metrics in %s", run_dir / "metrics.jsonl")
-        report_summary(roles, faults, run_dir / "summary.json")
+        summary = report_summary(roles, faults, run_dir / "summary.json")
+        if watch is not None:
+            watch.finish(summary, run_dir)
     finally:
         stop_roles(roles)
         plot_reward(run_dir)
@@ -435,8 +438,10 @@ def infer_command(args: argparse.Namespace, config: TrainConfig) -> int:
 
 
 def soak_command(config: TrainConfig) -> int:
-    """`soak soak.out=PATH`: train for soak.duration_s under injected faults; PATH/soak.json."""
+    """`soak out=PATH`: train for soak.duration_s under injected faults; PATH/soak.json."""
     import dataclasses
+
+    from supervisor.soak import SoakWatch
 
     if not config.soak.out:
         print("config error: soak needs out=PATH (where soak.json and the run go)", file=sys.stderr)
@@ -446,51 +451,10 @@ def soak_command(config: TrainConfig) -> int:
         learner=dataclasses.replace(config.learner, total_steps=10**9),  # the clock ends it
         eval=dataclasses.replace(config.eval, at_end=False),
     )
-    run_dir = make_run_dir(config)
-    inputs = resolve_inputs(config)
-    start_ray(config)
-    try:
-        run_soak(config, inputs, run_dir)
-    except KeyboardInterrupt:
-        return stop_exit_code()
-    finally:
-        stop_ray()
-    return 0
-
-
-def run_soak(config: TrainConfig, inputs: Inputs, run_dir: Path) -> None:
-    from supervisor.faults import FaultLog
-    from supervisor.soak import FaultInjector, soak_report, write_soak_report
-
-    roles = None
-    try:
-        roles = start_roles(config, inputs, run_dir)
-        training = [rank.train.remote() for rank in roles.learners]
-        faults = FaultLog()
-        injector = FaultInjector(config.soak, roles, config.serve.app_name, roles.replay_endpoint, faults)
-        stopping = False
-
-        def tick(metrics: dict) -> None:
-            nonlocal stopping
-            elapsed = time.monotonic() - faults.started
-            injector.tick(metrics, injecting=elapsed < config.soak.duration_s)
-            # At the end, give the last faults' recoveries time to show (a bounded while).
-            settled = injector.settled() or elapsed > config.soak.duration_s + SOAK_SETTLE_S
-            if not stopping and elapsed >= config.soak.duration_s and settled:
-                log.info("soak: %.0f s are up; the learner finishes its step", elapsed)
-                roles.learners[0].stop_after_step.remote()
-                stopping = True
-
-        follow_progress(config, roles, training, faults, tick=tick)
-        summary = report_summary(roles, faults, run_dir / "summary.json")
-        report = soak_report(summary, config.soak, time.monotonic() - faults.started)
-        write_soak_report(report, run_dir / "soak.json")
-        log.info("soak: %d faults injected, %d survived, %d groups lost, %d duplicated: %s",
-                 report["faults_injected"], report["faults_survived"], report["groups_lost"],
-                 report["groups_duplicated"], run_dir / "soak.json")
-    finally:
-        stop_roles(roles)
-        plot_reward(run_dir)
+    code = train(config, SoakWatch(config.soak, config.serve.app_name))
+    if code == 0 and config.soak.record:  # a process of its own: the benchmarks import this module
+        code = subprocess.call([sys.executable, "-m", "benchmarks.reliability", config.soak.out], cwd=Path(__file__).resolve().parent)
+    return code
 
 
 def keys_command(args: argparse.Namespace) -> int:

@@ -502,6 +502,8 @@ class SoakConfig:
     actor_kill_every_s: float = 100.0
     replica_kill_every_s: float = 100.0
     garbage_every_s: float = 30.0
+    # Also write the soak's table into this checkout's BENCHMARKS.md ("Reliability").
+    record: bool = False
 
     def __post_init__(self) -> None:
         _check(self.duration_s > 0 and self.first_fault_s >= 0, "soak: duration_s > 0 and first_fault_s >= 0")

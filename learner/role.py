@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -167,7 +167,9 @@ class LearnerRank:
             policy_version=self.version,
             steps_done=self.steps_done,
             taken=self.ledger.consumed,
-            gate=GateStats(**state["gate"]),
+            # Nothing is in flight after a resume: the groups admitted are exactly those trained on
+            # (the n-th admitted is used by step n // groups_per_step: learner/gate.py).
+            gate=replace(GateStats(**state["gate"]), admitted=self.ledger.trained),
             actor_counters=self.actor_counters,
         )
 

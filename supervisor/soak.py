@@ -143,6 +143,43 @@ class FaultInjector:
             self.pending_oversized = None
 
 
+# Seconds a soak waits past its time for the recoveries of the last faults it injected.
+SETTLE_S = 120.0
+
+
+class SoakWatch:
+    """The soak's part of a run: faults injected on the run's ticks, the learner stopped when
+    the time is up and the last recoveries are seen, and soak.json written at the end."""
+
+    def __init__(self, config: SoakConfig, app_name: str):
+        self.config, self.app_name = config, app_name
+        self.stopping = False
+
+    def start(self, roles, faults: FaultLog):
+        """Called once the roles run; returns the tick the progress loop calls about every second."""
+        self.roles, self.faults = roles, faults
+        self.injector = FaultInjector(self.config, roles, self.app_name, roles.replay_endpoint, faults)
+        return self.tick
+
+    def tick(self, metrics: dict) -> None:
+        elapsed = time.monotonic() - self.faults.started
+        self.injector.tick(metrics, injecting=elapsed < self.config.duration_s)
+        settled = self.injector.settled() or elapsed > self.config.duration_s + SETTLE_S
+        if not self.stopping and elapsed >= self.config.duration_s and settled:
+            log.info("soak: %.0f s are up; the learner finishes its step", elapsed)
+            self.roles.learners[0].stop_after_step.remote()
+            self.stopping = True
+
+    def finish(self, summary: dict, run_dir) -> None:
+        report = soak_report(summary, self.config, time.monotonic() - self.faults.started)
+        (run_dir / "soak.json").write_text(json.dumps(report, indent=2) + "\n")
+        log.info(
+            "soak: %d faults injected, %d survived, %d groups lost, %d duplicated: %s",
+            report["faults_injected"], report["faults_survived"], report["groups_lost"],
+            report["groups_duplicated"], run_dir / "soak.json",
+        )
+
+
 def garbage_frames() -> list[bytes]:
     """Frames the replay queue must refuse, each for its own reason."""
     valid = encode_group(_probe_group())
@@ -182,7 +219,3 @@ def soak_report(summary: dict, config: SoakConfig, elapsed_s: float) -> dict:
         "faults_not_survived": {kind: n - survived.get(kind, 0) for kind, n in injected.items() if survived.get(kind, 0) < n},
         **{k: v for k, v in summary.items() if k not in ("groups_lost", "groups_duplicated", "faults_injected", "faults_survived")},
     }
-
-
-def write_soak_report(report: dict, path) -> None:
-    path.write_text(json.dumps(report, indent=2) + "\n")

@@ -96,3 +96,16 @@ def test_every_garbage_frame_is_refused_for_its_own_reason():
         reasons.append(str(refused.value))
     assert len(set(reasons)) == len(reasons) == 4
     assert any("schema" in r for r in reasons) and any("must be a msgpack map" in r for r in reasons)
+
+
+def test_the_reliability_table_shows_each_fault_and_the_two_numbers_that_must_be_zero():
+    from benchmarks.reliability import reliability_table
+
+    summary = run_summary(_accounting(), GateStats(12, 3, 7, 2), FaultLog())
+    summary.update(faults_injected_by_kind={"actor_death": 2, "malformed_frame": 4}, faults_injected=6,
+                   faults_survived_by_kind={"actor_death": 1, "malformed_frame": 4, "scoring_retry": 6})
+    table = reliability_table(soak_report(summary, SoakConfig(duration_s=60), elapsed_s=75.0))
+    assert "| actor_death | 2 | 1 |" in table and "| malformed_frame | 4 | 4 |" in table
+    assert "| **all** | **6** | **5** |" in table
+    assert "| **lost** (accepted, never used or dropped) | **0** |" in table
+    assert "75 s of training (4 learner steps)" in table and "scoring_retry 6" in table
