@@ -109,3 +109,12 @@ def test_the_reliability_table_shows_each_fault_and_the_two_numbers_that_must_be
     assert "| **all** | **6** | **5** |" in table
     assert "| **lost** (accepted, never used or dropped) | **0** |" in table
     assert "75 s of training (4 learner steps)" in table and "scoring_retry 6" in table
+
+
+def test_a_dead_actor_under_a_broadcast_weight_sync_ends_the_run_saying_why():
+    from configs.load import load_config
+    from supervisor.restarts import ActorLost, restart_actor
+
+    config = load_config(overrides=["rollout.engine=vllm", "learner.weight_sync.backend=gloo"])
+    with pytest.raises(ActorLost, match="rollout actor 1 died \\(node gone\\); learner.weight_sync.backend=gloo cannot take"):
+        restart_actor(config, roles=None, index=1, died=RuntimeError("node gone"), faults=FaultLog())
