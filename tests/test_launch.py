@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from learner.rollout_log import read_rollouts
+from tests.run_files import positions, step_prompts, wait_for_checkpoint
 from tests.tiny_task import TINY_TASK_OVERRIDES
 
 
@@ -45,9 +46,10 @@ def first_step_groups(run_dir: Path) -> list[tuple[str, tuple[str, ...]]]:
 @pytest.mark.integration
 def test_a_run_exits_zero_leaves_no_process_and_its_seed_decides_prompts_and_captions(tmp_path, run_launch):
     """A whole short run as a user starts it, then `seed=N` fixing every random choice: the same
-    seed gives the same first-step groups, another seed other prompts and captions. One actor at
-    eta = 0 makes the first step deterministic: the gate admits exactly that step's groups, all
-    sampled by the initial weights, before any update. (One test: each run costs a minute.)"""
+    seed gives the same first-step groups (also in a run killed and resumed), another seed other
+    prompts and captions. One actor at eta = 0 makes the first step deterministic: the gate
+    admits exactly that step's groups, all sampled by the initial weights, before any update.
+    (One test: each run costs a minute.)"""
     deterministic = ["rollout.num_actors=1", "learner.max_staleness=0"]
     run = run_launch([*short_run(tmp_path, steps=3, run="seed1"), "seed=1", *deterministic])
     code, out = run.finish(timeout=600)
@@ -73,11 +75,36 @@ def test_a_run_exits_zero_leaves_no_process_and_its_seed_decides_prompts_and_cap
         assert code == 0, out[-3000:]
         return first_step_groups(tmp_path / run)
 
-    first, again, other = first_step_groups(run_dir), first_step(1, "seed1-again"), first_step(2, "seed2")
+    first, other = first_step_groups(run_dir), first_step(2, "seed2")
     assert len(first) == 2  # learner.groups_per_step
-    assert first == again
+    assert first_step_groups(resumed_after_a_kill(tmp_path, run_launch, deterministic)) == first
     assert [prompt for prompt, _ in first] != [prompt for prompt, _ in other]
     assert {c for _, captions in first for c in captions} != {c for _, captions in other for c in captions}
+
+
+def resumed_after_a_kill(tmp_path: Path, run_launch, deterministic: list[str]) -> Path:
+    """The seed-1 run again, killed (SIGKILL, all its processes, as a crash of its machine) after
+    its first checkpoint and resumed: at eta = 0 step k takes exactly actor 0's stream positions
+    [2k, 2k + 2), so it must take the same prompts at every step as the seed-1 run, never
+    interrupted: none skipped, none taken twice, what was queued or being scored at the kill
+    generated again from the same prompts; and its metrics continue, no step twice."""
+    cut_dir = tmp_path / "seed1-cut"
+    args = [*short_run(tmp_path, steps=1000, run="seed1-cut"), "seed=1", *deterministic, "eval.at_end=false"]
+    cut = run_launch([*args, "learner.checkpoint_every=1"])
+    saved = wait_for_checkpoint(cut, cut_dir)
+    cut.kill()
+    assert cut.leftovers() == []
+    code, out = run_launch([f"resume={cut_dir}", "learner.total_steps=3"]).finish(timeout=600)
+    assert code == 0, out[-3000:]
+    assert f"resuming at step {saved} (policy version {saved})" in out
+    assert step_prompts(cut_dir) == step_prompts(tmp_path / "seed1")
+    assert sorted(positions(cut_dir)) == [(0, p) for p in range(3 * 2)]
+    metrics = [json.loads(line) for line in (cut_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(m["step"], m["policy_version"]) for m in metrics] == [(0, 1), (1, 2), (2, 3)]
+    assert metrics[2]["time/elapsed_s"] > metrics[1]["time/elapsed_s"] > metrics[0]["time/elapsed_s"]
+    summary = json.loads((cut_dir / "summary.json").read_text())
+    assert (summary["groups_lost"], summary["groups_duplicated"], summary["groups_consumed"]) == (0, 0, 6)
+    return cut_dir
 
 
 VLLM_RUN = ["rollout.engine=vllm", "serve.engine=vllm", "eval.at_end=false"]
