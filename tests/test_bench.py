@@ -109,3 +109,38 @@ def test_bench_runs_and_writes_its_report(tmp_path):
     assert report["sync"]["staleness_mean"] == 0
     assert all(report["peak_rss_mb"][role] > 0 for role in ("learner", "rollout", "serve"))
     assert "speedup_vs_sync" in done.stdout
+
+
+def test_the_gpu_learner_script_runs_its_whole_path_on_the_tiny_shape(tmp_path):
+    """The GPU benchmark is one prepared script run on a lent machine; here the same code on the
+    bundled tiny shape on the CPU, so that it cannot rot between lendings."""
+    from task.bundle import ensure_bundled_task
+    from tests.tiny_task import TINY_WARM_START
+
+    bundle = ensure_bundled_task(tmp_path / "cache", seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu_learner", f"out={tmp_path / 'gpu'}", "--processor", str(bundle.captioner), "--tiny"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "gpu" / "gpu_learner.json").read_text())
+    # 2 prompts x G=4 sequences of 8 new tokens (the tiny model may end one early at its EOS).
+    assert result["sequences"] == 8 and 8 <= result["generated_tokens"] <= 8 * 8
+    assert result["groups_per_update"] == 2 and result["update_tokens"] > result["completion_tokens"] > 0
+    assert "| GRPO update (DeepSpeed ZeRO-1, bf16) | 2 groups" in (tmp_path / "gpu" / "gpu_learner.md").read_text()
+
+
+def test_update_flops_count_the_language_model_six_times_and_the_frozen_vision_twice():
+    from types import SimpleNamespace
+
+    import torch
+
+    from benchmarks.gpu_learner import update_flops
+
+    language = torch.nn.ModuleDict({"embed_tokens": torch.nn.Embedding(10, 4), "layer": torch.nn.Linear(4, 4, bias=False)})
+    model = SimpleNamespace(
+        model=SimpleNamespace(language_model=language, visual=torch.nn.Linear(3, 2, bias=False)),
+        lm_head=torch.nn.Linear(4, 10, bias=False),
+    )
+    # language matmuls 16 + head 40 = 56 parameters, vision 6: 6 * 56 * 100 tokens + 2 * 6 * 7 patches
+    assert update_flops(model, tokens=100, patches=7) == 6 * 56 * 100 + 2 * 6 * 7
