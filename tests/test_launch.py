@@ -134,6 +134,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # ~100 s; the default run keeps vLLM runs by gloo broadcast (below) and zmq frames into vLLM (test_engine_conformance)
 def test_a_run_on_vllm_engines_trains_like_the_default(tmp_path, run_launch):
     """Captioner and reasoner on vLLM (the CPU build), weights published as frames (zmq), at
     eta = 1: same run, same metrics, nothing left behind."""
