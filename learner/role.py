@@ -154,10 +154,14 @@ class LearnerRank:
         if config.rollout_log_every:
             self.rollouts = RolloutLog(run_dir, self.processor.tokenizer)
 
-    def _resume(self) -> ResumePoint:
+    def _resume(self) -> ResumePoint | None:
+        """Every rank takes its weights, optimizer shard, random state and step; rank 0 also the
+        run's account, and returns where the roles started next continue."""
         state = load_latest_checkpoint(self.engine, Path(self.setup.run_dir), self.rank)
         self.version, self.steps_done = state["policy_version"], state["steps_done"]
         self.elapsed_before = state["elapsed_s"]
+        if not self.is_main:
+            return None
         self.ledger = Ledger.from_state(state["ledger"])
         self.actor_counters = {int(a): ActorCounters(*c) for a, c in state["actor_counters"].items()}
         # What arrived and was buffered when the run stopped was lost with it (its prompts
@@ -306,21 +310,20 @@ class LearnerRank:
         return time.perf_counter() - started
 
     def _save(self, elapsed_s: float) -> None:
-        """A checkpoint a run can resume from: every rank's engine and random state, and rank 0's
-        account of the run (the steps done, each actor's taken prompts, the counters)."""
-        state = {}
+        """A checkpoint a run can resume from: every rank's engine, random state and step (each
+        rank reads its own file back under ZeRO), and rank 0's account of the run (each actor's
+        taken prompts, the counters)."""
+        state = {"steps_done": self.steps_done, "elapsed_s": elapsed_s}
         if self.is_main:
             import ray
 
             gate = ray.get(self.gate.stats.remote()) if self.gate is not None else GateStats(0, 0, 0)
-            state = {
-                "steps_done": self.steps_done,
-                "elapsed_s": elapsed_s,
-                "ledger": self.ledger.to_state(),
-                "replay": vars(self.replay.counters).copy(),
-                "gate": vars(gate).copy(),
-                "actor_counters": {str(a): list(vars(c).values()) for a, c in self.actor_counters.items()},
-            }
+            state.update(
+                ledger=self.ledger.to_state(),
+                replay=vars(self.replay.counters).copy(),
+                gate=vars(gate).copy(),
+                actor_counters={str(a): list(vars(c).values()) for a, c in self.actor_counters.items()},
+            )
         save_checkpoint(self.engine, Path(self.setup.run_dir), self.version, state, self.rank)
 
     def _finish(self, elapsed_s: float) -> None:

@@ -1,5 +1,7 @@
 """The real stack for a few learner steps: Ray, Serve (2 replicas), 2 rollout actors, ZeroMQ,
-DeepSpeed. Checks the asynchronous contracts end to end."""
+DeepSpeed on 2 learner ranks under ZeRO-3 (the weights pushed and exported are gathered from
+the shards). Checks the asynchronous contracts end to end, then resumes the run's checkpoint on
+2 ranks."""
 
 
 import openai
@@ -42,8 +44,12 @@ def trained(tmp_path_factory):
             "learner.groups_per_step=2",
             f"learner.max_staleness={MAX_STALENESS}",
             "learner.kl_coef=0.01",
+            "learner.num_ranks=2",
+            "learner.zero_stage=3",
+            "learner.num_cpus=0.25",  # every role fits Ray's 2 CPUs here
         ]
     )
+    launch.make_run_dir(config)  # config.yaml, as a launched run writes it: the resume below reads it
     inputs = launch.resolve_inputs(config)
     launch.start_ray(config)
     roles = None
@@ -127,3 +133,21 @@ def test_the_training_pool_serves_the_openai_api_with_serve_live(trained):
     assert {m.id for m in client.models.list().data} == {"reasoner", "caption-reason"}
     reply = client.chat.completions.create(model="reasoner", messages=[{"role": "user", "content": "How many circles?"}], max_tokens=8)
     assert reply.choices[0].finish_reason in ("stop", "length") and reply.usage.completion_tokens <= 8
+
+
+@pytest.mark.slow  # a run of its own (~85 s); the default run resumes a 1-rank run (tests/test_launch.py)
+def test_the_exported_captioner_loads_and_the_checkpoint_resumes_on_two_ranks(trained, run_launch):
+    from transformers import AutoModelForImageTextToText
+
+    _, run_dir = trained
+    exported = AutoModelForImageTextToText.from_pretrained(str(run_dir / "captioner"))
+    assert sum(p.numel() for p in exported.parameters()) > 0
+    # One more step from the ZeRO-3 checkpoint of both ranks (a run of its own: this module's
+    # pool keeps its HTTP port, so the resumed one serves no HTTP).
+    args = [f"resume={run_dir}", f"learner.total_steps={STEPS + 1}", "serve.live=false", "eval.at_end=false"]
+    code, out = run_launch(args).finish(timeout=600)
+    assert code == 0, out[-3000:]
+    assert f"resuming at step {STEPS} (policy version {STEPS})" in out
+    metrics = read_metrics(run_dir / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == list(range(STEPS + 1))
+    assert metrics[-1]["policy_version"] == STEPS + 1

@@ -10,6 +10,7 @@ number of ranks (learner/update.py), so the results differ only by float summati
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
 from pathlib import Path
@@ -27,12 +28,15 @@ STAGES = (1, 2, 3)
 
 def make_groups(captioner: str, records_file: str) -> list:
     """GROUPS_PER_STEP groups of the bundled task's first prompts with fixed completions."""
-    import io
-
     from records.vqa import load_image, read_records
     from vlm.caption_prompt import encode_caption_prompt
     from vlm.processor import load_captioner_processor
-    from wire.scored_group import COUNTER_NAMES, ActorCounters, GroupTimings, ScoredGroup
+    from wire.scored_group import (
+        COUNTER_NAMES,
+        ActorCounters,
+        GroupTimings,
+        ScoredGroup,
+    )
 
     processor = load_captioner_processor(captioner)
     rng = np.random.default_rng(0)
