@@ -51,18 +51,18 @@ class InjectedScoringFault(RuntimeError):
 def graded(request: ScoreRequest, answers: Iterator[list[str]], latency_s: float) -> ScoreResult:
     """`request`'s result: each non-empty caption's next answers from `answers`, graded; an
     empty caption scores 0 with no answers."""
-    rewards, kept, refused = [], [], 0
+    rewards, kept, refused, empty = [], [], 0, 0
     for caption in request.captions:
         if not caption.strip():
             rewards.append(0.0)
             kept.append(())
+            empty += 1
             continue
         caption_answers = next(answers)
         reward, refused_here = caption_grade(caption_answers, request.gold_answer)
         rewards.append(reward)
         kept.append(tuple(caption_answers))
         refused += refused_here
-    empty = sum(not c.strip() for c in request.captions)
     return ScoreResult(tuple(rewards), tuple(kept), latency_s, answers_refused=refused, empty_captions=empty)
 
 

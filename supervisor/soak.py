@@ -47,23 +47,21 @@ class Schedule:
     due: dict[str, float | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        first, c = self.config.first_fault_s, self.config
         # Staggered, so that each fault's recovery is seen on its own.
-        self.due = {
-            "garbage": first if c.garbage_every_s else None,
-            "actor_death": first + 10 if c.actor_kill_every_s else None,
-            "replica_death": first + 20 if c.replica_kill_every_s else None,
-        }
+        offsets = {"garbage": 0, "actor_death": 10, "replica_death": 20}
+        self.due = {kind: self.config.first_fault_s + offsets[kind] if self._every(kind) else None for kind in offsets}
 
-    def take_due(self, now_s: float) -> list[str]:
-        every = {
+    def _every(self, kind: str) -> float:
+        return {
             "garbage": self.config.garbage_every_s,
             "actor_death": self.config.actor_kill_every_s,
             "replica_death": self.config.replica_kill_every_s,
-        }
+        }[kind]
+
+    def take_due(self, now_s: float) -> list[str]:
         due = [kind for kind, at in self.due.items() if at is not None and at <= now_s]
         for kind in due:
-            self.due[kind] += every[kind]
+            self.due[kind] += self._every(kind)
         return due
 
 
