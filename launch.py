@@ -31,6 +31,7 @@ from pathlib import Path
 from configs.load import ConfigError, load_config, to_yaml
 from configs.schema import TrainConfig
 from configs.seeds import derived_seed
+from supervisor.placement import PlacementError
 
 log = logging.getLogger("launch")
 COMMANDS = ("train", "serve", "infer", "eval", "build", "bench", "soak", "keys")
@@ -139,25 +140,35 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
     from actors.rollout import ActorStart
     from actors.start import start_rollout_actors
     from learner.start import start_gate, start_learner
+    from serve.pool import ReasonerPool
+    from supervisor.placement import check_placement, record_placement, role_demands, serve_replicas, wait_started
     from vlm.processor import load_captioner_processor
     from vlm.sampling import caption_sampling_spec
     from wire.progress import ShardProgress
 
     # One spec for the actors that sample and the learner that recomputes their logprobs.
     sampling = caption_sampling_spec(config.rollout.sampling, load_captioner_processor(inputs.captioner).tokenizer)
+    pinned = check_placement(config)
+    demands = {d.role: d for d in role_demands(config)}
+    timeout_s = config.ray.start_timeout_s
     gate = start_gate(config.learner)
     learner = start_learner(
         config.learner, inputs.captioner, str(run_dir), sampling,
         config.rollout.num_actors, gate, worker_env(), config.seed, resume=bool(config.resume),
-        curve_keys_dir=config.curve.keys_dir,
+        curve_keys_dir=config.curve.keys_dir, nodes=pinned.get("learner rank", ()),
     )
+    wait_started(demands["learner rank"], learner.ranks, timeout_s)
     # While the learner sets up. With serve.live the pool also serves people, two-stage model included.
     start_live_pool(config, inputs, http=config.serve.live, captioner=config.serve.live)
     learners, replay_endpoint, weight_source, resumed = learner.ready()
     actors = start_rollout_actors(
         config.rollout, inputs.captioner, sampling, inputs.train_file, (replay_endpoint,), weight_source,
         config.serve.app_name, gate, worker_env(), config.seed, config.curve.keys_dir,
+        nodes=pinned.get("rollout actor", ()),
     )
+    wait_started(demands["rollout actor"], actors, timeout_s)
+    replicas = serve_replicas(config.serve.app_name, ReasonerPool.name)
+    record_placement(run_dir / "placement.json", learners, replicas, actors)
     starts = [None] * len(actors)
     if resumed is not None:
         ray.get(gate.restore.remote(resumed.gate, {a: len(p) for a, p in resumed.taken.items()}))
@@ -240,6 +251,9 @@ def train(config: TrainConfig, watch=None) -> int:
     except KeyboardInterrupt:
         log.warning("%s; stopping every role", "terminated" if _stop_signal == signal.SIGTERM else "interrupted")
         return stop_exit_code()
+    except PlacementError as err:
+        print(f"placement error: {err}", file=sys.stderr)
+        return 2
     finally:
         stop_ray()
     return 0
@@ -386,9 +400,12 @@ def start_live_pool(config: TrainConfig, inputs: Inputs, http: bool, captioner: 
 def serve_forever(config: TrainConfig) -> int:
     from ray import serve
 
+    from supervisor.placement import check_placement
+
     inputs = resolve_inputs(config)
     start_ray(config)
     try:
+        check_placement(config, training=False)
         start_live_pool(config, inputs, http=True, captioner=True)
         base = f"http://{config.serve.http_host}:{config.serve.http_port}"
         log.info("serving at %s: OpenAI API at %s/v1, demo page at %s/ (Ctrl-C stops it)", base, base, base)
@@ -396,6 +413,9 @@ def serve_forever(config: TrainConfig) -> int:
             time.sleep(3600)
     except KeyboardInterrupt:
         return 0
+    except PlacementError as err:
+        print(f"placement error: {err}", file=sys.stderr)
+        return 2
     finally:
         serve.shutdown()
         stop_ray()

@@ -21,6 +21,7 @@ from actors.engine import (
     engine_device,
     make_caption_engine,
 )
+from configs.placement import ray_options
 from configs.schema import RolloutConfig
 from vlm.caption_prompt import (
     answer_messages,
@@ -72,6 +73,6 @@ def caption_service_app(config: RolloutConfig, checkpoint: str, seed: int):
     """The bound captioner service, one replica placed as a rollout actor is."""
     return CaptionService.options(
         num_replicas=1,
-        ray_actor_options={"num_cpus": config.num_cpus, "num_gpus": config.num_gpus},
+        ray_actor_options=ray_options(config.num_cpus, config.num_gpus, config.placement),
         logging_config={"log_level": "WARNING"},
     ).bind(config, checkpoint, seed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ray
 
 from actors.rollout import RolloutActor, RolloutSetup
+from configs.placement import ray_options
 from configs.schema import RolloutConfig
 from configs.seeds import derived_seed
 from vlm.sampling import SamplingSpec
@@ -23,16 +24,20 @@ def start_rollout_actors(
     env: dict[str, str],
     seed: int,
     curve_keys_dir: str = "",
+    nodes: tuple[str, ...] = (),
 ) -> list:
-    """The actors, generating once `run()` is called; each with its own stream of the run's `seed`."""
+    """The actors, generating once `run()` is called; each with its own stream of the run's `seed`.
+    `nodes`: each actor's planned node (rollout.placement.per_node), else Ray places them."""
     # A call in flight when an actor dies fails rather than rerunning: the driver restarts its
     # run from where the learner says it left off (supervisor/restarts.py).
-    remote = ray.remote(RolloutActor).options(
-        num_cpus=config.num_cpus, num_gpus=config.num_gpus, runtime_env={"env_vars": env},
-        max_restarts=config.max_restarts, max_task_retries=0,
-    )
+    remote = ray.remote(RolloutActor)
+
+    def options(i: int) -> dict:
+        placed = ray_options(config.num_cpus, config.num_gpus, config.placement, nodes[i] if nodes else "")
+        return {**placed, "runtime_env": {"env_vars": env}, "max_restarts": config.max_restarts, "max_task_retries": 0}
+
     return [
-        remote.remote(
+        remote.options(**options(i)).remote(
             config,
             RolloutSetup(
                 actor_id=i,

@@ -141,6 +141,23 @@ WEIGHT_SYNC_BACKENDS = ("zmq", "gloo", "nccl")
 
 
 @dataclass
+class PlacementConfig:
+    """Which nodes of a Ray cluster one role's processes run on (README, "Multi-node")."""
+
+    # Node labels the role's nodes must carry (`ray start --labels=role=rollout`), e.g.
+    # {role: rollout}; empty = any node.
+    node_labels: dict[str, str] = field(default_factory=dict)
+    # Custom resources each of the role's processes takes (`ray start --resources='{"rollout_slot": 2}'`).
+    resources: dict[str, float] = field(default_factory=dict)
+    # At most this many of the role's processes on one node; 0 = no limit.
+    per_node: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.per_node >= 0, "placement.per_node must be >= 0 (0 = no limit)")
+        _check(all(v >= 0 for v in self.resources.values()), "placement.resources must be >= 0")
+
+
+@dataclass
 class RolloutConfig:
     """Rollout actors: generate caption groups continuously and send them, scored, to the learner."""
 
@@ -173,6 +190,8 @@ class RolloutConfig:
     num_gpus: float = 0.0
     # torch intra-op threads per actor.
     torch_threads: int = 1
+    # Which nodes the actors run on; per_node = actors per node.
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
 
     def __post_init__(self) -> None:
         _check(self.num_actors >= 1, "rollout.num_actors must be >= 1")
@@ -281,8 +300,8 @@ class ServeConfig:
     autoscaling: AutoscalingConfig = field(default_factory=AutoscalingConfig)
     # One replica per device: two sharing one core scored 0.6x the groups per second of one.
     num_replicas: int = 1
-    # At most this many replicas on one node (0 = no limit): spreads a GPU pool over nodes.
-    max_replicas_per_node: int = 0
+    # Which nodes the replicas run on; per_node = replicas per node (spreads a GPU pool over nodes).
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
     # k: reasoner answers sampled per caption; reward = their mean correctness.
     samples_per_caption: int = 1
     # Requests (caption groups) batched into one reasoner call.
@@ -297,6 +316,9 @@ class ServeConfig:
     # HTTP address of the live service; loopback unless configured otherwise.
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # Which nodes serve HTTP: "HeadOnly" (http_host is then an address of the head) or
+    # "EveryNode" (each node with a replica; http_host must then be 0.0.0.0 or 127.0.0.1).
+    proxy_location: str = "HeadOnly"
     # Fault drill: each scoring call fails with this probability before any work (0 = never), to
     # see a run survive failing scoring and count what it lost. Never set it for real training.
     inject_failure_prob: float = 0.0
@@ -306,8 +328,10 @@ class ServeConfig:
         _check(self.engine != "openai" or bool(self.openai.base_url and self.openai.model),
                "serve.engine=openai needs serve.openai.base_url and serve.openai.model")
         _check(1 <= self.http_port <= 65535, "serve.http_port must be in [1, 65535]")
+        _check(self.proxy_location in ("HeadOnly", "EveryNode"), "serve.proxy_location must be HeadOnly or EveryNode")
+        _check(self.proxy_location == "HeadOnly" or self.http_host in ("0.0.0.0", "127.0.0.1"),
+               "serve.proxy_location=EveryNode binds http_host on every node: it must be 0.0.0.0 or 127.0.0.1")
         _check(self.num_replicas >= 1 and self.samples_per_caption >= 1, "serve: num_replicas and samples_per_caption must be >= 1")
-        _check(self.max_replicas_per_node >= 0, "serve.max_replicas_per_node must be >= 0 (0 = no limit)")
         _check(self.temperature >= 0, "serve.temperature must be >= 0 (0 = greedy)")
         _check(self.max_batch_size >= 1 and self.batch_wait_timeout_s >= 0, "serve: max_batch_size >= 1, batch_wait_timeout_s >= 0")
         _check(0 <= self.inject_failure_prob <= 1, "serve.inject_failure_prob must be in [0, 1]")
@@ -420,6 +444,8 @@ class LearnerConfig:
     num_cpus: float = 0.5
     num_gpus: float = 0.0
     torch_threads: int = 1
+    # Which nodes the ranks run on; per_node = ranks per node.
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
     # Seconds to wait for a batch before reporting a stall.
     batch_timeout_s: float = 300.0
     correction: CorrectionConfig = field(default_factory=CorrectionConfig)
@@ -530,6 +556,9 @@ class RayConfig:
     address: str = ""
     # Logical CPUs of a local Ray (empty = detected).
     num_cpus: int | None = None
+    # Seconds the roles' processes may take to be placed on nodes and start (models loaded)
+    # before the run stops, naming the role still waiting and what it asked for.
+    start_timeout_s: float = 900.0
 
 
 @dataclass

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from configs.schema import LearnerConfig
+from wire.gloo import local_address_towards
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,22 @@ def init_process_group(info: RankInfo) -> None:
         MASTER_PORT=str(info.master_port),
     )
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "gloo" and "GLOO_SOCKET_IFNAME" not in os.environ:
+        # Else gloo binds where the host name resolves, often loopback: ranks on other nodes
+        # could not reach it.
+        os.environ["GLOO_SOCKET_IFNAME"] = interface_towards(info.master_addr, info.master_port)
     deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
+
+
+def interface_towards(address: str, port: int) -> str:
+    """The name of this host's network interface on the route to `address`."""
+    import psutil
+
+    local = local_address_towards(address, port)
+    for name, addresses in psutil.net_if_addrs().items():
+        if any(a.address == local for a in addresses):
+            return name
+    raise RuntimeError(f"no network interface holds {local}, the address on the route to {address}; set GLOO_SOCKET_IFNAME")
 
 
 def deepspeed_config(config: LearnerConfig, micro_batches: int, world_size: int) -> dict:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import ray
 
+from configs.placement import ray_options
 from configs.schema import LearnerConfig
 from configs.seeds import derived_seed
 from learner.gate import GateActor
@@ -43,14 +44,19 @@ def start_learner(
     seed: int,
     resume: bool = False,
     curve_keys_dir: str = "",
+    nodes: tuple[str, ...] = (),
 ) -> StartingLearner:
-    """Create the ranks and start their setup; `.ready()` waits for it."""
-    # max_concurrency 2: the driver reads progress while `train` runs.
-    remote = ray.remote(LearnerRank).options(
-        num_cpus=config.num_cpus, num_gpus=config.num_gpus, max_concurrency=2, runtime_env={"env_vars": env}
-    )
+    """Create the ranks and start their setup; `.ready()` waits for it. `nodes`: each rank's
+    planned node (learner.placement.per_node), else Ray places them."""
+    remote = ray.remote(LearnerRank)
+
+    def options(rank: int) -> dict:
+        placed = ray_options(config.num_cpus, config.num_gpus, config.placement, nodes[rank] if nodes else "")
+        # max_concurrency 2: the driver reads progress while `train` runs.
+        return {**placed, "max_concurrency": 2, "runtime_env": {"env_vars": env}}
+
     ranks = [
-        remote.remote(
+        remote.options(**options(r)).remote(
             config,
             LearnerSetup(
                 captioner=captioner,

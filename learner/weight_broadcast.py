@@ -119,8 +119,9 @@ class BroadcastWeightPublisher(WeightPublisher):
         """(what every member's init info shares, how rank 0 joins)."""
         if self._backend == "gloo":
             port = free_port(self._host)
-            shared = {"master_address": advertised_host(self._host), "master_port": port, "timeout_s": self._timeout_s}
-            return shared, lambda: _GlooTrainerGroup(GlooGroup.join(self._host, port, 0, world_size, self._timeout_s))
+            address = advertised_host(self._host)  # one the engines' nodes reach (not 0.0.0.0)
+            shared = {"master_address": address, "master_port": port, "timeout_s": self._timeout_s}
+            return shared, lambda: _GlooTrainerGroup(GlooGroup.join(address, port, 0, world_size, self._timeout_s))
         unique_id = _nccl_unique_id()
         return nccl_init_info(unique_id), lambda: _NcclTrainerGroup(unique_id, world_size, self._timeout_s)
 

@@ -26,6 +26,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from configs.placement import ray_options
 from configs.schema import ServeConfig
 from configs.seeds import derived_seed
 from serve.api_protocol import ApiError, parse_chat_request, read_body
@@ -167,7 +168,7 @@ class ReasonerPool:
 def reasoner_app(config: ServeConfig, checkpoint: str, seed: int, captioner=None):
     """The bound application, ready for `serve.run`; `captioner`, a bound captioner service,
     adds the two-stage model."""
-    placement = {"max_replicas_per_node": config.max_replicas_per_node} if config.max_replicas_per_node else {}
+    placement = config.placement
     scaling = config.autoscaling
     replicas = (
         {"autoscaling_config": {"min_replicas": scaling.min_replicas, "max_replicas": scaling.max_replicas,
@@ -176,11 +177,11 @@ def reasoner_app(config: ServeConfig, checkpoint: str, seed: int, captioner=None
     )
     return ReasonerPool.options(
         **replicas,
-        **placement,
+        **({"max_replicas_per_node": placement.per_node} if placement.per_node else {}),
         # Serve's default of 5 ongoing requests would silently cap every batch at 5; live
         # requests come on top.
         max_ongoing_requests=max(2 * config.max_batch_size, 8) + config.api.max_live_waiting,
-        ray_actor_options={"num_cpus": config.num_cpus, "num_gpus": config.num_gpus},
+        ray_actor_options=ray_options(config.num_cpus, config.num_gpus, placement),
         logging_config={"log_level": "WARNING"},  # no access-log line per request
         # A request takes a batch's time (well under a second on CPU): a stopping run need not
         # wait Serve's default 20 s per replica for requests that will not come.
@@ -193,7 +194,7 @@ def start_reasoner_pool(config: ServeConfig, checkpoint: str, seed: int, http: b
     config.http_host:http_port (else the pool serves the rollout actors only, through Ray)."""
     if http:
         http_options = {"host": config.http_host, "port": config.http_port, "request_timeout_s": config.api.request_timeout_s}
-        serve.start(http_options=http_options, logging_config={"log_level": "WARNING"})
+        serve.start(proxy_location=config.proxy_location, http_options=http_options, logging_config={"log_level": "WARNING"})
     else:
         serve.start(proxy_location="Disabled", logging_config={"log_level": "WARNING"})
     return serve.run(reasoner_app(config, checkpoint, seed, captioner), name=config.app_name, route_prefix="/")

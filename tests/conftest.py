@@ -20,8 +20,8 @@ def run_launch():
 
     started: list[Launched] = []
 
-    def start(args: list[str], env: dict[str, str] | None = None) -> Launched:
-        started.append(Launched(args, env))
+    def start(args: list[str], env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()) -> Launched:
+        started.append(Launched(args, env, prefix))
         return started[-1]
 
     yield start

@@ -17,9 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class Launched:
-    def __init__(self, args: list[str], env: dict[str, str] | None = None):
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()):
+        """`prefix`: what runs the command (`ip netns exec NS` runs it on a test cluster's node)."""
         self.proc = subprocess.Popen(
-            [sys.executable, "launch.py", *args], cwd=REPO, start_new_session=True, env={**os.environ, **(env or {})},
+            [*prefix, sys.executable, "launch.py", *args], cwd=REPO, start_new_session=True, env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         # Read all along, as a terminal would: a pipe nobody reads fills up, and then the run
