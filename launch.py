@@ -114,7 +114,9 @@ def start_ray(config: TrainConfig) -> None:
     if config.ray.address:
         ray.init(address=config.ray.address, runtime_env={"env_vars": env})
     else:
-        ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, runtime_env={"env_vars": env})
+        # "local": a new Ray of this run's own, never the cluster a past `ray start` left its
+        # address behind for (ray.init's default joins that one).
+        ray.init(address="local", num_cpus=config.ray.num_cpus, include_dashboard=False, runtime_env={"env_vars": env})
     # After ray.init, which installs a SIGTERM handler of its own that aborts the driver: a
     # `kill` of the driver then stops the run the way Ctrl-C does, leaving no role behind.
     signal.signal(signal.SIGTERM, _stop_requested)

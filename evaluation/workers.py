@@ -14,6 +14,7 @@ from actors.engine import (
     engine_device,
     make_caption_engine,
 )
+from configs.placement import ray_options
 from configs.schema import RolloutConfig, ServeConfig
 from records.vqa import load_image, read_records
 from serve.grading import grade_answer
@@ -62,10 +63,11 @@ class ReasonerWorker:
 
 
 def start_caption_worker(config: RolloutConfig, checkpoint: str, records_file: str, seed: int):
-    options = dict(num_cpus=config.num_cpus, num_gpus=config.num_gpus)
+    # On the nodes the rollout actors use (their labels and resources; no per-node plan).
+    options = ray_options(config.num_cpus, config.num_gpus, config.placement)
     return ray.remote(CaptionWorker).options(**options).remote(config, checkpoint, records_file, seed)
 
 
 def start_reasoner_worker(config: ServeConfig, checkpoint: str, seed: int):
-    options = dict(num_cpus=config.num_cpus, num_gpus=config.num_gpus)
+    options = ray_options(config.num_cpus, config.num_gpus, config.placement)
     return ray.remote(ReasonerWorker).options(**options).remote(config, checkpoint, seed)

@@ -20,6 +20,7 @@ import base64
 import threading
 import time
 from concurrent.futures import Future, wait
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -111,9 +112,9 @@ class BroadcastWeightPublisher(WeightPublisher):
             init_info = {**shared, "rank_offset": offset, "world_size": world_size}
             self._socket.send_multipart([identity, encode_message(Join(init_info=init_info))])
             offset += hello.workers
-        group = join_rank0()  # blocks until every engine worker has joined
-        self._await_acks()
-        return group
+        joined = self._join_watching_acks(join_rank0)
+        self._await_acks(already=joined.acked)
+        return joined.group
 
     def _rendezvous(self, world_size: int):
         """(what every member's init info shares, how rank 0 joins)."""
@@ -125,8 +126,36 @@ class BroadcastWeightPublisher(WeightPublisher):
         unique_id = _nccl_unique_id()
         return nccl_init_info(unique_id), lambda: _NcclTrainerGroup(unique_id, world_size, self._timeout_s)
 
-    def _await_acks(self) -> None:
-        waiting = {hello.actor_id for hello in self._receivers.values()}
+    def _join_watching_acks(self, join_rank0) -> _Joined:
+        """Rank 0's join, which blocks until every engine worker has joined. Meanwhile an actor
+        whose join failed says so (an Ack with its error): forming stops at once, naming it,
+        rather than waiting on a member that will never come (gloo would wait for ever)."""
+        joined: Future = Future()
+
+        def join() -> None:
+            try:
+                joined.set_result(join_rank0())
+            except BaseException as err:  # noqa: BLE001 - raised below, in the forming thread
+                joined.set_exception(err)
+
+        # A daemon: a join that can never complete is left behind when the run stops.
+        threading.Thread(target=join, daemon=True).start()
+        acked: set[int] = set()
+        deadline = time.monotonic() + self._timeout_s
+        while not joined.done():
+            if self._closing.is_set() or time.monotonic() > deadline:
+                raise TimeoutError(f"weight broadcast: the group did not form within {self._timeout_s}s (or the run is stopping)")
+            if not self._socket.poll(_POLL_S * 1000):
+                continue
+            _, message = self._receive("the actors' joins")
+            if isinstance(message, Ack) and message.error:
+                raise RuntimeError(f"weight broadcast: actor {message.actor_id} could not join the group: {message.error}")
+            if isinstance(message, Ack):
+                acked.add(message.actor_id)
+        return _Joined(joined.result(), acked)
+
+    def _await_acks(self, already: set[int] = frozenset()) -> None:
+        waiting = {hello.actor_id for hello in self._receivers.values()} - already
         errors = []
         while waiting:
             _, message = self._receive(f"actors {sorted(waiting)} to acknowledge")
@@ -149,6 +178,12 @@ class BroadcastWeightPublisher(WeightPublisher):
             return identity, decode_message(frame)
         except MalformedMessage as err:
             raise RuntimeError(f"weight broadcast: malformed message from an actor: {err}") from None
+
+
+@dataclass(frozen=True)
+class _Joined:
+    group: TrainerGroup
+    acked: set[int]  # actors whose join acknowledgement came while rank 0 was joining
 
 
 class _GlooTrainerGroup:

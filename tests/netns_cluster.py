@@ -155,6 +155,10 @@ class NetnsCluster:
         for ns in namespaces:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         shutil.rmtree(self.workdir, ignore_errors=True)
+        # `ray start --head` leaves its address for later `ray.init()`s to join: not this one's.
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.is_file() and current.read_text().startswith(self.ray_address):
+            current.unlink()
 
     def leftovers(self) -> list[str]:
         """Namespaces of this cluster still there, and processes still in them."""

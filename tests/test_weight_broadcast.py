@@ -40,9 +40,10 @@ def _publisher(receivers: int, timeout_s: float = TIMEOUT_S) -> BroadcastWeightP
 class _Member(threading.Thread):
     """An actor reduced to its protocol: one group rank that records what it receives."""
 
-    def __init__(self, endpoint: str, actor_id: int, fail_rounds: bool = False, hang_after_rounds: bool = False):
+    def __init__(self, endpoint: str, actor_id: int, fail_rounds: bool = False, hang_after_rounds: bool = False,
+                 fail_join: bool = False):
         super().__init__(daemon=True)
-        self.endpoint, self.actor_id, self.fail_rounds = endpoint, actor_id, fail_rounds
+        self.endpoint, self.actor_id, self.fail_rounds, self.fail_join = endpoint, actor_id, fail_rounds, fail_join
         self.hang_after_rounds = hang_after_rounds
         self.join_info: dict = {}
         self.received: list[tuple[int, dict[str, torch.Tensor]]] = []
@@ -54,6 +55,9 @@ class _Member(threading.Thread):
         group = None
         while True:
             message = decode_message(socket.recv())
+            if isinstance(message, Join) and self.fail_join:  # as an engine that cannot reach rank 0
+                socket.send(encode_message(Ack(actor_id=self.actor_id, error="connection refused")))
+                continue
             if isinstance(message, Join):
                 self.join_info = message.init_info
                 info = message.init_info
@@ -99,6 +103,20 @@ def test_a_publish_fails_naming_the_actor_that_could_not_load_it():
         member.start()
     try:
         with pytest.raises(RuntimeError, match="actor 1: disk full"):
+            publisher.publish(1, {"w": torch.zeros(2)})
+    finally:
+        publisher.close()
+
+
+def test_an_actor_that_cannot_join_fails_the_publish_at_once_naming_it():
+    # Gloo would keep rank 0 waiting for the missing member; the actor's error ends the wait
+    # (a regression would surface as the group's TimeoutError instead).
+    publisher = _publisher(receivers=2, timeout_s=20.0)
+    endpoint = publisher.source().endpoints[0]
+    for member in (_Member(endpoint, 0), _Member(endpoint, 1, fail_join=True)):
+        member.start()
+    try:
+        with pytest.raises(RuntimeError, match="actor 1 could not join the group: connection refused"):
             publisher.publish(1, {"w": torch.zeros(2)})
     finally:
         publisher.close()
