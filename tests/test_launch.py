@@ -134,7 +134,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 @pytest.mark.integration
-@pytest.mark.slow  # ~100 s; the default run keeps vLLM runs by gloo broadcast (below) and zmq frames into vLLM (test_engine_conformance)
+@pytest.mark.slow  # ~100 s; the default run keeps a vLLM run by gloo broadcast (tests/test_multinode.py) and zmq frames into vLLM (test_engine_conformance)
 def test_a_run_on_vllm_engines_trains_like_the_default(tmp_path, run_launch):
     """Captioner and reasoner on vLLM (the CPU build), weights published as frames (zmq), at
     eta = 1: same run, same metrics, nothing left behind."""
@@ -161,8 +161,11 @@ def wait_for_steps(run, run_dir: Path, steps: int, timeout: float = 400) -> list
         # what a terminal's Ctrl-C does, to a run on the transformers engine
         (lambda pid: os.killpg(pid, signal.SIGINT), ["rollout.engine=transformers", "eval.at_end=false"], 1, 130),
         # `kill` of the driver of a run on vLLM engines with weights broadcast into them (gloo),
-        # once it has trained 4 steps; the engines run in processes of their own, which must go too
-        (lambda pid: os.kill(pid, signal.SIGTERM), [*VLLM_RUN, "learner.weight_sync.backend=gloo"], 4, 143),
+        # once it has trained 4 steps; the engines run in processes of their own, which must go
+        # too. Slow (~130 s): the default run trains on vLLM engines by gloo broadcast in
+        # tests/test_multinode.py, and stops runs by signal here with ctrl-c.
+        pytest.param(lambda pid: os.kill(pid, signal.SIGTERM), [*VLLM_RUN, "learner.weight_sync.backend=gloo"], 4, 143,
+                     marks=pytest.mark.slow),
     ],
     ids=["ctrl-c", "kill-vllm-gloo"],
 )

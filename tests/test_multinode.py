@@ -18,9 +18,13 @@ import sys
 import textwrap
 
 import pytest
+from transformers import AutoModelForImageTextToText
 
+from configs.load import load_config
+from launch import resolve_inputs
 from learner.metrics import read_metrics
 from tests.netns_cluster import NetnsCluster, NodeSpec, require_root_and_ip
+from tests.test_launch import VLLM_RUN, assert_trained_on_vllm
 from tests.tiny_task import TINY_TASK_OVERRIDES
 
 pytestmark = pytest.mark.integration
@@ -119,6 +123,12 @@ def test_roles_on_three_nodes_train_with_pushed_weights_and_serve_people(cluster
     metrics = read_metrics(tmp_path / "metrics.jsonl")
     assert [m["rollout/policy_version_min"] for m in metrics] == list(range(steps))
     assert max(m["logprob/on_policy_abs_diff"] for m in metrics) < 1e-4
+    # The captioner exported at the end, gathered from the ZeRO-3 shards of both nodes, loads
+    # as a Hugging Face model with every parameter of the one trained.
+    exported = AutoModelForImageTextToText.from_pretrained(tmp_path / "captioner")
+    bundle = resolve_inputs(load_config(overrides=[f"task.cache_dir={cache}", *TINY_TASK_OVERRIDES]))
+    initial = AutoModelForImageTextToText.from_pretrained(bundle.captioner)
+    assert [(n, p.shape) for n, p in exported.named_parameters()] == [(n, p.shape) for n, p in initial.named_parameters()]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["groups_lost"] == 0 and summary["groups_duplicated"] == 0
     # The person on node 1 reached the live service on the head's address during the run.
@@ -128,18 +138,21 @@ def test_roles_on_three_nodes_train_with_pushed_weights_and_serve_people(cluster
 
 
 def test_weights_broadcast_by_gloo_into_a_vllm_engine_on_another_node(cluster, cache, tmp_path, run_launch):
-    steps = 2
+    steps = 4
     code, out = run_on_cluster(cluster, run_launch, tmp_path, [
         *common(cache), *ROLES_ON_NODES, f"learner.total_steps={steps}",
         "learner.placement.node_labels.role=learner",
-        "rollout.engine=vllm", "learner.weight_sync.backend=gloo",
+        *VLLM_RUN, "learner.weight_sync.backend=gloo",
     ], timeout=900)
     assert code == 0, out[-4000:]
     placement = json.loads((tmp_path / "placement.json").read_text())
     assert placement["learner rank"] == [cluster.address(LEARNER)]
     assert placement["rollout actor"] == [cluster.address(ROLLOUT)]
+    # Trained on vLLM engines (captioner and reasoner), every step on the weights the learner on
+    # node 2 had just broadcast into the engine on node 1, with logprobs matching the learner's.
     metrics = read_metrics(tmp_path / "metrics.jsonl")
     assert [m["rollout/policy_version_min"] for m in metrics] == list(range(steps))
+    assert_trained_on_vllm(metrics, steps, max_staleness=0)
 
 
 def test_a_placement_the_cluster_cannot_satisfy_fails_at_once_naming_the_role(cluster, cache, tmp_path, run_launch):
