@@ -5,6 +5,8 @@
     python launch.py serve   [--config FILE] [key=value ...]   # the reasoner pool as a live service
     python launch.py infer   --image PATH --question TEXT      # two-stage inference of one image
     python launch.py eval    --run DIR | --checkpoint DIR      # held-out accuracy before/after
+    python launch.py eval    data=PATH out=DIR                 # a benchmark in the paper's three modes
+    python launch.py check-data FILE                           # a data file's unusable rows, with why
     python launch.py build   [key=value ...]                   # rebuild the bundled task
     python launch.py bench   out=PATH [key=value ...]          # async vs sync throughput (BENCHMARKS.md)
     python launch.py soak    out=PATH [key=value ...]          # train under injected faults (soak.json)
@@ -34,7 +36,7 @@ from configs.seeds import derived_seed
 from supervisor.placement import PlacementError
 
 log = logging.getLogger("launch")
-COMMANDS = ("train", "serve", "infer", "eval", "build", "bench", "soak", "keys")
+COMMANDS = ("train", "serve", "infer", "eval", "check-data", "build", "bench", "soak", "keys")
 # Seconds a stopping run gives its roles to stop gracefully (Ctrl-C, the end of training).
 STOP_TIMEOUT_S = 30.0
 
@@ -55,9 +57,13 @@ def resolve_inputs(config: TrainConfig, rebuild: bool = False) -> Inputs:
     `models.*` replaces its tiny model of the same role."""
     task, models = config.task, config.models
     if task.kind == "files":
-        return Inputs(task.train_file, task.eval_file, models.captioner, models.reasoner)
+        # The filters select training rows; the held-out split is evaluated as given.
+        eval_file = prepared_data(config, task.eval_file, filtered=False) if task.eval_file else ""
+        return Inputs(prepared_data(config, task.train_file, filtered=True), eval_file, models.captioner, models.reasoner)
     from task.bundle import ensure_bundled_task
 
+    if task.exclude_sources or task.categories:
+        raise ConfigError("task.exclude_sources and task.categories filter your data files: they need task.kind=files")
     bundle = ensure_bundled_task(
         Path(task.cache_dir).expanduser(), task.seed, task.num_train, task.num_eval, task.warm_start, rebuild
     )
@@ -67,6 +73,26 @@ def resolve_inputs(config: TrainConfig, rebuild: bool = False) -> Inputs:
         captioner=models.captioner or str(bundle.captioner),
         reasoner=models.reasoner or str(bundle.reasoner),
     )
+
+
+class DataError(ValueError):
+    """A data file cannot be read, or holds no usable row; the message names the file."""
+
+
+def prepared_data(config: TrainConfig, path: str, filtered: bool) -> str:
+    """The records file the roles read, made from the user's data file `path` (records/prepare.py),
+    with `filtered` the rows task.exclude_sources and task.categories select."""
+    from records.prepare import RecordFilter, prepare_records
+
+    task = config.task
+    record_filter = RecordFilter(tuple(task.exclude_sources), tuple(task.categories)) if filtered else RecordFilter()
+    try:
+        prepared = prepare_records(Path(path), Path(task.cache_dir), record_filter, task.max_image_pixels)
+    except (OSError, ValueError) as err:
+        raise DataError(str(err)) from err
+    if prepared.kept == 0:
+        raise DataError(f"{path}: no usable row ({prepared.filtered_out} left out by the filter, {len(prepared.problems)} unusable)")
+    return str(prepared.records_file)
 
 
 def worker_env() -> dict[str, str]:
@@ -320,25 +346,78 @@ def evaluate_run(config: TrainConfig, inputs: Inputs, out_dir: Path, trained: Pa
 
 def eval_command(args: argparse.Namespace) -> int:
     """`eval --run DIR` evaluates a run's exported captioner with the run's own config;
-    `eval --checkpoint DIR` evaluates any captioner checkpoint against the configured one."""
+    `eval --checkpoint DIR` evaluates any captioner checkpoint against the configured one; with
+    `data=PATH out=DIR`, either (or the configured captioner) is evaluated on a benchmark."""
+    run_dir = Path(args.run).resolve() if args.run else None
+    config = load_config(args.config or (str(run_dir / "config.yaml") if run_dir else None), args.overrides)
+    trained = run_dir / "captioner" if run_dir else Path(args.checkpoint).resolve() if args.checkpoint else None
+    if config.eval.data:
+        return benchmark_command(config, trained)
     if bool(args.run) == bool(args.checkpoint):
-        print("eval: give exactly one of --run DIR or --checkpoint DIR", file=sys.stderr)
+        print("eval: give exactly one of --run DIR or --checkpoint DIR (or data=PATH out=DIR for a benchmark)", file=sys.stderr)
         return 2
-    if args.run:
-        run_dir = Path(args.run).resolve()
-        config = load_config(args.config or str(run_dir / "config.yaml"), args.overrides)
-        out_dir, trained = run_dir, run_dir / "captioner"
-    else:
-        config = load_config(args.config, args.overrides)
-        out_dir = trained = Path(args.checkpoint).resolve()
     inputs = resolve_inputs(config)
     start_ray(config)
     try:
-        return evaluate_run(config, inputs, out_dir, trained)
+        return evaluate_run(config, inputs, run_dir or trained, trained)
     except KeyboardInterrupt:
         return stop_exit_code()
     finally:
         stop_ray()
+
+
+def benchmark_command(config: TrainConfig, captioner: Path | None) -> int:
+    """`eval data=PATH out=DIR`: the captioner with each reasoner on a benchmark, in eval.modes."""
+    from evaluation.benchmark import BenchmarkSpec, run_benchmark
+    from evaluation.benchmark_report import benchmark_facts, format_overall, write_report
+    from records.prepare import prepare_benchmark
+
+    if not config.eval.out:
+        raise ConfigError("eval data=PATH needs out=DIR (where eval.md, eval.csv and items.jsonl go)")
+    inputs = resolve_inputs(config)
+    spec = BenchmarkSpec(
+        captioner=str(captioner or config.eval.captioner or inputs.captioner),
+        reasoners=dict(config.eval.reasoners) or {"reasoner": inputs.reasoner},
+        modes=tuple(dict.fromkeys(config.eval.modes)),
+    )
+    try:
+        items, records_file = prepare_benchmark(Path(config.eval.data), Path(config.task.cache_dir), config.task.max_image_pixels)
+    except (OSError, ValueError) as err:
+        raise DataError(str(err)) from err
+    items = items[: config.eval.max_prompts or None]
+    out = Path(config.eval.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(to_yaml(config))
+    start_ray(config)
+    try:
+        results = run_benchmark(config, spec, items, records_file)
+    except KeyboardInterrupt:
+        return stop_exit_code()
+    finally:
+        stop_ray()
+    rows = write_report(out, results, benchmark_facts(config, spec, len(items)), "python launch.py " + " ".join(sys.argv[1:]))
+    print(format_overall(rows))
+    print(f"results: {out / 'eval.md'}, {out / 'eval.csv'}, {out / 'items.jsonl'}")
+    return 0
+
+
+def check_data_command(args: argparse.Namespace) -> int:
+    """`check-data FILE [key=value ...]`: the file's unusable rows with reasons; exit 1 if any."""
+    from records.data_check import check_data_file, format_check
+    from records.prepare import RecordFilter
+
+    files = [o for o in args.overrides if "=" not in o]
+    if len(files) != 1:
+        print("check-data: give one data file (.jsonl, .parquet, or a benchmark's .json / .tsv)", file=sys.stderr)
+        return 2
+    config = load_config(args.config, [o for o in args.overrides if "=" in o])
+    task = config.task
+    try:
+        check = check_data_file(Path(files[0]), RecordFilter(tuple(task.exclude_sources), tuple(task.categories)), task.max_image_pixels)
+    except (OSError, ValueError) as err:
+        raise DataError(str(err)) from err
+    print(format_check(check))
+    return 1 if check.problems else 0
 
 
 def follow_progress(config: TrainConfig, roles: Roles, training: list, faults, tick=None) -> None:
@@ -535,21 +614,35 @@ def main(argv: list[str]) -> int:
     args = parser.parse_intermixed_args(argv if argv and argv[0] in COMMANDS else ["train", *argv])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
-        if args.command == "eval":
-            return eval_command(args)
-        if args.command == "bench":
-            return bench_command(args)
-        if args.command == "keys":
-            return keys_command(args)
-        if args.command == "soak":  # `out=PATH` is short for soak.out=PATH
-            args.overrides = [f"soak.{o}" if o.startswith("out=") else o for o in args.overrides]
-        config = load_config(args.config, args.overrides)
-        if config.resume:
-            config = resumed_config(config, args)
-        check_curve_keys(config)
+        return run_command(args)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
+    except DataError as err:
+        print(f"data error: {err}", file=sys.stderr)
+        return 2
+
+
+# Commands whose `key=PATH` is short for `section.key=PATH`.
+_SHORT_KEYS = {"soak": ("soak", ("out",)), "eval": ("eval", ("data", "out"))}
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if args.command == "bench":
+        return bench_command(args)
+    if args.command == "keys":
+        return keys_command(args)
+    if args.command == "check-data":
+        return check_data_command(args)
+    if args.command in _SHORT_KEYS:
+        section, keys = _SHORT_KEYS[args.command]
+        args.overrides = [f"{section}.{o}" if o.split("=")[0] in keys else o for o in args.overrides]
+    if args.command == "eval":
+        return eval_command(args)
+    config = load_config(args.config, args.overrides)
+    if config.resume:
+        config = resumed_config(config, args)
+    check_curve_keys(config)
     if args.command == "build":
         if config.task.kind != "bundled":
             print("config error: `build` builds the bundled task; this config has task.kind=files", file=sys.stderr)

@@ -59,14 +59,22 @@ class WarmStartConfig:
 
 @dataclass
 class TaskConfig:
-    """The prompts: the bundled synthetic task, or local files in the (id, image, question, answer) schema."""
+    """The prompts: the bundled synthetic task, or your data files (README, "Your own data")."""
 
     # "bundled" builds the synthetic task on first use; "files" reads train_file/eval_file.
     kind: str = "bundled"
-    # Records file (.jsonl, or ViRL39K-style .parquet) when kind=files.
+    # Training data when kind=files: our JSONL (id, image, question, answer), or ViRL39K's
+    # parquet (the release or the mirrored copy). Prepared once before the run (README, "Your own data").
     train_file: str = ""
-    # Held-out records file when kind=files.
+    # Held-out data when kind=files, in the same layouts.
     eval_file: str = ""
+    # Training rows whose source is one of these are left out, e.g. [DeepScaleR] as RACRO trains.
+    exclude_sources: list[str] = field(default_factory=list)
+    # Only training rows of these categories are used; empty = every category.
+    categories: list[str] = field(default_factory=list)
+    # Rows whose image declares more pixels are left out (decoding one takes seconds and GBs;
+    # Qwen2.5-VL's resizing caps what the model sees at 12.8M pixels anyway).
+    max_image_pixels: int = 6000 * 6000
     # Where the bundled task (dataset and tiny checkpoints) is built and cached.
     cache_dir: str = "~/.cache/caption-reward-rl"
     # Seed of the bundled task's data and tiny checkpoints.
@@ -80,6 +88,7 @@ class TaskConfig:
         _check(self.kind in ("bundled", "files"), f"task.kind must be 'bundled' or 'files', got {self.kind!r}")
         _check(self.kind == "bundled" or bool(self.train_file), "task.train_file is required when task.kind=files")
         _check(self.num_train > 0 and self.num_eval > 0, "task.num_train and task.num_eval must be > 0")
+        _check(self.max_image_pixels >= 1, "task.max_image_pixels must be >= 1")
 
 
 @dataclass
@@ -467,7 +476,7 @@ class LearnerConfig:
 
 @dataclass
 class EvalConfig:
-    """Held-out evaluation of the two-stage pipeline (captioner, then reasoner)."""
+    """Evaluation: held-out accuracy of a run's captioner, and benchmarks in the paper's three modes (`launch.py eval`)."""
 
     # Evaluate the initial and the trained captioner when a training run ends.
     at_end: bool = True
@@ -476,10 +485,29 @@ class EvalConfig:
     # 0 = every prompt of the eval split.
     max_prompts: int = 0
     prompts_per_batch: int = 16
+    # `launch.py eval data=PATH out=DIR`: a benchmark file (MathVista .json, VLMEvalKit .tsv)
+    # and the folder its results go to (README, "Your own data").
+    data: str = ""
+    out: str = ""
+    # The paper's three modes: the captioner answering itself ("direct"), caption -> reasoner
+    # ("caption"), and caption + the captioner's tentative answer -> reasoner ("two_stage").
+    modes: list[str] = field(default_factory=lambda: ["direct", "caption", "two_stage"])
+    # Captioner checkpoint for data=: "" = models.captioner (or the bundled one).
+    captioner: str = ""
+    # Reasoners that answer from the same captions, by name, e.g. eval.reasoners.big=/ckpt/72B;
+    # empty = models.reasoner (or the bundled one) as "reasoner".
+    reasoners: dict[str, str] = field(default_factory=dict)
+    # Where captioner outputs are cached by (captioner, prompt, seed); "" = task.cache_dir/captions.
+    caption_cache: str = ""
+    # Tokens the captioner may write per caption or answer on a benchmark; 0 = rollout.sampling.max_new_tokens.
+    max_new_tokens: int = 0
 
     def __post_init__(self) -> None:
         _check(self.samples_per_prompt >= 1 and self.prompts_per_batch >= 1, "eval: samples_per_prompt and prompts_per_batch must be >= 1")
-        _check(self.max_prompts >= 0, "eval.max_prompts must be >= 0")
+        _check(self.max_prompts >= 0 and self.max_new_tokens >= 0, "eval: max_prompts and max_new_tokens must be >= 0")
+        modes = ("direct", "caption", "two_stage")
+        _check(bool(self.modes) and all(m in modes for m in self.modes), f"eval.modes must be a non-empty list of {modes}, got {self.modes}")
+        _check(all(bool(path) for path in self.reasoners.values()), "eval.reasoners: every reasoner needs a checkpoint")
 
 
 @dataclass

@@ -17,9 +17,10 @@ from actors.engine import (
 from configs.placement import ray_options
 from configs.schema import RolloutConfig, ServeConfig
 from records.vqa import load_image, read_records
+from serve.completion import CompletionParams
 from serve.grading import grade_answer
 from serve.reasoner_engines import make_reasoner
-from vlm.caption_prompt import encode_caption_prompt
+from vlm.caption_prompt import answer_messages, caption_messages, encode_image_prompt
 
 
 class CaptionWorker:
@@ -31,12 +32,13 @@ class CaptionWorker:
         self.records = read_records(Path(records_file))
         self.root = Path(records_file).parent
 
-    async def captions(self, indices: list[int], sampling: SamplingSettings) -> list[list[tuple[str, int]]]:
-        """(text, token count) of `sampling.n` captions of each record in `indices`."""
-        records = [self.records[i] for i in indices]
+    async def captions(self, indices: list[int], sampling: SamplingSettings, kind: str = "caption") -> list[list[tuple[str, int]]]:
+        """(text, token count) of `sampling.n` generations for each record in `indices`: captions,
+        or with kind="answer" the captioner's own step-by-step answers."""
+        messages = caption_messages if kind == "caption" else answer_messages
         requests = [
-            CaptionRequest(r.id, encode_caption_prompt(self.engine.processor, r.question, load_image(r, self.root)))
-            for r in records
+            CaptionRequest(r.id, encode_image_prompt(self.engine.processor, messages(r.question), load_image(r, self.root)))
+            for r in (self.records[i] for i in indices)
         ]
         groups = await self.engine.generate(requests, sampling)
         return [[(sample.text, len(sample.token_ids)) for sample in group] for group in groups]
@@ -60,6 +62,14 @@ class ReasonerWorker:
             list(zip(captions, questions)), 1, self.config.temperature, self.config.max_new_tokens
         )
         return [grade_answer(reply, answer) for (reply,), answer in zip(replies, answers)]
+
+    def replies(self, conversations: list[list[dict]]) -> list[str]:
+        """One reply to each conversation, sampled as the pool samples its answers."""
+        params = CompletionParams(temperature=self.config.temperature, max_tokens=self.config.max_new_tokens)
+        return [result.choices[0].text for result in self.engine.complete(conversations, params)]
+
+    def close(self) -> None:
+        self.engine.close()
 
 
 def start_caption_worker(config: RolloutConfig, checkpoint: str, records_file: str, seed: int):

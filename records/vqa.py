@@ -1,28 +1,24 @@
-"""VQA records, the prompts every role reads: the record schema and its file readers (JSONL,
-ViRL39K-style parquet).
+"""VQA records, the prompts every role reads: the record schema and the JSONL file roles read.
 
-Every dataset, the bundled one included, comes through `read_records` as `VQARecord`s whose
-image is a path relative to the records file's folder, so no role knows which it got.
+Every dataset, the bundled one included, reaches the roles as a JSONL file of `VQARecord`s
+whose image is a path relative to the file's folder (or absolute, or a URI), so no role knows
+which layout the user brought: other layouts (ViRL39K's parquet files, records/virl39k.py) are
+turned into this one by the driver before a run (records/prepare.py).
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from collections import Counter
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
 from vlm.image_fetch import MAX_PIXELS, MIN_PIXELS, fetch_image
 
-# ViRL39K prefixes each question with this placeholder; our prompts place the image themselves.
-_IMAGE_PLACEHOLDER = "<image>"
-_PARQUET_COLUMNS = ("qid", "question", "answer", "image")
 # A record's image given as one of these is passed on as is; anything else is a path.
-_URI_PREFIXES = ("file://", "http://", "https://", "data:")
+URI_PREFIXES = ("file://", "http://", "https://", "data:")
 
 
 @dataclass(frozen=True)
@@ -33,14 +29,55 @@ class VQARecord:
     image: str
     question: str
     answer: str
+    # Where the row came from and what kind of question it is, when the dataset says (ViRL39K
+    # does): what `task.exclude_sources` and `task.categories` filter on.
+    category: str = ""
+    source: str = ""
 
 
-_RECORD_KEYS = tuple(f.name for f in fields(VQARecord))
+@dataclass(frozen=True)
+class RowProblem:
+    """Why one row of a data file cannot be used; `where` is "line 3" or "row 17" (1-based)."""
+
+    where: str
+    record_id: str
+    reason: str
+
+    def __str__(self) -> str:
+        named = f" ({self.record_id})" if self.record_id else ""
+        return f"{self.where}{named}: {self.reason}"
 
 
-def _read_jsonl(path: Path) -> list[VQARecord]:
-    records = []
-    with path.open(encoding="utf-8") as lines:
+def file_order(problem: RowProblem) -> int:
+    """Sort key putting problems in the order of their rows in the file."""
+    number = problem.where.rsplit(" ", 1)[-1]
+    return int(number) if number.isdigit() else 0
+
+
+def reason_summary(problems: list[RowProblem]) -> str:
+    """"4 missing image, 1 empty answer": how many problems of each kind."""
+    counts = Counter(p.reason.split(":")[0].split(" (")[0] for p in problems)
+    return ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
+
+
+@dataclass(frozen=True)
+class ReadRecords:
+    """A data file's usable records, and the rows refused while reading it, with reasons."""
+
+    records: list[VQARecord]
+    problems: list[RowProblem]
+    # Where each record is in the file ("line 3", "row 17"), for reports; parallel to `records`.
+    places: list[str]
+
+
+_REQUIRED_KEYS = ("id", "image", "question", "answer")
+_OPTIONAL_KEYS = tuple(f.name for f in fields(VQARecord) if f.name not in _REQUIRED_KEYS)
+
+
+def read_jsonl(path: Path) -> ReadRecords:
+    """Records of a JSONL file; a row without a question or an answer is refused, not read."""
+    records, problems, places = [], [], []
+    with Path(path).open(encoding="utf-8") as lines:
         for line_no, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -48,61 +85,49 @@ def _read_jsonl(path: Path) -> list[VQARecord]:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{line_no}: not valid JSON ({err})") from err
-            for key in _RECORD_KEYS:
+            for key in _REQUIRED_KEYS:
                 if key not in row:
                     raise ValueError(f"{path}:{line_no}: missing key {key!r}")
-            records.append(VQARecord(**{key: str(row[key]) for key in _RECORD_KEYS}))
-    return records
+            record = VQARecord(**{key: str(row[key]) for key in (*_REQUIRED_KEYS, *_OPTIONAL_KEYS) if key in row})
+            problem = text_problem(record)
+            if problem:
+                problems.append(RowProblem(f"line {line_no}", record.id, problem))
+            else:
+                records.append(record)
+                places.append(f"line {line_no}")
+    return ReadRecords(records, problems, places)
 
 
-def _parquet_image(path: Path, row_no: int, value: object) -> str | None:
-    """The one image path of a ViRL39K row; None for rows with several images (we use one)."""
-    if isinstance(value, str):
-        return value
-    images = list(value) if value is not None else []
-    if len(images) == 1:
-        return str(images[0])
-    if not images:
-        raise ValueError(f"{path}: row {row_no} has no image")
+def text_problem(record: VQARecord) -> str | None:
+    """Why `record`'s text makes it unusable (no question, or no answer to grade against), if it does."""
+    if not record.question.strip():
+        return "empty question"
+    if not record.answer.strip():
+        return "empty answer (nothing to grade against)"
     return None
 
 
-def _records_from_rows(path: Path, rows: Iterable[dict[str, Any]]) -> list[VQARecord]:
-    """ViRL39K rows (qid, question, answer, image) as records; `path` is named in errors."""
-    records, skipped = [], 0
-    for row_no, row in enumerate(rows):
-        image = _parquet_image(path, row_no, row["image"])
-        if image is None:
-            skipped += 1
-            continue
-        question = str(row["question"]).strip().removeprefix(_IMAGE_PLACEHOLDER).strip()
-        records.append(VQARecord(id=str(row["qid"]), image=image, question=question, answer=str(row["answer"])))
-    if skipped:
-        # The captioner sees one image per prompt; say so rather than drop rows silently.
-        logging.getLogger(__name__).warning("%s: skipped %d rows with more than one image", path, skipped)
-    return records
-
-
-def _read_parquet(path: Path) -> list[VQARecord]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as err:
-        raise ImportError(f"reading {path} needs pyarrow (pip install pyarrow)") from err
-    table = pq.read_table(path)
-    for column in _PARQUET_COLUMNS:
-        if column not in table.column_names:
-            raise ValueError(f"{path}: missing column {column!r} (have {table.column_names})")
-    return _records_from_rows(path, table.select(list(_PARQUET_COLUMNS)).to_pylist())
-
-
 def read_records(path: Path) -> list[VQARecord]:
-    """Read `.jsonl` (keys id,image,question,answer) or ViRL39K-style `.parquet` records."""
+    """The usable records of a `.jsonl` file (id, image, question, answer[, category, source])."""
     path = Path(path)
-    if path.suffix == ".parquet":
-        return _read_parquet(path)
-    if path.suffix == ".jsonl":
-        return _read_jsonl(path)
-    raise ValueError(f"{path}: unsupported records file (expected .jsonl or .parquet)")
+    if path.suffix != ".jsonl":
+        raise ValueError(f"{path}: roles read .jsonl records (other layouts are prepared into one first)")
+    return read_jsonl(path).records
+
+
+def write_records(path: Path, records: list[VQARecord]) -> None:
+    """`records` as JSONL, the layout `read_records` reads."""
+    with Path(path).open("w", encoding="utf-8") as out:
+        for record in records:
+            out.write(json.dumps(asdict(record)) + "\n")
+
+
+def image_source(record: VQARecord, root: Path) -> str:
+    """The record's image as `fetch_image` takes it: a relative path joined to `root`."""
+    source = record.image
+    if not source.startswith(URI_PREFIXES) and not Path(source).is_absolute():
+        source = str(Path(root) / source)
+    return source
 
 
 def load_image(
@@ -114,9 +139,7 @@ def load_image(
     URL or a base64 `data:image` URI. The pixel bounds default to qwen-vl-utils' (the released
     Qwen2.5-VL checkpoints' processors use the same); the processor then applies its own.
     """
-    source = record.image
-    if not source.startswith(_URI_PREFIXES) and not Path(source).is_absolute():
-        source = str(Path(root) / source)
+    source = image_source(record, root)
     try:
         return fetch_image(source, min_pixels=min_pixels, max_pixels=max_pixels)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:

@@ -97,7 +97,7 @@ def _last_boxed(text: str) -> str | None:
     return None
 
 
-def _strip_wrappers(answer: str) -> str:
+def strip_wrappers(answer: str) -> str:
     """Drop markup around a whole answer: `$..$`, `\\(..\\)`, `**..**`, `\\text{..}`."""
     previous = None
     while previous != answer:
@@ -125,14 +125,14 @@ def extract_final_answer(text: str) -> str | None:
         return boxed
     phrases = list(_ANSWER_PHRASE.finditer(text))
     if phrases:
-        answer = _strip_wrappers(phrases[-1].group(1).strip().rstrip("."))
+        answer = strip_wrappers(phrases[-1].group(1).strip().rstrip("."))
         return answer or None
     return None
 
 
 def _gold_option_letter(gold: str) -> str | None:
     """'B', '(B)', 'B.', 'B)', 'b' -> 'B'; anything else -> None."""
-    match = re.fullmatch(r"\(?\s*([A-Ja-j])\s*[).:]?", _strip_wrappers(gold))
+    match = re.fullmatch(r"\(?\s*([A-Ja-j])\s*[).:]?", strip_wrappers(gold))
     return match.group(1).upper() if match else None
 
 
@@ -144,7 +144,7 @@ def _first_option_letter(answer: str) -> str | None:
     opening with the article "A " (or the pronoun "I ") still reads as that letter: reasoners
     are asked for the letter first, so that is the more likely reading.
     """
-    answer = _strip_wrappers(answer)
+    answer = strip_wrappers(answer)
     bare = re.fullmatch(r"\(?([A-Ja-j])[).:]?", answer)
     if bare:
         return bare.group(1).upper()
@@ -154,9 +154,35 @@ def _first_option_letter(answer: str) -> str | None:
     return None
 
 
+# An option letter standing on its own: "(B)", "B", "B.", "B)" ... but not the B of "Blue" or "B2".
+_OPTION_REFERENCE = re.compile(r"(?<![A-Za-z0-9])\(?([A-J])\)?(?![A-Za-z0-9])")
+
+
+def chosen_option(answer: str, letters: str, choices: Sequence[str] = ()) -> str | None:
+    """The one option an answer chooses among `letters` (e.g. "ABCD"), or None.
+
+    A lone letter counts in either case ("b", "(B)", "B."); in longer text, the uppercase letters
+    standing on their own do ("(B) 12", "It is B"). A letter outside `letters` never counts, and
+    an answer naming several options ("B and C", "I think B" with ten options) chooses none: a
+    hedge is not an answer. Without any letter, the answer may be one choice's text ("12").
+    """
+    answer = strip_wrappers(answer)
+    bare = re.fullmatch(r"\(?([A-Ja-j])\)?[.:]?", answer)
+    if bare:
+        letter = bare.group(1).upper()
+        return letter if letter in letters else None
+    named = {m.group(1) for m in _OPTION_REFERENCE.finditer(answer)}
+    if named:
+        # Letters outside this question's options are words ("I", "A" as an article), not choices.
+        inside = named & set(letters)
+        return inside.pop() if len(inside) == 1 else None
+    texts = [letter for letter, choice in zip(letters, choices) if _normalise(choice) == _normalise(answer)]
+    return texts[0] if len(texts) == 1 else None
+
+
 def _normalise(answer: str) -> str:
     """Case-, space-, quote- and trailing-period-insensitive form for exact matching."""
-    answer = _strip_wrappers(answer)
+    answer = strip_wrappers(answer)
     answer = " ".join(answer.lower().split())
     answer = answer.rstrip(".").strip().strip(_QUOTES).strip().rstrip(".")
     return answer
@@ -164,7 +190,7 @@ def _normalise(answer: str) -> str:
 
 def _parse_math(answer: str) -> list:
     """math-verify parse with SIGALRM timeouts off; `$..$` so LaTeX extraction sees it."""
-    inner = _strip_wrappers(answer)
+    inner = strip_wrappers(answer)
     parsed = parse(f"${inner}$", parsing_timeout=None)
     return parsed or parse(inner, parsing_timeout=None)
 
@@ -192,7 +218,7 @@ def nesting_depth(text: str) -> int:
     return deepest
 
 
-def _candidate_answer(prediction: str) -> str | None:
+def candidate_answer(prediction: str) -> str | None:
     """The prediction's final answer; a short unmarked prediction is its own answer.
 
     A long prediction without `\\boxed{}` or "answer is" has no final answer: rewarding a
@@ -212,7 +238,7 @@ _TIMED_OUT = object()
 
 def _grade(prediction: str, gold: str, timeout_s: float) -> float:
     gold_answer = extract_final_answer(gold) or gold.strip()
-    answer = _candidate_answer(prediction)
+    answer = candidate_answer(prediction)
     if not gold_answer or answer is None:
         return 0.0
     gold_letter = _gold_option_letter(gold_answer)

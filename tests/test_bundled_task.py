@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from transformers import (
     Qwen2_5_VLForConditionalGeneration,
 )
 
-from records.vqa import VQARecord, _records_from_rows, load_image, read_records
+from records.vqa import VQARecord, load_image, read_records
 from task.bundle import COMPLETE_MARKER, ensure_bundled_task
 from task.dataset import write_bundled_dataset
 from task.scenes import (
@@ -154,23 +153,6 @@ def test_corrupt_or_missing_image_names_record_and_path(tmp_path: Path):
         load_image(VQARecord("r1", "broken.png", "q", "1"), tmp_path)
     with pytest.raises(ValueError, match=r"'r2'.*absent\.png"):
         load_image(VQARecord("r2", "absent.png", "q", "1"), tmp_path)
-
-
-def test_parquet_needs_pyarrow_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    # A None entry in sys.modules makes the import fail, whether or not pyarrow is installed.
-    monkeypatch.setitem(sys.modules, "pyarrow", None)
-    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
-    with pytest.raises(ImportError, match="pyarrow"):
-        read_records(tmp_path / "39Krelease.parquet")
-
-
-def test_virl39k_rows_become_records():
-    rows = [
-        {"qid": "q1", "question": "<image>What is x?", "answer": "\\boxed{3}", "image": ["images/a.png"]},
-        {"qid": "q2", "question": "<image>Compare.", "answer": "A", "image": ["images/b.png", "images/c.png"]},
-    ]
-    records = _records_from_rows(Path("x.parquet"), rows)
-    assert records == [VQARecord("q1", "images/a.png", "What is x?", "\\boxed{3}")]
 
 
 # --- tokenizer ------------------------------------------------------------------------------
