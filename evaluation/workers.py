@@ -61,7 +61,7 @@ class ReasonerWorker:
         replies = self.engine.answer(
             list(zip(captions, questions)), 1, self.config.temperature, self.config.max_new_tokens
         )
-        return [grade_answer(reply, answer) for (reply,), answer in zip(replies, answers)]
+        return [grade_answer(reply, answer, question=q) for (reply,), answer, q in zip(replies, answers, questions)]
 
     def replies(self, conversations: list[list[dict]]) -> list[str]:
         """One reply to each conversation, sampled as the pool samples its answers."""

@@ -6,9 +6,13 @@ about the image from the caption alone; the answer is the first option letter, a
 caption's reward is the mean accuracy over its questions (`caption_reward`).
 
 Three kinds of gold answer, checked in this order:
-- an option letter A-J ("B", "(B)", "B."): the prediction's first option letter must match;
+- an option letter A-J ("B", "(B)", "B."): the one option the prediction chooses among those
+  the question lists (any of A-J if it lists none) must be it; a letter outside them never
+  counts, and an answer naming several options ("B and C") chooses none (`chosen_option`);
 - maths (has a digit, a LaTeX command or an operator): math-verify, gold first;
 - anything else: exact match after normalisation (case, spaces, quotes, trailing period).
+A gold answer in several `\\boxed{}` parts is graded as a whole (the prediction's parts joined
+alike), not by its last part.
 
 math-verify's timeouts use SIGALRM, which raises off the main thread (Ray Serve replicas run
 user code there), so they are disabled (`parsing_timeout=None`, `timeout_seconds=None`).
@@ -80,9 +84,10 @@ def _balanced_braces(text: str, open_index: int) -> str | None:
     return None
 
 
-def _last_boxed(text: str) -> str | None:
-    """Content of the last well-formed, non-empty `\\boxed{...}` (or `\\boxed x`)."""
-    for match in reversed(list(_BOXED.finditer(text))):
+def boxed_parts(text: str) -> list[str]:
+    """Contents of every well-formed, non-empty `\\boxed{...}` (or `\\boxed x`), in order."""
+    parts = []
+    for match in _BOXED.finditer(text):
         rest_start = match.end()
         stripped = text[rest_start:].lstrip()
         if stripped.startswith("{"):
@@ -93,8 +98,14 @@ def _last_boxed(text: str) -> str | None:
             spaced = text[rest_start : rest_start + 1].isspace()
             content = token.group(0) if token and spaced else None
         if content is not None and content.strip():
-            return content.strip()
-    return None
+            parts.append(content.strip())
+    return parts
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the last well-formed, non-empty `\\boxed{...}`."""
+    parts = boxed_parts(text)
+    return parts[-1] if parts else None
 
 
 def strip_wrappers(answer: str) -> str:
@@ -136,22 +147,15 @@ def _gold_option_letter(gold: str) -> str | None:
     return match.group(1).upper() if match else None
 
 
-def _first_option_letter(answer: str) -> str | None:
-    """The option letter an answer commits to: 'B', '(b)', 'b.', 'B) text', 'B because ...'.
+# An option as a question lists it: "(B) 3", or "B. 3" / "B) 3" / "B: 3" opening a line.
+_LISTED_OPTION = re.compile(r"\(([A-J])\)\s|(?:^|\n)\s*([A-J])[.):]\s")
+ALL_LETTERS = "ABCDEFGHIJ"
 
-    A lowercase letter counts only on its own ("b", "(b)", "b.") and an uppercase one must be
-    followed by a delimiter, so "cannot tell" and "Cannot tell" commit to nothing. An answer
-    opening with the article "A " (or the pronoun "I ") still reads as that letter: reasoners
-    are asked for the letter first, so that is the more likely reading.
-    """
-    answer = strip_wrappers(answer)
-    bare = re.fullmatch(r"\(?([A-Ja-j])[).:]?", answer)
-    if bare:
-        return bare.group(1).upper()
-    leading = re.match(r"\(([A-Ja-j])\)|([A-J])(?=[\s).:,;]|$)", answer)
-    if leading:
-        return (leading.group(1) or leading.group(2)).upper()
-    return None
+
+def option_letters(question: str) -> str:
+    """The option letters `question` lists, in order ("ABCD"); every letter A-J if it lists none."""
+    found = {a or b for a, b in _LISTED_OPTION.findall(question)}
+    return "".join(sorted(found)) or ALL_LETTERS
 
 
 # An option letter standing on its own: "(B)", "B", "B.", "B)" ... but not the B of "Blue" or "B2".
@@ -236,14 +240,20 @@ def candidate_answer(prediction: str) -> str | None:
 _TIMED_OUT = object()
 
 
-def _grade(prediction: str, gold: str, timeout_s: float) -> float:
-    gold_answer = extract_final_answer(gold) or gold.strip()
-    answer = candidate_answer(prediction)
+def _whole(text: str) -> str | None:
+    """Several `\\boxed{}` parts as one answer ("2, 3"): a gold answer in parts is graded whole."""
+    parts = boxed_parts(text[-MAX_PREDICTION_CHARS:])
+    return ", ".join(parts) if len(parts) > 1 else None
+
+
+def _grade(prediction: str, gold: str, timeout_s: float, question: str) -> float:
+    gold_answer = _whole(gold) or extract_final_answer(gold) or gold.strip()
+    answer = (_whole(prediction) if _whole(gold) else None) or candidate_answer(prediction)
     if not gold_answer or answer is None:
         return 0.0
     gold_letter = _gold_option_letter(gold_answer)
     if gold_letter is not None:
-        return float(_first_option_letter(answer) == gold_letter)
+        return float(chosen_option(answer, option_letters(question)) == gold_letter)
     if _normalise(answer) == _normalise(gold_answer):
         return 1.0
     if _MATH_HINT.search(gold_answer):
@@ -256,35 +266,36 @@ def _grade(prediction: str, gold: str, timeout_s: float) -> float:
     return 0.0
 
 
-def grade(prediction: str, gold: str, *, timeout_s: float = MATH_TIMEOUT_S) -> Grade:
+def grade(prediction: str, gold: str, *, question: str = "", timeout_s: float = MATH_TIMEOUT_S) -> Grade:
     """Whether `prediction`'s final answer matches `gold`, and whether it was refused as too
     costly to grade (then it is wrong). Never raises; safe to call from any thread.
 
-    `timeout_s` bounds the math-verify comparison."""
+    `question` names the options a letter answer may choose among (those it lists; any of A-J
+    if none); `timeout_s` bounds the math-verify comparison."""
     if not isinstance(prediction, str) or not isinstance(gold, str):
         return Grade(0.0)
     try:
-        return Grade(_grade(prediction, gold, timeout_s))
+        return Grade(_grade(prediction, gold, timeout_s, question))
     except TooCostly as err:
         return Grade(0.0, refused=str(err))
     except Exception:
         return Grade(0.0)
 
 
-def grade_answer(prediction: str, gold: str, *, timeout_s: float = MATH_TIMEOUT_S) -> float:
+def grade_answer(prediction: str, gold: str, *, question: str = "", timeout_s: float = MATH_TIMEOUT_S) -> float:
     """1.0 if `prediction`'s final answer matches `gold`, else 0.0 (`grade`'s score)."""
-    return grade(prediction, gold, timeout_s=timeout_s).score
+    return grade(prediction, gold, question=question, timeout_s=timeout_s).score
 
 
-def caption_grade(answers: Sequence[str], gold: str, *, timeout_s: float = MATH_TIMEOUT_S) -> tuple[float, int]:
+def caption_grade(answers: Sequence[str], gold: str, *, question: str = "", timeout_s: float = MATH_TIMEOUT_S) -> tuple[float, int]:
     """Mean correctness of the reasoner's answers for one caption (CapRL / RACRO reward), and how
     many of them were refused as too costly to grade."""
     if len(answers) == 0:
         raise ValueError("caption_reward needs at least one reasoner answer")
-    grades = [grade(a, gold, timeout_s=timeout_s) for a in answers]
+    grades = [grade(a, gold, question=question, timeout_s=timeout_s) for a in answers]
     return sum(g.score for g in grades) / len(grades), sum(g.refused is not None for g in grades)
 
 
-def caption_reward(answers: Sequence[str], gold: str, *, timeout_s: float = MATH_TIMEOUT_S) -> float:
+def caption_reward(answers: Sequence[str], gold: str, *, question: str = "", timeout_s: float = MATH_TIMEOUT_S) -> float:
     """`caption_grade`'s reward."""
-    return caption_grade(answers, gold, timeout_s=timeout_s)[0]
+    return caption_grade(answers, gold, question=question, timeout_s=timeout_s)[0]

@@ -60,7 +60,7 @@ def graded(request: ScoreRequest, answers: Iterator[list[str]], latency_s: float
             empty += 1
             continue
         caption_answers = next(answers)
-        reward, refused_here = caption_grade(caption_answers, request.gold_answer)
+        reward, refused_here = caption_grade(caption_answers, request.gold_answer, question=request.question)
         rewards.append(reward)
         kept.append(tuple(caption_answers))
         refused += refused_here

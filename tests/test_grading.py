@@ -101,6 +101,34 @@ def test_option_letter_wrong(prediction):
     assert grade_answer(prediction, "B") == 0.0
 
 
+LISTED = "How many circles are there?\n(A) 1\n(B) 2\n(C) 3\n(D) 4"
+
+
+@pytest.mark.parametrize(
+    ("prediction", "question", "expected"),
+    [
+        # "I" is none of this question's options: the pronoun, not a choice.
+        ("I think it is B", LISTED, 1.0),
+        # Without listed options every letter A-J may be one: "I" and "B" are two choices, so none.
+        ("I think it is B", "How many circles are there?", 0.0),
+        ("B and C", LISTED, 0.0),  # a hedge is not an answer
+        ("(A) or (B)", LISTED, 0.0),
+        ("E", LISTED, 0.0),  # outside the options
+        ("\\boxed{B}", LISTED, 1.0),
+    ],
+)
+def test_an_option_letter_is_the_one_option_chosen_among_those_listed(prediction, question, expected):
+    assert grade_answer(prediction, "B", question=question) == expected
+
+
+@pytest.mark.parametrize(
+    ("prediction", "expected"),
+    [("\\boxed{3}", 0.0), ("\\boxed{2} and \\boxed{3}", 1.0), ("\\boxed{2, 3}", 1.0), ("\\boxed{2}", 0.0)],
+)
+def test_a_gold_answer_in_several_boxes_is_graded_whole(prediction, expected):
+    assert grade_answer(prediction, "x = \\boxed{2} and y = \\boxed{3}") == expected
+
+
 # ---------------------------------------------------------------- text answers
 
 
