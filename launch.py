@@ -95,6 +95,20 @@ def prepared_data(config: TrainConfig, path: str, filtered: bool) -> str:
     return str(prepared.records_file)
 
 
+def check_reward_data(config: TrainConfig, inputs: Inputs) -> None:
+    """Fail before anything starts if the reward needs what the training records lack."""
+    if "mcq" in config.reward.mix():
+        from records.vqa import read_records
+
+        records = read_records(Path(inputs.train_file))
+        missing = sum(not r.questions for r in records)
+        if missing:
+            raise DataError(
+                f"reward.kind=mcq asks each image's multiple-choice questions, but {missing} of the {len(records)} "
+                f"training records have none (the records' `questions`)"
+            )
+
+
 def worker_env() -> dict[str, str]:
     """Environment for every role's process."""
     env = {
@@ -270,6 +284,7 @@ def train(config: TrainConfig, watch=None) -> int:
     """A run, or with `watch` (supervisor.soak.SoakWatch) a soak."""
     run_dir = make_run_dir(config)
     inputs = resolve_inputs(config)
+    check_reward_data(config, inputs)
     log.info("run directory: %s", run_dir)
     start_ray(config)
     try:
@@ -475,7 +490,7 @@ def start_live_pool(config: TrainConfig, inputs: Inputs, http: bool, captioner: 
     if captioner and config.serve.api.two_stage_model:
         checkpoint = config.serve.api.captioner or inputs.captioner
         service = caption_service_app(config.rollout, checkpoint, derived_seed(config.seed, "caption-service"))
-    return start_reasoner_pool(config.serve, inputs.reasoner, config.seed, http=http, captioner=service)
+    return start_reasoner_pool(config.serve, inputs.reasoner, config.seed, http=http, captioner=service, reward=config.reward)
 
 
 def serve_forever(config: TrainConfig) -> int:

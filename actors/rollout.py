@@ -349,4 +349,9 @@ def _score_request(prompt: _Prompt, samples: list[CaptionSample]) -> ScoreReques
         question=prompt.record.question,
         gold_answer=prompt.record.answer,
         captions=tuple(s.text for s in samples),
+        mc_questions=prompt.record.questions,
+        caption_tokens=tuple(len(s.token_ids) for s in samples),
+        # The group's place in the actor's prompt stream: the seed decides it, so it decides the
+        # multiple-choice questions drawn for the group too.
+        seed=prompt.position,
     )

@@ -190,7 +190,7 @@ def measure_stages(config: TrainConfig, inputs, out: Path, layout: Layout) -> di
         generation, generated = generation_alone(actors, calls)
     finally:
         _kill(actors, "close")
-    start_reasoner_pool(config.serve, inputs.reasoner, config.seed)
+    start_reasoner_pool(config.serve, inputs.reasoner, config.seed, reward=config.reward)
     try:
         layout.pin_roles(("serve",))
         log.info("stage alone: scoring (%d groups)", len(generated))

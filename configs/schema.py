@@ -346,6 +346,75 @@ class ServeConfig:
         _check(0 <= self.inject_failure_prob <= 1, "serve.inject_failure_prob must be in [0, 1]")
 
 
+REWARD_KINDS = ("verifiable", "mcq")
+
+
+@dataclass
+class McqRewardConfig:
+    """CapRL's multiple-choice reward: questions about the caption's image, answered from the caption."""
+
+    # Questions asked per caption, drawn (seeded) from its record's question set.
+    questions_per_caption: int = 3
+    # The option every question gains (after its own, shuffled ones), for a caption that does not say.
+    cannot_answer: str = "It cannot be answered from the caption."
+
+    def __post_init__(self) -> None:
+        _check(self.questions_per_caption >= 1, "reward.mcq.questions_per_caption must be >= 1")
+        _check(bool(self.cannot_answer.strip()), "reward.mcq.cannot_answer must be non-empty")
+
+
+@dataclass
+class ShapingConfig:
+    """Terms added to every caption's reward; all off by default (README, "Rewards")."""
+
+    # CapRL's length budget: each caption token beyond `length_budget` costs
+    # length_penalty / length_budget (a caption twice the budget loses length_penalty). 0 = off.
+    length_budget: int = 0
+    length_penalty: float = 0.0
+    # Perception-R1's repetition penalty: the share of the caption's word n-grams that repeat an
+    # earlier one, times repetition_penalty. n = 0 is off.
+    repetition_ngram: int = 0
+    repetition_penalty: float = 0.0
+    # A caption that does not match this regular expression (as a whole) loses format_penalty. "" = off.
+    format_pattern: str = ""
+    format_penalty: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(min(self.length_budget, self.repetition_ngram) >= 0, "reward.shaping: length_budget and repetition_ngram must be >= 0")
+        _check(min(self.length_penalty, self.repetition_penalty, self.format_penalty) >= 0, "reward.shaping: penalties must be >= 0")
+        if self.format_pattern:
+            import re
+
+            try:
+                re.compile(self.format_pattern)
+            except re.error as err:
+                raise ValueError(f"reward.shaping.format_pattern is not a regular expression: {err}") from None
+
+
+@dataclass
+class RewardConfig:
+    """What a caption is rewarded for (README, "Rewards"): computed by the reasoner pool."""
+
+    # "verifiable": the reasoner's answer to the prompt's question, graded against its answer
+    # (RACRO); "mcq": its answers to multiple-choice questions about the image (CapRL).
+    kind: str = "verifiable"
+    # Several kinds mixed: each kind's weight, e.g. {verifiable: 0.5, mcq: 0.5}; empty = `kind` alone.
+    weights: dict[str, float] = field(default_factory=dict)
+    mcq: McqRewardConfig = field(default_factory=McqRewardConfig)
+    shaping: ShapingConfig = field(default_factory=ShapingConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.kind in REWARD_KINDS, f"reward.kind must be one of {REWARD_KINDS}, got {self.kind!r}")
+        unknown = [k for k in self.weights if k not in REWARD_KINDS]
+        _check(not unknown, f"reward.weights: unknown kind(s) {unknown} (kinds: {REWARD_KINDS})")
+        _check(all(w >= 0 for w in self.weights.values()) and (not self.weights or sum(self.weights.values()) > 0),
+               "reward.weights must be >= 0 with a positive sum")
+
+    def mix(self) -> dict[str, float]:
+        """Each kind in the reward and its weight."""
+        return {k: w for k, w in self.weights.items() if w > 0} if self.weights else {self.kind: 1.0}
+
+
 @dataclass
 class ReplayConfig:
     """The learner's replay queue: a ZeroMQ PULL socket the actors connect to."""
@@ -606,6 +675,7 @@ class TrainConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)

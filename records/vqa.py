@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from vlm.image_fetch import MAX_PIXELS, MIN_PIXELS, fetch_image
+from wire.scoring import MCQuestion
 
 # A record's image given as one of these is passed on as is; anything else is a path.
 URI_PREFIXES = ("file://", "http://", "https://", "data:")
@@ -33,6 +34,8 @@ class VQARecord:
     # does): what `task.exclude_sources` and `task.categories` filter on.
     category: str = ""
     source: str = ""
+    # Multiple-choice questions about the image (the CapRL reward asks them of each caption).
+    questions: tuple[MCQuestion, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,10 @@ def read_jsonl(path: Path) -> ReadRecords:
             for key in _REQUIRED_KEYS:
                 if key not in row:
                     raise ValueError(f"{path}:{line_no}: missing key {key!r}")
-            record = VQARecord(**{key: str(row[key]) for key in (*_REQUIRED_KEYS, *_OPTIONAL_KEYS) if key in row})
+            try:
+                record = _record(row)
+            except (TypeError, ValueError, KeyError) as err:
+                raise ValueError(f"{path}:{line_no}: bad multiple-choice questions ({err})") from err
             problem = text_problem(record)
             if problem:
                 problems.append(RowProblem(f"line {line_no}", record.id, problem))
@@ -96,6 +102,14 @@ def read_jsonl(path: Path) -> ReadRecords:
                 records.append(record)
                 places.append(f"line {line_no}")
     return ReadRecords(records, problems, places)
+
+
+def _record(row: dict) -> VQARecord:
+    texts = {key: str(row[key]) for key in (*_REQUIRED_KEYS, *_OPTIONAL_KEYS) if key in row and key != "questions"}
+    questions = tuple(
+        MCQuestion(str(q["question"]), tuple(str(o) for o in q["options"]), int(q["answer"])) for q in row.get("questions") or ()
+    )
+    return VQARecord(**texts, questions=questions)
 
 
 def text_problem(record: VQARecord) -> str | None:

@@ -17,7 +17,6 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -27,13 +26,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from configs.placement import ray_options
-from configs.schema import ServeConfig
+from configs.schema import RewardConfig, ServeConfig
 from configs.seeds import derived_seed
 from serve.api_protocol import ApiError, parse_chat_request, read_body
 from serve.chat import ChatService
 from serve.engine_queue import EngineQueue
-from serve.grading import caption_grade
 from serve.reasoner_engines import make_reasoner
+from serve.rewards import score_groups
 from wire.scoring import ScoreRequest, ScoreResult, score_request_from_json
 
 log = logging.getLogger(__name__)
@@ -49,30 +48,13 @@ class InjectedScoringFault(RuntimeError):
     """A scoring call failed on purpose (`serve.inject_failure_prob`, a fault drill)."""
 
 
-def graded(request: ScoreRequest, answers: Iterator[list[str]], latency_s: float) -> ScoreResult:
-    """`request`'s result: each non-empty caption's next answers from `answers`, graded; an
-    empty caption scores 0 with no answers."""
-    rewards, kept, refused, empty = [], [], 0, 0
-    for caption in request.captions:
-        if not caption.strip():
-            rewards.append(0.0)
-            kept.append(())
-            empty += 1
-            continue
-        caption_answers = next(answers)
-        reward, refused_here = caption_grade(caption_answers, request.gold_answer, question=request.question)
-        rewards.append(reward)
-        kept.append(tuple(caption_answers))
-        refused += refused_here
-    return ScoreResult(tuple(rewards), tuple(kept), latency_s, answers_refused=refused, empty_captions=empty)
-
-
 @serve.deployment
 @serve.ingress(api)
 class ReasonerPool:
-    def __init__(self, config: ServeConfig, checkpoint: str, seed: int, captioner=None):
+    def __init__(self, config: ServeConfig, checkpoint: str, seed: int, captioner=None, reward: RewardConfig | None = None):
         torch.set_num_threads(config.torch_threads)
         self.config = config
+        self.reward = reward or RewardConfig()
         # Each replica samples its own stream of the run's seed (by its rank, stable across restarts).
         replica_seed = derived_seed(seed, "reasoner", serve.get_replica_context().rank.rank)
         torch.manual_seed(replica_seed)
@@ -96,16 +78,11 @@ class ReasonerPool:
 
     def _score_blocking(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         start = time.perf_counter()
-        # An empty caption says nothing: it scores 0 without a reasoner call.
-        prompts = [(caption, r.question) for r in requests for caption in r.captions if caption.strip()]
-        answers = iter(self.engine.answer(
-            prompts,
-            k=self.config.samples_per_caption,
-            temperature=self.config.temperature,
-            max_new_tokens=self.config.max_new_tokens,
-        ) if prompts else [])
-        latency = time.perf_counter() - start
-        return [graded(request, answers, latency) for request in requests]
+
+        def answer(prompts: list[tuple[str, str]], k: int) -> list[list[str]]:
+            return self.engine.answer(prompts, k=k, temperature=self.config.temperature, max_new_tokens=self.config.max_new_tokens)
+
+        return score_groups(requests, answer, self.config.samples_per_caption, self.reward, lambda: time.perf_counter() - start)
 
     async def infer(self, question: str, image: bytes, seed: int | None = None) -> dict[str, str]:
         """The two-stage inference through a deployment handle (`launch.py infer`)."""
@@ -165,9 +142,9 @@ class ReasonerPool:
             raise ApiError(401, f"missing or wrong bearer token (this server takes the key in ${self.config.api.api_key_env})", kind="authentication_error", code="invalid_api_key")
 
 
-def reasoner_app(config: ServeConfig, checkpoint: str, seed: int, captioner=None):
+def reasoner_app(config: ServeConfig, checkpoint: str, seed: int, captioner=None, reward: RewardConfig | None = None):
     """The bound application, ready for `serve.run`; `captioner`, a bound captioner service,
-    adds the two-stage model."""
+    adds the two-stage model; `reward` is what scoring computes (the verifiable reward if None)."""
     placement = config.placement
     scaling = config.autoscaling
     replicas = (
@@ -186,10 +163,10 @@ def reasoner_app(config: ServeConfig, checkpoint: str, seed: int, captioner=None
         # A request takes a batch's time (well under a second on CPU): a stopping run need not
         # wait Serve's default 20 s per replica for requests that will not come.
         graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_S,
-    ).bind(config, checkpoint, seed, captioner)
+    ).bind(config, checkpoint, seed, captioner, reward)
 
 
-def start_reasoner_pool(config: ServeConfig, checkpoint: str, seed: int, http: bool = False, captioner=None):
+def start_reasoner_pool(config: ServeConfig, checkpoint: str, seed: int, http: bool = False, captioner=None, reward: RewardConfig | None = None):
     """Deploy the pool and return its deployment handle; with `http`, also serve people on
     config.http_host:http_port (else the pool serves the rollout actors only, through Ray)."""
     if http:
@@ -197,4 +174,4 @@ def start_reasoner_pool(config: ServeConfig, checkpoint: str, seed: int, http: b
         serve.start(proxy_location=config.proxy_location, http_options=http_options, logging_config={"log_level": "WARNING"})
     else:
         serve.start(proxy_location="Disabled", logging_config={"log_level": "WARNING"})
-    return serve.run(reasoner_app(config, checkpoint, seed, captioner), name=config.app_name, route_prefix="/")
+    return serve.run(reasoner_app(config, checkpoint, seed, captioner, reward), name=config.app_name, route_prefix="/")

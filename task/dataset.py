@@ -9,7 +9,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from records.vqa import VQARecord
-from task.scenes import SceneObject, make_question, random_scene, render_scene
+from task.scenes import MAX_OBJECTS, SceneObject, make_question, random_question, random_scene, render_scene
+from wire.scoring import MCQuestion
+
+
+# The multiple-choice reward's questions per image, and options per question (reward.kind=mcq).
+MC_QUESTIONS = 4
+MC_OPTIONS = 4
 
 
 @dataclass(frozen=True)
@@ -31,11 +37,26 @@ def _scene_stream(seed: int, split: str) -> Iterator[tuple[SceneObject, ...]]:
         yield random_scene(rng)
 
 
+def multiple_choice_questions(rng: random.Random, scene: tuple[SceneObject, ...], count: int) -> tuple[MCQuestion, ...]:
+    """Up to `count` different counting questions about the scene (the multiple-choice reward's
+    question set), each with the right count and three other counts as options, in order."""
+    questions: dict[str, MCQuestion] = {}
+    for _ in range(8 * count):  # few scenes have fewer than `count` different questions
+        question = random_question(rng, scene, anchored=1.0)
+        right = question.count(scene)
+        options = sorted([right, *rng.sample([n for n in range(MAX_OBJECTS + 1) if n != right], MC_OPTIONS - 1)])
+        questions.setdefault(question.text, MCQuestion(question.text, tuple(map(str, options)), options.index(right)))
+        if len(questions) == count:
+            break
+    return tuple(questions.values())
+
+
 def _write_split(
     out_dir: Path, split: str, count: int, seed: int, exclude: set[tuple[SceneObject, ...]]
 ) -> tuple[Path, set[tuple[SceneObject, ...]]]:
     """Render `count` scenes (none of them in `exclude`) and write `<split>.jsonl`."""
     question_rng = random.Random(f"bundled-questions/{split}/{seed}")
+    mcq_rng = random.Random(f"bundled-mcq/{split}/{seed}")  # a stream of its own: the rest stays as it was
     scenes = (scene for scene in _scene_stream(seed, split) if scene not in exclude)
     used: set[tuple[SceneObject, ...]] = set()
     path = out_dir / f"{split}.jsonl"
@@ -47,7 +68,8 @@ def _write_split(
             image_rel = f"images/{record_id}.png"
             render_scene(scene).save(out_dir / image_rel)
             question, answer = make_question(question_rng, scene)
-            record = VQARecord(id=record_id, image=image_rel, question=question, answer=answer)
+            questions = multiple_choice_questions(mcq_rng, scene, MC_QUESTIONS)
+            record = VQARecord(id=record_id, image=image_rel, question=question, answer=answer, questions=questions)
             out.write(json.dumps(asdict(record)) + "\n")
     return path, used
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from transformers import (
 
 from records.vqa import VQARecord, load_image, read_records
 from task.bundle import COMPLETE_MARKER, ensure_bundled_task
-from task.dataset import write_bundled_dataset
+from task.dataset import MC_QUESTIONS, write_bundled_dataset
 from task.scenes import (
     COLOUR_RGB,
     COLOURS,
@@ -134,7 +135,9 @@ def test_records_round_trip_and_images_load(tmp_path: Path):
     records = read_records(files.train)
     assert len(records) == 6 and len(read_records(files.eval)) == 2
     rows = [json.loads(line) for line in files.train.read_text().splitlines()]
-    assert [VQARecord(**row) for row in rows] == records
+    assert [json.loads(json.dumps(asdict(record))) for record in records] == rows
+    # Each image has its multiple-choice question set (reward.kind=mcq), all about what it shows.
+    assert all(1 <= len(r.questions) <= MC_QUESTIONS and all(int(q.options[q.answer]) >= 1 for q in r.questions) for r in records)
     image = load_image(records[0], files.train.parent)
     assert image.mode == "RGB" and image.size == (56, 56)
 

@@ -232,3 +232,14 @@ def test_a_modified_data_file_is_prepared_again(tmp_path):
     os.utime(tmp_path / "data.jsonl", ns=(1, first.records_file.stat().st_mtime_ns + 10**9))
     second = prepare_records(tmp_path / "data.jsonl", tmp_path / "cache", RecordFilter(), LIMIT)
     assert (first.kept, second.kept) == (1, 2) and first.records_file != second.records_file
+
+
+def test_the_mcq_reward_on_records_without_questions_stops_before_ray(tmp_path, capsys):
+    Image.new("RGB", (56, 56)).save(tmp_path / "a.png")
+    write_records(tmp_path / "data.jsonl", [VQARecord("a", "a.png", "q?", "1")])
+    code = launch.main([
+        "task.kind=files", f"task.train_file={tmp_path / 'data.jsonl'}", f"task.cache_dir={tmp_path / 'cache'}",
+        "models.captioner=/x", "models.reasoner=/y", "eval.at_end=false", f"run_dir={tmp_path / 'run'}", "reward.kind=mcq",
+    ])
+    assert code == 2
+    assert "reward.kind=mcq asks each image's multiple-choice questions, but 1 of the 1 training records have none" in capsys.readouterr().err

@@ -69,16 +69,3 @@ def chat_checks(engine) -> tuple:
     (first,), (again,) = engine.complete(conversation, seeded), engine.complete(conversation, seeded)
     assert len(first.choices) == 3 and first.choices == again.choices
     return text, greedy.prompt_tokens, greedy.choices[0].tokens, greedy.choices[0].finish_reason
-
-
-def test_an_empty_caption_scores_zero_without_a_reasoner_call():
-    from serve.pool import graded
-    from wire.scoring import ScoreRequest
-
-    request = ScoreRequest(question="How many?", gold_answer="2", captions=("two dots", "  ", "\\boxed{" + "(" * 20))
-    answers = iter([["\\boxed{2}", "\\boxed{3}"], ["\\boxed{" + "(" * 20 + "2" + ")" * 20 + "}", "\\boxed{2}"]])
-    result = graded(request, answers, latency_s=0.5)
-    assert result.rewards == (0.5, 0.0, 0.5)
-    assert result.answers[1] == ()  # the empty caption took no answers from the engine
-    assert (result.empty_captions, result.answers_refused) == (1, 1)
-    assert next(answers, None) is None  # two captions, two answer lists: nothing skipped

@@ -6,16 +6,37 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class MCQuestion:
+    """A multiple-choice question about an image: its options and the index of the right one."""
+
+    question: str
+    options: tuple[str, ...]
+    answer: int
+
+    def __post_init__(self) -> None:
+        if len(self.options) < 2 or not 0 <= self.answer < len(self.options):
+            raise ValueError(f"a multiple-choice question needs >= 2 options and a right one among them: {self}")
+
+
+@dataclass(frozen=True)
 class ScoreRequest:
-    """Score one caption group: answer `question` from each caption, grade against `gold_answer`."""
+    """Score one caption group: answer `question` from each caption, grade against `gold_answer`
+    (and, for the multiple-choice reward, the image's `mc_questions`)."""
 
     question: str
     gold_answer: str
     captions: tuple[str, ...]
+    mc_questions: tuple[MCQuestion, ...] = ()
+    # Each caption's length in the captioner's tokens (for the length budget); () = unknown.
+    caption_tokens: tuple[int, ...] = ()
+    # Seeds the draw and shuffle of the multiple-choice questions (the group's stream position).
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.captions:
             raise ValueError("ScoreRequest needs at least one caption")
+        if self.caption_tokens and len(self.caption_tokens) != len(self.captions):
+            raise ValueError("ScoreRequest: caption_tokens must give one length per caption")
 
 
 @dataclass(frozen=True)
@@ -40,4 +61,23 @@ def score_request_from_json(body: object) -> ScoreRequest:
         raise ValueError("field 'answer' must be a string")
     if not isinstance(captions, list) or not captions or not all(isinstance(c, str) for c in captions):
         raise ValueError("field 'captions' must be a non-empty list of strings")
-    return ScoreRequest(question=question, gold_answer=answer, captions=tuple(captions))
+    tokens, seed = body.get("caption_tokens", []), body.get("seed", 0)
+    if not isinstance(tokens, list) or not all(isinstance(t, int) and t >= 0 for t in tokens) or tokens and len(tokens) != len(captions):
+        raise ValueError("field 'caption_tokens' must be a list of one token count per caption")
+    if not isinstance(seed, int):
+        raise ValueError("field 'seed' must be an integer")
+    return ScoreRequest(question, answer, tuple(captions), _questions_from_json(body.get("questions", [])), tuple(tokens), seed)
+
+
+def _questions_from_json(questions: object) -> tuple[MCQuestion, ...]:
+    """The optional multiple-choice questions: [{"question", "options": [...], "answer": index}]."""
+    shape = "field 'questions' must be a list of {question: string, options: list of strings, answer: index of the right option}"
+    if not isinstance(questions, list):
+        raise ValueError(shape)
+    parsed = []
+    for q in questions:
+        if not (isinstance(q, dict) and isinstance(q.get("question"), str) and isinstance(q.get("options"), list)
+                and all(isinstance(o, str) for o in q["options"]) and isinstance(q.get("answer"), int)):
+            raise ValueError(shape)
+        parsed.append(MCQuestion(q["question"], tuple(q["options"]), q["answer"]))  # checks the answer's index
+    return tuple(parsed)

@@ -1,0 +1,140 @@
+"""Reward kinds and shaping terms (serve/rewards.py), hand-worked; the reasoner is a stand-in
+function here (the pool's real engine scores them in tests/test_reward_kinds.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from configs.schema import McqRewardConfig, RewardConfig, ShapingConfig
+from serve.rewards import mcq_asks, mcq_correct, repeated_ngram_share, score_groups, shaping_penalty
+from wire.scoring import MCQuestion, ScoreRequest
+
+CIRCLES = MCQuestion("How many circles are there?", ("1", "2", "3"), 2)
+SQUARES = MCQuestion("How many squares are there?", ("0", "4"), 0)
+CANNOT = "It cannot be answered from the caption."
+
+
+def test_asks_shuffle_options_add_the_cannot_answer_one_and_keep_the_right_letter():
+    (ask,) = mcq_asks([CIRCLES, SQUARES], 1, seed=5, cannot_answer=CANNOT)
+    question = CIRCLES if ask.text.startswith(CIRCLES.question) else SQUARES
+    assert ask.letters == "ABCD"[: len(question.options) + 1] and ask.choices[-1] == CANNOT
+    assert sorted(ask.choices[:-1]) == sorted(question.options)
+    assert ask.choices[ask.letters.index(ask.gold)] == question.options[question.answer]
+    assert ask.text.endswith("Answer with the option's letter.")
+    assert mcq_asks([CIRCLES, SQUARES], 1, seed=5, cannot_answer=CANNOT) == [ask]  # seeded
+
+
+def test_asks_take_every_question_when_asked_for_more_and_shuffle_by_seed():
+    assert len(mcq_asks([CIRCLES, SQUARES], 5, seed=0, cannot_answer=CANNOT)) == 2
+    # The right option ("3") lands on each of the three option letters for some seed, never on D.
+    golds = {mcq_asks([CIRCLES], 1, seed=s, cannot_answer=CANNOT)[0].gold for s in range(60)}
+    assert golds == {"A", "B", "C"}
+
+
+def test_an_mcq_answer_counts_only_if_it_chooses_the_right_option_alone():
+    (ask,) = mcq_asks([CIRCLES], 1, seed=1, cannot_answer=CANNOT)
+    other = next(letter for letter in ask.letters if letter != ask.gold)
+    assert mcq_correct(f"\\boxed{{{ask.gold}}}", ask)
+    assert mcq_correct("\\boxed{3}", ask)  # the right option's text
+    assert not mcq_correct(f"\\boxed{{{ask.gold} and {other}}}", ask)
+    assert not mcq_correct(f"\\boxed{{{other}}}", ask)
+    assert not mcq_correct("\\boxed{J}", ask)  # no such option
+
+
+def test_repeated_ngram_share():
+    # Bigrams: (a b) (b a) (a b) (b a) (a b): the last three repeat earlier ones.
+    assert repeated_ngram_share("a b a b a b", 2) == 0.6
+    assert repeated_ngram_share("a a b", 1) == pytest.approx(1 / 3)
+    assert repeated_ngram_share("a", 2) == 0.0
+
+
+def test_shaping_terms_add_up():
+    shaping = ShapingConfig(length_budget=10, length_penalty=0.5, repetition_ngram=2, repetition_penalty=1.0,
+                            format_pattern=r".*\.", format_penalty=0.25)
+    # 20 tokens: 10 over a budget of 10 -> 0.5 * 10 / 10; repeats 0.6; no final period -> 0.25.
+    assert shaping_penalty("a b a b a b", 20, shaping) == pytest.approx(0.5 + 0.6 + 0.25)
+    assert shaping_penalty("a b c.", 8, shaping) == 0.0
+    assert shaping_penalty("a b c.", None, shaping) == 0.0  # length unknown: no length term
+    assert shaping_penalty("a b a b a b", 20, ShapingConfig()) == 0.0  # all off by default
+
+
+def fake_reasoner(asks_by_text: dict, wrong_mcq: set[str]):
+    """Answers the verifiable question "2", and each multiple-choice question with its right
+    letter unless its question is in `wrong_mcq`."""
+
+    def answer(prompts: list[tuple[str, str]], k: int) -> list[list[str]]:
+        replies = []
+        for _, question in prompts:
+            ask = asks_by_text.get(question)
+            if ask is None:
+                replies.append(["\\boxed{2}"] * k)
+            else:
+                right = not any(question.startswith(q) for q in wrong_mcq)
+                letter = ask.gold if right else next(x for x in ask.letters if x != ask.gold)
+                replies.append([f"\\boxed{{{letter}}}"] * k)
+        return replies
+
+    return answer
+
+
+def test_a_mix_of_kinds_weighs_each_and_subtracts_shaping():
+    reward = RewardConfig(weights={"verifiable": 0.5, "mcq": 0.5}, mcq=McqRewardConfig(questions_per_caption=2, cannot_answer=CANNOT),
+                          shaping=ShapingConfig(length_budget=4, length_penalty=1.0))
+    request = ScoreRequest("How many?", "2", ("two circles", "  ", "two circles"), (CIRCLES, SQUARES), caption_tokens=(4, 0, 6), seed=3)
+    asks = {a.text: a for a in mcq_asks(request.mc_questions, 2, 3, CANNOT)}
+    (result,) = score_groups([request], fake_reasoner(asks, {SQUARES.question}), 2, reward, lambda: 0.5)
+    # verifiable 1.0 and mcq 1/2 (circles right, squares wrong): 0.5 * 1 + 0.5 * 0.5 = 0.75;
+    # the third caption is 2 tokens over a budget of 4: 1.0 * 2 / 4 = 0.5 less.
+    assert result.rewards == (0.75, 0.0, 0.25)
+    assert result.empty_captions == 1 and result.latency_s == 0.5
+    assert len(result.answers[0]) == 2 * 3 and result.answers[1] == ()  # k answers to each of 3 prompts
+
+
+def test_the_mcq_kind_alone_and_without_questions():
+    reward = RewardConfig(kind="mcq", mcq=McqRewardConfig(questions_per_caption=1, cannot_answer=CANNOT))
+    request = ScoreRequest("How many?", "2", ("two circles",), (CIRCLES,), seed=0)
+    asks = {a.text: a for a in mcq_asks(request.mc_questions, 1, 0, CANNOT)}
+    assert score_groups([request], fake_reasoner(asks, set()), 1, reward, lambda: 0.0)[0].rewards == (1.0,)
+    with pytest.raises(ValueError, match="no multiple-choice questions"):
+        score_groups([ScoreRequest("How many?", "2", ("x",))], fake_reasoner({}, set()), 1, reward, lambda: 0.0)
+
+
+def test_reward_config_checks_its_kinds():
+    with pytest.raises(ValueError, match="reward.kind must be one of"):
+        RewardConfig(kind="vibes")
+    with pytest.raises(ValueError, match=r"unknown kind\(s\) \['vibes'\]"):
+        RewardConfig(weights={"vibes": 1.0})
+    assert RewardConfig(weights={"verifiable": 1.0, "mcq": 0.0}).mix() == {"verifiable": 1.0}
+
+
+def test_an_empty_caption_scores_zero_without_a_reasoner_call():
+    request = ScoreRequest(question="How many?", gold_answer="2", captions=("two dots", "  ", "\\boxed{" + "(" * 20))
+    asked = []
+
+    def answer(prompts, k):
+        asked.extend(prompts)
+        return [["\\boxed{2}", "\\boxed{3}"], ["\\boxed{" + "(" * 20 + "2" + ")" * 20 + "}", "\\boxed{2}"]]
+
+    (result,) = score_groups([request], answer, 2, RewardConfig(), lambda: 0.5)
+    assert [caption for caption, _ in asked] == ["two dots", "\\boxed{" + "(" * 20]  # not the empty one
+    # Each non-empty caption: one of two answers right; the too-deeply nested one is refused, wrong.
+    assert result.rewards == (0.5, 0.0, 0.5)
+    assert result.answers[1] == ()
+    assert (result.empty_captions, result.answers_refused) == (1, 1)
+
+
+def test_scoring_over_http_takes_questions_token_counts_and_seed():
+    from wire.scoring import score_request_from_json
+
+    body = {"question": "q", "answer": "1", "captions": ["a", "b"], "caption_tokens": [3, 4], "seed": 9,
+            "questions": [{"question": "How many?", "options": ["1", "2"], "answer": 1}]}
+    request = score_request_from_json(body)
+    assert request.mc_questions == (MCQuestion("How many?", ("1", "2"), 1),) and request.caption_tokens == (3, 4) and request.seed == 9
+    for bad, message in [
+        ({"questions": [{"question": "x", "options": ["1", "2"], "answer": 2}]}, "a right one among them"),
+        ({"questions": "x"}, "field 'questions' must be a list"),
+        ({"caption_tokens": [1]}, "one token count per caption"),
+        ({"seed": "x"}, "'seed' must be an integer"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            score_request_from_json({**body, **bad})
