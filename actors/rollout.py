@@ -93,6 +93,7 @@ class RolloutStats:
     score_failures: int = 0
     answers_refused: int = 0
     empty_captions: int = 0
+    judge_unparsed: int = 0
     weight_updates: int = 0
 
     def counters(self, weight_updates_rejected: int) -> ActorCounters:
@@ -103,6 +104,7 @@ class RolloutStats:
             score_failures=self.score_failures,
             answers_refused=self.answers_refused,
             empty_captions=self.empty_captions,
+            judge_unparsed=self.judge_unparsed,
             weight_updates=self.weight_updates,
             weight_updates_rejected=weight_updates_rejected,
             policy_version=self.policy_version,
@@ -313,6 +315,7 @@ class RolloutActor:
                 result = await asyncio.wait_for(self.reasoner.score.remote(request), self.config.score_timeout_s)
                 self.stats.answers_refused += result.answers_refused
                 self.stats.empty_captions += result.empty_captions
+                self.stats.judge_unparsed += result.judge_unparsed
                 return result
             except Exception as err:  # a replica died or timed out: Serve routes the retry elsewhere
                 self.stats.score_failures += 1
@@ -354,4 +357,5 @@ def _score_request(prompt: _Prompt, samples: list[CaptionSample]) -> ScoreReques
         # The group's place in the actor's prompt stream: the seed decides it, so it decides the
         # multiple-choice questions drawn for the group too.
         seed=prompt.position,
+        reference=prompt.record.reference,
     )

@@ -37,7 +37,7 @@ def example_group(group_size: int, tokens: int, image_bytes: int) -> ScoredGroup
         rewards=rng.random(group_size, dtype=np.float32),
         answers=tuple(("\\boxed{2}",) for _ in range(group_size)),
         timings=GroupTimings(0.5, 0.2, time.time()),
-        counters=ActorCounters(10, 0, 0, 0, 0, 0, 2, 0, 2),
+        counters=ActorCounters(10, 0, 0, 0, 0, 0, 0, 2, 0, 2),
     )
 
 

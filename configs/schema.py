@@ -346,7 +346,8 @@ class ServeConfig:
         _check(0 <= self.inject_failure_prob <= 1, "serve.inject_failure_prob must be in [0, 1]")
 
 
-REWARD_KINDS = ("verifiable", "mcq")
+REWARD_KINDS = ("verifiable", "mcq", "judge")
+JUDGE_TARGETS = ("answer", "caption")
 
 
 @dataclass
@@ -361,6 +362,26 @@ class McqRewardConfig:
     def __post_init__(self) -> None:
         _check(self.questions_per_caption >= 1, "reward.mcq.questions_per_caption must be >= 1")
         _check(bool(self.cannot_answer.strip()), "reward.mcq.cannot_answer must be non-empty")
+
+
+@dataclass
+class JudgeRewardConfig:
+    """Perception-R1's judge: an LLM grades a response against a reference, "Score: N" (0-10)."""
+
+    # "answer": the reasoner's answers to the prompt's question, against the record's answer;
+    # "caption": the caption itself, against the record's reference facts (its `reference`).
+    target: str = "answer"
+    # The judge: an OpenAI-compatible endpoint (base_url, model, api_key_env); empty base_url =
+    # the pool's own reasoner model.
+    openai: OpenAIEndpointConfig = field(default_factory=OpenAIEndpointConfig)
+    # 0 = greedy.
+    temperature: float = 0.0
+    max_new_tokens: int = 16
+
+    def __post_init__(self) -> None:
+        _check(self.target in JUDGE_TARGETS, f"reward.judge.target must be one of {JUDGE_TARGETS}, got {self.target!r}")
+        _check(self.temperature >= 0 and self.max_new_tokens >= 1, "reward.judge: temperature >= 0 and max_new_tokens >= 1")
+        _check(not self.openai.base_url or bool(self.openai.model), "reward.judge.openai.base_url needs reward.judge.openai.model")
 
 
 @dataclass
@@ -396,11 +417,13 @@ class RewardConfig:
     """What a caption is rewarded for (README, "Rewards"): computed by the reasoner pool."""
 
     # "verifiable": the reasoner's answer to the prompt's question, graded against its answer
-    # (RACRO); "mcq": its answers to multiple-choice questions about the image (CapRL).
+    # (RACRO); "mcq": its answers to multiple-choice questions about the image (CapRL);
+    # "judge": an LLM's grade of the answer (or of the caption) against a reference (Perception-R1).
     kind: str = "verifiable"
     # Several kinds mixed: each kind's weight, e.g. {verifiable: 0.5, mcq: 0.5}; empty = `kind` alone.
     weights: dict[str, float] = field(default_factory=dict)
     mcq: McqRewardConfig = field(default_factory=McqRewardConfig)
+    judge: JudgeRewardConfig = field(default_factory=JudgeRewardConfig)
     shaping: ShapingConfig = field(default_factory=ShapingConfig)
 
     def __post_init__(self) -> None:

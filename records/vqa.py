@@ -36,6 +36,8 @@ class VQARecord:
     source: str = ""
     # Multiple-choice questions about the image (the CapRL reward asks them of each caption).
     questions: tuple[MCQuestion, ...] = ()
+    # Reference facts about the image a judge grades a caption against (reward.judge.target=caption).
+    reference: str = ""
 
 
 @dataclass(frozen=True)

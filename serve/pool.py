@@ -31,6 +31,8 @@ from configs.seeds import derived_seed
 from serve.api_protocol import ApiError, parse_chat_request, read_body
 from serve.chat import ChatService
 from serve.engine_queue import EngineQueue
+from serve.completion import CompletionParams
+from serve.openai_reasoner import OpenAIReasoner
 from serve.reasoner_engines import make_reasoner
 from serve.rewards import score_groups
 from wire.scoring import ScoreRequest, ScoreResult, score_request_from_json
@@ -59,6 +61,9 @@ class ReasonerPool:
         replica_seed = derived_seed(seed, "reasoner", serve.get_replica_context().rank.rank)
         torch.manual_seed(replica_seed)
         self.engine = make_reasoner(config, checkpoint, replica_seed)
+        # The judge (reward.kind=judge): an endpoint of its own, or this replica's reasoner model.
+        endpoint = self.reward.judge.openai
+        self.judge_engine = OpenAIReasoner(endpoint) if endpoint.base_url else self.engine
         self.queue = EngineQueue(config.api.live_burst, config.api.max_live_waiting)
         self.chat = ChatService(config.api, self.engine, self.queue, captioner, config.max_new_tokens)
         self._token = os.environ.get(config.api.api_key_env) or None
@@ -82,7 +87,12 @@ class ReasonerPool:
         def answer(prompts: list[tuple[str, str]], k: int) -> list[list[str]]:
             return self.engine.answer(prompts, k=k, temperature=self.config.temperature, max_new_tokens=self.config.max_new_tokens)
 
-        return score_groups(requests, answer, self.config.samples_per_caption, self.reward, lambda: time.perf_counter() - start)
+        return score_groups(requests, answer, self.config.samples_per_caption, self.reward, lambda: time.perf_counter() - start, self._judge)
+
+    def _judge(self, conversations: list[list[dict]]) -> list[str]:
+        judge = self.reward.judge
+        params = CompletionParams(temperature=judge.temperature, max_tokens=judge.max_new_tokens)
+        return [result.choices[0].text for result in self.judge_engine.complete(conversations, params)]
 
     async def infer(self, question: str, image: bytes, seed: int | None = None) -> dict[str, str]:
         """The two-stage inference through a deployment handle (`launch.py infer`)."""

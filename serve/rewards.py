@@ -10,6 +10,11 @@ Kinds (`reward.kind`, or several by `reward.weights`):
   captions on equal questions. The score is the share answered right; an answer counts only if
   it chooses exactly the right option (`grading.chosen_option`: no hedges, no letters outside).
 
+- judge (Perception-R1): an LLM (the pool's reasoner model, or an OpenAI-compatible endpoint)
+  grades each answer to the prompt's question against the gold answer, or the caption itself
+  against the record's reference facts (`reward.judge.target`); the score is its mean grade,
+  a reply out of format counting 0 (serve/judge.py).
+
 Shaping terms (`reward.shaping`, all off by default) are subtracted from the mix: a length budget
 (CapRL), an n-gram repetition penalty (Perception-R1), a format pattern. An empty caption scores
 0 with no reasoner call, whatever the configuration.
@@ -20,14 +25,17 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from configs.schema import RewardConfig, ShapingConfig
 from serve.grading import ALL_LETTERS, candidate_answer, chosen_option, grade
+from serve.judge import judge_messages, parse_verdict
 from wire.scoring import MCQuestion, ScoreRequest, ScoreResult
 
 # (caption, question) prompts and k -> k answers per prompt: the reasoner engine's `answer`.
 AnswerFn = Callable[[list[tuple[str, str]], int], list[list[str]]]
+# Conversations -> one reply each: the judge's engine.
+JudgeFn = Callable[[list[list[dict]]], list[str]]
 
 
 @dataclass(frozen=True)
@@ -89,55 +97,91 @@ def shaping_penalty(caption: str, tokens: int | None, shaping: ShapingConfig) ->
 
 @dataclass
 class _Caption:
-    """One non-empty caption's prompts to the reasoner, and where its answers go."""
+    """One non-empty caption: its prompts to the reasoner, their answers, and the judge's verdicts."""
 
     request: ScoreRequest
     caption: str
+    index: int  # in the group
+    own_question: bool  # whether the first prompt is the prompt's own question
     asks: list[McqAsk]
     prompts: list[tuple[str, str]]
+    replies: list[list[str]] = field(default_factory=list)
+    verdicts: list[float | None] = field(default_factory=list)
 
 
-def score_groups(requests: Sequence[ScoreRequest], answer: AnswerFn, k: int, reward: RewardConfig, latency_s: Callable[[], float]) -> list[ScoreResult]:
-    """Every request's rewards, with one reasoner call for all of their prompts (k answers each)."""
+def score_groups(
+    requests: Sequence[ScoreRequest], answer: AnswerFn, k: int, reward: RewardConfig, latency_s: Callable[[], float], judge: JudgeFn | None = None
+) -> list[ScoreResult]:
+    """Every request's rewards: one reasoner call for all of their prompts (k answers each), then,
+    for the judge reward, one judge call for all that is judged."""
     mix = reward.mix()
-    captions: list[list[_Caption | None]] = []
-    for request in requests:
-        if "mcq" in mix and not request.mc_questions:
-            raise ValueError("reward.kind=mcq: this prompt's record has no multiple-choice questions (records' `questions`)")
-        asks = mcq_asks(request.mc_questions, reward.mcq.questions_per_caption, request.seed, reward.mcq.cannot_answer) if "mcq" in mix else []
-        row = []
-        for caption in request.captions:
-            if not caption.strip():
-                row.append(None)
-                continue
-            prompts = [(caption, request.question)] if "verifiable" in mix else []
-            row.append(_Caption(request, caption, asks, prompts + [(caption, ask.text) for ask in asks]))
-        captions.append(row)
-    prompts = [p for row in captions for c in row if c for p in c.prompts]
-    answers = iter(answer(prompts, k) if prompts else [])
+    plans = [_plan(request, mix, reward) for request in requests]
+    entries = [entry for plan in plans for entry in plan if entry is not None]
+    answers = iter(answer([p for e in entries for p in e.prompts], k) if any(e.prompts for e in entries) else [])
+    for entry in entries:
+        entry.replies = [next(answers) for _ in entry.prompts]
+    if "judge" in mix:
+        if judge is None:
+            raise ValueError("reward.kind=judge needs a judge")
+        conversations = {id(e): _judged(e, reward.judge.target) for e in entries}
+        verdicts = iter(judge([c for e in entries for c in conversations[id(e)]]) if entries else [])
+        for entry in entries:
+            entry.verdicts = [parse_verdict(next(verdicts)) for _ in conversations[id(entry)]]
     took = latency_s()
-    return [_result(request, row, answers, mix, reward.shaping, took) for request, row in zip(requests, captions)]
+    return [_result(request, plan, mix, reward.shaping, took) for request, plan in zip(requests, plans)]
 
 
-def _result(request: ScoreRequest, row: list, answers, mix: dict[str, float], shaping: ShapingConfig, latency_s: float) -> ScoreResult:
-    rewards, kept, refused, empty = [], [], 0, 0
-    for index, entry in enumerate(row):
+def _plan(request: ScoreRequest, mix: dict[str, float], reward: RewardConfig) -> list[_Caption | None]:
+    """Each caption's prompts (None for an empty caption: it gets no call)."""
+    if "mcq" in mix and not request.mc_questions:
+        raise ValueError("reward.kind=mcq: this prompt's record has no multiple-choice questions (records' `questions`)")
+    judges_captions = "judge" in mix and reward.judge.target == "caption"
+    if judges_captions and not request.reference:
+        raise ValueError("reward.judge.target=caption: this prompt's record has no reference facts (records' `reference`)")
+    asks = mcq_asks(request.mc_questions, reward.mcq.questions_per_caption, request.seed, reward.mcq.cannot_answer) if "mcq" in mix else []
+    # The prompt's own question is asked for the verifiable reward, and for a judge of answers.
+    asks_question = "verifiable" in mix or ("judge" in mix and not judges_captions)
+    plan = []
+    for index, caption in enumerate(request.captions):
+        if not caption.strip():
+            plan.append(None)
+            continue
+        prompts = [(caption, request.question)] if asks_question else []
+        plan.append(_Caption(request, caption, index, asks_question, asks, prompts + [(caption, ask.text) for ask in asks]))
+    return plan
+
+
+def _judged(entry: _Caption, target: str) -> list[list[dict]]:
+    """The judge's conversations for one caption: each answer to the question, or the caption."""
+    request = entry.request
+    if target == "caption":
+        return [judge_messages(request.question, request.reference, entry.caption)]
+    return [judge_messages(request.question, request.gold_answer, reply) for reply in entry.replies[0]]
+
+
+def _result(request: ScoreRequest, plan: list[_Caption | None], mix: dict[str, float], shaping: ShapingConfig, latency_s: float) -> ScoreResult:
+    rewards, kept, refused, unparsed = [], [], 0, 0
+    for entry in plan:
         if entry is None:
             rewards.append(0.0)
             kept.append(())
-            empty += 1
             continue
-        replies = [next(answers) for _ in entry.prompts]
         score = 0.0
-        if "verifiable" in mix:
-            grades = [grade(a, request.gold_answer, question=request.question) for a in replies[0]]
-            score += mix["verifiable"] * sum(g.score for g in grades) / len(grades)
-            refused += sum(g.refused is not None for g in grades)
+        replies = iter(entry.replies)
+        if entry.own_question:
+            own = next(replies)  # the answers to the prompt's own question
+            if "verifiable" in mix:
+                grades = [grade(a, request.gold_answer, question=request.question) for a in own]
+                score += mix["verifiable"] * sum(g.score for g in grades) / len(grades)
+                refused += sum(g.refused is not None for g in grades)
         if "mcq" in mix:
-            asked = replies[1:] if "verifiable" in mix else replies
-            right = [mcq_correct(a, ask) for ask, answers_to_it in zip(entry.asks, asked) for a in answers_to_it]
+            right = [mcq_correct(a, ask) for ask, answers_to_it in zip(entry.asks, replies) for a in answers_to_it]
             score += mix["mcq"] * sum(right) / len(right)
-        tokens = request.caption_tokens[index] if request.caption_tokens else None
+        if "judge" in mix:
+            score += mix["judge"] * sum(v or 0.0 for v in entry.verdicts) / len(entry.verdicts)
+            unparsed += sum(v is None for v in entry.verdicts)
+        tokens = request.caption_tokens[entry.index] if request.caption_tokens else None
         rewards.append(score - shaping_penalty(entry.caption, tokens, shaping))
-        kept.append(tuple(a for answers_to_prompt in replies for a in answers_to_prompt))
-    return ScoreResult(tuple(rewards), tuple(kept), latency_s, answers_refused=refused, empty_captions=empty)
+        kept.append(tuple(a for answers_to_prompt in entry.replies for a in answers_to_prompt))
+    empty = sum(entry is None for entry in plan)
+    return ScoreResult(tuple(rewards), tuple(kept), latency_s, answers_refused=refused, empty_captions=empty, judge_unparsed=unparsed)

@@ -9,7 +9,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from records.vqa import VQARecord
-from task.scenes import MAX_OBJECTS, SceneObject, make_question, random_question, random_scene, render_scene
+from task.scenes import (
+    MAX_OBJECTS,
+    SceneObject,
+    describe,
+    make_question,
+    random_question,
+    random_scene,
+    render_scene,
+)
 from wire.scoring import MCQuestion
 
 
@@ -69,7 +77,10 @@ def _write_split(
             render_scene(scene).save(out_dir / image_rel)
             question, answer = make_question(question_rng, scene)
             questions = multiple_choice_questions(mcq_rng, scene, MC_QUESTIONS)
-            record = VQARecord(id=record_id, image=image_rel, question=question, answer=answer, questions=questions)
+            record = VQARecord(
+                id=record_id, image=image_rel, question=question, answer=answer, questions=questions,
+                reference=describe(scene),  # every object, in cell order: what a judge of captions compares with
+            )
             out.write(json.dumps(asdict(record)) + "\n")
     return path, used
 

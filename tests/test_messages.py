@@ -62,7 +62,7 @@ def make_group(rewards=(1.0, 0.0), image_bytes: int = 8, prompt_position: int = 
         answers=(("\\boxed{2}",), ("cannot tell",)),
         timings=GroupTimings(generate_s=0.5, score_s=0.25, sent_at=100.0),
         counters=ActorCounters(
-            groups_generated=9, groups_lost=1, bad_records=2, score_failures=3, answers_refused=1, empty_captions=2,
+            groups_generated=9, groups_lost=1, bad_records=2, score_failures=3, answers_refused=1, empty_captions=2, judge_unparsed=3,
             weight_updates=4, weight_updates_rejected=0, policy_version=5,
         ),
     )
@@ -110,9 +110,9 @@ def mutate(**changes) -> bytes:
         (mutate(group_id=5), "group_id"),
         (mutate(prompt_position=-1), "prompt_position must be >= 0"),
         (mutate(answers=[["a"]]), "answers"),
-        (mutate(counters=[1, 2, 3]), "counters must be 9 integers"),
-        (mutate(counters=[1, 2, 3, 4, 5, 6, 7, 8, -1]), "counters must be 9 integers >= 0"),
-        (mutate(counters=[1, 2, 3, 4, 5, 6, 7, 8, True]), "counters must be 9 integers"),
+        (mutate(counters=[1, 2, 3]), "counters must be 10 integers"),
+        (mutate(counters=[1, 2, 3, 4, 5, 6, 7, 8, 9, -1]), "counters must be 10 integers >= 0"),
+        (mutate(counters=[1, 2, 3, 4, 5, 6, 7, 8, 9, True]), "counters must be 10 integers"),
     ],
 )
 def test_bad_group_frames_are_rejected_with_their_reason(frame, reason):

@@ -1,7 +1,11 @@
-"""Reward kinds end to end on the bundled task: a run whose reward mixes the verifiable and the
-multiple-choice kinds with a shaping term, checked against the reasoner's own answers."""
+"""Reward kinds end to end on the bundled task: a run whose reward mixes the verifiable, the
+multiple-choice and the judge kinds with a shaping term, checked against the reasoner's own
+answers. The judge is the pool's own tiny reasoner, never taught the judge's format: its replies
+fail closed, scoring 0, and the run counts them."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -16,7 +20,7 @@ from tests.run_files import consumed
 from tests.tiny_task import TINY_TASK_OVERRIDES
 
 pytestmark = pytest.mark.integration
-QUESTIONS, PENALTY = 2, 0.1
+QUESTIONS, PENALTY, JUDGE = 2, 0.1, 0.25
 
 
 def test_each_caption_gets_the_mixed_reward_of_the_answers_it_got(tmp_path, run_launch):
@@ -24,7 +28,8 @@ def test_each_caption_gets_the_mixed_reward_of_the_answers_it_got(tmp_path, run_
     args = [
         f"run_dir={tmp_path / 'run'}", *task, "learner.total_steps=2", "learner.groups_per_step=2", "rollout.group_size=4",
         "rollout.sampling.max_new_tokens=8", "eval.at_end=false",
-        "reward.weights.verifiable=0.5", "reward.weights.mcq=0.5", f"reward.mcq.questions_per_caption={QUESTIONS}",
+        "reward.weights.verifiable=0.5", "reward.weights.mcq=0.5", f"reward.weights.judge={JUDGE}",
+        f"reward.mcq.questions_per_caption={QUESTIONS}",
         "reward.shaping.repetition_ngram=1", f"reward.shaping.repetition_penalty={PENALTY}",
     ]
     code, out = run_launch(args).finish(timeout=600)
@@ -46,4 +51,7 @@ def test_each_caption_gets_the_mixed_reward_of_the_answers_it_got(tmp_path, run_
             verifiable = grade(answers[0], record.answer, question=record.question).score
             mcq = sum(mcq_correct(a, ask) for a, ask in zip(answers[1:], asks)) / len(asks)
             expected = 0.5 * verifiable + 0.5 * mcq - PENALTY * repeated_ngram_share(caption, 1)
-            assert reward == pytest.approx(expected, abs=1e-6)
+            # The judge's verdicts are not logged: its part lies between 0 and its weight.
+            assert expected - 1e-6 <= reward <= expected + JUDGE + 1e-6
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["faults_survived_by_kind"]["judge_unparsed"] > 0

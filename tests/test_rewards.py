@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from configs.schema import McqRewardConfig, RewardConfig, ShapingConfig
+from configs.schema import JudgeRewardConfig, McqRewardConfig, RewardConfig, ShapingConfig
 from serve.rewards import mcq_asks, mcq_correct, repeated_ngram_share, score_groups, shaping_penalty
 from wire.scoring import MCQuestion, ScoreRequest
 
@@ -138,3 +138,60 @@ def test_scoring_over_http_takes_questions_token_counts_and_seed():
     ]:
         with pytest.raises(ValueError, match=message):
             score_request_from_json({**body, **bad})
+
+
+@pytest.mark.parametrize(
+    ("reply", "score"),
+    [
+        ("Score: 7", 0.7),
+        ("  Score: 10\n", 1.0),
+        ("The response names the same count.\nScore: 9", 0.9),  # reasoning first, the score line last
+        ("Score: 11", None),  # out of range
+        ("score: 5", None),  # not the format asked for
+        ("Score: 5\nScore: 6", None),  # two verdicts
+        ("Score: 5 because it is close", None),
+        ("Score: 4\nThat is all.", None),  # the score line must be last
+        ("I would say 8", None),
+        ("", None),
+    ],
+)
+def test_a_judge_reply_parses_only_in_the_strict_format(reply, score):
+    from serve.judge import parse_verdict
+
+    assert parse_verdict(reply) == score
+
+
+def test_the_judge_grades_each_answer_and_an_unparsed_reply_scores_zero():
+    seen = []
+
+    def judge(conversations):
+        seen.extend(conversations)
+        # Right answers get 10, wrong ones 2; an answer saying "3" gets a reply out of format.
+        return ["Score: 10" if "\\boxed{2}" in c[1]["content"] else "no idea" if "\\boxed{3}" in c[1]["content"] else "Score: 2" for c in conversations]
+
+    def answer(prompts, k):
+        return [["\\boxed{2}", "\\boxed{3}"], ["\\boxed{4}", "\\boxed{2}"]][: len(prompts)]
+
+    reward = RewardConfig(weights={"verifiable": 0.5, "judge": 0.5})
+    request = ScoreRequest("How many?", "2", ("two dots", "four dots"))
+    (result,) = score_groups([request], answer, 2, reward, lambda: 0.0, judge)
+    # Caption 1: verifiable 1/2; judge (10 + unparsed 0) / 2 / 10 = 0.5. Caption 2: verifiable 1/2; judge (2 + 10) / 20 = 0.6.
+    assert result.rewards == pytest.approx((0.5 * 0.5 + 0.5 * 0.5, 0.5 * 0.5 + 0.5 * 0.6))
+    assert result.judge_unparsed == 1 and len(seen) == 4
+    assert "Reference: 2\nResponse: \\boxed{2}" in seen[0][1]["content"]
+
+
+def test_a_judge_of_captions_reads_the_reference_facts():
+    reward = RewardConfig(kind="judge", judge=JudgeRewardConfig(target="caption"))
+    request = ScoreRequest("How many?", "2", ("a red circle",), reference="top left: a red circle. top right: a red circle.")
+    seen = []
+
+    def judge(conversations):
+        seen.extend(conversations)
+        return ["Score: 5"]
+
+    (result,) = score_groups([request], lambda prompts, k: [], 1, reward, lambda: 0.0, judge)
+    assert result.rewards == (0.5,) and result.answers == ((),)  # no reasoner call: the caption itself is judged
+    assert seen[0][1]["content"].endswith("Reference: top left: a red circle. top right: a red circle.\nResponse: a red circle")
+    with pytest.raises(ValueError, match="no reference facts"):
+        score_groups([ScoreRequest("How many?", "2", ("x",))], lambda prompts, k: [], 1, reward, lambda: 0.0, judge)

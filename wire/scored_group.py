@@ -25,7 +25,7 @@ from wire.buffers import (
     unpack_array,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 WHAT = "ScoredGroup"
 
 
@@ -48,6 +48,7 @@ class ActorCounters:
     score_failures: int  # scoring attempts that failed or timed out (and were retried)
     answers_refused: int  # reasoner answers graded wrong unparsed: too costly to grade
     empty_captions: int  # captions scored 0 without a reasoner call: empty
+    judge_unparsed: int  # judge replies out of format, scored 0
     weight_updates: int  # policy versions swapped in
     weight_updates_rejected: int  # malformed weight updates ignored
     policy_version: int  # not a total: the weights the actor held when it sent the group

@@ -31,6 +31,8 @@ class ScoreRequest:
     caption_tokens: tuple[int, ...] = ()
     # Seeds the draw and shuffle of the multiple-choice questions (the group's stream position).
     seed: int = 0
+    # Reference facts about the image, for a judge grading captions.
+    reference: str = ""
 
     def __post_init__(self) -> None:
         if not self.captions:
@@ -48,6 +50,8 @@ class ScoreResult:
     answers_refused: int = 0
     # Captions that were empty (nothing but whitespace): reward 0, no reasoner call.
     empty_captions: int = 0
+    # Judge replies out of format (serve/judge.py): scored 0.
+    judge_unparsed: int = 0
 
 
 def score_request_from_json(body: object) -> ScoreRequest:
@@ -66,7 +70,10 @@ def score_request_from_json(body: object) -> ScoreRequest:
         raise ValueError("field 'caption_tokens' must be a list of one token count per caption")
     if not isinstance(seed, int):
         raise ValueError("field 'seed' must be an integer")
-    return ScoreRequest(question, answer, tuple(captions), _questions_from_json(body.get("questions", [])), tuple(tokens), seed)
+    reference = body.get("reference", "")
+    if not isinstance(reference, str):
+        raise ValueError("field 'reference' must be a string")
+    return ScoreRequest(question, answer, tuple(captions), _questions_from_json(body.get("questions", [])), tuple(tokens), seed, reference)
 
 
 def _questions_from_json(questions: object) -> tuple[MCQuestion, ...]:
