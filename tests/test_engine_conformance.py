@@ -56,6 +56,9 @@ TRUNCATED = {
 IMAGE_SIZES = ((56, 56), (84, 56), (112, 112))
 
 
+# Two engines holding the same weights: logprobs equal to the last bit or two of float32.
+SAME_WEIGHTS_ATOL = 2e-6
+
 def _sampling(tokenizer, config: SamplingConfig = FULL_SOFTMAX, max_new_tokens=MAX_NEW_TOKENS, seed=123) -> SamplingSettings:
     return SamplingSettings(caption_sampling_spec(config, tokenizer), n=N, max_new_tokens=max_new_tokens, seed=seed)
 
@@ -245,7 +248,9 @@ def test_weight_update_gives_exactly_a_fresh_engines_outputs(engine, bundle, loo
         assert [s.policy_version for s in fresh_group] == [0] * N
         for got, want in zip(got_group, fresh_group):
             np.testing.assert_array_equal(got.token_ids, want.token_ids)
-            np.testing.assert_array_equal(got.logprobs, want.logprobs)
+            # The same tokens, and logprobs equal but for the last bit: vLLM's CPU build was seen to
+            # differ by 4.8e-7 in one logprob of ten between two engines holding the same weights.
+            np.testing.assert_allclose(got.logprobs, want.logprobs, rtol=0, atol=SAME_WEIGHTS_ATOL)
     # The update did change the policy: same seed, other samples or other logprobs.
     changed = any(
         not np.array_equal(a.token_ids, b.token_ids) or not np.array_equal(a.logprobs, b.logprobs)

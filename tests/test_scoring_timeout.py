@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 from actors.rollout import RolloutActor, RolloutStats
 from configs.schema import RolloutConfig
+from records.vqa import VQARecord
 from wire.scoring import ScoreRequest, ScoreResult
 
 
@@ -31,12 +32,11 @@ def _actor(replica: _Replica, attempts: int) -> RolloutActor:
 
 
 def _prompt():
-    record = SimpleNamespace(id="p1", question="How many?", answer="1")
-    return SimpleNamespace(record=record)
+    return SimpleNamespace(record=VQARecord("p1", "a.png", "How many?", "1"), position=0)
 
 
 def _score(actor: RolloutActor):
-    return asyncio.run(actor._score(_prompt(), [SimpleNamespace(text="a red dot")]))
+    return asyncio.run(actor._score(_prompt(), [SimpleNamespace(text="a red dot", token_ids=[5, 6, 7])]))
 
 
 def test_a_hanging_try_times_out_and_the_retry_gets_the_answer():

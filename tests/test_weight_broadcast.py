@@ -20,6 +20,7 @@ from actors.weight_tensors import TORCH_DTYPES
 from configs.schema import VllmConfig
 from learner.weight_broadcast import BroadcastWeightPublisher, nccl_init_info
 from tests.test_engine_conformance import (  # noqa: F401
+    SAME_WEIGHTS_ATOL,
     _perturbed_weights,
     _requests,
     _sampling,
@@ -31,6 +32,7 @@ from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_messa
 from wire.gloo import GlooGroup
 
 TIMEOUT_S = 30.0
+
 
 
 def _publisher(receivers: int, timeout_s: float = TIMEOUT_S) -> BroadcastWeightPublisher:
@@ -176,7 +178,9 @@ def test_a_broadcast_into_a_vllm_engine_gives_exactly_a_fresh_engines_outputs(bu
         for got, want in zip(got_group, fresh_group):
             assert (got.token_versions == 6).all()
             np.testing.assert_array_equal(got.token_ids, want.token_ids)
-            np.testing.assert_array_equal(got.logprobs, want.logprobs)
+            # The same tokens, and logprobs equal but for the last bit: vLLM's CPU build was seen to
+            # differ by 4.8e-7 in one logprob of ten between two engines holding the same weights.
+            np.testing.assert_allclose(got.logprobs, want.logprobs, rtol=0, atol=SAME_WEIGHTS_ATOL)
 
 
 def test_the_nccl_messages_are_what_vllms_nccl_backend_takes():
