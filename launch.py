@@ -85,7 +85,7 @@ def prepared_data(config: TrainConfig, path: str, filtered: bool) -> str:
     from records.prepare import RecordFilter, prepare_records
 
     task = config.task
-    record_filter = RecordFilter(tuple(task.exclude_sources), tuple(task.categories)) if filtered else RecordFilter()
+    record_filter = RecordFilter.of(task.exclude_sources, task.categories) if filtered else RecordFilter()
     try:
         prepared = prepare_records(Path(path), Path(task.cache_dir), record_filter, task.max_image_pixels)
     except (OSError, ValueError) as err:
@@ -428,7 +428,7 @@ def check_data_command(args: argparse.Namespace) -> int:
     config = load_config(args.config, [o for o in args.overrides if "=" in o])
     task = config.task
     try:
-        check = check_data_file(Path(files[0]), RecordFilter(tuple(task.exclude_sources), tuple(task.categories)), task.max_image_pixels)
+        check = check_data_file(Path(files[0]), RecordFilter.of(task.exclude_sources, task.categories), task.max_image_pixels)
     except (OSError, ValueError) as err:
         raise DataError(str(err)) from err
     print(format_check(check))

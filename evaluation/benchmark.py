@@ -24,7 +24,7 @@ from actors.engine import SamplingSettings
 from configs.schema import TrainConfig
 from configs.seeds import derived_seed
 from evaluation.benchmark_scoring import grade_item
-from evaluation.caption_cache import CaptionCache, prompt_key
+from evaluation.caption_cache import CaptionCache, image_digest, prompt_key
 from evaluation.workers import start_caption_worker, start_reasoner_worker
 from records.benchmarks import BenchmarkItem
 from records.vqa import read_records
@@ -97,7 +97,8 @@ def captioner_outputs(config: TrainConfig, spec: BenchmarkSpec, items: list[Benc
     settings = {"n": sampling.n, "max_new_tokens": sampling.max_new_tokens, "engine": config.rollout.engine, **asdict(config.rollout.sampling)}
     cache = CaptionCache(Path(config.eval.caption_cache or Path(config.task.cache_dir) / "captions"), spec.captioner, seed, settings)
     records, root = read_records(records_file)[: len(items)], records_file.parent
-    keys = {kind: [prompt_key(kind, _MESSAGES[kind](r.question), r, root) for r in records] for kind in kinds}
+    images = [image_digest(r, root) for r in records]  # read once, whatever the kinds
+    keys = {kind: [prompt_key(kind, _MESSAGES[kind](r.question), image) for r, image in zip(records, images)] for kind in kinds}
     missing = {kind: [i for i, key in enumerate(keys[kind]) if cache.get(key) is None] for kind in kinds}
     found = sum(len(items) - len(m) for m in missing.values())
     log.info("captioner outputs: %d of %d found in %s", found, len(items) * len(kinds), cache.path)

@@ -24,12 +24,17 @@ def captioner_identity(checkpoint: str) -> str:
     return json.dumps([str(folder), [(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]])
 
 
-def prompt_key(kind: str, messages: list[dict], record: VQARecord, root: Path) -> str:
-    """A digest of one request to the captioner: its conversation and its image's bytes."""
+def image_digest(record: VQARecord, root: Path) -> bytes:
+    """A digest of the record's image: its file's bytes (a URI's text for data: and http(s) images)."""
     source = image_source(record, root)
     image = source.encode() if source.startswith(("data:", "http://", "https://")) else Path(source).read_bytes()
+    return hashlib.sha256(image).digest()
+
+
+def prompt_key(kind: str, messages: list[dict], image: bytes) -> str:
+    """A digest of one request to the captioner: its conversation and its image's digest."""
     text = json.dumps([kind, messages], sort_keys=True)
-    return hashlib.sha256(text.encode() + hashlib.sha256(image).digest()).hexdigest()
+    return hashlib.sha256(text.encode() + image).hexdigest()
 
 
 class CaptionCache:

@@ -47,6 +47,11 @@ class RecordFilter:
     exclude_sources: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()  # empty: every category
 
+    @classmethod
+    def of(cls, exclude_sources: list[str], categories: list[str]) -> RecordFilter:
+        """The filter of a task section's `exclude_sources` and `categories`."""
+        return cls(tuple(exclude_sources), tuple(categories))
+
     def keeps(self, record: VQARecord) -> bool:
         if record.source in self.exclude_sources:
             return False

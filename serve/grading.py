@@ -247,8 +247,9 @@ def _whole(text: str) -> str | None:
 
 
 def _grade(prediction: str, gold: str, timeout_s: float, question: str) -> float:
-    gold_answer = _whole(gold) or extract_final_answer(gold) or gold.strip()
-    answer = (_whole(prediction) if _whole(gold) else None) or candidate_answer(prediction)
+    gold_whole = _whole(gold)
+    gold_answer = gold_whole or extract_final_answer(gold) or gold.strip()
+    answer = (_whole(prediction) if gold_whole else None) or candidate_answer(prediction)
     if not gold_answer or answer is None:
         return 0.0
     gold_letter = _gold_option_letter(gold_answer)

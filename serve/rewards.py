@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from configs.schema import RewardConfig, ShapingConfig
-from serve.grading import ALL_LETTERS, candidate_answer, chosen_option, grade
+from serve.grading import ALL_LETTERS, candidate_answer, caption_grade, chosen_option
 from serve.judge import judge_messages, parse_verdict
 from wire.scoring import MCQuestion, ScoreRequest, ScoreResult
 
@@ -123,10 +123,10 @@ def score_groups(
     if "judge" in mix:
         if judge is None:
             raise ValueError("reward.kind=judge needs a judge")
-        conversations = {id(e): _judged(e, reward.judge.target) for e in entries}
-        verdicts = iter(judge([c for e in entries for c in conversations[id(e)]]) if entries else [])
-        for entry in entries:
-            entry.verdicts = [parse_verdict(next(verdicts)) for _ in conversations[id(entry)]]
+        judged = [_judged(e, reward.judge.target) for e in entries]
+        verdicts = iter(judge([c for conversations in judged for c in conversations]) if entries else [])
+        for entry, conversations in zip(entries, judged):
+            entry.verdicts = [parse_verdict(next(verdicts)) for _ in conversations]
     took = latency_s()
     return [_result(request, plan, mix, reward.shaping, took) for request, plan in zip(requests, plans)]
 
@@ -171,9 +171,9 @@ def _result(request: ScoreRequest, plan: list[_Caption | None], mix: dict[str, f
         if entry.own_question:
             own = next(replies)  # the answers to the prompt's own question
             if "verifiable" in mix:
-                grades = [grade(a, request.gold_answer, question=request.question) for a in own]
-                score += mix["verifiable"] * sum(g.score for g in grades) / len(grades)
-                refused += sum(g.refused is not None for g in grades)
+                correct, refused_here = caption_grade(own, request.gold_answer, question=request.question)
+                score += mix["verifiable"] * correct
+                refused += refused_here
         if "mcq" in mix:
             right = [mcq_correct(a, ask) for ask, answers_to_it in zip(entry.asks, replies) for a in answers_to_it]
             score += mix["mcq"] * sum(right) / len(right)

@@ -12,7 +12,7 @@ import pytest
 from evaluation.benchmark import ItemResult
 from evaluation.benchmark_report import accuracies, write_report
 from evaluation.benchmark_scoring import grade_item
-from evaluation.caption_cache import CaptionCache, prompt_key
+from evaluation.caption_cache import CaptionCache, image_digest, prompt_key
 from records.benchmarks import BenchmarkItem
 from records.vqa import VQARecord
 from serve.grading import chosen_option
@@ -87,10 +87,11 @@ def test_caption_cache_is_keyed_by_captioner_prompt_and_seed(tmp_path):
     (tmp_path / "b.png").write_bytes(b"image b")
     record = VQARecord("1", "a.png", "How many?", "1")
     messages = [{"role": "user", "content": "How many?"}]
-    key = prompt_key("caption", messages, record, tmp_path)
-    assert key != prompt_key("answer", messages, record, tmp_path)
-    assert key != prompt_key("caption", messages, VQARecord("1", "b.png", "How many?", "1"), tmp_path)
-    assert key != prompt_key("caption", [{"role": "user", "content": "How few?"}], record, tmp_path)
+    image = image_digest(record, tmp_path)
+    key = prompt_key("caption", messages, image)
+    assert key != prompt_key("answer", messages, image)
+    assert key != prompt_key("caption", messages, image_digest(VQARecord("1", "b.png", "How many?", "1"), tmp_path))
+    assert key != prompt_key("caption", [{"role": "user", "content": "How few?"}], image)
 
     cache = CaptionCache(tmp_path / "cache", captioner, seed=7, sampling={"n": 2})
     cache.put({key: ["a red circle", "a circle"]})
