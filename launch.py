@@ -2,6 +2,7 @@
 
     python launch.py [train] [--config FILE] [key=value ...]   # the main job (default)
     python launch.py resume=RUN_DIR [key=value ...]            # continue a run from its latest checkpoint
+    python launch.py alternate [key=value ...]                 # train the roles in turn (policy.stages)
     python launch.py serve   [--config FILE] [key=value ...]   # the reasoner pool as a live service
     python launch.py infer   --image PATH --question TEXT      # two-stage inference of one image
     python launch.py eval    --run DIR | --checkpoint DIR      # held-out accuracy before/after
@@ -36,7 +37,7 @@ from configs.seeds import derived_seed
 from supervisor.placement import PlacementError
 
 log = logging.getLogger("launch")
-COMMANDS = ("train", "serve", "infer", "eval", "check-data", "build", "bench", "soak", "keys")
+COMMANDS = ("train", "alternate", "serve", "infer", "eval", "check-data", "build", "bench", "soak", "keys")
 # Seconds a stopping run gives its roles to stop gracefully (Ctrl-C, the end of training).
 STOP_TIMEOUT_S = 30.0
 
@@ -49,6 +50,14 @@ class Inputs:
     eval_file: str
     captioner: str
     reasoner: str
+
+    def policy(self, role: str) -> str:
+        """The checkpoint of the model that learns (policy.role)."""
+        return self.reasoner if role == "reasoner" else self.captioner
+
+    def frozen(self, role: str) -> str:
+        """The checkpoint of the other model, frozen and served by the pool."""
+        return self.captioner if role == "reasoner" else self.reasoner
 
 
 def resolve_inputs(config: TrainConfig, rebuild: bool = False) -> Inputs:
@@ -71,7 +80,7 @@ def resolve_inputs(config: TrainConfig, rebuild: bool = False) -> Inputs:
         train_file=str(bundle.train_file),
         eval_file=str(bundle.eval_file),
         captioner=models.captioner or str(bundle.captioner),
-        reasoner=models.reasoner or str(bundle.reasoner),
+        reasoner=models.reasoner or str(bundle.partial_reasoner if task.bundled_reasoner == "partial" else bundle.reasoner),
     )
 
 
@@ -184,29 +193,29 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
     from learner.start import start_gate, start_learner
     from serve.pool import ReasonerPool
     from supervisor.placement import check_placement, record_placement, role_demands, serve_replicas, wait_started
-    from vlm.processor import load_captioner_processor
-    from vlm.sampling import caption_sampling_spec
     from wire.progress import ShardProgress
 
+    role = config.policy.role
+    policy = inputs.policy(role)
     # One spec for the actors that sample and the learner that recomputes their logprobs.
-    sampling = caption_sampling_spec(config.rollout.sampling, load_captioner_processor(inputs.captioner).tokenizer)
+    sampling = policy_sampling_spec(config, role, policy)
     pinned = check_placement(config)
     demands = {d.role: d for d in role_demands(config)}
     timeout_s = config.ray.start_timeout_s
     gate = start_gate(config.learner)
     learner = start_learner(
-        config.learner, inputs.captioner, str(run_dir), sampling,
+        config.learner, policy, str(run_dir), sampling,
         config.rollout.num_actors, gate, worker_env(), config.seed, resume=bool(config.resume),
-        curve_keys_dir=config.curve.keys_dir, nodes=pinned.get("learner rank", ()),
+        curve_keys_dir=config.curve.keys_dir, nodes=pinned.get("learner rank", ()), role=role,
     )
     wait_started(demands["learner rank"], learner.ranks, timeout_s)
     # While the learner sets up. With serve.live the pool also serves people, two-stage model included.
     start_live_pool(config, inputs, http=config.serve.live, captioner=config.serve.live)
     learners, replay_endpoint, weight_source, resumed = learner.ready()
     actors = start_rollout_actors(
-        config.rollout, inputs.captioner, sampling, inputs.train_file, (replay_endpoint,), weight_source,
+        config.rollout, policy, sampling, inputs.train_file, (replay_endpoint,), weight_source,
         config.serve.app_name, gate, worker_env(), config.seed, config.curve.keys_dir,
-        nodes=pinned.get("rollout actor", ()),
+        nodes=pinned.get("rollout actor", ()), role=role,
     )
     wait_started(demands["rollout actor"], actors, timeout_s)
     replicas = serve_replicas(config.serve.app_name, ReasonerPool.name)
@@ -221,6 +230,21 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
         log.info("resuming at step %d (policy version %d)", resumed.steps_done, resumed.policy_version)
     runs = [a.run.remote(s) for a, s in zip(actors, starts)]
     return Roles(gate=gate, learners=learners, actors=actors, runs=runs, replay_endpoint=replay_endpoint)
+
+
+def policy_sampling_spec(config: TrainConfig, role: str, policy: str):
+    """How the policy samples (rollout.sampling, the policy's special tokens suppressed)."""
+    from vlm.sampling import caption_sampling_spec
+
+    if role == "reasoner":
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(policy)
+    else:
+        from vlm.processor import load_captioner_processor
+
+        tokenizer = load_captioner_processor(policy).tokenizer
+    return caption_sampling_spec(config.rollout.sampling, tokenizer)
 
 
 def stop_roles(roles: Roles | None, timeout_s: float = STOP_TIMEOUT_S) -> None:
@@ -290,7 +314,7 @@ def train(config: TrainConfig, watch=None) -> int:
     try:
         run_roles(config, inputs, run_dir, watch)
         if config.eval.at_end:
-            evaluate_run(config, inputs, run_dir, run_dir / "captioner")
+            evaluate_run(config, inputs, run_dir, run_dir / config.policy.role)
     except KeyboardInterrupt:
         log.warning("%s; stopping every role", "terminated" if _stop_signal == signal.SIGTERM else "interrupted")
         return stop_exit_code()
@@ -299,6 +323,40 @@ def train(config: TrainConfig, watch=None) -> int:
         return 2
     finally:
         stop_ray()
+    return 0
+
+
+def alternate(config: TrainConfig) -> int:
+    """`alternate`: one run per stage of policy.stages, in turn, each training its role with the
+    other model frozen, both models taken from the latest stage that trained them (the
+    configured ones before). The stages' runs are run_dir/stage<i>-<role>; stages.json lists them."""
+    import dataclasses
+    import json
+
+    if config.resume:
+        raise ConfigError("alternate starts its stages afresh: resume one stage's run directory on its own")
+    for role in config.policy.stages:  # each stage's config is checked before the first starts
+        dataclasses.replace(config, policy=dataclasses.replace(config.policy, role=role))
+    run_dir = make_run_dir(config)
+    inputs = resolve_inputs(config)
+    latest = {"captioner": inputs.captioner, "reasoner": inputs.reasoner}
+    stages = []
+    for index, role in enumerate(config.policy.stages):
+        stage_dir = run_dir / f"stage{index}-{role}"
+        stage = dataclasses.replace(
+            config, run_dir=str(stage_dir),
+            policy=dataclasses.replace(config.policy, role=role),
+            models=dataclasses.replace(config.models, **latest),
+        )
+        log.info("stage %d of %d: training the %s from %s (the %s frozen: %s)", index + 1, len(config.policy.stages), role,
+                 latest[role], "reasoner" if role == "captioner" else "captioner", latest["reasoner" if role == "captioner" else "captioner"])
+        code = train(stage)
+        stages.append({"stage": index, "role": role, "run_dir": str(stage_dir), "started_from": dict(latest), "exit_code": code})
+        (run_dir / "stages.json").write_text(json.dumps(stages, indent=2))
+        if code != 0:
+            return code
+        latest[role] = str(stage_dir / role)
+    log.info("alternating schedule done: %s", run_dir / "stages.json")
     return 0
 
 
@@ -348,14 +406,16 @@ def plot_reward(run_dir: Path) -> None:
 
 
 def evaluate_run(config: TrainConfig, inputs: Inputs, out_dir: Path, trained: Path) -> int:
-    """Held-out accuracy of the initial captioner and of `trained`, printed and saved in `out_dir`;
-    the engines run as Ray actors placed as the roles are (Ray must be running)."""
+    """Held-out accuracy of the initial policy (policy.role) and of `trained`, the other model
+    frozen, printed and saved in `out_dir`; the engines run as Ray actors placed as the roles are
+    (Ray must be running)."""
     from evaluation.pipeline import evaluate_before_after
 
+    role = config.policy.role
     if not (trained / "config.json").exists():
-        print(f"eval: no captioner checkpoint at {trained}", file=sys.stderr)
+        print(f"eval: no {role} checkpoint at {trained}", file=sys.stderr)
         return 2
-    evaluate_before_after(config, inputs.captioner, str(trained), inputs.reasoner, inputs.eval_file, out_dir)
+    evaluate_before_after(config, inputs.policy(role), str(trained), inputs.frozen(role), inputs.eval_file, out_dir)
     return 0
 
 
@@ -365,7 +425,7 @@ def eval_command(args: argparse.Namespace) -> int:
     `data=PATH out=DIR`, either (or the configured captioner) is evaluated on a benchmark."""
     run_dir = Path(args.run).resolve() if args.run else None
     config = load_config(args.config or (str(run_dir / "config.yaml") if run_dir else None), args.overrides)
-    trained = run_dir / "captioner" if run_dir else Path(args.checkpoint).resolve() if args.checkpoint else None
+    trained = run_dir / config.policy.role if run_dir else Path(args.checkpoint).resolve() if args.checkpoint else None
     if config.eval.data:
         return benchmark_command(config, trained)
     if bool(args.run) == bool(args.checkpoint):
@@ -381,8 +441,10 @@ def eval_command(args: argparse.Namespace) -> int:
         stop_ray()
 
 
-def benchmark_command(config: TrainConfig, captioner: Path | None) -> int:
-    """`eval data=PATH out=DIR`: the captioner with each reasoner on a benchmark, in eval.modes."""
+def benchmark_command(config: TrainConfig, trained: Path | None) -> int:
+    """`eval data=PATH out=DIR`: the captioner with each reasoner on a benchmark, in eval.modes;
+    `trained` (a run's or a checkpoint) is the captioner, or with policy.role=reasoner a reasoner
+    set beside the initial one."""
     from evaluation.benchmark import BenchmarkSpec, run_benchmark
     from evaluation.benchmark_report import benchmark_facts, format_overall, write_report
     from records.prepare import prepare_benchmark
@@ -390,9 +452,13 @@ def benchmark_command(config: TrainConfig, captioner: Path | None) -> int:
     if not config.eval.out:
         raise ConfigError("eval data=PATH needs out=DIR (where eval.md, eval.csv and items.jsonl go)")
     inputs = resolve_inputs(config)
+    reasoners = dict(config.eval.reasoners) or {"reasoner": inputs.reasoner}
+    captioner = trained
+    if config.policy.role == "reasoner" and trained is not None:
+        reasoners, captioner = {"initial": inputs.reasoner, "trained": str(trained), **config.eval.reasoners}, None
     spec = BenchmarkSpec(
         captioner=str(captioner or config.eval.captioner or inputs.captioner),
-        reasoners=dict(config.eval.reasoners) or {"reasoner": inputs.reasoner},
+        reasoners=reasoners,
         modes=tuple(dict.fromkeys(config.eval.modes)),
     )
     try:
@@ -482,12 +548,15 @@ def show_metrics(bar, metrics: dict) -> None:
 
 def start_live_pool(config: TrainConfig, inputs: Inputs, http: bool, captioner: bool):
     """The reasoner pool; with `captioner`, the captioner service behind its two-stage model
-    (serve.api.captioner, else the run's captioner)."""
+    (serve.api.captioner, else the run's captioner). A run training the reasoner always has the
+    service: the frozen captioner writes the policy's prompts (the run's captioner, always)."""
     from actors.caption_service import caption_service_app
     from serve.pool import start_reasoner_pool
 
     service = None
-    if captioner and config.serve.api.two_stage_model:
+    if config.policy.role == "reasoner":
+        service = caption_service_app(config.rollout, inputs.captioner, derived_seed(config.seed, "caption-service"))
+    elif captioner and config.serve.api.two_stage_model:
         checkpoint = config.serve.api.captioner or inputs.captioner
         service = caption_service_app(config.rollout, checkpoint, derived_seed(config.seed, "caption-service"))
     return start_reasoner_pool(config.serve, inputs.reasoner, config.seed, http=http, captioner=service, reward=config.reward)
@@ -619,8 +688,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=COMMANDS)
     parser.add_argument("--config", default=None, help="YAML file merged over the schema's defaults (configs/schema.py)")
-    parser.add_argument("--run", default=None, help="eval: a run directory (its config and exported captioner)")
-    parser.add_argument("--checkpoint", default=None, help="eval: a captioner checkpoint directory")
+    parser.add_argument("--run", default=None, help="eval: a run directory (its config and exported policy)")
+    parser.add_argument("--checkpoint", default=None, help="eval: a policy checkpoint directory (the captioner, or the reasoner with policy.role=reasoner)")
     parser.add_argument("--image", default=None, help="infer: an image file")
     parser.add_argument("--question", default=None, help="infer: the question about it")
     parser.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. rollout.num_actors=3")
@@ -668,6 +737,8 @@ def run_command(args: argparse.Namespace) -> int:
         return infer_command(args, config)
     if args.command == "soak":
         return soak_command(config)
+    if args.command == "alternate":
+        return alternate(config)
     return serve_forever(config) if args.command == "serve" else train(config)
 
 

@@ -60,6 +60,17 @@ class CaptionService:
             completion_tokens=len(caption.token_ids) + len(answer.token_ids),
         )
 
+    async def captions(self, requests: list[DescribeRequest]) -> list[str]:
+        """The captions alone of several images, in one engine call, sampled under the first
+        request's seed (policy.role=reasoner: the frozen captioner writes the reasoner's prompts)."""
+        engine = await self._ready()
+        images = await asyncio.gather(*(asyncio.to_thread(fetch_image, Image.open(io.BytesIO(r.image))) for r in requests))
+        prompts = [encode_caption_prompt(engine.processor, r.question, image) for r, image in zip(requests, images)]
+        spec = caption_sampling_spec(self.config.sampling, engine.processor.tokenizer)
+        sampling = SamplingSettings(spec, n=1, max_new_tokens=self.config.sampling.max_new_tokens, seed=requests[0].seed)
+        groups = await engine.generate([CaptionRequest(f"caption-{i}", p) for i, p in enumerate(prompts)], sampling)
+        return [samples[0].text for samples in groups]
+
     async def _ready(self) -> CaptionEngine:
         # Built on first use, inside the replica's event loop: vLLM's async engine binds to it.
         async with self._starting:

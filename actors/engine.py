@@ -32,9 +32,18 @@ class SamplingSettings:
 
 
 @dataclass(frozen=True)
+class TextPrompt:
+    """A text-only policy's prompt (policy.role=reasoner): chat-formatted token ids."""
+
+    input_ids: np.ndarray  # int32 [L]
+
+
+@dataclass(frozen=True)
 class CaptionRequest:
+    """One prompt for the policy: an image prompt for the captioner, a text one for the reasoner."""
+
     prompt_id: str
-    prompt: CaptionPrompt
+    prompt: CaptionPrompt | TextPrompt
 
 
 @dataclass(frozen=True)
@@ -86,20 +95,22 @@ def engine_device(num_gpus: float) -> str:
 
 
 def make_caption_engine(
-    kind: str, checkpoint: str, vllm: VllmConfig, seed: int, device: str = "cpu", weight_sync: str = "zmq"
+    kind: str, checkpoint: str, vllm: VllmConfig, seed: int, device: str = "cpu", weight_sync: str = "zmq", text_only: bool = False
 ) -> CaptionEngine:
-    """The caption engine of `kind` ("transformers" or "vllm"), taking updates from the weight
-    sync backend `weight_sync`. Call it inside the event loop that will drive the engine: vLLM's
-    async engine binds its output handler to the running loop."""
+    """The policy engine of `kind` ("transformers" or "vllm"), taking updates from the weight
+    sync backend `weight_sync`; `text_only` for a text model (the reasoner as the policy). Call it
+    inside the event loop that will drive the engine: vLLM's async engine binds its output
+    handler to the running loop."""
     if kind == "vllm":
         from actors.vllm_engine import VllmCaptionEngine
 
-        return VllmCaptionEngine(checkpoint, vllm, seed=seed, weight_transfer=VLLM_WEIGHT_TRANSFER[weight_sync])
+        return VllmCaptionEngine(checkpoint, vllm, seed=seed, weight_transfer=VLLM_WEIGHT_TRANSFER[weight_sync], text_only=text_only)
     if weight_sync != "zmq":
         raise ValueError(f"weight sync {weight_sync!r} broadcasts into vLLM engines; the {kind} engine takes 'zmq'")
-    from actors.hf_engine import TransformersCaptionEngine
+    from actors.hf_engine import TransformersCaptionEngine, TransformersTextEngine
 
-    return TransformersCaptionEngine(checkpoint, device=device, seed=seed)
+    engine = TransformersTextEngine if text_only else TransformersCaptionEngine
+    return engine(checkpoint, device=device, seed=seed)
 
 
 def close_event_loop(loop: asyncio.AbstractEventLoop) -> None:

@@ -8,7 +8,9 @@ import threading
 import numpy as np
 import torch
 from transformers import (
+    AutoModelForCausalLM,
     AutoModelForImageTextToText,
+    AutoTokenizer,
     GenerationConfig,
     LogitsProcessor,
     LogitsProcessorList,
@@ -24,9 +26,7 @@ from wire.weights import WeightUpdate
 
 class TransformersCaptionEngine(CaptionEngine):
     def __init__(self, checkpoint: str, device: str = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0):
-        self.processor = load_captioner_processor(checkpoint)
-        self.tokenizer = self.processor.tokenizer
-        self.model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=dtype).to(device).eval()
+        self.model = self._load(checkpoint, dtype).to(device).eval()
         # generate() fills every setting left unset from the checkpoint's own generation config
         # (Qwen's ships repetition_penalty=1.05): a processor the learner would not reproduce.
         self.model.generation_config = GenerationConfig()
@@ -35,6 +35,14 @@ class TransformersCaptionEngine(CaptionEngine):
         # generate() and a weight swap must not interleave; both run in worker threads.
         self._lock = threading.Lock()
         torch.manual_seed(seed)
+
+    def _load(self, checkpoint: str, dtype: torch.dtype) -> torch.nn.Module:
+        self.processor = load_captioner_processor(checkpoint)
+        self.tokenizer = self.processor.tokenizer
+        return AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=dtype)
+
+    def _inputs(self, requests: list[CaptionRequest]) -> dict[str, torch.Tensor]:
+        return batch_caption_inputs([r.prompt for r in requests], pad_id=self.tokenizer.pad_token_id)
 
     @property
     def policy_version(self) -> int:
@@ -59,8 +67,7 @@ class TransformersCaptionEngine(CaptionEngine):
 
     def _generate_blocking(self, requests: list[CaptionRequest], sampling: SamplingSettings) -> list[list[CaptionSample]]:
         pad_id = self.tokenizer.pad_token_id
-        inputs = batch_caption_inputs([r.prompt for r in requests], pad_id=pad_id)
-        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        inputs = {k: v.to(self.device) for k, v in self._inputs(requests).items()}
         config = GenerationConfig(
             do_sample=True,
             # The spec's processor below does all of the sampling's processing. These neutral values
@@ -99,6 +106,29 @@ class TransformersCaptionEngine(CaptionEngine):
             text=self.tokenizer.decode(ids, skip_special_tokens=True),
             token_versions=np.full(length, version, dtype=np.int32),
         )
+
+
+class TransformersTextEngine(TransformersCaptionEngine):
+    """The same engine for a text-only policy (policy.role=reasoner): a causal LM, text prompts."""
+
+    def _load(self, checkpoint: str, dtype: torch.dtype) -> torch.nn.Module:
+        self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        self.processor = self.tokenizer  # what prompts are encoded with
+        return AutoModelForCausalLM.from_pretrained(checkpoint, dtype=dtype)
+
+    def _inputs(self, requests: list[CaptionRequest]) -> dict[str, torch.Tensor]:
+        return left_padded([r.prompt.input_ids for r in requests], self.tokenizer.pad_token_id)
+
+
+def left_padded(prompts: list[np.ndarray], pad_id: int) -> dict[str, torch.Tensor]:
+    """input_ids and attention_mask of token id prompts, left-padded: generation appends after each."""
+    length = max(len(ids) for ids in prompts)
+    input_ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), length), dtype=torch.long)
+    for row, ids in enumerate(prompts):
+        input_ids[row, length - len(ids) :] = torch.as_tensor(ids, dtype=torch.long)
+        attention_mask[row, length - len(ids) :] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 class SpecLogitsProcessor(LogitsProcessor):

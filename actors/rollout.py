@@ -1,5 +1,9 @@
 """The rollout actor: generate caption groups continuously, have them scored, ship them.
 
+With the reasoner as the policy (policy.role=reasoner) the same loop generates answer groups:
+each prompt's caption comes first from the pool's frozen captioner, then the policy reasoner
+samples G answers to the question from it, and the pool grades them.
+
 Runs as a Ray actor (see launch.py). One loop, three overlapping activities:
 - generation (in a worker thread) of G captions for each of a few prompts at a time;
 - scoring: each generated group goes to the reasoner pool as its own task, so the actor is
@@ -17,7 +21,7 @@ import logging
 import random
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +32,7 @@ from actors.engine import (
     CaptionRequest,
     CaptionSample,
     SamplingSettings,
+    TextPrompt,
     engine_device,
     make_caption_engine,
 )
@@ -40,7 +45,9 @@ from vlm.sampling import SamplingSpec
 from wire.curve import CurveKeys, load_keys
 from wire.progress import ShardProgress
 from wire.scored_group import ActorCounters, GroupTimings, ScoredGroup
-from wire.scoring import ScoreRequest, ScoreResult
+from wire.inference import DescribeRequest
+from wire.reasoner_prompt import encode_reasoner_prompt
+from wire.scoring import AnswerScoreRequest, ScoreRequest, ScoreResult
 from wire.weights import WeightSource
 
 log = logging.getLogger(__name__)
@@ -56,7 +63,8 @@ class RolloutSetup:
 
     actor_id: int
     num_actors: int
-    captioner: str
+    # The policy's checkpoint: the captioner, or the reasoner when `role` is "reasoner".
+    policy: str
     # How captions are sampled (the learner computes its logprobs under the same spec).
     sampling: SamplingSpec
     records_file: str
@@ -67,6 +75,9 @@ class RolloutSetup:
     seed: int
     # ZeroMQ CURVE keys for the replay and weight sockets (wire/curve.py); "" = none.
     curve_keys_dir: str = ""
+    # policy.role: "captioner" (captions scored by the pool's reasoner) or "reasoner" (answers
+    # to the pool's frozen captioner's captions, graded by the pool).
+    role: str = "captioner"
 
 
 @dataclass(frozen=True)
@@ -121,7 +132,8 @@ class RolloutStats:
 class _Prompt:
     position: int  # in the actor's prompt stream
     record: VQARecord
-    request: CaptionRequest
+    # None until the frozen captioner's caption is in (policy.role=reasoner).
+    request: CaptionRequest | None
     image_png: bytes
 
 
@@ -148,7 +160,9 @@ class RolloutActor:
     def _make_engine(self) -> CaptionEngine:
         device = engine_device(self.config.num_gpus)
         sync = self.setup.weight_source.backend
-        return make_caption_engine(self.config.engine, self.setup.captioner, self.config.vllm, self.setup.seed, device, sync)
+        return make_caption_engine(
+            self.config.engine, self.setup.policy, self.config.vllm, self.setup.seed, device, sync, text_only=self.setup.role == "reasoner"
+        )
 
     async def ready(self) -> int:
         """Answers once the actor is constructed (after a restart, too): its id."""
@@ -175,6 +189,10 @@ class RolloutActor:
                 if not admitted:
                     continue
                 batch = [next(prompts) for _ in range(admitted)]
+                if self.setup.role == "reasoner":
+                    batch = await self._captioned(batch)
+                    if not batch:
+                        continue
                 started = time.perf_counter()
                 groups = await self.engine.generate([p.request for p in batch], self.sampling)
                 generate_s = time.perf_counter() - started
@@ -272,8 +290,27 @@ class RolloutActor:
             return None
         png = io.BytesIO()
         image.save(png, format="PNG")
+        if self.setup.role == "reasoner":  # its prompt waits for the frozen captioner's caption
+            return _Prompt(position=position, record=record, request=None, image_png=png.getvalue())
         prompt = encode_caption_prompt(self.engine.processor, record.question, image)
         return _Prompt(position=position, record=record, request=CaptionRequest(prompt_id=record.id, prompt=prompt), image_png=png.getvalue())
+
+    async def _captioned(self, batch: list[_Prompt]) -> list[_Prompt]:
+        """The prompts with the policy reasoner's requests: each question with the frozen
+        captioner's caption of its image (seeded by the batch's first stream position). Prompts the
+        pool could not caption are lost, counted and given back to the gate, as unscored groups are."""
+        asked = [DescribeRequest(p.image_png, p.record.question, seed=p.position) for p in batch]
+        captions = await self._call_pool(f"captions for {batch[0].record.id}", lambda: self.reasoner.captions.remote(asked))
+        if captions is None:
+            self.stats.groups_lost += len(batch)
+            if self.gate is not None:
+                await self.gate.give_back.remote(len(batch), self.setup.actor_id)
+            return []
+        tokenizer = self.engine.tokenizer
+        return [
+            replace(p, request=CaptionRequest(p.record.id, TextPrompt(np.asarray(encode_reasoner_prompt(tokenizer, caption, p.record.question), dtype=np.int32))))
+            for p, caption in zip(batch, captions)
+        ]
 
     async def _score_and_send(self, prompt: _Prompt, samples: list[CaptionSample], generate_s: float, slot) -> None:
         try:
@@ -308,25 +345,35 @@ class RolloutActor:
         return time.perf_counter() - started, groups
 
     async def _score(self, prompt: _Prompt, samples: list[CaptionSample]) -> ScoreResult | None:
-        request = _score_request(prompt, samples)
+        if self.setup.role == "reasoner":
+            answers = _answer_score_request(prompt, samples)
+            results = await self._call_pool(f"scoring the group of {prompt.record.id}", lambda: self.reasoner.score_answers.remote([answers]))
+            result = results[0] if results is not None else None
+        else:
+            request = _score_request(prompt, samples)
+            result = await self._call_pool(f"scoring the group of {prompt.record.id}", lambda: self.reasoner.score.remote(request))
+        if result is not None:
+            self.stats.answers_refused += result.answers_refused
+            self.stats.empty_captions += result.empty_captions
+            self.stats.judge_unparsed += result.judge_unparsed
+        return result
+
+    async def _call_pool(self, what: str, call):
+        """`call()`'s result, tried up to rollout.score_attempts times with backoff; None if every try failed."""
         attempts = self.config.score_attempts
         for attempt in range(attempts):
             try:
-                result = await asyncio.wait_for(self.reasoner.score.remote(request), self.config.score_timeout_s)
-                self.stats.answers_refused += result.answers_refused
-                self.stats.empty_captions += result.empty_captions
-                self.stats.judge_unparsed += result.judge_unparsed
-                return result
+                return await asyncio.wait_for(call(), self.config.score_timeout_s)
             except Exception as err:  # a replica died or timed out: Serve routes the retry elsewhere
                 self.stats.score_failures += 1
                 # The error's last line names it; the rest is the remote traceback, once per try.
                 reason = (str(err).strip().splitlines() or [type(err).__name__])[-1]
                 if isinstance(err, asyncio.TimeoutError):
                     reason = f"no answer within rollout.score_timeout_s={self.config.score_timeout_s}"
-                log.warning("scoring group of %s failed (attempt %d of %d): %s", prompt.record.id, attempt + 1, attempts, reason)
+                log.warning("%s failed (attempt %d of %d): %s", what, attempt + 1, attempts, reason)
                 if attempt + 1 < attempts:
                     await asyncio.sleep(self.config.score_retry_backoff_s * 2**attempt)
-        log.error("giving up on a group of %s after %d scoring failures", prompt.record.id, attempts)
+        log.error("giving up on %s after %d failures", what, attempts)
         return None
 
     def _scored_group(self, prompt, samples, result: ScoreResult, generate_s: float, score_s: float) -> ScoredGroup:
@@ -336,7 +383,8 @@ class RolloutActor:
             actor_id=self.setup.actor_id,
             prompt_position=prompt.position,
             prompt_token_ids=prompt.request.prompt.input_ids.astype(np.int32),
-            image_png=prompt.image_png,
+            # The reasoner's prompt is text only: its image stays here.
+            image_png=b"" if self.setup.role == "reasoner" else prompt.image_png,
             completion_ids=tuple(s.token_ids for s in samples),
             behaviour_logprobs=tuple(s.logprobs for s in samples),
             token_versions=tuple(s.token_versions for s in samples),
@@ -345,6 +393,11 @@ class RolloutActor:
             timings=GroupTimings(generate_s=generate_s, score_s=score_s, sent_at=time.time()),
             counters=self.stats.counters(self.receiver.rejected if self.receiver else 0),
         )
+
+
+def _answer_score_request(prompt: _Prompt, samples: list[CaptionSample]) -> AnswerScoreRequest:
+    record = prompt.record
+    return AnswerScoreRequest(record.question, record.answer, tuple(s.text for s in samples), tuple(len(s.token_ids) for s in samples))
 
 
 def _score_request(prompt: _Prompt, samples: list[CaptionSample]) -> ScoreRequest:

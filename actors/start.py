@@ -14,7 +14,7 @@ from wire.weights import WeightSource
 
 def start_rollout_actors(
     config: RolloutConfig,
-    captioner: str,
+    policy: str,
     sampling: SamplingSpec,
     records_file: str,
     replay_endpoints: tuple[str, ...],
@@ -25,8 +25,10 @@ def start_rollout_actors(
     seed: int,
     curve_keys_dir: str = "",
     nodes: tuple[str, ...] = (),
+    role: str = "captioner",
 ) -> list:
-    """The actors, generating once `run()` is called; each with its own stream of the run's `seed`.
+    """The actors, generating once `run()` is called; each with its own stream of the run's `seed`;
+    `policy` is the checkpoint of the model in `role` (policy.role).
     `nodes`: each actor's planned node (rollout.placement.per_node), else Ray places them."""
     # A call in flight when an actor dies fails rather than rerunning: the driver restarts its
     # run from where the learner says it left off (supervisor/restarts.py).
@@ -42,7 +44,7 @@ def start_rollout_actors(
             RolloutSetup(
                 actor_id=i,
                 num_actors=config.num_actors,
-                captioner=captioner,
+                policy=policy,
                 sampling=sampling,
                 records_file=records_file,
                 replay_endpoints=replay_endpoints,
@@ -50,6 +52,7 @@ def start_rollout_actors(
                 reasoner_app=reasoner_app,
                 seed=derived_seed(seed, "actor", i),
                 curve_keys_dir=curve_keys_dir,
+                role=role,
             ),
             gate,
         )

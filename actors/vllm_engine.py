@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import numpy as np
 
-from actors.engine import CaptionEngine, CaptionRequest, CaptionSample, SamplingSettings
+from actors.engine import CaptionEngine, CaptionRequest, CaptionSample, SamplingSettings, TextPrompt
 from configs.schema import VllmConfig
 from vlm.processor import load_captioner_processor
 from vlm.sampling import SamplingSpec
@@ -23,14 +23,21 @@ _INITIAL_WEIGHTS = "default"
 class VllmCaptionEngine(CaptionEngine):
     updates_in_flight = True
 
-    def __init__(self, checkpoint: str, config: VllmConfig, seed: int = 0, weight_transfer: str = "frames"):
+    def __init__(self, checkpoint: str, config: VllmConfig, seed: int = 0, weight_transfer: str = "frames", text_only: bool = False):
         """`weight_transfer`: how updates arrive, a backend of vLLM's weight-transfer API ("frames"
-        for `update_weights`, "gloo" or "nccl" for the broadcast methods; `actors.vllm_weights`)."""
-        args = engine_args(checkpoint, config, seed, images_per_prompt=1, async_engine=True, weight_transfer=weight_transfer)
+        for `update_weights`, "gloo" or "nccl" for the broadcast methods; `actors.vllm_weights`);
+        `text_only`: a text model's engine (the reasoner as the policy), prompts without images."""
+        images = 0 if text_only else 1
+        args = engine_args(checkpoint, config, seed, images_per_prompt=images, async_engine=True, weight_transfer=weight_transfer)
         from vllm.v1.engine.async_llm import AsyncLLM  # after engine_args: it sets vLLM's environment
 
-        self.processor = load_captioner_processor(checkpoint)
-        self.tokenizer = self.processor.tokenizer
+        if text_only:
+            from transformers import AutoTokenizer
+
+            self.processor = self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        else:
+            self.processor = load_captioner_processor(checkpoint)
+            self.tokenizer = self.processor.tokenizer
         self._engine = AsyncLLM.from_engine_args(args)
         # The model's vocabulary (its logits' width), which may exceed the tokenizer's: ids vLLM
         # is not told to allow are masked, and the learner masks only the suppressed ones.
@@ -51,8 +58,7 @@ class VllmCaptionEngine(CaptionEngine):
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        if request.prompt.image is None:
-            raise ValueError(f"prompt {request.prompt_id!r} carries no image; the vLLM engine processes images itself")
+        prompt = _engine_prompt(request)
         number = next(self._request_ids)
         spec = sampling.spec
         params = SamplingParams(
@@ -72,7 +78,6 @@ class VllmCaptionEngine(CaptionEngine):
             seed=None if sampling.seed is None else sampling.seed + position,
             output_kind=RequestOutputKind.FINAL_ONLY,
         )
-        prompt = {"prompt_token_ids": request.prompt.unexpanded_ids(), "multi_modal_data": {"image": request.prompt.image}}
         submitted_under = self._version
         final = None
         async for output in self._engine.generate(prompt, params, request_id=f"{request.prompt_id}-{number}"):
@@ -145,6 +150,15 @@ class VllmCaptionEngine(CaptionEngine):
             self._engine.shutdown()
             # Dropped now, while the interpreter is whole: AsyncLLM.__del__ shuts down again.
             self._engine = None
+
+
+def _engine_prompt(request: CaptionRequest) -> dict:
+    """vLLM's prompt: token ids, and the image for an image prompt (vLLM processes it itself)."""
+    if isinstance(request.prompt, TextPrompt):
+        return {"prompt_token_ids": request.prompt.input_ids.tolist()}
+    if request.prompt.image is None:
+        raise ValueError(f"prompt {request.prompt_id!r} carries no image; the vLLM engine processes images itself")
+    return {"prompt_token_ids": request.prompt.unexpanded_ids(), "multi_modal_data": {"image": request.prompt.image}}
 
 
 def _token_versions(spans, length: int, submitted_under: int) -> np.ndarray:

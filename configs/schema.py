@@ -47,6 +47,9 @@ class WarmStartConfig:
     reasoner_min_accuracy: float = 0.95
     reasoner_steps: int = 4000
     reasoner_lr: float = 1e-3
+    # A copy of the reasoner is kept from the first check where it answers at least this often
+    # (task.bundled_reasoner=partial): a weaker reasoner, for runs that train the reasoner.
+    partial_reasoner_accuracy: float = 0.5
 
     def __post_init__(self) -> None:
         _check(0 <= self.go_on_prob <= 1, "task.warm_start.go_on_prob must be in [0, 1]")
@@ -55,6 +58,7 @@ class WarmStartConfig:
         _check(min(steps) >= 0 and self.check_every >= 0, "task.warm_start: step counts must be >= 0")
         _check(0 <= self.captioner_min_precision <= 1, "task.warm_start.captioner_min_precision must be in [0, 1]")
         _check(0 <= self.reasoner_min_accuracy <= 1, "task.warm_start.reasoner_min_accuracy must be in [0, 1]")
+        _check(0 <= self.partial_reasoner_accuracy <= 1, "task.warm_start.partial_reasoner_accuracy must be in [0, 1]")
 
 
 @dataclass
@@ -83,9 +87,13 @@ class TaskConfig:
     num_train: int = 2048
     num_eval: int = 256
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
+    # Which bundled reasoner a run uses where models.reasoner is empty: "trained" (its whole warm
+    # start) or "partial" (a copy from early in it: a weaker reasoner, for policy.role=reasoner).
+    bundled_reasoner: str = "trained"
 
     def __post_init__(self) -> None:
         _check(self.kind in ("bundled", "files"), f"task.kind must be 'bundled' or 'files', got {self.kind!r}")
+        _check(self.bundled_reasoner in ("trained", "partial"), f"task.bundled_reasoner must be 'trained' or 'partial', got {self.bundled_reasoner!r}")
         _check(self.kind == "bundled" or bool(self.train_file), "task.train_file is required when task.kind=files")
         _check(self.num_train > 0 and self.num_eval > 0, "task.num_train and task.num_eval must be > 0")
         _check(self.max_image_pixels >= 1, "task.max_image_pixels must be >= 1")
@@ -95,9 +103,9 @@ class TaskConfig:
 class ModelsConfig:
     """Checkpoints (Hugging Face folders). Empty = the bundled tiny models."""
 
-    # Qwen2.5-VL captioner checkpoint (the policy).
+    # Qwen2.5-VL captioner checkpoint (the policy unless policy.role=reasoner).
     captioner: str = ""
-    # Text-only reasoner checkpoint (frozen).
+    # Text-only reasoner checkpoint (frozen unless policy.role=reasoner).
     reasoner: str = ""
 
 
@@ -434,8 +442,12 @@ class RewardConfig:
                "reward.weights must be >= 0 with a positive sum")
 
     def mix(self) -> dict[str, float]:
-        """Each kind in the reward and its weight."""
-        return {k: w for k, w in self.weights.items() if w > 0} if self.weights else {self.kind: 1.0}
+        """Each kind in the reward and its weight, the weights scaled to sum to 1 (so a reward
+        before shaping stays in [0, 1], as the wire requires)."""
+        if not self.weights:
+            return {self.kind: 1.0}
+        total = sum(self.weights.values())
+        return {k: w / total for k, w in self.weights.items() if w > 0}
 
 
 @dataclass
@@ -681,6 +693,28 @@ class RayConfig:
     start_timeout_s: float = 900.0
 
 
+POLICY_ROLES = ("captioner", "reasoner")
+
+
+@dataclass
+class PolicyConfig:
+    """Which model learns (README, "Rewards and recipes"); the other is frozen and served by the pool."""
+
+    # "captioner": the captioner learns from the frozen reasoner's grades (RACRO, CapRL).
+    # "reasoner": the reasoner learns to answer from the frozen captioner's captions, the pool
+    # serving the captioner and grading the answers (PRA-GRPO's second stage).
+    role: str = "captioner"
+    # `python launch.py alternate`: the roles trained in turn, each stage starting from the
+    # latest checkpoint of both models (the exported one of the stage before), e.g.
+    # [captioner, reasoner]. Each stage runs learner.total_steps steps.
+    stages: list[str] = field(default_factory=lambda: ["captioner", "reasoner"])
+
+    def __post_init__(self) -> None:
+        _check(self.role in POLICY_ROLES, f"policy.role must be one of {POLICY_ROLES}, got {self.role!r}")
+        unknown = [r for r in self.stages if r not in POLICY_ROLES]
+        _check(bool(self.stages) and not unknown, f"policy.stages must be a non-empty list of {POLICY_ROLES}, got {self.stages}")
+
+
 @dataclass
 class TrainConfig:
     """A whole run."""
@@ -699,6 +733,7 @@ class TrainConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
@@ -716,6 +751,13 @@ class TrainConfig:
                     "come only with task.kind=bundled)",
                 )
             _check(not self.eval.at_end or bool(self.task.eval_file), "task.eval_file is required when task.kind=files and eval.at_end")
+        if self.policy.role == "reasoner":
+            mix = self.reward.mix()
+            _check("mcq" not in mix, "reward.kind=mcq rewards captions: it needs policy.role=captioner")
+            _check(
+                "judge" not in mix or self.reward.judge.target == "answer",
+                "policy.role=reasoner: the judge grades the reasoner's answers (reward.judge.target=answer)",
+            )
         broadcast = self.learner.weight_sync.backend != "zmq"
         _check(
             not broadcast or self.rollout.engine == "vllm",

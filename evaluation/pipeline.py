@@ -30,11 +30,16 @@ def eval_settings(config: TrainConfig, sampling: SamplingSpec) -> EvalSettings:
 
 
 def evaluate_before_after(
-    config: TrainConfig, initial: str, trained: str, reasoner_checkpoint: str, eval_file: str, out_dir: Path
+    config: TrainConfig, initial: str, trained: str, frozen: str, eval_file: str, out_dir: Path
 ) -> list[EvalResult]:
-    """Held-out accuracy of the initial and the trained captioner; writes eval.json, eval.md and,
-    when `out_dir` is a run, its reward plot with both accuracies marked. Needs Ray running."""
-    results = evaluate_captioners(config, [("initial", initial), ("trained", trained)], reasoner_checkpoint, eval_file)
+    """Held-out accuracy of the initial and the trained policy (config.policy.role), the other
+    model being `frozen`; writes eval.json, eval.md and, when `out_dir` is a run, its reward plot
+    with both accuracies marked. Needs Ray running."""
+    policies = [("initial", initial), ("trained", trained)]
+    if config.policy.role == "reasoner":
+        results = evaluate_pipelines(config, [(label, frozen, reasoner) for label, reasoner in policies], eval_file, "reasoner")
+    else:
+        results = evaluate_captioners(config, policies, frozen, eval_file)
     table = save_results(results, out_dir)
     print(format_table(results))
     print(f"(saved to {table})")
@@ -45,25 +50,33 @@ def evaluate_before_after(
 def evaluate_captioners(
     config: TrainConfig, captioners: list[tuple[str, str]], reasoner_checkpoint: str, eval_file: str
 ) -> list[EvalResult]:
-    """Held-out accuracy of each (label, checkpoint) in turn, with one reasoner. Needs Ray running.
+    """Held-out accuracy of each (label, captioner checkpoint) in turn, with one reasoner."""
+    return evaluate_pipelines(config, [(label, captioner, reasoner_checkpoint) for label, captioner in captioners], eval_file)
 
-    Every captioner samples the same stream of the run's seed, so they are compared on equal terms.
-    The first checkpoint's tokenizer names the suppressed ids: the captioners must share it.
+
+def evaluate_pipelines(
+    config: TrainConfig, pipelines: list[tuple[str, str, str]], eval_file: str, evaluated: str = "captioner"
+) -> list[EvalResult]:
+    """Held-out accuracy of each (label, captioner, reasoner) pipeline in turn, each result naming
+    the checkpoint of its `evaluated` role. Needs Ray running.
+
+    Every pipeline's engines start afresh from the same streams of the run's seed, so they are
+    compared on equal terms. The first captioner's tokenizer names the suppressed ids: the
+    captioners must share it.
     """
-    tokenizer = load_captioner_processor(captioners[0][1]).tokenizer
+    tokenizer = load_captioner_processor(pipelines[0][1]).tokenizer
     settings = eval_settings(config, caption_sampling_spec(config.rollout.sampling, tokenizer))
     records = read_records(Path(eval_file))
-    reasoner = start_reasoner_worker(config.serve, reasoner_checkpoint, derived_seed(config.seed, "eval", "reasoner"))
-    captioner_seed = derived_seed(config.seed, "eval", "captioner")
     results = []
-    try:
-        for label, checkpoint in captioners:
-            captioner = start_caption_worker(config.rollout, checkpoint, eval_file, captioner_seed)
-            try:
-                results.append(evaluate_captioner(label, checkpoint, EvalWorkers(captioner, reasoner), records, settings))
-            finally:
-                ray.get(captioner.close.remote())
-                ray.kill(captioner)  # its engine's memory (a GPU's, on GPU configs) goes back now
-    finally:
-        ray.kill(reasoner)
+    for label, captioner_checkpoint, reasoner_checkpoint in pipelines:
+        reasoner = start_reasoner_worker(config.serve, reasoner_checkpoint, derived_seed(config.seed, "eval", "reasoner"))
+        captioner = start_caption_worker(config.rollout, captioner_checkpoint, eval_file, derived_seed(config.seed, "eval", "captioner"))
+        try:
+            checkpoint = captioner_checkpoint if evaluated == "captioner" else reasoner_checkpoint
+            results.append(evaluate_captioner(label, checkpoint, EvalWorkers(captioner, reasoner), records, settings))
+        finally:
+            ray.get(captioner.close.remote())
+            # Their engines' memory (a GPU's, on GPU configs) goes back now.
+            ray.kill(captioner)
+            ray.kill(reasoner)
     return results

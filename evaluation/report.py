@@ -14,9 +14,9 @@ EVAL_TABLE = "eval.md"
 
 
 def format_table(results: list[EvalResult]) -> str:
-    """A Markdown table, one row per captioner, and the change from the first to the last."""
+    """A Markdown table, one row per policy checkpoint, and the change from the first to the last."""
     lines = [
-        "| captioner | held-out accuracy | std. error | prompts x samples | caption tokens |",
+        "| policy | held-out accuracy | std. error | prompts x samples | caption tokens |",
         "|---|---|---|---|---|",
     ]
     for r in results:

@@ -1,4 +1,4 @@
-"""Saving the learner's state: DeepSpeed checkpoints, and the captioner in Hugging Face form."""
+"""Saving the learner's state: DeepSpeed checkpoints, and the policy in Hugging Face form."""
 
 from __future__ import annotations
 
@@ -56,8 +56,9 @@ def _set_random_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def export_captioner(engine, processor, out_dir: Path, is_main: bool) -> None:
-    """The trained captioner as a Hugging Face checkpoint that `from_pretrained` (and vLLM) load.
+def export_policy(engine, processor, out_dir: Path, is_main: bool) -> None:
+    """The trained policy (captioner or reasoner) as a Hugging Face checkpoint that
+    `from_pretrained` (and vLLM) load, with its processor or tokenizer.
 
     Collective under ZeRO-3 (the full weights are gathered from every rank)."""
     if engine.zero_optimization_stage() == 3:
@@ -67,4 +68,4 @@ def export_captioner(engine, processor, out_dir: Path, is_main: bool) -> None:
     if is_main:
         engine.module.save_pretrained(out_dir, state_dict=state_dict)
         processor.save_pretrained(out_dir)
-        log.info("exported the captioner to %s", out_dir)
+        log.info("exported the policy to %s", out_dir)

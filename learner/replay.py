@@ -58,8 +58,9 @@ class ReplayQueue:
 
     def __init__(
         self, host: str, port: int, capacity_groups: int, capacity_bytes: int,
-        max_frame_bytes: int = 64 * 2**20, keys: CurveKeys | None = None,
+        max_frame_bytes: int = 64 * 2**20, keys: CurveKeys | None = None, images: bool = True,
     ):
+        """`images` False: the policy reads text only (policy.role=reasoner) and groups carry no image."""
         self._context = zmq.Context.instance()
         self._socket = self._context.socket(zmq.PULL)
         self._socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
@@ -67,6 +68,7 @@ class ReplayQueue:
         self._socket.setsockopt(zmq.LINGER, 0)
         self.endpoint = bind(self._socket, host, port, keys)
         self.capacity_groups, self.capacity_bytes = capacity_groups, capacity_bytes
+        self.images = images
         self._buffer: deque[tuple[ScoredGroup, int]] = deque()
         self._bytes = 0
         self._changed = threading.Condition()
@@ -93,7 +95,10 @@ class ReplayQueue:
     def _take(self, frame: memoryview) -> None:
         try:
             group = decode_group(frame)  # copies only what it keeps
-            check_image(group.image_png)
+            if self.images:
+                check_image(group.image_png)
+            elif group.image_png:
+                raise MalformedMessage("ScoredGroup carries an image, but this learner trains a text policy (policy.role=reasoner)")
         except MalformedMessage as err:
             self.counters.rejected += 1
             log.warning("replay queue rejected a frame (%d bytes): %s", len(frame), err)

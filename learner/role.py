@@ -1,7 +1,8 @@
 """The learner rank: replay queue -> staleness filter -> GRPO update -> publish weights.
 
 Runs as a Ray actor (one per rank; launch.py starts them). Rank 0 also publishes each new policy
-version, writes metrics and saves the exported captioner.
+version, writes metrics and saves the exported policy: the captioner, or the reasoner when it
+is the one learning (policy.role=reasoner).
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForImageTextToText
-
 from configs.schema import LearnerConfig
 from learner.accounting import ConsumedLog, Ledger, StepGroups, keep_steps_before
 from learner.batching import group_batch
-from learner.checkpoint import export_captioner, load_latest_checkpoint, save_checkpoint
+from learner.checkpoint import export_policy, load_latest_checkpoint, save_checkpoint
 from learner.distributed import (
     RankInfo,
     build_engine,
@@ -30,6 +29,7 @@ from learner.distributed import (
 from learner.gate import GateStats
 from learner.grpo import group_advantages
 from learner.metrics import MetricsLog
+from learner.policy_model import load_policy_model, load_policy_processor
 from learner.replay import ReplayCounters, ReplayQueue
 from learner.rollout_log import RolloutLog
 from learner.share import share_groups
@@ -43,7 +43,6 @@ from learner.step_metrics import (
 )
 from learner.update import grpo_update
 from learner.weight_publisher import make_publisher
-from vlm.processor import load_captioner_processor
 from vlm.sampling import SamplingSpec
 from wire.curve import load_keys
 from wire.progress import ShardProgress
@@ -57,7 +56,8 @@ log = logging.getLogger(__name__)
 class LearnerSetup:
     """What a rank needs beyond its config section."""
 
-    captioner: str
+    # The policy's checkpoint: the captioner, or the reasoner when `role` is "reasoner".
+    policy: str
     run_dir: str
     rank: int
     world_size: int
@@ -71,6 +71,8 @@ class LearnerSetup:
     resume: bool = False
     # ZeroMQ CURVE keys for the replay and weight sockets (wire/curve.py); "" = none.
     curve_keys_dir: str = ""
+    # policy.role: "captioner" (a vision-language model) or "reasoner" (a text-only one).
+    role: str = "captioner"
 
 
 @dataclass(frozen=True)
@@ -115,9 +117,9 @@ class LearnerRank:
         config = self.config
         init_process_group(RankInfo(self.rank, self.world_size, *rendezvous))
         torch.manual_seed(self.setup.seed)
-        self.processor = load_captioner_processor(self.setup.captioner)
-        self.pad_id = self.processor.tokenizer.pad_token_id
-        model = self._load_policy()
+        self.processor, self.tokenizer = load_policy_processor(self.setup.role, self.setup.policy)
+        self.pad_id = self.tokenizer.pad_token_id
+        model = load_policy_model(self.setup.role, self.setup.policy, self.config.dtype, self.config.freeze_vision)
         self.ref_model = copy.deepcopy(model).eval().requires_grad_(False) if config.kl_coef > 0 else None
         self.engine = build_engine(model, config, config.groups_per_step // self.world_size, self.world_size)
         if self.ref_model is not None:
@@ -144,7 +146,8 @@ class LearnerRank:
         replay = config.replay
         keys = load_keys(self.setup.curve_keys_dir) if self.setup.curve_keys_dir else None
         self.replay = ReplayQueue(
-            replay.host, replay.port, replay.capacity_groups, replay.capacity_bytes, replay.max_frame_bytes, keys
+            replay.host, replay.port, replay.capacity_groups, replay.capacity_bytes, replay.max_frame_bytes, keys,
+            images=self.setup.role == "captioner",
         )
         self.replay.resume_from(self.ledger.consumed)
         self.replay.counters = ReplayCounters(**self._resumed_replay_counters)
@@ -152,7 +155,7 @@ class LearnerRank:
         self.metrics = MetricsLog(run_dir)
         self.consumed = ConsumedLog(run_dir)
         if config.rollout_log_every:
-            self.rollouts = RolloutLog(run_dir, self.processor.tokenizer)
+            self.rollouts = RolloutLog(run_dir, self.tokenizer, self.setup.role)
 
     def _resume(self) -> ResumePoint | None:
         """Every rank takes its weights, optimizer shard, random state and step; rank 0 also the
@@ -176,13 +179,6 @@ class LearnerRank:
             gate=replace(GateStats(**state["gate"]), admitted=self.ledger.trained),
             actor_counters=self.actor_counters,
         )
-
-    def _load_policy(self) -> torch.nn.Module:
-        dtype = torch.bfloat16 if self.config.dtype == "bf16" else torch.float32
-        model = AutoModelForImageTextToText.from_pretrained(self.setup.captioner, dtype=dtype)
-        if self.config.freeze_vision:
-            model.model.visual.requires_grad_(False)
-        return model.train()
 
     def latest_metrics(self) -> dict:
         return dict(self.latest)
@@ -331,7 +327,7 @@ class LearnerRank:
         every = self.config.checkpoint_every
         if not (every and self.steps_done % every == 0):  # else the last step saved it
             self._save(elapsed_s)
-        export_captioner(self.engine, self.processor, run_dir / "captioner", self.is_main)
+        export_policy(self.engine, self.processor or self.tokenizer, run_dir / self.setup.role, self.is_main)
 
     def rejoin_point(self, actor_id: int) -> tuple[list[list[int]], list[int] | None]:
         """For a restarted actor (rank 0): the prompt positions that reached the replay queue from

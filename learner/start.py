@@ -35,7 +35,7 @@ class StartingLearner:
 
 def start_learner(
     config: LearnerConfig,
-    captioner: str,
+    policy: str,
     run_dir: str,
     sampling: SamplingSpec,
     num_actors: int,
@@ -45,9 +45,11 @@ def start_learner(
     resume: bool = False,
     curve_keys_dir: str = "",
     nodes: tuple[str, ...] = (),
+    role: str = "captioner",
 ) -> StartingLearner:
-    """Create the ranks and start their setup; `.ready()` waits for it. `nodes`: each rank's
-    planned node (learner.placement.per_node), else Ray places them."""
+    """Create the ranks and start their setup; `.ready()` waits for it. `policy`: the checkpoint
+    of the model in `role` (policy.role). `nodes`: each rank's planned node
+    (learner.placement.per_node), else Ray places them."""
     remote = ray.remote(LearnerRank)
 
     def options(rank: int) -> dict:
@@ -59,7 +61,7 @@ def start_learner(
         remote.options(**options(r)).remote(
             config,
             LearnerSetup(
-                captioner=captioner,
+                policy=policy,
                 run_dir=run_dir,
                 rank=r,
                 world_size=config.num_ranks,
@@ -68,6 +70,7 @@ def start_learner(
                 weight_receivers=num_actors,
                 resume=resume,
                 curve_keys_dir=curve_keys_dir,
+                role=role,
             ),
             gate,
         )

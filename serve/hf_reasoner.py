@@ -17,7 +17,7 @@ from serve.completion import (
     TextSink,
     cut_at_stop,
 )
-from serve.reasoner_prompt import encode_chat
+from wire.reasoner_prompt import encode_chat
 
 
 class TransformersReasoner(ReasonerEngine):

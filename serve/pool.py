@@ -34,8 +34,9 @@ from serve.engine_queue import EngineQueue
 from serve.completion import CompletionParams
 from serve.openai_reasoner import OpenAIReasoner
 from serve.reasoner_engines import make_reasoner
-from serve.rewards import score_groups
-from wire.scoring import ScoreRequest, ScoreResult, score_request_from_json
+from serve.rewards import score_answer_groups, score_groups
+from wire.inference import DescribeRequest
+from wire.scoring import AnswerScoreRequest, ScoreRequest, ScoreResult, score_request_from_json
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class ReasonerPool:
         endpoint = self.reward.judge.openai
         self.judge_engine = OpenAIReasoner(endpoint) if endpoint.base_url else self.engine
         self.queue = EngineQueue(config.api.live_burst, config.api.max_live_waiting)
+        self.captioner = captioner
         self.chat = ChatService(config.api, self.engine, self.queue, captioner, config.max_new_tokens)
         self._token = os.environ.get(config.api.api_key_env) or None
         self._faults = random.Random(derived_seed(replica_seed, "injected-faults"))
@@ -75,6 +77,20 @@ class ReasonerPool:
         if self._faults.random() < self.config.inject_failure_prob:
             raise InjectedScoringFault(f"scoring call failed on purpose (serve.inject_failure_prob={self.config.inject_failure_prob})")
         return await self._score_batch(request)
+
+    async def score_answers(self, requests: list[AnswerScoreRequest]) -> list[ScoreResult]:
+        """Rewards of the policy reasoner's answers (policy.role=reasoner): graded, or judged by
+        this replica's model in turn with live work."""
+        if self._faults.random() < self.config.inject_failure_prob:
+            raise InjectedScoringFault(f"scoring call failed on purpose (serve.inject_failure_prob={self.config.inject_failure_prob})")
+        start = time.perf_counter()
+        return await self.queue.training(lambda: score_answer_groups(requests, self.reward, lambda: time.perf_counter() - start, self._judge))
+
+    async def captions(self, requests: list[DescribeRequest]) -> list[str]:
+        """The frozen captioner's captions (policy.role=reasoner: the policy reasoner's prompts)."""
+        if self.captioner is None:
+            raise RuntimeError("this pool serves no captioner (policy.role=reasoner deploys one)")
+        return await self.captioner.captions.remote(requests)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
     async def _score_batch(self, requests: list[ScoreRequest]) -> list[ScoreResult]:

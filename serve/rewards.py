@@ -18,6 +18,10 @@ Kinds (`reward.kind`, or several by `reward.weights`):
 Shaping terms (`reward.shaping`, all off by default) are subtracted from the mix: a length budget
 (CapRL), an n-gram repetition penalty (Perception-R1), a format pattern. An empty caption scores
 0 with no reasoner call, whatever the configuration.
+
+When the reasoner is the policy (policy.role=reasoner), the answers come from it, not from the
+pool: each answer is graded (verifiable) and/or judged against the gold answer, and the shaping
+terms apply to the answer's text (`score_answer_groups`).
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from configs.schema import RewardConfig, ShapingConfig
-from serve.grading import ALL_LETTERS, candidate_answer, caption_grade, chosen_option
+from serve.grading import ALL_LETTERS, candidate_answer, caption_grade, chosen_option, grade
 from serve.judge import judge_messages, parse_verdict
-from wire.scoring import MCQuestion, ScoreRequest, ScoreResult
+from wire.scoring import AnswerScoreRequest, MCQuestion, ScoreRequest, ScoreResult
 
 # (caption, question) prompts and k -> k answers per prompt: the reasoner engine's `answer`.
 AnswerFn = Callable[[list[tuple[str, str]], int], list[list[str]]]
@@ -185,3 +189,38 @@ def _result(request: ScoreRequest, plan: list[_Caption | None], mix: dict[str, f
         kept.append(tuple(a for answers_to_prompt in entry.replies for a in answers_to_prompt))
     empty = sum(entry is None for entry in plan)
     return ScoreResult(tuple(rewards), tuple(kept), latency_s, answers_refused=refused, empty_captions=empty, judge_unparsed=unparsed)
+
+
+def score_answer_groups(
+    requests: Sequence[AnswerScoreRequest], reward: RewardConfig, latency_s: Callable[[], float], judge: JudgeFn | None = None
+) -> list[ScoreResult]:
+    """Every answer's reward (policy.role=reasoner): its grade against the gold answer and/or the
+    judge's verdict on it (one judge call for all of them), mixed by weight, less the shaping terms."""
+    mix = reward.mix()
+    if "mcq" in mix or ("judge" in mix and reward.judge.target != "answer"):
+        raise ValueError("the reasoner's answers are graded by reward.kind=verifiable and judge (target answer) only")
+    verdicts: list[float | None] = []
+    if "judge" in mix:
+        if judge is None:
+            raise ValueError("reward.kind=judge needs a judge")
+        conversations = [judge_messages(r.question, r.gold_answer, a) for r in requests for a in r.answers]
+        verdicts = [parse_verdict(reply) for reply in judge(conversations)]
+    took = latency_s()
+    results, judged = [], iter(verdicts)
+    for request in requests:
+        rewards, refused, unparsed = [], 0, 0
+        for index, answer in enumerate(request.answers):
+            score = 0.0
+            if "verifiable" in mix:
+                graded = grade(answer, request.gold_answer, question=request.question)
+                score += mix["verifiable"] * graded.score
+                refused += graded.refused is not None
+            if "judge" in mix:
+                verdict = next(judged)
+                score += mix["judge"] * (verdict or 0.0)
+                unparsed += verdict is None
+            tokens = request.answer_tokens[index] if request.answer_tokens else None
+            rewards.append(score - shaping_penalty(answer, tokens, reward.shaping))
+        nothing_more = tuple(() for _ in request.answers)  # the answers are the policy's own, already logged
+        results.append(ScoreResult(tuple(rewards), nothing_more, took, answers_refused=refused, judge_unparsed=unparsed))
+    return results

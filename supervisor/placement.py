@@ -70,8 +70,10 @@ def role_demands(config: TrainConfig, training: bool = True) -> list[RoleDemand]
     replicas = scaling.min_replicas if scaling.max_replicas else serve.num_replicas
     demands = [_demand("reasoner replica", "serve", replicas, serve.num_cpus, serve.num_gpus, serve.placement)]
     live = serve.live or not training
-    if live and serve.api.two_stage_model:
-        # One captioner engine behind the two-stage model, placed as a rollout actor is.
+    frozen_captioner = training and config.policy.role == "reasoner"
+    if frozen_captioner or (live and serve.api.two_stage_model):
+        # One captioner engine behind the two-stage model (or writing the policy reasoner's
+        # prompts), placed as a rollout actor is.
         service = PlacementConfig(rollout.placement.node_labels, rollout.placement.resources)
         demands.append(_demand("captioner service", "rollout", 1, rollout.num_cpus, rollout.num_gpus, service))
     if not training:

@@ -23,7 +23,7 @@ import torch
 
 from configs.schema import WarmStartConfig
 from records.vqa import read_records
-from serve.reasoner_prompt import reasoner_messages
+from wire.reasoner_prompt import reasoner_messages
 from task.captioner_warm_start import (
     CaptionerPlan,
     QualityBar,
@@ -32,10 +32,11 @@ from task.captioner_warm_start import (
 )
 from task.checkpoints import build_tiny_captioner, build_tiny_reasoner
 from task.dataset import DatasetFiles, write_bundled_dataset
+from task.judge_examples import random_judge_example
+from task.reasoner_examples import ReasonerExample, random_example
 from task.reasoner_warm_start import (
     AccuracyBar,
-    ReasonerExample,
-    random_example,
+    PartialSnapshot,
     reasoner_accuracy,
     warm_start_reasoner,
 )
@@ -47,7 +48,7 @@ from vlm.caption_prompt import caption_messages
 COMPLETE_MARKER = "COMPLETE"
 QUALITY_FILE = "warm_start.json"
 # Bumped whenever the build's output changes for the same settings, so old caches are rebuilt.
-BUILD_FORMAT = 8
+BUILD_FORMAT = 9
 # Held-out scenes the warm-start quality is measured on.
 _QUALITY_SCENES = 256
 # Scenes outside the dataset and the warm start that decide when the captioner may stop.
@@ -77,6 +78,9 @@ class BundledTask:
     eval_file: Path
     captioner: Path
     reasoner: Path
+    # The reasoner at an early point of its warm start (task.bundled_reasoner=partial): weaker,
+    # so runs that train the reasoner (policy.role=reasoner) have something to learn.
+    partial_reasoner: Path
 
 
 def _layout(root: Path) -> BundledTask:
@@ -87,6 +91,7 @@ def _layout(root: Path) -> BundledTask:
         eval_file=data / "eval.jsonl",
         captioner=root / "captioner",
         reasoner=root / "reasoner",
+        partial_reasoner=root / "reasoner_partial",
     )
 
 
@@ -112,9 +117,11 @@ def _tokenizer_corpus(files: DatasetFiles, seed: int) -> list[str]:
         corpus.extend(["system", "user", "assistant"])
         corpus.extend(_message_texts(caption_messages(question)))
         corpus.extend(_message_texts(reasoner_messages(caption, question)))
-    # What the warm-started reasoner will write.
+    # What the warm-started reasoner will read and write as a judge, and write as a reasoner.
     scenes = [random_scene(rng) for _ in range(_CORPUS_CAPTIONS)]
     corpus.extend(random_example(rng, scene).reply for scene in scenes)
+    judged = [random_judge_example(rng, scene) for scene in scenes[: _CORPUS_CAPTIONS // 4]]
+    corpus.extend(text for example in judged for text in (*_message_texts(example.messages()), example.reply))
     return corpus
 
 
@@ -154,13 +161,20 @@ def _warm_start(layout: BundledTask, files: DatasetFiles, seed: int, config: War
     )
     check_rng = random.Random(f"reasoner-check/{seed}")
     check_examples = [ReasonerExample(describe(scene), random_question(check_rng, scene)) for scene in check]
-    warm_start_reasoner(layout.reasoner, scenes, answering, seed, AccuracyBar(check_examples, config.reasoner_min_accuracy))
+    check_judged = [random_judge_example(check_rng, scene) for scene in check]
+    bar = AccuracyBar(check_examples, check_judged, config.reasoner_min_accuracy)
+    partial = PartialSnapshot(layout.partial_reasoner, config.partial_reasoner_accuracy)
+    reasoner = warm_start_reasoner(layout.reasoner, scenes, answering, seed, bar, partial)
+    if reasoner.partial_accuracy is None:  # it passed the bar at its first check: the snapshot is its first state
+        shutil.copytree(layout.reasoner, layout.partial_reasoner)
     rng = random.Random(f"warm-start-quality/{seed}")
     held_out = rng.sample(sorted(files.scenes), min(_QUALITY_SCENES, len(files.scenes)))
     complete = [ReasonerExample(describe(scene), random_question(rng, scene)) for scene in held_out]
     return {
         "captioner": asdict(caption_quality(layout.captioner, held_out, seed)),
         "reasoner_accuracy_on_complete_captions": reasoner_accuracy(layout.reasoner, complete),
+        "reasoner_judge_accuracy": reasoner.judge_accuracy,
+        "partial_reasoner_accuracy_on_complete_captions": reasoner_accuracy(layout.partial_reasoner, complete),
     }
 
 

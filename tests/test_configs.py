@@ -85,3 +85,24 @@ def test_serve_autoscaling_replaces_the_fixed_replica_count():
 def test_bad_live_service_settings_are_refused_naming_the_key(overrides, reason):
     with pytest.raises(ConfigError, match=re.escape(reason)):
         load_config(overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides, reason",
+    [
+        (["policy.role=critic"], "policy.role must be one of"),
+        (["policy.role=reasoner", "reward.kind=mcq"], "reward.kind=mcq rewards captions"),
+        (["policy.role=reasoner", "reward.kind=judge", "reward.judge.target=caption"], "reward.judge.target=answer"),
+        (["policy.stages=[captioner,critic]"], "policy.stages must be"),
+        (["policy.stages=[]"], "policy.stages must be"),
+        (["task.bundled_reasoner=best"], "task.bundled_reasoner must be"),
+    ],
+)
+def test_a_policy_role_its_reward_cannot_train_is_refused(overrides, reason):
+    with pytest.raises(Exception, match=reason):
+        load_config(overrides=overrides)
+
+
+def test_the_reasoner_trains_on_graded_or_judged_answers():
+    config = load_config(overrides=["policy.role=reasoner", "reward.weights.verifiable=1", "reward.weights.judge=1"])
+    assert config.policy.role == "reasoner" and set(config.reward.mix()) == {"verifiable", "judge"}

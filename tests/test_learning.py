@@ -18,6 +18,7 @@ import statistics
 
 import pytest
 
+from configs.load import load_config
 from evaluation.report import load_results
 
 # Not in the default run: about 5 minutes with the bundle cached, plus its build (most of an
@@ -27,22 +28,32 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 STEPS = 60
 
 
-@pytest.mark.parametrize("reward", ["verifiable", "mcq"])
+def assert_gain(run_dir, prompts: int) -> None:
+    """The trained policy's held-out accuracy beats the initial one's by more than the noise."""
+    initial, trained = load_results(run_dir)
+    assert (initial.label, trained.label) == ("initial", "trained")
+    assert initial.num_prompts == trained.num_prompts == prompts
+    noise = 3 * math.hypot(initial.stderr, trained.stderr)
+    gain = trained.accuracy - initial.accuracy
+    assert gain > noise, f"{run_dir.name}: held-out accuracy {initial.accuracy:.3f} -> {trained.accuracy:.3f}, noise {noise:.3f}"
+
+
+@pytest.mark.parametrize("reward", ["verifiable", "mcq", "judge"])
 def test_a_shortened_default_run_raises_held_out_accuracy(tmp_path, run_launch, reward):
-    """With RACRO's reward and with CapRL's multiple-choice one: either teaches the captioner to
-    name what the questions need, so the same held-out measure rises."""
+    """With RACRO's reward, CapRL's multiple-choice one and a judge of the answers (the bundled
+    reasoner judging): each teaches the captioner to name what the questions need, so the same
+    held-out measure rises."""
     run_dir = tmp_path / "run"
     args = [f"run_dir={run_dir}", f"learner.total_steps={STEPS}", "eval.max_prompts=128", f"reward.kind={reward}"]
     code, out = run_launch(args).finish(timeout=1500)
     assert code == 0, out[-4000:]
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == STEPS
-    initial, trained = load_results(run_dir)
-    assert (initial.label, trained.label) == ("initial", "trained")
-    assert initial.num_prompts == trained.num_prompts == 128
-    noise = 3 * math.hypot(initial.stderr, trained.stderr)
-    gain = trained.accuracy - initial.accuracy
-    assert gain > noise, f"held-out accuracy {initial.accuracy:.3f} -> {trained.accuracy:.3f}, noise {noise:.3f}"
+    assert_gain(run_dir, 128)
+    if reward == "judge":  # the bundled reasoner judges in format: under 5% of its replies are not
+        config = load_config(run_dir / "config.yaml")
+        judged = metrics[-1]["rollout/groups_generated"] * config.rollout.group_size * config.serve.samples_per_caption
+        assert metrics[-1]["rollout/judge_unparsed"] < 0.05 * judged
     if reward == "mcq":
         # Held-out accuracy is the verifiable reward's own measure; the multiple-choice reward is
         # another, so it must rise too: the last fifth of the steps against the first, beyond
@@ -52,3 +63,15 @@ def test_a_shortened_default_run_raises_held_out_accuracy(tmp_path, run_launch, 
         spread = 3 * math.hypot(statistics.stdev(first) / math.sqrt(len(first)), statistics.stdev(last) / math.sqrt(len(last)))
         assert statistics.fmean(last) - statistics.fmean(first) > spread, (first, last)
     assert (run_dir / "reward.png").exists()
+
+
+def test_alternating_roles_each_stage_raises_held_out_accuracy(tmp_path, run_launch):
+    """PRA-GRPO's schedule from the weaker bundled reasoner: the captioner learns against it, then
+    the reasoner learns to answer from the captions of the captioner just trained; each stage's
+    own evaluation (its policy before and after, the other model as that stage froze it) rises."""
+    run_dir = tmp_path / "alt"
+    args = ["alternate", f"run_dir={run_dir}", f"learner.total_steps={STEPS}", "eval.max_prompts=128", "task.bundled_reasoner=partial"]
+    code, out = run_launch(args).finish(timeout=3000)
+    assert code == 0, out[-4000:]
+    for stage in ("stage0-captioner", "stage1-reasoner"):
+        assert_gain(run_dir / stage, 128)

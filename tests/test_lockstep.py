@@ -70,14 +70,14 @@ def lock_step_loop(args: list[str], out: Path) -> None:
     sampling = caption_sampling_spec(config.rollout.sampling, load_captioner_processor(inputs.captioner).tokenizer)
     reasoner = make_reasoner(config.serve, inputs.reasoner, derived_seed(config.seed, "reasoner", 0))
     learner = LearnerRank(config.learner, LearnerSetup(
-        captioner=inputs.captioner, run_dir=str(out), rank=0, world_size=1,
+        policy=inputs.captioner, run_dir=str(out), rank=0, world_size=1,
         seed=derived_seed(config.seed, "learner", 0), sampling=sampling, weight_receivers=1,
     ))
     learner.setup_rank(("127.0.0.1", free_port()))
     # Last: the transformers engine samples from torch's global generator, which it seeds when it
     # is built (the learner seeds it too); in the run each role has a process of its own.
     actor = RolloutActor(config.rollout, RolloutSetup(
-        actor_id=0, num_actors=1, captioner=inputs.captioner, sampling=sampling, records_file=inputs.train_file,
+        actor_id=0, num_actors=1, policy=inputs.captioner, sampling=sampling, records_file=inputs.train_file,
         replay_endpoints=(), weight_source=WeightSource("zmq", ()), reasoner_app="",
         seed=derived_seed(config.seed, "actor", 0),
     ))

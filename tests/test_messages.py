@@ -100,6 +100,7 @@ def mutate(**changes) -> bytes:
         (msgpack.packb([1, 2, 3]), "must be a msgpack map"),
         (mutate(schema=99), "schema"),
         (mutate(rewards=pack_array(np.array([1.5, 0.0], dtype=np.float32))), "rewards out of range"),
+        (mutate(rewards=pack_array(np.array([np.nan, 0.0], dtype=np.float32))), "rewards out of range"),
         (mutate(rewards=pack_array(np.array([1.0], dtype=np.float32))), "rewards has 1 entries for 2"),
         (mutate(lengths=pack_array(np.array([3, 2], dtype=np.int32))), "lengths sum to 5"),
         (mutate(completion_ids=pack_array(np.arange(4, dtype=np.int64))), "dtype 'int64', expected 'int32'"),
@@ -118,6 +119,12 @@ def mutate(**changes) -> bytes:
 def test_bad_group_frames_are_rejected_with_their_reason(frame, reason):
     with pytest.raises(MalformedMessage, match=reason):
         decode_group(frame)
+
+
+def test_a_shaped_reward_below_zero_travels():
+    # A shaping penalty may take a reward below 0 (a wordy caption that got nothing right).
+    back = decode_group(encode_group(make_group(rewards=(-0.25, 1.0))))
+    assert back.rewards.tolist() == [-0.25, 1.0]
 
 
 def test_missing_field_is_named():

@@ -50,8 +50,9 @@ def test_each_caption_gets_the_mixed_reward_of_the_answers_it_got(tmp_path, run_
             assert len(answers) == 1 + len(asks)
             verifiable = grade(answers[0], record.answer, question=record.question).score
             mcq = sum(mcq_correct(a, ask) for a, ask in zip(answers[1:], asks)) / len(asks)
-            expected = 0.5 * verifiable + 0.5 * mcq - PENALTY * repeated_ngram_share(caption, 1)
-            # The judge's verdicts are not logged: its part lies between 0 and its weight.
-            assert expected - 1e-6 <= reward <= expected + JUDGE + 1e-6
+            total = 0.5 + 0.5 + JUDGE  # the weights are scaled to sum to 1
+            expected = (0.5 * verifiable + 0.5 * mcq) / total - PENALTY * repeated_ngram_share(caption, 1)
+            # The judge's verdicts are not logged: its part lies between 0 and its scaled weight.
+            assert expected - 1e-6 <= reward <= expected + JUDGE / total + 1e-6
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["faults_survived_by_kind"]["judge_unparsed"] > 0

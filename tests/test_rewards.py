@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from configs.schema import JudgeRewardConfig, McqRewardConfig, RewardConfig, ShapingConfig
-from serve.rewards import mcq_asks, mcq_correct, repeated_ngram_share, score_groups, shaping_penalty
-from wire.scoring import MCQuestion, ScoreRequest
+from serve.rewards import mcq_asks, mcq_correct, repeated_ngram_share, score_answer_groups, score_groups, shaping_penalty
+from wire.scoring import AnswerScoreRequest, MCQuestion, ScoreRequest
 
 CIRCLES = MCQuestion("How many circles are there?", ("1", "2", "3"), 2)
 SQUARES = MCQuestion("How many squares are there?", ("0", "4"), 0)
@@ -195,3 +195,38 @@ def test_a_judge_of_captions_reads_the_reference_facts():
     assert seen[0][1]["content"].endswith("Reference: top left: a red circle. top right: a red circle.\nResponse: a red circle")
     with pytest.raises(ValueError, match="no reference facts"):
         score_groups([ScoreRequest("How many?", "2", ("x",))], lambda prompts, k: [], 1, reward, lambda: 0.0, judge)
+
+
+def test_mixed_weights_are_scaled_to_sum_to_one():
+    # 0.5 + 0.5 + 0.25 = 1.25: each weight over it.
+    mix = RewardConfig(weights={"verifiable": 0.5, "mcq": 0.5, "judge": 0.25}).mix()
+    assert mix == pytest.approx({"verifiable": 0.4, "mcq": 0.4, "judge": 0.2})
+
+
+def test_the_reasoners_own_answers_are_graded_judged_and_shaped():
+    seen = []
+
+    def judge(conversations):
+        seen.extend(conversations)
+        # The right answer gets 10, the wrong one 4, the empty one a reply out of format.
+        return ["Score: 10" if "\\boxed{3}" in c[1]["content"] else "Score: 4" if "\\boxed" in c[1]["content"] else "dunno" for c in conversations]
+
+    reward = RewardConfig(
+        weights={"verifiable": 3.0, "judge": 1.0}, shaping=ShapingConfig(length_budget=4, length_penalty=0.2)
+    )
+    request = AnswerScoreRequest("How many dots?", "3", ("so \\boxed{3}", "\\boxed{5}", "no idea"), answer_tokens=(6, 2, 4))
+    (result,) = score_answer_groups([request], reward, lambda: 0.0, judge)
+    # Weights 3/4 and 1/4. Right: 0.75 + 0.25 * 1.0, then 2 tokens over a budget of 4 cost 0.2 * 2 / 4 = 0.1.
+    # Wrong: 0 + 0.25 * 0.4. No answer: 0 + 0 (unparsed, counted).
+    assert result.rewards == pytest.approx((1.0 - 0.1, 0.1, 0.0))
+    assert result.judge_unparsed == 1 and result.answers == ((), (), ())
+    assert [c[1]["content"].endswith(f"Response: {a}") for c, a in zip(seen, request.answers)] == [True] * 3
+
+
+def test_the_reasoners_answers_take_no_caption_reward():
+    request = AnswerScoreRequest("How many?", "3", ("\\boxed{3}",))
+    for reward in (RewardConfig(kind="mcq"), RewardConfig(kind="judge", judge=JudgeRewardConfig(target="caption"))):
+        with pytest.raises(ValueError, match="verifiable and judge"):
+            score_answer_groups([request], reward, lambda: 0.0, lambda conversations: [])
+    (result,) = score_answer_groups([request], RewardConfig(), lambda: 0.0)
+    assert result.rewards == (1.0,)

@@ -11,7 +11,9 @@ from task.captioner_warm_start import (
     _cell_targets,
     keep_prefix,
 )
-from task.reasoner_warm_start import CANNOT_TELL, ReasonerExample, random_example
+from serve.judge import parse_verdict
+from task.judge_examples import JudgeExample, random_judge_example
+from task.reasoner_examples import CANNOT_TELL, ReasonerExample, random_example
 from task.scenes import (
     CountQuestion,
     SceneObject,
@@ -78,6 +80,28 @@ def test_reasoner_cannot_tell_from_an_empty_or_cut_off_caption():
         example = ReasonerExample(caption, CountQuestion(colour="red"))
         assert example.answer == CANNOT_TELL
         assert example.reply == f"\\boxed{{{CANNOT_TELL}}}"
+
+
+def test_the_judge_copies_the_boxed_answer_then_scores_it_in_the_strict_format():
+    red = CountQuestion(colour="red")
+    right = JudgeExample(red.text, "2", ReasonerExample(describe(SCENE), red).reply)
+    assert right.reply == "Answer: 2\nScore: 10" and parse_verdict(right.reply) == 1.0
+    # Left the red triangle out: the response answers 1, the reference says 2.
+    wrong = JudgeExample(red.text, "2", ReasonerExample(describe(SCENE, [RED_CIRCLE, BLUE_SQUARE]), red).reply)
+    assert wrong.reply == "Answer: 1\nScore: 0" and parse_verdict(wrong.reply) == 0.0
+    cut = JudgeExample(red.text, "2", "red circle: 1. blue")
+    assert cut.reply == "Answer: none\nScore: 0"
+    assert cut.messages()[1]["content"] == f"Question: {red.text}\nReference: 2\nResponse: red circle: 1. blue"
+
+
+def test_random_judge_examples_are_often_right_and_often_wrong():
+    rng = random.Random(3)
+    scenes = [random_scene(rng) for _ in range(500)]
+    examples = [random_judge_example(rng, scene) for scene in scenes]
+    right = sum(e.score == 10 for e in examples) / len(examples)
+    # Half answer from complete captions (always right); the rest from partial, empty or cut ones.
+    assert 0.5 < right < 0.9
+    assert all(parse_verdict(e.reply) == e.score / 10 for e in examples)
 
 
 def test_random_examples_mix_complete_partial_empty_and_cut_captions():

@@ -70,7 +70,7 @@ class ScoredGroup:
     completion_ids: tuple[np.ndarray, ...]  # G x int32 [T_i], sampled tokens incl. the final EOS
     behaviour_logprobs: tuple[np.ndarray, ...]  # G x float32 [T_i]
     token_versions: tuple[np.ndarray, ...]  # G x int32 [T_i], policy version that sampled each token
-    rewards: np.ndarray  # float32 [G], each in [0, 1]
+    rewards: np.ndarray  # float32 [G], each at most 1 (in [0, 1] less any shaping penalty)
     answers: tuple[tuple[str, ...], ...]  # G x k reasoner answers, for inspection
     timings: GroupTimings
     counters: ActorCounters
@@ -152,7 +152,7 @@ def decode_group(frame: bytes) -> ScoredGroup:
         completion_ids=tuple(np.split(flat_ids, splits)),
         behaviour_logprobs=tuple(np.split(flat_logp, splits)),
         token_versions=tuple(np.split(flat_versions, splits)),
-        rewards=_per_sample(obj, "rewards", "float32", group_size, lambda r: ((r >= 0) & (r <= 1)).all()),
+        rewards=_per_sample(obj, "rewards", "float32", group_size, lambda r: (np.isfinite(r) & (r <= 1)).all()),
         answers=_answers(obj, group_size),
         timings=_timings(obj),
         counters=_counters(obj),

@@ -42,9 +42,27 @@ class ScoreRequest:
 
 
 @dataclass(frozen=True)
+class AnswerScoreRequest:
+    """Score one answer group (policy.role=reasoner): grade each of the policy reasoner's
+    `answers` to `question`, read from one frozen caption, against `gold_answer`."""
+
+    question: str
+    gold_answer: str
+    answers: tuple[str, ...]
+    # Each answer's length in the reasoner's tokens (for the length budget); () = unknown.
+    answer_tokens: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.answers:
+            raise ValueError("AnswerScoreRequest needs at least one answer")
+        if self.answer_tokens and len(self.answer_tokens) != len(self.answers):
+            raise ValueError("AnswerScoreRequest: answer_tokens must give one length per answer")
+
+
+@dataclass(frozen=True)
 class ScoreResult:
-    rewards: tuple[float, ...]  # per caption: mean correctness of its k answers, in [0, 1]
-    answers: tuple[tuple[str, ...], ...]  # per caption: the k reasoner answers
+    rewards: tuple[float, ...]  # per caption (or answer): its reward, in [0, 1] less any shaping
+    answers: tuple[tuple[str, ...], ...]  # per caption: the k reasoner answers (per answer: the judge's verdicts)
     latency_s: float  # time from the batch's start to its end, on the replica
     # Answers graded wrong unparsed because they would cost too much to grade (serve/grading.py).
     answers_refused: int = 0

@@ -1,0 +1,72 @@
+"""The bundled reasoner's lessons: answering a counting question from a caption, and only from it.
+
+The reasoner learns to count what the caption names. It is right exactly when the caption
+names every object the question is about (and nothing that is not there), wrong when the
+caption left one out, and says "cannot tell" when the caption is empty or breaks off.
+So its accuracy measures the caption, which is what makes it a reward for the captioner.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from task.scenes import CountQuestion, SceneObject, describe, parse_caption, random_question
+
+Scene = tuple[SceneObject, ...]
+CANNOT_TELL = "cannot tell"
+# Partial captions name each object with this probability: any subset, in any cells, so the
+# reasoner counts whatever a caption names (the captioner's are prefixes, RL's anything).
+_PARTIAL_KEEP_PROB = 0.5
+
+
+@dataclass(frozen=True)
+class ReasonerExample:
+    caption: str
+    question: CountQuestion
+
+    @property
+    def answer(self) -> str:
+        """What a faithful reader of the caption answers."""
+        objects = parse_caption(self.caption)
+        if not objects:
+            return CANNOT_TELL
+        return str(self.question.count(objects))
+
+    @property
+    def reply(self) -> str:
+        """The reasoner's whole reply: a running count over the described objects, then the total boxed.
+
+        "red circle: 1. blue square: 1. red triangle: 2. \\boxed{2}" for "How many red objects?".
+        Counting matches in one step is beyond a tiny transformer; copying each object and
+        adding one to the last number when it matches are steps it learns quickly.
+        """
+        objects = parse_caption(self.caption)
+        if not objects:
+            return f"\\boxed{{{CANNOT_TELL}}}"
+        running, steps = 0, []
+        for obj in objects:
+            running += self.question.count([obj])
+            steps.append(f"{obj.colour} {obj.shape}: {running}.")
+        return f"{' '.join(steps)} \\boxed{{{running}}}"
+
+
+def _truncated(caption: str, rng: random.Random) -> str:
+    """The caption cut off inside its last object, so it no longer parses."""
+    words = caption.split(" ")
+    return " ".join(words[: rng.randrange(1, len(words))]).rstrip(".")
+
+
+def random_example(rng: random.Random, scene: Scene, keep_prob: float = _PARTIAL_KEEP_PROB) -> ReasonerExample:
+    """A question about `scene` with a complete, partial, empty or cut-off caption of it."""
+    question = random_question(rng, scene)
+    kind = rng.random()
+    if kind < 0.4:
+        caption = describe(scene)
+    elif kind < 0.8:
+        caption = describe(scene, [obj for obj in scene if rng.random() < keep_prob])
+    elif kind < 0.9:
+        caption = ""
+    else:
+        caption = _truncated(describe(scene), rng)
+    return ReasonerExample(caption, question)
