@@ -70,8 +70,9 @@ def test_alternating_roles_each_stage_raises_held_out_accuracy(tmp_path, run_lau
     the reasoner learns to answer from the captions of the captioner just trained; each stage's
     own evaluation (its policy before and after, the other model as that stage froze it) rises."""
     run_dir = tmp_path / "alt"
-    args = ["alternate", f"run_dir={run_dir}", f"learner.total_steps={STEPS}", "eval.max_prompts=128", "task.bundled_reasoner=partial"]
+    # Every held-out prompt (256): the reasoner stage's gain (+0.15 on 128 prompts) is smaller than the captioner's.
+    args = ["alternate", f"run_dir={run_dir}", f"learner.total_steps={STEPS}", "eval.max_prompts=0", "task.bundled_reasoner=partial"]
     code, out = run_launch(args).finish(timeout=3000)
     assert code == 0, out[-4000:]
     for stage in ("stage0-captioner", "stage1-reasoner"):
-        assert_gain(run_dir / stage, 128)
+        assert_gain(run_dir / stage, 256)

@@ -20,36 +20,11 @@ pytestmark = pytest.mark.integration
 SMALL_RUN = ["rollout.group_size=4", "rollout.sampling.max_new_tokens=8", "eval.at_end=false"]
 
 
-def test_the_reasoner_as_policy_answers_the_frozen_captioners_captions(tmp_path, run_launch):
-    task = [f"task.cache_dir={tmp_path / 'cache'}", *TINY_TASK_OVERRIDES]
-    run_dir = tmp_path / "run"
-    # eta = 0: the second step's answers come from the weights the first step published.
-    args = [f"run_dir={run_dir}", *task, *SMALL_RUN, "policy.role=reasoner", "learner.total_steps=2", "learner.groups_per_step=2",
-            "learner.max_staleness=0"]
-    code, out = run_launch(args).finish(timeout=600)
-    assert code == 0, out[-3000:]
-    inputs = launch.resolve_inputs(load_config(overrides=task))
-    records = {r.id: r for r in read_records(inputs.train_file)}
-    groups = read_rollouts(run_dir)
-    assert len(groups) == 4
-    for group in groups:
-        record = records[group["prompt_id"]]
-        # The policy's prompt: the question, then the frozen captioner's description of the image.
-        assert f"Question: {record.question}\nImage description: " in group["prompt"]
-        for completion, reward in zip(group["completions"], group["rewards"], strict=True):
-            assert reward == grade(completion, record.answer, question=record.question).score
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [m["rollout/policy_version_min"] for m in metrics] == [0, 1]
-    # The tiny reasoner of this bundle answers nothing right (rewards all 0, no signal): what is
-    # checked here is that the trained policy is exported as the reasoner it is.
-    trained = AutoModelForCausalLM.from_pretrained(run_dir / "reasoner").state_dict()
-    assert trained.keys() == AutoModelForCausalLM.from_pretrained(inputs.reasoner).state_dict().keys()
-
-
-def test_alternate_trains_each_role_from_the_others_latest_checkpoint(tmp_path, run_launch):
+def test_alternate_trains_the_captioner_then_the_reasoner_on_the_new_captioners_captions(tmp_path, run_launch):
     task = [f"task.cache_dir={tmp_path / 'cache'}", *TINY_TASK_OVERRIDES]
     run_dir = tmp_path / "alt"
-    args = ["alternate", f"run_dir={run_dir}", *task, *SMALL_RUN, "learner.total_steps=1", "learner.groups_per_step=1"]
+    # eta = 0: each stage's second step samples with the weights its first step published.
+    args = ["alternate", f"run_dir={run_dir}", *task, *SMALL_RUN, "learner.total_steps=2", "learner.groups_per_step=1", "learner.max_staleness=0"]
     code, out = run_launch(args).finish(timeout=900)
     assert code == 0, out[-3000:]
     inputs = launch.resolve_inputs(load_config(overrides=task))
@@ -62,3 +37,22 @@ def test_alternate_trains_each_role_from_the_others_latest_checkpoint(tmp_path, 
     config = load_config(second / "config.yaml")
     assert (config.policy.role, config.models.captioner) == ("reasoner", str(first / "captioner"))
     assert (first / "captioner" / "config.json").is_file() and (second / "reasoner" / "config.json").is_file()
+    check_reasoner_stage(second, {r.id: r for r in read_records(inputs.train_file)}, inputs.reasoner)
+
+
+def check_reasoner_stage(run_dir, records, initial_reasoner) -> None:
+    """The reasoner stage answered the frozen captioner's captions and was graded by the pool."""
+    groups = read_rollouts(run_dir)
+    assert len(groups) == 2
+    for group in groups:
+        record = records[group["prompt_id"]]
+        # The policy's prompt: the question, then the frozen captioner's description of the image.
+        assert f"Question: {record.question}\nImage description: " in group["prompt"]
+        for completion, reward in zip(group["completions"], group["rewards"], strict=True):
+            assert reward == grade(completion, record.answer, question=record.question).score
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["rollout/policy_version_min"] for m in metrics] == [0, 1]
+    # The tiny reasoner of this bundle answers nothing right (rewards all 0, no signal): what is
+    # checked here is that the trained policy is exported as the reasoner it is.
+    trained = AutoModelForCausalLM.from_pretrained(run_dir / "reasoner").state_dict()
+    assert trained.keys() == AutoModelForCausalLM.from_pretrained(initial_reasoner).state_dict().keys()

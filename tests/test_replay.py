@@ -135,3 +135,18 @@ def test_a_group_whose_image_is_corrupt_or_a_bomb_is_refused_with_its_reason():
     finally:
         client.close()
         queue.close()
+
+
+def test_a_text_policys_queue_takes_groups_without_an_image_and_refuses_one_with():
+    # policy.role=reasoner: the reasoner reads text only, so its groups carry no image.
+    image = make_group().image_png
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, images=False)
+    client = ReplayClient([queue.endpoint])
+    try:
+        for position, png in enumerate((image, b""), start=1):
+            asyncio.run(client.send(replace(make_group(prompt_position=position), image_png=png)))
+        assert queue.get(timeout=5).prompt_position == 2
+        assert (queue.counters.rejected, queue.counters.accepted) == (1, 1)
+    finally:
+        client.close()
+        queue.close()
