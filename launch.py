@@ -234,16 +234,10 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
 
 def policy_sampling_spec(config: TrainConfig, role: str, policy: str):
     """How the policy samples (rollout.sampling, the policy's special tokens suppressed)."""
+    from learner.policy_model import load_policy_processor
     from vlm.sampling import caption_sampling_spec
 
-    if role == "reasoner":
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(policy)
-    else:
-        from vlm.processor import load_captioner_processor
-
-        tokenizer = load_captioner_processor(policy).tokenizer
+    _, tokenizer = load_policy_processor(role, policy)
     return caption_sampling_spec(config.rollout.sampling, tokenizer)
 
 

@@ -351,6 +351,8 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         config = load_config(args.config, overrides)
+        if config.policy.role != "captioner":
+            raise ConfigError("the throughput benchmark measures the captioner as the policy: drop policy.role")
         layout = Layout.of(config)
     except (ConfigError, ValueError) as err:
         print(f"config error: {err}", file=sys.stderr)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from configs.schema import LearnerConfig
 from learner.accounting import ConsumedLog, Ledger, StepGroups, keep_steps_before
 from learner.batching import group_batch

@@ -1,11 +1,13 @@
 """The reasoner pool: a Ray Serve application that answers questions from captions and grades
 them, and serves people the same engine.
 
-Rollout actors call `score` through a deployment handle. Over HTTP (a FastAPI ingress) the pool
-serves the OpenAI-compatible API (`/v1/models`, `/v1/chat/completions`), the scoring endpoint
+Rollout actors call `score` through a deployment handle; when the reasoner itself is the
+policy (policy.role=reasoner) they call `captions` (the frozen captioner's, from the captioner
+service the pool then holds) and `score_answers` (the policy's answers, graded or judged).
+Over HTTP (a FastAPI ingress) the pool serves the OpenAI-compatible API (`/v1/models`, `/v1/chat/completions`), the scoring endpoint
 (`POST /reasoner` with {"question", "answer", "captions"}), `/health`, and the demo page at `/`.
-Scoring requests are batched across callers (`serve.batch`); each caption gets k sampled answers
-and its reward is their mean correctness. Live and training work share the engine through one
+Caption scoring requests are batched across callers (`serve.batch`); each caption gets k sampled
+answers, and its reward is computed from them (serve/rewards.py). Live and training work share the engine through one
 queue (serve/engine_queue.py).
 """
 

@@ -32,7 +32,7 @@ from task.captioner_warm_start import (
 )
 from task.checkpoints import build_tiny_captioner, build_tiny_reasoner
 from task.dataset import DatasetFiles, write_bundled_dataset
-from task.judge_examples import random_judge_example
+from task.judge_examples import random_caption_judge_example, random_judge_example
 from task.reasoner_examples import ReasonerExample, random_example
 from task.reasoner_warm_start import (
     AccuracyBar,
@@ -48,7 +48,7 @@ from vlm.caption_prompt import caption_messages
 COMPLETE_MARKER = "COMPLETE"
 QUALITY_FILE = "warm_start.json"
 # Bumped whenever the build's output changes for the same settings, so old caches are rebuilt.
-BUILD_FORMAT = 9
+BUILD_FORMAT = 10
 # Held-out scenes the warm-start quality is measured on.
 _QUALITY_SCENES = 256
 # Scenes outside the dataset and the warm start that decide when the captioner may stop.
@@ -121,6 +121,7 @@ def _tokenizer_corpus(files: DatasetFiles, seed: int) -> list[str]:
     scenes = [random_scene(rng) for _ in range(_CORPUS_CAPTIONS)]
     corpus.extend(random_example(rng, scene).reply for scene in scenes)
     judged = [random_judge_example(rng, scene) for scene in scenes[: _CORPUS_CAPTIONS // 4]]
+    judged += [random_caption_judge_example(rng, scene) for scene in scenes[_CORPUS_CAPTIONS // 4 : _CORPUS_CAPTIONS // 2]]
     corpus.extend(text for example in judged for text in (*_message_texts(example.messages()), example.reply))
     return corpus
 
@@ -161,7 +162,8 @@ def _warm_start(layout: BundledTask, files: DatasetFiles, seed: int, config: War
     )
     check_rng = random.Random(f"reasoner-check/{seed}")
     check_examples = [ReasonerExample(describe(scene), random_question(check_rng, scene)) for scene in check]
-    check_judged = [random_judge_example(check_rng, scene) for scene in check]
+    # Half the judging bar on answers, half on captions.
+    check_judged = [(random_judge_example if i % 2 else random_caption_judge_example)(check_rng, scene) for i, scene in enumerate(check)]
     bar = AccuracyBar(check_examples, check_judged, config.reasoner_min_accuracy)
     partial = PartialSnapshot(layout.partial_reasoner, config.partial_reasoner_accuracy)
     reasoner = warm_start_reasoner(layout.reasoner, scenes, answering, seed, bar, partial)

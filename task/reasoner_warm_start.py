@@ -14,12 +14,13 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from wire.reasoner_prompt import encode_chat, encode_reasoner_prompt
-from task.judge_examples import JudgeExample, judge_accuracy, random_judge_example
+from task.judge_examples import CaptionJudgeExample, JudgeExample, judge_accuracy, random_caption_judge_example, random_judge_example
 from task.reasoner_examples import ReasonerExample, Scene, random_example
 from task.sft import SFTSettings, length_bucketed, pack_sequences, supervised_finetune
 
-# The share of warm-start examples that teach judging; the rest teach answering.
-JUDGE_SHARE = 0.25
+# The share of warm-start examples that teach judging (half answers, half captions); the rest
+# teach answering.
+JUDGE_SHARE = 0.3
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class AccuracyBar:
     trained on) this well."""
 
     examples: Sequence[ReasonerExample]
-    judged: Sequence[JudgeExample]
+    judged: Sequence[JudgeExample | CaptionJudgeExample]
     min_accuracy: float
 
 
@@ -51,8 +52,9 @@ class WarmStartResult:
 def _training_example(rng: random.Random, scenes: Sequence[Scene], tokenizer) -> tuple[list[int], list[int]]:
     """(prompt ids, target ids) of one answering or judging example about a random scene."""
     scene = scenes[rng.randrange(len(scenes))]
-    if rng.random() < JUDGE_SHARE:
-        judged = random_judge_example(rng, scene)
+    kind = rng.random()
+    if kind < JUDGE_SHARE:
+        judged = random_judge_example(rng, scene) if kind < JUDGE_SHARE / 2 else random_caption_judge_example(rng, scene)
         prompt, reply = encode_chat(tokenizer, judged.messages()), judged.reply
     else:
         example = random_example(rng, scene)

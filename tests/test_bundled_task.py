@@ -236,6 +236,9 @@ def test_reasoner_checkpoint_loads_and_generates(bundle, tokenizer):
     prompt = torch.tensor([tokenizer.encode("How many red circles are there?")])
     out = model.generate(prompt, do_sample=True, top_k=0, top_p=1.0, max_new_tokens=5, num_return_sequences=2)
     assert out.shape[0] == 2 and out.shape[1] <= prompt.shape[1] + 5
+    # The partial reasoner (task.bundled_reasoner=partial) is a checkpoint of the same model.
+    partial = AutoModelForCausalLM.from_pretrained(bundle.partial_reasoner)
+    assert partial.state_dict().keys() == model.state_dict().keys()
 
 
 def test_same_seed_same_bundle(tmp_path: Path, bundle):

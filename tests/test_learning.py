@@ -38,27 +38,36 @@ def assert_gain(run_dir, prompts: int) -> None:
     assert gain > noise, f"{run_dir.name}: held-out accuracy {initial.accuracy:.3f} -> {trained.accuracy:.3f}, noise {noise:.3f}"
 
 
-@pytest.mark.parametrize("reward", ["verifiable", "mcq", "judge"])
+REWARDS = {
+    "verifiable": ["reward.kind=verifiable"],
+    "mcq": ["reward.kind=mcq"],
+    "judge_answers": ["reward.kind=judge", "reward.judge.target=answer"],
+    "judge_captions": ["reward.kind=judge", "reward.judge.target=caption"],
+}
+
+
+@pytest.mark.parametrize("reward", list(REWARDS))
 def test_a_shortened_default_run_raises_held_out_accuracy(tmp_path, run_launch, reward):
-    """With RACRO's reward, CapRL's multiple-choice one and a judge of the answers (the bundled
-    reasoner judging): each teaches the captioner to name what the questions need, so the same
-    held-out measure rises."""
+    """With RACRO's reward, CapRL's multiple-choice one, and a judge (the bundled reasoner) of the
+    answers or of the captions against the scene's reference facts: each teaches the captioner to
+    name what the questions need, so the same held-out measure rises."""
     run_dir = tmp_path / "run"
-    args = [f"run_dir={run_dir}", f"learner.total_steps={STEPS}", "eval.max_prompts=128", f"reward.kind={reward}"]
+    args = [f"run_dir={run_dir}", f"learner.total_steps={STEPS}", "eval.max_prompts=128", *REWARDS[reward]]
     code, out = run_launch(args).finish(timeout=1500)
     assert code == 0, out[-4000:]
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == STEPS
     assert_gain(run_dir, 128)
-    if reward == "judge":  # the bundled reasoner judges in format: under 5% of its replies are not
+    if reward.startswith("judge"):  # the bundled reasoner judges in format: under 5% of its replies are not
         config = load_config(run_dir / "config.yaml")
-        judged = metrics[-1]["rollout/groups_generated"] * config.rollout.group_size * config.serve.samples_per_caption
+        per_caption = config.serve.samples_per_caption if reward == "judge_answers" else 1
+        judged = metrics[-1]["rollout/groups_generated"] * config.rollout.group_size * per_caption
         assert metrics[-1]["rollout/judge_unparsed"] < 0.05 * judged
-    if reward == "mcq":
-        # Held-out accuracy is the verifiable reward's own measure; the multiple-choice reward is
-        # another, so it must rise too: the last fifth of the steps against the first, beyond
-        # three standard errors of the two means (over steps) in quadrature. (The verifiable
-        # reward rises within the first few steps, so a first fifth says little about it.)
+    if reward in ("mcq", "judge_captions"):
+        # Held-out accuracy is the verifiable reward's own measure; these rewards are others, so
+        # they must rise too: the last fifth of the steps against the first, beyond three
+        # standard errors of the two means (over steps) in quadrature. (The verifiable reward and
+        # a judge of answers rise within the first few steps, so a first fifth says little there.)
         first, last = ([m["reward/mean"] for m in part] for part in (metrics[: STEPS // 5], metrics[-(STEPS // 5) :]))
         spread = 3 * math.hypot(statistics.stdev(first) / math.sqrt(len(first)), statistics.stdev(last) / math.sqrt(len(last)))
         assert statistics.fmean(last) - statistics.fmean(first) > spread, (first, last)

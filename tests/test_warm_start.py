@@ -12,7 +12,7 @@ from task.captioner_warm_start import (
     keep_prefix,
 )
 from serve.judge import parse_verdict
-from task.judge_examples import JudgeExample, random_judge_example
+from task.judge_examples import CaptionJudgeExample, JudgeExample, random_judge_example
 from task.reasoner_examples import CANNOT_TELL, ReasonerExample, random_example
 from task.scenes import (
     CountQuestion,
@@ -92,6 +92,25 @@ def test_the_judge_copies_the_boxed_answer_then_scores_it_in_the_strict_format()
     cut = JudgeExample(red.text, "2", "red circle: 1. blue")
     assert cut.reply == "Answer: none\nScore: 0"
     assert cut.messages()[1]["content"] == f"Question: {red.text}\nReference: 2\nResponse: red circle: 1. blue"
+
+
+def test_the_caption_judge_walks_the_reference_losing_three_per_object_left_out():
+    question = CountQuestion(colour="red").text
+    # The blue square left out: 10, then 10 - 3 = 7, then still 7.
+    missing_one = CaptionJudgeExample(question, SCENE, describe(SCENE, [RED_CIRCLE, RED_TRIANGLE]))
+    assert missing_one.reply == "top left red circle: 10. top right blue square: 7. bottom right red triangle: 7.\nScore: 7"
+    assert parse_verdict(missing_one.reply) == 0.7
+    assert CaptionJudgeExample(question, SCENE, describe(SCENE)).score == 10
+    # A wrong object in a cell names nothing there; a caption out of format names nothing at all.
+    wrong_colour = describe(SCENE, [RED_CIRCLE, RED_TRIANGLE]).replace("red triangle", "blue triangle")
+    assert CaptionJudgeExample(question, SCENE, wrong_colour).score == 10 - 3 - 3
+    assert CaptionJudgeExample(question, SCENE, "top left: a red").score == 10 - 3 - 3 - 3
+    # Four left out would be 10 - 12: the score stops at 0.
+    four = (*SCENE, SceneObject(2, "green", "circle"))
+    assert CaptionJudgeExample(question, four, "").score == 0
+    assert CaptionJudgeExample(question, SCENE, "x").messages()[1]["content"] == (
+        f"Question: {question}\nReference: {describe(SCENE)}\nResponse: x"
+    )
 
 
 def test_random_judge_examples_are_often_right_and_often_wrong():

@@ -68,6 +68,9 @@ def test_training_from_the_virl39k_release_without_deepscaler_rows(data, tmp_pat
     assert "| initial |" in (tmp_path / "run" / "eval.md").read_text()
 
 
+# A run of its own (~70 s): the default set reads the mirrored layout as the held-out split of
+# the release-layout run above, and tests/test_data_layouts.py reads every row of it.
+@pytest.mark.slow
 def test_training_from_the_mirrored_virl39k_layout(data, tmp_path, run_launch):
     _, inputs, layouts = data
     code, out = run_launch(files_run(data, tmp_path, layouts.virl39k_mirrored, "eval.at_end=false")).finish(timeout=600)
