@@ -347,11 +347,11 @@ class RolloutActor:
     async def _score(self, prompt: _Prompt, samples: list[CaptionSample]) -> ScoreResult | None:
         if self.setup.role == "reasoner":
             answers = _answer_score_request(prompt, samples)
-            results = await self._call_pool(f"scoring the group of {prompt.record.id}", lambda: self.reasoner.score_answers.remote([answers]))
+            results = await self._call_pool(f"scoring group of {prompt.record.id}", lambda: self.reasoner.score_answers.remote([answers]))
             result = results[0] if results is not None else None
         else:
             request = _score_request(prompt, samples)
-            result = await self._call_pool(f"scoring the group of {prompt.record.id}", lambda: self.reasoner.score.remote(request))
+            result = await self._call_pool(f"scoring group of {prompt.record.id}", lambda: self.reasoner.score.remote(request))
         if result is not None:
             self.stats.answers_refused += result.answers_refused
             self.stats.empty_captions += result.empty_captions

@@ -31,21 +31,25 @@ pytestmark = pytest.mark.integration
 STEPS = 3
 LOCK_STEP = ["seed=3", "rollout.num_actors=1", "learner.max_staleness=0", "serve.num_replicas=1",
              "serve.max_batch_size=1", "serve.temperature=0", "eval.at_end=false",
-             # A reasoner that answers with counts, so that some captions are rewarded and the
-             # updates are not all zero (the tiny task's 2-step reasoner answers garbage).
-             "task.warm_start.reasoner_steps=300"]
+             # The tiny task's reasoner gets nothing right from the untrained captioner's
+             # captions: a length budget makes the rewards differ, so the updates are not all zero.
+             "reward.shaping.length_budget=4", "reward.shaping.length_penalty=0.5"]
 
 
-def _score(reasoner, serve, prompt, samples):
+def _score(reasoner, config, prompt, samples):
     """What a replica of the pool computes for one request (greedy: no random stream involved)."""
     from serve.grading import caption_reward
+    from serve.rewards import shaping_penalty
     from wire.scoring import ScoreResult
 
-    record = prompt.record
+    record, serve = prompt.record, config.serve
     # One request is one group: its captions are answered as one batch, as a replica does.
     answers = reasoner.answer([(s.text, record.question) for s in samples], k=serve.samples_per_caption,
                               temperature=serve.temperature, max_new_tokens=serve.max_new_tokens)
-    rewards = tuple(caption_reward(a, record.answer) for a in answers)
+    rewards = tuple(
+        caption_reward(a, record.answer) - shaping_penalty(s.text, len(s.token_ids), config.reward.shaping)
+        for a, s in zip(answers, samples)
+    )
     return ScoreResult(rewards=rewards, answers=tuple(tuple(a) for a in answers), latency_s=0.0)
 
 
@@ -90,7 +94,7 @@ def lock_step_loop(args: list[str], out: Path) -> None:
             calls = min(config.rollout.prompts_per_call, config.learner.groups_per_step - len(groups))
             batch = [next(prompts) for _ in range(calls)]
             generated = loop.run_until_complete(actor.engine.generate([p.request for p in batch], actor.sampling))
-            groups += [actor._scored_group(p, s, _score(reasoner, config.serve, p, s), 0.0, 0.0) for p, s in zip(batch, generated)]
+            groups += [actor._scored_group(p, s, _score(reasoner, config, p, s), 0.0, 0.0) for p, s in zip(batch, generated)]
         learner.rollouts.write(step, groups)
         learner._step(Collected(groups, dropped=[], wait_s=0.0))
         update = weight_update(learner.version, gathered_weights(learner.engine, trainable_only=True))

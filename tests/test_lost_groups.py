@@ -41,4 +41,4 @@ def test_a_run_with_failing_scoring_completes_and_counts_what_it_lost(tmp_path, 
     assert last["rollout/score_failures"] >= ATTEMPTS * lost
     # Every lost group's admission went back to the gate (besides any stale group the learner dropped).
     assert last["gate/given_back"] >= lost
-    assert "giving up on a group" in out
+    assert "giving up on scoring group of" in out

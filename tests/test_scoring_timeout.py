@@ -28,6 +28,7 @@ def _actor(replica: _Replica, attempts: int) -> RolloutActor:
     actor = RolloutActor.__new__(RolloutActor)  # no engine or dataset: only the scoring path runs
     actor.config = RolloutConfig(score_attempts=attempts, score_retry_backoff_s=0.0, score_timeout_s=0.2)
     actor.stats, actor.reasoner = RolloutStats(), replica
+    actor.setup = SimpleNamespace(role="captioner")
     return actor
 
 
