@@ -1,8 +1,9 @@
 """The bundled default learns: a shortened run of `python launch.py` raises held-out accuracy.
 
-This is the slowest test (marked `slow`, outside the default run). It trains the real warm-started bundle (built into the default cache
-on first use, as a user's first run builds it) with the default config, only fewer steps, and
-lets the run evaluate the captioner before and after on held-out prompts.
+These are the slowest tests (marked `slow`, outside the default run). They train the real
+warm-started bundle (built into the default cache on first use, as a user's first run builds
+it) with the default config, only fewer steps and another reward or policy role, and let the run
+evaluate its policy (captioner or reasoner) before and after on held-out prompts.
 
 Threshold. Each accuracy is a mean over prompts, reported with its standard error over prompts
 (the sampling noise of the measurement: which captions and answers happened to be drawn). The
