@@ -35,13 +35,19 @@ from dataclasses import dataclass
 
 from math_verify import parse, verify
 
+from serve.answer_forms import comparable
 from serve.deadline import call_with_deadline
 from serve.expression_cost import is_too_costly
+from serve.options import ALL_LETTERS, chosen_option, listed_options
+
+__all__ = ["ALL_LETTERS", "Grade", "candidate_answer", "caption_grade", "chosen_option", "grade", "grade_answer"]
 
 # The final answer sits at the end of a reasoning trace; the tail bounds the regex work.
 MAX_PREDICTION_CHARS = 2000
 # A "final answer" longer than this is prose or junk, not an answer; it also bounds parsing.
 MAX_ANSWER_CHARS = 300
+# Longer gold answers are refused when the data is prepared; a grade never parses one.
+MAX_GOLD_ANSWER_CHARS = 1000
 # Legitimate comparisons take well under 0.5 s; past this an answer is graded wrong.
 MATH_TIMEOUT_S = 3.0
 # Deepest bracket nesting ({[( and \left( alike) a parsed answer may have: real answers
@@ -59,9 +65,19 @@ class Grade:
     refused: str | None = None  # why it was too costly to grade, if it was
 
 _BOXED = re.compile(r"\\boxed(?![A-Za-z])")
-_ANSWER_PHRASE = re.compile(r"answer\s*(?:is\s*:?|:)\s*(.+)", re.IGNORECASE)
+# Found one by one ("Final Answer: The final answer is 7" holds two marks): the last one counts.
+_ANSWER_MARK = re.compile(r"answer\s*(?:is\s*:?|:)\s*", re.IGNORECASE)
+# A sentence ends at a period, "!" or "?" before a space: not at the point of "3.5".
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_CONCLUSION = re.compile(r"(?:^|(?<=\s))((?:Therefore|Thus|Hence|So|In conclusion)\b[^\n]*?)(?=[.!?](?:\s|$)|\n|$)")
+_DELIMITERS = re.compile(r"\\[()\[\]]|\\q?quad|\\text|\$")
+# Between the parts of a gold answer boxed as a list: no words, or a comma or "and" among them
+# ("\boxed{1} papers and \boxed{2} bins"); "\boxed{1} no no no \boxed{2}" is not a list.
+_LIST_JOINER = re.compile(r",|;|&|\band\b")
 _TEXT_WRAPPER = re.compile(r"^\\(?:text|textbf|mathrm|mathbf)\{(.*)\}$", re.DOTALL)
 _MATH_HINT = re.compile(r"\d|\\[A-Za-z]|[+*/^=<>]")
+# Where a chat model's transcript runs on into the next turn: the reply ends there.
+_CHAT_TOKEN = re.compile(r"<\|im_(?:start|end)\|>|<\|endoftext\|>")
 _QUOTES = "\"'`\u201c\u201d\u2018\u2019"
 
 
@@ -127,61 +143,32 @@ def strip_wrappers(answer: str) -> str:
 def extract_final_answer(text: str) -> str | None:
     """The final answer in a reasoning trace, or None.
 
-    The content of the last `\\boxed{...}` (balanced, nested braces fine; `\\boxed 3` too),
-    else what follows the last "answer is" / "Answer:" on its line (trailing period and
-    surrounding `$`/`**` removed), else None.
+    Whichever final-answer mark comes last: the last `\\boxed{...}` (balanced, nested braces
+    fine; `\\boxed 3` too), or what follows the last "answer is" / "Answer:" to the end of its
+    sentence (surrounding `$`/`**` removed). So "\\boxed{255} ... Final Answer: 10,455." answers
+    10,455: a later statement corrects an earlier box.
     """
-    boxed = _last_boxed(text)
-    if boxed is not None:
-        return boxed
-    phrases = list(_ANSWER_PHRASE.finditer(text))
-    if phrases:
-        answer = strip_wrappers(phrases[-1].group(1).strip().rstrip("."))
-        return answer or None
-    return None
+    boxes = list(_BOXED.finditer(text))
+    phrases = list(_ANSWER_MARK.finditer(text))
+    if phrases and (not boxes or phrases[-1].start() > boxes[-1].start()):
+        line = text[phrases[-1].end() :].split("\n", 1)[0]
+        answer = strip_wrappers(_SENTENCE_END.split(line, 1)[0].strip().rstrip("."))
+        if answer:
+            return answer
+    return _last_boxed(text)
+
+
+def _concluding_sentence(text: str) -> str | None:
+    """The last sentence opening with "Therefore", "Thus", "Hence", "So": how prose that marks
+    no answer states its result."""
+    found = list(_CONCLUSION.finditer(text))
+    return found[-1].group(1).strip() if found else None
 
 
 def _gold_option_letter(gold: str) -> str | None:
     """'B', '(B)', 'B.', 'B)', 'b' -> 'B'; anything else -> None."""
     match = re.fullmatch(r"\(?\s*([A-Ja-j])\s*[).:]?", strip_wrappers(gold))
     return match.group(1).upper() if match else None
-
-
-# An option as a question lists it: "(B) 3", or "B. 3" / "B) 3" / "B: 3" opening a line.
-_LISTED_OPTION = re.compile(r"\(([A-J])\)\s|(?:^|\n)\s*([A-J])[.):]\s")
-ALL_LETTERS = "ABCDEFGHIJ"
-
-
-def option_letters(question: str) -> str:
-    """The option letters `question` lists, in order ("ABCD"); every letter A-J if it lists none."""
-    found = {a or b for a, b in _LISTED_OPTION.findall(question)}
-    return "".join(sorted(found)) or ALL_LETTERS
-
-
-# An option letter standing on its own: "(B)", "B", "B.", "B)" ... but not the B of "Blue" or "B2".
-_OPTION_REFERENCE = re.compile(r"(?<![A-Za-z0-9])\(?([A-J])\)?(?![A-Za-z0-9])")
-
-
-def chosen_option(answer: str, letters: str, choices: Sequence[str] = ()) -> str | None:
-    """The one option an answer chooses among `letters` (e.g. "ABCD"), or None.
-
-    A lone letter counts in either case ("b", "(B)", "B."); in longer text, the uppercase letters
-    standing on their own do ("(B) 12", "It is B"). A letter outside `letters` never counts, and
-    an answer naming several options ("B and C", "I think B" with ten options) chooses none: a
-    hedge is not an answer. Without any letter, the answer may be one choice's text ("12").
-    """
-    answer = strip_wrappers(answer)
-    bare = re.fullmatch(r"\(?([A-Ja-j])\)?[.:]?", answer)
-    if bare:
-        letter = bare.group(1).upper()
-        return letter if letter in letters else None
-    named = {m.group(1) for m in _OPTION_REFERENCE.finditer(answer)}
-    if named:
-        # Letters outside this question's options are words ("I", "A" as an article), not choices.
-        inside = named & set(letters)
-        return inside.pop() if len(inside) == 1 else None
-    texts = [letter for letter, choice in zip(letters, choices) if _normalise(choice) == _normalise(answer)]
-    return texts[0] if len(texts) == 1 else None
 
 
 def _normalise(answer: str) -> str:
@@ -223,15 +210,18 @@ def nesting_depth(text: str) -> int:
 
 
 def candidate_answer(prediction: str) -> str | None:
-    """The prediction's final answer; a short unmarked prediction is its own answer.
+    """The prediction's final answer: its marked answer, else the concluding sentence of long
+    prose, else a short unmarked prediction as a whole.
 
-    A long prediction without `\\boxed{}` or "answer is" has no final answer: rewarding a
-    number math-verify fishes out of prose would reward unmarked guesses.
+    Long prose that marks no answer and concludes nothing has no final answer: rewarding a number
+    math-verify fishes out of it would reward unmarked guesses.
     """
     tail = prediction[-MAX_PREDICTION_CHARS:]
     answer = extract_final_answer(tail)
     if answer is None:
         answer = tail.strip()
+        if len(answer) > MAX_ANSWER_CHARS:
+            answer = _concluding_sentence(_CHAT_TOKEN.split(answer, 1)[0]) or ""
     if not answer or len(answer) > MAX_ANSWER_CHARS:
         return None
     return answer
@@ -240,31 +230,67 @@ def candidate_answer(prediction: str) -> str | None:
 _TIMED_OUT = object()
 
 
-def _whole(text: str) -> str | None:
-    """Several `\\boxed{}` parts as one answer ("2, 3"): a gold answer in parts is graded whole."""
-    parts = boxed_parts(text[-MAX_PREDICTION_CHARS:])
-    return ", ".join(parts) if len(parts) > 1 else None
+def _boxed_list(text: str, *, strict: bool) -> str | None:
+    """Several `\\boxed{}` parts as one list answer ("2, 3"), or None.
+
+    `strict` (for a gold answer): only when nothing but list separators lies between the parts,
+    so "\\boxed{1} no no no \\boxed{2}" is the answer 2, not the list 1, 2.
+    """
+    tail = text[-MAX_PREDICTION_CHARS:]
+    boxes = list(_BOXED.finditer(tail))
+    parts = boxed_parts(tail)
+    if len(parts) < 2 or len(parts) != len(boxes):
+        return None
+    if strict:
+        gaps = [tail[_box_end(tail, a) : b.start()] for a, b in zip(boxes, boxes[1:])]
+        if not all(_LIST_JOINER.search(gap) or not re.search("[A-Za-z]", _DELIMITERS.sub("", gap)) for gap in gaps):
+            return None
+    return ", ".join(parts)
+
+
+def _box_end(text: str, box: re.Match) -> int:
+    """Where the `\\boxed{...}` starting at `box` ends."""
+    opening = text.index("{", box.end()) if "{" in text[box.end() : box.end() + 2] else box.end()
+    content = _balanced_braces(text, opening)
+    return opening + len(content) + 2 if content is not None else box.end()
+
+
+def _is_list(answer: str) -> bool:
+    """A comma outside brackets: "2, 3", "{1,2,3}", "(1, 2), (3, 4)"; not "(1, 2)" nor "1,000"."""
+    depth = 0
+    for index, char in enumerate(answer):
+        depth += char in "(["
+        depth -= char in ")]"
+        if char == "," and depth == 0 and not re.match(r"\d{3}(?!\d)", answer[index + 1 :]):
+            return True
+    return False
 
 
 def _grade(prediction: str, gold: str, timeout_s: float, question: str) -> float:
-    gold_whole = _whole(gold)
-    gold_answer = gold_whole or extract_final_answer(gold) or gold.strip()
-    answer = (_whole(prediction) if gold_whole else None) or candidate_answer(prediction)
-    if not gold_answer or answer is None:
+    gold_answer = _boxed_list(gold, strict=True) or extract_final_answer(gold) or gold.strip()
+    if not gold_answer or len(gold_answer) > MAX_GOLD_ANSWER_CHARS:
+        return 0.0  # an over-long gold is the data's fault (check-data lists it), not the answer's
+    listed = _boxed_list(prediction, strict=False) if _is_list(gold_answer) else None
+    answer = listed or candidate_answer(prediction)
+    if answer is None:
         return 0.0
     gold_letter = _gold_option_letter(gold_answer)
     if gold_letter is not None:
-        return float(chosen_option(answer, option_letters(question)) == gold_letter)
+        options = listed_options(question)
+        return float(chosen_option(answer, options.letters, options.texts) == gold_letter)
     if _normalise(answer) == _normalise(gold_answer):
         return 1.0
-    if _MATH_HINT.search(gold_answer):
-        if nesting_depth(answer) > MAX_NESTING:
-            raise TooCostly(f"brackets nested {nesting_depth(answer)} deep (limit {MAX_NESTING})")
-        equal = call_with_deadline(lambda: _math_equal(gold_answer, answer), timeout_s, _TIMED_OUT)
-        if equal is _TIMED_OUT:
-            raise TooCostly(f"comparison ran past its {timeout_s} s deadline")
-        return float(equal)
-    return 0.0
+    if not _MATH_HINT.search(gold_answer):
+        return 0.0
+    sides = comparable(strip_wrappers(gold_answer), strip_wrappers(answer))
+    if sides.mismatch:
+        return 0.0
+    if nesting_depth(sides.answer) > MAX_NESTING:
+        raise TooCostly(f"brackets nested {nesting_depth(sides.answer)} deep (limit {MAX_NESTING})")
+    equal = call_with_deadline(lambda: _math_equal(sides.gold, sides.answer), timeout_s, _TIMED_OUT)
+    if equal is _TIMED_OUT:
+        raise TooCostly(f"comparison ran past its {timeout_s} s deadline")
+    return float(equal)
 
 
 def grade(prediction: str, gold: str, *, question: str = "", timeout_s: float = MATH_TIMEOUT_S) -> Grade:

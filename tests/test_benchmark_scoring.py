@@ -26,9 +26,10 @@ from serve.grading import chosen_option
         ("b.", "ABCD", (), "B"),
         ("(C) 12", "ABCD", (), "C"),
         ("It is B", "ABCD", (), "B"),
-        # "I" is no option of four, so it is the pronoun; of ten options it is one more choice.
+        # "I" before a word is the pronoun, even where ten options make I a letter; "I or B" hedges.
         ("I think it is B", "ABCD", (), "B"),
-        ("I think it is B", "ABCDEFGHIJ", (), None),
+        ("I think it is B", "ABCDEFGHIJ", (), "B"),
+        ("I or B", "ABCDEFGHIJ", (), None),
         ("B and C", "ABCD", (), None),
         ("E", "ABCD", (), None),  # outside the question's options
         ("Blue", "ABCD", (), None),  # the B of "Blue" is no letter on its own

@@ -109,8 +109,9 @@ LISTED = "How many circles are there?\n(A) 1\n(B) 2\n(C) 3\n(D) 4"
     [
         # "I" is none of this question's options: the pronoun, not a choice.
         ("I think it is B", LISTED, 1.0),
-        # Without listed options every letter A-J may be one: "I" and "B" are two choices, so none.
-        ("I think it is B", "How many circles are there?", 0.0),
+        # Without listed options every letter A-J may be one, but "I" before a word is the pronoun.
+        ("I think it is B", "How many circles are there?", 1.0),
+        ("I or B", "How many circles are there?", 0.0),  # "I" chosen beside B: a hedge
         ("B and C", LISTED, 0.0),  # a hedge is not an answer
         ("(A) or (B)", LISTED, 0.0),
         ("E", LISTED, 0.0),  # outside the options
