@@ -386,8 +386,9 @@ class JudgeRewardConfig:
     # 0 = greedy.
     temperature: float = 0.0
     # Room for the reply: a judge may reason before its verdict (the bundled one, judging
-    # captions, walks the reference's objects first); generation stops at the end of the reply.
-    max_new_tokens: int = 64
+    # captions, walks the reference's objects and then the caption's invented ones first: up to
+    # about 85 tokens when all four cells are wrong); generation stops at the end of the reply.
+    max_new_tokens: int = 96
 
     def __post_init__(self) -> None:
         _check(self.target in JUDGE_TARGETS, f"reward.judge.target must be one of {JUDGE_TARGETS}, got {self.target!r}")
@@ -408,6 +409,8 @@ class ShapingConfig:
     repetition_ngram: int = 0
     repetition_penalty: float = 0.0
     # A caption that does not match this regular expression (as a whole) loses format_penalty. "" = off.
+    # Matched with the `regex` package under a time bound (serve/rewards.py): a caption on which
+    # the pattern backtracks past it counts as out of format.
     format_pattern: str = ""
     format_penalty: float = 0.0
 
@@ -415,11 +418,12 @@ class ShapingConfig:
         _check(min(self.length_budget, self.repetition_ngram) >= 0, "reward.shaping: length_budget and repetition_ngram must be >= 0")
         _check(min(self.length_penalty, self.repetition_penalty, self.format_penalty) >= 0, "reward.shaping: penalties must be >= 0")
         if self.format_pattern:
-            import re
+            # Compiled by the engine that will match it (the `regex` package, not `re`).
+            import regex
 
             try:
-                re.compile(self.format_pattern)
-            except re.error as err:
+                regex.compile(self.format_pattern, regex.DOTALL)
+            except regex.error as err:
                 raise ValueError(f"reward.shaping.format_pattern is not a regular expression: {err}") from None
 
 

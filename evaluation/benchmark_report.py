@@ -13,6 +13,7 @@ import csv
 import hashlib
 import json
 import math
+import re
 import statistics
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from configs.schema import TrainConfig
 from evaluation.benchmark import MODES, BenchmarkSpec, ItemResult
+from serve.grading import boxed_parts
 
 ALL = "all"
 
@@ -36,23 +38,31 @@ class Accuracy:
     samples: int  # responses per item
     accuracy: float
     stderr: float
+    boxed: float  # share of the responses that box their final answer
+    score_lines: int  # responses carrying a judge's "Score:" line: judging where it should answer
+
+
+_SCORE_LINE = re.compile(r"^\s*Score:", re.MULTILINE)
 
 
 def accuracies(results: list[ItemResult]) -> list[Accuracy]:
-    per_item: dict[tuple[str, str, str], list[bool]] = defaultdict(list)
+    per_item: dict[tuple[str, str, str], list[ItemResult]] = defaultdict(list)
     categories: dict[str, str] = {}
     for r in results:
-        per_item[(r.mode, r.reasoner, r.id)].append(r.correct)
+        per_item[(r.mode, r.reasoner, r.id)].append(r)
         categories[r.id] = r.category or "(none)"
-    groups: dict[tuple[str, str, str], list[list[bool]]] = defaultdict(list)
-    for (mode, reasoner, item_id), grades in per_item.items():
-        groups[(mode, reasoner, ALL)].append(grades)
-        groups[(mode, reasoner, categories[item_id])].append(grades)
+    groups: dict[tuple[str, str, str], list[list[ItemResult]]] = defaultdict(list)
+    for (mode, reasoner, item_id), responses in per_item.items():
+        groups[(mode, reasoner, ALL)].append(responses)
+        groups[(mode, reasoner, categories[item_id])].append(responses)
     rows = []
     for (mode, reasoner, category), items in groups.items():
-        shares = [sum(g) / len(g) for g in items]
+        shares = [sum(r.correct for r in responses) / len(responses) for responses in items]
         stderr = statistics.stdev(shares) / math.sqrt(len(shares)) if len(shares) > 1 else float("nan")
-        rows.append(Accuracy(mode, reasoner, category, len(items), len(items[0]), statistics.fmean(shares), stderr))
+        every = [r for responses in items for r in responses]
+        boxed = sum(bool(boxed_parts(r.response)) for r in every) / len(every)
+        score_lines = sum(bool(_SCORE_LINE.search(r.response)) for r in every)
+        rows.append(Accuracy(mode, reasoner, category, len(items), len(items[0]), statistics.fmean(shares), stderr, boxed, score_lines))
     return sorted(rows, key=lambda a: (a.category != ALL, a.category, MODES.index(a.mode), a.reasoner))
 
 
@@ -63,9 +73,11 @@ def _column(a: Accuracy) -> str:
 def format_markdown(rows: list[Accuracy], facts: dict, command: str) -> str:
     lines = [f"# Benchmark evaluation: {Path(facts['benchmark']).name}", "", f"    {command}", "", "## Configuration", "", "```json"]
     lines += [json.dumps(facts, indent=2), "```", "", "## Accuracy", ""]
-    lines += ["| mode | reasoner | accuracy | std. error | items x responses |", "|---|---|---|---|---|"]
+    lines += ["| mode | reasoner | accuracy | std. error | items x responses | boxed | judge's Score lines |", "|---|---|---|---|---|---|---|"]
     for a in (a for a in rows if a.category == ALL):
-        lines.append(f"| {a.mode} | {a.reasoner or '-'} | {a.accuracy:.3f} | {a.stderr:.3f} | {a.items} x {a.samples} |")
+        lines.append(
+            f"| {a.mode} | {a.reasoner or '-'} | {a.accuracy:.3f} | {a.stderr:.3f} | {a.items} x {a.samples} | {a.boxed:.2f} | {a.score_lines} |"
+        )
     columns = list(dict.fromkeys(_column(a) for a in rows))
     table = {(a.category, _column(a)): a for a in rows}
     categories = list(dict.fromkeys(a.category for a in rows if a.category != ALL))
@@ -101,7 +113,8 @@ def benchmark_facts(config: TrainConfig, spec: BenchmarkSpec, num_items: int) ->
 def format_overall(rows: list[Accuracy]) -> str:
     """One line per mode and reasoner: accuracy over all items, for the terminal."""
     return "\n".join(
-        f"{a.mode:>9} {a.reasoner or '-':>12}: {a.accuracy:.3f} +- {a.stderr:.3f} ({a.items} items x {a.samples})"
+        f"{a.mode:>9} {a.reasoner or '-':>12}: {a.accuracy:.3f} +- {a.stderr:.3f} ({a.items} items x {a.samples}; "
+        f"{a.boxed:.0%} boxed, {a.score_lines} with a Score line)"
         for a in rows if a.category == ALL
     )
 

@@ -27,7 +27,8 @@ from functools import partial
 from pathlib import Path
 
 from records.embedded import image_suffix, write_once
-from records.vqa import RowProblem, VQARecord
+from records.vqa import RowProblem, VQARecord, gold_answer_problem
+from wire.scoring import multiple_choice_text
 
 OPTION_LETTERS = "ABCDEFGHIJ"
 ANSWER_TYPES = ("text", "integer", "float", "list")
@@ -60,8 +61,7 @@ class BenchmarkItem:
         """The question as both models read it: the options listed under it, letter first."""
         if not self.choices:
             return self.question
-        options = "\n".join(f"({letter}) {choice}" for letter, choice in zip(self.letters, self.choices))
-        return f"{self.question}\nChoices:\n{options}\nAnswer with the option's letter."
+        return multiple_choice_text(self.question, self.letters, self.choices)
 
     def record(self) -> VQARecord:
         """The item as a VQA record (what the captioner's engine reads)."""
@@ -194,6 +194,9 @@ def _item(
         raise ValueError(f"answer_type {kind!r} is none of {ANSWER_TYPES}")
     if choices:
         answer = _gold_letter(answer, choices)
+    too_long = gold_answer_problem(answer)
+    if too_long:
+        raise ValueError(too_long)
     return BenchmarkItem(
         id=item_id, image=image, question=question.strip(), answer=answer, choices=choices, answer_type=kind,
         precision=None if _missing(precision) else int(float(precision)), category="" if _missing(category) else str(category),

@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from vlm.image_fetch import MAX_PIXELS, MIN_PIXELS, fetch_image
-from wire.scoring import MCQuestion
+from wire.scoring import MAX_GOLD_ANSWER_CHARS, MCQuestion
 
 # A record's image given as one of these is passed on as is; anything else is a path.
 URI_PREFIXES = ("file://", "http://", "https://", "data:")
@@ -120,6 +120,15 @@ def text_problem(record: VQARecord) -> str | None:
         return "empty question"
     if not record.answer.strip():
         return "empty answer (nothing to grade against)"
+    return gold_answer_problem(record.answer)
+
+
+def gold_answer_problem(answer: str) -> str | None:
+    """Why a gold answer cannot be graded against, if it cannot: longer than the grader reads
+    (wire.scoring.MAX_GOLD_ANSWER_CHARS; parsing one costs every answer the grading deadline)."""
+    length = len(answer.strip())
+    if length > MAX_GOLD_ANSWER_CHARS:
+        return f"gold answer too long ({length} characters; the grader reads at most {MAX_GOLD_ANSWER_CHARS})"
     return None
 
 

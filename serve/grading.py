@@ -1,28 +1,32 @@
 """Reward grading: does a reasoner's answer match the ground truth?
 
-RACRO (arXiv 2506.04559): reward 1.0 iff the reasoner's `\\boxed{}` answer grades equal to the
-ground truth, else 0.0. CapRL (InternLM/CapRL): the reasoner answers multiple-choice questions
-about the image from the caption alone; the answer is the first option letter, and the
-caption's reward is the mean accuracy over its questions (`caption_reward`).
+RACRO (arXiv 2506.04559): reward 1.0 iff the reasoner's final answer grades equal to the ground
+truth, else 0.0. CapRL (InternLM/CapRL): the reasoner answers multiple-choice questions about the
+image from the caption alone; the caption's reward is the mean accuracy over its questions.
 
-Three kinds of gold answer, checked in this order:
-- an option letter A-J ("B", "(B)", "B."): the one option the prediction chooses among those
-  the question lists (any of A-J if it lists none) must be it; a letter outside them never
-  counts, and an answer naming several options ("B and C") chooses none (`chosen_option`);
-- maths (has a digit, a LaTeX command or an operator): math-verify, gold first;
+The final answer is the last mark (`\\boxed{}`, or a later "answer is" / "Final Answer:"), else
+long prose's concluding sentence, else a short reply as a whole (`candidate_answer`). Then three
+kinds of gold answer, checked in this order:
+- an option letter A-J ("B", "(B)", "B."): the one option the answer chooses among those the
+  question lists (serve/options.py: negations, articles, hedges and contradictions choose none);
+- maths (has a digit, a LaTeX command or an operator): math-verify, gold first, on the forms
+  serve/answer_forms.py makes comparable (prose read for its last math, digit groups and decimal
+  commas, units that must agree, the percent scale the gold decides);
 - anything else: exact match after normalisation (case, spaces, quotes, trailing period).
-A gold answer in several `\\boxed{}` parts is graded as a whole (the prediction's parts joined
-alike), not by its last part.
+Several `\\boxed{}` parts are graded as one list where the gold is a list; a gold answer boxed in
+parts is a list only when written as one.
 
 math-verify's timeouts use SIGALRM, which raises off the main thread (Ray Serve replicas run
 user code there), so they are disabled (`parsing_timeout=None`, `timeout_seconds=None`).
 Bounding the input length is not enough: `9^{9^{9}}` is a billion-bit integer, and
 `8!99\\log6+e` against 1/2 makes `simplify` build log(6^3991680), seconds of bignum work.
-So time is bounded four ways: input length; bracket nesting, checked before parsing (the
-LaTeX parser's time grows fast with depth: 40 nested braces ran into the deadline);
-`expression_cost.is_too_costly` on the parsed expressions, which refuses numbers and expansions
-too big for one C call to finish quickly; and a per-answer wall-clock deadline that works on any
-thread (`deadline.call_with_deadline`) for the rest of sympy, which has no time bound of its own.
+So time is bounded by inspection, before anything is evaluated: input length (answers, and gold
+answers, which the data preparation also refuses); bracket nesting, checked before parsing (the
+LaTeX parser's time grows fast with depth); what the parser itself computes (`parse_cost`:
+`\\binom`, `\\gcd`, big determinants); and the parsed expressions' cost (`expression_cost`:
+numbers, expansions, sums and products, powers of trigonometric functions, integrals). A
+per-answer wall-clock deadline that works on any thread (`deadline.call_with_deadline`) stays
+behind them for the rest of sympy, which has no time bound of its own.
 Grading never raises: a malformed answer is a wrong answer. An answer refused as too costly to
 grade is wrong too, and `grade` says so, so that the pool can count them.
 """
@@ -37,8 +41,10 @@ from math_verify import parse, verify
 
 from serve.answer_forms import comparable
 from serve.deadline import call_with_deadline
-from serve.expression_cost import is_too_costly
+from serve.expression_cost import why_too_costly
 from serve.options import ALL_LETTERS, chosen_option, listed_options
+from serve.parse_cost import parse_cost_problem
+from wire.scoring import MAX_GOLD_ANSWER_CHARS
 
 __all__ = ["ALL_LETTERS", "Grade", "candidate_answer", "caption_grade", "chosen_option", "grade", "grade_answer"]
 
@@ -46,8 +52,6 @@ __all__ = ["ALL_LETTERS", "Grade", "candidate_answer", "caption_grade", "chosen_
 MAX_PREDICTION_CHARS = 2000
 # A "final answer" longer than this is prose or junk, not an answer; it also bounds parsing.
 MAX_ANSWER_CHARS = 300
-# Longer gold answers are refused when the data is prepared; a grade never parses one.
-MAX_GOLD_ANSWER_CHARS = 1000
 # Legitimate comparisons take well under 0.5 s; past this an answer is graded wrong.
 MATH_TIMEOUT_S = 3.0
 # Deepest bracket nesting ({[( and \left( alike) a parsed answer may have: real answers
@@ -192,8 +196,10 @@ def _math_equal(gold: str, answer: str) -> bool:
     answer_parsed = _parse_math(answer)
     if not gold_parsed or not answer_parsed:
         return False
-    if any(is_too_costly(e) for e in gold_parsed + answer_parsed if not isinstance(e, str)):
-        raise TooCostly("numbers or expansions too large to evaluate")  # e.g. 9^{9^{9}} would hang the replica
+    for expr in gold_parsed + answer_parsed:
+        why = None if isinstance(expr, str) else why_too_costly(expr)
+        if why:
+            raise TooCostly(why)  # e.g. 9^{9^{9}} would hang the replica
     return bool(verify(gold_parsed, answer_parsed, timeout_seconds=None))
 
 
@@ -287,6 +293,10 @@ def _grade(prediction: str, gold: str, timeout_s: float, question: str) -> float
         return 0.0
     if nesting_depth(sides.answer) > MAX_NESTING:
         raise TooCostly(f"brackets nested {nesting_depth(sides.answer)} deep (limit {MAX_NESTING})")
+    # What the LaTeX parser itself would compute (\binom{10^6}{5*10^5}) is refused before it parses.
+    problem = parse_cost_problem(sides.answer)
+    if problem:
+        raise TooCostly(problem)
     equal = call_with_deadline(lambda: _math_equal(sides.gold, sides.answer), timeout_s, _TIMED_OUT)
     if equal is _TIMED_OUT:
         raise TooCostly(f"comparison ran past its {timeout_s} s deadline")

@@ -16,8 +16,11 @@ Kinds (`reward.kind`, or several by `reward.weights`):
   a reply out of format counting 0 (serve/judge.py).
 
 Shaping terms (`reward.shaping`, all off by default) are subtracted from the mix: a length budget
-(CapRL), an n-gram repetition penalty (Perception-R1), a format pattern. An empty caption scores
-0 with no reasoner call, whatever the configuration.
+(CapRL), an n-gram repetition penalty (Perception-R1), a format pattern, matched under a time
+bound (`matches_format`). An empty caption gets no reasoner call and scores 0 less the shaping
+terms: it pays the format penalty when "" does not match the pattern, as a wrong one-token
+caption does (emptiness must not be the cheaper failure); its repetition term is 0 (no words),
+and its length term is 0 unless its whitespace ran past the length budget.
 
 When the reasoner is the policy (policy.role=reasoner), the answers come from it, not from the
 pool: each answer is graded (verifiable) and/or judged against the gold answer, and the shaping
@@ -26,15 +29,28 @@ terms apply to the answer's text (`score_answer_groups`).
 
 from __future__ import annotations
 
+import itertools
+import logging
 import random
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+import regex
 
 from configs.schema import RewardConfig, ShapingConfig
 from serve.grading import ALL_LETTERS, candidate_answer, caption_grade, chosen_option, grade
 from serve.judge import judge_messages, parse_verdict
 from wire.scoring import AnswerScoreRequest, MCQuestion, ScoreRequest, ScoreResult
+
+log = logging.getLogger(__name__)
+
+# The policy writes the text the operator's format pattern runs on, and a pattern that can
+# backtrack catastrophically would hold the replica (one with nested quantifiers ran for minutes
+# under Python's re on an 81-character caption; (a|aa)+$ on 60 a's and a b tries 2.5e12 ways). The `regex` package bounds a match's time and releases the GIL while it
+# runs; a sane pattern matches a caption in microseconds. A match past the bound counts as out
+# of format: the caption pays the penalty, and the timeout is logged.
+FORMAT_MATCH_TIMEOUT_S = 0.05
+_format_timeouts = itertools.count(1)
 
 # (caption, question) prompts and k -> k answers per prompt: the reasoner engine's `answer`.
 AnswerFn = Callable[[list[tuple[str, str]], int], list[list[str]]]
@@ -87,6 +103,22 @@ def repeated_ngram_share(text: str, n: int) -> float:
     return repeats / len(grams) if grams else 0.0
 
 
+def matches_format(text: str, pattern: str) -> bool:
+    """Whether `text` matches `pattern` as a whole (`.` matching newlines too); False when the
+    match runs past FORMAT_MATCH_TIMEOUT_S, which is logged (the first time, then every 100th)."""
+    try:
+        return regex.fullmatch(pattern, text, regex.DOTALL, timeout=FORMAT_MATCH_TIMEOUT_S, concurrent=True) is not None
+    except TimeoutError:
+        count = next(_format_timeouts)
+        if count == 1 or count % 100 == 0:
+            log.warning(
+                "reward.shaping.format_pattern %r ran past %.2f s on a %d-character caption (%d times so far): "
+                "counted as out of format; the pattern backtracks catastrophically, rewrite it",
+                pattern, FORMAT_MATCH_TIMEOUT_S, len(text), count,
+            )
+        return False
+
+
 def shaping_penalty(caption: str, tokens: int | None, shaping: ShapingConfig) -> float:
     """What the shaping terms take off a caption's reward; `tokens` None = length unknown (no length term)."""
     penalty = 0.0
@@ -94,7 +126,7 @@ def shaping_penalty(caption: str, tokens: int | None, shaping: ShapingConfig) ->
         penalty += shaping.length_penalty * (tokens - shaping.length_budget) / shaping.length_budget
     if shaping.repetition_ngram:
         penalty += shaping.repetition_penalty * repeated_ngram_share(caption, shaping.repetition_ngram)
-    if shaping.format_pattern and not re.fullmatch(shaping.format_pattern, caption.strip(), re.DOTALL):
+    if shaping.format_pattern and not matches_format(caption.strip(), shaping.format_pattern):
         penalty += shaping.format_penalty
     return penalty
 
@@ -165,9 +197,11 @@ def _judged(entry: _Caption, target: str) -> list[list[dict]]:
 
 def _result(request: ScoreRequest, plan: list[_Caption | None], mix: dict[str, float], shaping: ShapingConfig, latency_s: float) -> ScoreResult:
     rewards, kept, refused, unparsed = [], [], 0, 0
-    for entry in plan:
+    for index, entry in enumerate(plan):
         if entry is None:
-            rewards.append(0.0)
+            # No reasoner call, but the shaping terms apply as to any caption (module doc).
+            tokens = request.caption_tokens[index] if request.caption_tokens else None
+            rewards.append(0.0 - shaping_penalty(request.captions[index], tokens, shaping))
             kept.append(())
             continue
         score = 0.0

@@ -4,7 +4,8 @@ and Math-Verify's own test cases graded by the reward's grader."""
 import pytest
 
 from serve.answer_forms import comparable, last_math_piece
-from serve.grading import MAX_GOLD_ANSWER_CHARS, grade, grade_answer
+from serve.grading import grade, grade_answer
+from wire.scoring import MAX_GOLD_ANSWER_CHARS
 from tests.math_verify_cases import all_cases, default_settled
 
 

@@ -106,15 +106,15 @@ def test_caption_cache_is_keyed_by_captioner_prompt_and_seed(tmp_path):
     assert CaptionCache(tmp_path / "cache", captioner, seed=7, sampling={"n": 2}).get(key) is None
 
 
-def result(item_id: str, category: str, sample: int, correct: bool, mode: str = "caption", reasoner: str = "r") -> ItemResult:
-    return ItemResult(item_id, category, mode, reasoner, sample, "q", "1", "cap", "", "resp", None, correct)
+def result(item_id: str, category: str, sample: int, correct: bool, mode: str = "caption", reasoner: str = "r", response: str = "resp") -> ItemResult:
+    return ItemResult(item_id, category, mode, reasoner, sample, "q", "1", "cap", "", response, None, correct)
 
 
 RESULTS = [
     result("a", "X", 0, True), result("a", "X", 1, False),  # item a: 1/2
     result("b", "X", 0, True), result("b", "X", 1, True),  # item b: 2/2
     result("c", "Y", 0, False), result("c", "Y", 1, False),  # item c: 0/2
-    result("a", "X", 0, True, "direct", ""), result("a", "X", 1, True, "direct", ""),
+    result("a", "X", 0, True, "direct", "", "\\boxed{1}"), result("a", "X", 1, True, "direct", "", "Answer: 1\nScore: 10"),
 ]
 
 
@@ -127,6 +127,9 @@ def test_accuracy_is_the_mean_over_items_with_its_standard_error():
     assert rows[("caption", "X")].accuracy == 0.75 and rows[("caption", "X")].stderr == pytest.approx(math.sqrt(0.125) / math.sqrt(2))
     assert rows[("caption", "Y")].accuracy == 0.0 and math.isnan(rows[("caption", "Y")].stderr)
     assert rows[("direct", "all")].accuracy == 1.0 and rows[("direct", "all")].items == 1
+    # Of the two direct responses one boxes its answer and one carries a judge's Score line.
+    assert (rows[("direct", "all")].boxed, rows[("direct", "all")].score_lines) == (0.5, 1)
+    assert (every.boxed, every.score_lines) == (0.0, 0)
 
 
 def test_report_files(tmp_path):
@@ -134,7 +137,7 @@ def test_report_files(tmp_path):
     write_report(tmp_path, RESULTS, facts, "python launch.py eval data=/data/bench.tsv out=x")
     markdown = (tmp_path / "eval.md").read_text()
     assert "    python launch.py eval data=/data/bench.tsv out=x" in markdown and '"seed": 3' in markdown
-    assert "| caption | r | 0.500 | 0.289 | 3 x 2 |" in markdown
+    assert "| caption | r | 0.500 | 0.289 | 3 x 2 | 0.00 | 0 |" in markdown
     # The modes in the paper's order, whatever order the results came in.
     assert "| category | items | direct | caption (r) |" in markdown and "| X | 2 | 1.000 | 0.750 |" in markdown
     rows = list(csv.DictReader((tmp_path / "eval.csv").open()))

@@ -15,6 +15,7 @@ from records.benchmarks import BenchmarkItem, read_benchmark
 from records.prepare import RecordFilter, prepare_benchmark, prepare_records, read_data_file
 from records.vqa import VQARecord, read_records, write_records
 from task.layouts import EXCLUDED_SOURCE, question_category, write_layouts
+from wire.scoring import MAX_GOLD_ANSWER_CHARS
 
 QUESTIONS = [
     ("How many red circles are there?", "2"),
@@ -198,6 +199,23 @@ def test_check_data_finds_a_truncated_image_that_only_decoding_shows(tmp_path, c
     write_records(tmp_path / "data.jsonl", [VQARecord("cut", "cut.png", "q?", "1")])
     assert launch.main(["check-data", str(tmp_path / "data.jsonl")]) == 1
     assert "line 1 (cut): unreadable image: " in capsys.readouterr().out
+
+
+def test_a_gold_answer_longer_than_the_grader_reads_is_an_unusable_row(tmp_path, capsys):
+    # Parsing a 20,000-character gold ran the grading deadline out on every answer graded against
+    # it: the row is dropped when the data is prepared, and check-data names its length and the limit.
+    Image.new("RGB", (56, 56)).save(tmp_path / "a.png")
+    longest = "1" * MAX_GOLD_ANSWER_CHARS
+    write_records(tmp_path / "data.jsonl", [VQARecord("ok", "a.png", "q?", longest), VQARecord("long", "a.png", "q?", longest + "1")])
+    prepared = prepare_records(tmp_path / "data.jsonl", tmp_path / "cache", RecordFilter(), LIMIT)
+    assert prepared.kept == 1 and [p.record_id for p in prepared.problems] == ["long"]
+    assert launch.main(["check-data", str(tmp_path / "data.jsonl")]) == 1
+    out = capsys.readouterr().out
+    assert f"line 2 (long): gold answer too long (1001 characters; the grader reads at most {MAX_GOLD_ANSWER_CHARS})" in out
+    assert "unusable by reason: 1 gold answer too long" in out
+    # A benchmark's item alike: its gold could never be graded, so the benchmark is refused.
+    (tmp_path / "bench.json").write_text(json.dumps({"1": {"question": "q", "image": "a.png", "answer": longest + "1"}}))
+    assert [p.reason for p in read_benchmark(tmp_path / "bench.json").problems] == [prepared.problems[0].reason]
 
 
 @pytest.mark.parametrize("layout", ["mathvista", "vlmeval"])

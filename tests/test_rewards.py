@@ -153,6 +153,20 @@ def test_scoring_over_http_takes_questions_token_counts_and_seed():
         ("Score: 4\nThat is all.", None),  # the score line must be last
         ("I would say 8", None),
         ("", None),
+        ("Score: 0", 0.0),
+        ("Score:10", 1.0),
+        # Values outside 0..10 as written, however they are written: out of range, not an error.
+        ("Score: " + "9" * 10_000, None),  # int() refuses strings past 4300 digits with ValueError
+        ("Score: " + "0" * 10_000 + "7", None),  # 7 in value, but not written plainly
+        ("Score: 100", None),
+        ("Score: 07", None),
+        ("Score: -3", None),
+        ("Score: -0", None),
+        ("Score: +5", None),
+        ("Score: 7.5", None),
+        ("Score: 1e1", None),
+        ("Score: \uff17", None),  # a fullwidth 7: int() would read it, the format does not
+        ("Score: -3\nScore: 4", None),  # a signed score is still a second verdict
     ],
 )
 def test_a_judge_reply_parses_only_in_the_strict_format(reply, score):
@@ -178,7 +192,29 @@ def test_the_judge_grades_each_answer_and_an_unparsed_reply_scores_zero():
     # Caption 1: verifiable 1/2; judge (10 + unparsed 0) / 2 / 10 = 0.5. Caption 2: verifiable 1/2; judge (2 + 10) / 20 = 0.6.
     assert result.rewards == pytest.approx((0.5 * 0.5 + 0.5 * 0.5, 0.5 * 0.5 + 0.5 * 0.6))
     assert result.judge_unparsed == 1 and len(seen) == 4
-    assert "Reference: 2\nResponse: \\boxed{2}" in seen[0][1]["content"]
+    assert "Reference: 2\n<response>\n\\boxed{2}\n</response>" in seen[0][1]["content"]
+
+
+def test_a_judge_reply_out_of_range_fails_only_its_own_sample():
+    # A judge that answers "Score: 8" to everything but one answer ("\\boxed{3}"), whose reply is
+    # ten thousand digits: before, int() raised on it and the whole scoring batch failed.
+    def judge(conversations):
+        return ["Score: " + "9" * 10_000 if "\\boxed{3}" in c[1]["content"] else "Score: 8" for c in conversations]
+
+    def answer(prompts, k):
+        return [["\\boxed{2}", "\\boxed{3}"], ["\\boxed{2}", "\\boxed{2}"], ["\\boxed{4}", "\\boxed{2}"]][: len(prompts)]
+
+    reward = RewardConfig(kind="judge")
+    requests = [ScoreRequest("How many?", "2", ("two dots", "2 dots")), ScoreRequest("How many?", "2", ("four dots",))]
+    first, second = score_groups(requests, answer, 2, reward, lambda: 0.0, judge)
+    # First group: caption 1's answers get 8 and the unparsed reply (0): (8 + 0) / 2 / 10 = 0.4;
+    # caption 2's get 8 and 8: 0.8. Second group (another request of the same batch): 0.8.
+    assert first.rewards == pytest.approx((0.4, 0.8)) and first.judge_unparsed == 1
+    assert second.rewards == pytest.approx((0.8,)) and second.judge_unparsed == 0
+    # The reasoner's own answers, judged in one batch: only the long reply's answer scores 0.
+    answers = AnswerScoreRequest("How many?", "2", ("\\boxed{2}", "\\boxed{3}", "\\boxed{4}"))
+    (result,) = score_answer_groups([answers], reward, lambda: 0.0, judge)
+    assert result.rewards == pytest.approx((0.8, 0.0, 0.8)) and result.judge_unparsed == 1
 
 
 def test_a_judge_of_captions_reads_the_reference_facts():
@@ -192,7 +228,7 @@ def test_a_judge_of_captions_reads_the_reference_facts():
 
     (result,) = score_groups([request], lambda prompts, k: [], 1, reward, lambda: 0.0, judge)
     assert result.rewards == (0.5,) and result.answers == ((),)  # no reasoner call: the caption itself is judged
-    assert seen[0][1]["content"].endswith("Reference: top left: a red circle. top right: a red circle.\nResponse: a red circle")
+    assert seen[0][1]["content"].endswith("Reference: top left: a red circle. top right: a red circle.\n<response>\na red circle\n</response>")
     with pytest.raises(ValueError, match="no reference facts"):
         score_groups([ScoreRequest("How many?", "2", ("x",))], lambda prompts, k: [], 1, reward, lambda: 0.0, judge)
 
@@ -220,7 +256,7 @@ def test_the_reasoners_own_answers_are_graded_judged_and_shaped():
     # Wrong: 0 + 0.25 * 0.4. No answer: 0 + 0 (unparsed, counted).
     assert result.rewards == pytest.approx((1.0 - 0.1, 0.1, 0.0))
     assert result.judge_unparsed == 1 and result.answers == ((), (), ())
-    assert [c[1]["content"].endswith(f"Response: {a}") for c, a in zip(seen, request.answers)] == [True] * 3
+    assert [c[1]["content"].endswith(f"<response>\n{a}\n</response>") for c, a in zip(seen, request.answers)] == [True] * 3
 
 
 def test_the_reasoners_answers_take_no_caption_reward():

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The longest gold answer the grader reads, in characters. A gold answer is a value, an
+# expression, an option or a short phrase; 1000 characters is past any such (and over three
+# times the 300 of the answers graded against it), while parsing one of 20,000 ran the grading
+# deadline out on every answer. Longer ones are refused when the data is prepared (records/,
+# `launch.py check-data` lists them), never graded.
+MAX_GOLD_ANSWER_CHARS = 1000
+
 
 @dataclass(frozen=True)
 class MCQuestion:
@@ -16,6 +23,16 @@ class MCQuestion:
     def __post_init__(self) -> None:
         if len(self.options) < 2 or not 0 <= self.answer < len(self.options):
             raise ValueError(f"a multiple-choice question needs >= 2 options and a right one among them: {self}")
+
+
+MULTIPLE_CHOICE_INSTRUCTION = "Answer with the option's letter."
+
+
+def multiple_choice_text(question: str, letters: str, choices: tuple[str, ...] | list[str]) -> str:
+    """A question with its options listed under it, one "(A) text" a line: the one form both the
+    multiple-choice reward and the benchmarks ask in, so a reasoner learns a single format."""
+    listed = "\n".join(f"({letter}) {choice}" for letter, choice in zip(letters, choices))
+    return f"{question}\n{listed}\n{MULTIPLE_CHOICE_INSTRUCTION}"
 
 
 @dataclass(frozen=True)
@@ -66,7 +83,7 @@ class ScoreResult:
     latency_s: float  # time from the batch's start to its end, on the replica
     # Answers graded wrong unparsed because they would cost too much to grade (serve/grading.py).
     answers_refused: int = 0
-    # Captions that were empty (nothing but whitespace): reward 0, no reasoner call.
+    # Captions that were empty (nothing but whitespace): no reasoner call, reward 0 less the shaping terms.
     empty_captions: int = 0
     # Judge replies out of format (serve/judge.py): scored 0.
     judge_unparsed: int = 0
