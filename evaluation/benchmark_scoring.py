@@ -3,7 +3,7 @@
 The final answer is read from the response as the reward reads it (the last `\\boxed{}`, else
 "the answer is ...", else a short reply as a whole). Then, by the item's kind:
 - multiple choice: the one option it chooses (its letter, or one choice's exact text) must be
-  the gold option; a hedge naming several options is wrong (`serve.grading.chosen_option`);
+  the gold option; a hedge naming several options is wrong (`serve.options.chosen_option`);
 - integer: the one number in the answer equals the gold integer;
 - float: the one number lies within half a unit of the gold's last decimal place (the item's
   `precision`, else the decimals the gold is written with), as MathVista rounds to `precision`;
@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass
 
 from records.benchmarks import BenchmarkItem
-from serve.grading import candidate_answer, chosen_option, grade, strip_wrappers
+from serve.grading import candidate_answer, grade, strip_wrappers
+from serve.options import chosen_option
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 

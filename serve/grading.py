@@ -42,11 +42,9 @@ from math_verify import parse, verify
 from serve.answer_forms import comparable
 from serve.deadline import call_with_deadline
 from serve.expression_cost import why_too_costly
-from serve.options import ALL_LETTERS, chosen_option, listed_options
+from serve.options import chosen_option, listed_options
 from serve.parse_cost import parse_cost_problem
 from wire.scoring import MAX_GOLD_ANSWER_CHARS
-
-__all__ = ["ALL_LETTERS", "Grade", "candidate_answer", "caption_grade", "chosen_option", "grade", "grade_answer"]
 
 # The final answer sits at the end of a reasoning trace; the tail bounds the regex work.
 MAX_PREDICTION_CHARS = 2000

@@ -8,7 +8,7 @@ Kinds (`reward.kind`, or several by `reward.weights`):
   from the record's question set with the group's seed, each with its options shuffled and
   relabelled and a "cannot be answered from the caption" option added last: GRPO then compares
   captions on equal questions. The score is the share answered right; an answer counts only if
-  it chooses exactly the right option (`grading.chosen_option`: no hedges, no letters outside).
+  it chooses exactly the right option (`serve.options.chosen_option`: no hedges, negations or letters outside).
 
 - judge (Perception-R1): an LLM (the pool's reasoner model, or an OpenAI-compatible endpoint)
   grades each answer to the prompt's question against the gold answer, or the caption itself
@@ -38,9 +38,10 @@ from dataclasses import dataclass, field
 import regex
 
 from configs.schema import RewardConfig, ShapingConfig
-from serve.grading import ALL_LETTERS, candidate_answer, caption_grade, chosen_option, grade
+from serve.grading import candidate_answer, caption_grade, grade
+from serve.options import ALL_LETTERS, chosen_option
 from serve.judge import judge_messages, parse_verdict
-from wire.scoring import AnswerScoreRequest, MCQuestion, ScoreRequest, ScoreResult
+from wire.scoring import AnswerScoreRequest, MCQuestion, ScoreRequest, ScoreResult, multiple_choice_text
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,7 @@ def mcq_asks(questions: Sequence[MCQuestion], count: int, seed: int, cannot_answ
         if len(choices) > len(ALL_LETTERS):
             raise ValueError(f"{len(choices)} options (with the cannot-answer one) in {question.question!r}: at most {len(ALL_LETTERS)}")
         letters = ALL_LETTERS[: len(choices)]
-        listed = "\n".join(f"({letter}) {choice}" for letter, choice in zip(letters, choices))
-        text = f"{question.question}\n{listed}\nAnswer with the option's letter."
+        text = multiple_choice_text(question.question, letters, choices)
         asks.append(McqAsk(text, letters, choices, letters[order.index(question.answer)]))
     return asks
 

@@ -15,7 +15,7 @@ from evaluation.benchmark_scoring import grade_item
 from evaluation.caption_cache import CaptionCache, image_digest, prompt_key
 from records.benchmarks import BenchmarkItem
 from records.vqa import VQARecord
-from serve.grading import chosen_option
+from serve.options import chosen_option
 
 
 @pytest.mark.parametrize(
