@@ -37,16 +37,21 @@ class WarmStartConfig:
     # scenes name objects this precisely (checked every `check_every` steps), for at most
     # `reading_steps`; then it learns to stop early, for `stopping_steps`.
     captioner_min_precision: float = 0.9
-    check_every: int = 200
+    check_every: int = 400
     reading_steps: int = 1600
     stopping_steps: int = 300
     captioner_lr: float = 2e-3
+    # The share of the captioner's reading and stopping examples that ask it to answer for itself
+    # (the direct mode, the two-stage tentative answer); reading also goes on until it answers
+    # held-out questions this often.
+    answer_share: float = 0.25
+    captioner_min_direct_accuracy: float = 0.5
     # The reasoner trains until it answers right from complete captions of held-out scenes this
     # often, and judges held-out answers and captions this often (checked every `check_every`
     # steps), for at most `reasoner_steps`. It learns to copy and count objects only after ~1000
     # steps; with 30% of its examples teaching it to judge, 4000 steps reached 0.91 on counting.
     reasoner_min_accuracy: float = 0.95
-    reasoner_steps: int = 5000
+    reasoner_steps: int = 10000
     reasoner_lr: float = 1e-3
     # A copy of the reasoner is kept from the first check where it answers at least this often
     # (task.bundled_reasoner=partial): a weaker reasoner, for runs that train the reasoner.
@@ -58,6 +63,8 @@ class WarmStartConfig:
         steps = (self.vision_steps, self.reading_steps, self.stopping_steps, self.reasoner_steps)
         _check(min(steps) >= 0 and self.check_every >= 0, "task.warm_start: step counts must be >= 0")
         _check(0 <= self.captioner_min_precision <= 1, "task.warm_start.captioner_min_precision must be in [0, 1]")
+        _check(0 <= self.answer_share < 1, "task.warm_start.answer_share must be in [0, 1)")
+        _check(0 <= self.captioner_min_direct_accuracy <= 1, "task.warm_start.captioner_min_direct_accuracy must be in [0, 1]")
         _check(0 <= self.reasoner_min_accuracy <= 1, "task.warm_start.reasoner_min_accuracy must be in [0, 1]")
         _check(0 <= self.partial_reasoner_accuracy <= 1, "task.warm_start.partial_reasoner_accuracy must be in [0, 1]")
 

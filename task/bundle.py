@@ -32,7 +32,16 @@ from task.captioner_warm_start import (
 )
 from task.checkpoints import build_tiny_captioner, build_tiny_reasoner
 from task.dataset import DatasetFiles, write_bundled_dataset
-from task.judge_examples import random_caption_judge_example, random_judge_example
+from serve.judge import JUDGE_INSTRUCTION
+from task.judge_examples import (
+    injected_caption_judge_example,
+    injected_judge_example,
+    random_caption_judge_example,
+    random_judge_example,
+)
+from task.direct_answers import random_direct_answer
+from task.inference_examples import inference_accuracy, inference_check_example, random_inference_example
+from task.mcq_examples import mcq_accuracy, mcq_example, random_mcq_example
 from task.reasoner_examples import ReasonerExample, random_example
 from task.reasoner_warm_start import (
     AccuracyBar,
@@ -43,16 +52,18 @@ from task.reasoner_warm_start import (
 from task.scenes import SceneObject, describe, random_question, random_scene
 from task.sft import SFTSettings
 from task.tokenizer import build_tokenizer
-from vlm.caption_prompt import caption_messages
+from vlm.caption_prompt import answer_messages, caption_messages
 
 COMPLETE_MARKER = "COMPLETE"
 QUALITY_FILE = "warm_start.json"
 # Bumped whenever the build's output changes for the same settings, so old caches are rebuilt.
-BUILD_FORMAT = 10
+BUILD_FORMAT = 12
 # Held-out scenes the warm-start quality is measured on.
 _QUALITY_SCENES = 256
 # Scenes outside the dataset and the warm start that decide when the captioner may stop.
 _CHECK_SCENES = 256
+# One held-out injected judge example for this many check scenes, on top of the random ones.
+_INJECTED_CHECK_EVERY = 8
 # Images per vision-probe step: a vision-only step is cheap, and bigger batches settled faster.
 _VISION_BATCH = 64
 Scene = tuple[SceneObject, ...]
@@ -117,12 +128,25 @@ def _tokenizer_corpus(files: DatasetFiles, seed: int) -> list[str]:
         corpus.extend(["system", "user", "assistant"])
         corpus.extend(_message_texts(caption_messages(question)))
         corpus.extend(_message_texts(reasoner_messages(caption, question)))
+        # The judge's instruction too: weighed by its judge examples alone, a third of its words
+        # stayed in pieces and it took about 90 tokens instead of 57.
+        corpus.append(JUDGE_INSTRUCTION)
     # What the warm-started reasoner will read and write as a judge, and write as a reasoner.
     scenes = [random_scene(rng) for _ in range(_CORPUS_CAPTIONS)]
     corpus.extend(random_example(rng, scene).reply for scene in scenes)
     judged = [random_judge_example(rng, scene) for scene in scenes[: _CORPUS_CAPTIONS // 4]]
     judged += [random_caption_judge_example(rng, scene) for scene in scenes[_CORPUS_CAPTIONS // 4 : _CORPUS_CAPTIONS // 2]]
     corpus.extend(text for example in judged for text in (*_message_texts(example.messages()), example.reply))
+    # Multiple-choice prompts as the reward asks them (their options and fixed wording), and the
+    # replies the reasoner learns to write: as many as the counting prompts above.
+    asked = [random_mcq_example(rng, random_scene(rng)) for _ in questions]
+    # The inference modes: the captioner's own answers (the direct mode, the tentative answer) and
+    # the reasoner's prompts with options listed and a tentative answer, with their replies.
+    direct = [random_direct_answer(rng, random_scene(rng)) for _ in questions[: len(questions) // 2]]
+    corpus.extend(text for d in direct for text in (*_message_texts(answer_messages(d.text)), d.reply))
+    inferred = [random_inference_example(rng, random_scene(rng), two_stage=True) for _ in questions[: len(questions) // 2]]
+    corpus.extend(text for example in inferred for text in (*_message_texts(example.messages()), example.reply))
+    corpus.extend(text for example in asked for text in (*_message_texts(example.messages()), example.reply))
     return corpus
 
 
@@ -153,8 +177,9 @@ def _warm_start(layout: BundledTask, files: DatasetFiles, seed: int, config: War
             steps=config.reading_steps, lr=config.captioner_lr, batch_size=config.batch_size, check_every=config.check_every
         ),
         stopping=SFTSettings(steps=config.stopping_steps, lr=config.captioner_lr, batch_size=config.batch_size),
-        bar=QualityBar(check, config.captioner_min_precision),
+        bar=QualityBar(check, config.captioner_min_precision, min_direct_accuracy=config.captioner_min_direct_accuracy),
         go_on_prob=config.go_on_prob,
+        answer_share=config.answer_share,
     )
     warm_start_captioner(layout.captioner, scenes, plan, seed)
     answering = SFTSettings(
@@ -162,9 +187,18 @@ def _warm_start(layout: BundledTask, files: DatasetFiles, seed: int, config: War
     )
     check_rng = random.Random(f"reasoner-check/{seed}")
     check_examples = [ReasonerExample(describe(scene), random_question(check_rng, scene)) for scene in check]
-    # Half the judging bar on answers, half on captions.
+    # Half the judging bar on answers, half on captions (some of either carry injections, some
+    # captions invent objects, as in training); then, so that injections weigh in the bar
+    # whatever those draws give, an injected answer or caption about each of the first eighth
+    # of the check scenes (32 of 256).
     check_judged = [(random_judge_example if i % 2 else random_caption_judge_example)(check_rng, scene) for i, scene in enumerate(check)]
-    bar = AccuracyBar(check_examples, check_judged, config.reasoner_min_accuracy)
+    injected = [
+        (injected_judge_example if i % 2 else injected_caption_judge_example)(check_rng, scene)
+        for i, scene in enumerate(check[: len(check) // _INJECTED_CHECK_EVERY])
+    ]
+    check_asked = [mcq_example(check_rng, scene, describe(scene)) for scene in check]
+    check_inferred = [inference_check_example(check_rng, scene) for scene in check]
+    bar = AccuracyBar(check_examples, [*check_judged, *injected], check_asked, check_inferred, config.reasoner_min_accuracy)
     partial = PartialSnapshot(layout.partial_reasoner, config.partial_reasoner_accuracy)
     reasoner = warm_start_reasoner(layout.reasoner, scenes, answering, seed, bar, partial)
     if reasoner.partial_accuracy is None:  # it passed the bar at its first check: the snapshot is its first state
@@ -172,10 +206,13 @@ def _warm_start(layout: BundledTask, files: DatasetFiles, seed: int, config: War
     rng = random.Random(f"warm-start-quality/{seed}")
     held_out = rng.sample(sorted(files.scenes), min(_QUALITY_SCENES, len(files.scenes)))
     complete = [ReasonerExample(describe(scene), random_question(rng, scene)) for scene in held_out]
+    asked = [mcq_example(rng, scene, describe(scene)) for scene in held_out]
     return {
         "captioner": asdict(caption_quality(layout.captioner, held_out, seed)),
         "reasoner_accuracy_on_complete_captions": reasoner_accuracy(layout.reasoner, complete),
         "reasoner_judge_accuracy": reasoner.judge_accuracy,
+        "reasoner_mc_accuracy_on_complete_captions": mcq_accuracy(layout.reasoner, asked),
+        "reasoner_inference_accuracy": inference_accuracy(layout.reasoner, [inference_check_example(rng, s) for s in held_out]),
         "partial_reasoner_accuracy_on_complete_captions": reasoner_accuracy(layout.partial_reasoner, complete),
     }
 

@@ -1,10 +1,13 @@
-"""Warm start of the tiny captioner: faithful captions that stop early at random.
+"""Warm start of the tiny captioner: faithful captions that stop early at random, and answers.
 
 Each training caption names the scene's objects in cell order and, after each one, goes on
 with probability `go_on_prob`, whatever the question asks. The warm-started captioner
 therefore writes well-formed, correct captions that often stop before what the question
 needs: the reasoner then answers wrong, and GRPO has something to fix (keep describing
 until the question's objects are named).
+
+A share of its examples (`CaptionerPlan.answer_share`) asks it to answer instead
+(task/direct_answers.py): the direct mode's answer and the two-stage inference's tentative one.
 """
 
 from __future__ import annotations
@@ -30,10 +33,13 @@ from task.scenes import (
     parse_caption,
     render_scene,
 )
+from task.direct_answers import DirectAnswer, random_direct_answer
 from task.sft import SFTSettings, length_bucketed, pack_sequences, supervised_finetune
 from vlm.caption_prompt import (
     CaptionPrompt,
+    answer_messages,
     encode_caption_prompt,
+    encode_image_prompt,
     mm_token_type_ids,
 )
 from vlm.processor import load_captioner_processor
@@ -48,6 +54,7 @@ class CaptionQuality:
     well_formed: float  # fraction of captions in the caption format
     precision: float  # named objects that are in the scene (cell, colour and shape right)
     recall: float  # scene objects the caption names
+    direct_accuracy: float  # its own answers (direct mode) right, boxed
 
 
 def keep_prefix(rng: random.Random, scene: Scene, go_on_prob: float) -> list[SceneObject]:
@@ -175,9 +182,11 @@ class QualityBar:
     scenes: Sequence[Scene]  # never trained on
     min_precision: float
     min_well_formed: float = 0.95
+    min_direct_accuracy: float = 0.0
 
     def passed_by(self, quality: CaptionQuality) -> bool:
-        return quality.precision >= self.min_precision and quality.well_formed >= self.min_well_formed
+        captions = quality.precision >= self.min_precision and quality.well_formed >= self.min_well_formed
+        return captions and quality.direct_accuracy >= self.min_direct_accuracy
 
 
 @dataclass(frozen=True)
@@ -189,6 +198,7 @@ class CaptionerPlan:
     stopping: SFTSettings  # captions cut short: after each object, the next with probability `go_on_prob`
     bar: QualityBar
     go_on_prob: float
+    answer_share: float = 0.0  # of every stage's examples after the vision one: answering, not captioning
 
 
 def warm_start_captioner(checkpoint: Path, scenes: Sequence[Scene], plan: CaptionerPlan, seed: int) -> None:
@@ -205,9 +215,14 @@ def warm_start_captioner(checkpoint: Path, scenes: Sequence[Scene], plan: Captio
     rng = random.Random(f"captioner-warm-start/{seed}")
     # Encoded once: the image processor is the slowest part of building a batch.
     prompts = [encode_caption_prompt(processor, make_question(rng, s)[0], render_scene(s)) for s in scenes]
+    answers = _direct_answers(rng, scenes, plan.answer_share)
+    prompts += [encode_image_prompt(processor, answer_messages(a.text), render_scene(a.scene)) for a in answers]
 
     def train(settings: SFTSettings, go_on_prob: float, name: str, good_enough: Callable[[], bool] | None = None) -> None:
         def draw() -> tuple[int, list[int]]:
+            if answers and rng.random() < plan.answer_share:
+                pick = rng.randrange(len(answers))
+                return len(scenes) + pick, tokenizer.encode(answers[pick].reply, add_special_tokens=False) + [tokenizer.eos_token_id]
             pick = rng.randrange(len(scenes))
             caption = describe(scenes[pick], keep_prefix(rng, scenes[pick], go_on_prob))
             return pick, tokenizer.encode(caption, add_special_tokens=False) + [tokenizer.eos_token_id]
@@ -233,19 +248,30 @@ def warm_start_captioner(checkpoint: Path, scenes: Sequence[Scene], plan: Captio
 
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(checkpoint)
-    pretrain_vision(model, prompts, scenes, plan.vision, rng, tokenizer)
+    pretrain_vision(model, prompts[: len(scenes)], scenes, plan.vision, rng, tokenizer)
     train(plan.reading, 1.0, "captioner reading", reads_well)
     if not passed and plan.reading.check_every:
         log.warning(
-            "warm start captioner: still below precision %.2f after %d reading steps; its captions will "
-            "often misname objects (raise task.warm_start.reading_steps)", plan.bar.min_precision, plan.reading.steps,
+            "warm start captioner: still below precision %.2f or direct accuracy %.2f after %d reading steps; its "
+            "captions will often misname objects, or its own answers miss (raise task.warm_start.reading_steps)",
+            plan.bar.min_precision, plan.bar.min_direct_accuracy, plan.reading.steps,
         )
     train(plan.stopping, plan.go_on_prob, "captioner stopping early")
     model.save_pretrained(checkpoint, safe_serialization=True)
 
 
+def _direct_answers(rng: random.Random, scenes: Sequence[Scene], share: float) -> list[DirectAnswer]:
+    """One question to answer for as many scenes as answering's share of the examples needs
+    (at least a quarter of them, so none is seen so often that it is learned by heart)."""
+    if share <= 0:
+        return []
+    count = min(len(scenes), max(len(scenes) // 4, round(share * len(scenes))))
+    return [random_direct_answer(rng, scene) for scene in scenes[:count]]
+
+
 def caption_quality(checkpoint: Path, scenes: Sequence[Scene], seed: int, max_new_tokens: int = 32) -> CaptionQuality:
-    """Sample one caption per scene (temperature 1, the rollout default) and score it against the scene."""
+    """Sample one caption per scene (temperature 1, the rollout default) and score it against the
+    scene; and one answer to a question about it (`direct_accuracy`)."""
     from actors.engine import CaptionRequest, SamplingSettings
     from actors.hf_engine import TransformersCaptionEngine
     from configs.schema import SamplingConfig
@@ -274,4 +300,23 @@ def caption_quality(checkpoint: Path, scenes: Sequence[Scene], seed: int, max_ne
         well_formed=well_formed / len(scenes),
         precision=correct / max(1, named),
         recall=correct / max(1, total),
+        direct_accuracy=direct_accuracy(engine, scenes, sampling, rng),
     )
+
+
+def direct_accuracy(engine, scenes: Sequence[Scene], sampling, rng: random.Random) -> float:
+    """The share of questions about `scenes` (plain or with options) the captioner answers right itself."""
+    from actors.engine import CaptionRequest
+    from serve.grading import grade
+
+    asked = [random_direct_answer(rng, scene) for scene in scenes]
+    requests = [
+        CaptionRequest(str(i), encode_image_prompt(engine.processor, answer_messages(a.text), render_scene(a.scene)))
+        for i, a in enumerate(asked)
+    ]
+    right = 0
+    for start in range(0, len(requests), 32):
+        groups = asyncio.run(engine.generate(requests[start : start + 32], sampling))
+        for example, (sample,) in zip(asked[start : start + 32], groups):
+            right += grade(sample.text, example.answer, question=example.text).score == 1.0
+    return right / len(asked)

@@ -1,4 +1,4 @@
-"""The bundled task's dataset: rendered scenes and counting questions, written as VQA records."""
+"""The bundled task's dataset: rendered scenes, counting questions and multiple-choice question sets, written as VQA records."""
 
 from __future__ import annotations
 
@@ -10,20 +10,22 @@ from pathlib import Path
 
 from records.vqa import VQARecord
 from task.scenes import (
+    ATTRIBUTE_OPTIONS,
     MAX_OBJECTS,
+    CellQuestion,
+    CountQuestion,
     SceneObject,
     describe,
     make_question,
-    random_question,
     random_scene,
     render_scene,
 )
 from wire.scoring import MCQuestion
 
 
-# The multiple-choice reward's questions per image, and options per question (reward.kind=mcq).
+# The multiple-choice reward's questions per image (reward.kind=mcq), and the total count's options.
 MC_QUESTIONS = 4
-MC_OPTIONS = 4
+TOTAL_OPTIONS = tuple(str(n) for n in range(1, MAX_OBJECTS + 1))
 
 
 @dataclass(frozen=True)
@@ -45,18 +47,32 @@ def _scene_stream(seed: int, split: str) -> Iterator[tuple[SceneObject, ...]]:
         yield random_scene(rng)
 
 
+def total_question(scene: tuple[SceneObject, ...]) -> MCQuestion:
+    """"How many objects are there?" with the options 1 to MAX_OBJECTS.
+
+    Scenes hold 1 to MAX_OBJECTS objects, each count equally likely (`random_scene`), so any
+    fixed option, the smallest included, is right 1 time in MAX_OBJECTS: counting by colour or
+    shape could not be balanced so (on a 2x2 grid most such counts are 0 or 1).
+    """
+    question = CountQuestion()
+    return MCQuestion(question.text, TOTAL_OPTIONS, TOTAL_OPTIONS.index(str(question.count(scene))))
+
+
+def cell_question(question: CellQuestion, scene: tuple[SceneObject, ...]) -> MCQuestion:
+    """The colour or shape question about an occupied cell, its options in their canonical order."""
+    right = question.answer(scene)
+    if right is None:
+        raise ValueError(f"{question.text!r}: no object in that cell of {scene}")
+    return MCQuestion(question.text, question.options, question.options.index(right))
+
+
 def multiple_choice_questions(rng: random.Random, scene: tuple[SceneObject, ...], count: int) -> tuple[MCQuestion, ...]:
-    """Up to `count` different counting questions about the scene (the multiple-choice reward's
-    question set), each with the right count and three other counts as options, in order."""
-    questions: dict[str, MCQuestion] = {}
-    for _ in range(8 * count):  # few scenes have fewer than `count` different questions
-        question = random_question(rng, scene, anchored=1.0)
-        right = question.count(scene)
-        options = sorted([right, *rng.sample([n for n in range(MAX_OBJECTS + 1) if n != right], MC_OPTIONS - 1)])
-        questions.setdefault(question.text, MCQuestion(question.text, tuple(map(str, options)), options.index(right)))
-        if len(questions) == count:
-            break
-    return tuple(questions.values())
+    """The multiple-choice reward's question set of one image: the total count, then up to
+    `count` - 1 different colour or shape questions about its occupied cells (a one-object scene
+    has only two), options in canonical order (the reward shuffles and relabels them)."""
+    candidates = [CellQuestion(obj.cell, attribute) for obj in scene for attribute in ATTRIBUTE_OPTIONS]
+    chosen = sorted(rng.sample(candidates, min(count - 1, len(candidates))), key=lambda q: (q.cell, q.attribute))
+    return (total_question(scene), *(cell_question(question, scene) for question in chosen))
 
 
 def _write_split(

@@ -9,6 +9,7 @@ So its accuracy measures the caption, which is what makes it a reward for the ca
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from task.scenes import CountQuestion, SceneObject, describe, parse_caption, random_question
@@ -17,7 +18,7 @@ Scene = tuple[SceneObject, ...]
 CANNOT_TELL = "cannot tell"
 # Partial captions name each object with this probability: any subset, in any cells, so the
 # reasoner counts whatever a caption names (the captioner's are prefixes, RL's anything).
-_PARTIAL_KEEP_PROB = 0.5
+PARTIAL_KEEP_PROB = 0.5
 
 
 @dataclass(frozen=True)
@@ -44,20 +45,25 @@ class ReasonerExample:
         objects = parse_caption(self.caption)
         if not objects:
             return f"\\boxed{{{CANNOT_TELL}}}"
-        running, steps = 0, []
-        for obj in objects:
-            running += self.question.count([obj])
-            steps.append(f"{obj.colour} {obj.shape}: {running}.")
-        return f"{' '.join(steps)} \\boxed{{{running}}}"
+        return f"{running_count(objects, self.question)} \\boxed{{{self.question.count(objects)}}}"
 
 
-def _truncated(caption: str, rng: random.Random) -> str:
+def running_count(objects: Sequence[SceneObject], question: CountQuestion) -> str:
+    """Each described object copied with the count so far: "red circle: 1. blue square: 1."."""
+    running, steps = 0, []
+    for obj in objects:
+        running += question.count([obj])
+        steps.append(f"{obj.colour} {obj.shape}: {running}.")
+    return " ".join(steps)
+
+
+def truncated(caption: str, rng: random.Random) -> str:
     """The caption cut off inside its last object, so it no longer parses."""
     words = caption.split(" ")
     return " ".join(words[: rng.randrange(1, len(words))]).rstrip(".")
 
 
-def random_example(rng: random.Random, scene: Scene, keep_prob: float = _PARTIAL_KEEP_PROB) -> ReasonerExample:
+def random_example(rng: random.Random, scene: Scene, keep_prob: float = PARTIAL_KEEP_PROB) -> ReasonerExample:
     """A question about `scene` with a complete, partial, empty or cut-off caption of it."""
     question = random_question(rng, scene)
     kind = rng.random()
@@ -68,5 +74,5 @@ def random_example(rng: random.Random, scene: Scene, keep_prob: float = _PARTIAL
     elif kind < 0.9:
         caption = ""
     else:
-        caption = _truncated(describe(scene), rng)
+        caption = truncated(describe(scene), rng)
     return ReasonerExample(caption, question)

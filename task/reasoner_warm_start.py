@@ -1,5 +1,8 @@
-"""Warm start of the tiny reasoner: answer from captions (task/reasoner_examples.py), and judge
-answers (task/judge_examples.py), so the bundled task can exercise the judge reward too."""
+"""Warm start of the tiny reasoner: answer from captions (task/reasoner_examples.py), answer
+multiple-choice questions from them (task/mcq_examples.py), judge answers and captions
+(task/judge_examples.py), so the bundled task can exercise every reward kind; and answer as the
+inference modes ask, options listed and the captioner's tentative answer beside the caption
+(task/inference_examples.py)."""
 
 from __future__ import annotations
 
@@ -14,22 +17,31 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from wire.reasoner_prompt import encode_chat, encode_reasoner_prompt
+from task.inference_examples import InferenceExample, inference_accuracy, random_inference_example
 from task.judge_examples import CaptionJudgeExample, JudgeExample, judge_accuracy, random_caption_judge_example, random_judge_example
+from task.mcq_examples import McqExample, mcq_accuracy, random_mcq_example
 from task.reasoner_examples import ReasonerExample, Scene, random_example
 from task.sft import SFTSettings, length_bucketed, pack_sequences, supervised_finetune
 
-# The share of warm-start examples that teach judging (half answers, half captions); the rest
-# teach answering.
-JUDGE_SHARE = 0.3
+# The shares of warm-start examples that teach multiple choice, and judging (half answers, half
+# captions); the rest teach counting. Multiple choice took its share from the other two in
+# proportion, so they keep the 30:70 ratio their steps were tuned with.
+MC_SHARE = 0.25
+JUDGE_SHARE = 0.3 * (1 - MC_SHARE)
+# The inference modes' lessons (half two-stage, half caption-only with options listed) come out
+# of the counting share: they count as the counting lessons do.
+INFERENCE_SHARE = 0.15
 
 
 @dataclass(frozen=True)
 class AccuracyBar:
-    """When the reasoner's warm start may stop: it answers `examples` and judges `judged` (never
-    trained on) this well."""
+    """When the reasoner's warm start may stop: it answers `examples`, judges `judged` and answers
+    the multiple-choice `asked` (never trained on) this well."""
 
     examples: Sequence[ReasonerExample]
     judged: Sequence[JudgeExample | CaptionJudgeExample]
+    asked: Sequence[McqExample]
+    inferred: Sequence[InferenceExample]
     min_accuracy: float
 
 
@@ -46,16 +58,24 @@ class PartialSnapshot:
 class WarmStartResult:
     accuracy: float | None  # the last measured accuracy on the bar's examples (None if never checked)
     judge_accuracy: float | None
+    mc_accuracy: float | None
+    inference_accuracy: float | None
     partial_accuracy: float | None  # the snapshot's accuracy (None if none was saved)
 
 
 def _training_example(rng: random.Random, scenes: Sequence[Scene], tokenizer) -> tuple[list[int], list[int]]:
-    """(prompt ids, target ids) of one answering or judging example about a random scene."""
+    """(prompt ids, target ids) of one counting, multiple-choice or judging example about a random scene."""
     scene = scenes[rng.randrange(len(scenes))]
     kind = rng.random()
     if kind < JUDGE_SHARE:
         judged = random_judge_example(rng, scene) if kind < JUDGE_SHARE / 2 else random_caption_judge_example(rng, scene)
         prompt, reply = encode_chat(tokenizer, judged.messages()), judged.reply
+    elif kind < JUDGE_SHARE + MC_SHARE:
+        asked = random_mcq_example(rng, scene)
+        prompt, reply = encode_chat(tokenizer, asked.messages()), asked.reply
+    elif kind < JUDGE_SHARE + MC_SHARE + INFERENCE_SHARE:
+        inferred = random_inference_example(rng, scene, two_stage=rng.random() < 0.5)
+        prompt, reply = encode_chat(tokenizer, inferred.messages()), inferred.reply
     else:
         example = random_example(rng, scene)
         prompt, reply = encode_reasoner_prompt(tokenizer, example.caption, example.question.text), example.reply
@@ -82,15 +102,19 @@ def warm_start_reasoner(
         return model(input_ids=packed.input_ids, attention_mask=packed.attention_mask, labels=packed.labels).loss
 
     log = logging.getLogger(__name__)
-    measured: list[tuple[float, float]] = []
+    measured: list[tuple[float, float, float, float]] = []
     partial_accuracy: list[float] = []
 
     def good_enough() -> bool:
         model.save_pretrained(checkpoint, safe_serialization=True)
         accuracy, judged = reasoner_accuracy(checkpoint, bar.examples), judge_accuracy(checkpoint, bar.judged)
-        measured.append((accuracy, judged))
-        log.info("warm start reasoner: held-out accuracy %.3f on complete captions, %.3f judging", accuracy, judged)
-        passed = min(accuracy, judged) >= bar.min_accuracy
+        chosen, inferred = mcq_accuracy(checkpoint, bar.asked), inference_accuracy(checkpoint, bar.inferred)
+        measured.append((accuracy, judged, chosen, inferred))
+        log.info(
+            "warm start reasoner: held-out accuracy %.3f on complete captions, %.3f judging, %.3f multiple choice, "
+            "%.3f in the inference modes", accuracy, judged, chosen, inferred,
+        )
+        passed = min(accuracy, judged, chosen, inferred) >= bar.min_accuracy
         if not partial_accuracy and partial.min_accuracy <= accuracy and not passed:
             shutil.copytree(checkpoint, partial.path)
             partial_accuracy.append(accuracy)
@@ -100,11 +124,12 @@ def warm_start_reasoner(
     model.save_pretrained(checkpoint, safe_serialization=True)
     if settings.check_every and not (measured and min(measured[-1]) >= bar.min_accuracy):
         log.warning(
-            "warm start reasoner: still below accuracy %.2f on complete captions or judging after %d steps; rewards "
+            "warm start reasoner: still below accuracy %.2f on complete captions, judging, multiple choice or the inference "
+            "modes after %d steps; rewards "
             "will be capped by its misreadings (raise task.warm_start.reasoner_steps)", bar.min_accuracy, settings.steps,
         )
-    last = measured[-1] if measured else (None, None)
-    return WarmStartResult(last[0], last[1], partial_accuracy[0] if partial_accuracy else None)
+    last = measured[-1] if measured else (None, None, None, None)
+    return WarmStartResult(*last, partial_accuracy[0] if partial_accuracy else None)
 
 
 def reasoner_accuracy(checkpoint: Path, examples: Sequence[ReasonerExample], temperature: float = 1.0) -> float:

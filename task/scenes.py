@@ -138,6 +138,40 @@ class CountQuestion:
         )
 
 
+# What a cell question may ask about an object, and the options for each: the whole vocabulary.
+ATTRIBUTE_OPTIONS = MappingProxyType({"colour": COLOURS, "shape": SHAPES})
+
+
+@dataclass(frozen=True)
+class CellQuestion:
+    """"What colour is the object in the top left?" (or its shape): a multiple-choice question whose
+    options are every colour (or shape), asked only about an occupied cell.
+
+    Colours and shapes are drawn uniformly and independently of the cell (`random_scene`), so
+    every option is right equally often: no option text can be guessed blind.
+    """
+
+    cell: int
+    attribute: str  # a key of ATTRIBUTE_OPTIONS
+
+    def __post_init__(self) -> None:
+        if self.attribute not in ATTRIBUTE_OPTIONS:
+            raise ValueError(f"unknown attribute {self.attribute!r}; expected one of {tuple(ATTRIBUTE_OPTIONS)}")
+
+    @property
+    def text(self) -> str:
+        return f"What {self.attribute} is the object in the {CELL_NAMES[self.cell]}?"
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        return ATTRIBUTE_OPTIONS[self.attribute]
+
+    def answer(self, objects: Sequence[SceneObject]) -> str | None:
+        """The asked attribute of the object in the cell; None if no object is there."""
+        found = [obj for obj in objects if obj.cell == self.cell]
+        return getattr(found[0], self.attribute) if found else None
+
+
 def random_question(rng: random.Random, objects: Sequence[SceneObject], anchored: float = 0.5) -> CountQuestion:
     """A counting question by colour, shape, both, or neither (all objects).
 

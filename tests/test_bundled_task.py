@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,19 +21,22 @@ from transformers import (
 
 from records.vqa import VQARecord, load_image, read_records
 from task.bundle import COMPLETE_MARKER, ensure_bundled_task
-from task.dataset import MC_QUESTIONS, write_bundled_dataset
+from task.dataset import MC_QUESTIONS, multiple_choice_questions, write_bundled_dataset
 from task.scenes import (
+    CELL_NAMES,
     COLOUR_RGB,
     COLOURS,
     SHAPES,
     SceneObject,
     describe,
     make_question,
+    parse_caption,
     random_scene,
     render_scene,
 )
 from task.tokenizer import DIGITS, SINGLE_TOKEN_WORDS, SPECIAL_TOKENS, build_tokenizer
 from tests.tiny_task import TINY_WARM_START
+from wire.scoring import MCQuestion
 
 SMALL = {"num_train": 24, "num_eval": 8, "warm_start": TINY_WARM_START}
 
@@ -136,10 +141,77 @@ def test_records_round_trip_and_images_load(tmp_path: Path):
     assert len(records) == 6 and len(read_records(files.eval)) == 2
     rows = [json.loads(line) for line in files.train.read_text().splitlines()]
     assert [json.loads(json.dumps(asdict(record))) for record in records] == rows
-    # Each image has its multiple-choice question set (reward.kind=mcq), all about what it shows.
-    assert all(1 <= len(r.questions) <= MC_QUESTIONS and all(int(q.options[q.answer]) >= 1 for q in r.questions) for r in records)
+    # Each image has its multiple-choice question set (reward.kind=mcq), its right options what the
+    # image shows (the reference describes every object).
+    for record in records:
+        scene = parse_caption(record.reference)
+        assert 1 <= len(record.questions) <= MC_QUESTIONS
+        assert all(q.options[q.answer] == _shown(q.question, scene) for q in record.questions), record
     image = load_image(records[0], files.train.parent)
     assert image.mode == "RGB" and image.size == (56, 56)
+
+
+def _shown(question: str, scene: tuple[SceneObject, ...]) -> str:
+    """The answer to a multiple-choice question, read from its words, independently of the dataset's code."""
+    if question == "How many objects are there?":
+        return str(len(scene))
+    (cell,) = [index for index, name in enumerate(CELL_NAMES) if question.endswith(f" {name}?")]
+    (obj,) = [obj for obj in scene if obj.cell == cell]
+    return obj.colour if question.startswith("What colour ") else obj.shape
+
+
+def test_multiple_choice_questions_ask_the_total_then_what_is_in_occupied_cells():
+    one = (SceneObject(2, "green", "triangle"),)
+    # One object: its total, and its cell's colour and shape, are all there is to ask.
+    assert multiple_choice_questions(random.Random(0), one, MC_QUESTIONS) == (
+        MCQuestion("How many objects are there?", ("1", "2", "3", "4"), 0),
+        MCQuestion("What colour is the object in the bottom left?", ("red", "green", "blue", "yellow"), 1),
+        MCQuestion("What shape is the object in the bottom left?", ("circle", "square", "triangle"), 2),
+    )
+    three = (SceneObject(0, "red", "circle"), SceneObject(1, "blue", "square"), SceneObject(3, "yellow", "circle"))
+    for seed in range(20):
+        questions = multiple_choice_questions(random.Random(seed), three, MC_QUESTIONS)
+        # The total ("3", the third option), then three different questions among the six about its cells.
+        assert questions[0] == MCQuestion("How many objects are there?", ("1", "2", "3", "4"), 2)
+        assert len({q.question for q in questions}) == 4
+        assert all(" bottom left?" not in q.question and q.options[q.answer] == _shown(q.question, three) for q in questions)
+
+
+# A blind guesser's strategies: the option index it picks from the options alone, None if it cannot.
+Strategy = Callable[[MCQuestion], int | None]
+
+
+def _always(text: str) -> Strategy:
+    return lambda question: question.options.index(text) if text in question.options else None
+
+
+def _smallest_non_zero(question: MCQuestion) -> int | None:
+    numbers = [(int(option), index) for index, option in enumerate(question.options) if option.isdigit() and int(option) > 0]
+    return min(numbers)[1] if numbers else None
+
+
+def _blind_guess(strategy: Strategy, questions: Sequence[MCQuestion]) -> tuple[float, float, int]:
+    """(share right, chance: mean 1/len(options), how many) over the questions the strategy answers."""
+    answered = [(question, strategy(question)) for question in questions if strategy(question) is not None]
+    right = sum(question.answer == pick for question, pick in answered) / len(answered)
+    chance = sum(1 / len(question.options) for question, _ in answered) / len(answered)
+    return right, chance, len(answered)
+
+
+def test_no_option_can_be_guessed_blind_better_than_chance(tmp_path: Path):
+    files = write_bundled_dataset(tmp_path, num_train=400, num_eval=1, seed=0)
+    # The training split: it is what the reward asks. (The eval split leaves out the training split's
+    # scenes, so its small scenes run short once training has drawn them all.)
+    questions = [question for record in read_records(files.train) for question in record.questions]
+    texts = sorted({option for question in questions for option in question.options})
+    strategies = {f"always {text!r}": _always(text) for text in texts}
+    strategies |= {"smallest non-zero number": _smallest_non_zero, "first option": lambda question: 0}
+    for name, strategy in strategies.items():
+        right, chance, answered = _blind_guess(strategy, questions)
+        # Noise: 3 standard errors of a binomial share at the chance rate over that many questions.
+        noise = 3 * math.sqrt(chance * (1 - chance) / answered)
+        # At least ~400 questions of each kind (one total per record), so the margin stays under 0.07.
+        assert answered >= 390 and right <= chance + noise, (name, right, chance, answered)
 
 
 def test_missing_key_names_file_line_and_key(tmp_path: Path):

@@ -1,0 +1,138 @@
+"""The bundled reasoner's lessons for the inference modes (RACRO): counting questions asked as a
+benchmark asks them, with their options listed, and the two-stage prompt, where the captioner's own
+tentative answer comes beside the caption.
+
+The reply follows the caption: its running count, boxed, or with options listed the letter of the
+count ("red circle: 1. blue square: 1. 1 is (C). \\boxed{C}"). The tentative answer may be wrong and
+is never followed against the caption. Only where the caption says nothing (empty, cut off) does the
+reply take the tentative answer's boxed value ("\\boxed{2}"); without one either, it cannot tell.
+So the two-stage answer is right wherever the caption-only answer is, and more often.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from serve.grading import boxed_parts
+from task.direct_answers import DirectAnswer, listed_question
+from task.reasoner_examples import CANNOT_TELL, PARTIAL_KEEP_PROB, running_count, truncated
+from task.scenes import CountQuestion, SceneObject, describe, parse_caption, random_question
+from wire.reasoner_prompt import reasoner_messages, two_stage_messages
+from wire.scoring import multiple_choice_text
+
+Scene = tuple[SceneObject, ...]
+# How often the lessons' tentative answer is the captioner's right reply; else a wrong count or none.
+_RIGHT_TENTATIVE = 0.6
+_NO_TENTATIVE = 0.1
+
+
+@dataclass(frozen=True)
+class InferenceExample:
+    """A counting question asked of a caption, options listed or not, the tentative answer given or not."""
+
+    caption: str
+    question: CountQuestion
+    choices: tuple[str, ...] = ()  # lettered A, B, ... under the question; () = none listed
+    tentative: str | None = None  # the captioner's own answer (the two-stage prompt); None = caption only
+
+    @property
+    def letters(self) -> str:
+        return "ABCDEFGHIJ"[: len(self.choices)]
+
+    @property
+    def asked(self) -> str:
+        return multiple_choice_text(self.question.text, self.letters, self.choices) if self.choices else self.question.text
+
+    def messages(self) -> list[dict]:
+        if self.tentative is None:
+            return reasoner_messages(self.caption, self.asked)
+        return two_stage_messages(self.caption, self.asked, self.tentative)
+
+    @property
+    def answer(self) -> str:
+        """What the reply boxes: the count (its letter when options are listed), or "cannot tell"."""
+        value = self._value()
+        if value is None or (self.choices and value not in self.choices):
+            return CANNOT_TELL
+        return self.letters[self.choices.index(value)] if self.choices else value
+
+    def _value(self) -> str | None:
+        objects = parse_caption(self.caption)
+        if objects:
+            return str(self.question.count(objects))
+        hint = boxed_parts(self.tentative or "")
+        return hint[-1] if hint else None
+
+    @property
+    def reply(self) -> str:
+        box = f"\\boxed{{{self.answer}}}"
+        objects = parse_caption(self.caption)
+        if not objects or self.answer == CANNOT_TELL:
+            return box  # nothing to count: the tentative answer's value, or cannot tell
+        steps = running_count(objects, self.question)
+        return f"{steps} {self._value()} is ({self.answer}). {box}" if self.choices else f"{steps} {box}"
+
+
+def _caption(rng: random.Random, scene: Scene) -> str:
+    """Complete, partial, empty or cut off, in the counting lessons' proportions."""
+    kind = rng.random()
+    if kind < 0.4:
+        return describe(scene)
+    if kind < 0.8:
+        return describe(scene, [obj for obj in scene if rng.random() < PARTIAL_KEEP_PROB])
+    return "" if kind < 0.9 else truncated(describe(scene), rng)
+
+
+def _tentative(rng: random.Random, scene: Scene, question: CountQuestion) -> str:
+    """The captioner's answer: its right reply, a reply that missed objects, or no boxed answer."""
+    kind = rng.random()
+    if kind < _RIGHT_TENTATIVE:
+        return DirectAnswer(scene, question, question.text).reply
+    if kind < 1 - _NO_TENTATIVE:
+        seen = tuple(obj for obj in scene if rng.random() < PARTIAL_KEEP_PROB) or scene[:1]
+        return DirectAnswer(seen, question, question.text).reply
+    return rng.choice(("", describe(scene), "I cannot see it."))
+
+
+def _choices(rng: random.Random, scene: Scene, question: CountQuestion) -> tuple[str, ...]:
+    """Four counts listed as a benchmark lists them (`listed_question`), the right one among them."""
+    listed = listed_question(rng, question, str(question.count(scene)))
+    return tuple(line.split(") ", 1)[1] for line in listed.splitlines() if line.startswith("("))
+
+
+def random_inference_example(rng: random.Random, scene: Scene, two_stage: bool) -> InferenceExample:
+    """A question about `scene` with a caption of it, options listed half the time, and (for the
+    two-stage prompt) the captioner's tentative answer."""
+    question = random_question(rng, scene)
+    choices = _choices(rng, scene, question) if rng.random() < 0.5 else ()
+    tentative = _tentative(rng, scene, question) if two_stage else None
+    return InferenceExample(_caption(rng, scene), question, choices, tentative)
+
+
+def inference_check_example(rng: random.Random, scene: Scene) -> InferenceExample:
+    """A held-out two-stage question: a complete caption (its count wins over any tentative answer),
+    or an empty one beside the captioner's right answer (the reply must take it)."""
+    question = random_question(rng, scene)
+    choices = _choices(rng, scene, question) if rng.random() < 0.5 else ()
+    right = DirectAnswer(scene, question, question.text).reply
+    if rng.random() < 0.7:
+        return InferenceExample(describe(scene), question, choices, _tentative(rng, scene, question))
+    return InferenceExample("", question, choices, right)
+
+
+def inference_accuracy(checkpoint: Path, examples: Sequence[InferenceExample], temperature: float = 1.0, max_new_tokens: int = 64) -> float:
+    """The share of `examples` whose sampled reply boxes what the example's reply boxes."""
+    from serve.completion import CompletionParams
+    from serve.hf_reasoner import TransformersReasoner
+
+    reasoner = TransformersReasoner(str(checkpoint))
+    params = CompletionParams(temperature=temperature, max_tokens=max_new_tokens)
+    right = 0
+    for start in range(0, len(examples), 64):
+        chunk = examples[start : start + 64]
+        results = reasoner.complete([e.messages() for e in chunk], params)
+        right += sum(boxed_parts(r.choices[0].text)[-1:] == [e.answer] for r, e in zip(results, chunk))
+    return right / len(examples)

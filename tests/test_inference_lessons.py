@@ -1,0 +1,69 @@
+"""The bundled models' lessons for the inference modes (task/direct_answers.py,
+task/inference_examples.py): what each reply says, and that the graders read it as meant."""
+
+import random
+
+import pytest
+
+from serve.grading import grade
+from task.direct_answers import DirectAnswer, random_direct_answer
+from task.inference_examples import InferenceExample, inference_check_example, random_inference_example
+from task.scenes import CountQuestion, SceneObject, describe, random_scene
+from wire.scoring import multiple_choice_text
+
+SCENE = (SceneObject(0, "red", "circle"), SceneObject(1, "blue", "square"), SceneObject(3, "red", "triangle"))
+RED = CountQuestion(colour="red")
+
+
+def test_the_captioners_direct_answer_counts_every_object_it_sees():
+    answer = DirectAnswer(SCENE, RED, RED.text)
+    assert answer.reply == "red circle: 1. blue square: 1. red triangle: 2. \\boxed{2}"
+    assert grade(answer.reply, answer.answer).score == 1.0
+
+
+def test_a_direct_answer_to_listed_options_is_graded_as_the_option_it_counts():
+    rng = random.Random(0)
+    for _ in range(50):
+        answer = random_direct_answer(rng, random_scene(rng))
+        # With options listed the gold is the option's text; the boxed count names that option.
+        assert grade(answer.reply, answer.answer, question=answer.text).score == 1.0
+
+
+@pytest.mark.parametrize(
+    ("caption", "tentative", "reply"),
+    [
+        # The caption names two red objects: the reply counts them, whatever the tentative says.
+        (describe(SCENE), "\\boxed{5}", "red circle: 1. blue square: 1. red triangle: 2. \\boxed{2}"),
+        # A partial caption is still followed: the reasoner cannot know what it left out.
+        (describe(SCENE[:2]), "\\boxed{2}", "red circle: 1. blue square: 1. \\boxed{1}"),
+        # Nothing to count: the tentative answer's boxed value, else cannot tell.
+        ("", "red circle: 1. \\boxed{3}", "\\boxed{3}"),
+        ("top left: a red", "\\boxed{3}", "\\boxed{3}"),
+        ("", "I cannot see it.", "\\boxed{cannot tell}"),
+    ],
+)
+def test_the_two_stage_reply_follows_the_caption_and_falls_back_on_the_tentative_answer(caption, tentative, reply):
+    example = InferenceExample(caption, RED, (), tentative)
+    assert example.reply == reply
+    assert f"A first answer, which may be wrong: {tentative}" in example.messages()[0]["content"]
+
+
+def test_with_options_listed_the_reply_boxes_the_counts_letter():
+    example = InferenceExample(describe(SCENE), RED, ("0", "3", "2", "7"))
+    assert example.asked == multiple_choice_text(RED.text, "ABCD", ("0", "3", "2", "7"))
+    assert example.reply == "red circle: 1. blue square: 1. red triangle: 2. 2 is (C). \\boxed{C}"
+    assert grade(example.reply, "C", question=example.asked).score == 1.0
+    # A tentative count that no option shows cannot be chosen.
+    assert InferenceExample("", RED, ("0", "3", "2", "7"), "\\boxed{5}").reply == "\\boxed{cannot tell}"
+
+
+def test_random_lessons_box_what_they_are_graded_on():
+    rng = random.Random(1)
+    for two_stage in (False, True):
+        for _ in range(100):
+            example = random_inference_example(rng, random_scene(rng), two_stage)
+            assert (example.tentative is not None) == two_stage
+            assert example.reply.endswith(f"\\boxed{{{example.answer}}}")
+    checks = [inference_check_example(rng, random_scene(rng)) for _ in range(200)]
+    # Held-out checks: every one has an answer (a complete caption, or the captioner's right one).
+    assert all(check.answer != "cannot tell" for check in checks)
