@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 
 # The policy writes the text the operator's format pattern runs on, and a pattern that can
 # backtrack catastrophically would hold the replica (one with nested quantifiers ran for minutes
-# under Python's re on an 81-character caption; (a|aa)+$ on 60 a's and a b tries 2.5e12 ways). The `regex` package bounds a match's time and releases the GIL while it
-# runs; a sane pattern matches a caption in microseconds. A match past the bound counts as out
+# under Python's re on an 81-character caption; (a|aa)+$ on 60 a's and a b tries 2.5e12 ways).
+# The `regex` package bounds a match's time and releases the GIL while it runs; a sane pattern
+# matches a caption in microseconds. A match past the bound counts as out
 # of format: the caption pays the penalty, and the timeout is logged.
 FORMAT_MATCH_TIMEOUT_S = 0.05
 _format_timeouts = itertools.count(1)
