@@ -32,8 +32,10 @@ STEPS = 3
 LOCK_STEP = ["seed=3", "rollout.num_actors=1", "learner.max_staleness=0", "serve.num_replicas=1",
              "serve.max_batch_size=1", "serve.temperature=0", "eval.at_end=false",
              # The tiny task's reasoner gets nothing right from the untrained captioner's
-             # captions: a length budget makes the rewards differ, so the updates are not all zero.
-             "reward.shaping.length_budget=4", "reward.shaping.length_penalty=0.5"]
+             # captions, and they all run to max_new_tokens (a length budget would cost each the
+             # same): a format term on whether a caption has an inner space makes the rewards
+             # differ, so the updates are not all zero.
+             "reward.shaping.format_pattern=.* .*", "reward.shaping.format_penalty=0.5"]
 
 
 def _score(reasoner, config, prompt, samples):
