@@ -29,11 +29,10 @@ from task.scenes import (
     SHAPES,
     SceneObject,
     describe,
-    make_question,
     parse_caption,
     render_scene,
 )
-from task.direct_answers import DirectAnswer, random_direct_answer
+from task.direct_answers import DirectAnswer, caption_question, random_direct_answer
 from task.sft import SFTSettings, length_bucketed, pack_sequences, supervised_finetune
 from vlm.caption_prompt import (
     CaptionPrompt,
@@ -214,7 +213,7 @@ def warm_start_captioner(checkpoint: Path, scenes: Sequence[Scene], plan: Captio
     tokenizer = processor.tokenizer
     rng = random.Random(f"captioner-warm-start/{seed}")
     # Encoded once: the image processor is the slowest part of building a batch.
-    prompts = [encode_caption_prompt(processor, make_question(rng, s)[0], render_scene(s)) for s in scenes]
+    prompts = [encode_caption_prompt(processor, caption_question(rng, s), render_scene(s)) for s in scenes]
     answers = _direct_answers(rng, scenes, plan.answer_share)
     prompts += [encode_image_prompt(processor, answer_messages(a.text), render_scene(a.scene)) for a in answers]
 
@@ -280,7 +279,7 @@ def caption_quality(checkpoint: Path, scenes: Sequence[Scene], seed: int, max_ne
     engine = TransformersCaptionEngine(str(checkpoint), seed=seed)
     rng = random.Random(f"caption-quality/{seed}")
     requests = [
-        CaptionRequest(str(i), encode_caption_prompt(engine.processor, make_question(rng, s)[0], render_scene(s)))
+        CaptionRequest(str(i), encode_caption_prompt(engine.processor, caption_question(rng, s), render_scene(s)))
         for i, s in enumerate(scenes)
     ]
     spec = caption_sampling_spec(SamplingConfig(temperature=1.0, top_k=0, top_p=1.0), engine.tokenizer)

@@ -51,6 +51,16 @@ def listed_question(rng: random.Random, question: CountQuestion, answer: str) ->
     return multiple_choice_text(question.text, "ABCD"[:_OPTIONS], choices)
 
 
+def caption_question(rng: random.Random, scene: Scene) -> str:
+    """A dataset question about `scene` for the captioner to describe the image for, with its options
+    listed as often as a direct question's: trained on plain questions only, the captioner took a
+    listed question for a call to answer and wrote boxed counts into its captions."""
+    question = random_question(rng, scene, anchored=1.0)
+    if rng.random() < _LISTED_SHARE:
+        return listed_question(rng, question, str(question.count(scene)))
+    return question.text
+
+
 def random_direct_answer(rng: random.Random, scene: Scene) -> DirectAnswer:
     """A counting question about `scene` (about something in it or not), plain or with options."""
     question = random_question(rng, scene)

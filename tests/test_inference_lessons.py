@@ -67,3 +67,38 @@ def test_random_lessons_box_what_they_are_graded_on():
     checks = [inference_check_example(rng, random_scene(rng)) for _ in range(200)]
     # Held-out checks: every one has an answer (a complete caption, or the captioner's right one).
     assert all(check.answer != "cannot tell" for check in checks)
+
+
+def test_the_captioner_describes_for_listed_questions_as_often_as_it_answers_them():
+    """Caption prompts list options as often as direct ones, each listing the question's right count."""
+    from task.direct_answers import caption_question
+
+    rng = random.Random(1)
+    listed = 0
+    for _ in range(400):
+        scene = random_scene(rng)
+        text = caption_question(rng, scene)
+        if "\n(A) " in text:
+            listed += 1
+            asked = text.split("\n", 1)[0]
+            count = next(str(q.count(scene)) for q in _count_questions() if q.text == asked)
+            assert f") {count}\n" in text
+    # Half listed: 200 of 400, a standard deviation of 10.
+    assert 160 <= listed <= 240
+
+
+def _count_questions() -> list[CountQuestion]:
+    from task.scenes import COLOURS, SHAPES
+
+    return [CountQuestion(colour=c, shape=s) for c in (None, *COLOURS) for s in (None, *SHAPES)]
+
+
+def test_the_two_stage_prompt_ends_as_the_caption_only_prompt_does():
+    """The tentative answer comes before the description: the reply walks the caption, not the hint."""
+    from wire.reasoner_prompt import reasoner_messages, two_stage_messages
+
+    caption, tentative = describe(SCENE), "red circle: 1. \\boxed{1}"
+    two_stage = two_stage_messages(caption, RED.text, tentative)[0]["content"]
+    caption_only = reasoner_messages(caption, RED.text)[0]["content"]
+    tail = caption_only.split("\n", 1)[1]
+    assert two_stage.endswith(tail) and tentative in two_stage.removesuffix(tail)

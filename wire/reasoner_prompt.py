@@ -25,10 +25,16 @@ def reasoner_messages(caption: str, question: str) -> list[dict[str, Any]]:
 
 def two_stage_messages(caption: str, question: str, tentative_answer: str) -> list[dict[str, Any]]:
     """The method's inference prompt: the reasoner also reads the captioner's own answer, as a hint
-    that may be wrong, and answers for itself."""
+    that may be wrong, and answers for itself.
+
+    The hint comes before the description, so the prompt ends as the caption-only one does: a
+    tentative answer walks objects in the same steps as the reasoner's reply, and placed last
+    it was what the tiny bundled reasoner walked, taking over its wrong counts (a trained
+    captioner's captions answered 0.61, beside their tentative answers 0.43).
+    """
     text = (
-        f"Question: {question}\nImage description: {caption}\n"
-        f"A first answer, which may be wrong: {tentative_answer}\n{REASONER_INSTRUCTION}"
+        f"Question: {question}\nA first answer, which may be wrong: {tentative_answer}\n"
+        f"Image description: {caption}\n{REASONER_INSTRUCTION}"
     )
     return [{"role": "user", "content": text}]
 
