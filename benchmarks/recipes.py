@@ -5,7 +5,10 @@ CapRL's multiple choice, Perception-R1's judge beside the verifiable reward, Per
 alternating schedule) for three run seeds each, and writes PATH/recipes.json and PATH/recipes.md
 (the table, also printed): held-out accuracy before and after with standard errors, the training
 reward over the first and the last 20% of the steps, and the method's blind baseline, the reward
-a caption that says nothing earns (benchmarks/blind_baseline.py). A method learns on a seed when its
+a caption that says nothing earns (benchmarks/blind_baseline.py). For the alternating schedule the
+reward columns are its captioner stage's, the stage whose reward the blind baseline is about (the
+reasoner stage's reward is that of the captions its first stage learned to write); its held-out
+accuracy runs from before the first stage to after the last. A method learns on a seed when its
 held-out accuracy rises by more than three standard errors of the difference and its last
 training reward beats the blind baseline by more than three standard errors of that mean.
 A run whose results are saved (PATH/<method>-seed<N>/result.json) is not run again. With
@@ -26,7 +29,7 @@ from pathlib import Path
 
 from benchmarks.pipeline import split_out
 from benchmarks.recipe_report import recipe_table
-from benchmarks.report import machine, write_section
+from benchmarks.report import fifth, machine, write_section
 
 log = logging.getLogger("recipes")
 SEEDS = (0, 1, 2)
@@ -68,8 +71,8 @@ class RunResult:
     heldout_before_stderr: float
     heldout_after: float
     heldout_after_stderr: float
-    reward_first: float  # mean reward over the first 20% of the steps (of the first stage)
-    reward_last: float  # ... and the last 20% (of the last stage)
+    reward_first: float  # mean reward over the first 20% of the (first stage's) steps
+    reward_last: float  # ... and the last 20%
     reward_last_stderr: float  # its standard error over those steps
     blind: float  # the reward of a caption that says nothing, under this recipe's reward
 
@@ -109,14 +112,14 @@ def summarise(recipe: Recipe, seed: int, run_dir: Path, blind: float) -> RunResu
     from learner.metrics import read_metrics
 
     stages = stage_dirs(recipe, run_dir)
-    first_rows, last_rows = read_metrics(stages[0] / "metrics.jsonl"), read_metrics(stages[-1] / "metrics.jsonl")
+    rewards = [row["reward/mean"] for row in read_metrics(stages[0] / "metrics.jsonl")]
     initial, trained = load_results(stages[0])[0], load_results(stages[-1])[-1]
-    last = [row["reward/mean"] for row in last_rows[-max(2, len(last_rows) // 5) :]]
+    last = fifth(rewards, last=True, least=2)
     return RunResult(
         paper=recipe.paper, seed=seed,
         heldout_before=initial.accuracy, heldout_before_stderr=initial.stderr,
         heldout_after=trained.accuracy, heldout_after_stderr=trained.stderr,
-        reward_first=statistics.fmean(row["reward/mean"] for row in first_rows[: max(2, len(first_rows) // 5)]),
+        reward_first=statistics.fmean(fifth(rewards, last=False, least=2)),
         reward_last=statistics.fmean(last), reward_last_stderr=statistics.stdev(last) / math.sqrt(len(last)),
         blind=blind,
     )

@@ -6,6 +6,7 @@ import os
 import platform
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 BENCHMARKS_FILE = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
@@ -24,3 +25,10 @@ def write_section(title: str, command: str, machine: str, body: str, path: Path 
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
     path.write_text(text.rstrip("\n") + "\n")
+
+
+def fifth(rows: Sequence, last: bool, least: int = 1) -> list:
+    """The first or last 20% of a run's metric rows (at least `least` of them): the windows the
+    benchmarks compare rewards over, so one noisy step decides nothing."""
+    size = max(least, len(rows) // 5)
+    return list(rows[-size:] if last else rows[:size])

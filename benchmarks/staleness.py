@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.pipeline import split_out, with_changes
-from benchmarks.report import write_section
+from benchmarks.report import fifth, write_section
 from benchmarks.stages import measured_rate
 from benchmarks.staleness_report import plot_sweep, sweep_table
 from configs.schema import TrainConfig
@@ -85,7 +85,7 @@ class PointResult:
 
 
 def summarise(point: SweepPoint, rows: list[dict], groups_per_step: int) -> PointResult:
-    last = rows[-max(1, len(rows) // 5):]
+    last = fifth(rows, last=True)
     rate = measured_rate(rows, WARMUP_STEPS, groups_per_step)
     return PointResult(
         eta=point.eta,

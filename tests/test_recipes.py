@@ -27,6 +27,14 @@ def test_a_recipe_learned_when_accuracy_and_reward_both_clear_their_noise():
     assert not result(0.20, 0.60, 0.49, 0.46).learned  # +0.03 over the blind baseline is not beyond 0.03
 
 
+def test_rewards_are_compared_over_the_first_and_last_fifth_of_the_steps():
+    from benchmarks.report import fifth
+
+    rows = list(range(12))  # 12 // 5 = 2 rows each
+    assert fifth(rows, last=False) == [0, 1] and fifth(rows, last=True) == [10, 11]
+    assert fifth(rows[:4], last=True) == [3] and fifth(rows[:4], last=True, least=2) == [2, 3]
+
+
 def test_the_table_has_a_row_per_run():
     table = recipe_table([result(0.2, 0.6, 0.5, 0.1)], {r.paper: r for r in RECIPES})
     assert "| verifiable answers | RACRO | 0 | 0.200 ± 0.030 → 0.600 ± 0.040 | 0.100 → 0.500 ± 0.010 | 0.100 | yes |" in table
