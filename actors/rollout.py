@@ -105,6 +105,7 @@ class RolloutStats:
     answers_refused: int = 0
     empty_captions: int = 0
     judge_unparsed: int = 0
+    format_timeouts: int = 0
     weight_updates: int = 0
 
     def counters(self, weight_updates_rejected: int) -> ActorCounters:
@@ -119,6 +120,7 @@ class RolloutStats:
             weight_updates=self.weight_updates,
             weight_updates_rejected=weight_updates_rejected,
             policy_version=self.policy_version,
+            format_timeouts=self.format_timeouts,
         )
 
     @classmethod
@@ -356,6 +358,7 @@ class RolloutActor:
             self.stats.answers_refused += result.answers_refused
             self.stats.empty_captions += result.empty_captions
             self.stats.judge_unparsed += result.judge_unparsed
+            self.stats.format_timeouts += result.format_timeouts
         return result
 
     async def _call_pool(self, what: str, call):

@@ -29,7 +29,7 @@ terms apply to the answer's text (`score_answer_groups`).
 
 from __future__ import annotations
 
-import itertools
+import functools
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -49,10 +49,9 @@ log = logging.getLogger(__name__)
 # backtrack catastrophically would hold the replica (one with nested quantifiers ran for minutes
 # under Python's re on an 81-character caption; (a|aa)+$ on 60 a's and a b tries 2.5e12 ways).
 # The `regex` package bounds a match's time and releases the GIL while it runs; a sane pattern
-# matches a caption in microseconds. A match past the bound counts as out
-# of format: the caption pays the penalty, and the timeout is logged.
+# matches a caption in microseconds. A match past the bound counts as out of format: the caption
+# pays the penalty, the pool counts it (`rollout/format_timeouts`), and the pattern is logged once.
 FORMAT_MATCH_TIMEOUT_S = 0.05
-_format_timeouts = itertools.count(1)
 
 # (caption, question) prompts and k -> k answers per prompt: the reasoner engine's `answer`.
 AnswerFn = Callable[[list[tuple[str, str]], int], list[list[str]]]
@@ -104,32 +103,49 @@ def repeated_ngram_share(text: str, n: int) -> float:
     return repeats / len(grams) if grams else 0.0
 
 
-def matches_format(text: str, pattern: str) -> bool:
-    """Whether `text` matches `pattern` as a whole (`.` matching newlines too); False when the
-    match runs past FORMAT_MATCH_TIMEOUT_S, which is logged (the first time, then every 100th)."""
+def matches_format(text: str, pattern: str) -> bool | None:
+    """Whether `text` matches `pattern` as a whole (`.` matching newlines too); None when the match
+    ran past FORMAT_MATCH_TIMEOUT_S (out of format)."""
     try:
         return regex.fullmatch(pattern, text, regex.DOTALL, timeout=FORMAT_MATCH_TIMEOUT_S, concurrent=True) is not None
     except TimeoutError:
-        count = next(_format_timeouts)
-        if count == 1 or count % 100 == 0:
-            log.warning(
-                "reward.shaping.format_pattern %r ran past %.2f s on a %d-character caption (%d times so far): "
-                "counted as out of format; the pattern backtracks catastrophically, rewrite it",
-                pattern, FORMAT_MATCH_TIMEOUT_S, len(text), count,
-            )
-        return False
+        _warn_slow_pattern(pattern, len(text))
+        return None
 
 
-def shaping_penalty(caption: str, tokens: int | None, shaping: ShapingConfig) -> float:
-    """What the shaping terms take off a caption's reward; `tokens` None = length unknown (no length term)."""
+@functools.lru_cache(maxsize=16)
+def _warn_slow_pattern(pattern: str, length: int) -> None:
+    log.warning(
+        "reward.shaping.format_pattern %r ran past %.2f s on a %d-character caption: counted as out of format "
+        "(rollout/format_timeouts counts every such caption); the pattern backtracks catastrophically, rewrite it",
+        pattern, FORMAT_MATCH_TIMEOUT_S, length,
+    )
+
+
+@dataclass(frozen=True)
+class Shaping:
+    """What the shaping terms take off one text's reward, and whether its format match timed out."""
+
+    penalty: float
+    format_timed_out: bool = False
+
+
+def shaping_terms(text: str, tokens: int | None, shaping: ShapingConfig) -> Shaping:
+    """The shaping terms of a caption (or answer); `tokens` None = length unknown (no length term)."""
     penalty = 0.0
     if shaping.length_budget and tokens is not None and tokens > shaping.length_budget:
         penalty += shaping.length_penalty * (tokens - shaping.length_budget) / shaping.length_budget
     if shaping.repetition_ngram:
-        penalty += shaping.repetition_penalty * repeated_ngram_share(caption, shaping.repetition_ngram)
-    if shaping.format_pattern and not matches_format(caption.strip(), shaping.format_pattern):
+        penalty += shaping.repetition_penalty * repeated_ngram_share(text, shaping.repetition_ngram)
+    matched = matches_format(text.strip(), shaping.format_pattern) if shaping.format_pattern else True
+    if not matched:
         penalty += shaping.format_penalty
-    return penalty
+    return Shaping(penalty, format_timed_out=matched is None)
+
+
+def shaping_penalty(caption: str, tokens: int | None, shaping: ShapingConfig) -> float:
+    """What the shaping terms take off a caption's reward (`shaping_terms`)."""
+    return shaping_terms(caption, tokens, shaping).penalty
 
 
 @dataclass
@@ -198,11 +214,14 @@ def _judged(entry: _Caption, target: str) -> list[list[dict]]:
 
 def _result(request: ScoreRequest, plan: list[_Caption | None], mix: dict[str, float], shaping: ShapingConfig, latency_s: float) -> ScoreResult:
     rewards, kept, refused, unparsed = [], [], 0, 0
+    shaped = [
+        shaping_terms(caption, request.caption_tokens[index] if request.caption_tokens else None, shaping)
+        for index, caption in enumerate(request.captions)
+    ]
     for index, entry in enumerate(plan):
         if entry is None:
             # No reasoner call, but the shaping terms apply as to any caption (module doc).
-            tokens = request.caption_tokens[index] if request.caption_tokens else None
-            rewards.append(0.0 - shaping_penalty(request.captions[index], tokens, shaping))
+            rewards.append(0.0 - shaped[index].penalty)
             kept.append(())
             continue
         score = 0.0
@@ -219,11 +238,12 @@ def _result(request: ScoreRequest, plan: list[_Caption | None], mix: dict[str, f
         if "judge" in mix:
             score += mix["judge"] * sum(v or 0.0 for v in entry.verdicts) / len(entry.verdicts)
             unparsed += sum(v is None for v in entry.verdicts)
-        tokens = request.caption_tokens[entry.index] if request.caption_tokens else None
-        rewards.append(score - shaping_penalty(entry.caption, tokens, shaping))
+        rewards.append(score - shaped[entry.index].penalty)
         kept.append(tuple(a for answers_to_prompt in entry.replies for a in answers_to_prompt))
-    empty = sum(entry is None for entry in plan)
-    return ScoreResult(tuple(rewards), tuple(kept), latency_s, answers_refused=refused, empty_captions=empty, judge_unparsed=unparsed)
+    return ScoreResult(
+        tuple(rewards), tuple(kept), latency_s, answers_refused=refused, empty_captions=sum(entry is None for entry in plan),
+        judge_unparsed=unparsed, format_timeouts=sum(s.format_timed_out for s in shaped),
+    )
 
 
 def score_answer_groups(
@@ -243,7 +263,7 @@ def score_answer_groups(
     took = latency_s()
     results, judged = [], iter(verdicts)
     for request in requests:
-        rewards, refused, unparsed = [], 0, 0
+        rewards, refused, unparsed, timeouts = [], 0, 0, 0
         for index, answer in enumerate(request.answers):
             score = 0.0
             if "verifiable" in mix:
@@ -254,8 +274,11 @@ def score_answer_groups(
                 verdict = next(judged)
                 score += mix["judge"] * (verdict or 0.0)
                 unparsed += verdict is None
-            tokens = request.answer_tokens[index] if request.answer_tokens else None
-            rewards.append(score - shaping_penalty(answer, tokens, reward.shaping))
+            shaped = shaping_terms(answer, request.answer_tokens[index] if request.answer_tokens else None, reward.shaping)
+            rewards.append(score - shaped.penalty)
+            timeouts += shaped.format_timed_out
         nothing_more = tuple(() for _ in request.answers)  # the answers are the policy's own, already logged
-        results.append(ScoreResult(tuple(rewards), nothing_more, took, answers_refused=refused, judge_unparsed=unparsed))
+        results.append(ScoreResult(
+            tuple(rewards), nothing_more, took, answers_refused=refused, judge_unparsed=unparsed, format_timeouts=timeouts,
+        ))
     return results

@@ -29,6 +29,7 @@ def run_summary(accounting: dict, gate: GateStats, faults: FaultLog) -> dict:
         ("costly_answer", actor_total("answers_refused")),
         ("empty_caption", actor_total("empty_captions")),
         ("judge_unparsed", actor_total("judge_unparsed")),
+        ("format_timeout", actor_total("format_timeouts")),
         ("malformed_frame", accounting["frames_rejected"]),
         ("duplicate_group", accounting["groups_dropped"]["duplicate"]),
         ("unreadable_record", actor_total("bad_records")),

@@ -42,7 +42,7 @@ def test_a_resumed_run_cuts_its_step_files_back_to_the_checkpoint(tmp_path):
 
 def _accounting(**changes) -> dict:
     actor = {"groups_generated": 12, "groups_lost": 1, "bad_records": 0, "score_failures": 3, "answers_refused": 1,
-             "empty_captions": 0, "judge_unparsed": 0, "weight_updates": 4, "weight_updates_rejected": 0, "policy_version": 4}
+             "empty_captions": 0, "judge_unparsed": 0, "weight_updates": 4, "weight_updates_rejected": 0, "policy_version": 4, "format_timeouts": 0}
     base = {
         "steps": 4, "policy_version": 4, "groups_accepted": 10, "groups_consumed": 8,
         "groups_dropped": {"stale": 1, "uniform": 0, "duplicate": 2}, "groups_buffered_at_end": 1,

@@ -111,9 +111,9 @@ def mutate(**changes) -> bytes:
         (mutate(group_id=5), "group_id"),
         (mutate(prompt_position=-1), "prompt_position must be >= 0"),
         (mutate(answers=[["a"]]), "answers"),
-        (mutate(counters=[1, 2, 3]), "counters must be 10 integers"),
-        (mutate(counters=[1, 2, 3, 4, 5, 6, 7, 8, 9, -1]), "counters must be 10 integers >= 0"),
-        (mutate(counters=[1, 2, 3, 4, 5, 6, 7, 8, 9, True]), "counters must be 10 integers"),
+        (mutate(counters=[1, 2, 3]), "counters must be 11 integers"),
+        (mutate(counters=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, -1]), "counters must be 11 integers >= 0"),
+        (mutate(counters=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, True]), "counters must be 11 integers"),
     ],
 )
 def test_bad_group_frames_are_rejected_with_their_reason(frame, reason):

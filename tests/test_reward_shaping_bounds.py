@@ -17,11 +17,15 @@ CATASTROPHIC = r"(a|aa)+$"
 STALLING_CAPTION = "a" * 60 + "b"
 
 
-def test_a_catastrophic_pattern_is_cut_off_and_the_caption_penalised(caplog):
+def test_a_catastrophic_pattern_is_cut_off_counted_and_the_caption_penalised(caplog):
     shaping = ShapingConfig(format_pattern=CATASTROPHIC, format_penalty=0.25)
+    request = ScoreRequest("How many?", "2", (STALLING_CAPTION, "aaaa", STALLING_CAPTION))
     with caplog.at_level(logging.WARNING, logger="serve.rewards"):
-        assert shaping_penalty(STALLING_CAPTION, None, shaping) == 0.25
-    assert f"ran past {FORMAT_MATCH_TIMEOUT_S:.2f} s on a 61-character caption" in caplog.text
+        (result,) = score_groups([request], lambda prompts, k: [["\\boxed{2}"]] * len(prompts), 1, RewardConfig(shaping=shaping), lambda: 0.0)
+    # Right answers all; the two stalling captions pay the format penalty and are counted.
+    assert result.rewards == (0.75, 1.0, 0.75) and result.format_timeouts == 2
+    # Logged once for the pattern, not once per caption.
+    assert caplog.text.count(f"ran past {FORMAT_MATCH_TIMEOUT_S:.2f} s on a 61-character caption") == 1
     # The same pattern on text it settles quickly: a match, and a plain mismatch.
     assert shaping_penalty("aaaa", None, shaping) == 0.0
     assert shaping_penalty("ab", None, shaping) == 0.25

@@ -52,6 +52,8 @@ class ActorCounters:
     weight_updates: int  # policy versions swapped in
     weight_updates_rejected: int  # malformed weight updates ignored
     policy_version: int  # not a total: the weights the actor held when it sent the group
+    # Last, with a default: counters saved by a run from before it was counted still load.
+    format_timeouts: int = 0  # captions whose format-pattern match ran past its time bound
 
 
 COUNTER_NAMES = tuple(ActorCounters.__dataclass_fields__)

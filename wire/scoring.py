@@ -87,6 +87,8 @@ class ScoreResult:
     empty_captions: int = 0
     # Judge replies out of format (serve/judge.py): scored 0.
     judge_unparsed: int = 0
+    # Captions (or answers) whose format-pattern match ran past its time bound: out of format.
+    format_timeouts: int = 0
 
 
 def score_request_from_json(body: object) -> ScoreRequest:
