@@ -190,7 +190,9 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
 
     from actors.rollout import ActorStart
     from actors.start import start_rollout_actors
+    from learner.admission import run_bounds
     from learner.start import start_gate, start_learner
+    from records.vqa import read_records
     from serve.pool import ReasonerPool
     from supervisor.placement import check_placement, record_placement, role_demands, serve_replicas, wait_started
     from wire.progress import ShardProgress
@@ -207,6 +209,7 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
         config.learner, policy, str(run_dir), sampling,
         config.rollout.num_actors, gate, worker_env(), config.seed, resume=bool(config.resume),
         curve_keys_dir=config.curve.keys_dir, nodes=pinned.get("learner rank", ()), role=role,
+        bounds=run_bounds(config, (record.id for record in read_records(Path(inputs.train_file)))),
     )
     wait_started(demands["learner rank"], learner.ranks, timeout_s)
     # While the learner sets up. With serve.live the pool also serves people, two-stage model included.

@@ -32,6 +32,7 @@ from actors.weight_receiver import ZmqWeightReceiver
 from actors.weight_tensors import named_tensors
 from benchmarks.report import machine, write_section
 from benchmarks.wire import example_group
+from learner.admission import GroupAdmission, ImageCheck
 from learner.distributed import free_port
 from learner.replay import ReplayQueue
 from learner.weight_publisher import ZmqWeightPublisher
@@ -46,6 +47,8 @@ REPLAY_PAYLOADS = (
 )
 PUSH_ROUNDS = 5
 MB = 2**20
+# The example groups' facts: token ids below 500, version 3, an image with no pad tokens for it.
+EXAMPLE_ADMISSION = GroupAdmission(None, vocab_size=500, current_version=lambda: 3, image=ImageCheck(-1, lambda image: 0))
 
 
 # ---- replay -------------------------------------------------------------------------------
@@ -75,7 +78,7 @@ def _send_groups(endpoint: str, path: str, size: tuple[int, int, int], count: in
 
 
 def _receive_ours(count: int) -> tuple[str, callable]:
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=32, capacity_bytes=256 * MB)
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=32, capacity_bytes=256 * MB, admission=EXAMPLE_ADMISSION)
 
     def drain() -> float:
         first = queue.get(timeout=60)

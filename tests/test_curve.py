@@ -14,7 +14,7 @@ from actors.replay_client import ReplayClient
 from actors.weight_receiver import ZmqWeightReceiver
 from learner.replay import ReplayQueue
 from learner.weight_publisher import ZmqWeightPublisher
-from tests.test_messages import make_group
+from tests.test_messages import admission_for_made_groups, make_group
 from wire.curve import generate_keys, load_keys
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def delivered(queue: ReplayQueue, client: ReplayClient, position: int, wait_s: f
 
 def test_the_replay_socket_takes_only_the_admitted_key(keys):
     ours, theirs = keys
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, keys=ours)
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups(), keys=ours)
     clients = {"ours": ReplayClient([queue.endpoint], ours), "theirs": ReplayClient([queue.endpoint], theirs),
                "plain": ReplayClient([queue.endpoint])}
     try:
@@ -66,7 +66,7 @@ def test_a_client_with_the_servers_key_but_an_unknown_own_key_is_refused(keys, t
     generate_keys(stranger)
     impostor = load_keys(str(stranger))
     impostor = type(impostor)(ours.server_public, None, impostor.client_public, impostor.client_secret, str(stranger))
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, keys=ours)
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups(), keys=ours)
     client = ReplayClient([queue.endpoint], impostor)
     try:
         assert not delivered(queue, client, 0, wait_s=2)
