@@ -14,7 +14,7 @@ import zmq
 import zmq.asyncio
 
 from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
-from wire.buffers import MalformedMessage
+from wire.buffers import MalformedMessage, excerpt
 from wire.curve import CurveKeys
 from wire.sockets import connect
 from wire.weights import WeightUpdate, decode_weight_update
@@ -44,9 +44,10 @@ class ZmqWeightReceiver:
             try:
                 # Views of ZeroMQ's buffers: the engine's load makes the one copy it needs.
                 update = decode_weight_update([frame.buffer for frame in frames])
-            except MalformedMessage as err:
+            except Exception as err:  # any frame, however it fails, is that update's problem alone
                 self.rejected += 1
-                log.warning("ignored a malformed weight update: %s", err)
+                what = str(err) if isinstance(err, MalformedMessage) else f"{type(err).__name__}: {err}"
+                log.warning("ignored a malformed weight update: %s", excerpt(what, 300))
                 continue
             if newest is None or update.version > newest.version:
                 newest = update
