@@ -640,19 +640,20 @@ def soak_command(config: TrainConfig) -> int:
 
 
 def keys_command(args: argparse.Namespace) -> int:
-    """`keys out=DIR`: the learner's and the actors' CURVE key pairs, for curve.keys_dir=DIR."""
+    """`keys out=DIR [actors=N]`: the learner's and the actors' CURVE key pairs (and one pair per
+    actor with `actors`), for curve.keys_dir=DIR."""
     from wire.curve import generate_keys
 
-    outs = [o.removeprefix("out=") for o in args.overrides if o.startswith("out=")]
-    if len(outs) != 1 or len(args.overrides) != 1:
-        print("keys: give exactly out=DIR", file=sys.stderr)
+    given = dict(o.split("=", 1) for o in args.overrides if "=" in o)
+    if "out" not in given or set(given) - {"out", "actors"} or len(given) != len(args.overrides) or not given.get("actors", "0").isdigit():
+        print("keys: give out=DIR, and optionally actors=N (one key pair per actor)", file=sys.stderr)
         return 2
     try:
-        generate_keys(Path(outs[0]))
+        generate_keys(Path(given["out"]), int(given.get("actors", "0")))
     except FileExistsError as err:
         print(f"keys: {err}", file=sys.stderr)
         return 2
-    print(f"CURVE keys in {outs[0]}: set curve.keys_dir={outs[0]} and make the folder readable on every node")
+    print(f"CURVE keys in {given['out']}: set curve.keys_dir={given['out']} and make the folder readable on every node")
     return 0
 
 
@@ -665,6 +666,18 @@ def check_curve_keys(config: TrainConfig) -> None:
             load_keys(config.curve.keys_dir)
         except (OSError, ValueError) as err:
             raise ConfigError(str(err)) from None
+
+
+def check_exposure(config: TrainConfig, serves_http: bool) -> None:
+    """Refuse a socket beyond loopback that is neither protected nor allowed; warn once for an
+    allowed one (configs/exposure.py)."""
+    from configs.exposure import exposure
+
+    found = exposure(config, os.environ, serves_http)
+    if found.refused:
+        raise ConfigError("; ".join(found.refused))
+    for warning in found.warnings:
+        log.warning("%s", warning)
 
 
 def bench_command(args: argparse.Namespace) -> int:
@@ -724,6 +737,7 @@ def run_command(args: argparse.Namespace) -> int:
     if config.resume:
         config = resumed_config(config, args)
     check_curve_keys(config)
+    check_exposure(config, serves_http=args.command == "serve" or config.serve.live)
     if args.command == "build":
         if config.task.kind != "bundled":
             print("config error: `build` builds the bundled task; this config has task.kind=files", file=sys.stderr)

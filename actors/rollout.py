@@ -182,7 +182,7 @@ class RolloutActor:
         self.stats = RolloutStats.continuing(start.counters)
         self.min_version = start.min_version
         self.reasoner = serve.get_app_handle(self.setup.reasoner_app)
-        keys = load_keys(self.setup.curve_keys_dir) if self.setup.curve_keys_dir else None
+        keys = load_keys(self.setup.curve_keys_dir, self.setup.actor_id) if self.setup.curve_keys_dir else None
         self.replay = ReplayClient(list(self.setup.replay_endpoints), keys)
         self.receiver, weights_task = self._start_weight_sync(keys)
         scoring = asyncio.Semaphore(self.config.max_groups_scoring)

@@ -288,6 +288,9 @@ class ApiConfig:
     max_image_pixels: int = 4096 * 4096
     # http(s) image URLs are fetched only when enabled (else only data: URLs are taken).
     allow_remote_images: bool = False
+    # serve.http_host beyond loopback with no token (api_key_env unset) refuses to start unless
+    # this is true (a network you trust); configs/exposure.py.
+    allow_insecure: bool = False
     # Fair sharing of a replica's engine (serve/engine_queue.py): live jobs in a row before a
     # waiting training job runs, and live jobs waiting beyond which a request gets 429.
     live_burst: int = 4
@@ -471,6 +474,8 @@ class ReplayConfig:
 
     # Bind address; loopback by default. Set to an interface address (or 0.0.0.0) for multi-node.
     host: str = "127.0.0.1"
+    # A host beyond loopback without curve.keys_dir refuses to start unless this is true.
+    allow_insecure: bool = False
     # 0 picks a free port. Only learner rank 0 binds; it hands the other ranks their share.
     port: int = 0
     # Scored groups held in memory; beyond it the socket stops reading and actors block.
@@ -526,6 +531,8 @@ class WeightSyncConfig:
     # address for multi-node runs.
     host: str = "127.0.0.1"
     port: int = 0
+    # A host beyond loopback without curve.keys_dir refuses to start unless this is true.
+    allow_insecure: bool = False
     # Publish after every k-th learner step.
     every_steps: int = 1
     # Broadcasts: seconds to wait for the actors to join, and to acknowledge each update.

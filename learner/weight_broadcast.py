@@ -31,12 +31,11 @@ from typing import Protocol
 import torch
 import zmq
 
-from learner.distributed import free_port
 from learner.weight_publisher import WeightPublisher, wire_dtype
 from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
 from wire.buffers import MalformedMessage, excerpt
 from wire.curve import CurveKeys
-from wire.gloo import GlooGroup
+from wire.gloo import GlooGroup, listening_socket
 from wire.sockets import advertised_host, bind
 from wire.weights import WeightSource
 
@@ -130,10 +129,11 @@ class BroadcastWeightPublisher(WeightPublisher):
     def _rendezvous(self, world_size: int):
         """(what every member's init info shares, how rank 0 joins)."""
         if self._backend == "gloo":
-            port = free_port(self._host)
+            listener = listening_socket(self._host)  # the store listens on the configured host only
+            port = listener.getsockname()[1]
             address = advertised_host(self._host)  # one the engines' nodes reach (not 0.0.0.0)
             shared = {"master_address": address, "master_port": port, "timeout_s": self._timeout_s}
-            return shared, lambda: _GlooTrainerGroup(GlooGroup.join(address, port, 0, world_size, self._timeout_s))
+            return shared, lambda: _GlooTrainerGroup(GlooGroup.join(address, port, 0, world_size, self._timeout_s, listener))
         unique_id = _nccl_unique_id()
         return nccl_init_info(unique_id), lambda: _NcclTrainerGroup(unique_id, world_size, self._timeout_s)
 
