@@ -283,6 +283,8 @@ class ApiConfig:
     max_tokens: int = 256
     max_n: int = 8
     max_stop: int = 4
+    # Most captions one POST /reasoner request may ask to score.
+    max_captions: int = 64
     # Largest request body and decoded image (pixels, width x height; checked before decoding).
     max_body_bytes: int = 8 * 2**20
     max_image_pixels: int = 4096 * 4096
@@ -305,8 +307,8 @@ class ApiConfig:
         for name, endpoint in self.reasoners.items():
             _check(name not in (self.reasoner_model, self.two_stage_model), f"serve.api.reasoners.{name}: the id is taken by the pool's own models")
             _check(bool(endpoint.base_url and endpoint.model), f"serve.api.reasoners.{name} needs base_url and model")
-        _check(min(self.max_tokens, self.max_n, self.max_body_bytes, self.max_image_pixels) >= 1 and self.max_stop >= 0,
-               "serve.api: max_tokens, max_n, max_body_bytes and max_image_pixels must be >= 1")
+        _check(min(self.max_tokens, self.max_n, self.max_captions, self.max_body_bytes, self.max_image_pixels) >= 1 and self.max_stop >= 0,
+               "serve.api: max_tokens, max_n, max_captions, max_body_bytes and max_image_pixels must be >= 1")
         _check(self.live_burst >= 1 and self.max_live_waiting >= 1, "serve.api: live_burst and max_live_waiting must be >= 1")
         _check(self.request_timeout_s > 0, "serve.api.request_timeout_s must be > 0")
 
