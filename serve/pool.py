@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import logging
 import os
 import random
 import time
@@ -41,7 +40,6 @@ from serve.rewards import score_answer_groups, score_groups
 from wire.inference import DescribeRequest
 from wire.scoring import AnswerScoreRequest, ScoreRequest, ScoreResult, score_request_from_json
 
-log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_S = 5.0
 SCORING_ROUTE = "/reasoner"
