@@ -623,6 +623,8 @@ def soak_command(config: TrainConfig) -> int:
     """`soak out=PATH`: train for soak.duration_s under injected faults; PATH/soak.json."""
     import dataclasses
 
+    from records.vqa import read_records
+    from supervisor.poison import PoisonSpec
     from supervisor.soak import SoakWatch
 
     if not config.soak.out:
@@ -633,7 +635,9 @@ def soak_command(config: TrainConfig) -> int:
         learner=dataclasses.replace(config.learner, total_steps=10**9),  # the clock ends it
         eval=dataclasses.replace(config.eval, at_end=False),
     )
-    code = train(config, SoakWatch(config.soak, config.serve.app_name))
+    first_prompt = read_records(Path(resolve_inputs(config).train_file))[0].id
+    poison = PoisonSpec(config.rollout.group_size, config.rollout.sampling.max_new_tokens, first_prompt)
+    code = train(config, SoakWatch(config.soak, config.serve.app_name, poison))
     if code == 0 and config.soak.record:  # a process of its own: the benchmarks import this module
         code = subprocess.call([sys.executable, "-m", "benchmarks.reliability", config.soak.out], cwd=Path(__file__).resolve().parent)
     return code

@@ -684,13 +684,16 @@ class SoakConfig:
     actor_kill_every_s: float = 100.0
     replica_kill_every_s: float = 100.0
     garbage_every_s: float = 30.0
+    # Plausible groups with one defect each, one of every class the replay queue refuses
+    # (learner/admission.py), sent to it at this interval.
+    poison_every_s: float = 30.0
     # Also write the soak's table into this checkout's BENCHMARKS.md ("Reliability").
     record: bool = False
 
     def __post_init__(self) -> None:
         _check(self.duration_s > 0 and self.first_fault_s >= 0, "soak: duration_s > 0 and first_fault_s >= 0")
         _check(
-            min(self.actor_kill_every_s, self.replica_kill_every_s, self.garbage_every_s) >= 0,
+            min(self.actor_kill_every_s, self.replica_kill_every_s, self.garbage_every_s, self.poison_every_s) >= 0,
             "soak: the *_every_s intervals must be >= 0 (0 = never)",
         )
 

@@ -366,6 +366,7 @@ class LearnerRank:
             "groups_lost": replay.accepted - accounted,
             "groups_duplicated": self.ledger.twice,
             "frames_rejected": replay.rejected,
+            "frames_rejected_by_reason": dict(replay.rejected_by_reason),
             "actors": {str(a): vars(c).copy() for a, c in sorted(self.actor_counters.items())},
         }
 

@@ -5,9 +5,7 @@ serving whatever a frame holds."""
 from __future__ import annotations
 
 import asyncio
-import struct
 import time
-import zlib
 from dataclasses import replace
 
 import msgpack
@@ -18,20 +16,10 @@ import zmq
 from actors.replay_client import ReplayClient
 from learner.admission import GroupAdmission, GroupBounds, ImageCheck, Refused, reward_floor, run_bounds
 from learner.replay import ReplayQueue
+from supervisor.poison import UNDECODABLE_PNG
 from tests.test_messages import TINY_PNG, admission_for_made_groups, make_group
 from wire.buffers import BASE_ITEMS, MalformedMessage, excerpt, pack_array, unpack, unpack_array
 from wire.scored_group import decode_group, encode_group
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-# Every chunk's checksum holds, but the pixel data is no zlib stream: verify() passes, decoding fails.
-UNDECODABLE_PNG = (
-    b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0))
-    + _chunk(b"IDAT", b"not a zlib stream") + _chunk(b"IEND", b"")
-)
 
 
 def _with_ids(group, first_completion: list[int]):
@@ -187,3 +175,16 @@ def test_the_byte_bound_counts_what_a_group_holds_decoded():
     expected = 4 * (5 + 4 + 4 + 4 + 2) + len(group.image_png) + len("\\boxed{2}") + len("cannot tell")
     assert decoded_bytes(group) == expected
     assert len(TINY_PNG) < len(group.image_png)
+
+
+@pytest.mark.parametrize("images", [True, False])
+def test_each_soak_poison_group_is_refused_for_its_own_class(images):
+    from supervisor.poison import POISON_CLASSES, PoisonSpec, poison_group
+
+    spec = PoisonSpec(group_size=4, max_completion_tokens=8, prompt_id="train-000001")
+    bounds = GroupBounds(group_size=4, max_completion_tokens=8, reward_floor=-0.5, prompt_ids=frozenset({"train-000001"}))
+    admission = GroupAdmission(bounds, 1000, lambda: 0, ImageCheck(999, lambda image: 0) if images else None)
+    for position, kind in enumerate(POISON_CLASSES):
+        with pytest.raises(Refused) as refused:
+            admission.check(decode_group(encode_group(poison_group(spec, kind, 10**15 + position))))
+        assert refused.value.reason == kind
