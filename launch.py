@@ -190,7 +190,9 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
 
     from actors.rollout import ActorStart
     from actors.start import start_rollout_actors
+    from learner.admission import run_bounds
     from learner.start import start_gate, start_learner
+    from records.vqa import read_records
     from serve.pool import ReasonerPool
     from supervisor.placement import check_placement, record_placement, role_demands, serve_replicas, wait_started
     from wire.progress import ShardProgress
@@ -207,6 +209,7 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
         config.learner, policy, str(run_dir), sampling,
         config.rollout.num_actors, gate, worker_env(), config.seed, resume=bool(config.resume),
         curve_keys_dir=config.curve.keys_dir, nodes=pinned.get("learner rank", ()), role=role,
+        bounds=run_bounds(config, (record.id for record in read_records(Path(inputs.train_file)))),
     )
     wait_started(demands["learner rank"], learner.ranks, timeout_s)
     # While the learner sets up. With serve.live the pool also serves people, two-stage model included.
@@ -620,6 +623,8 @@ def soak_command(config: TrainConfig) -> int:
     """`soak out=PATH`: train for soak.duration_s under injected faults; PATH/soak.json."""
     import dataclasses
 
+    from records.vqa import read_records
+    from supervisor.poison import PoisonSpec
     from supervisor.soak import SoakWatch
 
     if not config.soak.out:
@@ -630,26 +635,29 @@ def soak_command(config: TrainConfig) -> int:
         learner=dataclasses.replace(config.learner, total_steps=10**9),  # the clock ends it
         eval=dataclasses.replace(config.eval, at_end=False),
     )
-    code = train(config, SoakWatch(config.soak, config.serve.app_name))
+    first_prompt = read_records(Path(resolve_inputs(config).train_file))[0].id
+    poison = PoisonSpec(config.rollout.group_size, config.rollout.sampling.max_new_tokens, first_prompt)
+    code = train(config, SoakWatch(config.soak, config.serve.app_name, poison))
     if code == 0 and config.soak.record:  # a process of its own: the benchmarks import this module
         code = subprocess.call([sys.executable, "-m", "benchmarks.reliability", config.soak.out], cwd=Path(__file__).resolve().parent)
     return code
 
 
 def keys_command(args: argparse.Namespace) -> int:
-    """`keys out=DIR`: the learner's and the actors' CURVE key pairs, for curve.keys_dir=DIR."""
+    """`keys out=DIR [actors=N]`: the learner's and the actors' CURVE key pairs (and one pair per
+    actor with `actors`), for curve.keys_dir=DIR."""
     from wire.curve import generate_keys
 
-    outs = [o.removeprefix("out=") for o in args.overrides if o.startswith("out=")]
-    if len(outs) != 1 or len(args.overrides) != 1:
-        print("keys: give exactly out=DIR", file=sys.stderr)
+    given = dict(o.split("=", 1) for o in args.overrides if "=" in o)
+    if "out" not in given or set(given) - {"out", "actors"} or len(given) != len(args.overrides) or not given.get("actors", "0").isdigit():
+        print("keys: give out=DIR, and optionally actors=N (one key pair per actor)", file=sys.stderr)
         return 2
     try:
-        generate_keys(Path(outs[0]))
+        generate_keys(Path(given["out"]), int(given.get("actors", "0")))
     except FileExistsError as err:
         print(f"keys: {err}", file=sys.stderr)
         return 2
-    print(f"CURVE keys in {outs[0]}: set curve.keys_dir={outs[0]} and make the folder readable on every node")
+    print(f"CURVE keys in {given['out']}: set curve.keys_dir={given['out']} and make the folder readable on every node")
     return 0
 
 
@@ -662,6 +670,18 @@ def check_curve_keys(config: TrainConfig) -> None:
             load_keys(config.curve.keys_dir)
         except (OSError, ValueError) as err:
             raise ConfigError(str(err)) from None
+
+
+def check_exposure(config: TrainConfig, serves_http: bool) -> None:
+    """Refuse a socket beyond loopback that is neither protected nor allowed; warn once for an
+    allowed one (configs/exposure.py)."""
+    from configs.exposure import exposure
+
+    found = exposure(config, os.environ, serves_http)
+    if found.refused:
+        raise ConfigError("; ".join(found.refused))
+    for warning in found.warnings:
+        log.warning("%s", warning)
 
 
 def bench_command(args: argparse.Namespace) -> int:
@@ -721,6 +741,7 @@ def run_command(args: argparse.Namespace) -> int:
     if config.resume:
         config = resumed_config(config, args)
     check_curve_keys(config)
+    check_exposure(config, serves_http=args.command == "serve" or config.serve.live)
     if args.command == "build":
         if config.task.kind != "bundled":
             print("config error: `build` builds the bundled task; this config has task.kind=files", file=sys.stderr)

@@ -37,11 +37,13 @@ from actors.engine import (
     make_caption_engine,
 )
 from actors.replay_client import ReplayClient
+from actors.weight_checks import check_weight_update, policy_shapes
 from actors.weight_receiver import BroadcastWeightReceiver, ZmqWeightReceiver
 from configs.schema import RolloutConfig
 from records.vqa import VQARecord, load_image, read_records
 from vlm.caption_prompt import encode_caption_prompt
 from vlm.sampling import SamplingSpec
+from wire.buffers import MalformedMessage, excerpt
 from wire.curve import CurveKeys, load_keys
 from wire.progress import ShardProgress
 from wire.scored_group import ActorCounters, GroupTimings, ScoredGroup
@@ -158,6 +160,8 @@ class RolloutActor:
         self._pending_update = None
         self._swapping = asyncio.Lock()  # one weight swap at a time: the loop and the sync task both swap
         self.receiver = None
+        self.policy_shapes = policy_shapes(setup.policy, text_only=setup.role == "reasoner")  # what an update must fit
+        self.updates_refused = 0  # decoded updates that did not fit the policy (actors/weight_checks.py)
 
     def _make_engine(self) -> CaptionEngine:
         device = engine_device(self.config.num_gpus)
@@ -178,7 +182,7 @@ class RolloutActor:
         self.stats = RolloutStats.continuing(start.counters)
         self.min_version = start.min_version
         self.reasoner = serve.get_app_handle(self.setup.reasoner_app)
-        keys = load_keys(self.setup.curve_keys_dir) if self.setup.curve_keys_dir else None
+        keys = load_keys(self.setup.curve_keys_dir, self.setup.actor_id) if self.setup.curve_keys_dir else None
         self.replay = ReplayClient(list(self.setup.replay_endpoints), keys)
         self.receiver, weights_task = self._start_weight_sync(keys)
         scoring = asyncio.Semaphore(self.config.max_groups_scoring)
@@ -261,9 +265,16 @@ class RolloutActor:
     async def _apply_pending_weights(self) -> None:
         async with self._swapping:
             update, self._pending_update = self._pending_update, None
-            if update is not None and update.version > self.engine.policy_version:
-                await self.engine.update_weights(update)
-                self._now_at(update.version)
+            if update is None or update.version <= self.engine.policy_version:
+                return  # none, or older than the weights in use: a slow actor's skipped version
+            try:
+                check_weight_update(update, self.policy_shapes, self.engine.policy_version)
+            except MalformedMessage as err:
+                self.updates_refused += 1
+                log.warning("actor %d refused a weight update and keeps its weights: %s", self.setup.actor_id, excerpt(str(err), 300))
+                return
+            await self.engine.update_weights(update)
+            self._now_at(update.version)
 
     def _now_at(self, version: int) -> None:
         self.stats.weight_updates += 1
@@ -394,7 +405,7 @@ class RolloutActor:
             rewards=np.array(result.rewards, dtype=np.float32),
             answers=result.answers,
             timings=GroupTimings(generate_s=generate_s, score_s=score_s, sent_at=time.time()),
-            counters=self.stats.counters(self.receiver.rejected if self.receiver else 0),
+            counters=self.stats.counters(self.updates_refused + (self.receiver.rejected if self.receiver else 0)),
         )
 
 

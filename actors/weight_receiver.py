@@ -8,16 +8,17 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 
 import zmq
 import zmq.asyncio
 
 from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
-from wire.buffers import MalformedMessage
+from wire.buffers import MalformedMessage, excerpt
 from wire.curve import CurveKeys
 from wire.sockets import connect
-from wire.weights import WeightUpdate, decode_weight_update
+from wire.weights import CATCH_UP_PREFIX, UPDATE_TOPIC, WeightUpdate, decode_weight_update
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,9 @@ class ZmqWeightReceiver:
         self._socket = zmq.Context.instance().socket(zmq.SUB)
         self._socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
         self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.SUBSCRIBE, b"")
+        # Every published version, and the newest one again on joining, under a topic of its own.
+        self._socket.setsockopt(zmq.SUBSCRIBE, UPDATE_TOPIC)
+        self._socket.setsockopt(zmq.SUBSCRIBE, CATCH_UP_PREFIX + secrets.token_hex(16).encode())
         connect(self._socket, endpoints, keys)
         self.rejected = 0  # malformed updates ignored
 
@@ -43,10 +46,11 @@ class ZmqWeightReceiver:
                 return newest
             try:
                 # Views of ZeroMQ's buffers: the engine's load makes the one copy it needs.
-                update = decode_weight_update([frame.buffer for frame in frames])
-            except MalformedMessage as err:
+                update = decode_weight_update([frame.buffer for frame in frames[1:]])  # after the topic
+            except Exception as err:  # any frame, however it fails, is that update's problem alone
                 self.rejected += 1
-                log.warning("ignored a malformed weight update: %s", err)
+                what = str(err) if isinstance(err, MalformedMessage) else f"{type(err).__name__}: {err}"
+                log.warning("ignored a malformed weight update: %s", excerpt(what, 300))
                 continue
             if newest is None or update.version > newest.version:
                 newest = update

@@ -32,10 +32,10 @@ from actors.weight_receiver import ZmqWeightReceiver
 from actors.weight_tensors import named_tensors
 from benchmarks.report import machine, write_section
 from benchmarks.wire import example_group
-from learner.distributed import free_port
+from learner.admission import GroupAdmission, ImageCheck
 from learner.replay import ReplayQueue
 from learner.weight_publisher import ZmqWeightPublisher
-from wire.gloo import GlooGroup
+from wire.gloo import GlooGroup, listening_socket
 from wire.scored_group import decode_group, encode_group
 
 # (name, group size, caption tokens, image bytes, groups sent)
@@ -46,6 +46,8 @@ REPLAY_PAYLOADS = (
 )
 PUSH_ROUNDS = 5
 MB = 2**20
+# The example groups' facts: token ids below 500, version 3, an image with no pad tokens for it.
+EXAMPLE_ADMISSION = GroupAdmission(None, vocab_size=500, current_version=lambda: 3, image=ImageCheck(-1, lambda image: 0))
 
 
 # ---- replay -------------------------------------------------------------------------------
@@ -75,7 +77,7 @@ def _send_groups(endpoint: str, path: str, size: tuple[int, int, int], count: in
 
 
 def _receive_ours(count: int) -> tuple[str, callable]:
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=32, capacity_bytes=256 * MB)
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=32, capacity_bytes=256 * MB, admission=EXAMPLE_ADMISSION)
 
     def drain() -> float:
         first = queue.get(timeout=60)
@@ -218,7 +220,8 @@ def _receive_gloo(port: int, answer: str, shapes: list[tuple[int, ...]], rounds:
 
 
 def gloo_push_seconds(weights: dict[str, torch.Tensor], rounds: int) -> list[float]:
-    port = free_port("127.0.0.1")
+    listener = listening_socket("127.0.0.1")
+    port = listener.getsockname()[1]
     answers = zmq.Context.instance().socket(zmq.PULL)
     answer_port = answers.bind_to_random_port("tcp://127.0.0.1")
     shapes = [tuple(t.shape) for t in weights.values()]
@@ -226,7 +229,7 @@ def gloo_push_seconds(weights: dict[str, torch.Tensor], rounds: int) -> list[flo
         target=_receive_gloo, args=(port, f"tcp://127.0.0.1:{answer_port}", shapes, rounds)
     )
     receiver.start()
-    group = GlooGroup.join("127.0.0.1", port, 0, 2, timeout_s=120)
+    group = GlooGroup.join("127.0.0.1", port, 0, 2, timeout_s=120, listener=listener)
     seconds = []
     for _ in range(rounds):
         started = time.perf_counter()

@@ -11,15 +11,25 @@ BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import io
 import statistics
 import time
 
 import numpy as np
+from PIL import Image
 
 from benchmarks.report import machine, write_section
 from wire.scored_group import ActorCounters, GroupTimings, ScoredGroup, decode_group, encode_group
 
 SIZES = {"bundled task (G=8 x 32 tokens, 0.3 KB image)": (8, 32, 300), "paper-sized (G=4 x 256 tokens, 50 KB image)": (4, 256, 50_000)}
+
+
+def example_png(size: int, rng: np.random.Generator) -> bytes:
+    """A 56x56 PNG (the bundled task's size) padded with random bytes to `size`: readers stop at
+    the PNG's end, so the image decodes and the frame is as large as a real image's."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (56, 56), "white").save(buffer, format="PNG")
+    return buffer.getvalue() + rng.bytes(max(0, size - buffer.tell()))
 
 
 def example_group(group_size: int, tokens: int, image_bytes: int) -> ScoredGroup:
@@ -30,7 +40,7 @@ def example_group(group_size: int, tokens: int, image_bytes: int) -> ScoredGroup
         actor_id=0,
         prompt_position=0,
         prompt_token_ids=rng.integers(0, 500, 64, dtype=np.int32),
-        image_png=rng.bytes(image_bytes),
+        image_png=example_png(image_bytes, rng),
         completion_ids=tuple(rng.integers(0, 500, tokens, dtype=np.int32) for _ in range(group_size)),
         behaviour_logprobs=tuple(-rng.random(tokens, dtype=np.float32) for _ in range(group_size)),
         token_versions=tuple(np.full(tokens, 3, dtype=np.int32) for _ in range(group_size)),

@@ -283,11 +283,16 @@ class ApiConfig:
     max_tokens: int = 256
     max_n: int = 8
     max_stop: int = 4
+    # Most captions one POST /reasoner request may ask to score.
+    max_captions: int = 64
     # Largest request body and decoded image (pixels, width x height; checked before decoding).
     max_body_bytes: int = 8 * 2**20
     max_image_pixels: int = 4096 * 4096
     # http(s) image URLs are fetched only when enabled (else only data: URLs are taken).
     allow_remote_images: bool = False
+    # serve.http_host beyond loopback with no token (api_key_env unset) refuses to start unless
+    # this is true (a network you trust); configs/exposure.py.
+    allow_insecure: bool = False
     # Fair sharing of a replica's engine (serve/engine_queue.py): live jobs in a row before a
     # waiting training job runs, and live jobs waiting beyond which a request gets 429.
     live_burst: int = 4
@@ -302,8 +307,8 @@ class ApiConfig:
         for name, endpoint in self.reasoners.items():
             _check(name not in (self.reasoner_model, self.two_stage_model), f"serve.api.reasoners.{name}: the id is taken by the pool's own models")
             _check(bool(endpoint.base_url and endpoint.model), f"serve.api.reasoners.{name} needs base_url and model")
-        _check(min(self.max_tokens, self.max_n, self.max_body_bytes, self.max_image_pixels) >= 1 and self.max_stop >= 0,
-               "serve.api: max_tokens, max_n, max_body_bytes and max_image_pixels must be >= 1")
+        _check(min(self.max_tokens, self.max_n, self.max_captions, self.max_body_bytes, self.max_image_pixels) >= 1 and self.max_stop >= 0,
+               "serve.api: max_tokens, max_n, max_captions, max_body_bytes and max_image_pixels must be >= 1")
         _check(self.live_burst >= 1 and self.max_live_waiting >= 1, "serve.api: live_burst and max_live_waiting must be >= 1")
         _check(self.request_timeout_s > 0, "serve.api.request_timeout_s must be > 0")
 
@@ -471,6 +476,8 @@ class ReplayConfig:
 
     # Bind address; loopback by default. Set to an interface address (or 0.0.0.0) for multi-node.
     host: str = "127.0.0.1"
+    # A host beyond loopback without curve.keys_dir refuses to start unless this is true.
+    allow_insecure: bool = False
     # 0 picks a free port. Only learner rank 0 binds; it hands the other ranks their share.
     port: int = 0
     # Scored groups held in memory; beyond it the socket stops reading and actors block.
@@ -526,6 +533,8 @@ class WeightSyncConfig:
     # address for multi-node runs.
     host: str = "127.0.0.1"
     port: int = 0
+    # A host beyond loopback without curve.keys_dir refuses to start unless this is true.
+    allow_insecure: bool = False
     # Publish after every k-th learner step.
     every_steps: int = 1
     # Broadcasts: seconds to wait for the actors to join, and to acknowledge each update.
@@ -675,13 +684,16 @@ class SoakConfig:
     actor_kill_every_s: float = 100.0
     replica_kill_every_s: float = 100.0
     garbage_every_s: float = 30.0
+    # Plausible groups with one defect each, one of every class the replay queue refuses
+    # (learner/admission.py), sent to it at this interval.
+    poison_every_s: float = 30.0
     # Also write the soak's table into this checkout's BENCHMARKS.md ("Reliability").
     record: bool = False
 
     def __post_init__(self) -> None:
         _check(self.duration_s > 0 and self.first_fault_s >= 0, "soak: duration_s > 0 and first_fault_s >= 0")
         _check(
-            min(self.actor_kill_every_s, self.replica_kill_every_s, self.garbage_every_s) >= 0,
+            min(self.actor_kill_every_s, self.replica_kill_every_s, self.garbage_every_s, self.poison_every_s) >= 0,
             "soak: the *_every_s intervals must be >= 0 (0 = never)",
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import random
 from pathlib import Path
 
@@ -36,21 +37,39 @@ def load_latest_checkpoint(engine, run_dir: Path, rank: int) -> dict:
     path, client_state = engine.load_checkpoint(str(directory))
     if path is None:
         raise FileNotFoundError(f"cannot resume: DeepSpeed could not load the checkpoint named by {directory / 'latest'}")
-    _set_random_state(torch.load(Path(path).parent / f"random_state_rank{rank}.pt", weights_only=False))
+    _set_random_state(load_random_state(Path(path).parent / f"random_state_rank{rank}.pt"))
     log.info("resumed from %s at policy version %d", path, client_state["policy_version"])
     return client_state
 
 
 def _random_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator's state as tensors and plain numbers: loadable with weights_only=True,
+    so a resume unpickles nothing (a run directory is still trusted input: README)."""
+    version, words, gauss = random.getstate()
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": {"version": version, "words": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
+def load_random_state(path: Path) -> dict:
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{path} holds objects beyond tensors and numbers (saved by an older version?): {err}") from None
+
+
 def _set_random_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    python, numpy_state = state["python"], state["numpy"]
+    random.setstate((python["version"], tuple(python["words"].tolist()), python["gauss"]))
+    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
+                         numpy_state["has_gauss"], numpy_state["cached"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

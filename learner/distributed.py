@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 from dataclasses import dataclass
@@ -9,7 +10,10 @@ from dataclasses import dataclass
 import torch
 
 from configs.schema import LearnerConfig
-from wire.gloo import local_address_towards
+from wire.gloo import listening_socket, local_address_towards, rendezvous_store
+
+# The process group's store and rank 0's server socket: alive as long as the process.
+_held: list = []
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,14 @@ def init_process_group(info: RankInfo) -> None:
         # Else gloo binds where the host name resolves, often loopback: ranks on other nodes
         # could not reach it.
         os.environ["GLOO_SOCKET_IFNAME"] = interface_towards(info.master_addr, info.master_port)
+    # The group's store, served by rank 0 on the address it gave the others, not on every
+    # interface (torch's own rendezvous would); DeepSpeed then takes the group as it is.
+    if not torch.distributed.is_initialized():  # a process's group is made once, then reused
+        timeout = datetime.timedelta(minutes=30)
+        listener = listening_socket(info.master_addr, info.master_port) if info.rank == 0 else None
+        store = rendezvous_store(info.master_addr, info.master_port, info.world_size, timeout, listener)
+        torch.distributed.init_process_group(backend, store=store, rank=info.rank, world_size=info.world_size, timeout=timeout)
+        _held.append((store, listener))
     deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
 
 

@@ -2,26 +2,25 @@
 
 Actors connect PUSH sockets to it. Backpressure instead of unbounded memory: when the buffer
 holds `capacity_groups` groups or `capacity_bytes` bytes of frames, the receiving thread stops reading, ZeroMQ's small high-water marks
-fill, and the actors' sends wait. A frame that fails to decode is logged with its reason and
-counted; it never stops the receiver. Every group's prompt position (wire/progress.py) is
+fill, and the actors' sends wait. A frame that fails to decode, or decodes to a group the run
+cannot use (learner/admission.py), is logged with its reason (at most ~200 characters of the
+sender's data, control characters escaped) and counted by reason; no frame stops the receiver:
+whatever one raises rejects that frame alone. Every group's prompt position (wire/progress.py) is
 recorded per actor as it arrives, so a group that arrives twice is dropped and counted, and a
 restarted actor can be told which of its prompts already arrived.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import zmq
-from PIL import Image
-
-from vlm.image_fetch import check_declared_size
-from wire.buffers import MalformedMessage
+from learner.admission import GroupAdmission
+from wire.buffers import MalformedMessage, excerpt
 from wire.curve import CurveKeys
 from wire.progress import ShardProgress
 from wire.scored_group import ScoredGroup, decode_group
@@ -36,31 +35,27 @@ RECEIVE_HWM = 4
 @dataclass
 class ReplayCounters:
     accepted: int = 0  # groups decoded and buffered
-    rejected: int = 0  # malformed frames (each logged with its reason)
+    rejected: int = 0  # frames refused (each logged with its reason)
     duplicates: int = 0  # groups of a prompt position that had already arrived, dropped
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)  # `rejected`, by reason
 
 
-def check_image(png: bytes) -> None:
-    """The group's image must be an intact PNG of a sane size: the learner decodes it for the
-    update, where a corrupt one would fail the whole step. Checks the header and the chunks'
-    checksums; decodes nothing."""
-    try:
-        with Image.open(io.BytesIO(png), formats=["PNG"]) as image:
-            check_declared_size(image)
-            image.verify()
-    except Exception as err:  # Pillow raises many unrelated types for bad bytes
-        raise MalformedMessage(f"ScoredGroup image_png is no intact PNG: {type(err).__name__}: {err}") from None
+def decoded_bytes(group: ScoredGroup) -> int:
+    """What a buffered group holds in memory: its arrays, image and answers."""
+    arrays = [group.prompt_token_ids, group.rewards, *group.completion_ids, *group.behaviour_logprobs, *group.token_versions]
+    return sum(a.nbytes for a in arrays) + len(group.image_png) + sum(len(s) for answers in group.answers for s in answers)
 
 
 class ReplayQueue:
     """Binds `tcp://host:port` (port 0 = a free one) and buffers up to `capacity_groups` groups
-    and `capacity_bytes` bytes (their frames' sizes; one group is always let in, however large)."""
+    and `capacity_bytes` bytes (the larger of each group's frame and decoded size; one group is
+    always let in, however large)."""
 
     def __init__(
-        self, host: str, port: int, capacity_groups: int, capacity_bytes: int,
-        max_frame_bytes: int = 64 * 2**20, keys: CurveKeys | None = None, images: bool = True,
+        self, host: str, port: int, capacity_groups: int, capacity_bytes: int, admission: GroupAdmission,
+        max_frame_bytes: int = 64 * 2**20, keys: CurveKeys | None = None,
     ):
-        """`images` False: the policy reads text only (policy.role=reasoner) and groups carry no image."""
+        """`admission` checks what each decoded group means for the run."""
         self._context = zmq.Context.instance()
         self._socket = self._context.socket(zmq.PULL)
         self._socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
@@ -68,7 +63,7 @@ class ReplayQueue:
         self._socket.setsockopt(zmq.LINGER, 0)
         self.endpoint = bind(self._socket, host, port, keys)
         self.capacity_groups, self.capacity_bytes = capacity_groups, capacity_bytes
-        self.images = images
+        self.admission = admission
         self._buffer: deque[tuple[ScoredGroup, int]] = deque()
         self._bytes = 0
         self._changed = threading.Condition()
@@ -95,13 +90,9 @@ class ReplayQueue:
     def _take(self, frame: memoryview) -> None:
         try:
             group = decode_group(frame)  # copies only what it keeps
-            if self.images:
-                check_image(group.image_png)
-            elif group.image_png:
-                raise MalformedMessage("ScoredGroup carries an image, but this learner trains a text policy (policy.role=reasoner)")
-        except MalformedMessage as err:
-            self.counters.rejected += 1
-            log.warning("replay queue rejected a frame (%d bytes): %s", len(frame), err)
+            self.admission.check(group)
+        except Exception as err:  # any frame, however it fails, is that frame's problem alone
+            self._reject(len(frame), getattr(err, "reason", "malformed" if isinstance(err, MalformedMessage) else "error"), err)
             return
         with self._changed:
             first = self._received.setdefault(group.actor_id, ShardProgress()).add(group.prompt_position)
@@ -109,9 +100,16 @@ class ReplayQueue:
                 self.counters.duplicates += 1
         if not first:
             log.warning("replay queue dropped a duplicate: actor %d's prompt position %d (%s) had arrived before",
-                        group.actor_id, group.prompt_position, group.prompt_id)
+                        group.actor_id, group.prompt_position, excerpt(group.prompt_id))
             return
-        self._put(group, len(frame))
+        self._put(group, max(len(frame), decoded_bytes(group)))
+
+    def _reject(self, nbytes: int, reason: str, err: Exception) -> None:
+        with self._changed:
+            self.counters.rejected += 1
+            self.counters.rejected_by_reason[reason] = self.counters.rejected_by_reason.get(reason, 0) + 1
+        what = str(err) if isinstance(err, MalformedMessage) else f"{type(err).__name__}: {err}"
+        log.warning("replay queue rejected a frame (%d bytes, %s): %s", nbytes, reason, excerpt(what, 300))
 
     def received(self, actor_id: int) -> ShardProgress:
         """The prompt positions that have arrived from `actor_id` (a copy)."""

@@ -11,6 +11,7 @@ import copy
 import logging
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 
 from configs.schema import LearnerConfig
 from learner.accounting import ConsumedLog, Ledger, StepGroups, keep_steps_before
+from learner.admission import GroupAdmission, GroupBounds, ImageCheck
 from learner.batching import group_batch
 from learner.checkpoint import export_policy, load_latest_checkpoint, save_checkpoint
 from learner.distributed import (
@@ -44,6 +46,7 @@ from learner.step_metrics import (
 )
 from learner.update import grpo_update
 from learner.weight_publisher import make_publisher
+from vlm.caption_prompt import image_pad_tokens
 from vlm.sampling import SamplingSpec
 from wire.curve import load_keys
 from wire.progress import ShardProgress
@@ -74,6 +77,8 @@ class LearnerSetup:
     curve_keys_dir: str = ""
     # policy.role: "captioner" (a vision-language model) or "reasoner" (a text-only one).
     role: str = "captioner"
+    # What the run's groups must be (learner/admission.py): the replay queue refuses the rest.
+    bounds: GroupBounds | None = None  # None: this learner's own config and no prompt-id check
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,7 @@ class LearnerRank:
         self.processor, self.tokenizer = load_policy_processor(self.setup.role, self.setup.policy)
         self.pad_id = self.tokenizer.pad_token_id
         model = load_policy_model(self.setup.role, self.setup.policy, self.config.dtype, self.config.freeze_vision)
+        self.vocab_size = model.get_input_embeddings().num_embeddings
         self.ref_model = copy.deepcopy(model).eval().requires_grad_(False) if config.kl_coef > 0 else None
         self.engine = build_engine(model, config, config.groups_per_step // self.world_size, self.world_size)
         if self.ref_model is not None:
@@ -147,8 +153,8 @@ class LearnerRank:
         replay = config.replay
         keys = load_keys(self.setup.curve_keys_dir) if self.setup.curve_keys_dir else None
         self.replay = ReplayQueue(
-            replay.host, replay.port, replay.capacity_groups, replay.capacity_bytes, replay.max_frame_bytes, keys,
-            images=self.setup.role == "captioner",
+            replay.host, replay.port, replay.capacity_groups, replay.capacity_bytes, self._admission(),
+            replay.max_frame_bytes, keys,
         )
         self.replay.resume_from(self.ledger.consumed)
         self.replay.counters = ReplayCounters(**self._resumed_replay_counters)
@@ -157,6 +163,14 @@ class LearnerRank:
         self.consumed = ConsumedLog(run_dir)
         if config.rollout_log_every:
             self.rollouts = RolloutLog(run_dir, self.tokenizer, self.setup.role)
+
+    def _admission(self) -> GroupAdmission:
+        """The replay queue's checks: the run's bounds, this policy's vocabulary and image
+        processing, and the version the learner has published (read as each group arrives)."""
+        image = None
+        if self.setup.role == "captioner":
+            image = ImageCheck(self.tokenizer.convert_tokens_to_ids("<|image_pad|>"), partial(image_pad_tokens, self.processor))
+        return GroupAdmission(self.setup.bounds, self.vocab_size, lambda: self.version, image)
 
     def _resume(self) -> ResumePoint | None:
         """Every rank takes its weights, optimizer shard, random state and step; rank 0 also the
@@ -352,6 +366,7 @@ class LearnerRank:
             "groups_lost": replay.accepted - accounted,
             "groups_duplicated": self.ledger.twice,
             "frames_rejected": replay.rejected,
+            "frames_rejected_by_reason": dict(replay.rejected_by_reason),
             "actors": {str(a): vars(c).copy() for a, c in sorted(self.actor_counters.items())},
         }
 

@@ -9,6 +9,7 @@ import ray
 from configs.placement import ray_options
 from configs.schema import LearnerConfig
 from configs.seeds import derived_seed
+from learner.admission import GroupBounds
 from learner.gate import GateActor
 from learner.role import LearnerRank, LearnerSetup, ResumePoint
 from vlm.sampling import SamplingSpec
@@ -46,10 +47,12 @@ def start_learner(
     curve_keys_dir: str = "",
     nodes: tuple[str, ...] = (),
     role: str = "captioner",
+    bounds: GroupBounds | None = None,
 ) -> StartingLearner:
     """Create the ranks and start their setup; `.ready()` waits for it. `policy`: the checkpoint
     of the model in `role` (policy.role). `nodes`: each rank's planned node
-    (learner.placement.per_node), else Ray places them."""
+    (learner.placement.per_node), else Ray places them. `bounds`: what the run's groups must be
+    (learner/admission.py `run_bounds`)."""
     remote = ray.remote(LearnerRank)
 
     def options(rank: int) -> dict:
@@ -71,6 +74,7 @@ def start_learner(
                 resume=resume,
                 curve_keys_dir=curve_keys_dir,
                 role=role,
+                bounds=bounds,
             ),
             gate,
         )

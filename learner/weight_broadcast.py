@@ -12,11 +12,16 @@ say who is in it and what is about to be broadcast:
    layer-wise, and resume, tagging later tokens with the new version.
 Unlike the ZeroMQ publisher, a publish waits for the actors (a collective needs them all), and
 the group is fixed: an actor that dies cannot rejoin it; the publish then fails naming it.
+The control socket takes messages from the run's actors only (ids 0 to `receivers` - 1, each
+from the socket it said Hello from): a frame that does not decode, a Hello from another id or
+a second socket, an Ack from a socket that never said Hello, is skipped, counted (`rejected`)
+and logged, and the wait goes on.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import time
 from concurrent.futures import Future, wait
@@ -26,14 +31,15 @@ from typing import Protocol
 import torch
 import zmq
 
-from learner.distributed import free_port
 from learner.weight_publisher import WeightPublisher, wire_dtype
 from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
-from wire.buffers import MalformedMessage
+from wire.buffers import MalformedMessage, excerpt
 from wire.curve import CurveKeys
-from wire.gloo import GlooGroup
+from wire.gloo import GlooGroup, listening_socket
 from wire.sockets import advertised_host, bind
 from wire.weights import WeightSource
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("gloo", "nccl")
 # How often a wait for the actors checks whether the publisher is closing.
@@ -56,6 +62,8 @@ class BroadcastWeightPublisher(WeightPublisher):
         self._socket.setsockopt(zmq.LINGER, 0)
         self._endpoint = bind(self._socket, host, port, keys)
         self._receivers: dict[bytes, Hello] = {}
+        self._expected_ids = frozenset(range(receivers))
+        self.rejected = 0  # control frames skipped (see the module doc)
         # The actors come up after the learner: the group forms in the background meanwhile
         # (a daemon thread: a run that ends first must not wait for actors that never came).
         self._closing = threading.Event()
@@ -105,6 +113,8 @@ class BroadcastWeightPublisher(WeightPublisher):
             identity, message = self._receive(f"{receivers - len(self._receivers)} of {receivers} actors to say Hello")
             if isinstance(message, Hello):
                 self._receivers[identity] = message
+            else:
+                self._skip(f"a {type(message).__name__} before the group formed")
         world_size = 1 + sum(hello.workers for hello in self._receivers.values())
         shared, join_rank0 = self._rendezvous(world_size)
         offset = 1
@@ -119,10 +129,11 @@ class BroadcastWeightPublisher(WeightPublisher):
     def _rendezvous(self, world_size: int):
         """(what every member's init info shares, how rank 0 joins)."""
         if self._backend == "gloo":
-            port = free_port(self._host)
+            listener = listening_socket(self._host)  # the store listens on the configured host only
+            port = listener.getsockname()[1]
             address = advertised_host(self._host)  # one the engines' nodes reach (not 0.0.0.0)
             shared = {"master_address": address, "master_port": port, "timeout_s": self._timeout_s}
-            return shared, lambda: _GlooTrainerGroup(GlooGroup.join(address, port, 0, world_size, self._timeout_s))
+            return shared, lambda: _GlooTrainerGroup(GlooGroup.join(address, port, 0, world_size, self._timeout_s, listener))
         unique_id = _nccl_unique_id()
         return nccl_init_info(unique_id), lambda: _NcclTrainerGroup(unique_id, world_size, self._timeout_s)
 
@@ -167,17 +178,37 @@ class BroadcastWeightPublisher(WeightPublisher):
             raise RuntimeError("weight broadcast failed on " + "; ".join(errors))
 
     def _receive(self, waiting_for: str):
+        """The next message from one of the run's actors; anything else is skipped (module doc)."""
         deadline = time.monotonic() + self._timeout_s
-        while not self._socket.poll(_POLL_S * 1000):
-            if self._closing.is_set():
-                raise RuntimeError(f"weight broadcast closed while waiting for {waiting_for}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"weight broadcast: waited {self._timeout_s}s for {waiting_for}")
-        identity, frame = self._socket.recv_multipart()
-        try:
-            return identity, decode_message(frame)
-        except MalformedMessage as err:
-            raise RuntimeError(f"weight broadcast: malformed message from an actor: {err}") from None
+        while True:
+            while not self._socket.poll(_POLL_S * 1000):
+                if self._closing.is_set():
+                    raise RuntimeError(f"weight broadcast closed while waiting for {waiting_for}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"weight broadcast: waited {self._timeout_s}s for {waiting_for}")
+            parts = self._socket.recv_multipart()
+            try:
+                if len(parts) != 2:
+                    raise MalformedMessage(f"a control frame has {len(parts) - 1} parts, expected 1")
+                identity, message = parts[0], decode_message(parts[1])
+                self._check_sender(identity, message)
+                return identity, message
+            except MalformedMessage as err:
+                self._skip(str(err))
+
+    def _check_sender(self, identity: bytes, message) -> None:
+        hello = self._receivers.get(identity)
+        if isinstance(message, Hello):
+            if message.actor_id not in self._expected_ids:
+                raise MalformedMessage(f"a Hello from actor {message.actor_id}, not one of the run's {len(self._expected_ids)}")
+            if hello is None and any(h.actor_id == message.actor_id for h in self._receivers.values()):
+                raise MalformedMessage(f"a second Hello for actor {message.actor_id} from another socket")
+        elif hello is None or getattr(message, "actor_id", hello.actor_id) != hello.actor_id:
+            raise MalformedMessage(f"a {type(message).__name__} from a socket that is no actor of the group")
+
+    def _skip(self, why: str) -> None:
+        self.rejected += 1
+        log.warning("weight broadcast skipped a control frame: %s", excerpt(why, 300))
 
 
 @dataclass(frozen=True)

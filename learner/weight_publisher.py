@@ -3,9 +3,11 @@
 `WeightPublisher` is the one interface the learner talks to; the actors' matching end is
 `actors.weight_receiver`. The ZeroMQ implementation sends raw tensor buffers over a PUB socket:
 a slow actor misses intermediate versions rather than holding the learner back (each update is
-a full snapshot, so only the newest matters). It keeps the newest update and sends it to every
-actor that subscribes (ZeroMQ's XPUB reports each subscription), so an actor restarted after a
-death, or started by a resumed run, gets the current weights without waiting for a step. The broadcast implementation (NCCL into vLLM
+a full snapshot, so only the newest matters). It keeps the newest update and sends it to each
+actor that subscribes (ZeroMQ's XPUB reports each subscription), under a topic only that actor
+subscribed to (`wire.weights.CATCH_UP_PREFIX`), so an actor restarted after a death, or started
+by a resumed run, gets the current weights without waiting for a step, and the other actors do
+not get them again. The broadcast implementation (NCCL into vLLM
 engines on GPUs, gloo on CPUs) is `learner.weight_broadcast`.
 """
 
@@ -22,6 +24,8 @@ from configs.schema import WeightSyncConfig
 from wire.curve import CurveKeys
 from wire.sockets import bind
 from wire.weights import (
+    CATCH_UP_PREFIX,
+    UPDATE_TOPIC,
     WEIGHT_DTYPES,
     RawTensor,
     WeightSource,
@@ -74,13 +78,14 @@ class ZmqWeightPublisher(WeightPublisher):
         while not self._closing.is_set():
             try:
                 latest = self._outbox.get(timeout=0.02)
-                self._socket.send_multipart(latest, copy=False)
+                self._socket.send_multipart([UPDATE_TOPIC, *latest], copy=False)
             except queue.Empty:
                 pass
             while self._socket.poll(0, zmq.POLLIN):
                 subscription = self._socket.recv()
-                if subscription[:1] == b"\x01" and latest is not None:  # a subscriber joined
-                    self._socket.send_multipart(latest, copy=False)
+                # b"\x01" + topic: a subscriber joined; its catch-up topic is its alone.
+                if subscription.startswith(b"\x01" + CATCH_UP_PREFIX) and latest is not None:
+                    self._socket.send_multipart([subscription[1:], *latest], copy=False)
 
     def close(self) -> None:
         self._closing.set()

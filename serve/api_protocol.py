@@ -10,6 +10,7 @@ serve without vLLM installed; Ray Serve's LLM components serve vLLM engines only
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from typing import Any, Literal
@@ -24,6 +25,8 @@ from starlette.requests import Request
 
 from serve.completion import CompletionParams, Completions
 
+log = logging.getLogger(__name__)
+
 OWNER = "caption-reward-rl"
 
 
@@ -36,6 +39,14 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+
+def internal_error(path: str) -> ApiError:
+    """A 500 for the failure being handled: logged with its traceback under a new error id, which
+    is all the client hears (exception text can name files, models, keys)."""
+    error_id = uuid.uuid4().hex[:12]
+    log.exception("request to %s failed (error id %s)", path, error_id)
+    return ApiError(500, f"internal error (error id {error_id}); the server's log has the details", kind="server_error")
 
 
 class ImageUrl(BaseModel):

@@ -60,11 +60,13 @@ class ChatService:
         on_text = feed.text if feed else None
         if chat.model == self.api.reasoner_model or chat.model in self.remote:
             conversation = reasoner_conversation(chat)
-            self._check_context(chat.model, conversation, params)
+            await self._check_context(chat.model, conversation, params)
             stages = self._reasoner_stages(chat.model, conversation, params, on_text)
         elif chat.model == self.api.two_stage_model and self.captioner is not None:
             reasoner = chat.reasoner or self.api.reasoner_model
-            stages = self._two_stage(reasoner, *self._image_question(chat), chat.seed, params, on_text)
+            # Decoding and checking the image takes a while: off the event loop.
+            question, image = await asyncio.to_thread(self._image_question, chat)
+            stages = self._two_stage(reasoner, question, image, chat.seed, params, on_text)
         else:
             raise ApiError(404, f"model {chat.model!r} does not exist; GET /v1/models lists them", param="model", code="model_not_found")
         if feed is not None:
@@ -85,9 +87,10 @@ class ChatService:
             raise ApiError(404, f"reasoner {chat.reasoner!r} does not exist; GET /v1/models lists the reasoners", param="reasoner", code="model_not_found")
         return params
 
-    def _check_context(self, reasoner: str, conversation: Conversation, params: CompletionParams) -> None:
+    async def _check_context(self, reasoner: str, conversation: Conversation, params: CompletionParams) -> None:
         engine = self.remote.get(reasoner, self.engine)  # a remote one knows neither: its server checks
-        prompt, limit = engine.prompt_tokens(conversation), engine.max_context
+        # Tokenizing a long message takes seconds (4 MB: 6 s): off the event loop.
+        prompt, limit = await asyncio.to_thread(engine.prompt_tokens, conversation), engine.max_context
         if prompt is not None and limit and prompt + params.max_tokens > limit:
             raise ApiError(400, f"the prompt's {prompt} tokens plus max_tokens {params.max_tokens} exceed the model's context of {limit} tokens", param="messages", code="context_length_exceeded")
 
@@ -113,14 +116,14 @@ class ChatService:
         description: Description = await self.captioner.describe.remote(DescribeRequest(image, question, seed))
         yield "description", description
         conversation = two_stage_messages(description.caption, question, description.tentative_answer)
-        self._check_context(reasoner, conversation, params)
+        await self._check_context(reasoner, conversation, params)
         yield "answer", await self._complete(reasoner, conversation, params, on_text)
 
     async def infer(self, question: str, image: bytes, seed: int | None) -> dict[str, str]:
         """The two-stage inference of one image and question, greedy: caption, tentative answer, answer."""
         if self.captioner is None:
             raise ApiError(404, "no captioner is deployed (serve.api.two_stage_model is empty)")
-        check_image(image, self.api.max_image_pixels)
+        await asyncio.to_thread(check_image, image, self.api.max_image_pixels)
         greedy = CompletionParams(temperature=0, max_tokens=self.default_max_tokens)
         stages = [v async for _, v in self._two_stage(self.api.reasoner_model, question, image, seed, greedy)]
         description, answer = stages

@@ -13,9 +13,9 @@ queue (serve/engine_queue.py).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
-import logging
 import os
 import random
 import time
@@ -30,7 +30,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from configs.placement import ray_options
 from configs.schema import RewardConfig, ServeConfig
 from configs.seeds import derived_seed
-from serve.api_protocol import ApiError, parse_chat_request, read_body
+from serve.api_protocol import ApiError, internal_error, parse_chat_request, read_body
 from serve.chat import ChatService
 from serve.engine_queue import EngineQueue
 from serve.completion import CompletionParams
@@ -40,7 +40,6 @@ from serve.rewards import score_answer_groups, score_groups
 from wire.inference import DescribeRequest
 from wire.scoring import AnswerScoreRequest, ScoreRequest, ScoreResult, score_request_from_json
 
-log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_S = 5.0
 SCORING_ROUTE = "/reasoner"
@@ -72,6 +71,7 @@ class ReasonerPool:
         self.chat = ChatService(config.api, self.engine, self.queue, captioner, config.max_new_tokens)
         self._token = os.environ.get(config.api.api_key_env) or None
         self._faults = random.Random(derived_seed(replica_seed, "injected-faults"))
+        self._http_scoring = 0  # /reasoner requests in flight (bounded by serve.api.max_live_waiting)
         self._score_batch.set_max_batch_size(config.max_batch_size)
         self._score_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
 
@@ -135,32 +135,47 @@ class ReasonerPool:
     @api.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> Response:
         async def respond() -> Response:
-            return await self.chat.respond(parse_chat_request(await read_body(request, self.config.api.max_body_bytes)))
+            body = await read_body(request, self.config.api.max_body_bytes)
+            # Parsing a body of megabytes takes a while: off the event loop, which serves every request.
+            return await self.chat.respond(await asyncio.to_thread(parse_chat_request, body))
 
         return await self._answer(request, respond)
 
     @api.post(SCORING_ROUTE)
     async def score_http(self, request: Request) -> Response:
         async def respond() -> Response:
+            scoring = await asyncio.to_thread(self._scoring_request, await read_body(request, self.config.api.max_body_bytes))
+            if self._http_scoring >= self.config.api.max_live_waiting:
+                raise ApiError(429, f"{self._http_scoring} scoring requests are already waiting for this replica (serve.api.max_live_waiting)",
+                               kind="rate_limit_error", code="rate_limit_exceeded")
+            self._http_scoring += 1
             try:
-                scoring = score_request_from_json(json.loads(await read_body(request, self.config.api.max_body_bytes)))
-            except ValueError as err:  # includes JSON decode errors
-                raise ApiError(400, str(err)) from None
-            result = await self.score(scoring)
+                result = await self.score(scoring)
+            finally:
+                self._http_scoring -= 1
             return JSONResponse({"rewards": list(result.rewards), "answers": [list(a) for a in result.answers]})
 
         return await self._answer(request, respond)
 
+    def _scoring_request(self, body: bytes) -> ScoreRequest:
+        try:
+            scoring = score_request_from_json(json.loads(body))
+        except ValueError as err:  # includes JSON decode errors
+            raise ApiError(400, str(err)) from None
+        if len(scoring.captions) > self.config.api.max_captions:
+            raise ApiError(400, f"{len(scoring.captions)} captions in one request, at most {self.config.api.max_captions} (serve.api.max_captions)", param="captions")
+        return scoring
+
     async def _answer(self, request: Request, respond) -> Response:
-        """`respond()` behind the bearer token; every failure in OpenAI's error shape."""
+        """`respond()` behind the bearer token; every failure in OpenAI's error shape. An
+        unexpected one says only its error id: the log has the rest, the client no internals."""
         try:
             self._authorize(request)
             return await respond()
         except ApiError as err:
             return JSONResponse(err.body(), status_code=err.status)
-        except Exception as err:
-            log.exception("request to %s failed", request.url.path)
-            return JSONResponse(ApiError(500, f"{type(err).__name__}: {err}", kind="server_error").body(), status_code=500)
+        except Exception:
+            return JSONResponse(internal_error(request.url.path).body(), status_code=500)
 
     def _authorize(self, request: Request) -> None:
         if self._token is None:

@@ -3,9 +3,11 @@ nothing accepted was lost.
 
 At intervals (soak.*_every_s, staggered from soak.first_fault_s) it kills a rollout actor (Ray
 restarts it; supervisor/restarts.py brings it back), kills a reasoner replica (Serve replaces
-it; the actors' scoring retries carry the groups in flight) and sends the replay queue garbage:
-random bytes, a truncated group, a group of another schema version, a msgpack non-map, and a
-frame past learner.replay.max_frame_bytes. Each fault is printed with its time. When the time is
+it; the actors' scoring retries carry the groups in flight), sends the replay queue garbage
+(random bytes, a truncated group, a group of another schema version, a msgpack non-map, and a
+frame past learner.replay.max_frame_bytes) and poison: a plausible group with one defect of each
+class the queue refuses for its meaning (supervisor/poison.py), survived when the queue counts
+each refused for that reason. Each fault is printed with its time. When the time is
 up the learner finishes its step and the run ends as a normal one does; PATH/soak.json is the
 run's summary with every fault injected and whether it was survived.
 """
@@ -25,6 +27,7 @@ import zmq
 
 from configs.schema import SoakConfig
 from supervisor.faults import FaultLog
+from supervisor.poison import POISON_CLASSES, PoisonSpec, poison_group
 from wire.scored_group import (
     COUNTER_NAMES,
     SCHEMA_VERSION,
@@ -37,6 +40,7 @@ from wire.scored_group import (
 log = logging.getLogger(__name__)
 
 REPLICA_PREFIX = "SERVE_REPLICA::"
+POISON_POSITIONS = 10**15
 
 
 @dataclass
@@ -48,12 +52,13 @@ class Schedule:
 
     def __post_init__(self) -> None:
         # Staggered, so that each fault's recovery is seen on its own.
-        offsets = {"garbage": 0, "actor_death": 10, "replica_death": 20}
+        offsets = {"garbage": 0, "poison": 5, "actor_death": 10, "replica_death": 20}
         self.due = {kind: self.config.first_fault_s + offsets[kind] if self._every(kind) else None for kind in offsets}
 
     def _every(self, kind: str) -> float:
         return {
             "garbage": self.config.garbage_every_s,
+            "poison": self.config.poison_every_s,
             "actor_death": self.config.actor_kill_every_s,
             "replica_death": self.config.replica_kill_every_s,
         }[kind]
@@ -68,9 +73,10 @@ class Schedule:
 class FaultInjector:
     """Causes the faults, and checks the ones whose recovery the driver does not see itself."""
 
-    def __init__(self, config: SoakConfig, roles, app_name: str, replay_endpoint: str, faults: FaultLog):
+    def __init__(self, config: SoakConfig, roles, app_name: str, replay_endpoint: str, faults: FaultLog, poison: PoisonSpec):
         self.schedule, self.roles, self.app_name, self.faults = Schedule(config), roles, app_name, faults
-        self.replay_endpoint = replay_endpoint
+        self.replay_endpoint, self.poison = replay_endpoint, poison
+        self.poisoned = 0  # poison groups sent (each gets a prompt position of its own)
         self.started = time.monotonic()
         self.kills = 0
         self.pending_replicas: dict[str, int] = {}  # killed replica -> replicas there were
@@ -122,6 +128,18 @@ class FaultInjector:
         self.faults.inject("oversized_frame", "a 65 MiB frame sent to the replay queue")
         self.pending_oversized = metrics.get("replay/accepted", 0)
 
+    def _inject_poison(self, metrics: dict) -> None:
+        sender = zmq.Context.instance().socket(zmq.PUSH)
+        sender.setsockopt(zmq.LINGER, 2000)
+        sender.connect(self.replay_endpoint)
+        for kind in POISON_CLASSES:
+            # Positions far past any an actor reaches: a poison group could never pose as a duplicate.
+            sender.send(encode_group(poison_group(self.poison, kind, POISON_POSITIONS + self.poisoned)))
+            self.poisoned += 1
+        sender.close()
+        self.faults.inject("poison_group", f"{len(POISON_CLASSES)} poison groups ({', '.join(POISON_CLASSES)}) sent to the replay queue",
+                           count=len(POISON_CLASSES))
+
     def _replicas(self) -> list[str]:
         prefix = f"{REPLICA_PREFIX}{self.app_name}#"
         return sorted(
@@ -149,14 +167,14 @@ class SoakWatch:
     """The soak's part of a run: faults injected on the run's ticks, the learner stopped when
     the time is up and the last recoveries are seen, and soak.json written at the end."""
 
-    def __init__(self, config: SoakConfig, app_name: str):
-        self.config, self.app_name = config, app_name
+    def __init__(self, config: SoakConfig, app_name: str, poison: PoisonSpec):
+        self.config, self.app_name, self.poison = config, app_name, poison
         self.stopping = False
 
     def start(self, roles, faults: FaultLog):
         """Called once the roles run; returns the tick the progress loop calls about every second."""
         self.roles, self.faults = roles, faults
-        self.injector = FaultInjector(self.config, roles, self.app_name, roles.replay_endpoint, faults)
+        self.injector = FaultInjector(self.config, roles, self.app_name, roles.replay_endpoint, faults, self.poison)
         return self.tick
 
     def tick(self, metrics: dict) -> None:

@@ -23,6 +23,9 @@ def run_summary(accounting: dict, gate: GateStats, faults: FaultLog) -> dict:
         return sum(counters[name] for counters in actors)
 
     survived = dict(faults.survived)
+    # Frames that did not decode, against well-formed groups refused for what they meant.
+    by_reason = accounting.get("frames_rejected_by_reason", {})
+    malformed = by_reason.get("malformed", 0) + by_reason.get("error", 0) if by_reason else accounting["frames_rejected"]
     # Faults the roles absorbed themselves, counted where they happened.
     for kind, count in (
         ("scoring_retry", actor_total("score_failures")),
@@ -30,7 +33,8 @@ def run_summary(accounting: dict, gate: GateStats, faults: FaultLog) -> dict:
         ("empty_caption", actor_total("empty_captions")),
         ("judge_unparsed", actor_total("judge_unparsed")),
         ("format_timeout", actor_total("format_timeouts")),
-        ("malformed_frame", accounting["frames_rejected"]),
+        ("malformed_frame", malformed),
+        ("poison_group", accounting["frames_rejected"] - malformed),
         ("duplicate_group", accounting["groups_dropped"]["duplicate"]),
         ("unreadable_record", actor_total("bad_records")),
         ("malformed_weight_update", actor_total("weight_updates_rejected")),

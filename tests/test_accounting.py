@@ -79,7 +79,7 @@ def test_the_soak_report_counts_a_fault_survived_only_up_to_what_was_injected():
 
 
 def test_the_soak_staggers_each_kind_then_repeats_it_at_its_interval():
-    schedule = Schedule(SoakConfig(first_fault_s=10, garbage_every_s=30, actor_kill_every_s=100, replica_kill_every_s=0))
+    schedule = Schedule(SoakConfig(first_fault_s=10, garbage_every_s=30, actor_kill_every_s=100, replica_kill_every_s=0, poison_every_s=0))
     assert schedule.take_due(9.9) == []
     assert schedule.take_due(10) == ["garbage"]
     assert schedule.take_due(20) == ["actor_death"]  # first + 10; replicas never (interval 0)

@@ -14,7 +14,7 @@ from actors.replay_client import ReplayClient
 from actors.weight_receiver import ZmqWeightReceiver
 from learner.replay import ReplayQueue
 from learner.weight_publisher import ZmqWeightPublisher
-from tests.test_messages import make_group
+from tests.test_messages import admission_for_made_groups, make_group
 from wire.curve import generate_keys, load_keys
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ def keys(tmp_path_factory):
     assert made.returncode == 0, made.stderr
     assert (ours / "server.key_secret").stat().st_mode & 0o077 == 0  # secrets: owner only
     generate_keys(theirs)
-    return load_keys(str(ours)), load_keys(str(theirs))
+    return load_keys(str(ours), actor_id=0), load_keys(str(theirs), actor_id=0)
 
 
 def delivered(queue: ReplayQueue, client: ReplayClient, position: int, wait_s: float) -> bool:
@@ -44,7 +44,7 @@ def delivered(queue: ReplayQueue, client: ReplayClient, position: int, wait_s: f
 
 def test_the_replay_socket_takes_only_the_admitted_key(keys):
     ours, theirs = keys
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, keys=ours)
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups(), keys=ours)
     clients = {"ours": ReplayClient([queue.endpoint], ours), "theirs": ReplayClient([queue.endpoint], theirs),
                "plain": ReplayClient([queue.endpoint])}
     try:
@@ -64,9 +64,9 @@ def test_a_client_with_the_servers_key_but_an_unknown_own_key_is_refused(keys, t
     ours, _ = keys
     stranger = tmp_path / "stranger"
     generate_keys(stranger)
-    impostor = load_keys(str(stranger))
+    impostor = load_keys(str(stranger), actor_id=0)
     impostor = type(impostor)(ours.server_public, None, impostor.client_public, impostor.client_secret, str(stranger))
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, keys=ours)
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups(), keys=ours)
     client = ReplayClient([queue.endpoint], impostor)
     try:
         assert not delivered(queue, client, 0, wait_s=2)
@@ -101,6 +101,36 @@ def test_keys_are_never_overwritten_and_a_missing_file_is_named(tmp_path):
     generate_keys(tmp_path)
     with pytest.raises(FileExistsError, match="server.key_secret exists"):
         generate_keys(tmp_path)
-    (tmp_path / "client.key").unlink()
-    with pytest.raises(FileNotFoundError, match="lacks client.key: make keys with `python launch.py keys"):
-        load_keys(str(tmp_path))
+    (tmp_path / "clients" / "client.key").unlink()
+    with pytest.raises(FileNotFoundError, match="lacks clients/client.key: make keys with `python launch.py keys"):
+        load_keys(str(tmp_path), actor_id=0)
+    load_keys(str(tmp_path))  # the learner needs no client pair
+
+
+def test_the_servers_own_pair_is_no_client(keys):
+    ours, _ = keys
+    server_as_client = type(ours)(ours.server_public, None, ours.server_public, ours.server_secret, ours.directory)
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups(), keys=ours)
+    client = ReplayClient([queue.endpoint], server_as_client)
+    try:
+        assert not delivered(queue, client, 0, wait_s=2)
+    finally:
+        client.close()
+        queue.close()
+
+
+def test_an_actor_with_its_own_pair_gets_in_with_it_and_the_others_keep_the_shared_one(tmp_path):
+    made = subprocess.run([sys.executable, "launch.py", "keys", f"out={tmp_path}", "actors=2"], cwd=REPO, capture_output=True, text=True, check=False)
+    assert made.returncode == 0, made.stderr
+    server = load_keys(str(tmp_path))
+    first, shared = load_keys(str(tmp_path), actor_id=1), load_keys(str(tmp_path), actor_id=5)
+    assert first.client_public != shared.client_public
+    assert shared.client_public == (tmp_path / "clients" / "client.key").read_bytes().split(b'public-key = "')[1][:40]
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups(), keys=server)
+    clients = [ReplayClient([queue.endpoint], keys) for keys in (first, shared)]
+    try:
+        assert delivered(queue, clients[0], 0, wait_s=5) and delivered(queue, clients[1], 1, wait_s=5)
+    finally:
+        for client in clients:
+            client.close()
+        queue.close()

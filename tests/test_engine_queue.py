@@ -75,3 +75,21 @@ def test_a_failing_job_fails_its_caller_only():
         return await queue.training(lambda: "still working")
 
     assert asyncio.run(scenario()) == "still working"
+
+
+def test_a_job_whose_caller_has_gone_is_dropped_before_it_runs():
+    # A client that disconnects cancels its request (Ray Serve cancels the handler): the job
+    # waiting for the engine must not run, so a queue of abandoned requests costs nothing.
+    async def scenario():
+        queue = EngineQueue(live_burst=1, max_live_waiting=4)
+        release, ran = threading.Event(), []
+        first = await _hold(queue, release)
+        abandoned = asyncio.ensure_future(queue.live(lambda: ran.append("abandoned")))
+        kept = asyncio.ensure_future(queue.live(lambda: ran.append("kept") or "ok"))
+        await asyncio.sleep(0.01)
+        abandoned.cancel()
+        release.set()
+        await first
+        return await kept, ran
+
+    assert asyncio.run(scenario()) == ("ok", ["kept"])

@@ -13,19 +13,22 @@ from tests.test_launch import short_run
 
 @pytest.mark.integration
 def test_a_soak_survives_every_fault_and_loses_nothing(tmp_path, run_launch):
-    """One of each fault, staggered: garbage frames at 5 s, an actor killed at 15 s, a reasoner
-    replica killed at 25 s; the soak runs 30 s and then waits for the last recoveries."""
+    """One of each fault, staggered: garbage frames at 5 s, poison groups at 10 s, an actor killed
+    at 15 s, a reasoner replica killed at 25 s; the soak runs 30 s and then waits for the last
+    recoveries."""
     soak_dir = tmp_path / "soak"
     args = [
         "soak", f"out={soak_dir}", *short_run(tmp_path, steps=1)[1:],
         "soak.duration_s=30", "soak.first_fault_s=5",
         "soak.actor_kill_every_s=1000", "soak.replica_kill_every_s=1000", "soak.garbage_every_s=1000",
+        "soak.poison_every_s=1000",
     ]
     code, out = run_launch(args).finish(timeout=900)
     assert code == 0, out[-3000:]
     report = json.loads((soak_dir / "soak.json").read_text())
-    # garbage_frames() sends 4 frames the queue must refuse, then one too large for it.
-    injected = {"malformed_frame": 4, "oversized_frame": 1, "actor_death": 1, "replica_death": 1}
+    # garbage_frames() sends 4 frames the queue must refuse, then one too large for it; the
+    # poison, one group of each of the 7 classes the queue refuses for their meaning.
+    injected = {"malformed_frame": 4, "oversized_frame": 1, "poison_group": 7, "actor_death": 1, "replica_death": 1}
     assert report["faults_injected_by_kind"] == injected
     assert report["faults_injected"] == report["faults_survived"] == sum(injected.values())
     assert report["faults_not_survived"] == {}

@@ -179,6 +179,9 @@ def test_the_scoring_endpoint_and_health_keep_working(service):
     assert scored.status_code == 200, scored.text
     assert len(scored.json()["rewards"]) == 2 and all(0 <= r <= 1 for r in scored.json()["rewards"])
     assert requests.post(f"{service.base}/reasoner", json=body, timeout=30).status_code == 401
+    many = {**body, "captions": ["top left: a red circle."] * 65}  # serve.api.max_captions is 64
+    refused = requests.post(f"{service.base}/reasoner", json=many, headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+    assert refused.status_code == 400 and "65 captions in one request, at most 64" in refused.json()["error"]["message"]
     assert requests.get(f"{service.base}/health", timeout=10).json()["status"] == "ok"
     assert "<title>Caption, then reason</title>" in requests.get(service.base, timeout=10).text
 

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from actors.weight_tensors import named_tensors
+from learner.admission import GroupAdmission, GroupBounds, ImageCheck
 from learner.weight_publisher import weight_update
 from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
 from wire.buffers import MalformedMessage, pack_array
@@ -66,6 +67,13 @@ def make_group(rewards=(1.0, 0.0), image_bytes: int = 8, prompt_position: int = 
             weight_updates=4, weight_updates_rejected=0, policy_version=5,
         ),
     )
+
+
+def admission_for_made_groups(images: bool = True, version: int = 10, **bounds) -> GroupAdmission:
+    """What `make_group`'s groups pass: 2 completions of at most 8 tokens, ids below 100, rewards
+    in [0, 1], versions up to `version`, the tiny PNG (no pad tokens in the prompt for it)."""
+    limits = GroupBounds(**{"group_size": 2, "max_completion_tokens": 8, "reward_floor": 0.0, **bounds})
+    return GroupAdmission(limits, 100, lambda: version, ImageCheck(99, lambda image: 0) if images else None)
 
 
 def test_group_round_trip_keeps_every_field():

@@ -91,8 +91,10 @@ def common(cache) -> list[str]:
         f"task.cache_dir={cache}", *TINY_TASK_OVERRIDES, "eval.at_end=false", "seed=3",
         "rollout.group_size=4", "rollout.prompts_per_call=1", "rollout.sampling.max_new_tokens=12",
         "learner.groups_per_step=2", "learner.max_staleness=0",
-        # Sockets every node reaches: they bind all of the learner node's addresses.
+        # Sockets every node reaches: they bind all of the learner node's addresses, without
+        # CURVE inside the test's own namespaces (tests/test_curve.py covers CURVE).
         "learner.replay.host=0.0.0.0", "learner.weight_sync.host=0.0.0.0",
+        "learner.replay.allow_insecure=true", "learner.weight_sync.allow_insecure=true",
     ]
 
 
@@ -107,6 +109,7 @@ def test_roles_on_three_nodes_train_with_pushed_weights_and_serve_people(cluster
             "learner.num_ranks=2", "learner.zero_stage=3", "learner.num_cpus=0.25",
             "learner.placement.resources.learner_slot=1", "learner.placement.per_node=1",
             "serve.live=true", f"serve.http_host={cluster.address(HEAD)}", f"serve.http_port={HTTP_PORT}",
+            "serve.api.allow_insecure=true",
         ], timeout=900)
         answered, errors = person.communicate(timeout=120)
     finally:

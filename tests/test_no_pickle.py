@@ -16,7 +16,7 @@ import pytest
 
 from actors.replay_client import ReplayClient
 from learner.replay import ReplayQueue
-from tests.test_messages import make_group
+from tests.test_messages import admission_for_made_groups, make_group
 from wire.weights import RawTensor, WeightUpdate, decode_weight_update, encode_weight_update
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +88,7 @@ def unpickling_forbidden(monkeypatch):
 
 
 def test_a_replay_round_trip_unpickles_nothing(unpickling_forbidden):
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=4, capacity_bytes=2**20)
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=4, capacity_bytes=2**20, admission=admission_for_made_groups())
     client = ReplayClient([queue.endpoint])
     try:
         asyncio.run(client.send(make_group()))

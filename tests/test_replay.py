@@ -8,12 +8,12 @@ import zmq
 
 from actors.replay_client import ReplayClient
 from learner.replay import ReplayQueue
-from tests.test_messages import make_group, png_declaring
+from tests.test_messages import admission_for_made_groups, make_group, png_declaring
 from wire.scored_group import encode_group
 
 
 def test_groups_arrive_and_a_malformed_frame_is_counted_not_fatal():
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20)
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups())
     try:
         raw = zmq.Context.instance().socket(zmq.PUSH)
         raw.connect(queue.endpoint)
@@ -38,7 +38,7 @@ def test_groups_arrive_and_a_malformed_frame_is_counted_not_fatal():
 
 def test_a_full_queue_holds_senders_back_instead_of_growing():
     capacity = 2
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=capacity, capacity_bytes=2**30)
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=capacity, capacity_bytes=2**30, admission=admission_for_made_groups())
     client = ReplayClient([queue.endpoint])
 
     async def send_many(count: int) -> int:
@@ -74,7 +74,7 @@ def test_the_byte_bound_holds_large_groups_back_but_always_lets_one_in():
     group = make_group(image_bytes=100_000)
     frame = len(encode_group(group))
     # Room for two frames but not three; the group bound is far away.
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=100, capacity_bytes=2 * frame + frame // 2)
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=100, capacity_bytes=2 * frame + frame // 2, admission=admission_for_made_groups())
     client = ReplayClient([queue.endpoint])
     try:
         for position in range(5):
@@ -90,7 +90,7 @@ def test_the_byte_bound_holds_large_groups_back_but_always_lets_one_in():
         client.close()
         queue.close()
     # A single group larger than the whole bound still gets through (else the run would stall).
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=4, capacity_bytes=frame // 2)
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=4, capacity_bytes=frame // 2, admission=admission_for_made_groups())
     client = ReplayClient([queue.endpoint])
     try:
         asyncio.run(client.send(group))
@@ -103,7 +103,7 @@ def test_the_byte_bound_holds_large_groups_back_but_always_lets_one_in():
 def test_a_group_arriving_twice_is_dropped_and_counted():
     # The same actor's same prompt position twice (a restarted actor regenerating a group that
     # was still on its way): the first is kept, the second dropped; the positions are recorded.
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20)
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups())
     client = ReplayClient([queue.endpoint])
     try:
         for position in (0, 1, 1, 3):
@@ -125,7 +125,7 @@ def test_a_group_whose_image_is_corrupt_or_a_bomb_is_refused_with_its_reason():
     good = make_group(prompt_position=0)
     broken = bytearray(good.image_png)
     broken[20] ^= 0xFF  # inside the header chunk: its checksum no longer holds
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20)
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups())
     client = ReplayClient([queue.endpoint])
     try:
         for position, image in enumerate((bytes(broken), png_declaring(20_000, 20_000), good.image_png), start=1):
@@ -140,7 +140,7 @@ def test_a_group_whose_image_is_corrupt_or_a_bomb_is_refused_with_its_reason():
 def test_a_text_policys_queue_takes_groups_without_an_image_and_refuses_one_with():
     # policy.role=reasoner: the reasoner reads text only, so its groups carry no image.
     image = make_group().image_png
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, images=False)
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups(images=False))
     client = ReplayClient([queue.endpoint])
     try:
         for position, png in enumerate((image, b""), start=1):

@@ -8,6 +8,7 @@ collective). First against plain-Python group members at the edge, then into a r
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -134,6 +135,33 @@ def test_a_publish_an_actor_never_acknowledges_times_out_naming_it():
         with pytest.raises(TimeoutError, match=r"actors \[1\] to acknowledge"):
             publisher.publish(1, {"w": torch.zeros(2)})
     finally:
+        publisher.close()
+
+
+def test_stray_control_frames_are_skipped_and_counted_and_the_group_still_forms():
+    """A garbage frame, a Hello from an id that is no actor of the run, a second Hello for actor 0
+    from another socket, a forged error Ack: none stops the group forming or the publish."""
+    publisher = _publisher(receivers=1)
+    endpoint = publisher.source().endpoints[0]
+    stray = zmq.Context.instance().socket(zmq.DEALER)
+    stray.connect(endpoint)
+    try:
+        stray.send(b"\x00not msgpack\x1b[31m")
+        stray.send(encode_message(Hello(actor_id=7, workers=1)))
+        stray.send(encode_message(Ack(actor_id=0, error="forged: stop the run")))
+        member = _Member(endpoint, 0)
+        member.start()
+        # The stray socket's Hello for actor 0 comes after the real one's.
+        deadline = time.monotonic() + TIMEOUT_S
+        while not publisher._receivers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stray.send(encode_message(Hello(actor_id=0, workers=1)))
+        publisher.publish(1, {"w": torch.arange(3.0)})
+        assert [version for version, _ in member.received] == [1]
+        assert torch.equal(member.received[0][1]["w"], torch.arange(3.0))
+        assert publisher.rejected == 4
+    finally:
+        stray.close(linger=0)
         publisher.close()
 
 

@@ -95,6 +95,12 @@ def vision_inputs(processor: Any, image: Image.Image) -> tuple[torch.Tensor, tor
     return encoded["pixel_values"], encoded["image_grid_thw"]
 
 
+def image_pad_tokens(processor: Any, image: Image.Image) -> int:
+    """How many pad tokens `image` expands to in a prompt: its patch grid, merged."""
+    _, grid_thw = vision_inputs(processor, image)
+    return int(grid_thw.prod()) // processor.image_processor.merge_size**2
+
+
 def mm_token_type_ids(input_ids: torch.Tensor, image_token_id: int) -> torch.Tensor:
     """1 where a token stands for a vision token of an image, 0 elsewhere (the processor's convention).
 

@@ -36,8 +36,9 @@ def unpack_array(obj: Any, name: str, dtype: str, ndim: int | None = None) -> np
     if obj["dtype"] != dtype:
         raise MalformedMessage(f"field {name!r} has dtype {obj['dtype']!r}, expected {dtype!r}")
     shape = obj["shape"]
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise MalformedMessage(f"field {name!r} has an invalid shape {shape!r}")
+    # type(), not isinstance: a boolean is an int to Python, and True passed for a dimension.
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise MalformedMessage(f"field {name!r} has an invalid shape {excerpt(repr(shape))}")
     if ndim is not None and len(shape) != ndim:
         raise MalformedMessage(f"field {name!r} has {len(shape)} dimensions, expected {ndim}")
     data = obj["data"]
@@ -53,16 +54,52 @@ def pack(message: dict[str, Any]) -> bytes:
     return msgpack.packb(message, use_bin_type=True)
 
 
+# A frame's decoded containers may hold this many entries in all, plus one per BYTES_PER_ITEM of
+# the frame: a few per tensor name and shape in a weight header, a few dozen in a group. Each
+# entry is a Python object of 30-60 bytes however few bytes encoded it (an empty list is one
+# byte), so without a count a frame of nested empty lists decodes to ~60x its size.
+BASE_ITEMS = 1024
+BYTES_PER_ITEM = 16
+
+
+class _TooManyItems(Exception):
+    pass
+
+
 def unpack(frame: bytes, what: str) -> dict[str, Any]:
-    """Decode a msgpack map; anything else is a MalformedMessage naming `what` was expected."""
+    """Decode a msgpack map; anything else is a MalformedMessage naming `what` was expected.
+    Decoding stops once its containers hold more entries than the frame's size allows."""
+    budget = BASE_ITEMS + len(frame) // BYTES_PER_ITEM
+    seen = 0
+
+    def counted(container):
+        nonlocal seen
+        seen += len(container)
+        if seen > budget:
+            raise _TooManyItems
+        return container
+
     try:
-        # unpackb bounds every length field by the frame's own size, so no field can claim more.
-        obj = msgpack.unpackb(frame, raw=False, strict_map_key=True, use_list=True)
+        # unpackb bounds every length field by the frame's own size, so no field can claim more;
+        # the hooks count what the containers hold (each is at most `budget` long itself).
+        obj = msgpack.unpackb(
+            frame, raw=False, strict_map_key=True, use_list=True, list_hook=counted, object_hook=counted,
+            max_array_len=budget, max_map_len=budget,
+        )
+    except _TooManyItems:
+        raise MalformedMessage(f"a {what} frame of {len(frame)} bytes holds more than {budget} entries") from None
     except Exception as err:  # msgpack raises several unrelated types for bad bytes
-        raise MalformedMessage(f"not a msgpack {what}: {type(err).__name__}: {err}") from None
+        raise MalformedMessage(f"not a msgpack {what}: {type(err).__name__}: {excerpt(str(err))}") from None
     if not isinstance(obj, dict):
         raise MalformedMessage(f"a {what} must be a msgpack map, got {type(obj).__name__}")
     return obj
+
+
+def excerpt(text: str, limit: int = 200) -> str:
+    """At most `limit` characters of `text` (a peer's data, quoted in a log line or an error),
+    control characters escaped so that nothing sent can forge or break a log line."""
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text[: limit + 1])
+    return shown[:limit] + "..." if len(shown) > limit else shown
 
 
 def require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:

@@ -15,6 +15,11 @@ from wire.buffers import MalformedMessage, pack, require, unpack
 
 SCHEMA_VERSION = 1
 WHAT = "WeightUpdate"
+# ZeroMQ topics (each update's first frame): a published version goes to every subscriber under
+# UPDATE_TOPIC; the newest one is sent again to a subscriber that just joined, under the topic it
+# alone subscribed to (CATCH_UP_PREFIX + a random name), so joining costs the others nothing.
+UPDATE_TOPIC = b"update"
+CATCH_UP_PREFIX = b"catch-up/"
 # Element sizes of the dtypes a weight may travel as.
 WEIGHT_DTYPES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
