@@ -80,8 +80,8 @@ def test_an_image_over_the_pixel_bound_is_refused_before_decoding():
         ("https://example.invalid/cat.png", "remote image URLs are refused"),
         ("data:image/png;base64,@@@", "not valid base64"),
         ("data:text/plain;base64,aGk=", "data:image/<type>;base64"),
-        (_data_url(b"not an image at all"), "no readable image"),
-        (_data_url(_png(30, 20)[:60]), "no readable image"),  # cut short
+        (_data_url(b"not an image at all"), "no readable PNG/JPEG/WEBP/GIF image"),
+        (_data_url(_png(30, 20)[:60]), "no readable PNG/JPEG/WEBP/GIF image"),  # cut short
         ("file:///etc/passwd", "must be a data: URL"),
     ],
 )
