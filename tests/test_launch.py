@@ -184,6 +184,6 @@ def test_infer_refuses_a_file_that_is_no_image_before_starting_anything(run_laun
     not_image = tmp_path / "notes.png"
     not_image.write_text("plain text")
     code, out = run_launch(["infer", "--image", str(not_image), "--question", "q"]).finish(timeout=60)
-    assert code == 2 and "no readable image" in out
+    assert code == 2 and "no readable PNG/JPEG/WEBP/GIF image" in out
     code, out = run_launch(["infer", "--image", str(tmp_path / "absent.png"), "--question", "q"]).finish(timeout=60)
     assert code == 2 and "no image file at" in out
