@@ -113,7 +113,7 @@ class BroadcastWeightPublisher(WeightPublisher):
             identity, message = self._receive(f"{receivers - len(self._receivers)} of {receivers} actors to say Hello")
             if isinstance(message, Hello):
                 self._receivers[identity] = message
-            else:
+            elif message is not None:
                 self._skip(f"a {type(message).__name__} before the group formed")
         world_size = 1 + sum(hello.workers for hello in self._receivers.values())
         shared, join_rank0 = self._rendezvous(world_size)
@@ -178,23 +178,24 @@ class BroadcastWeightPublisher(WeightPublisher):
             raise RuntimeError("weight broadcast failed on " + "; ".join(errors))
 
     def _receive(self, waiting_for: str):
-        """The next message from one of the run's actors; anything else is skipped (module doc)."""
+        """(identity, the next message) from one of the run's actors, or (identity, None) for a
+        frame skipped (module doc): the caller's own wait decides whether to read on."""
         deadline = time.monotonic() + self._timeout_s
-        while True:
-            while not self._socket.poll(_POLL_S * 1000):
-                if self._closing.is_set():
-                    raise RuntimeError(f"weight broadcast closed while waiting for {waiting_for}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"weight broadcast: waited {self._timeout_s}s for {waiting_for}")
-            parts = self._socket.recv_multipart()
-            try:
-                if len(parts) != 2:
-                    raise MalformedMessage(f"a control frame has {len(parts) - 1} parts, expected 1")
-                identity, message = parts[0], decode_message(parts[1])
-                self._check_sender(identity, message)
-                return identity, message
-            except MalformedMessage as err:
-                self._skip(str(err))
+        while not self._socket.poll(_POLL_S * 1000):
+            if self._closing.is_set():
+                raise RuntimeError(f"weight broadcast closed while waiting for {waiting_for}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"weight broadcast: waited {self._timeout_s}s for {waiting_for}")
+        parts = self._socket.recv_multipart()
+        try:
+            if len(parts) != 2:
+                raise MalformedMessage(f"a control frame has {len(parts) - 1} parts, expected 1")
+            identity, message = parts[0], decode_message(parts[1])
+            self._check_sender(identity, message)
+            return identity, message
+        except MalformedMessage as err:
+            self._skip(str(err))
+            return parts[0], None
 
     def _check_sender(self, identity: bytes, message) -> None:
         hello = self._receivers.get(identity)
