@@ -667,7 +667,8 @@ def check_curve_keys(config: TrainConfig) -> None:
         from wire.curve import load_keys
 
         try:
-            load_keys(config.curve.keys_dir)
+            for actor_id in range(config.rollout.num_actors):  # the learner's pair, and each actor's
+                load_keys(config.curve.keys_dir, actor_id)
         except (OSError, ValueError) as err:
             raise ConfigError(str(err)) from None
 

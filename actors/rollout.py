@@ -268,7 +268,8 @@ class RolloutActor:
             if update is None or update.version <= self.engine.policy_version:
                 return  # none, or older than the weights in use: a slow actor's skipped version
             try:
-                check_weight_update(update, self.policy_shapes, self.engine.policy_version)
+                # A pass over every value (isfinite): seconds for a large model, off the event loop.
+                await asyncio.to_thread(check_weight_update, update, self.policy_shapes, self.engine.policy_version)
             except MalformedMessage as err:
                 self.updates_refused += 1
                 log.warning("actor %d refused a weight update and keeps its weights: %s", self.setup.actor_id, excerpt(str(err), 300))

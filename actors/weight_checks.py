@@ -3,8 +3,8 @@
 The decoder (`wire.weights`) checks that the frames are a well-formed update. Loading one that
 is well-formed but wrong would break the engine or silently change the policy: a name the policy
 does not have, a tensor of another shape (a copy would broadcast a [1, N] tensor over an [M, N]
-parameter), a NaN, a version that is not newer (or so far ahead that every later real one
-would look old, and the group's int32 token versions would overflow). Each is refused here,
+parameter), a NaN, a version that is not newer or past int32 (the groups' token versions are
+int32). Each is refused here,
 counted (`rollout/weight_updates_rejected`), and the actor keeps its weights and serving.
 
 The shapes are those of the policy's model class built from its checkpoint's config on the meta

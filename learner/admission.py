@@ -109,7 +109,8 @@ class GroupAdmission:
             raise Refused("completion_length", f"a completion of {longest} tokens, the policy samples at most {bounds.max_completion_tokens}")
         low, high = float(group.rewards.min()), float(group.rewards.max())
         # float32 on the wire: a reward at a bound may come back a rounding off it.
-        if low < bounds.reward_floor - 1e-4 or high > bounds.reward_ceiling + 1e-4:
+        slack = 1e-4 * max(1.0, abs(bounds.reward_floor))
+        if low < bounds.reward_floor - slack or high > bounds.reward_ceiling + slack:
             raise Refused("reward", f"rewards in [{low:.4g}, {high:.4g}], the run's lie in [{bounds.reward_floor:.4g}, {bounds.reward_ceiling:.4g}]")
 
     def _check_image(self, group: ScoredGroup) -> None:

@@ -37,7 +37,9 @@ def load_latest_checkpoint(engine, run_dir: Path, rank: int) -> dict:
     path, client_state = engine.load_checkpoint(str(directory))
     if path is None:
         raise FileNotFoundError(f"cannot resume: DeepSpeed could not load the checkpoint named by {directory / 'latest'}")
-    _set_random_state(load_random_state(Path(path).parent / f"random_state_rank{rank}.pt"))
+    state = load_random_state(Path(path).parent / f"random_state_rank{rank}.pt")
+    if state is not None:
+        _set_random_state(state)
     log.info("resumed from %s at policy version %d", path, client_state["policy_version"])
     return client_state
 
@@ -58,11 +60,15 @@ def _random_state() -> dict:
     return state
 
 
-def load_random_state(path: Path) -> dict:
+def load_random_state(path: Path) -> dict | None:
+    """The random state saved at `path`; None (logged) for a file holding more than tensors and
+    numbers, as those saved before the state was kept so: the resume goes on with fresh streams."""
     try:
         return torch.load(path, weights_only=True)
     except pickle.UnpicklingError as err:
-        raise ValueError(f"{path} holds objects beyond tensors and numbers (saved by an older version?): {err}") from None
+        log.warning("%s holds objects beyond tensors and numbers (saved by an older version?), so it is not loaded: "
+                    "the resumed run draws fresh random streams (%s)", path, str(err).splitlines()[0])
+        return None
 
 
 def _set_random_state(state: dict) -> None:

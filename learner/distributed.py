@@ -12,7 +12,7 @@ import torch
 from configs.schema import LearnerConfig
 from wire.gloo import listening_socket, local_address_towards, rendezvous_store
 
-# The process group's store and rank 0's server socket: alive as long as the process.
+# The process group's store: alive as long as the process.
 _held: list = []
 
 
@@ -55,7 +55,7 @@ def init_process_group(info: RankInfo) -> None:
         listener = listening_socket(info.master_addr, info.master_port) if info.rank == 0 else None
         store = rendezvous_store(info.master_addr, info.master_port, info.world_size, timeout, listener)
         torch.distributed.init_process_group(backend, store=store, rank=info.rank, world_size=info.world_size, timeout=timeout)
-        _held.append((store, listener))
+        _held.append(store)
     deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
 
 

@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import zmq
-from learner.admission import GroupAdmission
+from learner.admission import GroupAdmission, Refused
 from wire.buffers import MalformedMessage, excerpt
 from wire.curve import CurveKeys
 from wire.progress import ShardProgress
@@ -92,7 +92,8 @@ class ReplayQueue:
             group = decode_group(frame)  # copies only what it keeps
             self.admission.check(group)
         except Exception as err:  # any frame, however it fails, is that frame's problem alone
-            self._reject(len(frame), getattr(err, "reason", "malformed" if isinstance(err, MalformedMessage) else "error"), err)
+            reason = err.reason if isinstance(err, Refused) else "malformed" if isinstance(err, MalformedMessage) else "error"
+            self._reject(len(frame), reason, err)
             return
         with self._changed:
             first = self._received.setdefault(group.actor_id, ShardProgress()).add(group.prompt_position)
@@ -110,6 +111,11 @@ class ReplayQueue:
             self.counters.rejected_by_reason[reason] = self.counters.rejected_by_reason.get(reason, 0) + 1
         what = str(err) if isinstance(err, MalformedMessage) else f"{type(err).__name__}: {err}"
         log.warning("replay queue rejected a frame (%d bytes, %s): %s", nbytes, reason, excerpt(what, 300))
+
+    def counters_snapshot(self) -> dict:
+        """The counters as a plain dict, taken under the lock (the receiver thread adds reasons)."""
+        with self._changed:
+            return {**vars(self.counters), "rejected_by_reason": dict(self.counters.rejected_by_reason)}
 
     def received(self, actor_id: int) -> ShardProgress:
         """The prompt positions that have arrived from `actor_id` (a copy)."""

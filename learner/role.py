@@ -331,7 +331,7 @@ class LearnerRank:
             gate = ray.get(self.gate.stats.remote()) if self.gate is not None else GateStats(0, 0, 0)
             state.update(
                 ledger=self.ledger.to_state(),
-                replay=vars(self.replay.counters).copy(),
+                replay=self.replay.counters_snapshot(),
                 gate=vars(gate).copy(),
                 actor_counters={str(a): list(vars(c).values()) for a, c in self.actor_counters.items()},
             )

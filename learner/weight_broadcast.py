@@ -109,8 +109,9 @@ class BroadcastWeightPublisher(WeightPublisher):
             self._formed.set_exception(err)
 
     def _form_group(self, receivers: int) -> TrainerGroup:
+        deadline = time.monotonic() + self._timeout_s  # for the whole wait: skipped frames do not extend it
         while len(self._receivers) < receivers:
-            identity, message = self._receive(f"{receivers - len(self._receivers)} of {receivers} actors to say Hello")
+            identity, message = self._receive(f"{receivers - len(self._receivers)} of {receivers} actors to say Hello", deadline)
             if isinstance(message, Hello):
                 self._receivers[identity] = message
             elif message is not None:
@@ -167,9 +168,9 @@ class BroadcastWeightPublisher(WeightPublisher):
 
     def _await_acks(self, already: set[int] = frozenset()) -> None:
         waiting = {hello.actor_id for hello in self._receivers.values()} - already
-        errors = []
+        errors, deadline = [], time.monotonic() + self._timeout_s
         while waiting:
-            _, message = self._receive(f"actors {sorted(waiting)} to acknowledge")
+            _, message = self._receive(f"actors {sorted(waiting)} to acknowledge", deadline)
             if isinstance(message, Ack) and message.actor_id in waiting:
                 waiting.discard(message.actor_id)
                 if message.error:
@@ -177,10 +178,11 @@ class BroadcastWeightPublisher(WeightPublisher):
         if errors:
             raise RuntimeError("weight broadcast failed on " + "; ".join(errors))
 
-    def _receive(self, waiting_for: str):
+    def _receive(self, waiting_for: str, deadline: float | None = None):
         """(identity, the next message) from one of the run's actors, or (identity, None) for a
-        frame skipped (module doc): the caller's own wait decides whether to read on."""
-        deadline = time.monotonic() + self._timeout_s
+        frame skipped (module doc): the caller's own wait decides whether to read on. Raises
+        TimeoutError past `deadline` (default: timeout_s from now)."""
+        deadline = deadline if deadline is not None else time.monotonic() + self._timeout_s
         while not self._socket.poll(_POLL_S * 1000):
             if self._closing.is_set():
                 raise RuntimeError(f"weight broadcast closed while waiting for {waiting_for}")
@@ -202,8 +204,10 @@ class BroadcastWeightPublisher(WeightPublisher):
         if isinstance(message, Hello):
             if message.actor_id not in self._expected_ids:
                 raise MalformedMessage(f"a Hello from actor {message.actor_id}, not one of the run's {len(self._expected_ids)}")
-            if hello is None and any(h.actor_id == message.actor_id for h in self._receivers.values()):
+            if any(h.actor_id == message.actor_id for other, h in self._receivers.items() if other != identity):
                 raise MalformedMessage(f"a second Hello for actor {message.actor_id} from another socket")
+            if hello is not None and hello.actor_id != message.actor_id:
+                raise MalformedMessage(f"a Hello for actor {message.actor_id} from the socket of actor {hello.actor_id}")
         elif hello is None or getattr(message, "actor_id", hello.actor_id) != hello.actor_id:
             raise MalformedMessage(f"a {type(message).__name__} from a socket that is no actor of the group")
 

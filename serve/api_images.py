@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import http.client
 import io
 
 from PIL import Image, UnidentifiedImageError
@@ -62,7 +63,7 @@ def _download(url: str, max_bytes: int) -> bytes:
         data = download(url, max_bytes)
     except RefusedAddress as err:
         raise ApiError(400, f"image_url is refused: {err}", param="image_url") from None
-    except OSError as err:
+    except (OSError, http.client.HTTPException, UnicodeError, ValueError) as err:  # a bad URL or reply, too
         raise ApiError(400, f"image_url could not be fetched: {str(err)[:200]}", param="image_url") from None
     if len(data) > max_bytes:
         raise ApiError(413, f"image at image_url is over {max_bytes} bytes", param="image_url")

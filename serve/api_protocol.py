@@ -41,11 +41,11 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
 
 
-def internal_error(path: str) -> ApiError:
-    """A 500 for the failure being handled: logged with its traceback under a new error id, which
-    is all the client hears (exception text can name files, models, keys)."""
+def internal_error(path: str, error: BaseException | None = None) -> ApiError:
+    """A 500 for `error` (default: the one being handled): logged with its traceback under a new
+    error id, which is all the client hears (exception text can name files, models, keys)."""
     error_id = uuid.uuid4().hex[:12]
-    log.exception("request to %s failed (error id %s)", path, error_id)
+    log.error("request to %s failed (error id %s)", path, error_id, exc_info=error or True)
     return ApiError(500, f"internal error (error id {error_id}); the server's log has the details", kind="server_error")
 
 

@@ -23,6 +23,7 @@ from serve.api_protocol import (
     chunk,
     error_event,
     images_of,
+    internal_error,
     model_card,
     new_completion_id,
     text_of,
@@ -161,7 +162,7 @@ class ChatService:
                     sent += value
                     yield chunk(cid, model, [(0, {"content": value}, None)])
                 elif kind == "error":
-                    yield error_event(value if isinstance(value, ApiError) else ApiError(500, f"{type(value).__name__}: {value}", kind="server_error"))
+                    yield error_event(value if isinstance(value, ApiError) else internal_error(f"/v1/chat/completions ({model}, streamed)", value))
                 elif kind == "description":
                     prompt_tokens, completion_tokens = prompt_tokens + value.prompt_tokens, completion_tokens + value.completion_tokens
                     yield chunk(cid, model, [(0, {"caption": value.caption, "tentative_answer": value.tentative_answer}, None)])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from learner.gate import GateStats
 from supervisor.faults import FaultLog
+from supervisor.poison import POISON_CLASSES
 
 
 def run_summary(accounting: dict, gate: GateStats, faults: FaultLog) -> dict:
@@ -23,9 +24,12 @@ def run_summary(accounting: dict, gate: GateStats, faults: FaultLog) -> dict:
         return sum(counters[name] for counters in actors)
 
     survived = dict(faults.survived)
-    # Frames that did not decode, against well-formed groups refused for what they meant.
+    # Frames that did not decode, against well-formed groups refused for what they meant: those
+    # are poison survived only where a soak sent poison, each class up to what it sent of that class.
     by_reason = accounting.get("frames_rejected_by_reason", {})
     malformed = by_reason.get("malformed", 0) + by_reason.get("error", 0) if by_reason else accounting["frames_rejected"]
+    per_class = faults.injected.get("poison_group", 0) // len(POISON_CLASSES)
+    poison = sum(min(by_reason.get(kind, 0), per_class) for kind in POISON_CLASSES)
     # Faults the roles absorbed themselves, counted where they happened.
     for kind, count in (
         ("scoring_retry", actor_total("score_failures")),
@@ -34,7 +38,7 @@ def run_summary(accounting: dict, gate: GateStats, faults: FaultLog) -> dict:
         ("judge_unparsed", actor_total("judge_unparsed")),
         ("format_timeout", actor_total("format_timeouts")),
         ("malformed_frame", malformed),
-        ("poison_group", accounting["frames_rejected"] - malformed),
+        ("poison_group", poison),
         ("duplicate_group", accounting["groups_dropped"]["duplicate"]),
         ("unreadable_record", actor_total("bad_records")),
         ("malformed_weight_update", actor_total("weight_updates_rejected")),
@@ -57,6 +61,9 @@ def run_summary(accounting: dict, gate: GateStats, faults: FaultLog) -> dict:
         "groups_buffered_at_end": accounting["groups_buffered_at_end"],
         "groups_lost": accounting["groups_lost"],
         "groups_duplicated": accounting["groups_duplicated"],
+        # Frames the replay queue refused, by reason (learner/admission.py): outside a soak, any
+        # other than "malformed" means a sender out of step with the run (README, Troubleshooting).
+        "frames_rejected_by_reason": by_reason,
         "faults_injected": sum(faults.injected.values()),
         "faults_injected_by_kind": dict(faults.injected),
         "faults_survived": sum(survived.values()),

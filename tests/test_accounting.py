@@ -66,6 +66,22 @@ def test_the_summary_adds_the_faults_each_role_absorbed_to_the_drivers():
     assert summary["faults_survived"] == 15 and summary["faults_injected"] == 1
 
 
+def test_poison_is_survived_per_class_and_only_where_a_soak_sent_it():
+    from supervisor.poison import POISON_CLASSES
+
+    # 2 malformed frames, every poison class refused once, and 3 more token_version refusals:
+    # real groups out of step with the run, never counted as poison survived.
+    by_reason = {"malformed": 2, **dict.fromkeys(POISON_CLASSES, 1), "token_version": 4}
+    accounting = _accounting(frames_rejected=2 + len(POISON_CLASSES) + 3, frames_rejected_by_reason=by_reason)
+    soak = FaultLog()
+    soak.inject("poison_group", "one of each class", count=len(POISON_CLASSES))
+    summary = run_summary(accounting, GateStats(0, 0, 0), soak)
+    assert summary["faults_survived_by_kind"]["poison_group"] == len(POISON_CLASSES)
+    assert summary["faults_survived_by_kind"]["malformed_frame"] == 2
+    assert summary["frames_rejected_by_reason"] == by_reason
+    assert "poison_group" not in run_summary(accounting, GateStats(0, 0, 0), FaultLog())["faults_survived_by_kind"]
+
+
 def test_the_soak_report_counts_a_fault_survived_only_up_to_what_was_injected():
     summary = run_summary(_accounting(frames_rejected=4), GateStats(0, 0, 0), FaultLog())
     summary["faults_injected_by_kind"] = {"malformed_frame": 4, "replica_death": 2}

@@ -188,3 +188,15 @@ def test_each_soak_poison_group_is_refused_for_its_own_class(images):
         with pytest.raises(Refused) as refused:
             admission.check(decode_group(encode_group(poison_group(spec, kind, 10**15 + position))))
         assert refused.value.reason == kind
+
+
+@pytest.mark.parametrize("tensors", [963, 40_000])  # a 72B dense model's, an MoE model's
+def test_weight_headers_of_large_models_decode_within_their_entry_budget(tensors):
+    from wire.broadcast import Round, decode_message, encode_message
+    from wire.weights import RawTensor, WeightUpdate, decode_weight_update, encode_weight_update
+
+    names = [f"model.layers.{i // 12}.mlp.experts.{i % 12}.down_proj.weight" for i in range(tensors)]
+    update = WeightUpdate(7, tuple(RawTensor(n, "bfloat16", (0, 8192), b"") for n in names))
+    assert len(decode_weight_update(encode_weight_update(update)).tensors) == tensors
+    round_ = Round(version=7, names=names, dtype_names=["bfloat16"] * tensors, shapes=[[8192, 29568]] * tensors)
+    assert decode_message(encode_message(round_)).names == names

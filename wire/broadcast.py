@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from wire.buffers import MalformedMessage, pack, require, unpack
-from wire.weights import WEIGHT_DTYPES
+from wire.weights import HEADER_BYTES_PER_ITEM, WEIGHT_DTYPES
 
 SCHEMA_VERSION = 1
 WHAT = "weight broadcast message"
@@ -55,7 +55,7 @@ def encode_message(message: Hello | Join | Round | Ack) -> bytes:
 
 
 def decode_message(frame: bytes) -> Hello | Join | Round | Ack:
-    obj = unpack(frame, WHAT)
+    obj = unpack(frame, WHAT, bytes_per_item=HEADER_BYTES_PER_ITEM)  # a Round lists every tensor
     if obj.pop("schema", None) != SCHEMA_VERSION:
         raise MalformedMessage(f"{WHAT} of another schema, expected {SCHEMA_VERSION}")
     kind = _KINDS.get(obj.pop("kind", None))

@@ -55,7 +55,7 @@ def pack(message: dict[str, Any]) -> bytes:
 
 
 # A frame's decoded containers may hold this many entries in all, plus one per BYTES_PER_ITEM of
-# the frame: a few per tensor name and shape in a weight header, a few dozen in a group. Each
+# the frame (a group holds a few dozen; headers of tensor names and shapes pass their own figure). Each
 # entry is a Python object of 30-60 bytes however few bytes encoded it (an empty list is one
 # byte), so without a count a frame of nested empty lists decodes to ~60x its size.
 BASE_ITEMS = 1024
@@ -66,10 +66,12 @@ class _TooManyItems(Exception):
     pass
 
 
-def unpack(frame: bytes, what: str) -> dict[str, Any]:
+def unpack(frame: bytes, what: str, bytes_per_item: int = BYTES_PER_ITEM) -> dict[str, Any]:
     """Decode a msgpack map; anything else is a MalformedMessage naming `what` was expected.
-    Decoding stops once its containers hold more entries than the frame's size allows."""
-    budget = BASE_ITEMS + len(frame) // BYTES_PER_ITEM
+    Decoding stops once its containers hold more entries than one per `bytes_per_item` of the
+    frame (plus BASE_ITEMS): a message made of many small entries (a weight header's names and
+    shapes: one per 13-15 bytes) passes a smaller figure."""
+    budget = BASE_ITEMS + len(frame) // bytes_per_item
     seen = 0
 
     def counted(container):

@@ -15,16 +15,14 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from wire.sockets import WILDCARDS
+
 
 def local_address_towards(address: str, port: int) -> str:
     """This host's address on the route to `address` (a UDP connect sends nothing)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.connect((address, port))
         return probe.getsockname()[0]
-
-
-# Bind addresses meaning "every interface".
-WILDCARDS = ("0.0.0.0", "*", "::", "")
 
 
 def listening_socket(host: str, port: int = 0) -> socket.socket:
@@ -39,17 +37,17 @@ def listening_socket(host: str, port: int = 0) -> socket.socket:
 
 
 def rendezvous_store(address: str, port: int, world_size: int, timeout: datetime.timedelta, listener: socket.socket | None) -> dist.TCPStore:
-    """The group's store: served on `listener` (rank 0), or reached at address:port (the others)."""
+    """The group's store: served on `listener` (rank 0), or reached at address:port (the others).
+    The store takes the listening socket's descriptor over (and closes it when destroyed)."""
     if listener is None:
         return dist.TCPStore(address, port, world_size, is_master=False, timeout=timeout)
-    return dist.TCPStore(address, port, world_size, is_master=True, timeout=timeout, wait_for_workers=False, master_listen_fd=listener.fileno())
+    return dist.TCPStore(address, port, world_size, is_master=True, timeout=timeout, wait_for_workers=False, master_listen_fd=listener.detach())
 
 
 @dataclass
 class GlooGroup:
     store: dist.TCPStore  # held: the group needs its store alive
     group: dist.ProcessGroupGloo
-    listener: socket.socket | None = None  # rank 0's: the store's server socket
 
     @classmethod
     def join(cls, address: str, port: int, rank: int, world_size: int, timeout_s: float, listener: socket.socket | None = None) -> GlooGroup:
@@ -64,7 +62,7 @@ class GlooGroup:
         # Gloo's default is the address the host name resolves to, often loopback, which peers
         # on other nodes cannot reach; the address that routes to rank 0 is one they can.
         options._devices = [dist.ProcessGroupGloo.create_device(hostname=local_address_towards(address, port))]
-        return cls(store, dist.ProcessGroupGloo(dist.PrefixStore("weights", store), rank, world_size, options), listener)
+        return cls(store, dist.ProcessGroupGloo(dist.PrefixStore("weights", store), rank, world_size, options))
 
     def broadcast(self, tensor: torch.Tensor) -> None:
         """Broadcast `tensor` in place from rank 0 (a CPU tensor)."""

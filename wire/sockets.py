@@ -7,13 +7,13 @@ import zmq
 from wire.curve import CurveKeys, connect_securely, serve_securely, start_authenticator
 
 # Bind addresses meaning "every interface": peers cannot connect to them as given.
-_WILDCARDS = ("0.0.0.0", "*", "::")
+WILDCARDS = ("0.0.0.0", "*", "::", "")
 
 
 def advertised_host(host: str) -> str:
     """The address peers should connect to for a socket bound on `host`: the host itself, or,
     for a wildcard bind, this node's address as Ray's cluster knows it."""
-    if host not in _WILDCARDS:
+    if host not in WILDCARDS:
         return host
     import ray.util
 
@@ -26,7 +26,7 @@ def bind(socket: zmq.Socket, host: str, port: int, keys: CurveKeys | None = None
     if keys is not None:
         serve_securely(socket, keys)
         start_authenticator(socket.context, keys)
-    address = "*" if host in _WILDCARDS else host
+    address = "*" if host in WILDCARDS else host
     if port == 0:
         port = socket.bind_to_random_port(f"tcp://{address}")
     else:
