@@ -250,7 +250,7 @@ class RolloutActor:
         if source.backend == "zmq":
             receiver = ZmqWeightReceiver(source.endpoints, keys)
             return receiver, asyncio.create_task(self._receive_weights(receiver))
-        receiver = BroadcastWeightReceiver(source.endpoints[0], self.setup.actor_id, keys)
+        receiver = BroadcastWeightReceiver(source.endpoints[0], self.setup.actor_id, keys, self.policy_shapes)
         return receiver, asyncio.create_task(receiver.serve(self.engine, self._now_at))
 
     async def _receive_weights(self, receiver: ZmqWeightReceiver) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import zmq
 import zmq.asyncio
 
+from actors.weight_checks import check_announced
 from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
 from wire.buffers import MalformedMessage, excerpt
 from wire.curve import CurveKeys
@@ -60,7 +61,10 @@ class ZmqWeightReceiver:
 
 
 class BroadcastWeightReceiver:
-    def __init__(self, endpoint: str, actor_id: int, keys: CurveKeys | None = None):
+    def __init__(self, endpoint: str, actor_id: int, keys: CurveKeys | None = None, shapes: dict | None = None):
+        """`shapes`: the policy's parameter shapes (actors/weight_checks.py), which every Round's
+        names and shapes must match before its tensors are received (None: unchecked)."""
+        self.shapes = shapes
         self._socket = zmq.asyncio.Context.instance().socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         connect(self._socket, [endpoint], keys)
@@ -79,6 +83,8 @@ class BroadcastWeightReceiver:
                 if isinstance(message, Join):
                     await engine.join_weight_broadcast(message.init_info)
                 elif isinstance(message, Round):
+                    if self.shapes is not None:  # refused: the Ack says why and the learner's publish fails
+                        check_announced(message.version, list(zip(message.names, message.shapes)), self.shapes, engine.policy_version)
                     await engine.receive_weight_broadcast(message)
                     on_update(message.version)
                 else:

@@ -73,3 +73,15 @@ def test_a_refused_update_leaves_the_engine_serving_its_weights(checkpoint):
     check_weight_update(right, shapes, engine.policy_version)
     asyncio.run(engine.update_weights(right))
     assert torch.equal(dict(engine.model.named_parameters())[name], torch.full(shape, 0.5)) and engine.policy_version == 1
+
+
+def test_a_broadcast_round_is_checked_on_what_it_announces():
+    from actors.weight_checks import check_announced
+
+    check_announced(2, [("layer.weight", [3, 4]), ("layer.bias", [4])], SHAPES, current_version=1)
+    with pytest.raises(MalformedMessage, match=r"layer.bias has shape \[1, 4\]"):
+        check_announced(2, [("layer.bias", [1, 4])], SHAPES, current_version=1)
+    with pytest.raises(MalformedMessage, match="names 'x'"):
+        check_announced(2, [("x", [4])], SHAPES, current_version=1)
+    with pytest.raises(MalformedMessage, match="version 1: the engine is at 1"):
+        check_announced(1, [], SHAPES, current_version=1)
