@@ -42,6 +42,17 @@ def delivered(queue: ReplayQueue, client: ReplayClient, position: int, wait_s: f
     return queue.get(timeout=wait_s) is not None
 
 
+def gets_through(server_keys, client_keys) -> bool:
+    """Whether a group a client holding `client_keys` sends reaches a queue serving `server_keys`."""
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups(), keys=server_keys)
+    client = ReplayClient([queue.endpoint], client_keys)
+    try:
+        return delivered(queue, client, 0, wait_s=2)
+    finally:
+        client.close()
+        queue.close()
+
+
 def test_the_replay_socket_takes_only_the_admitted_key(keys):
     ours, theirs = keys
     queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups(), keys=ours)
@@ -66,13 +77,7 @@ def test_a_client_with_the_servers_key_but_an_unknown_own_key_is_refused(keys, t
     generate_keys(stranger)
     impostor = load_keys(str(stranger), actor_id=0)
     impostor = type(impostor)(ours.server_public, None, impostor.client_public, impostor.client_secret, str(stranger))
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups(), keys=ours)
-    client = ReplayClient([queue.endpoint], impostor)
-    try:
-        assert not delivered(queue, client, 0, wait_s=2)
-    finally:
-        client.close()
-        queue.close()
+    assert not gets_through(ours, impostor)
 
 
 def test_weights_reach_only_the_admitted_key(keys):
@@ -110,13 +115,7 @@ def test_keys_are_never_overwritten_and_a_missing_file_is_named(tmp_path):
 def test_the_servers_own_pair_is_no_client(keys):
     ours, _ = keys
     server_as_client = type(ours)(ours.server_public, None, ours.server_public, ours.server_secret, ours.directory)
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups(), keys=ours)
-    client = ReplayClient([queue.endpoint], server_as_client)
-    try:
-        assert not delivered(queue, client, 0, wait_s=2)
-    finally:
-        client.close()
-        queue.close()
+    assert not gets_through(ours, server_as_client)
 
 
 def test_an_actor_with_its_own_pair_gets_in_with_it_and_the_others_keep_the_shared_one(tmp_path):
