@@ -21,21 +21,13 @@ import time
 from dataclasses import dataclass, field
 
 import msgpack
-import numpy as np
 import ray
 import zmq
 
 from configs.schema import SoakConfig
 from supervisor.faults import FaultLog
-from supervisor.poison import POISON_CLASSES, PoisonSpec, poison_group
-from wire.scored_group import (
-    COUNTER_NAMES,
-    SCHEMA_VERSION,
-    ActorCounters,
-    GroupTimings,
-    ScoredGroup,
-    encode_group,
-)
+from supervisor.poison import POISON_CLASSES, PoisonSpec, plausible_group, poison_group
+from wire.scored_group import SCHEMA_VERSION, encode_group
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +190,7 @@ class SoakWatch:
 
 def garbage_frames() -> list[bytes]:
     """Frames the replay queue must refuse, each for its own reason."""
-    valid = encode_group(_probe_group())
+    valid = encode_group(plausible_group(PoisonSpec(group_size=2, max_completion_tokens=3, prompt_id="soak-probe"), 0))  # only ever sent broken
     other_schema = msgpack.unpackb(valid, raw=False)
     other_schema["schema"] = SCHEMA_VERSION + 1
     return [
@@ -207,18 +199,6 @@ def garbage_frames() -> list[bytes]:
         msgpack.packb(other_schema, use_bin_type=True),  # another schema version
         msgpack.packb([1, 2, 3]),  # msgpack, but not a map
     ]
-
-
-def _probe_group() -> ScoredGroup:
-    """A well-formed group (only ever sent broken)."""
-    ids = np.arange(3, dtype=np.int32)
-    return ScoredGroup(
-        group_id="soak-probe", prompt_id="soak-probe", actor_id=0, prompt_position=0,
-        prompt_token_ids=ids, image_png=b"", completion_ids=(ids, ids),
-        behaviour_logprobs=(np.zeros(3, np.float32),) * 2, token_versions=(np.zeros(3, np.int32),) * 2,
-        rewards=np.zeros(2, np.float32), answers=((), ()), timings=GroupTimings(0.0, 0.0, 0.0),
-        counters=ActorCounters(**dict.fromkeys(COUNTER_NAMES, 0)),
-    )
 
 
 def soak_report(summary: dict, config: SoakConfig, elapsed_s: float) -> dict:
