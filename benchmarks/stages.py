@@ -73,20 +73,27 @@ def scoring_alone(app_name: str, requests: list[ScoreRequest], in_flight: int) -
 
 
 class ReplayFeeder:
-    """Keeps the learner's replay queue full: sends `count` groups, cycling through `groups`
-    (each with a fresh id), from a thread of this process. The queue's backpressure paces it."""
+    """Keeps the learner's replay queue full: sends `count` groups, cycling through `groups`, from a
+    thread of this process. The queue's backpressure paces it. Each send is a new group: a fresh id
+    and its own prompt position (the queue drops a position that arrives twice, so reusing a
+    generated group's position would leave the learner waiting for groups that never come)."""
 
     def __init__(self, endpoint: str, groups: list[ScoredGroup], count: int):
         self._socket = zmq.Context.instance().socket(zmq.PUSH)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.connect(endpoint)
-        frames = [encode_group(dataclasses.replace(groups[i % len(groups)], group_id=uuid.uuid4().hex)) for i in range(count)]
+        frames = [encode_group(_resent(groups[i % len(groups)], i)) for i in range(count)]
         self._thread = threading.Thread(target=lambda: [self._socket.send(f) for f in frames], daemon=True)
         self._thread.start()
 
     def close(self) -> None:
         self._thread.join(timeout=1)
         self._socket.close(linger=0)
+
+
+def _resent(group: ScoredGroup, position: int) -> ScoredGroup:
+    """`group` sent again as the feeder's `position`-th send: a position no other send has."""
+    return dataclasses.replace(group, group_id=uuid.uuid4().hex, prompt_position=position)
 
 
 def learner_alone(learners: list, endpoint: str, groups: list[ScoredGroup], config: TrainConfig, run_dir: Path) -> StageRate:

@@ -96,6 +96,27 @@ def test_profile_counts_a_function_once_per_stack(tmp_path):
     assert per_function == {"main": 5, "f": 3, "g": 3, "h": 2}
 
 
+def test_the_learner_alone_stage_resends_generated_groups_as_new_groups():
+    """The learner-alone stage trains more steps than there are generated groups (the defaults:
+    35 steps of 8 groups on 240): every send must reach the learner, none dropped as a repeat."""
+    from benchmarks.stages import ReplayFeeder
+    from learner.replay import ReplayQueue
+    from tests.test_messages import admission_for_made_groups, make_group
+
+    generated = [make_group(prompt_position=p) for p in range(3)]
+    sends = 3 * len(generated) + 1
+    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=sends, capacity_bytes=2**30, admission=admission_for_made_groups())
+    feeder = ReplayFeeder(queue.endpoint, generated, sends)
+    try:
+        taken = [queue.get(timeout=5) for _ in range(sends)]
+        assert all(group is not None for group in taken)
+        assert queue.counters.duplicates == 0
+        assert len({group.group_id for group in taken}) == sends
+    finally:
+        feeder.close()
+        queue.close()
+
+
 @pytest.mark.slow
 def test_bench_runs_and_writes_its_report(tmp_path):
     out = tmp_path / "bench"
@@ -109,6 +130,8 @@ def test_bench_runs_and_writes_its_report(tmp_path):
     assert report["sync"]["staleness_mean"] == 0
     assert all(report["peak_rss_mb"][role] > 0 for role in ("learner", "rollout", "serve"))
     assert "speedup_vs_sync" in done.stdout
+    # The learner alone trained (1 + 2) steps x 4 groups on fewer generated groups: each resent as new.
+    assert report["stages"]["generation"]["groups"] < (1 + 2) * 4
 
 
 def test_the_gpu_learner_script_runs_its_whole_path_on_the_tiny_shape(tmp_path):
