@@ -2,11 +2,15 @@
 benchmark asks them, with their options listed, and the two-stage prompt, where the captioner's own
 tentative answer comes beside the caption.
 
-The reply follows the caption: its running count, boxed, or with options listed the letter of the
-count ("red circle: 1. blue square: 1. 1 is (C). \\boxed{C}"). The tentative answer may be wrong and
-is never followed against the caption. Only where the caption says nothing (empty, cut off) does the
-reply take the tentative answer's boxed value ("\\boxed{2}"); without one either, it cannot tell.
-So the two-stage answer is right wherever the caption-only answer is, and more often.
+The reply follows the caption: its running count, boxed ("red circle: 1. blue square: 1.
+\\boxed{1}"), options listed or not. With options listed the boxed count is the option's text, which
+the graders read as that option: looking up the count's letter among the options, the step the
+multiple-choice lessons take, was right about half the time in the inference modes after 10000
+warm-start steps (build format 13), while the count itself was right almost always. The tentative
+answer may be wrong and is never followed against the caption. Only where the caption says nothing
+(empty, cut off) does the reply take the tentative answer's boxed value ("\\boxed{2}"); without one
+either, it cannot tell. So the two-stage answer is right wherever the caption-only answer is, and
+more often.
 """
 
 from __future__ import annotations
@@ -53,11 +57,8 @@ class InferenceExample:
 
     @property
     def answer(self) -> str:
-        """What the reply boxes: the count (its letter when options are listed), or "cannot tell"."""
-        value = self._value()
-        if value is None or (self.choices and value not in self.choices):
-            return CANNOT_TELL
-        return self.letters[self.choices.index(value)] if self.choices else value
+        """What the reply boxes: the count (an option's text when options are listed), or "cannot tell"."""
+        return self._value() or CANNOT_TELL
 
     def _value(self) -> str | None:
         objects = parse_caption(self.caption)
@@ -70,10 +71,9 @@ class InferenceExample:
     def reply(self) -> str:
         box = f"\\boxed{{{self.answer}}}"
         objects = parse_caption(self.caption)
-        if not objects or self.answer == CANNOT_TELL:
+        if not objects:
             return box  # nothing to count: the tentative answer's value, or cannot tell
-        steps = running_count(objects, self.question)
-        return f"{steps} {self._value()} is ({self.answer}). {box}" if self.choices else f"{steps} {box}"
+        return f"{running_count(objects, self.question)} {box}"
 
 
 def _caption(rng: random.Random, scene: Scene) -> str:

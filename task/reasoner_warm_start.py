@@ -28,9 +28,11 @@ from task.sft import SFTSettings, length_bucketed, pack_sequences, supervised_fi
 # proportion, so they keep the 30:70 ratio their steps were tuned with.
 MC_SHARE = 0.25
 JUDGE_SHARE = 0.3 * (1 - MC_SHARE)
-# The inference modes' lessons (half two-stage, half caption-only with options listed) come out
-# of the counting share: they count as the counting lessons do.
-INFERENCE_SHARE = 0.15
+# The inference modes' lessons come out of the counting share: they count as the counting lessons
+# do. Two thirds of them are two-stage: with half (build format 13) the bundled reasoner still
+# copied a wrong tentative answer's steps or could not tell beside a complete caption.
+INFERENCE_SHARE = 0.2
+TWO_STAGE_SHARE = 2 / 3
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def _training_example(rng: random.Random, scenes: Sequence[Scene], tokenizer) ->
         asked = random_mcq_example(rng, scene)
         prompt, reply = encode_chat(tokenizer, asked.messages()), asked.reply
     elif kind < JUDGE_SHARE + MC_SHARE + INFERENCE_SHARE:
-        inferred = random_inference_example(rng, scene, two_stage=rng.random() < 0.5)
+        inferred = random_inference_example(rng, scene, two_stage=rng.random() < TWO_STAGE_SHARE)
         prompt, reply = encode_chat(tokenizer, inferred.messages()), inferred.reply
     else:
         example = random_example(rng, scene)

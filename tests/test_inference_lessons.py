@@ -48,13 +48,17 @@ def test_the_two_stage_reply_follows_the_caption_and_falls_back_on_the_tentative
     assert f"A first answer, which may be wrong: {tentative}" in example.messages()[0]["content"]
 
 
-def test_with_options_listed_the_reply_boxes_the_counts_letter():
+def test_with_options_listed_the_reply_boxes_the_count_which_grades_as_its_option():
     example = InferenceExample(describe(SCENE), RED, ("0", "3", "2", "7"))
     assert example.asked == multiple_choice_text(RED.text, "ABCD", ("0", "3", "2", "7"))
-    assert example.reply == "red circle: 1. blue square: 1. red triangle: 2. 2 is (C). \\boxed{C}"
+    assert example.reply == "red circle: 1. blue square: 1. red triangle: 2. \\boxed{2}"
+    # The benchmark's gold is the letter: the boxed count is the text of option C.
     assert grade(example.reply, "C", question=example.asked).score == 1.0
-    # A tentative count that no option shows cannot be chosen.
-    assert InferenceExample("", RED, ("0", "3", "2", "7"), "\\boxed{5}").reply == "\\boxed{cannot tell}"
+    assert grade(example.reply, "D", question=example.asked).score == 0.0
+    # A tentative count that no option shows is still what the reply boxes; it grades as no option.
+    fallback = InferenceExample("", RED, ("0", "3", "2", "7"), "\\boxed{5}")
+    assert fallback.reply == "\\boxed{5}"
+    assert all(grade(fallback.reply, letter, question=fallback.asked).score == 0.0 for letter in "ABCD")
 
 
 def test_random_lessons_box_what_they_are_graded_on():
