@@ -1,4 +1,4 @@
-"""`python -m benchmarks.gpu_learner out=PATH --processor DIR [--tiny]`: the learner's GRPO update
+"""`python -m benchmarks.gpu_learner out=PATH --processor DIR [--groups-per-micro-batch N] [--tiny]`: the learner's GRPO update
 under DeepSpeed (bf16, ZeRO-1) and the transformers caption engine's generation, on one GPU,
 with a Qwen2.5-VL-3B-shaped captioner: random weights, built from the published 3B config's
 shapes and saved, then loaded through `from_pretrained` as a real checkpoint is.
@@ -138,26 +138,30 @@ def scored_groups(images, requests, groups, seed: int):
     return made
 
 
-def measure_update(checkpoint: Path, device: str, groups, spec, updates: int) -> dict:
+def measure_update(checkpoint: Path, device: str, groups, spec, updates: int, per_micro_batch: int = 1) -> dict:
     from transformers import AutoModelForImageTextToText
 
     from configs.schema import LearnerConfig
-    from learner.batching import group_batch
-    from learner.distributed import RankInfo, build_engine, free_port, init_process_group
+    from learner.batching import group_batch, packed
+    from learner.distributed import RankInfo, build_engine, free_port, init_process_group, micro_batches_per_step
     from learner.grpo import group_advantages
     from learner.update import grpo_update
     from vlm.processor import load_captioner_processor
 
-    config = LearnerConfig(groups_per_step=len(groups), dtype="bf16" if device == "cuda" else "fp32", zero_stage=1, lr=1e-6)
+    config = LearnerConfig(
+        groups_per_step=len(groups), groups_per_micro_batch=per_micro_batch, dtype="bf16" if device == "cuda" else "fp32", zero_stage=1, lr=1e-6
+    )
     init_process_group(RankInfo(0, 1, "127.0.0.1", free_port()))
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     model = AutoModelForImageTextToText.from_pretrained(str(checkpoint), dtype=dtype)
     model.model.visual.requires_grad_(False)
-    engine = build_engine(model.train(), config, len(groups), 1)
+    engine = build_engine(model.train(), config, micro_batches_per_step(config, 1), 1)
     processor = load_captioner_processor(str(checkpoint))
     rewards = torch.tensor(np.stack([g.rewards for g in groups]))
     advantages = group_advantages(rewards)
-    batches = [group_batch(g, processor, advantages[i], processor.tokenizer.pad_token_id).to(engine.device) for i, g in enumerate(groups)]
+    pad = processor.tokenizer.pad_token_id
+    each = [group_batch(g, processor, advantages[i], pad) for i, g in enumerate(groups)]
+    batches = [packed(each[i : i + per_micro_batch], pad).to(engine.device) for i in range(0, len(each), per_micro_batch)]
     grpo_update(engine, None, batches, 0, config, spec)  # warm-up: allocations, kernels
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -175,7 +179,7 @@ def measure_update(checkpoint: Path, device: str, groups, spec, updates: int) ->
         "completion_tokens": int(sum(float(b.completion_mask.sum()) for b in batches)), "vision_patches": patches,
         "model_flops_per_update": flops, "achieved_flops": flops / seconds,
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan"),
-        "groups_per_update": len(groups),
+        "groups_per_update": len(groups), "groups_per_micro_batch": per_micro_batch,
         **parameter_counts(model),
     }
 
@@ -214,19 +218,19 @@ def report(result: dict) -> str:
 
 def notes(result: dict) -> str:
     """What the numbers say, from the numbers."""
+    per_pass = result.get("groups_per_micro_batch", 1)
+    tokens = result["update_tokens"] * per_pass / result["groups_per_update"]
     vision_share = 2.0 * result["vision_parameters"] * result["vision_patches"] / result["model_flops_per_update"]
-    per_group = result["update_tokens"] / result["groups_per_update"]
     return (
-        f"One micro-batch is one group: {result['group_size']} sequences, {per_group:.0f} tokens, small for a GPU of "
-        f"this size; larger micro-batches (several groups each) are the first thing to try for a higher utilisation "
-        f"(not measured here). The vision tower encodes each group's image once per "
-        f"sequence (`learner/batching.py` repeats the patches G times): {100 * vision_share:.0f}% of the FLOPs "
-        f"counted, executed but redundant, and the first saving to make. The transformers engine's generation is "
-        f"the slow path kept for machines without vLLM; on GPUs the rollout runs `rollout.engine=vllm`."
+        f"One micro-batch is {per_pass} group(s) of {result['group_size']} sequences, {tokens:.0f} tokens "
+        f"(`learner.groups_per_micro_batch`, `--groups-per-micro-batch`): more groups per pass are the first thing to "
+        f"try for a higher utilisation. The vision tower encodes each group's image once "
+        f"(`learner/shared_vision.py`): {100 * vision_share:.0f}% of the FLOPs counted. The transformers engine's "
+        f"generation is the slow path kept for machines without vLLM; on GPUs the rollout runs `rollout.engine=vllm`."
     )
 
 
-def run(out: Path, processor_dir: Path, tiny: bool) -> dict:
+def run(out: Path, processor_dir: Path, tiny: bool, per_micro_batch: int = 1) -> dict:
     import transformers
 
     from configs.schema import SamplingConfig
@@ -244,7 +248,7 @@ def run(out: Path, processor_dir: Path, tiny: bool) -> dict:
     print(f"built the checkpoint; {len(requests[0].prompt.input_ids)} prompt tokens per image", flush=True)
     generation, groups = measure_generation(checkpoint, device, requests, group_size, new_tokens, spec)
     print(f"generation: {generation}", flush=True)
-    update = measure_update(checkpoint, device, scored_groups(images, requests, groups, seed=1), spec, updates=3)
+    update = measure_update(checkpoint, device, scored_groups(images, requests, groups, seed=1), spec, 3, per_micro_batch)
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), float("nan"))
     result = {
@@ -269,6 +273,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("out", nargs="?", help="out=PATH")
     parser.add_argument("--processor", type=Path, help="a captioner folder (tokenizer, processor config)")
     parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--groups-per-micro-batch", type=int, default=1, help="caption groups in one forward and backward pass")
     parser.add_argument("--record-from", type=Path, help="write BENCHMARKS.md's section from a gpu_learner.json")
     args = parser.parse_args(argv)
     if args.record_from:
@@ -281,7 +286,7 @@ def main(argv: list[str]) -> int:
         parser.error("give out=PATH and --processor DIR")
     out = Path(args.out.removeprefix("out="))
     out.mkdir(parents=True, exist_ok=True)
-    run(out, args.processor, args.tiny)
+    run(out, args.processor, args.tiny, args.groups_per_micro_batch)
     return 0
 
 

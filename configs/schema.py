@@ -555,6 +555,9 @@ class LearnerConfig:
     total_steps: int = 200
     # Caption groups per learner step (split evenly across ranks).
     groups_per_step: int = 8
+    # Caption groups in one forward and backward pass (a micro-batch): more uses more memory
+    # (activations grow with it) and fewer, larger passes; the gradient is the same.
+    groups_per_micro_batch: int = 1
     lr: float = 3e-4
     weight_decay: float = 0.0
     grad_clip: float = 1.0
@@ -593,6 +596,7 @@ class LearnerConfig:
         _check(self.num_ranks >= 1, "learner.num_ranks must be >= 1")
         _check(self.total_steps >= 1 and self.lr > 0, "learner: total_steps >= 1 and lr > 0")
         _check(self.groups_per_step % self.num_ranks == 0, "learner.groups_per_step must be a multiple of learner.num_ranks")
+        _check(self.groups_per_micro_batch >= 1, "learner.groups_per_micro_batch must be >= 1")
         _check(self.max_staleness >= 0, "learner.max_staleness must be >= 0")
         _check(self.kl_coef >= 0 and 0 < self.clip_low < 1 and self.clip_high > 0, "learner: kl_coef >= 0, 0 < clip_low < 1, clip_high > 0")
         dual = self.correction.dual_clip

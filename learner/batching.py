@@ -14,20 +14,25 @@ from wire.scored_group import ScoredGroup
 
 @dataclass
 class PolicyBatch:
-    """One group's G sequences (prompt + completion, right-padded) and what the loss needs; the
-    image's inputs are None for a text policy (policy.role=reasoner)."""
+    """One micro-batch: the sequences (prompt + completion) of one caption group or several, and
+    what the loss needs. Prompts end together (left-padded where groups' prompts differ in
+    length), so every completion starts at `prompt_len`; completions are right-padded. The image
+    inputs are None for a text policy (policy.role=reasoner)."""
 
-    input_ids: torch.Tensor  # [G, L + T] long
-    attention_mask: torch.Tensor  # [G, L + T]
+    input_ids: torch.Tensor  # [S, L + T] long
+    attention_mask: torch.Tensor  # [S, L + T]
     prompt_len: int  # L
-    completion_ids: torch.Tensor  # [G, T] long, right-padded
-    completion_mask: torch.Tensor  # [G, T] float, 1 on sampled tokens
-    behaviour_logprobs: torch.Tensor  # [G, T] float
-    token_versions: torch.Tensor  # [G, T] long, the policy version that sampled each token; -1 on padding
-    advantages: torch.Tensor  # [G]
-    mm_token_type_ids: torch.Tensor | None = None  # [G, L + T]
-    pixel_values: torch.Tensor | None = None  # [G x patches, D], the image's patches once per sequence
-    image_grid_thw: torch.Tensor | None = None  # [G, 3]
+    completion_ids: torch.Tensor  # [S, T] long, right-padded
+    completion_mask: torch.Tensor  # [S, T] float, 1 on sampled tokens
+    behaviour_logprobs: torch.Tensor  # [S, T] float
+    token_versions: torch.Tensor  # [S, T] long, the policy version that sampled each token; -1 on padding
+    advantages: torch.Tensor  # [S]
+    mm_token_type_ids: torch.Tensor | None = None  # [S, L + T]
+    # Each group's image once ([its patches, D], groups in order): the vision tower encodes it
+    # once and every sequence of the group reads the result (learner/shared_vision.py).
+    pixel_values: torch.Tensor | None = None
+    image_grid_thw: torch.Tensor | None = None  # [S, 3], the image grid of each sequence
+    sequences_per_image: tuple[int, ...] = ()  # how many consecutive sequences share each image
 
     def to(self, device: str | torch.device) -> "PolicyBatch":
         for name, value in vars(self).items():
@@ -36,7 +41,8 @@ class PolicyBatch:
         return self
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
-        names = ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values", "image_grid_thw")
+        """The model's inputs but the image's patches, which `shared_vision.forward_inputs` adds."""
+        names = ("input_ids", "attention_mask", "mm_token_type_ids", "image_grid_thw")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
@@ -54,9 +60,58 @@ def group_batch(group: ScoredGroup, processor, advantages: torch.Tensor, pad_id:
     pixel_values, grid_thw = vision_inputs(processor, decode_png(group.image_png))
     image_token_id = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     batch.mm_token_type_ids = mm_token_type_ids(batch.input_ids, image_token_id)
-    batch.pixel_values = pixel_values.repeat(size, 1)
+    batch.pixel_values = pixel_values
     batch.image_grid_thw = grid_thw.reshape(1, 3).repeat(size, 1)
+    batch.sequences_per_image = (size,)
     return batch
+
+
+def packed(batches: list[PolicyBatch], pad_id: int) -> PolicyBatch:
+    """Several groups' batches as one micro-batch: each prompt left-padded to the longest, so that
+    every completion starts at one position, and each completion right-padded to the longest.
+    The padding is masked out, and the left padding moves a row's positions by one constant,
+    which rotary position embeddings (the Qwen models') do not see: attention depends only on
+    the distance between two tokens."""
+    if len(batches) == 1:
+        return batches[0]
+    prompt_len = max(b.prompt_len for b in batches)
+    steps = max(b.completion_ids.shape[1] for b in batches)
+
+    def whole(name: str, fill: float) -> torch.Tensor:
+        """A [S, L + T] field: each batch's prompt part padded on the left, its completion part on the right."""
+        parts = []
+        for b in batches:
+            value = getattr(b, name)
+            prompt, completion = value[:, : b.prompt_len], value[:, b.prompt_len :]
+            parts.append(torch.cat([_pad(prompt, prompt_len, fill, left=True), _pad(completion, steps, fill, left=False)], dim=1))
+        return torch.cat(parts)
+
+    def completions(name: str, fill: float) -> torch.Tensor:
+        return torch.cat([_pad(getattr(b, name), steps, fill, left=False) for b in batches])
+
+    batch = PolicyBatch(
+        input_ids=whole("input_ids", pad_id),
+        attention_mask=whole("attention_mask", 0),
+        prompt_len=prompt_len,
+        completion_ids=completions("completion_ids", pad_id),
+        completion_mask=completions("completion_mask", 0),
+        behaviour_logprobs=completions("behaviour_logprobs", 0),
+        token_versions=completions("token_versions", -1),
+        advantages=torch.cat([b.advantages for b in batches]),
+    )
+    if batches[0].pixel_values is None:
+        return batch
+    batch.mm_token_type_ids = whole("mm_token_type_ids", 0)
+    batch.pixel_values = torch.cat([b.pixel_values for b in batches])
+    batch.image_grid_thw = torch.cat([b.image_grid_thw for b in batches])
+    batch.sequences_per_image = tuple(n for b in batches for n in b.sequences_per_image)
+    return batch
+
+
+def _pad(value: torch.Tensor, width: int, fill: float, left: bool) -> torch.Tensor:
+    """`value` [S, w] widened to [S, width] with `fill` on the left or the right."""
+    padding = value.new_full((value.shape[0], width - value.shape[1]), fill)
+    return torch.cat([padding, value] if left else [value, padding], dim=1)
 
 
 def _text_batch(group: ScoredGroup, advantages: torch.Tensor, pad_id: int) -> PolicyBatch:

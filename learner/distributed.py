@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import socket
 from dataclasses import dataclass
@@ -70,8 +71,14 @@ def interface_towards(address: str, port: int) -> str:
     raise RuntimeError(f"no network interface holds {local}, the address on the route to {address}; set GLOO_SOCKET_IFNAME")
 
 
+def micro_batches_per_step(config: LearnerConfig, world_size: int) -> int:
+    """The forward and backward passes a rank makes per step: its groups, `groups_per_micro_batch` at a time."""
+    return math.ceil(config.groups_per_step // world_size / config.groups_per_micro_batch)
+
+
 def deepspeed_config(config: LearnerConfig, micro_batches: int, world_size: int) -> dict:
-    """One micro-batch = one caption group; `micro_batches` groups per rank make one update."""
+    """`micro_batches` micro-batches (of one or more caption groups) per rank make one update; the
+    learner scales each loss itself (learner/update.py), so DeepSpeed's batch sizes only count them."""
     return {
         "train_micro_batch_size_per_gpu": 1,
         "gradient_accumulation_steps": micro_batches,

@@ -20,7 +20,7 @@ import torch
 from configs.schema import LearnerConfig
 from learner.accounting import ConsumedLog, Ledger, StepGroups, keep_steps_before
 from learner.admission import GroupAdmission, GroupBounds, ImageCheck
-from learner.batching import group_batch
+from learner.batching import group_batch, packed
 from learner.checkpoint import export_policy, load_latest_checkpoint, save_checkpoint
 from learner.distributed import (
     RankInfo,
@@ -28,6 +28,7 @@ from learner.distributed import (
     free_port,
     gathered_weights,
     init_process_group,
+    micro_batches_per_step,
 )
 from learner.gate import GateStats
 from learner.grpo import group_advantages
@@ -128,7 +129,7 @@ class LearnerRank:
         model = load_policy_model(self.setup.role, self.setup.policy, self.config.dtype, self.config.freeze_vision)
         self.vocab_size = model.get_input_embeddings().num_embeddings
         self.ref_model = copy.deepcopy(model).eval().requires_grad_(False) if config.kl_coef > 0 else None
-        self.engine = build_engine(model, config, config.groups_per_step // self.world_size, self.world_size)
+        self.engine = build_engine(model, config, micro_batches_per_step(config, self.world_size), self.world_size)
         if self.ref_model is not None:
             self.ref_model.to(self.engine.device)
         self.version = self.steps_done = 0
@@ -281,7 +282,9 @@ class LearnerRank:
         rewards = torch.tensor(np.stack([g.rewards for g in groups]))  # [N, G]
         advantages = group_advantages(rewards, scale_by_std=self.config.scale_advantages)
         mine = range(self.rank, len(groups), self.world_size)  # this rank's slice of the step
-        batches = [group_batch(groups[i], self.processor, advantages[i], self.pad_id).to(self.engine.device) for i in mine]
+        batches = [group_batch(groups[i], self.processor, advantages[i], self.pad_id) for i in mine]
+        per_pass = self.config.groups_per_micro_batch
+        batches = [packed(batches[i : i + per_pass], self.pad_id).to(self.engine.device) for i in range(0, len(batches), per_pass)]
         update_started = time.perf_counter()
         stats = grpo_update(self.engine, self.ref_model, batches, self.version, self.config, self.setup.sampling)
         update_s = time.perf_counter() - update_started

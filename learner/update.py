@@ -93,7 +93,7 @@ class _StepSums:
 def grpo_update(
     engine, ref_model, batches: list[PolicyBatch], version: int, config: LearnerConfig, sampling: SamplingSpec
 ) -> UpdateStats:
-    """Each batch is one micro-batch (one group); DeepSpeed steps the optimizer after the last.
+    """Each batch is one micro-batch (one caption group or several); DeepSpeed steps the optimizer after the last.
     `version` is the policy version of the weights being trained; `sampling` the distribution the
     actors sampled from, under which the logprobs are computed. `ref_model` (None without a KL
     term) is the frozen initial policy."""
@@ -104,7 +104,7 @@ def grpo_update(
     loss_scale = engine.gradient_accumulation_steps() * world
     sums = _StepSums()
     for batch in batches:
-        logp = sequence_logprobs(engine, batch, sampling)  # [G, T]
+        logp = sequence_logprobs(engine, batch, sampling)  # [S, T]
         ref_logp = None
         if ref_model is not None:
             with torch.no_grad():
@@ -115,7 +115,7 @@ def grpo_update(
         )
         engine.backward(loss * loss_scale)
         engine.step()
-        on_policy = (batch.token_versions == version).float() * batch.completion_mask  # [G, T]
+        on_policy = (batch.token_versions == version).float() * batch.completion_mask  # [S, T]
         diff = float(((logp.detach() - batch.behaviour_logprobs).abs() * on_policy).sum())
         sums.add(stats, float(batch.completion_mask.sum()), diff, float(on_policy.sum()))
     sums = sums.over_ranks()

@@ -142,7 +142,8 @@ def test_the_gpu_learner_script_runs_its_whole_path_on_the_tiny_shape(tmp_path):
 
     bundle = ensure_bundled_task(tmp_path / "cache", seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START)
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.gpu_learner", f"out={tmp_path / 'gpu'}", "--processor", str(bundle.captioner), "--tiny"],
+        [sys.executable, "-m", "benchmarks.gpu_learner", f"out={tmp_path / 'gpu'}", "--processor", str(bundle.captioner), "--tiny",
+         "--groups-per-micro-batch", "2"],
         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -150,6 +151,8 @@ def test_the_gpu_learner_script_runs_its_whole_path_on_the_tiny_shape(tmp_path):
     # 2 prompts x G=4 sequences of 8 new tokens (the tiny model may end one early at its EOS).
     assert result["sequences"] == 8 and 8 <= result["generated_tokens"] <= 8 * 8
     assert result["groups_per_update"] == 2 and result["update_tokens"] > result["completion_tokens"] > 0
+    # Both groups in one pass, each image encoded once: 2 images' patches, not 2 x G.
+    assert result["groups_per_micro_batch"] == 2 and result["vision_patches"] == 2 * (112 // 14) ** 2
     assert "| GRPO update (DeepSpeed ZeRO-1, bf16) | 2 groups" in (tmp_path / "gpu" / "gpu_learner.md").read_text()
 
 
