@@ -181,6 +181,7 @@ class Roles:
     actors: list
     runs: list  # the actors' run() calls (replaced when an actor is restarted)
     replay_endpoint: str
+    evaluator: object = None  # evaluation while training (eval.every_steps), if on
 
 
 def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
@@ -205,11 +206,13 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
     demands = {d.role: d for d in role_demands(config)}
     timeout_s = config.ray.start_timeout_s
     gate = start_gate(config.learner)
+    evaluation = start_evaluation(config, inputs, sampling)
     learner = start_learner(
         config.learner, policy, str(run_dir), sampling,
         config.rollout.num_actors, gate, worker_env(), config.seed, resume=bool(config.resume),
         curve_keys_dir=config.curve.keys_dir, nodes=pinned.get("learner rank", ()), role=role,
         bounds=run_bounds(config, (record.id for record in read_records(Path(inputs.train_file)))),
+        evaluation=evaluation,
     )
     wait_started(demands["learner rank"], learner.ranks, timeout_s)
     # While the learner sets up. With serve.live the pool also serves people, two-stage model included.
@@ -232,7 +235,22 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
         ]
         log.info("resuming at step %d (policy version %d)", resumed.steps_done, resumed.policy_version)
     runs = [a.run.remote(s) for a, s in zip(actors, starts)]
-    return Roles(gate=gate, learners=learners, actors=actors, runs=runs, replay_endpoint=replay_endpoint)
+    evaluator = evaluation.evaluator if evaluation is not None else None
+    return Roles(gate=gate, learners=learners, actors=actors, runs=runs, replay_endpoint=replay_endpoint, evaluator=evaluator)
+
+
+def start_evaluation(config: TrainConfig, inputs: Inputs, sampling):
+    """The evaluator of eval.every_steps (its engines build while the learner starts), or None."""
+    from evaluation.during_training import start_training_evaluator
+    from wire.eval_points import EvalSchedule
+
+    if not config.eval.every_steps:
+        return None
+    if config.policy.role != "captioner":
+        log.info("eval.every_steps: evaluation while training covers a captioner policy; this run trains the %s", config.policy.role)
+        return None
+    evaluator = start_training_evaluator(config, inputs.captioner, inputs.reasoner, inputs.eval_file, sampling)
+    return EvalSchedule(evaluator, config.eval.every_steps)
 
 
 def policy_sampling_spec(config: TrainConfig, role: str, policy: str):
@@ -263,9 +281,11 @@ def stop_roles(roles: Roles | None, timeout_s: float = STOP_TIMEOUT_S) -> None:
             ray.get(roles.runs, timeout=left())
             ray.get([a.close.remote() for a in roles.actors], timeout=left())  # vLLM engine processes
             ray.get([rank.close.remote() for rank in roles.learners], timeout=left())
+            if roles.evaluator is not None:
+                ray.get(roles.evaluator.close.remote(), timeout=left())
         except Exception as err:  # a role that died or did not stop in time: killed below
             log.warning("stopping roles: %s: %s", type(err).__name__, err)
-        for handle in [*roles.actors, *roles.learners, roles.gate]:
+        for handle in [*roles.actors, *roles.learners, roles.gate, *([roles.evaluator] if roles.evaluator else [])]:
             ray.kill(handle)
     serve.shutdown()
     log.info("roles stopped in %.1f s", time.monotonic() - started)
@@ -533,13 +553,17 @@ def follow_progress(config: TrainConfig, roles: Roles, training: list, faults, t
 
 
 def show_metrics(bar, metrics: dict) -> None:
-    if metrics:
+    from wire.eval_points import EVAL_ACCURACY
+
+    if "step" in metrics:
         bar.update(metrics["step"] + 1 - bar.n)
+        heldout = {"heldout": f"{metrics[EVAL_ACCURACY]:.3f}"} if EVAL_ACCURACY in metrics else {}
         bar.set_postfix(
             reward=f"{metrics['reward/mean']:.3f}",
             version=metrics["policy_version"],
             stale=f"{metrics['staleness/mean']:.2f}",
             caps_s=f"{metrics['throughput/captions_per_s']:.1f}",
+            **heldout,
         )
 
 

@@ -58,16 +58,20 @@ def _batches(count: int, size: int, max_prompts: int) -> list[list[int]]:
     return [list(range(start, min(start + size, total))) for start in range(0, total, size)]
 
 
-def evaluate_captioner(label: str, captioner: str, workers: EvalWorkers, records: list[VQARecord], settings: EvalSettings) -> EvalResult:
+def evaluate_captioner(
+    label: str, captioner: str, workers: EvalWorkers, records: list[VQARecord], settings: EvalSettings, progress: bool = True
+) -> EvalResult:
     """Run the pipeline with `workers.captioner` (an engine of the `captioner` checkpoint) over `records`.
 
-    The captioner samples the next batch while the reasoner grades this one.
+    The captioner samples the next batch while the reasoner grades this one. `progress` False: no
+    progress bar (an evaluation beside training, whose own bar is on screen).
     """
     started = time.perf_counter()
     batches = _batches(len(records), settings.prompts_per_batch, settings.max_prompts)
     accuracies, lengths = [], []
     pending = workers.captioner.captions.remote(batches[0], settings.caption_sampling)
-    for i, batch in enumerate(tqdm(batches, desc=f"held-out eval ({label})", unit="batch", dynamic_ncols=True)):
+    shown = tqdm(batches, desc=f"held-out eval ({label})", unit="batch", dynamic_ncols=True, disable=not progress)
+    for i, batch in enumerate(shown):
         groups = ray.get(pending)
         if i + 1 < len(batches):
             pending = workers.captioner.captions.remote(batches[i + 1], settings.caption_sampling)

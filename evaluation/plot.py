@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from evaluation.heldout import EvalResult
-from learner.metrics import read_metrics
+from learner.metrics import read_eval_points, read_metrics
+from wire.eval_points import EVAL_ACCURACY
 
 PLOT_FILE = "reward.png"
 # Steps averaged in the smoothed curve drawn over the per-step rewards.
@@ -23,8 +24,9 @@ def moving_average(values: list[float], window: int) -> list[float]:
 
 
 def plot_run(run_dir: Path, held_out: list[EvalResult]) -> Path | None:
-    """Draw `reward.png` from the run's metrics; held-out accuracies are marked at the run's start
-    (the first result) and end (the last). None when the run has no metrics yet."""
+    """Draw `reward.png` from the run's metrics, with the held-out accuracy measured while training
+    (if it was), and the held-out accuracies of `held_out` marked at the run's start (the first
+    result) and end (the last). None when the run has no metrics yet."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on cluster nodes
@@ -38,10 +40,16 @@ def plot_run(run_dir: Path, held_out: list[EvalResult]) -> Path | None:
     seconds = [m["time/elapsed_s"] for m in rows]
     rewards = [m["reward/mean"] for m in rows]
     smooth = moving_average(rewards, _SMOOTHING)
+    points = read_eval_points(metrics_path)
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for axis, x, label in ((axes[0], steps, "learner step"), (axes[1], seconds, "wall-clock time (s)")):
+    for axis, x, label, at in ((axes[0], steps, "learner step", "step"), (axes[1], seconds, "wall-clock time (s)", "eval/elapsed_s")):
         axis.plot(x, rewards, color="tab:blue", alpha=0.35, linewidth=1, label="reward/mean (per step)")
         axis.plot(x, smooth, color="tab:blue", linewidth=2, label=f"reward/mean ({_SMOOTHING}-step mean)")
+        if points:
+            axis.errorbar(
+                [p[at] for p in points], [p[EVAL_ACCURACY] for p in points], yerr=[p["eval/stderr"] or 0.0 for p in points],
+                color="tab:green", marker=".", capsize=3, label=f"held-out accuracy while training ({points[0]['eval/num_prompts']} prompts)",
+            )
         for result, at in zip(held_out[:1] + held_out[-1:], (x[0], x[-1])):
             axis.errorbar(
                 [at], [result.accuracy], yerr=[result.stderr], fmt="o", color="tab:red", capsize=4,
@@ -49,7 +57,7 @@ def plot_run(run_dir: Path, held_out: list[EvalResult]) -> Path | None:
             )
         axis.set_xlabel(label)
         axis.grid(alpha=0.3)
-    axes[0].set_ylabel("reward (reasoner correct)")
+    axes[0].set_ylabel("reward, held-out accuracy")
     axes[0].set_ylim(-0.02, 1.02)
     axes[0].legend(loc="lower right", fontsize=8)
     figure.suptitle(f"{Path(run_dir).name}: caption reward during training")

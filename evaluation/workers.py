@@ -19,6 +19,7 @@ from configs.schema import RolloutConfig, ServeConfig
 from records.vqa import load_image, read_records
 from serve.completion import CompletionParams
 from serve.grading import grade_answer
+from learner.weight_publisher import weight_update
 from serve.reasoner_engines import make_reasoner
 from vlm.caption_prompt import answer_messages, caption_messages, encode_image_prompt
 
@@ -42,6 +43,14 @@ class CaptionWorker:
         ]
         groups = await self.engine.generate(requests, sampling)
         return [[(sample.text, len(sample.token_ids)) for sample in group] for group in groups]
+
+    async def load_published(self, version: int, tensors: dict[str, torch.Tensor]) -> None:
+        """Load the weights the learner published as `version` (evaluation while training), as an
+        actor's engine loads an update."""
+        await self.engine.update_weights(weight_update(version, tensors))
+
+    def policy_version(self) -> int:
+        return self.engine.policy_version
 
     async def close(self) -> None:
         self.engine.close()

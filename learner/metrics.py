@@ -1,10 +1,14 @@
-"""Per-step metrics: one JSON object per learner step in metrics.jsonl, and TensorBoard scalars."""
+"""Per-step metrics: one JSON object per learner step in metrics.jsonl, and TensorBoard scalars;
+between them, one object per evaluation while training (wire/eval_points.py), told apart by its
+`eval/accuracy` key."""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
+
+from wire.eval_points import EVAL_ACCURACY
 
 
 class MetricsLog:
@@ -31,5 +35,15 @@ class MetricsLog:
 
 
 def read_metrics(path: Path) -> list[dict]:
+    """The learner steps' rows."""
+    return [row for row in _rows(path) if EVAL_ACCURACY not in row]
+
+
+def read_eval_points(path: Path) -> list[dict]:
+    """The rows of the evaluations while training, by evaluated step."""
+    return sorted((row for row in _rows(path) if EVAL_ACCURACY in row), key=lambda row: row["step"])
+
+
+def _rows(path: Path) -> list[dict]:
     with path.open() as file:
         return [json.loads(line) for line in file if line.strip()]

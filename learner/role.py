@@ -30,6 +30,7 @@ from learner.distributed import (
     init_process_group,
     micro_batches_per_step,
 )
+from learner.eval_requests import EvalRequests
 from learner.gate import GateStats
 from learner.grpo import group_advantages
 from learner.metrics import MetricsLog
@@ -50,6 +51,7 @@ from learner.weight_publisher import make_publisher
 from vlm.caption_prompt import image_pad_tokens
 from vlm.sampling import SamplingSpec
 from wire.curve import load_keys
+from wire.eval_points import EvalPoint, EvalSchedule
 from wire.progress import ShardProgress
 from wire.scored_group import ActorCounters, ScoredGroup
 from wire.weights import WeightSource
@@ -80,6 +82,8 @@ class LearnerSetup:
     role: str = "captioner"
     # What the run's groups must be (learner/admission.py): the replay queue refuses the rest.
     bounds: GroupBounds | None = None  # None: this learner's own config and no prompt-id check
+    # Evaluation while training (eval.every_steps): rank 0 hands the evaluator published weights.
+    evaluation: EvalSchedule | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,7 @@ class LearnerRank:
         self.ledger = Ledger()
         self.actor_counters: dict[int, ActorCounters] = {}  # each actor's, from its latest group
         resumed = self._resume() if self.setup.resume else None
-        self.replay = self.publisher = self.metrics = self.rollouts = self.consumed = None
+        self.replay = self.publisher = self.metrics = self.rollouts = self.consumed = self.evals = None
         if self.is_main:
             self._open_outputs(resumed)
         if not self.is_main:
@@ -162,6 +166,9 @@ class LearnerRank:
         self.publisher = make_publisher(config.weight_sync, self.setup.weight_receivers, keys)
         self.metrics = MetricsLog(run_dir)
         self.consumed = ConsumedLog(run_dir)
+        if self.setup.evaluation is not None:  # resumed: its initial point was evaluated before
+            first_due = self.version + self.setup.evaluation.every_steps if resumed is not None else 0
+            self.evals = EvalRequests(self.setup.evaluation, self.metrics, first_due)
         if config.rollout_log_every:
             self.rollouts = RolloutLog(run_dir, self.tokenizer, self.setup.role)
 
@@ -197,7 +204,8 @@ class LearnerRank:
         )
 
     def latest_metrics(self) -> dict:
-        return dict(self.latest)
+        """The last step's row, and the newest held-out accuracy measured while training."""
+        return {**self.latest, **(self.evals.latest_accuracy() if self.evals is not None else {})}
 
     def stop_after_step(self) -> None:
         """End training after the step in progress, as if it were the last (a soak's time is up).
@@ -212,10 +220,12 @@ class LearnerRank:
         return bool(decision.item())
 
     def train(self) -> dict:
-        started = time.perf_counter() - self.elapsed_before
+        started = self._started = time.perf_counter() - self.elapsed_before
         last_end = time.perf_counter()
         if self.steps_done:  # resumed: the actors wait for the checkpoint's weights
             self._publish(force=True)
+        elif self.evals is not None:
+            self.evals.ask(EvalPoint(step=0, policy_version=0, elapsed_s=0.0), None)
         for step in range(self.steps_done, self.config.total_steps):
             if self._stopping_early():
                 break
@@ -230,11 +240,14 @@ class LearnerRank:
             if self.is_main:
                 self.metrics.write(metrics)
                 self.consumed.write(StepGroups(step, collected.groups, collected.dropped))
+                if self.evals is not None:
+                    self.evals.take()
             if self.rollouts is not None and step % self.config.rollout_log_every == 0:
                 self.rollouts.write(step, collected.groups)
             self.latest = metrics
             if self.config.checkpoint_every and self.steps_done % self.config.checkpoint_every == 0:
                 self._save(now - started)
+        self._evaluate_final(time.perf_counter() - started)
         self._finish(time.perf_counter() - started)
         return dict(self.latest)
 
@@ -321,7 +334,17 @@ class LearnerRank:
         weights = gathered_weights(self.engine, trainable_only=True)
         if self.publisher is not None:
             self.publisher.publish(self.version, weights)
+        if self.evals is not None and self.evals.due(self.version):
+            self.evals.ask(EvalPoint(self.version, self.version, time.perf_counter() - self._started), weights)
         return time.perf_counter() - started
+
+    def _evaluate_final(self, elapsed_s: float) -> None:
+        """The final weights' point, after the pending one (every rank gathers: a collective under ZeRO-3)."""
+        if self.setup.evaluation is None:
+            return
+        weights = gathered_weights(self.engine, trainable_only=True)
+        if self.evals is not None:
+            self.evals.finish(EvalPoint(self.version, self.version, elapsed_s), weights)
 
     def _save(self, elapsed_s: float) -> None:
         """A checkpoint a run can resume from: every rank's engine, random state and step (each

@@ -13,6 +13,7 @@ from learner.admission import GroupBounds
 from learner.gate import GateActor
 from learner.role import LearnerRank, LearnerSetup, ResumePoint
 from vlm.sampling import SamplingSpec
+from wire.eval_points import EvalSchedule
 from wire.weights import WeightSource
 
 
@@ -48,6 +49,7 @@ def start_learner(
     nodes: tuple[str, ...] = (),
     role: str = "captioner",
     bounds: GroupBounds | None = None,
+    evaluation: EvalSchedule | None = None,
 ) -> StartingLearner:
     """Create the ranks and start their setup; `.ready()` waits for it. `policy`: the checkpoint
     of the model in `role` (policy.role). `nodes`: each rank's planned node
@@ -75,6 +77,7 @@ def start_learner(
                 curve_keys_dir=curve_keys_dir,
                 role=role,
                 bounds=bounds,
+                evaluation=evaluation,
             ),
             gate,
         )

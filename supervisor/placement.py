@@ -74,13 +74,23 @@ def role_demands(config: TrainConfig, training: bool = True) -> list[RoleDemand]
     if frozen_captioner or (live and serve.api.two_stage_model):
         # One captioner engine behind the two-stage model (or writing the policy reasoner's
         # prompts), placed as a rollout actor is.
-        service = PlacementConfig(rollout.placement.node_labels, rollout.placement.resources)
-        demands.append(_demand("captioner service", "rollout", 1, rollout.num_cpus, rollout.num_gpus, service))
+        demands.append(_demand("captioner service", "rollout", 1, rollout.num_cpus, rollout.num_gpus, _unplanned(rollout.placement)))
     if not training:
         return demands
     ranks = _demand("learner rank", "learner", learner.num_ranks, learner.num_cpus, learner.num_gpus, learner.placement)
     actors = _demand("rollout actor", "rollout", rollout.num_actors, rollout.num_cpus, rollout.num_gpus, rollout.placement)
-    return [ranks, *demands, actors]
+    evaluator = []
+    if config.eval.every_steps and config.policy.role == "captioner":  # evaluation while training: engines of its own
+        evaluator = [
+            _demand("evaluation captioner", "rollout", 1, rollout.num_cpus, rollout.num_gpus, _unplanned(rollout.placement)),
+            _demand("evaluation reasoner", "serve", 1, serve.num_cpus, serve.num_gpus, _unplanned(serve.placement)),
+        ]
+    return [ranks, *demands, actors, *evaluator]
+
+
+def _unplanned(placement: PlacementConfig) -> PlacementConfig:
+    """A role's labels and resources without its per-node plan: one more engine placed as the role's are."""
+    return PlacementConfig(placement.node_labels, placement.resources)
 
 
 def plan_placement(demands: list[RoleDemand], nodes: list[ClusterNode]) -> dict[str, tuple[str, ...]]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from learner.metrics import read_metrics
 from learner.rollout_log import read_rollouts
 from tests.run_files import positions, step_prompts, wait_for_checkpoint
 from tests.tiny_task import TINY_TASK_OVERRIDES
@@ -99,7 +100,7 @@ def resumed_after_a_kill(tmp_path: Path, run_launch, deterministic: list[str]) -
     assert f"resuming at step {saved} (policy version {saved})" in out
     assert step_prompts(cut_dir) == step_prompts(tmp_path / "seed1")
     assert sorted(positions(cut_dir)) == [(0, p) for p in range(3 * 2)]
-    metrics = [json.loads(line) for line in (cut_dir / "metrics.jsonl").read_text().splitlines()]
+    metrics = read_metrics(cut_dir / "metrics.jsonl")
     assert [(m["step"], m["policy_version"]) for m in metrics] == [(0, 1), (1, 2), (2, 3)]
     assert metrics[2]["time/elapsed_s"] > metrics[1]["time/elapsed_s"] > metrics[0]["time/elapsed_s"]
     summary = json.loads((cut_dir / "summary.json").read_text())

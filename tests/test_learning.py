@@ -13,7 +13,6 @@ not change would exceed about once in a thousand runs. For scale, the full defau
 (200 steps) measured 0.191 +- 0.020 -> 0.928 +- 0.011 on all 256 held-out prompts.
 """
 
-import json
 import math
 import statistics
 
@@ -21,6 +20,7 @@ import pytest
 
 from configs.load import load_config
 from evaluation.report import load_results
+from learner.metrics import read_metrics
 
 # Not in the default run: about 5 minutes with the bundle cached, plus its build (most of an
 # hour on 2 cores) on a fresh machine. `python -m pytest -m slow` runs it.
@@ -58,7 +58,7 @@ def test_a_shortened_default_run_raises_held_out_accuracy(tmp_path, run_launch, 
     args = [f"run_dir={run_dir}", f"learner.total_steps={STEPS}", "eval.max_prompts=128", *REWARDS[reward]]
     code, out = run_launch(args).finish(timeout=1500)
     assert code == 0, out[-4000:]
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    metrics = read_metrics(run_dir / "metrics.jsonl")
     steps = load_config(run_dir / "config.yaml").learner.total_steps
     assert len(metrics) == steps
     assert_gain(run_dir, 128)

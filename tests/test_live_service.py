@@ -15,6 +15,7 @@ import pytest
 import requests
 from PIL import Image
 
+from learner.metrics import read_metrics
 from records.vqa import read_records
 from tests.launched import Launched
 from tests.ports import unclaimed_port
@@ -225,7 +226,7 @@ def test_the_openai_engine_trains_against_the_service(service, tmp_path, run_lau
     ]
     code, out = run_launch(args, env={"REASONER_API_KEY": KEY}).finish(timeout=600)
     assert code == 0, out[-4000:]
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    metrics = read_metrics(run_dir / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [0, 1, 2, 3]
     assert all(0 <= m["reward/mean"] <= 1 for m in metrics)
 

@@ -15,7 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 ROLES = ("actors", "learner", "serve")
 # What composes the roles, or is a client of them: never imported by a role.
 COMPOSERS = ("task", "evaluation", "benchmarks", "supervisor", "launch")
-PROTOCOL_MESSAGES = ("wire.buffers", "wire.scored_group", "wire.weights", "wire.broadcast", "wire.scoring", "wire.inference")
+PROTOCOL_MESSAGES = (
+    "wire.buffers", "wire.scored_group", "wire.weights", "wire.broadcast", "wire.scoring", "wire.inference", "wire.eval_points",
+)
 PROTOCOL_MAY_IMPORT = {"__future__", "dataclasses", "typing", "math", "numpy", "msgpack", "wire"}
 
 

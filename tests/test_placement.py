@@ -55,7 +55,12 @@ def test_role_demands_follow_the_config():
         "rollout.num_actors=2", "rollout.placement.node_labels.role=rollout",
     ])
     demands = {d.role: d for d in role_demands(config)}
-    assert list(demands) == ["learner rank", "reasoner replica", "rollout actor"]  # start order
+    # In start order; evaluation while training (on by default) has engines of its own.
+    assert list(demands) == ["learner rank", "reasoner replica", "rollout actor", "evaluation captioner", "evaluation reasoner"]
+    assert demands["evaluation captioner"].labels == {"role": "rollout"} and demands["evaluation captioner"].per_node == 0
+    assert demands["evaluation reasoner"].each == {"CPU": 0.25, "GPU": 1.0}
+    off = load_config(overrides=["eval.every_steps=0"])
+    assert [d.role for d in role_demands(off)] == ["learner rank", "reasoner replica", "rollout actor"]
     assert demands["learner rank"] == RoleDemand("learner rank", "learner", 2, {"CPU": 0.25, "learner_slot": 1.0}, {}, 1)
     assert demands["reasoner replica"].count == 3 and demands["reasoner replica"].each == {"CPU": 0.25, "GPU": 1.0}
     assert demands["rollout actor"].labels == {"role": "rollout"}

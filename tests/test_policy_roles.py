@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM
 
 import launch
 from configs.load import load_config
+from learner.metrics import read_metrics
 from learner.rollout_log import read_rollouts
 from records.vqa import read_records
 from serve.grading import grade
@@ -50,7 +51,7 @@ def check_reasoner_stage(run_dir, records, initial_reasoner) -> None:
         assert f"Question: {record.question}\nImage description: " in group["prompt"]
         for completion, reward in zip(group["completions"], group["rewards"], strict=True):
             assert reward == grade(completion, record.answer, question=record.question).score
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    metrics = read_metrics(run_dir / "metrics.jsonl")
     assert [m["rollout/policy_version_min"] for m in metrics] == [0, 1]
     # The tiny reasoner of this bundle answers nothing right (rewards all 0, no signal): what is
     # checked here is that the trained policy is exported as the reasoner it is.

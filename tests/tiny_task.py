@@ -10,4 +10,7 @@ TINY_TASK_OVERRIDES = [
     "task.num_train=64",
     "task.num_eval=16",
     *(f"task.warm_start.{key}={value}" for key, value in vars(TINY_WARM_START).items()),
+    # Plumbing runs evaluate nothing while training: its engines would only slow them
+    # (tests/test_eval_while_training.py turns it on).
+    "eval.every_steps=0",
 ]
