@@ -4,7 +4,8 @@ pipeline's own limit, on one config and the same resources.
 In one Ray session, one after the other: each stage alone (benchmarks.stages), synchronous
 training (eta = 0: the same code path, the gate holding the actors to the current version), and
 asynchronous training at the configured eta. Every role's processes are pinned to its cores
-(`bench.*_cores`), so that roles on different cores model separate devices. Writes
+(`bench.*_cores`), so that roles on different cores model separate devices; then synchronous and
+asynchronous training again with every role on every core, as a user's run has them. Writes
 PATH/bench.json and PATH/bench.md (the table, also printed); with bench.record=true, also the
 table's section of BENCHMARKS.md.
 """
@@ -113,8 +114,9 @@ class RunResult:
     staleness_mean: float
 
 
-def timed_run(config: TrainConfig, inputs, run_dir: Path, layout: Layout, memory: MemorySampler, name: str) -> RunResult:
-    """A training run of warm-up + measured steps; CPU and memory marked at the end of warm-up and of the last step."""
+def timed_run(config: TrainConfig, inputs, run_dir: Path, layout: Layout, memory: MemorySampler, name: str, pinned: bool = True) -> RunResult:
+    """A training run of warm-up + measured steps; CPU and memory marked at the end of warm-up and of
+    the last step. `pinned` False: the roles share every core, as in a user's run."""
     import ray
 
     from launch import make_run_dir, start_roles, stop_roles
@@ -125,7 +127,8 @@ def timed_run(config: TrainConfig, inputs, run_dir: Path, layout: Layout, memory
     try:
         roles = start_roles(config, inputs, run_dir)
         ray.get([actor.get_stats.remote() for actor in roles.actors])  # built (they run meanwhile)
-        layout.pin_roles()
+        if pinned:
+            layout.pin_roles()
         training = [rank.train.remote() for rank in roles.learners]
         marks = _follow(roles, training, config, memory, name)
         ray.get(training)
@@ -232,7 +235,11 @@ def core_limit(stages: dict[str, StageRate], layout: Layout) -> float:
     return 1 / max(seconds_per_group.values())
 
 
-def bench_report(config: TrainConfig, layout: Layout, stages: dict[str, StageRate], sync: RunResult, asynchronous: RunResult, memory) -> dict:
+def bench_report(
+    config: TrainConfig, layout: Layout, stages: dict[str, StageRate], sync: RunResult, asynchronous: RunResult, memory,
+    unpinned: tuple[RunResult, RunResult],
+) -> dict:
+    """`unpinned`: (synchronous, asynchronous) with the roles on every core, as a user's run has them."""
     slowest = min(stages, key=lambda s: stages[s].groups_per_s)
     async_rate = asynchronous.rate.groups_per_s
     mb = 2**-20
@@ -248,6 +255,11 @@ def bench_report(config: TrainConfig, layout: Layout, stages: dict[str, StageRat
             "max_staleness": config.learner.max_staleness,
             "staleness_mean": asynchronous.staleness_mean,
             "busy_fraction": asynchronous.busy,
+        },
+        "unpinned": {
+            "sync": {"groups_per_s": unpinned[0].rate.groups_per_s, "staleness_mean": unpinned[0].staleness_mean},
+            "async": {"groups_per_s": unpinned[1].rate.groups_per_s, "staleness_mean": unpinned[1].staleness_mean},
+            "speedup_vs_sync": unpinned[1].rate.groups_per_s / unpinned[0].rate.groups_per_s,
         },
         "stages": {stage: {"groups_per_s": rate.groups_per_s, "groups": rate.groups, "seconds": rate.seconds} for stage, rate in stages.items()},
         "busy_fraction": asynchronous.busy,
@@ -277,9 +289,15 @@ def bench_table(report: dict) -> str:
     ]
     for stage, rate in stages.items():
         lines.append(f"| {stage} alone | {rate['groups_per_s']:.2f} | {per_step / rate['groups_per_s']:.2f} | |")
+    free = report["unpinned"]
+    for name, run in (("synchronous", free["sync"]), (f"asynchronous (eta {asynchronous['max_staleness']})", free["async"])):
+        lines.append(f"| {name}, unpinned | {run['groups_per_s']:.2f} | {per_step / run['groups_per_s']:.2f} | "
+                     f"staleness {run['staleness_mean']:.2f}; every role on every core |")
     lines += [
         "",
-        f"speedup_vs_sync **{report['speedup_vs_sync']:.2f}**, pipeline_efficiency **{report['pipeline_efficiency']:.2f}** "
+        f"unpinned (as a user's run): speedup_vs_sync **{free['speedup_vs_sync']:.2f}**.",
+        "",
+        f"pinned: speedup_vs_sync **{report['speedup_vs_sync']:.2f}**, pipeline_efficiency **{report['pipeline_efficiency']:.2f}** "
         f"(slowest stage: {report['slowest_stage']}); against the limit of stages sharing cores "
         f"({report['core_limit_groups_per_s']:.2f} groups/s): {report['efficiency_vs_core_limit']:.2f}.",
         "",
@@ -303,7 +321,7 @@ def run_bench(config: TrainConfig, layout: Layout, out: Path) -> dict:
     learner = {"total_steps": bench.warmup_steps + bench.steps}
     if bench.hold_policy:
         learner["lr"] = HELD_LR
-    config = with_changes(config, eval={"at_end": False}, learner=learner)
+    config = with_changes(config, eval={"at_end": False, "every_steps": 0}, learner=learner)
     print(f"bench: {bench.warmup_steps} warm-up + {bench.steps} measured steps of {config.learner.groups_per_step} groups; resources:\n{layout.describe()}")
     out.mkdir(parents=True, exist_ok=True)
     inputs = resolve_inputs(config)
@@ -313,9 +331,13 @@ def run_bench(config: TrainConfig, layout: Layout, out: Path) -> dict:
             stages = measure_stages(config, inputs, out, layout)
             sync = timed_run(with_changes(config, learner={"max_staleness": 0}), inputs, out / "sync", layout, memory, "sync")
             asynchronous = timed_run(config, inputs, out / "async", layout, memory, "async")
+            unpinned = (
+                timed_run(with_changes(config, learner={"max_staleness": 0}), inputs, out / "sync_unpinned", layout, memory, "sync_unpinned", False),
+                timed_run(config, inputs, out / "async_unpinned", layout, memory, "async_unpinned", False),
+            )
     finally:
         stop_ray()
-    report = bench_report(config, layout, stages, sync, asynchronous, memory.memory)
+    report = bench_report(config, layout, stages, sync, asynchronous, memory.memory, unpinned)
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     table = bench_table(report)
     (out / "bench.md").write_text(table + "\n")

@@ -35,7 +35,7 @@ log = logging.getLogger("recipes")
 SEEDS = (0, 1, 2)
 # Shorter than a default run, as the slow learning tests are: 12 trainings (15 with the
 # alternating schedule's second stages) then fit in about an hour on 2 cores.
-RECIPE_DEFAULTS = ("learner.total_steps=60", "eval.max_prompts=128")
+RECIPE_DEFAULTS = ("learner.total_steps=60", "eval.max_prompts=128", "eval.every_steps=0")  # evaluated before and after
 RESULT_FILE = "result.json"
 
 

@@ -39,7 +39,7 @@ CORRECTIONS = ("none", "tis", "decoupled")
 # The sweep's setting, before the command line's overrides (which win). Chosen so that 18 runs fit
 # in an hour on 2 cores and staleness really occurs: with one actor the pipeline holds about one
 # step of groups (staleness ~1.5 even at eta = 8); two actors keep about two (mean 1.9-2.3).
-SWEEP_DEFAULTS = ("learner.total_steps=45", "rollout.num_actors=2", "eval.max_prompts=96", "eval.samples_per_prompt=2")
+SWEEP_DEFAULTS = ("learner.total_steps=45", "rollout.num_actors=2", "eval.max_prompts=96", "eval.samples_per_prompt=2", "eval.every_steps=0")
 WARMUP_STEPS = 5  # left out of the throughput: roles still loading, first weight pushes
 NOISE_POINT = (2, "none")  # the default eta and correction, trained with more seeds
 NOISE_SEEDS = (1, 2)

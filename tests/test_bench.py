@@ -63,8 +63,10 @@ def test_report_ratios_and_table():
     sync = RunResult(rate=StageRate(20, 10.0), busy=busy, staleness_mean=0.0)
     asynchronous = RunResult(rate=StageRate(30, 10.0), busy=busy, staleness_mean=1.5)
     memory = RoleMemory(peak={"learner": 2**30}, marks={"async_warm": {"learner": 100}, "async_end": {"learner": 105}})
-    report = bench_report(config, _layout(), stages, sync, asynchronous, memory)
+    unpinned = (RunResult(StageRate(20, 10.0), busy, 0.0), RunResult(StageRate(36, 10.0), busy, 1.8))
+    report = bench_report(config, _layout(), stages, sync, asynchronous, memory, unpinned)
     assert report["speedup_vs_sync"] == pytest.approx(3.0 / 2.0)
+    assert report["unpinned"]["speedup_vs_sync"] == pytest.approx(3.6 / 2.0)
     # Slowest stage: scoring at 4 groups/s; 3 / 4.
     assert report["slowest_stage"] == "scoring" and report["pipeline_efficiency"] == pytest.approx(0.75)
     # Core 1 holds generation (6/s) and scoring (4/s): 1 / (1/6 + 1/4) = 2.4 groups/s.
@@ -72,6 +74,7 @@ def test_report_ratios_and_table():
     assert report["peak_rss_mb"]["learner"] == pytest.approx(1024) and report["rss_growth_async"]["learner"] == pytest.approx(0.05)
     table = bench_table(report)
     assert "speedup_vs_sync **1.50**" in table and "pipeline_efficiency **0.75**" in table
+    assert "unpinned (as a user's run): speedup_vs_sync **1.80**" in table
 
 
 def test_cores_are_checked():
@@ -127,7 +130,7 @@ def test_bench_runs_and_writes_its_report(tmp_path):
     for stage in ("generation", "scoring", "learner"):
         assert report["stages"][stage]["groups_per_s"] > 0
     assert report["speedup_vs_sync"] == pytest.approx(report["async"]["groups_per_s"] / report["sync"]["groups_per_s"])
-    assert report["sync"]["staleness_mean"] == 0
+    assert report["sync"]["staleness_mean"] == 0 and report["unpinned"]["sync"]["staleness_mean"] == 0
     assert all(report["peak_rss_mb"][role] > 0 for role in ("learner", "rollout", "serve"))
     assert "speedup_vs_sync" in done.stdout
     # The learner alone trained (1 + 2) steps x 4 groups on fewer generated groups: each resent as new.
