@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -30,6 +31,7 @@ from task.captioner_warm_start import (
     caption_quality,
     warm_start_captioner,
 )
+from task import shipped
 from task.checkpoints import build_tiny_captioner, build_tiny_reasoner
 from task.dataset import DatasetFiles, write_bundled_dataset
 from serve.judge import JUDGE_INSTRUCTION
@@ -55,7 +57,7 @@ from task.tokenizer import build_tokenizer
 from vlm.caption_prompt import answer_messages, caption_messages
 
 COMPLETE_MARKER = "COMPLETE"
-QUALITY_FILE = "warm_start.json"
+QUALITY_FILE = shipped.QUALITY_FILE
 # Bumped whenever the build's output changes for the same settings, so old caches are rebuilt.
 BUILD_FORMAT = 14
 # Held-out scenes the warm-start quality is measured on.
@@ -217,7 +219,7 @@ def _warm_start(layout: BundledTask, files: DatasetFiles, seed: int, config: War
     }
 
 
-def _recipe(seed: int, num_train: int, num_eval: int, warm_start: WarmStartConfig) -> dict:
+def build_recipe(seed: int, num_train: int, num_eval: int, warm_start: WarmStartConfig) -> dict:
     """Everything a build depends on; a cached build with another recipe is rebuilt."""
     return {
         "format": BUILD_FORMAT,
@@ -242,8 +244,7 @@ def _build_with_fixed_threads(root: Path, recipe: dict, warm_start: WarmStartCon
     layout = _layout(root)
     seed = recipe["seed"]
     started = time.perf_counter()
-    files = write_bundled_dataset(layout.train_file.parent, recipe["num_train"], recipe["num_eval"], seed)
-    log.info("bundled task: wrote %d train / %d eval records", recipe["num_train"], recipe["num_eval"])
+    files = _write_data(layout, recipe)
     tokenizer = build_tokenizer(_tokenizer_corpus(files, seed), vocab_size=_VOCAB_SIZE)
     build_tiny_captioner(layout.captioner, tokenizer, seed)
     build_tiny_reasoner(layout.reasoner, tokenizer, seed)
@@ -252,6 +253,36 @@ def _build_with_fixed_threads(root: Path, recipe: dict, warm_start: WarmStartCon
     log.info("bundled task: built in %.0f s; warm start %s", time.perf_counter() - started, quality)
     # Written last: its presence is the promise that everything above is on disk.
     (root / COMPLETE_MARKER).write_text(json.dumps(recipe))
+
+
+def _write_data(layout: BundledTask, recipe: dict) -> DatasetFiles:
+    files = write_bundled_dataset(layout.train_file.parent, recipe["num_train"], recipe["num_eval"], recipe["seed"])
+    logging.getLogger(__name__).info("bundled task: wrote %d train / %d eval records", recipe["num_train"], recipe["num_eval"])
+    return files
+
+
+def _unpack(root: Path, recipe: dict, source: Path) -> None:
+    """The shipped build of `recipe` (its models) with its dataset regenerated, at `root`."""
+    _write_data(_layout(root), recipe)
+    shipped.copy_models(source, root)
+    (root / COMPLETE_MARKER).write_text(json.dumps(recipe))
+
+
+def quality_gaps(fresh: dict, reference: dict) -> list[str]:
+    """Where a build's warm-start quality (warm_start.json) falls below `reference`'s by more than
+    sampling noise: three standard errors of a rate over the _QUALITY_SCENES held-out scenes."""
+    gaps = []
+    for name, want in _flat(reference).items():
+        got = _flat(fresh).get(name, float("nan"))
+        slack = 3 * math.sqrt(max(want * (1 - want), 1 / _QUALITY_SCENES) / _QUALITY_SCENES)
+        if not got >= want - slack:
+            gaps.append(f"{name}: {got:.3f}, the shipped build {want:.3f} (noise {slack:.3f})")
+    return gaps
+
+
+def _flat(quality: dict) -> dict[str, float]:
+    return {f"{key}.{k}" if isinstance(value, dict) else key: v for key, value in quality.items()
+            for k, v in (value.items() if isinstance(value, dict) else [(None, value)])}
 
 
 def _is_built(root: Path, recipe: dict) -> bool:
@@ -267,12 +298,12 @@ def ensure_bundled_task(
     warm_start: WarmStartConfig,
     rebuild: bool = False,
 ) -> BundledTask:
-    """The bundled task in `cache_dir/seed<seed>`, built there first unless an identical build is cached.
-
-    A cached build made with other settings (or by an older version of this code) is
-    replaced; `rebuild` replaces it regardless.
+    """The bundled task in `cache_dir/seed<seed>`, made there first unless an identical build is
+    cached: unpacked from the build shipped with the code when its recipe is this one
+    (task/shipped.py), else built. A cached build made with other settings (or by an older version
+    of this code) is replaced; `rebuild` builds afresh regardless.
     """
-    recipe = _recipe(seed, num_train, num_eval, warm_start)
+    recipe = build_recipe(seed, num_train, num_eval, warm_start)
     cache_dir = Path(cache_dir)
     root = cache_dir / f"seed{seed}"
     if _is_built(root, recipe) and not rebuild:
@@ -280,10 +311,15 @@ def ensure_bundled_task(
     if root.exists() and not (root / COMPLETE_MARKER).exists():
         raise ValueError(f"{root} exists but has no {COMPLETE_MARKER} marker; it was not built by us, remove it")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    logging.getLogger(__name__).info("bundled task: building %s (a few minutes, once)", root)
+    source = None if rebuild else shipped.shipped_root(recipe)
+    log = logging.getLogger(__name__)
+    if source is not None:
+        log.info("bundled task: unpacking the shipped build into %s (seconds; `launch.py build` builds it afresh)", root)
+    else:
+        log.info("bundled task: building %s (about an hour on 2 cores, once: the settings differ from the shipped build's)", root)
     staging = Path(tempfile.mkdtemp(prefix=f".seed{seed}-building-", dir=cache_dir))
     try:
-        _build(staging, recipe, warm_start)
+        _unpack(staging, recipe, source) if source is not None else _build(staging, recipe, warm_start)
         _replace(root, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -328,3 +328,38 @@ def test_same_seed_same_bundle(tmp_path: Path, bundle):
     bundled = AutoModelForCausalLM.from_pretrained(bundle.reasoner)
     assert all(torch.equal(p, q) for p, q in zip(reasoner.parameters(), bundled.parameters()))
     assert again.train_file.read_text() == bundle.train_file.read_text()
+
+
+# --- the build shipped with the code (task/shipped.py) ----------------------------------------
+
+
+def test_the_shipped_build_is_the_default_settings_current_build():
+    """A change to the build (BUILD_FORMAT) or to its default settings needs a new shipped build:
+    `python launch.py build`, then `python -m task.shipped ship`."""
+    from configs.schema import TaskConfig
+    from task.bundle import build_recipe
+    from task.shipped import shipped_root
+
+    task = TaskConfig()
+    recipe = build_recipe(task.seed, task.num_train, task.num_eval, task.warm_start)
+    assert shipped_root(recipe) is not None, "the shipped build is not this code's default build: rebuild and ship it"
+
+
+def test_a_default_cache_is_filled_from_the_shipped_build_and_runs_as_built(tmp_path: Path):
+    from configs.schema import TaskConfig
+    from task.shipped import MODELS, SHIPPED
+
+    task = TaskConfig()
+    bundle = ensure_bundled_task(tmp_path, task.seed, task.num_train, task.num_eval, task.warm_start)
+    shipped = SHIPPED / f"seed{task.seed}"
+    for name in MODELS:  # the shipped checkpoints, file for file
+        for file in (shipped / name).iterdir():
+            assert (bundle.root / name / file.name).read_bytes() == file.read_bytes()
+    assert json.loads((bundle.root / "warm_start.json").read_text()) == json.loads((shipped / "warm_start.json").read_text())
+    # The dataset is regenerated from the seed: the build's own records, every one.
+    assert len(read_records(bundle.train_file)) == task.num_train and len(read_records(bundle.eval_file)) == task.num_eval
+    rebuilt = write_bundled_dataset(tmp_path / "again", task.num_train, task.num_eval, task.seed)
+    assert bundle.train_file.read_bytes() == rebuilt.train.read_bytes()
+    # And the checkpoint loads as a real one does.
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(bundle.captioner)
+    assert model.config.image_token_id is not None
