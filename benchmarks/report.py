@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,15 @@ def write_section(title: str, command: str, machine: str, body: str, path: Path 
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
     path.write_text(text.rstrip("\n") + "\n")
+
+
+def write_section_with_plot(title: str, command: str, machine: str, table: str, plot: Path, docs_path: Path, alt: str) -> None:
+    """`write_section` with the table and its plot, copied into the repository at `docs_path`
+    (relative to it) for BENCHMARKS.md to show."""
+    target = BENCHMARKS_FILE.parent / docs_path
+    target.parent.mkdir(exist_ok=True)
+    shutil.copyfile(plot, target)
+    write_section(title, command, machine, f"{table}\n\n![{alt}]({docs_path})")
 
 
 def fifth(rows: Sequence, last: bool, least: int = 1) -> list:

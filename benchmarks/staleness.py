@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.pipeline import split_out, with_changes
-from benchmarks.report import fifth, write_section
+from benchmarks.report import fifth, write_section_with_plot
 from benchmarks.stages import measured_rate
 from benchmarks.staleness_report import plot_sweep, sweep_table
 from configs.schema import TrainConfig
@@ -45,7 +45,6 @@ NOISE_POINT = (2, "none")  # the default eta and correction, trained with more s
 NOISE_SEEDS = (1, 2)
 ALSO = ((2, "mask"),)  # outside the grid, so that every correction trains the task once
 PLOT = Path("docs/staleness-sweep.png")  # in the repository, as BENCHMARKS.md links it
-REPO = Path(__file__).resolve().parents[1]
 INITIAL_FILE = "initial_eval.json"  # held-out accuracy of the initial captioner, in `out`
 
 
@@ -186,11 +185,9 @@ def run_sweep(config: TrainConfig, points: list[SweepPoint], out: Path, record: 
     plot = plot_sweep(out, points, results, out / "sweep.png")
     print(table)
     if record:
-        (REPO / PLOT).parent.mkdir(exist_ok=True)
-        shutil.copyfile(plot, REPO / PLOT)
-        body = f"{table}\n\n![reward and held-out accuracy per eta and correction]({PLOT})"
-        write_section("Staleness: eta x correction", f"python -m benchmarks.staleness out={os.path.relpath(out)} --record",
-                      report["machine"], body)
+        command = f"python -m benchmarks.staleness out={os.path.relpath(out)} --record"
+        alt = "reward and held-out accuracy per eta and correction"
+        write_section_with_plot("Staleness: eta x correction", command, report["machine"], table, plot, PLOT, alt)
     return report
 
 

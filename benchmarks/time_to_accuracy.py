@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.pipeline import split_out, with_changes
-from benchmarks.report import machine, write_section
+from benchmarks.report import machine, write_section_with_plot
 from benchmarks.stages import measured_rate
 from benchmarks.tta_report import plot_tta, tta_table
 from configs.schema import TrainConfig
@@ -41,7 +41,6 @@ TARGET = 0.85
 TTA_DEFAULTS = ("learner.total_steps=120", "eval.every_steps=10", "eval.subset_prompts=64", "eval.subset_samples=2", "eval.at_end=false")
 WARMUP_STEPS = 5  # left out of groups/s: roles still loading
 PLOT = Path("docs/time-to-accuracy.png")
-REPO = Path(__file__).resolve().parents[1]
 RUN_FILE = "tta_run.json"
 
 
@@ -150,11 +149,9 @@ def run_benchmark(config: TrainConfig, settings: list[Setting], seeds: list[int]
     plot = plot_tta(by_setting, target, out / "tta.png")
     print(table)
     if record:
-        (REPO / PLOT).parent.mkdir(exist_ok=True)
-        shutil.copyfile(plot, REPO / PLOT)
-        body = f"{table}\n\n![held-out accuracy against wall-clock time per setting]({PLOT})"
-        write_section("Time to accuracy", f"python -m benchmarks.time_to_accuracy out={os.path.relpath(out)} --record",
-                      report["machine"], body)
+        command = f"python -m benchmarks.time_to_accuracy out={os.path.relpath(out)} --record"
+        alt = "held-out accuracy against wall-clock time per setting"
+        write_section_with_plot("Time to accuracy", command, report["machine"], table, plot, PLOT, alt)
     return report
 
 
