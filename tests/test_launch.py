@@ -100,7 +100,7 @@ def resumed_after_a_kill(tmp_path: Path, run_launch, deterministic: list[str]) -
     assert f"resuming at step {saved} (policy version {saved})" in out
     assert step_prompts(cut_dir) == step_prompts(tmp_path / "seed1")
     assert sorted(positions(cut_dir)) == [(0, p) for p in range(3 * 2)]
-    metrics = read_metrics(cut_dir / "metrics.jsonl")
+    metrics = step_rows(cut_dir)
     assert [(m["step"], m["policy_version"]) for m in metrics] == [(0, 1), (1, 2), (2, 3)]
     assert metrics[2]["time/elapsed_s"] > metrics[1]["time/elapsed_s"] > metrics[0]["time/elapsed_s"]
     summary = json.loads((cut_dir / "summary.json").read_text())
@@ -129,9 +129,10 @@ def assert_trained_on_vllm(metrics: list[dict], steps: int, max_staleness: int) 
     assert on_policy and max(on_policy) < 1e-4
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
+def step_rows(run_dir: Path) -> list[dict]:
+    """The run's learner-step rows so far ([] before the first)."""
     path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    return read_metrics(path) if path.is_file() else []
 
 
 @pytest.mark.integration
@@ -143,13 +144,13 @@ def test_a_run_on_vllm_engines_trains_like_the_default(tmp_path, run_launch):
     run = run_launch([*short_run(tmp_path, steps=steps), *VLLM_RUN, "learner.weight_sync.backend=zmq", "learner.max_staleness=1"])
     code, out = run.finish(timeout=600)
     assert code == 0, out[-3000:]
-    assert_trained_on_vllm(read_metrics(tmp_path / "run"), steps, max_staleness=1)
+    assert_trained_on_vllm(step_rows(tmp_path / "run"), steps, max_staleness=1)
     assert run.leftovers() == []
 
 
 def wait_for_steps(run, run_dir: Path, steps: int, timeout: float = 400) -> list[dict]:
     deadline = time.monotonic() + timeout
-    while len(metrics := read_metrics(run_dir)) < steps and time.monotonic() < deadline:
+    while len(metrics := step_rows(run_dir)) < steps and time.monotonic() < deadline:
         assert run.proc.poll() is None, run.output()[-3000:]
         time.sleep(0.5)
     return metrics
