@@ -345,21 +345,27 @@ def test_the_shipped_build_is_the_default_settings_current_build():
     assert shipped_root(recipe) is not None, "the shipped build is not this code's default build: rebuild and ship it"
 
 
-def test_a_default_cache_is_filled_from_the_shipped_build_and_runs_as_built(tmp_path: Path):
-    from configs.schema import TaskConfig
-    from task.shipped import MODELS, SHIPPED
+def test_a_cache_is_filled_from_a_shipped_build_of_its_recipe(bundle, tmp_path: Path, monkeypatch):
+    """A build shipped for a recipe fills an empty cache of that recipe (its checkpoints copied,
+    its dataset regenerated), and never a cache of another recipe; `rebuild` builds regardless."""
+    from task import shipped
+    from task.bundle import build_recipe
 
-    task = TaskConfig()
-    bundle = ensure_bundled_task(tmp_path, task.seed, task.num_train, task.num_eval, task.warm_start)
-    shipped = SHIPPED / f"seed{task.seed}"
-    for name in MODELS:  # the shipped checkpoints, file for file
-        for file in (shipped / name).iterdir():
-            assert (bundle.root / name / file.name).read_bytes() == file.read_bytes()
-    assert json.loads((bundle.root / "warm_start.json").read_text()) == json.loads((shipped / "warm_start.json").read_text())
-    # The dataset is regenerated from the seed: the build's own records, every one.
-    assert len(read_records(bundle.train_file)) == task.num_train and len(read_records(bundle.eval_file)) == task.num_eval
-    rebuilt = write_bundled_dataset(tmp_path / "again", task.num_train, task.num_eval, task.seed)
-    assert bundle.train_file.read_bytes() == rebuilt.train.read_bytes()
-    # And the checkpoint loads as a real one does.
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(bundle.captioner)
-    assert model.config.image_token_id is not None
+    monkeypatch.setattr(shipped, "SHIPPED", tmp_path / "shipped")
+    recipe = build_recipe(0, **SMALL)
+    root = shipped.ship(bundle.root, recipe)
+    filled = ensure_bundled_task(tmp_path / "cache", seed=0, **SMALL)
+    for name in shipped.MODELS:  # the shipped checkpoints, file for file
+        for file in (root / name).iterdir():
+            assert (filled.root / name / file.name).read_bytes() == file.read_bytes()
+    assert json.loads((filled.root / "warm_start.json").read_text()) == json.loads((bundle.root / "warm_start.json").read_text())
+    # The dataset is regenerated from the seed: the build's own records, byte for byte.
+    assert filled.train_file.read_bytes() == bundle.train_file.read_bytes()
+    assert filled.eval_file.read_bytes() == bundle.eval_file.read_bytes()
+    assert json.loads((filled.root / COMPLETE_MARKER).read_text()) == recipe
+    # Another recipe (here another seed) is built, not filled from it.
+    assert shipped.shipped_root(build_recipe(1, **SMALL)) is None
+    # `rebuild` (launch.py build) builds: spoilt shipped weights are not read.
+    (root / "captioner" / "model.safetensors").write_bytes(b"not weights")
+    rebuilt = ensure_bundled_task(tmp_path / "cache", seed=0, rebuild=True, **SMALL)
+    assert Qwen2_5_VLForConditionalGeneration.from_pretrained(rebuilt.captioner).config.image_token_id is not None
