@@ -316,7 +316,8 @@ def ensure_bundled_task(
     if source is not None:
         log.info("bundled task: unpacking the shipped build into %s (seconds; `launch.py build` builds it afresh)", root)
     else:
-        log.info("bundled task: building %s (about an hour on 2 cores, once: the settings differ from the shipped build's)", root)
+        why = "launch.py build" if rebuild else "no build ships with these settings"
+        log.info("bundled task: building %s (about an hour on 2 cores, once: %s)", root, why)
     staging = Path(tempfile.mkdtemp(prefix=f".seed{seed}-building-", dir=cache_dir))
     try:
         _unpack(staging, recipe, source) if source is not None else _build(staging, recipe, warm_start)
