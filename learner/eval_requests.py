@@ -15,7 +15,7 @@ from wire.eval_points import EVAL_ACCURACY, EvalPoint, EvalPointResult, EvalSche
 
 log = logging.getLogger(__name__)
 # How long the end of training waits for the last evaluations.
-FINAL_WAIT_S = 600.0
+FINAL_WAIT_S = 300.0
 
 
 class EvalRequests:
