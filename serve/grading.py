@@ -33,6 +33,7 @@ grade is wrong too, and `grade` says so, so that the pool can count them.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +47,9 @@ from serve.options import chosen_option, listed_options
 from serve.parse_cost import parse_cost_problem
 from wire.scoring import MAX_GOLD_ANSWER_CHARS
 
+# Math-Verify warns on every first call that its own timeout is off: grading runs it under our
+# deadline (serve/deadline.py), so the warning, repeated by every process, says nothing.
+logging.getLogger("math_verify").setLevel(logging.ERROR)
 # The final answer sits at the end of a reasoning trace; the tail bounds the regex work.
 MAX_PREDICTION_CHARS = 2000
 # A "final answer" longer than this is prose or junk, not an answer; it also bounds parsing.
