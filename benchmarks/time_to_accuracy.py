@@ -24,7 +24,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.pipeline import split_out, with_changes
+from benchmarks.pipeline import split_out
+from benchmarks.staleness import SweepPoint
 from benchmarks.report import machine, write_section_with_plot
 from benchmarks.stages import measured_rate
 from benchmarks.tta_report import plot_tta, tta_table
@@ -53,10 +54,9 @@ class Setting:
     def label(self) -> str:
         return f"eta={self.eta}, {self.correction}"
 
-    def config(self, base: TrainConfig, seed: int, run_dir: Path) -> TrainConfig:
-        correction = dataclasses.replace(base.learner.correction, kind=self.correction)
-        changed = with_changes(base, learner={"max_staleness": self.eta, "correction": correction})
-        return dataclasses.replace(changed, seed=seed, run_dir=str(run_dir))
+    def run(self, seed: int) -> SweepPoint:
+        """This setting's run of `seed`: a point of the staleness sweep (its config and run name)."""
+        return SweepPoint(self.eta, self.correction, seed)
 
 
 @dataclass(frozen=True)
@@ -80,10 +80,6 @@ class RunCurve:
         return self.accuracy[-1]
 
 
-def run_name(setting: Setting, seed: int) -> str:
-    return f"eta{setting.eta}-{setting.correction}-seed{seed}"
-
-
 def curve_of(setting: Setting, seed: int, run_dir: Path, groups_per_step: int) -> RunCurve:
     metrics = run_dir / "metrics.jsonl"
     points = read_eval_points(metrics)
@@ -103,7 +99,7 @@ def train_runs(config: TrainConfig, settings: list[Setting], seeds: list[int], o
     curves, missing = {}, []
     for setting in settings:
         for seed in seeds:
-            saved = out / run_name(setting, seed) / RUN_FILE
+            saved = out / setting.run(seed).name / RUN_FILE
             if saved.exists():
                 curves[(setting, seed)] = RunCurve(**json.loads(saved.read_text()))
             else:
@@ -114,10 +110,10 @@ def train_runs(config: TrainConfig, settings: list[Setting], seeds: list[int], o
     start_ray(config)
     try:
         for index, (setting, seed) in enumerate(missing):
-            run_dir = out / run_name(setting, seed)
+            run_dir = out / setting.run(seed).name
             if run_dir.exists():
                 shutil.rmtree(run_dir)  # an interrupted run: start it again
-            run_config = setting.config(config, seed, run_dir)
+            run_config = setting.run(seed).config(config, run_dir)
             make_run_dir(run_config)
             log.info("run %d of %d: %s", index + 1, len(missing), run_dir.name)
             run_roles(run_config, inputs, run_dir)
@@ -176,7 +172,7 @@ def main(argv: list[str]) -> int:
         config = load_config(args.config, [*TTA_DEFAULTS, *overrides])
         settings, seeds = _settings(args.settings), _seeds(args.seeds)
         for setting in settings:  # a bad eta or correction fails here, not after an hour of training
-            setting.config(config, 0, Path("."))
+            setting.run(0).config(config, Path("."))
         if not config.eval.every_steps or not 0 < args.target <= 1:
             raise ValueError("the benchmark needs eval.every_steps > 0 and a --target in (0, 1]")
     except (ConfigError, ValueError) as err:
