@@ -249,6 +249,9 @@ def start_evaluation(config: TrainConfig, inputs: Inputs, sampling):
     if config.policy.role != "captioner":
         log.info("eval.every_steps: evaluation while training covers a captioner policy; this run trains the %s", config.policy.role)
         return None
+    if not inputs.eval_file:
+        log.info("eval.every_steps: no held-out split (task.eval_file) to evaluate on while training")
+        return None
     evaluator = start_training_evaluator(config, inputs.captioner, inputs.reasoner, inputs.eval_file, sampling)
     return EvalSchedule(evaluator, config.eval.every_steps)
 

@@ -80,7 +80,8 @@ def role_demands(config: TrainConfig, training: bool = True) -> list[RoleDemand]
     ranks = _demand("learner rank", "learner", learner.num_ranks, learner.num_cpus, learner.num_gpus, learner.placement)
     actors = _demand("rollout actor", "rollout", rollout.num_actors, rollout.num_cpus, rollout.num_gpus, rollout.placement)
     evaluator = []
-    if config.eval.every_steps and config.policy.role == "captioner":  # evaluation while training: engines of its own
+    evaluates = config.task.kind == "bundled" or bool(config.task.eval_file)  # a held-out split to evaluate on
+    if config.eval.every_steps and config.policy.role == "captioner" and evaluates:  # evaluation while training: engines of its own
         evaluator = [
             _demand("evaluation captioner", "rollout", 1, rollout.num_cpus, rollout.num_gpus, _unplanned(rollout.placement)),
             _demand("evaluation reasoner", "serve", 1, serve.num_cpus, serve.num_gpus, _unplanned(serve.placement)),
