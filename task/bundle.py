@@ -271,9 +271,9 @@ def _unpack(root: Path, recipe: dict, source: Path) -> None:
 def quality_gaps(fresh: dict, reference: dict) -> list[str]:
     """Where a build's warm-start quality (warm_start.json) falls below `reference`'s by more than
     sampling noise: three standard errors of a rate over the _QUALITY_SCENES held-out scenes."""
-    gaps = []
+    gaps, measured = [], _flat(fresh)
     for name, want in _flat(reference).items():
-        got = _flat(fresh).get(name, float("nan"))
+        got = measured.get(name, float("nan"))
         slack = 3 * math.sqrt(max(want * (1 - want), 1 / _QUALITY_SCENES) / _QUALITY_SCENES)
         if not got >= want - slack:
             gaps.append(f"{name}: {got:.3f}, the shipped build {want:.3f} (noise {slack:.3f})")
