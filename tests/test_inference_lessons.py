@@ -5,9 +5,9 @@ import random
 
 import pytest
 
-from serve.grading import grade
+from serve.grading import boxed_parts, grade
 from task.direct_answers import DirectAnswer, random_direct_answer
-from task.inference_examples import InferenceExample, inference_check_example, random_inference_example
+from task.inference_examples import InferenceExample, garbled_tentative, inference_check_example, random_inference_example
 from task.scenes import CountQuestion, SceneObject, describe, random_scene
 from wire.scoring import multiple_choice_text
 
@@ -46,6 +46,16 @@ def test_the_two_stage_reply_follows_the_caption_and_falls_back_on_the_tentative
     example = InferenceExample(caption, RED, (), tentative)
     assert example.reply == reply
     assert f"A first answer, which may be wrong: {tentative}" in example.messages()[0]["content"]
+
+
+def test_a_garbled_tentative_answer_gives_no_value_and_never_moves_the_captions_count():
+    rng = random.Random(2)
+    for _ in range(50):
+        garbled = garbled_tentative(rng, SCENE)
+        assert boxed_parts(garbled) == []
+        # Beside a caption the reply counts the caption; with none, the reasoner cannot tell.
+        assert InferenceExample(describe(SCENE), RED, (), garbled).reply.endswith("\\boxed{2}")
+        assert InferenceExample("", RED, (), garbled).reply == "\\boxed{cannot tell}"
 
 
 def test_with_options_listed_the_reply_boxes_the_count_which_grades_as_its_option():
