@@ -29,11 +29,16 @@ from wire.reasoner_prompt import reasoner_messages, two_stage_messages
 from wire.scoring import multiple_choice_text
 
 Scene = tuple[SceneObject, ...]
-# How often the lessons' tentative answer is the captioner's right reply, one that missed objects,
-# or a garbled one; else no boxed answer at all.
-_RIGHT_TENTATIVE = 0.5
-_MISSED_TENTATIVE = 0.25
-_GARBLED_TENTATIVE = 0.15
+# How often the lessons' tentative answer is the captioner's right reply, one that walks the same
+# objects but counts them wrong, one that missed objects, or a garbled one; else no boxed answer.
+# Miscounted ones are the trained captioner's usual mistake (build format 16: its direct answers
+# walked the caption's objects with counts off by one and boxed them), and the one that pulled the
+# reasoner's own count after the tentative's: with only right tentatives walking the same objects,
+# copying their counts had never been wrong.
+_RIGHT_TENTATIVE = 0.4
+_MISCOUNTED_TENTATIVE = 0.25
+_MISSED_TENTATIVE = 0.15
+_GARBLED_TENTATIVE = 0.1
 # What a garbled reply trails off with, as a captioner's own answers decayed after training only its
 # captions (build format 15's trained captioner: 17% of its direct answers were unboxed).
 _OPEN_ENDINGS = ("\\boxed{{{n}.", "\\boxed{{{n}. \\boxed{{{n}.", "\\boxed{{", "\\boxed{{{n}. bottom left:", "")
@@ -93,16 +98,38 @@ def _caption(rng: random.Random, scene: Scene) -> str:
 
 
 def _tentative(rng: random.Random, scene: Scene, question: CountQuestion) -> str:
-    """The captioner's answer: its right reply, one that missed objects, a garbled one, or no boxed answer."""
+    """The captioner's answer: right, miscounted, missing objects, garbled, or without a boxed answer."""
     kind = rng.random()
-    if kind < _RIGHT_TENTATIVE:
-        return DirectAnswer(scene, question, question.text).reply
     seen = tuple(obj for obj in scene if rng.random() < PARTIAL_KEEP_PROB) or scene[:1]
-    if kind < _RIGHT_TENTATIVE + _MISSED_TENTATIVE:
-        return DirectAnswer(seen, question, question.text).reply
-    if kind < _RIGHT_TENTATIVE + _MISSED_TENTATIVE + _GARBLED_TENTATIVE:
-        return garbled_tentative(rng, rng.choice((scene, seen)))
+    for share, tentative in (
+        (_RIGHT_TENTATIVE, lambda: DirectAnswer(scene, question, question.text).reply),
+        (_MISCOUNTED_TENTATIVE, lambda: miscounted_tentative(rng, scene, question)),
+        (_MISSED_TENTATIVE, lambda: DirectAnswer(seen, question, question.text).reply),
+        (_GARBLED_TENTATIVE, lambda: garbled_tentative(rng, rng.choice((scene, seen)))),
+    ):
+        if kind < share:
+            return tentative()
+        kind -= share
     return rng.choice(("", describe(scene), "I cannot see it."))
+
+
+def miscounted_tentative(rng: random.Random, scene: Scene, question: CountQuestion) -> str:
+    """Every object walked, the running count wrong and its last value boxed: shifted by one
+    throughout, off by one here and there, or counting every object whatever it is."""
+    right, counts = 0, []
+    for obj in scene:
+        right += question.count([obj])
+        counts.append(right)
+    mistake = rng.choice(("shifted", "scattered", "every"))
+    if mistake == "shifted":
+        shift = rng.choice((-1, 1))
+        counts = [max(0, c + shift) for c in counts]
+    elif mistake == "scattered":
+        counts = [max(0, c + rng.choice((-1, 0, 1))) for c in counts]
+    else:
+        counts = list(range(1, len(scene) + 1))
+    steps = " ".join(f"{obj.colour} {obj.shape}: {count}." for obj, count in zip(scene, counts))
+    return f"{steps} \\boxed{{{counts[-1]}}}"
 
 
 def garbled_tentative(rng: random.Random, scene: Scene) -> str:

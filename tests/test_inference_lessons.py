@@ -7,7 +7,13 @@ import pytest
 
 from serve.grading import boxed_parts, grade
 from task.direct_answers import DirectAnswer, random_direct_answer
-from task.inference_examples import InferenceExample, garbled_tentative, inference_check_example, random_inference_example
+from task.inference_examples import (
+    InferenceExample,
+    garbled_tentative,
+    inference_check_example,
+    miscounted_tentative,
+    random_inference_example,
+)
 from task.scenes import CountQuestion, SceneObject, describe, random_scene
 from wire.scoring import multiple_choice_text
 
@@ -56,6 +62,16 @@ def test_a_garbled_tentative_answer_gives_no_value_and_never_moves_the_captions_
         # Beside a caption the reply counts the caption; with none, the reasoner cannot tell.
         assert InferenceExample(describe(SCENE), RED, (), garbled).reply.endswith("\\boxed{2}")
         assert InferenceExample("", RED, (), garbled).reply == "\\boxed{cannot tell}"
+
+
+def test_a_miscounted_tentative_answer_walks_the_same_objects_and_never_moves_the_captions_count():
+    rng = random.Random(3)
+    for _ in range(50):
+        miscounted = miscounted_tentative(rng, SCENE, RED)
+        # The scene's objects in order, each with a count, the last one boxed.
+        assert [step.split(":")[0] for step in miscounted.split(". ")[:3]] == ["red circle", "blue square", "red triangle"]
+        assert boxed_parts(miscounted) == [miscounted.split(": ")[-1].split(".")[0]]
+        assert InferenceExample(describe(SCENE), RED, (), miscounted).reply == "red circle: 1. blue square: 1. red triangle: 2. \\boxed{2}"
 
 
 def test_with_options_listed_the_reply_boxes_the_count_which_grades_as_its_option():
