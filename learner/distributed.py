@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import math
 import os
 import socket
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from configs.schema import LearnerConfig
 from wire.gloo import listening_socket, local_address_towards, rendezvous_store
 
+log = logging.getLogger(__name__)
 # The process group's store: alive as long as the process.
 _held: list = []
+# DeepSpeed compiles its CPU shared-memory op on a machine's first learner start, under a lock
+# file; a process killed while compiling leaves the lock behind, and every later rank waits on it
+# forever without a word (seen after a killed test). The compile takes well under a minute.
+STALE_BUILD_LOCK_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +67,48 @@ def init_process_group(info: RankInfo) -> None:
         store = rendezvous_store(info.master_addr, info.master_port, info.world_size, timeout, listener)
         torch.distributed.init_process_group(backend, store=store, rank=info.rank, world_size=info.world_size, timeout=timeout)
         _held.append(store)
-    deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
+    with clearing_stale_build_lock(enabled=backend == "gloo"):
+        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
+
+
+@contextmanager
+def clearing_stale_build_lock(enabled: bool, every_s: float = 10.0):
+    """While the body runs, remove DeepSpeed's CPU op build lock as soon as it is stale: a lock
+    still fresh when the rank starts may be a compile that dies later."""
+    stop = threading.Event()
+    watcher = threading.Thread(target=_clear_until, args=(stop, every_s), daemon=True)
+    if enabled:
+        clear_stale_build_lock()
+        watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+def _clear_until(stop: threading.Event, every_s: float) -> None:
+    while not stop.wait(every_s):
+        clear_stale_build_lock()
+
+
+def clear_stale_build_lock(stale_after_s: float = STALE_BUILD_LOCK_S) -> Path | None:
+    """Remove the lock of DeepSpeed's CPU op build if it is older than any build; the path removed, if any."""
+    from deepspeed.accelerator import get_accelerator
+    from torch.utils.cpp_extension import _get_build_directory
+
+    builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
+    if builder is None:
+        return None
+    lock = Path(_get_build_directory(builder.name, verbose=False)) / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    if age < stale_after_s:
+        return None
+    log.warning("removing %s, left %.0f s ago by a process killed while compiling DeepSpeed's CPU op", lock, age)
+    lock.unlink(missing_ok=True)
+    return lock
 
 
 def interface_towards(address: str, port: int) -> str:

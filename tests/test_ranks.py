@@ -134,3 +134,20 @@ def test_one_update_on_two_ranks_equals_it_on_one(stage, bundle, trained):
     assert moved > 1e-4  # the update did something (Adam's first step moves weights by ~lr = 1e-3)
     worst = max(float((one[n] - two[n]).abs().max()) for n in one)
     assert worst < 1e-5, f"ZeRO-{stage}: 2 ranks differ from 1 by up to {worst}"
+
+
+def test_a_build_lock_left_by_a_killed_compile_is_removed_and_a_live_one_kept(tmp_path, monkeypatch):
+    """A rank's start would otherwise wait forever on DeepSpeed's CPU op build lock of a dead process."""
+    import time
+
+    from learner.distributed import STALE_BUILD_LOCK_S, clear_stale_build_lock
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    lock = tmp_path / "deepspeed_shm_comm" / "lock"
+    lock.parent.mkdir()
+    lock.touch()  # a build going on now
+    assert clear_stale_build_lock() is None and lock.exists()
+    old = time.time() - STALE_BUILD_LOCK_S - 1
+    os.utime(lock, (old, old))
+    assert clear_stale_build_lock() == lock and not lock.exists()
+    assert clear_stale_build_lock() is None  # none left
