@@ -1,13 +1,13 @@
 """Caption engines head to head on the bundled captioner: in-place weight update latency and generation.
 
-    python -m benchmarks.engines [--rounds 20]
+    python -m benchmarks.engines [--rounds 20] [--record]
 
 For each engine and weight sync (transformers and vLLM taking the learner's frames; vLLM
 taking a gloo broadcast from a publisher in this process): the latency of an in-place update
 with a full set of new weights (what the learner pushes each step; for the broadcast, the
 learner's whole publish, acknowledgements included), and the time to generate G captions for a
 batch of prompts. All run in one process and take turns, so a drift in the machine's load hits
-them alike. Prints a table and writes it to BENCHMARKS.md.
+them alike. Prints a table; --record also writes it to BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -125,6 +125,7 @@ def _table(results: dict[str, EngineTimings], megabytes: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20, help="updates (each followed by a generation) per engine")
+    parser.add_argument("--record", action="store_true", help="write the table into BENCHMARKS.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
     inputs = resolve_inputs(load_config())
@@ -161,7 +162,8 @@ def main() -> None:
     table = _table(results, megabytes)
     print(table)
     where = f"{machine()}, no GPU, 1 torch thread"
-    write_section("Caption engines", "python -m benchmarks.engines", where, table)
+    if args.record:
+        write_section("Caption engines", "python -m benchmarks.engines --record", where, table)
 
 
 if __name__ == "__main__":

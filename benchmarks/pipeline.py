@@ -235,11 +235,19 @@ def core_limit(stages: dict[str, StageRate], layout: Layout) -> float:
     return 1 / max(seconds_per_group.values())
 
 
+@dataclass(frozen=True)
+class UnpinnedRuns:
+    """The runs with every role on every core, as a user's run has them."""
+
+    sync: RunResult
+    asynchronous: RunResult
+    with_eval: RunResult | None  # asynchronous again, evaluating while it trains (bench.eval_every_steps)
+
+
 def bench_report(
     config: TrainConfig, layout: Layout, stages: dict[str, StageRate], sync: RunResult, asynchronous: RunResult, memory,
-    unpinned: tuple[RunResult, RunResult],
+    unpinned: UnpinnedRuns,
 ) -> dict:
-    """`unpinned`: (synchronous, asynchronous) with the roles on every core, as a user's run has them."""
     slowest = min(stages, key=lambda s: stages[s].groups_per_s)
     async_rate = asynchronous.rate.groups_per_s
     mb = 2**-20
@@ -256,11 +264,7 @@ def bench_report(
             "staleness_mean": asynchronous.staleness_mean,
             "busy_fraction": asynchronous.busy,
         },
-        "unpinned": {
-            "sync": {"groups_per_s": unpinned[0].rate.groups_per_s, "staleness_mean": unpinned[0].staleness_mean},
-            "async": {"groups_per_s": unpinned[1].rate.groups_per_s, "staleness_mean": unpinned[1].staleness_mean},
-            "speedup_vs_sync": unpinned[1].rate.groups_per_s / unpinned[0].rate.groups_per_s,
-        },
+        "unpinned": _unpinned_report(unpinned, config.bench.eval_every_steps),
         "stages": {stage: {"groups_per_s": rate.groups_per_s, "groups": rate.groups, "seconds": rate.seconds} for stage, rate in stages.items()},
         "busy_fraction": asynchronous.busy,
         "peak_rss_mb": {role: memory.peak.get(role, 0) * mb for role in ROLES},
@@ -269,6 +273,18 @@ def bench_report(
         "steps": {"warmup": config.bench.warmup_steps, "measured": config.bench.steps, "groups_per_step": config.learner.groups_per_step},
         "machine": machine(),
     }
+
+
+def _unpinned_report(runs: UnpinnedRuns, eval_every_steps: int) -> dict:
+    def run(result: RunResult) -> dict:
+        return {"groups_per_s": result.rate.groups_per_s, "staleness_mean": result.staleness_mean}
+
+    report = {"sync": run(runs.sync), "async": run(runs.asynchronous),
+              "speedup_vs_sync": runs.asynchronous.rate.groups_per_s / runs.sync.rate.groups_per_s}
+    if runs.with_eval is not None:
+        report["async_eval"] = {**run(runs.with_eval), "eval_every_steps": eval_every_steps,
+                                "throughput_cost": 1 - runs.with_eval.rate.groups_per_s / runs.asynchronous.rate.groups_per_s}
+    return report
 
 
 def _growth(marks: dict, role: str) -> float:
@@ -293,9 +309,15 @@ def bench_table(report: dict) -> str:
     for name, run in (("synchronous", free["sync"]), (f"asynchronous (eta {asynchronous['max_staleness']})", free["async"])):
         lines.append(f"| {name}, unpinned | {run['groups_per_s']:.2f} | {per_step / run['groups_per_s']:.2f} | "
                      f"staleness {run['staleness_mean']:.2f}; every role on every core |")
+    with_eval = free.get("async_eval")
+    if with_eval:
+        lines.append(f"| asynchronous, unpinned, evaluating every {with_eval['eval_every_steps']} steps | {with_eval['groups_per_s']:.2f} | "
+                     f"{per_step / with_eval['groups_per_s']:.2f} | staleness {with_eval['staleness_mean']:.2f} |")
     lines += [
         "",
         f"unpinned (as a user's run): speedup_vs_sync **{free['speedup_vs_sync']:.2f}**.",
+        *([f"evaluation while training every {with_eval['eval_every_steps']} steps costs **{100 * with_eval['throughput_cost']:.0f}%** "
+           "of the unpinned asynchronous run's groups/s.", ""] if with_eval else []),
         "",
         f"pinned: speedup_vs_sync **{report['speedup_vs_sync']:.2f}**, pipeline_efficiency **{report['pipeline_efficiency']:.2f}** "
         f"(slowest stage: {report['slowest_stage']}); against the limit of stages sharing cores "
@@ -331,9 +353,10 @@ def run_bench(config: TrainConfig, layout: Layout, out: Path) -> dict:
             stages = measure_stages(config, inputs, out, layout)
             sync = timed_run(with_changes(config, learner={"max_staleness": 0}), inputs, out / "sync", layout, memory, "sync")
             asynchronous = timed_run(config, inputs, out / "async", layout, memory, "async")
-            unpinned = (
+            unpinned = UnpinnedRuns(
                 timed_run(with_changes(config, learner={"max_staleness": 0}), inputs, out / "sync_unpinned", layout, memory, "sync_unpinned", False),
                 timed_run(config, inputs, out / "async_unpinned", layout, memory, "async_unpinned", False),
+                _with_eval_run(config, inputs, out, layout, memory),
             )
     finally:
         stop_ray()
@@ -345,6 +368,15 @@ def run_bench(config: TrainConfig, layout: Layout, out: Path) -> dict:
     if bench.record:
         write_section("Pipeline: asynchronous against synchronous", f"python launch.py bench out={os.path.relpath(out)} bench.record=true", report["machine"], table)
     return report
+
+
+def _with_eval_run(config: TrainConfig, inputs, out: Path, layout: Layout, memory: MemorySampler) -> RunResult | None:
+    """The unpinned asynchronous run evaluating while it trains; None where it would not evaluate."""
+    every = config.bench.eval_every_steps
+    if not every or not inputs.eval_file or config.policy.role != "captioner":
+        return None
+    evaluating = with_changes(config, eval={"every_steps": every})
+    return timed_run(evaluating, inputs, out / "async_unpinned_eval", layout, memory, "async_unpinned_eval", False)
 
 
 def split_out(overrides: list[str], command: str) -> tuple[Path | None, list[str]]:

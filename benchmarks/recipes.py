@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import statistics
 import sys
 from dataclasses import dataclass
@@ -164,7 +165,7 @@ def report(results: list[RunResult], out: Path, overrides: list[str], record: bo
     (out / "recipes.md").write_text(table + "\n")
     print(table)
     if record:
-        command = f"python -m benchmarks.recipes out={out} {' '.join(overrides)}".strip()
+        command = f"python -m benchmarks.recipes out={os.path.relpath(out)} --record {' '.join(overrides)}".strip()
         write_section("Recipes: each seed method on the bundled task", command, machine(), table)
 
 

@@ -1,6 +1,6 @@
 """Transport micro-benchmarks: the replay queue and the weight push against their raw floors.
 
-    python -m benchmarks.transport [--rounds 5]
+    python -m benchmarks.transport [--rounds 5] [--record]
 
 Replay: an actor-side process sends scored groups, the learner side (this process) takes them
 out of the queue. Ours is the whole path (encode, ReplayClient's PUSH socket, ReplayQueue's
@@ -12,7 +12,7 @@ they are torch tensors it could load, and answers; latency is publish to answer.
 bundled captioner's trainable weights and for ~100M random float32 parameters, over each
 backend that runs without vLLM here (ZeroMQ: ZmqWeightPublisher -> ZmqWeightReceiver; gloo: the
 broadcast group the gloo backend uses), against a plain in-memory copy of the same bytes.
-Prints the tables and writes them to BENCHMARKS.md.
+Prints the tables; --record also writes them to BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -271,6 +271,7 @@ def push_table(models: dict[str, dict[str, torch.Tensor]], rounds: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=PUSH_ROUNDS, help="weight pushes per backend and model")
+    parser.add_argument("--record", action="store_true", help="write the table into BENCHMARKS.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
     replay = replay_table()
@@ -279,8 +280,9 @@ def main() -> None:
     push = push_table(models, args.rounds)
     print(push)
     where = machine()
-    write_section("Replay transport", "python -m benchmarks.transport", where, replay)
-    write_section("Weight push", "python -m benchmarks.transport", where, push)
+    if args.record:
+        write_section("Replay transport", "python -m benchmarks.transport --record", where, replay)
+        write_section("Weight push", "python -m benchmarks.transport --record", where, push)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The replay path's codec: encoding and decoding (with every check) a ScoredGroup.
 
-    python -m benchmarks.wire [--rounds 2000]
+    python -m benchmarks.wire [--rounds 2000] [--record]
 
 Two groups: the bundled task's (G=8 captions of 32 tokens, a 56x56 PNG of ~300 bytes) and a
 paper-sized one (G=4 of 256 tokens, a ~50 KB image); the median of many calls of each. Decoding
@@ -63,6 +63,7 @@ def _median_us(call, rounds: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2000)
+    parser.add_argument("--record", action="store_true", help="write the table into BENCHMARKS.md")
     args = parser.parse_args()
     lines = ["| group | frame (KB) | encode p50 (µs) | decode p50 (µs) | decodes/s |", "|---|---|---|---|---|"]
     for name, size in SIZES.items():
@@ -73,7 +74,8 @@ def main() -> None:
         lines.append(f"| {name} | {len(frame) / 1024:.1f} | {encode_us:.0f} | {decode_us:.0f} | {1e6 / decode_us:.0f} |")
     table = "\n".join(lines)
     print(table)
-    write_section("Replay codec", "python -m benchmarks.wire", machine(), table)
+    if args.record:
+        write_section("Replay codec", "python -m benchmarks.wire --record", machine(), table)
 
 
 if __name__ == "__main__":

@@ -670,11 +670,16 @@ class BenchConfig:
     # that every phase does the same work per group: a policy that learns changes its captions
     # (the bundled task's grow from ~10 to ~24 tokens), and with them the cost of the later steps.
     hold_policy: bool = True
+    # The unpinned asynchronous run once more with evaluation while training every this many steps,
+    # to measure what it costs the run's throughput (0 = not measured). Shorter than a default
+    # run's eval.every_steps so that the measured steps hold several evaluations.
+    eval_every_steps: int = 10
     # Also write the table into this checkout's BENCHMARKS.md.
     record: bool = False
 
     def __post_init__(self) -> None:
         _check(self.warmup_steps >= 1 and self.steps >= 2, "bench: warmup_steps >= 1 and steps >= 2")
+        _check(self.eval_every_steps >= 0, "bench: eval_every_steps >= 0")
         for role in ("learner", "rollout", "serve"):
             _check(bool(parse_cores(getattr(self, f"{role}_cores"))), f"bench.{role}_cores must name cores, e.g. '0' or '0,1'")
 

@@ -216,6 +216,8 @@ def test_infer_prints_the_caption_the_tentative_answer_and_the_final_answer(serv
     assert [label for label, _ in printed] == ["caption", "tentative answer", "final answer"]
 
 
+# A training run of its own (~1 minute); the default set runs the same client against the service
+# (test_the_openai_engine_answers_through_the_service) and the same training on the pool's engine.
 @pytest.mark.slow
 def test_the_openai_engine_trains_against_the_service(service, tmp_path, run_launch):
     run_dir = tmp_path / "run"
