@@ -316,8 +316,8 @@ def bench_table(report: dict) -> str:
     lines += [
         "",
         f"unpinned (as a user's run): speedup_vs_sync **{free['speedup_vs_sync']:.2f}**.",
-        *([f"evaluation while training every {with_eval['eval_every_steps']} steps costs **{100 * with_eval['throughput_cost']:.0f}%** "
-           "of the unpinned asynchronous run's groups/s.", ""] if with_eval else []),
+        *(["", f"evaluation while training every {with_eval['eval_every_steps']} steps costs **{100 * with_eval['throughput_cost']:.0f}%** "
+               "of the unpinned asynchronous run's groups/s."] if with_eval else []),
         "",
         f"pinned: speedup_vs_sync **{report['speedup_vs_sync']:.2f}**, pipeline_efficiency **{report['pipeline_efficiency']:.2f}** "
         f"(slowest stage: {report['slowest_stage']}); against the limit of stages sharing cores "
