@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import multiprocessing as mp
 import statistics
 import time
+import uuid
 
 import torch
 import zmq
@@ -57,10 +59,14 @@ def _send_groups(endpoint: str, path: str, size: tuple[int, int, int], count: in
     """Child process: send `count` groups, through our client (`path` "ours") or raw bytes."""
     group = example_group(*size)
     if path == "ours":
+        # Each a group of its own, at its own prompt position, as an actor's are: the queue drops
+        # a group whose actor and position it has seen (a resend), so copies would never arrive.
+        groups = [dataclasses.replace(group, group_id=uuid.uuid4().hex, prompt_position=i) for i in range(count)]
+
         async def send_all() -> None:
             client = ReplayClient([endpoint])
-            for _ in range(count):
-                await client.send(group)  # encodes each group, as an actor does
+            for each in groups:
+                await client.send(each)  # encodes each group, as an actor does
             client.close()
 
         asyncio.run(send_all())

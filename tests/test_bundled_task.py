@@ -369,3 +369,16 @@ def test_a_cache_is_filled_from_a_shipped_build_of_its_recipe(bundle, tmp_path: 
     (root / "captioner" / "model.safetensors").write_bytes(b"not weights")
     rebuilt = ensure_bundled_task(tmp_path / "cache", seed=0, rebuild=True, **SMALL)
     assert Qwen2_5_VLForConditionalGeneration.from_pretrained(rebuilt.captioner).config.image_token_id is not None
+
+
+def test_a_fresh_build_falls_short_only_beyond_three_standard_errors_of_the_shipped_quality():
+    from task.bundle import _QUALITY_SCENES, quality_gaps
+
+    assert _QUALITY_SCENES == 256  # the numbers below are worked for it
+    # 0.9 over 256 scenes: standard error sqrt(0.9 * 0.1 / 256) = 0.01875, three of them 0.05625.
+    shipped = {"counting": 0.9, "captioner": {"precision": 0.9}, "judging": None}
+    assert quality_gaps({"counting": 0.85, "captioner": {"precision": 0.845}, "judging": None}, shipped) == []
+    gaps = quality_gaps({"counting": 0.84, "captioner": {"precision": 0.9}}, shipped)
+    assert gaps == ["counting: 0.840, the shipped build 0.900 (noise 0.056)"]
+    # A figure the shipped build has and the fresh one lacks is a gap; one neither measured is none.
+    assert quality_gaps({"counting": 0.9, "captioner": {}}, shipped) == ["captioner.precision: nan, the shipped build 0.900 (noise 0.056)"]
