@@ -54,22 +54,26 @@ def ship(build_root: Path, recipe: dict) -> Path:
 def main(argv: list[str]) -> int:
     """`ship`: the configured (by default: the default settings') cached build into the package;
     `check`: build afresh and compare its quality with the shipped build's."""
-    from configs.load import load_config
+    from configs.load import ConfigError, load_config
     from task.bundle import build_recipe, ensure_bundled_task, quality_gaps
 
     if not argv or argv[0] not in ("ship", "check"):
         print("usage: python -m task.shipped ship|check [key=value ...]", file=sys.stderr)
         return 2
-    verb, task = argv[0], load_config(overrides=argv[1:]).task
+    try:
+        verb, task = argv[0], load_config(overrides=argv[1:]).task
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    if verb == "check" and not (SHIPPED / f"seed{task.seed}" / QUALITY_FILE).exists():
+        print(f"nothing is shipped for task.seed={task.seed} to compare with", file=sys.stderr)
+        return 2
     recipe = build_recipe(task.seed, task.num_train, task.num_eval, task.warm_start)
     built = ensure_bundled_task(Path(task.cache_dir).expanduser(), task.seed, task.num_train, task.num_eval, task.warm_start,
                                 rebuild=verb == "check")
     if verb == "ship":
         print(f"shipped {ship(built.root, recipe)}")
         return 0
-    if not (SHIPPED / f"seed{task.seed}" / QUALITY_FILE).exists():
-        print(f"nothing is shipped for task.seed={task.seed} to compare with", file=sys.stderr)
-        return 2
     gaps = quality_gaps(json.loads((built.root / QUALITY_FILE).read_text()), json.loads((SHIPPED / f"seed{task.seed}" / QUALITY_FILE).read_text()))
     for gap in gaps:
         print(gap)
