@@ -23,7 +23,7 @@ from pathlib import Path
 
 from serve.grading import boxed_parts
 from task.direct_answers import DirectAnswer, listed_question
-from task.reasoner_examples import CANNOT_TELL, PARTIAL_KEEP_PROB, running_count, truncated
+from task.reasoner_examples import CANNOT_TELL, PARTIAL_KEEP_PROB, counting_steps, running_count, running_totals, truncated
 from task.scenes import CountQuestion, SceneObject, describe, parse_caption, random_question
 from wire.reasoner_prompt import reasoner_messages, two_stage_messages
 from wire.scoring import multiple_choice_text
@@ -116,10 +116,7 @@ def _tentative(rng: random.Random, scene: Scene, question: CountQuestion) -> str
 def miscounted_tentative(rng: random.Random, scene: Scene, question: CountQuestion) -> str:
     """Every object walked, the running count wrong and its last value boxed: shifted by one
     throughout, off by one here and there, or counting every object whatever it is."""
-    right, counts = 0, []
-    for obj in scene:
-        right += question.count([obj])
-        counts.append(right)
+    counts = running_totals(scene, question)
     mistake = rng.choice(("shifted", "scattered", "every"))
     if mistake == "shifted":
         shift = rng.choice((-1, 1))
@@ -128,8 +125,7 @@ def miscounted_tentative(rng: random.Random, scene: Scene, question: CountQuesti
         counts = [max(0, c + rng.choice((-1, 0, 1))) for c in counts]
     else:
         counts = list(range(1, len(scene) + 1))
-    steps = " ".join(f"{obj.colour} {obj.shape}: {count}." for obj, count in zip(scene, counts))
-    return f"{steps} \\boxed{{{counts[-1]}}}"
+    return f"{counting_steps(scene, counts)} \\boxed{{{counts[-1]}}}"
 
 
 def garbled_tentative(rng: random.Random, scene: Scene) -> str:

@@ -50,11 +50,21 @@ class ReasonerExample:
 
 def running_count(objects: Sequence[SceneObject], question: CountQuestion) -> str:
     """Each described object copied with the count so far: "red circle: 1. blue square: 1."."""
-    running, steps = 0, []
+    return counting_steps(objects, running_totals(objects, question))
+
+
+def running_totals(objects: Sequence[SceneObject], question: CountQuestion) -> list[int]:
+    """The count so far after each object."""
+    running, totals = 0, []
     for obj in objects:
         running += question.count([obj])
-        steps.append(f"{obj.colour} {obj.shape}: {running}.")
-    return " ".join(steps)
+        totals.append(running)
+    return totals
+
+
+def counting_steps(objects: Sequence[SceneObject], counts: Sequence[int]) -> str:
+    """Each object with its count: "red circle: 1. blue square: 1."."""
+    return " ".join(f"{obj.colour} {obj.shape}: {count}." for obj, count in zip(objects, counts))
 
 
 def truncated(caption: str, rng: random.Random) -> str:
