@@ -82,7 +82,7 @@ class ReplayFeeder:
         self._socket = zmq.Context.instance().socket(zmq.PUSH)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.connect(endpoint)
-        frames = [encode_group(_resent(groups[i % len(groups)], i)) for i in range(count)]
+        frames = [encode_group(resent(groups[i % len(groups)], i)) for i in range(count)]
         self._thread = threading.Thread(target=lambda: [self._socket.send(f) for f in frames], daemon=True)
         self._thread.start()
 
@@ -91,7 +91,7 @@ class ReplayFeeder:
         self._socket.close(linger=0)
 
 
-def _resent(group: ScoredGroup, position: int) -> ScoredGroup:
+def resent(group: ScoredGroup, position: int) -> ScoredGroup:
     """`group` sent again as the feeder's `position`-th send: a position no other send has."""
     return dataclasses.replace(group, group_id=uuid.uuid4().hex, prompt_position=position)
 

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import multiprocessing as mp
 import statistics
 import time
-import uuid
 
 import torch
 import zmq
@@ -33,6 +31,7 @@ from actors.replay_client import ReplayClient
 from actors.weight_receiver import ZmqWeightReceiver
 from actors.weight_tensors import named_tensors
 from benchmarks.report import machine, write_section
+from benchmarks.stages import resent
 from benchmarks.wire import example_group
 from learner.admission import GroupAdmission, ImageCheck
 from learner.replay import ReplayQueue
@@ -61,7 +60,7 @@ def _send_groups(endpoint: str, path: str, size: tuple[int, int, int], count: in
     if path == "ours":
         # Each a group of its own, at its own prompt position, as an actor's are: the queue drops
         # a group whose actor and position it has seen (a resend), so copies would never arrive.
-        groups = [dataclasses.replace(group, group_id=uuid.uuid4().hex, prompt_position=i) for i in range(count)]
+        groups = [resent(group, i) for i in range(count)]
 
         async def send_all() -> None:
             client = ReplayClient([endpoint])
