@@ -45,6 +45,7 @@ from serve.deadline import call_with_deadline
 from serve.expression_cost import why_too_costly
 from serve.options import chosen_option, listed_options
 from serve.parse_cost import parse_cost_problem
+from wire.boxed import BOXED, balanced_braces, boxed_parts
 from wire.scoring import MAX_GOLD_ANSWER_CHARS
 
 # Math-Verify warns on every first call that its own timeout is off: grading runs it under our
@@ -70,7 +71,6 @@ class Grade:
     score: float  # 1.0 right, 0.0 wrong
     refused: str | None = None  # why it was too costly to grade, if it was
 
-_BOXED = re.compile(r"\\boxed(?![A-Za-z])")
 # Found one by one ("Final Answer: The final answer is 7" holds two marks): the last one counts.
 _ANSWER_MARK = re.compile(r"answer\s*(?:is\s*:?|:)\s*", re.IGNORECASE)
 # A sentence ends at a period, "!" or "?" before a space: not at the point of "3.5".
@@ -85,43 +85,6 @@ _MATH_HINT = re.compile(r"\d|\\[A-Za-z]|[+*/^=<>]")
 # Where a chat model's transcript runs on into the next turn: the reply ends there.
 _CHAT_TOKEN = re.compile(r"<\|im_(?:start|end)\|>|<\|endoftext\|>")
 _QUOTES = "\"'`\u201c\u201d\u2018\u2019"
-
-
-def _balanced_braces(text: str, open_index: int) -> str | None:
-    """Content of the `{...}` group opening at `open_index`; None if it never closes."""
-    depth = 0
-    i = open_index
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            i += 2  # `\{` and `\}` are literal braces in LaTeX, not grouping
-            continue
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return text[open_index + 1 : i]
-        i += 1
-    return None
-
-
-def boxed_parts(text: str) -> list[str]:
-    """Contents of every well-formed, non-empty `\\boxed{...}` (or `\\boxed x`), in order."""
-    parts = []
-    for match in _BOXED.finditer(text):
-        rest_start = match.end()
-        stripped = text[rest_start:].lstrip()
-        if stripped.startswith("{"):
-            content = _balanced_braces(text, len(text) - len(stripped))
-        else:
-            # `\boxed 3`: the next token, only if a space separates it from the command.
-            token = re.match(r"[^\s$]+", stripped)
-            spaced = text[rest_start : rest_start + 1].isspace()
-            content = token.group(0) if token and spaced else None
-        if content is not None and content.strip():
-            parts.append(content.strip())
-    return parts
 
 
 def _last_boxed(text: str) -> str | None:
@@ -141,7 +104,7 @@ def strip_wrappers(answer: str) -> str:
             if long_enough and answer.startswith(left) and answer.endswith(right):
                 answer = answer[len(left) : len(answer) - len(right)]
         wrapped = _TEXT_WRAPPER.match(answer)
-        if wrapped and _balanced_braces(answer, answer.index("{")) == wrapped.group(1):
+        if wrapped and balanced_braces(answer, answer.index("{")) == wrapped.group(1):
             answer = wrapped.group(1)
     return answer
 
@@ -154,7 +117,7 @@ def extract_final_answer(text: str) -> str | None:
     sentence (surrounding `$`/`**` removed). So "\\boxed{255} ... Final Answer: 10,455." answers
     10,455: a later statement corrects an earlier box.
     """
-    boxes = list(_BOXED.finditer(text))
+    boxes = list(BOXED.finditer(text))
     phrases = list(_ANSWER_MARK.finditer(text))
     if phrases and (not boxes or phrases[-1].start() > boxes[-1].start()):
         line = text[phrases[-1].end() :].split("\n", 1)[0]
@@ -245,7 +208,7 @@ def _boxed_list(text: str, *, strict: bool) -> str | None:
     so "\\boxed{1} no no no \\boxed{2}" is the answer 2, not the list 1, 2.
     """
     tail = text[-MAX_PREDICTION_CHARS:]
-    boxes = list(_BOXED.finditer(tail))
+    boxes = list(BOXED.finditer(tail))
     parts = boxed_parts(tail)
     if len(parts) < 2 or len(parts) != len(boxes):
         return None
@@ -259,7 +222,7 @@ def _boxed_list(text: str, *, strict: bool) -> str | None:
 def _box_end(text: str, box: re.Match) -> int:
     """Where the `\\boxed{...}` starting at `box` ends."""
     opening = text.index("{", box.end()) if "{" in text[box.end() : box.end() + 2] else box.end()
-    content = _balanced_braces(text, opening)
+    content = balanced_braces(text, opening)
     return opening + len(content) + 2 if content is not None else box.end()
 
 

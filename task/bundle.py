@@ -59,7 +59,7 @@ from vlm.caption_prompt import answer_messages, caption_messages
 COMPLETE_MARKER = "COMPLETE"
 QUALITY_FILE = shipped.QUALITY_FILE
 # Bumped whenever the build's output changes for the same settings, so old caches are rebuilt.
-BUILD_FORMAT = 17
+BUILD_FORMAT = 18
 # Held-out scenes the warm-start quality is measured on.
 _QUALITY_SCENES = 256
 # Scenes outside the dataset and the warm start that decide when the captioner may stop.

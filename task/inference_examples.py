@@ -8,8 +8,9 @@ the graders read as that option: looking up the count's letter among the options
 multiple-choice lessons take, was right about half the time in the inference modes after 10000
 warm-start steps (build format 13), while the count itself was right almost always. The tentative
 answer may be wrong, or garbled the way a captioner trained only on its captions writes it (steps
-repeated or without counts, a box left open), and is never followed against the caption. Only where the caption says nothing
-(empty, cut off) does the reply take the tentative answer's boxed value ("\\boxed{2}"); without one
+repeated or without counts, a box left open), and is never followed against the caption; the prompt
+hands on only its boxed value (wire/reasoner_prompt.py). Only where the caption names nothing
+(empty, a mark, a bare answer, cut off) does the reply take that value ("\\boxed{2}"); without one
 either, it cannot tell. So the two-stage answer is right wherever the caption-only answer is, and
 more often.
 """
@@ -21,9 +22,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from serve.grading import boxed_parts
+from wire.boxed import boxed_parts
 from task.direct_answers import DirectAnswer, listed_question
-from task.reasoner_examples import CANNOT_TELL, PARTIAL_KEEP_PROB, counting_steps, running_count, running_totals, truncated
+from task.reasoner_examples import (
+    CANNOT_TELL,
+    PARTIAL_KEEP_PROB,
+    content_free_caption,
+    counting_steps,
+    running_count,
+    running_totals,
+    truncated,
+)
 from task.scenes import CountQuestion, SceneObject, describe, parse_caption, random_question
 from wire.reasoner_prompt import reasoner_messages, two_stage_messages
 from wire.scoring import multiple_choice_text
@@ -88,13 +97,13 @@ class InferenceExample:
 
 
 def _caption(rng: random.Random, scene: Scene) -> str:
-    """Complete, partial, empty or cut off, in the counting lessons' proportions."""
+    """Complete, partial, content-free or cut off, in the counting lessons' proportions."""
     kind = rng.random()
     if kind < 0.4:
         return describe(scene)
     if kind < 0.8:
         return describe(scene, [obj for obj in scene if rng.random() < PARTIAL_KEEP_PROB])
-    return "" if kind < 0.9 else truncated(describe(scene), rng)
+    return content_free_caption(rng) if kind < 0.9 else truncated(describe(scene), rng)
 
 
 def _tentative(rng: random.Random, scene: Scene, question: CountQuestion) -> str:

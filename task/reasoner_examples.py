@@ -2,7 +2,8 @@
 
 The reasoner learns to count what the caption names. It is right exactly when the caption
 names every object the question is about (and nothing that is not there), wrong when the
-caption left one out, and says "cannot tell" when the caption is empty or breaks off.
+caption left one out, and says "cannot tell" when the caption names nothing (empty, a mark, a
+letter or a bare answer) or breaks off.
 So its accuracy measures the caption, which is what makes it a reward for the captioner.
 """
 
@@ -19,6 +20,10 @@ CANNOT_TELL = "cannot tell"
 # Partial captions name each object with this probability: any subset, in any cells, so the
 # reasoner counts whatever a caption names (the captioner's are prefixes, RL's anything).
 PARTIAL_KEEP_PROB = 0.5
+# Captions that name no object, as a policy gaming its reward writes them. Taught only empty ones,
+# the reasoner read a caption of "." as naming some object about one time in five (build format
+# 17: an empty caption's reward 0.000, "."'s 0.109 on the verifiable data).
+_CONTENT_FREE = (".", "A", "B.", "\\boxed{{{n}}}", "{n}", "The answer is {n}.")
 
 
 @dataclass(frozen=True)
@@ -73,8 +78,15 @@ def truncated(caption: str, rng: random.Random) -> str:
     return " ".join(words[: rng.randrange(1, len(words))]).rstrip(".")
 
 
+def content_free_caption(rng: random.Random) -> str:
+    """A caption that names nothing: empty half the time, else a mark, a letter or a bare answer."""
+    if rng.random() < 0.5:
+        return ""
+    return rng.choice(_CONTENT_FREE).format(n=rng.randrange(0, 6))
+
+
 def random_example(rng: random.Random, scene: Scene, keep_prob: float = PARTIAL_KEEP_PROB) -> ReasonerExample:
-    """A question about `scene` with a complete, partial, empty or cut-off caption of it."""
+    """A question about `scene` with a complete, partial, content-free or cut-off caption of it."""
     question = random_question(rng, scene)
     kind = rng.random()
     if kind < 0.4:
@@ -82,7 +94,7 @@ def random_example(rng: random.Random, scene: Scene, keep_prob: float = PARTIAL_
     elif kind < 0.8:
         caption = describe(scene, [obj for obj in scene if rng.random() < keep_prob])
     elif kind < 0.9:
-        caption = ""
+        caption = content_free_caption(rng)
     else:
         caption = truncated(describe(scene), rng)
     return ReasonerExample(caption, question)

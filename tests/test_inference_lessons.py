@@ -5,7 +5,8 @@ import random
 
 import pytest
 
-from serve.grading import boxed_parts, grade
+from serve.grading import grade
+from wire.boxed import boxed_parts
 from task.direct_answers import DirectAnswer, random_direct_answer
 from task.inference_examples import (
     InferenceExample,
@@ -51,7 +52,7 @@ def test_a_direct_answer_to_listed_options_is_graded_as_the_option_it_counts():
 def test_the_two_stage_reply_follows_the_caption_and_falls_back_on_the_tentative_answer(caption, tentative, reply):
     example = InferenceExample(caption, RED, (), tentative)
     assert example.reply == reply
-    assert f"A first answer, which may be wrong: {tentative}" in example.messages()[0]["content"]
+    assert "A first answer, which may be wrong: " in example.messages()[0]["content"]
 
 
 def test_a_garbled_tentative_answer_gives_no_value_and_never_moves_the_captions_count():
@@ -131,4 +132,24 @@ def test_the_two_stage_prompt_ends_as_the_caption_only_prompt_does():
     two_stage = two_stage_messages(caption, RED.text, tentative)[0]["content"]
     caption_only = reasoner_messages(caption, RED.text)[0]["content"]
     tail = caption_only.split("\n", 1)[1]
-    assert two_stage.endswith(tail) and tentative in two_stage.removesuffix(tail)
+    assert two_stage.endswith(tail) and "\\boxed{1}" in two_stage.removesuffix(tail)
+
+
+@pytest.mark.parametrize(
+    ("tentative", "hint"),
+    [
+        # Only the last boxed value is handed on: no steps for the reasoner to copy counts from.
+        ("red circle: 1. blue square: 1. red triangle: 3. \\boxed{3}", "\\boxed{3}"),
+        ("\\boxed{1} then \\boxed{2}", "\\boxed{2}"),
+        # Nothing boxed (garbled, an open box, prose): nothing handed on.
+        ("red circle: 1. \\boxed{1", ""),
+        ("I cannot see it.", ""),
+        ("", ""),
+    ],
+)
+def test_the_two_stage_prompt_hands_on_only_the_tentative_answers_boxed_value(tentative, hint):
+    from wire.reasoner_prompt import two_stage_messages
+
+    question_line, hint_line, *_ = two_stage_messages(describe(SCENE), RED.text, tentative)[0]["content"].split("\n")
+    assert question_line == f"Question: {RED.text}"
+    assert hint_line == f"A first answer, which may be wrong: {hint}"

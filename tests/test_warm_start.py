@@ -18,7 +18,7 @@ from serve.judge import parse_verdict
 from serve.rewards import McqAsk, mcq_correct
 from task.judge_examples import CaptionJudgeExample, JudgeExample, random_caption_judge_example, random_judge_example
 from task.mcq_examples import CANNOT_ANSWER, McqExample, random_mcq_example
-from task.reasoner_examples import CANNOT_TELL, ReasonerExample, random_example
+from task.reasoner_examples import CANNOT_TELL, ReasonerExample, content_free_caption, random_example
 from task.reasoner_warm_start import _training_example
 from task.scenes import (
     CellQuestion,
@@ -293,17 +293,26 @@ def test_random_judge_examples_are_often_right_and_often_wrong():
     assert all(parse_verdict(e.reply) == e.score / 10 for e in examples)
 
 
-def test_random_examples_mix_complete_partial_empty_and_cut_captions():
+def test_random_examples_mix_complete_partial_content_free_and_cut_captions():
     rng = random.Random(2)
     scene = (RED_CIRCLE, BLUE_SQUARE, RED_TRIANGLE, SceneObject(2, "green", "circle"))
     captions = [random_example(rng, scene, 0.5).caption for _ in range(2000)]
     complete = sum(c == describe(scene) for c in captions) / len(captions)
     empty = sum(c == "" for c in captions) / len(captions)
-    cut = sum(c != "" and parse_caption(c) is None for c in captions) / len(captions)
+    unreadable = sum(c != "" and parse_caption(c) is None for c in captions) / len(captions)
     # 40% complete on purpose, plus partial ones (40%) that kept all four: 0.4 * 1/16 = 0.025.
     assert abs(complete - 0.425) < 0.04
-    # 10% empty on purpose, plus partial ones that kept none: 0.1 + 0.4 * 1/16 = 0.125.
-    assert abs(empty - 0.125) < 0.025 and abs(cut - 0.1) < 0.025
+    # 10% name nothing, half of them empty, plus partial ones that kept none: 0.05 + 0.4 * 1/16;
+    # the other half (a mark, a letter, a bare answer) and the 10% cut off do not parse.
+    assert abs(empty - 0.075) < 0.025 and abs(unreadable - 0.15) < 0.03
+
+
+def test_a_caption_that_names_nothing_cannot_be_counted_from():
+    rng = random.Random(4)
+    captions = {content_free_caption(rng) for _ in range(400)}
+    # Empty, a mark, a letter and a bare answer all come up, and none names an object.
+    assert {"", ".", "A", "B."} <= captions and any("\\boxed{" in c for c in captions)
+    assert all(ReasonerExample(c, CountQuestion(colour="red")).reply == f"\\boxed{{{CANNOT_TELL}}}" for c in captions)
 
 
 def test_pack_sequences_aligns_targets_and_labels_only_them():
