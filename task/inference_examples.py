@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from wire.boxed import boxed_parts
 from task.direct_answers import DirectAnswer, listed_question
 from task.reasoner_examples import (
     CANNOT_TELL,
@@ -34,6 +33,7 @@ from task.reasoner_examples import (
     truncated,
 )
 from task.scenes import CountQuestion, SceneObject, describe, parse_caption, random_question
+from wire.boxed import boxed_parts
 from wire.reasoner_prompt import reasoner_messages, two_stage_messages
 from wire.scoring import multiple_choice_text
 

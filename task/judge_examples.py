@@ -31,10 +31,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from wire.boxed import boxed_parts
 from serve.judge import MAX_SCORE, judge_messages, parse_verdict
 from task.reasoner_examples import ReasonerExample, random_example
 from task.scenes import CELL_NAMES, COLOURS, NUM_CELLS, SHAPES, SceneObject, describe, parse_caption, random_question
+from wire.boxed import boxed_parts
 
 Scene = tuple[SceneObject, ...]
 NO_ANSWER = "none"

@@ -6,7 +6,6 @@ import random
 import pytest
 
 from serve.grading import grade
-from wire.boxed import boxed_parts
 from task.direct_answers import DirectAnswer, random_direct_answer
 from task.inference_examples import (
     InferenceExample,
@@ -16,6 +15,7 @@ from task.inference_examples import (
     random_inference_example,
 )
 from task.scenes import CountQuestion, SceneObject, describe, random_scene
+from wire.boxed import boxed_parts
 from wire.scoring import multiple_choice_text
 
 SCENE = (SceneObject(0, "red", "circle"), SceneObject(1, "blue", "square"), SceneObject(3, "red", "triangle"))
