@@ -32,7 +32,7 @@ from actors.weight_receiver import BroadcastWeightReceiver
 from benchmarks.report import machine, write_section
 from configs.load import load_config
 from configs.schema import SamplingConfig, VllmConfig
-from launch import resolve_inputs
+from driver.inputs import resolve_inputs
 from learner.weight_broadcast import BroadcastWeightPublisher
 from learner.weight_publisher import weight_update
 from records.vqa import load_image, read_records

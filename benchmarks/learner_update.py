@@ -118,7 +118,7 @@ def main(argv: list[str]) -> int:
     import os
 
     from learner.distributed import RankInfo, free_port, init_process_group
-    from launch import resolve_inputs
+    from driver.inputs import resolve_inputs
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per variant (after one warm-up step)")

@@ -132,7 +132,7 @@ def _steps_done(run_dir: Path) -> int:
 def live_alone(config: TrainConfig, inputs, load: Load) -> Window:
     from ray import serve
 
-    from launch import start_live_pool
+    from driver.roles import start_live_pool
 
     start_live_pool(config, inputs, http=True, captioner=False)
     try:
@@ -145,7 +145,7 @@ def live_alone(config: TrainConfig, inputs, load: Load) -> Window:
 
 def training_with(config: TrainConfig, inputs, run_dir: Path, load: Load, send: bool) -> Window:
     """A training run with the API on; over a window after warm-up, the load (or none)."""
-    from launch import make_run_dir, run_roles
+    from driver.run import make_run_dir, run_roles
 
     config = dataclasses.replace(config, run_dir=str(run_dir))
     make_run_dir(config)
@@ -206,21 +206,19 @@ def report(config: TrainConfig, load: Load, phases: dict[str, Window]) -> tuple[
 
 
 def run(config: TrainConfig, load: Load, out: Path, record: bool) -> dict:
-    from launch import resolve_inputs, start_ray, stop_ray
+    from driver.inputs import resolve_inputs
+    from driver.session import ray_session
 
     out.mkdir(parents=True, exist_ok=True)
     inputs = resolve_inputs(config)
     live = with_changes(config, serve={"live": True}, learner={"lr": HELD_LR})
     turns = with_changes(live, serve={"api": dataclasses.replace(live.serve.api, live_burst=1)})
-    start_ray(config)
-    try:
+    with ray_session(config):
         phases = {"live alone": live_alone(live, inputs, load)}
         log.info("live alone: %s", phases["live alone"].summary(1))
         phases["training alone"] = training_with(live, inputs, out / "training_alone", load, send=False)
         phases["training + live"] = training_with(live, inputs, out / "training_live", load, send=True)
         phases["training + live, live_burst=1"] = training_with(turns, inputs, out / "training_live_turns", load, send=True)
-    finally:
-        stop_ray()
     result, table = report(config, load, phases)
     (out / "live_load.json").write_text(json.dumps(result, indent=2))
     (out / "live_load.md").write_text(table + "\n")
@@ -231,8 +229,8 @@ def run(config: TrainConfig, load: Load, out: Path, record: bool) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    from configs.load import ConfigError, load_config
-    from launch import stop_exit_code
+    from configs.load import load_config
+    from driver.session import exit_code
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None)
@@ -251,16 +249,13 @@ def main(argv: list[str]) -> int:
     if min(args.requests, args.concurrency) < 1 or args.duration <= 0:
         print("live_load: --requests and --concurrency must be >= 1, --duration > 0", file=sys.stderr)
         return 2
-    try:
+
+    def measure() -> int:
         config = load_config(args.config, [f"learner.total_steps={TRAIN_STEPS}", *overrides])
-    except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
-        return 2
-    try:
         run(config, Load(args.requests, args.concurrency, args.duration), out, args.record)
-    except KeyboardInterrupt:
-        return stop_exit_code()
-    return 0
+        return 0
+
+    return exit_code(measure)
 
 
 if __name__ == "__main__":

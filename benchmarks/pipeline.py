@@ -119,7 +119,8 @@ def timed_run(config: TrainConfig, inputs, run_dir: Path, layout: Layout, memory
     the last step. `pinned` False: the roles share every core, as in a user's run."""
     import ray
 
-    from launch import make_run_dir, start_roles, stop_roles
+    from driver.roles import start_roles, stop_roles
+    from driver.run import make_run_dir
 
     config = dataclasses.replace(config, run_dir=str(run_dir))
     make_run_dir(config)
@@ -174,7 +175,7 @@ def measure_stages(config: TrainConfig, inputs, out: Path, layout: Layout) -> di
     from ray import serve
 
     from actors.start import start_rollout_actors
-    from launch import worker_env
+    from driver.session import worker_env
     from learner.start import start_learner
     from serve.pool import start_reasoner_pool
     from vlm.processor import load_captioner_processor
@@ -337,7 +338,8 @@ def bench_table(report: dict) -> str:
 
 def run_bench(config: TrainConfig, layout: Layout, out: Path) -> dict:
     """The whole benchmark; returns what it wrote to out/bench.json."""
-    from launch import resolve_inputs, start_ray, stop_ray
+    from driver.inputs import resolve_inputs
+    from driver.session import ray_session
 
     bench = config.bench
     learner = {"total_steps": bench.warmup_steps + bench.steps}
@@ -347,19 +349,15 @@ def run_bench(config: TrainConfig, layout: Layout, out: Path) -> dict:
     print(f"bench: {bench.warmup_steps} warm-up + {bench.steps} measured steps of {config.learner.groups_per_step} groups; resources:\n{layout.describe()}")
     out.mkdir(parents=True, exist_ok=True)
     inputs = resolve_inputs(config)
-    start_ray(config)
-    try:
-        with MemorySampler() as memory:
-            stages = measure_stages(config, inputs, out, layout)
-            sync = timed_run(with_changes(config, learner={"max_staleness": 0}), inputs, out / "sync", layout, memory, "sync")
-            asynchronous = timed_run(config, inputs, out / "async", layout, memory, "async")
-            unpinned = UnpinnedRuns(
-                timed_run(with_changes(config, learner={"max_staleness": 0}), inputs, out / "sync_unpinned", layout, memory, "sync_unpinned", False),
-                timed_run(config, inputs, out / "async_unpinned", layout, memory, "async_unpinned", False),
-                _with_eval_run(config, inputs, out, layout, memory),
-            )
-    finally:
-        stop_ray()
+    with ray_session(config), MemorySampler() as memory:
+        stages = measure_stages(config, inputs, out, layout)
+        sync = timed_run(with_changes(config, learner={"max_staleness": 0}), inputs, out / "sync", layout, memory, "sync")
+        asynchronous = timed_run(config, inputs, out / "async", layout, memory, "async")
+        unpinned = UnpinnedRuns(
+            timed_run(with_changes(config, learner={"max_staleness": 0}), inputs, out / "sync_unpinned", layout, memory, "sync_unpinned", False),
+            timed_run(config, inputs, out / "async_unpinned", layout, memory, "async_unpinned", False),
+            _with_eval_run(config, inputs, out, layout, memory),
+        )
     report = bench_report(config, layout, stages, sync, asynchronous, memory.memory, unpinned)
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     table = bench_table(report)
@@ -388,34 +386,36 @@ def split_out(overrides: list[str], command: str) -> tuple[Path | None, list[str
     return Path(outs[0]).resolve(), [o for o in overrides if not o.startswith("out=")]
 
 
+def bench(config_file: str | None, overrides: list[str]) -> int:
+    """`python launch.py bench [--config FILE] out=PATH [key=value ...]`: the benchmark's exit code."""
+    from configs.load import ConfigError, load_config
+
+    out, overrides = split_out(overrides, "bench")
+    if out is None:
+        return 2
+    config = load_config(config_file, overrides)
+    if config.policy.role != "captioner":
+        raise ConfigError("the throughput benchmark measures the captioner as the policy: drop policy.role")
+    try:
+        layout = Layout.of(config)
+    except ValueError as err:  # cores that cannot be laid out as asked: a config error
+        raise ConfigError(str(err)) from err
+    run_bench(config, layout, out)
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    """`python -m benchmarks.pipeline [--config FILE] out=PATH [key=value ...]` (what `launch.py bench` runs)."""
+    """`python -m benchmarks.pipeline [--config FILE] out=PATH [key=value ...]`, as `launch.py bench`."""
     import argparse
 
-    from configs.load import ConfigError, load_config
-    from launch import stop_exit_code
+    from driver.session import exit_code
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    out, overrides = split_out(args.overrides, "bench")
-    if out is None:
-        return 2
-    try:
-        config = load_config(args.config, overrides)
-        if config.policy.role != "captioner":
-            raise ConfigError("the throughput benchmark measures the captioner as the policy: drop policy.role")
-        layout = Layout.of(config)
-    except (ConfigError, ValueError) as err:
-        print(f"config error: {err}", file=sys.stderr)
-        return 2
-    try:
-        run_bench(config, layout, out)
-    except KeyboardInterrupt:
-        return stop_exit_code()
-    return 0
+    return exit_code(lambda: bench(args.config, args.overrides))
 
 
 if __name__ == "__main__":

@@ -94,9 +94,9 @@ def recipe_config(base_overrides: list[str], recipe: Recipe, seed: int, run_dir:
 
 
 def train_recipe(recipe: Recipe, config) -> None:
-    import launch
+    from driver.run import alternate, train
 
-    code = launch.alternate(config) if recipe.command == "alternate" else launch.train(config)
+    code = alternate(config) if recipe.command == "alternate" else train(config)
     if code != 0:
         raise RuntimeError(f"{recipe.paper} (seed {config.seed}) ended with exit code {code}")
 
@@ -150,10 +150,10 @@ def run_recipes(overrides: list[str], out: Path, seeds: tuple[int, ...], record:
 
 def _blind(config) -> float:
     """The blind baseline under the first stage's reward (the captioner's, in every recipe)."""
-    import launch
     from benchmarks.blind_baseline import caption_rewards
+    from driver.inputs import resolve_inputs
 
-    inputs = launch.resolve_inputs(config)
+    inputs = resolve_inputs(config)
     return caption_rewards(config, inputs.reasoner, inputs.eval_file).blind
 
 
@@ -170,6 +170,8 @@ def report(results: list[RunResult], out: Path, overrides: list[str], record: bo
 
 
 def main(argv: list[str]) -> int:
+    from driver.session import exit_code
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="comma-separated run seeds")
     parser.add_argument("--record", action="store_true", help="write the table into BENCHMARKS.md")
@@ -179,13 +181,20 @@ def main(argv: list[str]) -> int:
     out, overrides = split_out(args.overrides, "recipes")
     if out is None:
         return 2
+    return exit_code(lambda: _benchmark(args, out, overrides))
+
+
+def _benchmark(args: argparse.Namespace, out: Path, overrides: list[str]) -> int:
+    """Every recipe's config checked before an hour of training, then the runs; 1 if a method
+    did not learn on some seed."""
+    from configs.load import ConfigError
+
     try:
         seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
         for recipe in RECIPES:  # a bad override fails here, not after an hour of training
             recipe_config(overrides, recipe, seeds[0], out / "check")
     except ValueError as err:
-        print(f"config error: {err}", file=sys.stderr)
-        return 2
+        raise ConfigError(str(err)) from err
     results = run_recipes(overrides, out, seeds, args.record)
     return 0 if all(r.learned for r in results) else 1
 

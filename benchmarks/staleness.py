@@ -119,7 +119,7 @@ def save_result(out: Path, point: SweepPoint, result: PointResult) -> PointResul
 
 
 def train_point(config: TrainConfig, inputs, point: SweepPoint, out: Path) -> PointResult:
-    from launch import make_run_dir, run_roles
+    from driver.run import make_run_dir, run_roles
 
     run_dir = out / point.name
     if run_dir.exists():
@@ -144,7 +144,8 @@ def evaluate_points(config: TrainConfig, inputs, points: list[SweepPoint], out: 
 
 def train_and_evaluate(config: TrainConfig, points: list[SweepPoint], out: Path) -> None:
     """Train the points not trained yet in `out` and evaluate those not evaluated yet; one Ray session."""
-    from launch import resolve_inputs, start_ray, stop_ray
+    from driver.inputs import resolve_inputs
+    from driver.session import ray_session
 
     saved = {point: saved_result(out, point) for point in points}
     to_train = [point for point, result in saved.items() if result is None]
@@ -154,13 +155,10 @@ def train_and_evaluate(config: TrainConfig, points: list[SweepPoint], out: Path)
     if not to_evaluate and (out / INITIAL_FILE).exists():
         return
     inputs = resolve_inputs(config)
-    start_ray(config)
-    try:
+    with ray_session(config):
         for point in to_train:
             train_point(config, inputs, point, out)
         evaluate_points(config, inputs, to_evaluate, out)
-    finally:
-        stop_ray()
 
 
 def run_sweep(config: TrainConfig, points: list[SweepPoint], out: Path, record: bool) -> dict:
@@ -192,8 +190,7 @@ def run_sweep(config: TrainConfig, points: list[SweepPoint], out: Path, record: 
 
 
 def main(argv: list[str]) -> int:
-    from configs.load import ConfigError, load_config
-    from launch import stop_exit_code
+    from driver.session import exit_code
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None)
@@ -210,21 +207,24 @@ def main(argv: list[str]) -> int:
     out, overrides = split_out(args.overrides, "staleness")
     if out is None:
         return 2
+    return exit_code(lambda: _sweep(args, out, overrides))
+
+
+def _sweep(args: argparse.Namespace, out: Path, overrides: list[str]) -> int:
+    """The sweep's points checked before an hour of training, then the sweep; its exit code."""
+    from configs.load import ConfigError, load_config
+
+    config = load_config(args.config, [*SWEEP_DEFAULTS, *overrides])
     try:
-        config = load_config(args.config, [*SWEEP_DEFAULTS, *overrides])
         points = sweep_points(_ints(args.etas, "--etas"), _words(args.corrections), _ints(args.noise_seeds, "--noise-seeds"),
                               _pairs(args.also))
         for point in points:  # a bad eta or correction fails here, not after an hour of training
             point.config(config, Path("."))
-        if config.learner.total_steps <= WARMUP_STEPS:
-            raise ValueError(f"learner.total_steps must exceed the sweep's {WARMUP_STEPS} warm-up steps")
-    except (ConfigError, ValueError) as err:
-        print(f"config error: {err}", file=sys.stderr)
-        return 2
-    try:
-        run_sweep(config, points, out, args.record)
-    except KeyboardInterrupt:
-        return stop_exit_code()
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    if config.learner.total_steps <= WARMUP_STEPS:
+        raise ConfigError(f"learner.total_steps must exceed the sweep's {WARMUP_STEPS} warm-up steps")
+    run_sweep(config, points, out, args.record)
     return 0
 
 

@@ -94,7 +94,9 @@ def curve_of(setting: Setting, seed: int, run_dir: Path, groups_per_step: int) -
 
 def train_runs(config: TrainConfig, settings: list[Setting], seeds: list[int], out: Path) -> dict[tuple[Setting, int], RunCurve]:
     """Every (setting, seed) run's curve: read back from `out`, else trained (one Ray session)."""
-    from launch import make_run_dir, resolve_inputs, run_roles, start_ray, stop_ray
+    from driver.inputs import resolve_inputs
+    from driver.run import make_run_dir, run_roles
+    from driver.session import ray_session
 
     curves, missing = {}, []
     for setting in settings:
@@ -107,8 +109,7 @@ def train_runs(config: TrainConfig, settings: list[Setting], seeds: list[int], o
     if not missing:
         return curves
     inputs = resolve_inputs(config)
-    start_ray(config)
-    try:
+    with ray_session(config):
         for index, (setting, seed) in enumerate(missing):
             run_dir = out / setting.run(seed).name
             if run_dir.exists():
@@ -120,8 +121,6 @@ def train_runs(config: TrainConfig, settings: list[Setting], seeds: list[int], o
             curve = curve_of(setting, seed, run_dir, config.learner.groups_per_step)
             (run_dir / RUN_FILE).write_text(json.dumps(dataclasses.asdict(curve), indent=2) + "\n")
             curves[(setting, seed)] = curve
-    finally:
-        stop_ray()
     return curves
 
 
@@ -152,8 +151,7 @@ def run_benchmark(config: TrainConfig, settings: list[Setting], seeds: list[int]
 
 
 def main(argv: list[str]) -> int:
-    from configs.load import ConfigError, load_config
-    from launch import stop_exit_code
+    from driver.session import exit_code
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None)
@@ -168,20 +166,23 @@ def main(argv: list[str]) -> int:
     out, overrides = split_out(args.overrides, "time_to_accuracy")
     if out is None:
         return 2
+    return exit_code(lambda: _benchmark(args, out, overrides))
+
+
+def _benchmark(args: argparse.Namespace, out: Path, overrides: list[str]) -> int:
+    """The settings checked before an hour of training, then the benchmark; its exit code."""
+    from configs.load import ConfigError, load_config
+
+    config = load_config(args.config, [*TTA_DEFAULTS, *overrides])
     try:
-        config = load_config(args.config, [*TTA_DEFAULTS, *overrides])
         settings, seeds = _settings(args.settings), _seeds(args.seeds)
         for setting in settings:  # a bad eta or correction fails here, not after an hour of training
             setting.run(0).config(config, Path("."))
-        if not config.eval.every_steps or not 0 < args.target <= 1:
-            raise ValueError("the benchmark needs eval.every_steps > 0 and a --target in (0, 1]")
-    except (ConfigError, ValueError) as err:
-        print(f"config error: {err}", file=sys.stderr)
-        return 2
-    try:
-        run_benchmark(config, settings, seeds, args.target, out, args.record)
-    except KeyboardInterrupt:
-        return stop_exit_code()
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    if not config.eval.every_steps or not 0 < args.target <= 1:
+        raise ConfigError("the benchmark needs eval.every_steps > 0 and a --target in (0, 1]")
+    run_benchmark(config, settings, seeds, args.target, out, args.record)
     return 0
 
 

@@ -160,7 +160,7 @@ def captioner_weights() -> dict[str, torch.Tensor]:
     from transformers import AutoModelForImageTextToText
 
     from configs.load import load_config
-    from launch import resolve_inputs
+    from driver.inputs import resolve_inputs
 
     model = AutoModelForImageTextToText.from_pretrained(resolve_inputs(load_config()).captioner, dtype=torch.float32)
     model.model.visual.requires_grad_(False)  # learner.freeze_vision, the default

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import launch
+from driver.cli import main as launch_main
 from records.benchmarks import BenchmarkItem, read_benchmark
 from records.prepare import RecordFilter, prepare_benchmark, prepare_records, read_data_file
 from records.vqa import VQARecord, read_records, write_records
@@ -179,7 +179,7 @@ def test_a_benchmark_with_an_unusable_item_is_refused_whole(tmp_path):
 
 
 def test_check_data_lists_unusable_rows_and_exits_1(layouts, capsys):
-    code = launch.main(["check-data", str(layouts.virl39k_release), f"task.exclude_sources=[{EXCLUDED_SOURCE}]"])
+    code = launch_main(["check-data", str(layouts.virl39k_release), f"task.exclude_sources=[{EXCLUDED_SOURCE}]"])
     out = capsys.readouterr().out.splitlines()
     assert code == 1
     assert out[0] == (
@@ -197,7 +197,7 @@ def test_check_data_finds_a_truncated_image_that_only_decoding_shows(tmp_path, c
     data = (tmp_path / "cut.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     write_records(tmp_path / "data.jsonl", [VQARecord("cut", "cut.png", "q?", "1")])
-    assert launch.main(["check-data", str(tmp_path / "data.jsonl")]) == 1
+    assert launch_main(["check-data", str(tmp_path / "data.jsonl")]) == 1
     assert "line 1 (cut): unreadable image: " in capsys.readouterr().out
 
 
@@ -209,7 +209,7 @@ def test_a_gold_answer_longer_than_the_grader_reads_is_an_unusable_row(tmp_path,
     write_records(tmp_path / "data.jsonl", [VQARecord("ok", "a.png", "q?", longest), VQARecord("long", "a.png", "q?", longest + "1")])
     prepared = prepare_records(tmp_path / "data.jsonl", tmp_path / "cache", RecordFilter(), LIMIT)
     assert prepared.kept == 1 and [p.record_id for p in prepared.problems] == ["long"]
-    assert launch.main(["check-data", str(tmp_path / "data.jsonl")]) == 1
+    assert launch_main(["check-data", str(tmp_path / "data.jsonl")]) == 1
     out = capsys.readouterr().out
     assert f"line 2 (long): gold answer too long (1001 characters; the grader reads at most {MAX_GOLD_ANSWER_CHARS})" in out
     assert "unusable by reason: 1 gold answer too long" in out
@@ -220,21 +220,21 @@ def test_a_gold_answer_longer_than_the_grader_reads_is_an_unusable_row(tmp_path,
 
 @pytest.mark.parametrize("layout", ["mathvista", "vlmeval"])
 def test_check_data_passes_a_clean_benchmark(layouts, layout, capsys):
-    assert launch.main(["check-data", str(getattr(layouts, layout))]) == 0
+    assert launch_main(["check-data", str(getattr(layouts, layout))]) == 0
     assert f"{COUNT} rows; {COUNT} usable" in capsys.readouterr().out
 
 
 def test_check_data_names_a_missing_file_and_an_unknown_layout(tmp_path, capsys):
-    assert launch.main(["check-data", str(tmp_path / "absent.jsonl")]) == 2
+    assert launch_main(["check-data", str(tmp_path / "absent.jsonl")]) == 2
     (tmp_path / "data.csv").write_text("x")
-    assert launch.main(["check-data", str(tmp_path / "data.csv")]) == 2
+    assert launch_main(["check-data", str(tmp_path / "data.csv")]) == 2
     err = capsys.readouterr().err
     assert f"data error: no data file at {tmp_path / 'absent.jsonl'}" in err and "unsupported data file" in err
 
 
 def test_a_training_file_with_no_usable_row_stops_the_run_before_ray(tmp_path, capsys):
     write_records(tmp_path / "data.jsonl", [VQARecord("a", "absent.png", "q?", "1")])
-    code = launch.main([
+    code = launch_main([
         "task.kind=files", f"task.train_file={tmp_path / 'data.jsonl'}", f"task.cache_dir={tmp_path / 'cache'}",
         "models.captioner=/x", "models.reasoner=/y", "eval.at_end=false", f"run_dir={tmp_path / 'run'}",
     ])
@@ -255,7 +255,7 @@ def test_a_modified_data_file_is_prepared_again(tmp_path):
 def test_the_mcq_reward_on_records_without_questions_stops_before_ray(tmp_path, capsys):
     Image.new("RGB", (56, 56)).save(tmp_path / "a.png")
     write_records(tmp_path / "data.jsonl", [VQARecord("a", "a.png", "q?", "1")])
-    code = launch.main([
+    code = launch_main([
         "task.kind=files", f"task.train_file={tmp_path / 'data.jsonl'}", f"task.cache_dir={tmp_path / 'cache'}",
         "models.captioner=/x", "models.reasoner=/y", "eval.at_end=false", f"run_dir={tmp_path / 'run'}", "reward.kind=mcq",
     ])

@@ -9,8 +9,11 @@ import pytest
 import ray
 import requests
 
-import launch
 from configs.load import load_config
+from driver.inputs import resolve_inputs
+from driver.roles import start_roles, stop_roles
+from driver.run import make_run_dir
+from driver.session import ray_session
 from learner.metrics import read_metrics
 from learner.rollout_log import read_rollouts
 from tests.ports import unclaimed_port
@@ -49,17 +52,17 @@ def trained(tmp_path_factory):
             "learner.num_cpus=0.25",  # every role fits Ray's 2 CPUs here
         ]
     )
-    launch.make_run_dir(config)  # config.yaml, as a launched run writes it: the resume below reads it
-    inputs = launch.resolve_inputs(config)
-    launch.start_ray(config)
-    roles = None
-    try:
-        roles = launch.start_roles(config, inputs, run_dir)
-        ray.get([rank.train.remote() for rank in roles.learners], timeout=600)
-        roles.http_port = http_port
-        yield roles, run_dir
-    finally:
-        launch.stop_roles(roles)
+    make_run_dir(config)  # config.yaml, as a launched run writes it: the resume below reads it
+    inputs = resolve_inputs(config)
+    with ray_session(config):
+        roles = None
+        try:
+            roles = start_roles(config, inputs, run_dir)
+            ray.get([rank.train.remote() for rank in roles.learners], timeout=600)
+            roles.http_port = http_port
+            yield roles, run_dir
+        finally:
+            stop_roles(roles)
 
 
 def test_metrics_cover_every_step_with_sane_values(trained):

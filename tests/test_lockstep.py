@@ -61,7 +61,7 @@ def lock_step_loop(args: list[str], out: Path) -> None:
     from actors.rollout import RolloutActor, RolloutSetup
     from configs.load import load_config
     from configs.seeds import derived_seed
-    from launch import resolve_inputs
+    from driver.inputs import resolve_inputs
     from learner.distributed import free_port, gathered_weights
     from learner.role import Collected, LearnerRank, LearnerSetup
     from learner.weight_publisher import weight_update
@@ -137,7 +137,7 @@ def test_eta_zero_trains_exactly_like_a_lock_step_loop(tmp_path, run_launch):
     # ...and the run did train: Adam moves a parameter by up to about lr per step, and over
     # STEPS steps some parameter moved by more than one step's worth, far beyond that tolerance.
     from configs.load import load_config
-    from launch import resolve_inputs
+    from driver.inputs import resolve_inputs
 
     config = load_config(None, args)
     initial = AutoModelForImageTextToText.from_pretrained(resolve_inputs(config).captioner).state_dict()

@@ -21,7 +21,7 @@ import pytest
 from transformers import AutoModelForImageTextToText
 
 from configs.load import load_config
-from launch import resolve_inputs
+from driver.inputs import resolve_inputs
 from learner.metrics import read_metrics
 from tests.netns_cluster import NetnsCluster, NodeSpec, require_root_and_ip
 from tests.test_launch import VLLM_RUN, assert_trained_on_vllm

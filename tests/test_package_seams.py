@@ -2,7 +2,9 @@
 
 - Role packages (actors, learner, serve) never import one another, nor the bundled task, nor
   the packages that compose them: they talk through the protocol layer (`wire`).
-- The top-level packages import one another without a cycle.
+- The top-level packages import one another without a cycle. The CLI (`driver.cli` and the
+  command modules, `driver.commands`) counts as a node of its own, `cli`: it is the composition
+  root, which may import the benchmarks that compose the rest of `driver`.
 - The protocol's messages import nothing heavier than numpy and msgpack.
 """
 
@@ -14,7 +16,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 ROLES = ("actors", "learner", "serve")
 # What composes the roles, or is a client of them: never imported by a role.
-COMPOSERS = ("task", "evaluation", "benchmarks", "supervisor", "launch")
+COMPOSERS = ("task", "evaluation", "benchmarks", "supervisor", "driver", "cli", "launch")
+CLI_MODULES = ("driver.cli", "driver.commands")
 PROTOCOL_MESSAGES = (
     "wire.buffers", "wire.scored_group", "wire.weights", "wire.broadcast", "wire.scoring", "wire.inference", "wire.eval_points",
 )
@@ -26,8 +29,20 @@ def project_packages() -> list[str]:
     return [*packages, "launch"]
 
 
-def source_files(package: str) -> list[Path]:
-    return [REPO / "launch.py"] if package == "launch" else sorted((REPO / package).rglob("*.py"))
+def graph_nodes() -> list[str]:
+    return [*project_packages(), "cli"]
+
+
+def node_of(module: str) -> str:
+    """The graph node a dotted module belongs to: its top-level package, or `cli`."""
+    return "cli" if module.startswith(CLI_MODULES) else module.split(".")[0]
+
+
+def source_files(node: str) -> list[Path]:
+    if node == "launch":
+        return [REPO / "launch.py"]
+    files = sorted((REPO / ("driver" if node == "cli" else node)).rglob("*.py"))
+    return [f for f in files if node_of(".".join(f.relative_to(REPO).with_suffix("").parts)) == node]
 
 
 def imported_modules(path: Path) -> list[tuple[str, int]]:
@@ -42,13 +57,13 @@ def imported_modules(path: Path) -> list[tuple[str, int]]:
 
 
 def package_graph() -> dict[str, dict[str, list[str]]]:
-    """package -> imported project package -> where ("file:line")."""
-    packages = project_packages()
-    graph: dict[str, dict[str, list[str]]] = {p: {} for p in packages}
-    for package in packages:
+    """node (a package, or `cli`) -> imported node -> where ("file:line")."""
+    nodes = graph_nodes()
+    graph: dict[str, dict[str, list[str]]] = {p: {} for p in nodes}
+    for package in nodes:
         for path in source_files(package):
             for module, line in imported_modules(path):
-                top = module.split(".")[0]
+                top = node_of(module)
                 if top in graph and top != package:
                     graph[package].setdefault(top, []).append(f"{path.relative_to(REPO)}:{line}")
     return graph
@@ -109,4 +124,5 @@ def test_every_package_is_installed():
     import tomllib
 
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    assert sorted(declared) == sorted(p for p in project_packages() if p != "launch")
+    subpackages = [".".join(p.parent.relative_to(REPO).parts) for p in REPO.glob("*/*/__init__.py") if p.parts[-3] != "tests"]
+    assert sorted(declared) == sorted([*(p for p in project_packages() if p != "launch"), *subpackages])

@@ -9,8 +9,8 @@ import json
 import pytest
 from transformers import AutoModelForCausalLM
 
-import launch
 from configs.load import load_config
+from driver.inputs import resolve_inputs
 from learner.metrics import read_metrics
 from learner.rollout_log import read_rollouts
 from records.vqa import read_records
@@ -28,7 +28,7 @@ def test_alternate_trains_the_captioner_then_the_reasoner_on_the_new_captioners_
     args = ["alternate", f"run_dir={run_dir}", *task, *SMALL_RUN, "learner.total_steps=2", "learner.groups_per_step=1", "learner.max_staleness=0"]
     code, out = run_launch(args).finish(timeout=900)
     assert code == 0, out[-3000:]
-    inputs = launch.resolve_inputs(load_config(overrides=task))
+    inputs = resolve_inputs(load_config(overrides=task))
     stages = json.loads((run_dir / "stages.json").read_text())
     assert [(s["role"], s["exit_code"]) for s in stages] == [("captioner", 0), ("reasoner", 0)]
     first, second = (run_dir / "stage0-captioner", run_dir / "stage1-reasoner")

@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-import launch
 from configs.load import load_config
 from configs.schema import McqRewardConfig
+from driver.inputs import resolve_inputs
 from learner.rollout_log import read_rollouts
 from records.vqa import read_records
 from serve.grading import grade
@@ -34,7 +34,7 @@ def test_each_caption_gets_the_mixed_reward_of_the_answers_it_got(tmp_path, run_
     ]
     code, out = run_launch(args).finish(timeout=600)
     assert code == 0, out[-3000:]
-    records = {r.id: r for r in read_records(launch.resolve_inputs(load_config(overrides=task)).train_file)}
+    records = {r.id: r for r in read_records(resolve_inputs(load_config(overrides=task)).train_file)}
     seeds = {(g[0], g[2]): g[1] for row in consumed(tmp_path / "run") for g in row["trained"]}  # stream positions
     groups = read_rollouts(tmp_path / "run")
     assert len(groups) == 4

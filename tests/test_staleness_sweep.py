@@ -92,9 +92,9 @@ def test_a_finished_sweep_re_renders_from_what_it_saved_without_training(tmp_pat
     and starts nothing (no Ray session, no training run)."""
     import json
 
-    import launch
+    import driver.session
 
-    monkeypatch.setattr(launch, "start_ray", lambda config: pytest.fail("a finished sweep started Ray"))
+    monkeypatch.setattr(driver.session, "ray_session", lambda config: pytest.fail("a finished sweep started Ray"))
     points = sweep_points([0, 2], ["none"], [])
     for point, groups_per_s in zip(points, (2.0, 3.0)):
         (tmp_path / point.name).mkdir()

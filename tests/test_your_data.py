@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-import launch
 from configs.load import load_config
+from driver.inputs import resolve_inputs
 from learner.metrics import read_metrics
 from learner.rollout_log import read_rollouts
 from records.vqa import read_records
@@ -31,7 +31,7 @@ ITEMS, RESPONSES = 4, 2
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
-    inputs = launch.resolve_inputs(load_config(overrides=[f"task.cache_dir={cache}", *TINY_TASK_OVERRIDES]))
+    inputs = resolve_inputs(load_config(overrides=[f"task.cache_dir={cache}", *TINY_TASK_OVERRIDES]))
     layouts = write_layouts(Path(inputs.eval_file), tmp_path_factory.mktemp("layouts"))
     return cache, inputs, layouts
 

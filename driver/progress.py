@@ -1,0 +1,56 @@
+"""The progress bar a run shows while the learner trains, and the rollout actors it restarts."""
+
+from __future__ import annotations
+
+from configs.schema import TrainConfig
+from driver.roles import Roles
+from driver.session import stop_requested
+
+
+def follow_progress(config: TrainConfig, roles: Roles, training: list, faults, tick=None) -> None:
+    """A progress bar with live metrics until the learner finishes. A rollout actor that dies is
+    restarted where it left off; a role that fails otherwise fails the run. `tick(metrics)`, if
+    given, is called about every second (the soak injects its faults there)."""
+    import ray
+    from tqdm import tqdm
+
+    from supervisor.restarts import restart_actor
+
+    total_steps = config.learner.total_steps
+    with tqdm(total=None if tick else total_steps, desc="learner steps", unit="step", dynamic_ncols=True) as bar:
+        while True:
+            if stop_requested():
+                raise KeyboardInterrupt
+            done, _ = ray.wait(training + roles.runs, num_returns=1, timeout=1.0)
+            if done and set(done) & set(training):
+                ray.get(training)  # raises the learner's error if it failed
+                if bar.total:
+                    bar.update(bar.total - bar.n)
+                return
+            if done:
+                index = roles.runs.index(done[0])
+                try:
+                    ray.get(done[0])
+                except ray.exceptions.RayActorError as died:
+                    restart_actor(config, roles, index, died, faults)
+                    continue
+                raise RuntimeError(f"rollout actor {index} stopped before the learner finished")
+            metrics = ray.get(roles.learners[0].latest_metrics.remote())
+            show_metrics(bar, metrics)
+            if tick is not None:
+                tick(metrics)
+
+
+def show_metrics(bar, metrics: dict) -> None:
+    from wire.eval_points import EVAL_ACCURACY
+
+    if "step" in metrics:
+        bar.update(metrics["step"] + 1 - bar.n)
+        heldout = {"heldout": f"{metrics[EVAL_ACCURACY]:.3f}"} if EVAL_ACCURACY in metrics else {}
+        bar.set_postfix(
+            reward=f"{metrics['reward/mean']:.3f}",
+            version=metrics["policy_version"],
+            stale=f"{metrics['staleness/mean']:.2f}",
+            caps_s=f"{metrics['throughput/captions_per_s']:.1f}",
+            **heldout,
+        )
