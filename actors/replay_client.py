@@ -10,9 +10,9 @@ from __future__ import annotations
 import zmq
 import zmq.asyncio
 
-from wire.curve import CurveKeys
+from transport.curve import CurveKeys
 from wire.scored_group import ScoredGroup, encode_group
-from wire.sockets import connect
+from transport.sockets import connect
 
 # Groups ZeroMQ may queue on the actor side before a send waits.
 SEND_HWM = 2

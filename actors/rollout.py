@@ -44,7 +44,7 @@ from records.vqa import VQARecord, load_image, read_records
 from vlm.caption_prompt import encode_caption_prompt
 from vlm.sampling import SamplingSpec
 from wire.buffers import MalformedMessage, excerpt
-from wire.curve import CurveKeys, load_keys
+from transport.curve import CurveKeys, load_keys
 from wire.progress import ShardProgress
 from wire.scored_group import ActorCounters, GroupTimings, ScoredGroup
 from wire.inference import DescribeRequest
@@ -75,7 +75,7 @@ class RolloutSetup:
     reasoner_app: str
     # This actor's stream of the run's seed: its prompt order and its engine's sampling.
     seed: int
-    # ZeroMQ CURVE keys for the replay and weight sockets (wire/curve.py); "" = none.
+    # ZeroMQ CURVE keys for the replay and weight sockets (transport/curve.py); "" = none.
     curve_keys_dir: str = ""
     # policy.role: "captioner" (captions scored by the pool's reasoner) or "reasoner" (answers
     # to the pool's frozen captioner's captions, graded by the pool).

@@ -31,7 +31,7 @@ from vllm.distributed.weight_transfer.base import (
 )
 
 from actors.weight_tensors import TORCH_DTYPES, named_tensors
-from wire.gloo import GlooGroup
+from transport.gloo import GlooGroup
 from wire.weights import decode_weight_update
 
 BACKENDS = {"frames": "FramesWeightTransferEngine", "gloo": "GlooWeightTransferEngine"}

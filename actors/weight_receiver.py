@@ -17,8 +17,8 @@ import zmq.asyncio
 from actors.weight_checks import check_announced
 from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
 from wire.buffers import MalformedMessage, excerpt
-from wire.curve import CurveKeys
-from wire.sockets import connect
+from transport.curve import CurveKeys
+from transport.sockets import connect
 from wire.weights import CATCH_UP_PREFIX, UPDATE_TOPIC, WeightUpdate, decode_weight_update
 
 log = logging.getLogger(__name__)

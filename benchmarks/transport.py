@@ -36,7 +36,7 @@ from benchmarks.wire import example_group
 from learner.admission import GroupAdmission, ImageCheck
 from learner.replay import ReplayQueue
 from learner.weight_publisher import ZmqWeightPublisher
-from wire.gloo import GlooGroup, listening_socket
+from transport.gloo import GlooGroup, listening_socket
 from wire.scored_group import decode_group, encode_group
 
 # (name, group size, caption tokens, image bytes, groups sent)

@@ -55,7 +55,7 @@ def resumed_config(config: TrainConfig, args: argparse.Namespace) -> TrainConfig
 def check_curve_keys(config: TrainConfig) -> None:
     """Fail before anything starts if curve.keys_dir is set but holds no usable keys."""
     if config.curve.keys_dir:
-        from wire.curve import load_keys
+        from transport.curve import load_keys
 
         try:
             for actor_id in range(config.rollout.num_actors):  # the learner's pair, and each actor's

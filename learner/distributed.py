@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from configs.schema import LearnerConfig
-from wire.gloo import listening_socket, local_address_towards, rendezvous_store
+from transport.gloo import listening_socket, local_address_towards, rendezvous_store
 
 log = logging.getLogger(__name__)
 # The process group's store: alive as long as the process.

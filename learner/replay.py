@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 import zmq
 from learner.admission import GroupAdmission, Refused
 from wire.buffers import MalformedMessage, excerpt
-from wire.curve import CurveKeys
+from transport.curve import CurveKeys
 from wire.progress import ShardProgress
 from wire.scored_group import ScoredGroup, decode_group
-from wire.sockets import bind
+from transport.sockets import bind
 
 log = logging.getLogger(__name__)
 

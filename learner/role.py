@@ -50,7 +50,7 @@ from learner.update import grpo_update
 from learner.weight_publisher import make_publisher
 from vlm.caption_prompt import image_pad_tokens
 from vlm.sampling import SamplingSpec
-from wire.curve import load_keys
+from transport.curve import load_keys
 from wire.eval_points import EvalPoint, EvalSchedule
 from wire.progress import ShardProgress
 from wire.scored_group import ActorCounters, ScoredGroup
@@ -76,7 +76,7 @@ class LearnerSetup:
     weight_receivers: int
     # Continue from the run directory's latest checkpoint.
     resume: bool = False
-    # ZeroMQ CURVE keys for the replay and weight sockets (wire/curve.py); "" = none.
+    # ZeroMQ CURVE keys for the replay and weight sockets (transport/curve.py); "" = none.
     curve_keys_dir: str = ""
     # policy.role: "captioner" (a vision-language model) or "reasoner" (a text-only one).
     role: str = "captioner"

@@ -34,9 +34,9 @@ import zmq
 from learner.weight_publisher import WeightPublisher, wire_dtype
 from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
 from wire.buffers import MalformedMessage, excerpt
-from wire.curve import CurveKeys
-from wire.gloo import GlooGroup, listening_socket
-from wire.sockets import advertised_host, bind
+from transport.curve import CurveKeys
+from transport.gloo import GlooGroup, listening_socket
+from transport.sockets import advertised_host, bind
 from wire.weights import WeightSource
 
 log = logging.getLogger(__name__)

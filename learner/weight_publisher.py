@@ -21,8 +21,8 @@ import torch
 import zmq
 
 from configs.schema import WeightSyncConfig
-from wire.curve import CurveKeys
-from wire.sockets import bind
+from transport.curve import CurveKeys
+from transport.sockets import bind
 from wire.weights import (
     CATCH_UP_PREFIX,
     UPDATE_TOPIC,

@@ -15,7 +15,7 @@ from actors.weight_receiver import ZmqWeightReceiver
 from learner.replay import ReplayQueue
 from learner.weight_publisher import ZmqWeightPublisher
 from tests.test_messages import admission_for_made_groups, make_group
-from wire.curve import generate_keys, load_keys
+from transport.curve import generate_keys, load_keys
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,5 @@
 """Nothing listens beyond loopback unprotected unless allowed (configs/exposure.py), and the
-rendezvous stores bind the configured host, not every interface (wire/gloo.py)."""
+rendezvous stores bind the configured host, not every interface (transport/gloo.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from configs.exposure import exposure, is_loopback
 from configs.load import load_config
-from wire.gloo import listening_socket, rendezvous_store
+from transport.gloo import listening_socket, rendezvous_store
 
 WIDE = ["learner.replay.host=0.0.0.0", "learner.weight_sync.host=10.0.0.5"]
 

@@ -2,7 +2,7 @@
 
 import zmq
 
-from wire.sockets import bind
+from transport.sockets import bind
 
 
 def test_a_wildcard_bind_advertises_this_nodes_address_and_peers_reach_it():

@@ -30,7 +30,7 @@ from tests.test_engine_conformance import (  # noqa: F401
     loop,
 )
 from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
-from wire.gloo import GlooGroup
+from transport.gloo import GlooGroup
 
 TIMEOUT_S = 30.0
 

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wire.curve import generate_keys
+    from transport.curve import generate_keys
 
     given = dict(o.split("=", 1) for o in args.settings if "=" in o)
     if "out" not in given or set(given) - {"out", "actors"} or len(given) != len(args.settings) or not given.get("actors", "0").isdigit():

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from wire.sockets import WILDCARDS
+from transport.sockets import WILDCARDS
 
 
 def local_address_towards(address: str, port: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zmq
 
-from wire.curve import CurveKeys, connect_securely, serve_securely, start_authenticator
+from transport.curve import CurveKeys, connect_securely, serve_securely, start_authenticator
 
 # Bind addresses meaning "every interface": peers cannot connect to them as given.
 WILDCARDS = ("0.0.0.0", "*", "::", "")
@@ -22,7 +22,7 @@ def advertised_host(host: str) -> str:
 
 def bind(socket: zmq.Socket, host: str, port: int, keys: CurveKeys | None = None) -> str:
     """Bind `socket` on `host` (port 0 = a free one) and return the endpoint peers connect to;
-    with `keys`, as a CURVE server that admits only the keys' clients (wire/curve.py)."""
+    with `keys`, as a CURVE server that admits only the keys' clients (transport/curve.py)."""
     if keys is not None:
         serve_securely(socket, keys)
         start_authenticator(socket.context, keys)
