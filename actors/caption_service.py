@@ -19,8 +19,8 @@ from actors.engine import (
     CaptionRequest,
     SamplingSettings,
     engine_device,
-    make_caption_engine,
 )
+from actors.engine_factory import make_caption_engine
 from configs.placement import ray_options
 from configs.schema import RolloutConfig
 from vlm.caption_prompt import (

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from configs.schema import VllmConfig
 from vlm.caption_prompt import CaptionPrompt
 from vlm.sampling import SamplingSpec
 from wire.weights import WeightUpdate
@@ -83,34 +82,11 @@ class CaptionEngine(ABC):
         """Release the engine's resources."""
 
 
-# The vLLM weight-transfer backend that takes each weight sync backend's updates.
-VLLM_WEIGHT_TRANSFER = {"zmq": "frames", "gloo": "gloo", "nccl": "nccl"}
-
-
 def engine_device(num_gpus: float) -> str:
     """Where a role's engine runs: its GPU when the role was placed with one, else the CPU."""
     import torch
 
     return "cuda" if num_gpus > 0 and torch.cuda.is_available() else "cpu"
-
-
-def make_caption_engine(
-    kind: str, checkpoint: str, vllm: VllmConfig, seed: int, device: str = "cpu", weight_sync: str = "zmq", text_only: bool = False
-) -> CaptionEngine:
-    """The policy engine of `kind` ("transformers" or "vllm"), taking updates from the weight
-    sync backend `weight_sync`; `text_only` for a text model (the reasoner as the policy). Call it
-    inside the event loop that will drive the engine: vLLM's async engine binds its output
-    handler to the running loop."""
-    if kind == "vllm":
-        from actors.vllm_engine import VllmCaptionEngine
-
-        return VllmCaptionEngine(checkpoint, vllm, seed=seed, weight_transfer=VLLM_WEIGHT_TRANSFER[weight_sync], text_only=text_only)
-    if weight_sync != "zmq":
-        raise ValueError(f"weight sync {weight_sync!r} broadcasts into vLLM engines; the {kind} engine takes 'zmq'")
-    from actors.hf_engine import TransformersCaptionEngine, TransformersTextEngine
-
-    engine = TransformersTextEngine if text_only else TransformersCaptionEngine
-    return engine(checkpoint, device=device, seed=seed)
 
 
 def close_event_loop(loop: asyncio.AbstractEventLoop) -> None:

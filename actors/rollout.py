@@ -34,8 +34,8 @@ from actors.engine import (
     SamplingSettings,
     TextPrompt,
     engine_device,
-    make_caption_engine,
 )
+from actors.engine_factory import make_caption_engine
 from actors.replay_client import ReplayClient
 from actors.weight_checks import check_weight_update, policy_shapes
 from actors.weight_receiver import BroadcastWeightReceiver, ZmqWeightReceiver

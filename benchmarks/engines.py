@@ -26,8 +26,8 @@ from actors.engine import (
     CaptionRequest,
     SamplingSettings,
     close_event_loop,
-    make_caption_engine,
 )
+from actors.engine_factory import make_caption_engine
 from actors.weight_receiver import BroadcastWeightReceiver
 from benchmarks.report import machine, write_section
 from configs.load import load_config

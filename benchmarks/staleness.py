@@ -23,13 +23,13 @@ import platform
 import shutil
 import statistics
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.pipeline import split_out, with_changes
 from benchmarks.report import fifth, write_section_with_plot
 from benchmarks.stages import measured_rate
 from benchmarks.staleness_report import plot_sweep, sweep_table
+from benchmarks.sweep_points import PointResult, SweepPoint
 from configs.schema import TrainConfig
 from learner.metrics import read_metrics
 
@@ -46,41 +46,6 @@ NOISE_SEEDS = (1, 2)
 ALSO = ((2, "mask"),)  # outside the grid, so that every correction trains the task once
 PLOT = Path("docs/staleness-sweep.png")  # in the repository, as BENCHMARKS.md links it
 INITIAL_FILE = "initial_eval.json"  # held-out accuracy of the initial captioner, in `out`
-
-
-@dataclass(frozen=True)
-class SweepPoint:
-    eta: int
-    correction: str
-    seed: int = 0
-
-    @property
-    def name(self) -> str:
-        return f"eta{self.eta}-{self.correction}-seed{self.seed}"
-
-    def config(self, base: TrainConfig, run_dir: Path) -> TrainConfig:
-        correction = dataclasses.replace(base.learner.correction, kind=self.correction)
-        changed = with_changes(base, learner={"max_staleness": self.eta, "correction": correction})
-        return dataclasses.replace(changed, seed=self.seed, run_dir=str(run_dir))
-
-
-@dataclass(frozen=True)
-class PointResult:
-    """One trained point: its speed, its staleness and what it learned."""
-
-    eta: int
-    correction: str
-    seed: int
-    groups_per_s: float
-    seconds_per_step: float
-    reward_last: float  # mean reward of the last 20% of the steps
-    staleness_mean: float
-    staleness_max: int
-    dropped_stale: int
-    corrected_fraction: float  # tokens truncated (tis), masked or capped (decoupled), mean over steps
-    weight_max: float  # largest importance weight of the run
-    heldout: float = float("nan")
-    heldout_stderr: float = float("nan")
 
 
 def summarise(point: SweepPoint, rows: list[dict], groups_per_step: int) -> PointResult:

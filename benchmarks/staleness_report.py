@@ -5,13 +5,10 @@ from __future__ import annotations
 import math
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from benchmarks.sweep_points import PointResult, SweepPoint
 from evaluation.plot import moving_average
 from learner.metrics import read_metrics
-
-if TYPE_CHECKING:
-    from benchmarks.staleness import PointResult, SweepPoint
 
 SMOOTHING = 10  # steps in the plotted moving average of the reward
 LINE_STYLES = {"none": "-", "tis": "--", "mask": "-.", "decoupled": ":"}

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.pipeline import split_out
-from benchmarks.staleness import SweepPoint
+from benchmarks.sweep_points import SweepPoint
 from benchmarks.report import machine, write_section_with_plot
 from benchmarks.stages import measured_rate
 from benchmarks.tta_report import plot_tta, tta_table

@@ -12,8 +12,8 @@ from actors.engine import (
     CaptionRequest,
     SamplingSettings,
     engine_device,
-    make_caption_engine,
 )
+from actors.engine_factory import make_caption_engine
 from configs.placement import ray_options
 from configs.schema import RolloutConfig, ServeConfig
 from records.vqa import load_image, read_records

@@ -35,6 +35,7 @@ from learner.gate import GateStats
 from learner.grpo import group_advantages
 from learner.metrics import MetricsLog
 from learner.policy_model import load_policy_model, load_policy_processor
+from learner.publishers import make_publisher
 from learner.replay import ReplayCounters, ReplayQueue
 from learner.rollout_log import RolloutLog
 from learner.share import share_groups
@@ -47,7 +48,6 @@ from learner.step_metrics import (
     update_metrics,
 )
 from learner.update import grpo_update
-from learner.weight_publisher import make_publisher
 from vlm.caption_prompt import image_pad_tokens
 from vlm.sampling import SamplingSpec
 from transport.curve import load_keys

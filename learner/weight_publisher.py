@@ -20,7 +20,6 @@ from abc import ABC, abstractmethod
 import torch
 import zmq
 
-from configs.schema import WeightSyncConfig
 from transport.curve import CurveKeys
 from transport.sockets import bind
 from wire.weights import (
@@ -109,12 +108,3 @@ def weight_update(version: int, tensors: dict[str, torch.Tensor]) -> WeightUpdat
         flat = tensor.detach().to("cpu").contiguous().reshape(-1)
         raw.append(RawTensor(name, dtype, tuple(tensor.shape), memoryview(flat.view(torch.uint8).numpy())))
     return WeightUpdate(version=version, tensors=tuple(raw))
-
-
-def make_publisher(config: WeightSyncConfig, receivers: int, keys: CurveKeys | None = None) -> WeightPublisher:
-    """The publisher of `config.backend`, for `receivers` rollout actors (CURVE with `keys`)."""
-    if config.backend == "zmq":
-        return ZmqWeightPublisher(config.host, config.port, keys)
-    from learner.weight_broadcast import BroadcastWeightPublisher
-
-    return BroadcastWeightPublisher(config.backend, config.host, config.port, receivers, config.timeout_s, keys)

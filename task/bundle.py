@@ -31,7 +31,7 @@ from task.captioner_warm_start import (
     caption_quality,
     warm_start_captioner,
 )
-from task import shipped
+from task import shipped_store
 from task.checkpoints import build_tiny_captioner, build_tiny_reasoner
 from task.dataset import DatasetFiles, write_bundled_dataset
 from serve.judge import JUDGE_INSTRUCTION
@@ -57,7 +57,7 @@ from task.tokenizer import build_tokenizer
 from vlm.caption_prompt import answer_messages, caption_messages
 
 COMPLETE_MARKER = "COMPLETE"
-QUALITY_FILE = shipped.QUALITY_FILE
+QUALITY_FILE = shipped_store.QUALITY_FILE
 # Bumped whenever the build's output changes for the same settings, so old caches are rebuilt.
 BUILD_FORMAT = 18
 # Held-out scenes the warm-start quality is measured on.
@@ -264,7 +264,7 @@ def _write_data(layout: BundledTask, recipe: dict) -> DatasetFiles:
 def _unpack(root: Path, recipe: dict, source: Path) -> None:
     """The shipped build of `recipe` (its models) with its dataset regenerated, at `root`."""
     _write_data(_layout(root), recipe)
-    shipped.copy_models(source, root)
+    shipped_store.copy_models(source, root)
     (root / COMPLETE_MARKER).write_text(json.dumps(recipe))
 
 
@@ -303,7 +303,7 @@ def ensure_bundled_task(
 ) -> BundledTask:
     """The bundled task in `cache_dir/seed<seed>`, made there first unless an identical build is
     cached: unpacked from the build shipped with the code when its recipe is this one
-    (task/shipped.py), else built. A cached build made with other settings (or by an older version
+    (task/shipped_store.py), else built. A cached build made with other settings (or by an older version
     of this code) is replaced; `rebuild` builds afresh regardless.
     """
     recipe = build_recipe(seed, num_train, num_eval, warm_start)
@@ -314,7 +314,7 @@ def ensure_bundled_task(
     if root.exists() and not (root / COMPLETE_MARKER).exists():
         raise ValueError(f"{root} exists but has no {COMPLETE_MARKER} marker; it was not built by us, remove it")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    source = None if rebuild else shipped.shipped_root(recipe)
+    source = None if rebuild else shipped_store.shipped_root(recipe)
     log = logging.getLogger(__name__)
     if source is not None:
         log.info("bundled task: unpacking the shipped build into %s (seconds; `launch.py build` builds it afresh)", root)

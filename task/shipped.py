@@ -14,41 +14,10 @@ check`). `python -m task.shipped ship` copies the cache's build into the package
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
-SHIPPED = Path(__file__).resolve().parent / "shipped"
-RECIPE_FILE = "recipe.json"
-MODELS = ("captioner", "reasoner", "reasoner_partial")
-QUALITY_FILE = "warm_start.json"
-
-
-def shipped_root(recipe: dict) -> Path | None:
-    """The shipped build of `recipe`, if there is one."""
-    root = SHIPPED / f"seed{recipe['seed']}"
-    recipe_file = root / RECIPE_FILE
-    if recipe_file.exists() and json.loads(recipe_file.read_text()) == recipe:
-        return root
-    return None
-
-
-def copy_models(source: Path, target: Path) -> None:
-    """The checkpoints and the warm start's quality, from one build folder to another."""
-    for name in MODELS:
-        shutil.copytree(source / name, target / name)
-    shutil.copyfile(source / QUALITY_FILE, target / QUALITY_FILE)
-
-
-def ship(build_root: Path, recipe: dict) -> Path:
-    """Copy a finished build (made from `recipe`) into the package, replacing what was shipped for its seed."""
-    root = SHIPPED / f"seed{recipe['seed']}"
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
-    copy_models(build_root, root)
-    (root / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
-    return root
+from task import shipped_store
 
 
 def main(argv: list[str]) -> int:
@@ -65,16 +34,16 @@ def main(argv: list[str]) -> int:
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
-    if verb == "check" and not (SHIPPED / f"seed{task.seed}" / QUALITY_FILE).exists():
+    if verb == "check" and not (shipped_store.SHIPPED / f"seed{task.seed}" / shipped_store.QUALITY_FILE).exists():
         print(f"nothing is shipped for task.seed={task.seed} to compare with", file=sys.stderr)
         return 2
     recipe = build_recipe(task.seed, task.num_train, task.num_eval, task.warm_start)
     built = ensure_bundled_task(Path(task.cache_dir).expanduser(), task.seed, task.num_train, task.num_eval, task.warm_start,
                                 rebuild=verb == "check")
     if verb == "ship":
-        print(f"shipped {ship(built.root, recipe)}")
+        print(f"shipped {shipped_store.ship(built.root, recipe)}")
         return 0
-    gaps = quality_gaps(json.loads((built.root / QUALITY_FILE).read_text()), json.loads((SHIPPED / f"seed{task.seed}" / QUALITY_FILE).read_text()))
+    gaps = quality_gaps(json.loads((built.root / shipped_store.QUALITY_FILE).read_text()), json.loads((shipped_store.SHIPPED / f"seed{task.seed}" / shipped_store.QUALITY_FILE).read_text()))
     for gap in gaps:
         print(gap)
     print("a fresh build reaches the shipped build's quality" if not gaps else "a fresh build falls short of the shipped one")

@@ -338,7 +338,7 @@ def test_the_shipped_build_is_the_default_settings_current_build():
     `python launch.py build`, then `python -m task.shipped ship`."""
     from configs.schema import TaskConfig
     from task.bundle import build_recipe
-    from task.shipped import shipped_root
+    from task.shipped_store import shipped_root
 
     task = TaskConfig()
     recipe = build_recipe(task.seed, task.num_train, task.num_eval, task.warm_start)
@@ -348,7 +348,7 @@ def test_the_shipped_build_is_the_default_settings_current_build():
 def test_a_cache_is_filled_from_a_shipped_build_of_its_recipe(bundle, tmp_path: Path, monkeypatch):
     """A build shipped for a recipe fills an empty cache of that recipe (its checkpoints copied,
     its dataset regenerated), and never a cache of another recipe; `rebuild` builds regardless."""
-    from task import shipped
+    from task import shipped_store as shipped
     from task.bundle import build_recipe
 
     monkeypatch.setattr(shipped, "SHIPPED", tmp_path / "shipped")

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import task.shipped
+import task.shipped_store
 from task.bundle import COMPLETE_MARKER
 from tests.tiny_task import TINY_TASK_OVERRIDES
 
@@ -49,10 +50,10 @@ def test_build_then_ship_then_check_a_fresh_build(tiny, tmp_path, monkeypatch, c
     cache = Path(tiny[0].removeprefix("task.cache_dir="))
     assert (cache / "seed0" / COMPLETE_MARKER).is_file()
 
-    monkeypatch.setattr(task.shipped, "SHIPPED", tmp_path / "shipped")
+    monkeypatch.setattr(task.shipped_store, "SHIPPED", tmp_path / "shipped")
     assert task.shipped.main(["check", *tiny]) == 2  # nothing shipped yet for this recipe's seed
     assert task.shipped.main(["ship", *tiny]) == 0
-    assert (tmp_path / "shipped" / "seed0" / task.shipped.RECIPE_FILE).is_file()
+    assert (tmp_path / "shipped" / "seed0" / task.shipped_store.RECIPE_FILE).is_file()
     # The build is reproducible from its seed: a fresh one reaches the shipped one's quality.
     assert task.shipped.main(["check", *tiny]) == 0
     assert "a fresh build reaches the shipped build's quality" in capsys.readouterr().out

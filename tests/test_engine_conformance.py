@@ -29,8 +29,8 @@ from actors.engine import (
     CaptionRequest,
     SamplingSettings,
     close_event_loop,
-    make_caption_engine,
 )
+from actors.engine_factory import make_caption_engine
 from configs.schema import SamplingConfig, VllmConfig
 from learner.batching import group_batch
 from learner.logprobs import sequence_logprobs

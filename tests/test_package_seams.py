@@ -5,6 +5,8 @@
 - The top-level packages import one another without a cycle. The CLI (`driver.cli` and the
   command modules, `driver.commands`) counts as a node of its own, `cli`: it is the composition
   root, which may import the benchmarks that compose the rest of `driver`.
+- No two modules import each other, at any depth of the code: a factory lives apart from the
+  interface its implementations import.
 - The protocol's messages import nothing heavier than numpy and msgpack.
 """
 
@@ -101,6 +103,31 @@ def find_cycle(graph: dict[str, dict[str, list[str]]]) -> list[str] | None:
 
 def test_top_level_packages_import_one_another_without_a_cycle():
     assert find_cycle(package_graph()) is None
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Every project module (tests aside) -> the project modules it imports, lazily or not."""
+    files = {}
+    for node in graph_nodes():
+        for path in source_files(node):
+            name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+            files[name] = path
+    imports: dict[str, set[str]] = {name: set() for name in files}
+    for name, path in files.items():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                # `from package import module` imports the module too.
+                named = [f"{node.module}.{alias.name}" for alias in node.names]
+                imports[name] |= {m for m in (node.module, *named) if m in files}
+            elif isinstance(node, ast.Import):
+                imports[name] |= {alias.name for alias in node.names if alias.name in files}
+    return imports
+
+
+def test_no_two_modules_import_each_other():
+    imports = module_imports()
+    mutual = sorted({tuple(sorted((a, b))) for a, targets in imports.items() for b in targets if a != b and a in imports[b]})
+    assert mutual == []
 
 
 def test_the_cycle_finder_finds_a_cycle():

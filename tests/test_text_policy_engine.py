@@ -12,7 +12,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from actors.engine import CaptionRequest, SamplingSettings, TextPrompt, close_event_loop, make_caption_engine
+from actors.engine import CaptionRequest, SamplingSettings, TextPrompt, close_event_loop
+from actors.engine_factory import make_caption_engine
 from configs.schema import SamplingConfig, VllmConfig
 from learner.batching import group_batch
 from learner.logprobs import sequence_logprobs

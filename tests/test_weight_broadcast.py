@@ -15,7 +15,7 @@ import pytest
 import torch
 import zmq
 
-from actors.engine import make_caption_engine
+from actors.engine_factory import make_caption_engine
 from actors.weight_receiver import BroadcastWeightReceiver
 from actors.weight_tensors import TORCH_DTYPES
 from configs.schema import VllmConfig
