@@ -48,7 +48,7 @@ from transport.curve import CurveKeys, load_keys
 from wire.progress import ShardProgress
 from wire.scored_group import ActorCounters, GroupTimings, ScoredGroup
 from wire.inference import DescribeRequest
-from wire.reasoner_prompt import encode_reasoner_prompt
+from vlm.reasoner_prompt import encode_reasoner_prompt
 from wire.scoring import AnswerScoreRequest, ScoreRequest, ScoreResult
 from wire.weights import WeightSource
 

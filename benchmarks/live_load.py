@@ -74,7 +74,7 @@ class Window:
 def prompts(eval_file: str, count: int = 32) -> list[list[dict]]:
     """Reasoner conversations like scoring's: held-out questions with a short description."""
     from records.vqa import read_records
-    from wire.reasoner_prompt import reasoner_messages
+    from vlm.reasoner_prompt import reasoner_messages
 
     records = read_records(Path(eval_file))[:count]
     return [reasoner_messages("top left: a red circle. bottom right: a blue square.", r.question) for r in records]

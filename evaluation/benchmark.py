@@ -28,7 +28,7 @@ from evaluation.caption_cache import CaptionCache, image_digest, prompt_key
 from evaluation.workers import start_caption_worker, start_reasoner_worker
 from records.benchmarks import BenchmarkItem
 from records.vqa import read_records
-from wire.reasoner_prompt import reasoner_messages, two_stage_messages
+from vlm.reasoner_prompt import reasoner_messages, two_stage_messages
 from vlm.caption_prompt import answer_messages, caption_messages
 from vlm.processor import load_captioner_processor
 from vlm.sampling import caption_sampling_spec

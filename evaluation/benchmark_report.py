@@ -21,7 +21,7 @@ from pathlib import Path
 
 from configs.schema import TrainConfig
 from evaluation.benchmark import MODES, BenchmarkSpec, ItemResult
-from wire.boxed import boxed_parts
+from vlm.boxed import boxed_parts
 
 ALL = "all"
 

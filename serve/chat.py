@@ -38,7 +38,7 @@ from serve.completion import (
 )
 from serve.engine_queue import EngineBusy, EngineQueue
 from serve.openai_reasoner import OpenAIReasoner
-from wire.reasoner_prompt import two_stage_messages
+from vlm.reasoner_prompt import two_stage_messages
 from wire.inference import DescribeRequest, Description
 
 

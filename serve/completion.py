@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from wire.reasoner_prompt import encode_chat, reasoner_messages
+from vlm.reasoner_prompt import encode_chat, reasoner_messages
 
 Conversation = list[dict[str, Any]]  # OpenAI chat messages with text content
 # Takes a completion's text piece by piece as it is generated (called from the engine's thread).

@@ -45,7 +45,7 @@ from serve.deadline import call_with_deadline
 from serve.expression_cost import why_too_costly
 from serve.options import chosen_option, listed_options
 from serve.parse_cost import parse_cost_problem
-from wire.boxed import BOXED, balanced_braces, boxed_parts
+from vlm.boxed import BOXED, balanced_braces, boxed_parts
 from wire.scoring import MAX_GOLD_ANSWER_CHARS
 
 # Math-Verify warns on every first call that its own timeout is off: grading runs it under our

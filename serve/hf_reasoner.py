@@ -17,7 +17,7 @@ from serve.completion import (
     TextSink,
     cut_at_stop,
 )
-from wire.reasoner_prompt import encode_chat
+from vlm.reasoner_prompt import encode_chat
 
 
 class TransformersReasoner(ReasonerEngine):

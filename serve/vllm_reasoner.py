@@ -12,7 +12,7 @@ from serve.completion import (
     TextSink,
     cut_at_stop,
 )
-from wire.reasoner_prompt import encode_chat
+from vlm.reasoner_prompt import encode_chat
 from vlm.processor import load_tokenizer
 from vlm.vllm_setup import engine_args
 

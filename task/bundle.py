@@ -24,7 +24,7 @@ import torch
 
 from configs.schema import WarmStartConfig
 from records.vqa import read_records
-from wire.reasoner_prompt import reasoner_messages
+from vlm.reasoner_prompt import reasoner_messages
 from task.captioner_warm_start import (
     CaptionerPlan,
     QualityBar,

@@ -33,8 +33,8 @@ from task.reasoner_examples import (
     truncated,
 )
 from task.scenes import CountQuestion, SceneObject, describe, parse_caption, random_question
-from wire.boxed import boxed_parts
-from wire.reasoner_prompt import reasoner_messages, two_stage_messages
+from vlm.boxed import boxed_parts
+from vlm.reasoner_prompt import reasoner_messages, two_stage_messages
 from wire.scoring import multiple_choice_text
 
 Scene = tuple[SceneObject, ...]

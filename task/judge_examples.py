@@ -34,7 +34,7 @@ from pathlib import Path
 from serve.judge import MAX_SCORE, judge_messages, parse_verdict
 from task.reasoner_examples import ReasonerExample, random_example
 from task.scenes import CELL_NAMES, COLOURS, NUM_CELLS, SHAPES, SceneObject, describe, parse_caption, random_question
-from wire.boxed import boxed_parts
+from vlm.boxed import boxed_parts
 
 Scene = tuple[SceneObject, ...]
 NO_ANSWER = "none"

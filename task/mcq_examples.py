@@ -32,7 +32,7 @@ from serve.rewards import McqAsk, mcq_asks, mcq_correct
 from task.dataset import cell_question, total_question
 from task.reasoner_examples import PARTIAL_KEEP_PROB, running_count, truncated
 from task.scenes import ATTRIBUTE_OPTIONS, CELL_NAMES, CellQuestion, CountQuestion, SceneObject, describe, parse_caption
-from wire.reasoner_prompt import reasoner_messages
+from vlm.reasoner_prompt import reasoner_messages
 
 Scene = tuple[SceneObject, ...]
 McqQuestion = CountQuestion | CellQuestion  # a CountQuestion here is the total count, the only one asked

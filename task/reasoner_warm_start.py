@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from wire.reasoner_prompt import encode_chat, encode_reasoner_prompt
+from vlm.reasoner_prompt import encode_chat, encode_reasoner_prompt
 from task.inference_examples import InferenceExample, inference_accuracy, random_inference_example
 from task.judge_examples import CaptionJudgeExample, JudgeExample, judge_accuracy, random_caption_judge_example, random_judge_example
 from task.mcq_examples import McqExample, mcq_accuracy, random_mcq_example

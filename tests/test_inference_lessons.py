@@ -15,7 +15,7 @@ from task.inference_examples import (
     random_inference_example,
 )
 from task.scenes import CountQuestion, SceneObject, describe, random_scene
-from wire.boxed import boxed_parts
+from vlm.boxed import boxed_parts
 from wire.scoring import multiple_choice_text
 
 SCENE = (SceneObject(0, "red", "circle"), SceneObject(1, "blue", "square"), SceneObject(3, "red", "triangle"))
@@ -126,7 +126,7 @@ def _count_questions() -> list[CountQuestion]:
 
 def test_the_two_stage_prompt_ends_as_the_caption_only_prompt_does():
     """The tentative answer comes before the description: the reply walks the caption, not the hint."""
-    from wire.reasoner_prompt import reasoner_messages, two_stage_messages
+    from vlm.reasoner_prompt import reasoner_messages, two_stage_messages
 
     caption, tentative = describe(SCENE), "red circle: 1. \\boxed{1}"
     two_stage = two_stage_messages(caption, RED.text, tentative)[0]["content"]
@@ -148,7 +148,7 @@ def test_the_two_stage_prompt_ends_as_the_caption_only_prompt_does():
     ],
 )
 def test_the_two_stage_prompt_hands_on_only_the_tentative_answers_boxed_value(tentative, hint):
-    from wire.reasoner_prompt import two_stage_messages
+    from vlm.reasoner_prompt import two_stage_messages
 
     question_line, hint_line, *_ = two_stage_messages(describe(SCENE), RED.text, tentative)[0]["content"].split("\n")
     assert question_line == f"Question: {RED.text}"

@@ -8,7 +8,7 @@ from task.bundle import _tokenizer_corpus
 from task.dataset import write_bundled_dataset
 from task.judge_examples import INVENTED_MARK
 from task.tokenizer import EOS_TOKEN, build_tokenizer
-from wire.reasoner_prompt import encode_chat
+from vlm.reasoner_prompt import encode_chat
 
 # Every way tried to step out of the block, or to pose as the prompt: a forged reference and
 # verdict, a closing tag (as written, and in other case and spacing), a new block, a new chat turn.

@@ -190,7 +190,7 @@ def test_the_scoring_endpoint_and_health_keep_working(service):
 def test_the_openai_engine_answers_through_the_service(service, monkeypatch):
     from configs.schema import OpenAIEndpointConfig
     from serve.openai_reasoner import OpenAIReasoner
-    from wire.reasoner_prompt import reasoner_messages
+    from vlm.reasoner_prompt import reasoner_messages
 
     prompts = [("top left: a red circle.", "How many red circles are there?"), ("", "How many squares are there?")]
     endpoint = OpenAIEndpointConfig(base_url=f"{service.base}/v1", model="reasoner")
@@ -234,7 +234,7 @@ def test_the_openai_engine_trains_against_the_service(service, tmp_path, run_lau
 
 
 def test_the_demo_page_answers_an_uploaded_image_in_a_browser(service, tmp_path):
-    from wire.reasoner_prompt import two_stage_messages
+    from vlm.reasoner_prompt import two_stage_messages
     from tests.browser import ask_demo
 
     image, question = service.eval_item()

@@ -20,10 +20,9 @@ ROLES = ("actors", "learner", "serve")
 # What composes the roles, or is a client of them: never imported by a role.
 COMPOSERS = ("task", "evaluation", "benchmarks", "supervisor", "driver", "cli", "launch")
 CLI_MODULES = ("driver.cli", "driver.commands")
-PROTOCOL_MESSAGES = (
-    "wire.buffers", "wire.scored_group", "wire.weights", "wire.broadcast", "wire.scoring", "wire.inference", "wire.eval_points",
-)
-PROTOCOL_MAY_IMPORT = {"__future__", "dataclasses", "typing", "math", "numpy", "msgpack", "wire"}
+# Every module of the protocol layer: it holds messages only (how they travel is `transport`).
+PROTOCOL_MESSAGES = tuple(f"wire.{p.stem}" for p in sorted((REPO / "wire").glob("*.py")) if p.stem != "__init__")
+PROTOCOL_MAY_IMPORT = {"__future__", "dataclasses", "typing", "math", "bisect", "collections", "numpy", "msgpack", "wire"}
 
 
 def project_packages() -> list[str]:

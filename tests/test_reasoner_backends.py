@@ -12,7 +12,7 @@ from configs.schema import VllmConfig
 from serve.completion import CompletionParams
 from serve.grading import caption_reward
 from serve.hf_reasoner import TransformersReasoner
-from wire.reasoner_prompt import reasoner_messages
+from vlm.reasoner_prompt import reasoner_messages
 from serve.vllm_reasoner import VllmReasoner
 from task.bundle import ensure_bundled_task
 from tests.tiny_task import TINY_WARM_START

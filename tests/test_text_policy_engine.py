@@ -22,7 +22,7 @@ from task.bundle import ensure_bundled_task
 from tests.test_engine_conformance import TOLERANCE
 from tests.tiny_task import TINY_WARM_START
 from vlm.sampling import caption_sampling_spec
-from wire.reasoner_prompt import encode_reasoner_prompt
+from vlm.reasoner_prompt import encode_reasoner_prompt
 from wire.scored_group import COUNTER_NAMES, ActorCounters, GroupTimings, ScoredGroup
 
 N = 4

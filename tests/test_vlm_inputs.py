@@ -20,7 +20,7 @@ from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 import vlm.processor as processor_module
 from records.vqa import VQARecord, load_image
-from wire.reasoner_prompt import encode_reasoner_prompt, reasoner_messages
+from vlm.reasoner_prompt import encode_reasoner_prompt, reasoner_messages
 from task.bundle import ensure_bundled_task
 from task.scenes import SceneObject, render_scene
 from tests.tiny_task import TINY_WARM_START

@@ -9,7 +9,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-from wire.boxed import boxed_parts
+from vlm.boxed import boxed_parts
 
 REASONER_INSTRUCTION = "Think step by step, then give the final answer in \\boxed{}."
 
