@@ -2,9 +2,10 @@
 
 With the reasoner as the policy (policy.role=reasoner) the same loop generates answer groups:
 each prompt's caption comes first from the pool's frozen captioner, then the policy reasoner
-samples G answers to the question from it, and the pool grades them.
+samples G answers to the question from it, and the pool grades them (actors/episodes.py: what
+one rollout is, by role).
 
-Runs as a Ray actor (see launch.py). One loop, three overlapping activities:
+Runs as a Ray actor (driver/roles.py starts it). One loop, three overlapping activities:
 - generation (in a worker thread) of G captions for each of a few prompts at a time;
 - scoring: each generated group goes to the reasoner pool as its own task, so the actor is
   already generating the next groups while earlier ones are scored (bounded in number);
@@ -21,35 +22,26 @@ import logging
 import random
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from actors.engine import (
-    CaptionEngine,
-    CaptionRequest,
-    CaptionSample,
-    SamplingSettings,
-    TextPrompt,
-    engine_device,
-)
+from actors.engine import CaptionEngine, CaptionSample, SamplingSettings, engine_device
 from actors.engine_factory import make_caption_engine
+from actors.episodes import EPISODES, Prompt, score_request
 from actors.replay_client import ReplayClient
 from actors.weight_checks import check_weight_update, policy_shapes
 from actors.weight_receiver import BroadcastWeightReceiver, ZmqWeightReceiver
 from configs.schema import RolloutConfig
 from records.vqa import VQARecord, load_image, read_records
-from vlm.caption_prompt import encode_caption_prompt
 from vlm.sampling import SamplingSpec
 from wire.buffers import MalformedMessage, excerpt
 from transport.curve import CurveKeys, load_keys
 from wire.progress import ShardProgress
 from wire.scored_group import ActorCounters, GroupTimings, ScoredGroup
-from wire.inference import DescribeRequest
-from vlm.reasoner_prompt import encode_reasoner_prompt
-from wire.scoring import AnswerScoreRequest, ScoreRequest, ScoreResult
+from wire.scoring import ScoreRequest, ScoreResult
 from wire.weights import WeightSource
 
 log = logging.getLogger(__name__)
@@ -132,20 +124,14 @@ class RolloutStats:
         return cls(**{name: getattr(counters, name) for name in cls.__dataclass_fields__})
 
 
-@dataclass(frozen=True)
-class _Prompt:
-    position: int  # in the actor's prompt stream
-    record: VQARecord
-    # None until the frozen captioner's caption is in (policy.role=reasoner).
-    request: CaptionRequest | None
-    image_png: bytes
-
-
 class RolloutActor:
     def __init__(self, config: RolloutConfig, setup: RolloutSetup, gate=None):
         torch.set_num_threads(config.torch_threads)
         self.config, self.setup, self.gate = config, setup, gate
-        self.engine = self._make_engine()
+        episode = EPISODES[setup.role]  # what one rollout is for this policy role
+        self.engine = self._make_engine(episode.text_only)
+        self.episode = episode(self)
+        self.pool = None  # the reasoner pool's handle, once the loop runs
         records = read_records(Path(setup.records_file))
         self.records = records[setup.actor_id :: setup.num_actors]  # this actor's shard
         if not self.records:
@@ -160,15 +146,13 @@ class RolloutActor:
         self._pending_update = None
         self._swapping = asyncio.Lock()  # one weight swap at a time: the loop and the sync task both swap
         self.receiver = None
-        self.policy_shapes = policy_shapes(setup.policy, text_only=setup.role == "reasoner")  # what an update must fit
+        self.policy_shapes = policy_shapes(setup.policy, text_only=episode.text_only)  # what an update must fit
         self.updates_refused = 0  # decoded updates that did not fit the policy (actors/weight_checks.py)
 
-    def _make_engine(self) -> CaptionEngine:
+    def _make_engine(self, text_only: bool) -> CaptionEngine:
         device = engine_device(self.config.num_gpus)
         sync = self.setup.weight_source.backend
-        return make_caption_engine(
-            self.config.engine, self.setup.policy, self.config.vllm, self.setup.seed, device, sync, text_only=self.setup.role == "reasoner"
-        )
+        return make_caption_engine(self.config.engine, self.setup.policy, self.config.vllm, self.setup.seed, device, sync, text_only=text_only)
 
     async def ready(self) -> int:
         """Answers once the actor is constructed (after a restart, too): its id."""
@@ -181,7 +165,7 @@ class RolloutActor:
         start = start or ActorStart(done=ShardProgress())
         self.stats = RolloutStats.continuing(start.counters)
         self.min_version = start.min_version
-        self.reasoner = serve.get_app_handle(self.setup.reasoner_app)
+        self.pool = serve.get_app_handle(self.setup.reasoner_app)
         keys = load_keys(self.setup.curve_keys_dir, self.setup.actor_id) if self.setup.curve_keys_dir else None
         self.replay = ReplayClient(list(self.setup.replay_endpoints), keys)
         self.receiver, weights_task = self._start_weight_sync(keys)
@@ -194,11 +178,9 @@ class RolloutActor:
                 admitted = await self._admitted(self.config.prompts_per_call)
                 if not admitted:
                     continue
-                batch = [next(prompts) for _ in range(admitted)]
-                if self.setup.role == "reasoner":
-                    batch = await self._captioned(batch)
-                    if not batch:
-                        continue
+                batch = await self.episode.prepared([next(prompts) for _ in range(admitted)])
+                if not batch:
+                    continue
                 started = time.perf_counter()
                 groups = await self.engine.generate([p.request for p in batch], self.sampling)
                 generate_s = time.perf_counter() - started
@@ -295,7 +277,7 @@ class RolloutActor:
             if prompt is not None:
                 yield prompt
 
-    def _load_prompt(self, position: int, record: VQARecord) -> _Prompt | None:
+    def _load_prompt(self, position: int, record: VQARecord) -> Prompt | None:
         try:
             image = load_image(record, self.root)
         except ValueError as err:
@@ -304,38 +286,22 @@ class RolloutActor:
             return None
         png = io.BytesIO()
         image.save(png, format="PNG")
-        if self.setup.role == "reasoner":  # its prompt waits for the frozen captioner's caption
-            return _Prompt(position=position, record=record, request=None, image_png=png.getvalue())
-        prompt = encode_caption_prompt(self.engine.processor, record.question, image)
-        return _Prompt(position=position, record=record, request=CaptionRequest(prompt_id=record.id, prompt=prompt), image_png=png.getvalue())
+        return self.episode.prompt(position, record, image, png.getvalue())
 
-    async def _captioned(self, batch: list[_Prompt]) -> list[_Prompt]:
-        """The prompts with the policy reasoner's requests: each question with the frozen
-        captioner's caption of its image (seeded by the batch's first stream position). Prompts the
-        pool could not caption are lost, counted and given back to the gate, as unscored groups are."""
-        asked = [DescribeRequest(p.image_png, p.record.question, seed=p.position) for p in batch]
-        captions = await self._call_pool(f"captions for {batch[0].record.id}", lambda: self.reasoner.captions.remote(asked))
-        if captions is None:
-            self.stats.groups_lost += len(batch)
-            if self.gate is not None:
-                await self.gate.give_back.remote(len(batch), self.setup.actor_id)
-            return []
-        tokenizer = self.engine.tokenizer
-        return [
-            replace(p, request=CaptionRequest(p.record.id, TextPrompt(np.asarray(encode_reasoner_prompt(tokenizer, caption, p.record.question), dtype=np.int32))))
-            for p, caption in zip(batch, captions)
-        ]
+    async def lose(self, count: int) -> None:
+        """`count` admitted prompts that make no group: counted, and their admissions given back,
+        since the learner waits for the gate's count of groups (at eta = 0 a place never
+        returned would stall it until batch_timeout_s)."""
+        self.stats.groups_lost += count
+        if self.gate is not None:
+            await self.gate.give_back.remote(count, self.setup.actor_id)
 
-    async def _score_and_send(self, prompt: _Prompt, samples: list[CaptionSample], generate_s: float, slot) -> None:
+    async def _score_and_send(self, prompt: Prompt, samples: list[CaptionSample], generate_s: float, slot) -> None:
         try:
             started = time.perf_counter()
             result = await self._score(prompt, samples)
             if result is None:
-                self.stats.groups_lost += 1
-                # Its admission goes back: the learner waits for the gate's count of groups,
-                # and at eta = 0 a place never returned would stall it until batch_timeout_s.
-                if self.gate is not None:
-                    await self.gate.give_back.remote(1, self.setup.actor_id)
+                await self.lose(1)
                 return
             group = self._scored_group(prompt, samples, result, generate_s, time.perf_counter() - started)
             await self.replay.send(group)
@@ -355,17 +321,11 @@ class RolloutActor:
             generate_s = time.perf_counter() - call_started
             unscored = ScoreResult(rewards=(0.0,) * self.config.group_size, answers=((),) * self.config.group_size, latency_s=0.0)
             for prompt, samples in zip(batch, outputs):
-                groups.append((_score_request(prompt, samples), self._scored_group(prompt, samples, unscored, generate_s, 0.0)))
+                groups.append((score_request(prompt, samples), self._scored_group(prompt, samples, unscored, generate_s, 0.0)))
         return time.perf_counter() - started, groups
 
-    async def _score(self, prompt: _Prompt, samples: list[CaptionSample]) -> ScoreResult | None:
-        if self.setup.role == "reasoner":
-            answers = _answer_score_request(prompt, samples)
-            results = await self._call_pool(f"scoring group of {prompt.record.id}", lambda: self.reasoner.score_answers.remote([answers]))
-            result = results[0] if results is not None else None
-        else:
-            request = _score_request(prompt, samples)
-            result = await self._call_pool(f"scoring group of {prompt.record.id}", lambda: self.reasoner.score.remote(request))
+    async def _score(self, prompt: Prompt, samples: list[CaptionSample]) -> ScoreResult | None:
+        result = await self.episode.score(prompt, samples)
         if result is not None:
             self.stats.answers_refused += result.answers_refused
             self.stats.empty_captions += result.empty_captions
@@ -373,7 +333,7 @@ class RolloutActor:
             self.stats.format_timeouts += result.format_timeouts
         return result
 
-    async def _call_pool(self, what: str, call):
+    async def call_pool(self, what: str, call):
         """`call()`'s result, tried up to rollout.score_attempts times with backoff; None if every try failed."""
         attempts = self.config.score_attempts
         for attempt in range(attempts):
@@ -398,8 +358,7 @@ class RolloutActor:
             actor_id=self.setup.actor_id,
             prompt_position=prompt.position,
             prompt_token_ids=prompt.request.prompt.input_ids.astype(np.int32),
-            # The reasoner's prompt is text only: its image stays here.
-            image_png=b"" if self.setup.role == "reasoner" else prompt.image_png,
+            image_png=self.episode.image_for_learner(prompt),
             completion_ids=tuple(s.token_ids for s in samples),
             behaviour_logprobs=tuple(s.logprobs for s in samples),
             token_versions=tuple(s.token_versions for s in samples),
@@ -408,22 +367,3 @@ class RolloutActor:
             timings=GroupTimings(generate_s=generate_s, score_s=score_s, sent_at=time.time()),
             counters=self.stats.counters(self.updates_refused + (self.receiver.rejected if self.receiver else 0)),
         )
-
-
-def _answer_score_request(prompt: _Prompt, samples: list[CaptionSample]) -> AnswerScoreRequest:
-    record = prompt.record
-    return AnswerScoreRequest(record.question, record.answer, tuple(s.text for s in samples), tuple(len(s.token_ids) for s in samples))
-
-
-def _score_request(prompt: _Prompt, samples: list[CaptionSample]) -> ScoreRequest:
-    return ScoreRequest(
-        question=prompt.record.question,
-        gold_answer=prompt.record.answer,
-        captions=tuple(s.text for s in samples),
-        mc_questions=prompt.record.questions,
-        caption_tokens=tuple(len(s.token_ids) for s in samples),
-        # The group's place in the actor's prompt stream: the seed decides it, so it decides the
-        # multiple-choice questions drawn for the group too.
-        seed=prompt.position,
-        reference=prompt.record.reference,
-    )
