@@ -4,6 +4,7 @@ after the last try the group is given up, its admission given back, and the acto
 import asyncio
 from types import SimpleNamespace
 
+from actors.episodes import CaptionEpisode
 from actors.rollout import RolloutActor, RolloutStats
 from configs.schema import RolloutConfig
 from records.vqa import VQARecord
@@ -27,8 +28,8 @@ class _Replica:
 def _actor(replica: _Replica, attempts: int) -> RolloutActor:
     actor = RolloutActor.__new__(RolloutActor)  # no engine or dataset: only the scoring path runs
     actor.config = RolloutConfig(score_attempts=attempts, score_retry_backoff_s=0.0, score_timeout_s=0.2)
-    actor.stats, actor.reasoner = RolloutStats(), replica
-    actor.setup = SimpleNamespace(role="captioner")
+    actor.stats, actor.pool = RolloutStats(), replica
+    actor.episode = CaptionEpisode(actor)
     return actor
 
 
