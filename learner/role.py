@@ -1,6 +1,6 @@
 """The learner rank: replay queue -> staleness filter -> GRPO update -> publish weights.
 
-Runs as a Ray actor (one per rank; launch.py starts them). Rank 0 also publishes each new policy
+Runs as a Ray actor (one per rank; driver/roles.py starts them). Rank 0 also publishes each new policy
 version, writes metrics and saves the exported policy: the captioner, or the reasoner when it
 is the one learning (policy.role=reasoner).
 """
