@@ -8,14 +8,14 @@ from pathlib import Path
 
 from configs.load import load_config
 from driver.inputs import DataError
+from driver.job_config import add_config_arguments
 
 HELP = "a data file's unusable rows, with why"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="a data file: .jsonl, .parquet, or a benchmark's .json / .tsv")
-    parser.add_argument("--config", default=None, help="YAML file merged over the schema's defaults (its task.* filters apply)")
-    parser.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. task.max_image_pixels=1000000")
+    add_config_arguments(parser)  # its task.* filters and image bound apply
 
 
 def run(args: argparse.Namespace) -> int:
