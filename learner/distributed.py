@@ -71,6 +71,16 @@ def init_process_group(info: RankInfo) -> None:
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
 
 
+def leave_process_group() -> None:
+    """Leave the learner's process group once every rank is done with it. A process that exits
+    with the group still alive can abort in gloo's teardown (seen on the second of two ranks);
+    the barrier keeps rank 0's store up until the last rank has left."""
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    _held.clear()
+
+
 @contextmanager
 def clearing_stale_build_lock(enabled: bool, every_s: float = 10.0):
     """While the body runs, remove DeepSpeed's CPU op build lock as soon as it is stale: a lock

@@ -69,7 +69,7 @@ def updates(rank: int, world: int, port: int, bundle: dict, out_dir: str) -> Non
     torch.set_num_threads(1)
     from configs.load import load_config
     from configs.seeds import derived_seed
-    from learner.distributed import gathered_weights
+    from learner.distributed import gathered_weights, leave_process_group
     from learner.role import Collected, LearnerRank, LearnerSetup
     from vlm.processor import load_captioner_processor
     from vlm.sampling import caption_sampling_spec
@@ -90,6 +90,7 @@ def updates(rank: int, world: int, port: int, bundle: dict, out_dir: str) -> Non
         if rank == 0:
             torch.save(weights, Path(out_dir) / f"weights-{world}-{stage}.pt")
         learner.close()
+    leave_process_group()
 
 
 def train_on(world: int, bundle: dict, out_dir: Path) -> None:
