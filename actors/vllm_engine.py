@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from contextlib import asynccontextmanager
 
 import numpy as np
 
 from actors.engine import CaptionEngine, CaptionRequest, CaptionSample, SamplingSettings, TextPrompt
 from configs.schema import VllmConfig
+from actors.shared_update import shared_update
 from vlm.processor import load_captioner_processor
 from vlm.sampling import SamplingSpec
 from vlm.vllm_setup import engine_args
 from wire.broadcast import Round
 from wire.weights import WeightUpdate, encode_weight_update
 
+log = logging.getLogger(__name__)
 # vLLM's label for the weights an engine started with.
 _INITIAL_WEIGHTS = "default"
 
@@ -46,6 +49,8 @@ class VllmCaptionEngine(CaptionEngine):
         self._version = 0
         self._request_ids = itertools.count()
         self.workers = config.tensor_parallel_size  # its ranks in a weight broadcast group
+        # Updates reach the engine's process through shared memory until it has no room.
+        self.shared_memory = True
 
     @property
     def policy_version(self) -> int:
@@ -106,12 +111,22 @@ class VllmCaptionEngine(CaptionEngine):
         )
 
     async def update_weights(self, update: WeightUpdate) -> None:
-        """Load a published update in place (the "frames" backend)."""
+        """Load a published update in place (the "frames" backend): through shared memory, or,
+        once that has had no room, inline in vLLM's RPC (copied into its message and out again)."""
+        async with self._swapping(update.version):
+            if self.shared_memory:
+                try:
+                    with shared_update(update) as shared:
+                        return await self._load({"path": shared.path, "header": shared.header})
+                except OSError as err:
+                    log.warning("weight updates go inline through vLLM's RPC from now on: no room in shared memory (%s)", err)
+                    self.shared_memory = False
+            await self._load({"frames": list(encode_weight_update(update))})
+
+    async def _load(self, info: dict) -> None:
         from vllm.distributed.weight_transfer.base import WeightTransferUpdateRequest
 
-        frames = [bytes(frame) for frame in encode_weight_update(update)]
-        async with self._swapping(update.version):
-            await self._engine.update_weights(WeightTransferUpdateRequest(update_info={"frames": frames}))
+        await self._engine.update_weights(WeightTransferUpdateRequest(update_info=info))
 
     async def join_weight_broadcast(self, init_info: dict) -> None:
         """Join the learner's broadcast group (blocks until every member has joined)."""

@@ -3,8 +3,9 @@
 The vLLM caption engine always updates through that API (`start_weight_update`, `update_weights`,
 `finish_weight_update(weight_version=...)`), whatever the transport; the backend is chosen by
 `learner.weight_sync.backend`:
-- "frames" (weight sync "zmq"): the update arrives as the frames the learner published
-  (`wire.weights`: a msgpack header and raw buffers), decoded and checked here. Tensors
+- "frames" (weight sync "zmq"): the update the learner published (`wire.weights`: a msgpack
+  header and raw buffers) arrives in a shared-memory file the actor wrote (`actors.shared_update`;
+  inline in the RPC where shared memory has no room), decoded and checked here. Tensors
   themselves cannot cross: above vLLM's zero-copy threshold a tensor argument arrives broken.
 - "gloo": the learner broadcasts each tensor over a gloo group that every engine worker joined,
   tensor by tensor in the order the update info names them. It is vLLM's NCCL backend (used for
@@ -30,6 +31,7 @@ from vllm.distributed.weight_transfer.base import (
     WeightTransferUpdateInfo,
 )
 
+from actors.shared_update import SharedUpdate, read_shared_update
 from actors.weight_tensors import TORCH_DTYPES, named_tensors
 from transport.gloo import GlooGroup
 from wire.weights import decode_weight_update
@@ -60,7 +62,12 @@ class NoInitInfo(WeightTransferInitInfo):
 
 @dataclass
 class FramesUpdateInfo(WeightTransferUpdateInfo):
-    frames: list[bytes]
+    """Either a shared-memory file's path and the update's header (`actors.shared_update`), or,
+    where shared memory had no room, the update's frames themselves."""
+
+    path: str = ""
+    header: bytes = b""
+    frames: list[bytes] | None = None
 
 
 @dataclass(kw_only=True)
@@ -112,7 +119,10 @@ class FramesWeightTransferEngine(_LayerwiseReload):
         pass
 
     def receive_weights(self, update_info: FramesUpdateInfo) -> None:
-        update = decode_weight_update(update_info.frames)
+        if update_info.frames is not None:
+            update = decode_weight_update(update_info.frames)
+        else:
+            update = read_shared_update(SharedUpdate(update_info.path, update_info.header))
         self.model.load_weights(named_tensors(update))
 
     def shutdown(self) -> None:

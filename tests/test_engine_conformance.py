@@ -311,3 +311,40 @@ def test_vllm_swaps_weights_under_requests_in_flight_and_tags_each_token(bundle,
     finally:
         engine.close()
     assert mixed, "no sample was in flight when the weights were swapped"
+
+
+def test_vllm_loads_an_update_inline_where_shared_memory_has_no_room(bundle, loop, monkeypatch, caplog):
+    """With no room in shared memory (a container's small /dev/shm) the update goes inline in
+    vLLM's RPC, as later ones do, and loads the same weights as through shared memory."""
+    import contextlib
+    import errno
+
+    import actors.vllm_engine
+
+    @contextlib.contextmanager
+    def full(update):
+        raise OSError(errno.ENOSPC, "No space left on device")
+        yield
+
+    engine = _make_engine("vllm", str(bundle.captioner), loop)
+    weights = _perturbed_weights(str(bundle.captioner))
+    requests, sampling = _requests(engine.processor), _sampling(engine.tokenizer)
+    try:
+        before = loop.run_until_complete(engine.generate(requests, sampling))
+        with monkeypatch.context() as patch:
+            patch.setattr(actors.vllm_engine, "shared_update", full)
+            loop.run_until_complete(engine.update_weights(weight_update(1, weights)))
+        inline = loop.run_until_complete(engine.generate(requests, sampling))
+        assert not engine.shared_memory  # later updates go inline at once
+        engine.shared_memory = True
+        loop.run_until_complete(engine.update_weights(weight_update(2, weights)))
+        shared = loop.run_until_complete(engine.generate(requests, sampling))
+    finally:
+        engine.close()
+    assert "no room in shared memory" in caplog.text
+    assert any(not np.array_equal(a.token_ids, b.token_ids) or not np.array_equal(a.logprobs, b.logprobs)
+               for ga, gb in zip(before, inline) for a, b in zip(ga, gb))
+    for group_inline, group_shared in zip(inline, shared):
+        for a, b in zip(group_inline, group_shared):
+            np.testing.assert_array_equal(a.token_ids, b.token_ids)
+            np.testing.assert_allclose(a.logprobs, b.logprobs, rtol=0, atol=SAME_WEIGHTS_ATOL)

@@ -69,23 +69,28 @@ def encode_weight_update(update: WeightUpdate) -> list[bytes | memoryview]:
     return [pack(header), *(t.data for t in update.tensors)]
 
 
-def decode_weight_update(frames: list[bytes]) -> WeightUpdate:
-    if not frames:
-        raise MalformedMessage(f"empty {WHAT}")
+def decode_weight_header(frame: bytes | memoryview) -> tuple[int, list[RawTensor]]:
+    """Frame 0 alone: the version, and each tensor's name, dtype and shape (its data still empty)."""
     # Names, dtypes and shapes: a 72B model's 963 tensors take ~14 bytes per entry.
-    header = unpack(frames[0], WHAT, bytes_per_item=HEADER_BYTES_PER_ITEM)
+    header = unpack(frame, WHAT, bytes_per_item=HEADER_BYTES_PER_ITEM)
     if header.get("schema") != SCHEMA_VERSION:
         raise MalformedMessage(f"{WHAT} schema {header.get('schema')!r}, expected {SCHEMA_VERSION}")
     version = require(header, "version", int, WHAT)
     specs = require(header, "tensors", list, WHAT)
+    return version, [RawTensor(*_tensor_spec(spec), data=b"") for spec in specs]
+
+
+def decode_weight_update(frames: list[bytes]) -> WeightUpdate:
+    if not frames:
+        raise MalformedMessage(f"empty {WHAT}")
+    version, specs = decode_weight_header(frames[0])
     if len(specs) != len(frames) - 1:
         raise MalformedMessage(f"{WHAT} header names {len(specs)} tensors but {len(frames) - 1} buffers follow")
     tensors = []
     for spec, buffer in zip(specs, frames[1:]):
-        tensor = RawTensor(*_tensor_spec(spec), data=buffer)
-        if len(buffer) != tensor.nbytes:
-            raise MalformedMessage(f"{WHAT} tensor {tensor.name!r}: {len(buffer)} bytes, expected {tensor.nbytes}")
-        tensors.append(tensor)
+        if len(buffer) != spec.nbytes:
+            raise MalformedMessage(f"{WHAT} tensor {spec.name!r}: {len(buffer)} bytes, expected {spec.nbytes}")
+        tensors.append(RawTensor(spec.name, spec.dtype, spec.shape, data=buffer))
     return WeightUpdate(version=version, tensors=tuple(tensors))
 
 
