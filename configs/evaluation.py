@@ -13,7 +13,9 @@ EVAL_MODES = ("direct", "caption", "two_stage")
 @dataclass
 class EvalConfig(Section):
     """Evaluation of a run's captioner on held-out prompts: while training, at its end, and by
-    `launch.py eval --run DIR` or `--checkpoint DIR`."""
+    `launch.py eval --run DIR` or `--checkpoint DIR`. It runs the roles' own engines as Ray actors
+    placed as the roles are (the captioner by rollout.engine/num_gpus, the reasoner by
+    serve.engine/num_gpus): vLLM on GPUs in a GPU config."""
 
     section = "eval"
 
@@ -21,7 +23,9 @@ class EvalConfig(Section):
     at_end: bool = True
     # While training: the weights published at every this many learner steps (and the initial
     # and final ones) are evaluated on a fixed held-out subset by an evaluator with engines of its
-    # own, beside training (0 = off). 25: a default run (200 steps) gets 9 points.
+    # own, beside training (0 = off). 25: a default run (200 steps) gets 9 points. The evaluator's
+    # captioner and reasoner are placed as an actor and a replica are, so a GPU each on a GPU
+    # config: off in configs/paper_*.yaml, whose node has none to spare.
     every_steps: int = bounded(25, ge=0)
     # That subset: the eval split's first prompts, captions sampled per prompt.
     subset_prompts: int = bounded(64, ge=1)
