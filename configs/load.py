@@ -46,7 +46,8 @@ def load_config(
         _check_declared_bounds(merged, "")
         return OmegaConf.to_object(merged)
     except ConfigKeyError as err:
-        raise ConfigError(f"unknown config key {err.full_key!r}{_owner(str(err.full_key), schema)}") from None
+        key = _as_given(str(err.full_key), overrides)
+        raise ConfigError(f"unknown config key {key!r}{_owner(key)}") from None
     except OmegaConfBaseException as err:
         raise ConfigError(f"invalid value for config key {err.full_key!r}: {str(err.msg).splitlines()[0]}") from None
     except ValueError as err:  # a declared bound, or a section's rule relating several keys
@@ -65,7 +66,14 @@ def _check_declared_bounds(node: DictConfig, path: str) -> None:
             _check_declared_bounds(child, dotted(path, str(key)))
 
 
-def _owner(key: str, schema: type) -> str:
+def _as_given(key: str, overrides: Sequence[str]) -> str:
+    """The unknown key as the command line gave it: OmegaConf names only the unknown section of
+    `bench.steps=3`."""
+    given = [o.split("=", 1)[0] for o in overrides]
+    return next((g for g in given if g.startswith(key + ".")), key)
+
+
+def _owner(key: str) -> str:
     """For a key only some command reads: which, said after 'unknown config key'."""
     from configs.commands import command_keys
 
