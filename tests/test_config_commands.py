@@ -19,11 +19,11 @@ from driver.run import make_run_dir
 
 def test_each_command_reads_its_own_keys_as_they_were_spelled():
     assert load_config(None, ["bench.steps=3"], BenchCommandConfig).bench.steps == 3
-    soak = load_config(None, expand_short_keys(["out=/tmp/s", "soak.duration_s=60"], "soak", ("out",)), SoakCommandConfig)
-    assert (soak.soak.out, soak.soak.duration_s) == ("/tmp/s", 60.0)
-    overrides = expand_short_keys(["data=b.tsv", "out=/tmp/e", "eval.samples_per_prompt=2"], "eval", ("data", "out"))
+    soak = load_config(None, expand_short_keys(["out=runs/soak", "soak.duration_s=60"], "soak", ("out",)), SoakCommandConfig)
+    assert (soak.soak.out, soak.soak.duration_s) == ("runs/soak", 60.0)
+    overrides = expand_short_keys(["data=b.tsv", "out=runs/eval", "eval.samples_per_prompt=2"], "eval", ("data", "out"))
     evaluation = load_config(None, overrides, EvalCommandConfig).eval
-    assert (evaluation.data, evaluation.out, evaluation.samples_per_prompt) == ("b.tsv", "/tmp/e", 2)
+    assert (evaluation.data, evaluation.out, evaluation.samples_per_prompt) == ("b.tsv", "runs/eval", 2)
 
 
 @pytest.mark.parametrize(
