@@ -36,7 +36,7 @@ import numpy as np
 
 from benchmarks.pipeline import HELD_LR, split_out, with_changes
 from benchmarks.report import machine, write_section
-from configs.schema import TrainConfig
+from configs.commands import BenchCommandConfig
 
 log = logging.getLogger("live_load")
 COMMAND = "python -m benchmarks.live_load out=runs/live_load --record"
@@ -129,7 +129,7 @@ def _steps_done(run_dir: Path) -> int:
     return sum(1 for line in metrics.open() if line.strip()) if metrics.exists() else 0
 
 
-def live_alone(config: TrainConfig, inputs, load: Load) -> Window:
+def live_alone(config: BenchCommandConfig, inputs, load: Load) -> Window:
     from ray import serve
 
     from driver.roles import start_live_pool
@@ -143,7 +143,7 @@ def live_alone(config: TrainConfig, inputs, load: Load) -> Window:
         serve.shutdown()
 
 
-def training_with(config: TrainConfig, inputs, run_dir: Path, load: Load, send: bool) -> Window:
+def training_with(config: BenchCommandConfig, inputs, run_dir: Path, load: Load, send: bool) -> Window:
     """A training run with the API on; over a window after warm-up, the load (or none)."""
     from driver.run import make_run_dir, run_roles
 
@@ -163,7 +163,7 @@ def training_with(config: TrainConfig, inputs, run_dir: Path, load: Load, send: 
     return result[0]
 
 
-def _window(config: TrainConfig, inputs, run_dir: Path, load: Load, send: bool, done: threading.Event) -> Window:
+def _window(config: BenchCommandConfig, inputs, run_dir: Path, load: Load, send: bool, done: threading.Event) -> Window:
     while _steps_done(run_dir) < config.bench.warmup_steps:
         if done.wait(0.2):
             return Window()
@@ -181,7 +181,7 @@ def _window(config: TrainConfig, inputs, run_dir: Path, load: Load, send: bool, 
     return window
 
 
-def report(config: TrainConfig, load: Load, phases: dict[str, Window]) -> tuple[dict, str]:
+def report(config: BenchCommandConfig, load: Load, phases: dict[str, Window]) -> tuple[dict, str]:
     groups = config.learner.groups_per_step
     rows = {name: window.summary(groups) for name, window in phases.items()}
     with_load, alone = rows["training + live"]["groups_per_s"], rows["training alone"]["groups_per_s"]
@@ -205,7 +205,7 @@ def report(config: TrainConfig, load: Load, phases: dict[str, Window]) -> tuple[
     return result, table
 
 
-def run(config: TrainConfig, load: Load, out: Path, record: bool) -> dict:
+def run(config: BenchCommandConfig, load: Load, out: Path, record: bool) -> dict:
     from driver.inputs import resolve_inputs
     from driver.session import ray_session
 
@@ -251,7 +251,7 @@ def main(argv: list[str]) -> int:
         return 2
 
     def measure() -> int:
-        config = load_config(args.config, [f"learner.total_steps={TRAIN_STEPS}", *overrides])
+        config = load_config(args.config, [f"learner.total_steps={TRAIN_STEPS}", *overrides], BenchCommandConfig)
         run(config, Load(args.requests, args.concurrency, args.duration), out, args.record)
         return 0
 

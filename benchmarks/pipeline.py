@@ -39,7 +39,7 @@ from benchmarks.stages import (
     scoring_alone,
     with_rewards,
 )
-from configs.schema import TrainConfig, parse_cores
+from configs.commands import BenchCommandConfig, parse_cores
 from learner.metrics import read_metrics
 from wire.weights import WeightSource
 
@@ -63,7 +63,7 @@ class Layout:
     torch_threads: dict[str, int]
 
     @classmethod
-    def of(cls, config: TrainConfig) -> Layout:
+    def of(cls, config: BenchCommandConfig) -> Layout:
         bench = config.bench
         cores = {role: parse_cores(getattr(bench, f"{role}_cores")) for role in ROLES}
         available = os.sched_getaffinity(0)
@@ -101,7 +101,7 @@ class Layout:
                 pin(processes, self.cores[role])
 
 
-def with_changes(config: TrainConfig, **sections: dict) -> TrainConfig:
+def with_changes(config: BenchCommandConfig, **sections: dict) -> BenchCommandConfig:
     """`config` with some fields of some sections replaced (validated again)."""
     changed = {name: dataclasses.replace(getattr(config, name), **fields) for name, fields in sections.items()}
     return dataclasses.replace(config, **changed)
@@ -114,7 +114,7 @@ class RunResult:
     staleness_mean: float
 
 
-def timed_run(config: TrainConfig, inputs, run_dir: Path, layout: Layout, memory: MemorySampler, name: str, pinned: bool = True) -> RunResult:
+def timed_run(config: BenchCommandConfig, inputs, run_dir: Path, layout: Layout, memory: MemorySampler, name: str, pinned: bool = True) -> RunResult:
     """A training run of warm-up + measured steps; CPU and memory marked at the end of warm-up and of
     the last step. `pinned` False: the roles share every core, as in a user's run."""
     import ray
@@ -144,7 +144,7 @@ def timed_run(config: TrainConfig, inputs, run_dir: Path, layout: Layout, memory
     )
 
 
-def _follow(roles, training: list, config: TrainConfig, memory: MemorySampler, name: str):
+def _follow(roles, training: list, config: BenchCommandConfig, memory: MemorySampler, name: str):
     """Wait for the run's last step, marking CPU and memory after warm-up and at the last step."""
     import ray
     from tqdm import tqdm
@@ -169,7 +169,7 @@ def _follow(roles, training: list, config: TrainConfig, memory: MemorySampler, n
                 return start or end, end
 
 
-def measure_stages(config: TrainConfig, inputs, out: Path, layout: Layout) -> dict[str, StageRate]:
+def measure_stages(config: BenchCommandConfig, inputs, out: Path, layout: Layout) -> dict[str, StageRate]:
     """Generation, scoring and learning, each alone on its processes and cores."""
     import ray
     from ray import serve
@@ -246,7 +246,7 @@ class UnpinnedRuns:
 
 
 def bench_report(
-    config: TrainConfig, layout: Layout, stages: dict[str, StageRate], sync: RunResult, asynchronous: RunResult, memory,
+    config: BenchCommandConfig, layout: Layout, stages: dict[str, StageRate], sync: RunResult, asynchronous: RunResult, memory,
     unpinned: UnpinnedRuns,
 ) -> dict:
     slowest = min(stages, key=lambda s: stages[s].groups_per_s)
@@ -336,7 +336,7 @@ def bench_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def run_bench(config: TrainConfig, layout: Layout, out: Path) -> dict:
+def run_bench(config: BenchCommandConfig, layout: Layout, out: Path) -> dict:
     """The whole benchmark; returns what it wrote to out/bench.json."""
     from driver.inputs import resolve_inputs
     from driver.session import ray_session
@@ -368,7 +368,7 @@ def run_bench(config: TrainConfig, layout: Layout, out: Path) -> dict:
     return report
 
 
-def _with_eval_run(config: TrainConfig, inputs, out: Path, layout: Layout, memory: MemorySampler) -> RunResult | None:
+def _with_eval_run(config: BenchCommandConfig, inputs, out: Path, layout: Layout, memory: MemorySampler) -> RunResult | None:
     """The unpinned asynchronous run evaluating while it trains; None where it would not evaluate."""
     every = config.bench.eval_every_steps
     if not every or not inputs.eval_file or config.policy.role != "captioner":
@@ -393,7 +393,7 @@ def bench(config_file: str | None, overrides: list[str]) -> int:
     out, overrides = split_out(overrides, "bench")
     if out is None:
         return 2
-    config = load_config(config_file, overrides)
+    config = load_config(config_file, overrides, BenchCommandConfig)
     if config.policy.role != "captioner":
         raise ConfigError("the throughput benchmark measures the captioner as the policy: drop policy.role")
     try:

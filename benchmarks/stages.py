@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from configs.schema import TrainConfig
+from configs.commands import BenchCommandConfig
 from learner.metrics import read_metrics
 from wire.scored_group import ScoredGroup, encode_group
 from wire.scoring import ScoreRequest
@@ -96,7 +96,7 @@ def resent(group: ScoredGroup, position: int) -> ScoredGroup:
     return dataclasses.replace(group, group_id=uuid.uuid4().hex, prompt_position=position)
 
 
-def learner_alone(learners: list, endpoint: str, groups: list[ScoredGroup], config: TrainConfig, run_dir: Path) -> StageRate:
+def learner_alone(learners: list, endpoint: str, groups: list[ScoredGroup], config: BenchCommandConfig, run_dir: Path) -> StageRate:
     """The learner's steps from a queue kept full, timed from the end of its warm-up steps."""
     import ray
 

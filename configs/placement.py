@@ -1,8 +1,27 @@
-"""A role's placement config as the Ray options of each of its processes."""
+"""Which nodes a role's processes run on: its placement section, and the Ray options of each of
+its processes."""
 
 from __future__ import annotations
 
-from configs.schema import PlacementConfig
+from dataclasses import dataclass, field
+
+from configs.bounds import Section, bounded
+
+
+@dataclass
+class PlacementConfig(Section):
+    """Which nodes of a Ray cluster one role's processes run on (README, "Multi-node"):
+    rollout.placement, serve.placement, learner.placement."""
+
+    section = "placement"
+
+    # Node labels the role's nodes must carry (`ray start --labels=role=rollout`), e.g.
+    # {role: rollout}; empty = any node.
+    node_labels: dict[str, str] = field(default_factory=dict)
+    # Custom resources each of the role's processes takes (`ray start --resources='{"rollout_slot": 2}'`).
+    resources: dict[str, float] = bounded(default_factory=dict, ge=0)
+    # At most this many of the role's processes on one node; 0 = no limit.
+    per_node: int = bounded(0, ge=0)
 
 
 def ray_options(num_cpus: float, num_gpus: float, placement: PlacementConfig, node_id: str = "") -> dict:

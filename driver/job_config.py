@@ -1,5 +1,6 @@
 """A command's training config: `--config FILE` and `key=value` overrides over the schema's
-defaults, a resumed run's own config, and the checks made before anything starts."""
+defaults (with the command's own section, for bench, soak and eval: configs/commands.py), a
+resumed run's own config, and the checks made before anything starts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import os
 from pathlib import Path
 
-from configs.load import ConfigError, load_config
+from configs.load import Config, ConfigError, load_config
 from configs.schema import TrainConfig
 
 log = logging.getLogger("launch")
@@ -16,7 +17,7 @@ log = logging.getLogger("launch")
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every command that runs the job's config takes."""
-    parser.add_argument("--config", default=None, help="YAML file merged over the schema's defaults (configs/schema.py)")
+    parser.add_argument("--config", default=None, help="YAML file merged over the schema's defaults (configs/schema.py; every key: docs/configuration.md)")
     parser.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. rollout.num_actors=3")
 
 
@@ -25,19 +26,21 @@ def expand_short_keys(overrides: list[str], section: str, keys: tuple[str, ...])
     return [f"{section}.{o}" if o.split("=")[0] in keys else o for o in overrides]
 
 
-def job_config(args: argparse.Namespace, serves_http: bool = False) -> TrainConfig:
+def job_config(args: argparse.Namespace, serves_http: bool = False, schema: type[Config] = TrainConfig) -> Config:
     """The config of the job a command starts (a resumed run's own, with `resume=RUN_DIR`), its
-    CURVE keys and exposure checked: a ConfigError names what is wrong."""
-    config = load_config(args.config, args.overrides)
+    CURVE keys and exposure checked: a ConfigError names what is wrong. `schema`: a command's
+    config, for a command that reads a section of its own (configs/commands.py)."""
+    config = load_config(args.config, args.overrides, schema)
     if config.resume:
-        config = resumed_config(config, args)
+        config = resumed_config(config, args, schema)
     check_curve_keys(config)
     check_exposure(config, serves_http=serves_http or config.serve.live)
     return config
 
 
-def resumed_config(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:
-    """`resume=RUN_DIR`: the run's own config.yaml, with this command line's other keys over it."""
+def resumed_config(config: TrainConfig, args: argparse.Namespace, schema: type[Config] = TrainConfig) -> Config:
+    """`resume=RUN_DIR`: the run's own config.yaml, with this command line's other keys over it
+    (sections an older run saved that only a command reads, bench and soak, are dropped)."""
     if args.config:
         raise ConfigError("resume=RUN_DIR takes the run's own config.yaml: give key=value overrides, not --config")
     run_dir = Path(config.resume).resolve()
@@ -49,7 +52,7 @@ def resumed_config(config: TrainConfig, args: argparse.Namespace) -> TrainConfig
             f"resume={config.resume}: no complete checkpoint under {run_dir / 'checkpoints'} "
             "(set learner.checkpoint_every to save them during a run)"
         )
-    return load_config(saved, [*args.overrides, f"run_dir={run_dir}", f"resume={run_dir}"])
+    return load_config(saved, [*args.overrides, f"run_dir={run_dir}", f"resume={run_dir}"], schema, saved_run=True)
 
 
 def check_curve_keys(config: TrainConfig) -> None:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from configs.commands import training_config
 from configs.load import ConfigError, to_yaml
 from configs.schema import TrainConfig
 from driver.inputs import Inputs, check_reward_data, resolve_inputs
@@ -23,7 +24,8 @@ log = logging.getLogger("launch")
 def make_run_dir(config: TrainConfig) -> Path:
     run_dir = Path(config.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(to_yaml(config))
+    # The training config alone: a command's own settings (bench, soak) are not the run's.
+    (run_dir / "config.yaml").write_text(to_yaml(training_config(config)))
     return run_dir
 
 

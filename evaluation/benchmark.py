@@ -21,7 +21,7 @@ import ray
 from tqdm import tqdm
 
 from actors.engine import SamplingSettings
-from configs.schema import TrainConfig
+from configs.commands import EvalCommandConfig
 from configs.seeds import derived_seed
 from evaluation.benchmark_scoring import grade_item
 from evaluation.caption_cache import CaptionCache, image_digest, prompt_key
@@ -65,7 +65,7 @@ class ItemResult:
     correct: bool
 
 
-def run_benchmark(config: TrainConfig, spec: BenchmarkSpec, items: list[BenchmarkItem], records_file: Path) -> list[ItemResult]:
+def run_benchmark(config: EvalCommandConfig, spec: BenchmarkSpec, items: list[BenchmarkItem], records_file: Path) -> list[ItemResult]:
     """Every item in every mode of `spec`, with every reasoner; `records_file` holds the items'
     prompts as records (records.prepare.prepare_benchmark)."""
     outputs = captioner_outputs(config, spec, items, records_file)
@@ -80,14 +80,14 @@ def run_benchmark(config: TrainConfig, spec: BenchmarkSpec, items: list[Benchmar
     return results
 
 
-def caption_sampling(config: TrainConfig, captioner: str) -> SamplingSettings:
+def caption_sampling(config: EvalCommandConfig, captioner: str) -> SamplingSettings:
     """Captions sampled as the rollout actors sample them, `eval.samples_per_prompt` per item."""
     spec = caption_sampling_spec(config.rollout.sampling, load_captioner_processor(captioner).tokenizer)
     max_new_tokens = config.eval.max_new_tokens or config.rollout.sampling.max_new_tokens
     return SamplingSettings(spec, n=config.eval.samples_per_prompt, max_new_tokens=max_new_tokens)
 
 
-def captioner_outputs(config: TrainConfig, spec: BenchmarkSpec, items: list[BenchmarkItem], records_file: Path) -> dict[str, list[list[str]]]:
+def captioner_outputs(config: EvalCommandConfig, spec: BenchmarkSpec, items: list[BenchmarkItem], records_file: Path) -> dict[str, list[list[str]]]:
     """For each kind of output the modes need, the captioner's texts for each item: from the
     cache, and generated (then cached) where missing."""
     kinds = sorted({kind for mode in spec.modes for kind in _NEEDS[mode]})
@@ -121,7 +121,7 @@ def _generate(worker, kind: str, indices: list[int], keys: list[str], cache: Cap
 
 
 def _reasoner_results(
-    config: TrainConfig, name: str, checkpoint: str, items: list[BenchmarkItem], outputs: dict, modes: list[str]
+    config: EvalCommandConfig, name: str, checkpoint: str, items: list[BenchmarkItem], outputs: dict, modes: list[str]
 ) -> list[ItemResult]:
     worker = start_reasoner_worker(config.serve, checkpoint, derived_seed(config.seed, "eval", "reasoner"))
     results = []

@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from configs.schema import TrainConfig
+from configs.commands import EvalCommandConfig
 from evaluation.benchmark import MODES, BenchmarkSpec, ItemResult
 from vlm.boxed import boxed_parts
 
@@ -89,7 +89,7 @@ def format_markdown(rows: list[Accuracy], facts: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def benchmark_facts(config: TrainConfig, spec: BenchmarkSpec, num_items: int) -> dict:
+def benchmark_facts(config: EvalCommandConfig, spec: BenchmarkSpec, num_items: int) -> dict:
     """What a benchmark's numbers depend on, recorded with them (the whole config is in config.yaml)."""
     data = Path(config.eval.data).resolve()
     return {

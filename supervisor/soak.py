@@ -24,7 +24,7 @@ import msgpack
 import ray
 import zmq
 
-from configs.schema import SoakConfig
+from configs.commands import SoakConfig
 from supervisor.faults import FaultLog
 from supervisor.poison import POISON_CLASSES, PoisonSpec, plausible_group, poison_group
 from wire.scored_group import SCHEMA_VERSION, encode_group

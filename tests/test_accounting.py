@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from configs.schema import SoakConfig
+from configs.commands import SoakConfig
 from learner.accounting import Ledger, StepGroups, keep_steps_before
 from learner.gate import GateStats
 from supervisor.faults import FaultLog

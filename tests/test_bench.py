@@ -11,8 +11,8 @@ from benchmarks.pipeline import Layout, RunResult, UnpinnedRuns, bench_report, b
 from benchmarks.processes import CpuMark, RoleMemory, busy_fractions
 from benchmarks.profile_roles import inclusive_shares
 from benchmarks.stages import StageRate, measured_rate
+from configs.commands import BenchCommandConfig, parse_cores
 from configs.load import ConfigError, load_config
-from configs.schema import parse_cores
 from learner.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +57,7 @@ def test_busy_fraction_is_cpu_time_over_what_the_cores_could_give():
 
 
 def test_report_ratios_and_table():
-    config = load_config(None, ["bench.warmup_steps=1", "bench.steps=4"])
+    config = load_config(None, ["bench.warmup_steps=1", "bench.steps=4"], BenchCommandConfig)
     stages = {"generation": StageRate(60, 10.0), "scoring": StageRate(40, 10.0), "learner": StageRate(80, 10.0)}
     busy = {"learner": 0.5, "rollout": 0.4, "serve": 0.3}
     sync = RunResult(rate=StageRate(20, 10.0), busy=busy, staleness_mean=0.0)
@@ -84,9 +84,9 @@ def test_report_ratios_and_table():
 def test_cores_are_checked():
     assert parse_cores("0, 2") == (0, 2) and parse_cores("a") == () and parse_cores("") == ()
     with pytest.raises(ConfigError, match="bench.serve_cores"):
-        load_config(None, ["bench.serve_cores=x"])
+        load_config(None, ["bench.serve_cores=x"], BenchCommandConfig)
     with pytest.raises(ValueError, match=r"bench.learner_cores names cores \[4096\]"):
-        Layout.of(load_config(None, ["bench.learner_cores=4096"]))
+        Layout.of(load_config(None, ["bench.learner_cores=4096"], BenchCommandConfig))
 
 
 def test_bench_needs_its_output_folder():

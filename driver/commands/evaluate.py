@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from configs.commands import EvalCommandConfig
 from configs.load import ConfigError, load_config, to_yaml
-from configs.schema import TrainConfig
 from driver.inputs import DataError, resolve_inputs
 from driver.job_config import add_config_arguments, expand_short_keys
 from driver.run import evaluate_run
@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run).resolve() if args.run else None
     overrides = expand_short_keys(args.overrides, "eval", ("data", "out"))
-    config = load_config(args.config or (str(run_dir / "config.yaml") if run_dir else None), overrides)
+    saved = str(run_dir / "config.yaml") if run_dir and not args.config else None
+    config = load_config(args.config or saved, overrides, EvalCommandConfig, saved_run=saved is not None)
     trained = run_dir / config.policy.role if run_dir else Path(args.checkpoint).resolve() if args.checkpoint else None
     if config.eval.data:
         return benchmark(config, trained)
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         return evaluate_run(config, inputs, run_dir or trained, trained)
 
 
-def benchmark(config: TrainConfig, trained: Path | None) -> int:
+def benchmark(config: EvalCommandConfig, trained: Path | None) -> int:
     """`eval data=PATH out=DIR`: the captioner with each reasoner on a benchmark, in eval.modes;
     `trained` (a run's or a checkpoint) is the captioner, or with policy.role=reasoner a reasoner
     set beside the initial one."""

@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from configs.commands import SoakCommandConfig, training_config
 from configs.load import ConfigError
 from driver.inputs import resolve_inputs
 from driver.job_config import add_config_arguments, expand_short_keys, job_config
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from supervisor.soak import SoakWatch
 
     args.overrides = expand_short_keys(args.overrides, "soak", ("out",))
-    config = job_config(args)
+    config = job_config(args, schema=SoakCommandConfig)
     if not config.soak.out:
         raise ConfigError("soak needs out=PATH (where soak.json and the run go)")
     config = dataclasses.replace(
@@ -36,5 +37,5 @@ def run(args: argparse.Namespace) -> int:
     )
     first_prompt = read_records(Path(resolve_inputs(config).train_file))[0].id
     poison = PoisonSpec(config.rollout.group_size, config.rollout.sampling.max_new_tokens, first_prompt)
-    train(config, SoakWatch(config.soak, config.serve.app_name, poison))
+    train(training_config(config), SoakWatch(config.soak, config.serve.app_name, poison))
     return record_reliability([config.soak.out]) if config.soak.record else 0
