@@ -34,3 +34,11 @@ def test_help_lists_every_command(capsys):
     assert main(["--help"]) == 0
     shown = capsys.readouterr().out
     assert all(f"  {name} " in shown for name in COMMANDS)
+
+
+def test_a_missing_data_file_is_named_alone(capsys):
+    # Not "required: file, overrides": the overrides may be left out.
+    with pytest.raises(SystemExit) as stopped:
+        main(["check-data"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().endswith("the following arguments are required: file")
