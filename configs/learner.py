@@ -37,16 +37,19 @@ class CorrectionConfig(Section):
     """How a token sampled by an older policy counts in the update (learner/corrections.py).
 
     pi_b: the policy that sampled the token; pi_prox: the learner's weights before the step.
-    none: PPO clip of pi / pi_b. The others clip pi / pi_prox and weight each token by
+    none: PPO clip of pi / pi_b. The others clip pi / pi_prox, which is 1 with one optimizer step
+    per learner step (so that clip never binds), and weight each token by
     tis: min(pi_prox / pi_b, tis_cap); mask: 1 if mask_low <= pi_prox / pi_b <= mask_high, else 0;
-    decoupled (AReaL): pi_prox / pi_b, or 0 above decoupled_cap.
+    decoupled (AReaL): pi_prox / pi_b, or 0 above decoupled_cap. A token weighted 0 gets no KL
+    gradient either. A token's loss is then at most tis_cap |A|, |A|, decoupled_cap |A|.
     """
 
     section = "learner.correction"
 
     kind: str = one_of(CORRECTION_KINDS, "none")
-    # For negative advantages a token's loss is at most -A * dual_clip, so a stale token with a
-    # huge ratio cannot dominate a batch (every kind). 0 = off, else > 1 + learner.clip_high.
+    # Under kind none, for negative advantages a token's loss is at most -A * dual_clip, so a
+    # stale token with a huge ratio cannot dominate a batch; under the other kinds pi / pi_prox
+    # is 1 and it never binds (their weights bound the loss). 0 = off, else > 1 + learner.clip_high.
     dual_clip: float = 3.0
     tis_cap: float = bounded(2.0, ge=1)
     mask_low: float = bounded(0.5, ge=0, le=1)

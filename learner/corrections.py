@@ -14,6 +14,17 @@ policy gradient) and multiply each token's term by a weight computed from pi_pro
 - `mask` (token masking, as "icepop"): 1 inside [mask_low, mask_high], 0 outside;
 - `decoupled` (AReaL's decoupled PPO): pi_prox / pi_b, and 0 above decoupled_cap (AReaL drops
   such tokens rather than truncating them).
+
+What bounds one token's loss, with A its advantage and r = pi_theta / pi_b (its value):
+- `none`: for A > 0 the loss is -A min(r, clip(r)) >= -(1 + clip_high) A; for A < 0 it is
+  |A| max(r, clip(r)), which grows with r, and the dual clip caps it at dual_clip |A| (without
+  it only the e^20 clamp of the log-ratio does).
+- `tis`, `mask`, `decoupled`: pi_theta / pi_prox is 1, inside the clip range, so neither the clip
+  nor the dual clip ever binds (their fractions would always read 0 and are not reported); the
+  loss is -A w with w the weight: |loss| <= tis_cap |A|, <= |A| and <= decoupled_cap |A|.
+And |A| itself: at most sqrt(G - 1) when advantages are divided by the group's std (one sample
+apart from G - 1 equal ones), at most the reward range without (Dr. GRPO).
+A token a kind drops (weight 0) also gets no KL gradient (learner/grpo.py, `grpo_loss`).
 """
 
 from __future__ import annotations
@@ -38,6 +49,12 @@ class CorrectionWeights:
     weights: torch.Tensor
     corrected: torch.Tensor
     ratio: torch.Tensor
+
+    @property
+    def dropped(self) -> torch.Tensor:
+        """Tokens corrected to weight 0 (`mask` outside its band, `decoupled` above its cap); a
+        token `tis` truncates keeps weight tis_cap."""
+        return self.corrected & (self.weights == 0)
 
 
 def correction_weights(

@@ -203,19 +203,40 @@ def policy_loss(
     `none` is `clipped_policy_loss` against the behaviour logprobs. The other kinds clip against
     the proximal policy (the weights before the step: `logp`'s own values) and weight each token;
     their `ratio_mean`/`ratio_max` still describe pi / pi_behaviour, the staleness signal.
+
+    What bounds one token's loss (A its advantage; derived in learner/corrections.py): under
+    `none`, (1 + clip_high)|A| for A > 0 and dual_clip |A| for A < 0 (unbounded without the dual
+    clip); under the other kinds the clip and the dual clip never bind (pi / pi_prox is 1), and
+    the weight bounds it: tis_cap |A| (`tis`), |A| (`mask`), decoupled_cap |A| (`decoupled`).
     """
+    per_token, stats, _ = _policy_loss_and_kept(logp, behaviour_logp, advantages, mask, clip_low, clip_high, correction)
+    return per_token, stats
+
+
+def _policy_loss_and_kept(
+    logp: torch.Tensor,
+    behaviour_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_low: float,
+    clip_high: float,
+    correction: CorrectionConfig,
+) -> tuple[torch.Tensor, PolicyLossStats, torch.Tensor]:
+    """`policy_loss`, and the tokens the correction kept (`mask` less those it dropped: weight 0)."""
     if correction.kind == "none":
-        return clipped_policy_loss(
+        per_token, stats = clipped_policy_loss(
             logp, behaviour_logp, advantages, mask, clip_low, clip_high, correction.dual_clip
         )
+        return per_token, stats, mask.bool()
     per_token, stats = clipped_policy_loss(
         logp, logp.detach(), advantages, mask, clip_low, clip_high, correction.dual_clip
     )  # [B, T]
     weighted = correction_weights(logp, behaviour_logp, mask, correction)
     per_token = per_token * weighted.weights
     keep = mask.bool()
+    kept = keep & ~weighted.dropped
     if not keep.any():
-        return per_token, _NO_TOKENS
+        return per_token, _NO_TOKENS, kept
     with torch.no_grad():
         ratio = weighted.ratio[keep].float()  # pi_prox / pi_b: the values of pi / pi_b
         weights = weighted.weights[keep].float()
@@ -227,7 +248,7 @@ def policy_loss(
             weight_max=float(weights.max()),
             corrected_fraction=float(weighted.corrected.sum()) / float(keep.sum()),
         )
-    return per_token, stats
+    return per_token, stats, kept
 
 
 def low_variance_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
@@ -289,7 +310,7 @@ def grpo_loss(
     total_tokens: float | None = None,
 ) -> tuple[torch.Tensor, GRPOLossStats]:
     """GRPO objective: token_mean(policy loss under `correction`) + kl_coef * token_mean(k3 KL
-    to reference).
+    to reference, over the tokens the correction kept), both means over every response token.
 
     Without a reference (`ref_logp` None, what the learner passes when kl_coef is 0) there is no
     KL term and `kl` reads 0.
@@ -304,14 +325,19 @@ def grpo_loss(
         _require_same_shape(logp=logp, ref_logp=ref_logp)
     if kl_coef < 0:
         raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
-    per_token_pg, pg_stats = policy_loss(
+    per_token_pg, pg_stats, kept = _policy_loss_and_kept(
         logp, behaviour_logp, advantages, mask, clip_low, clip_high, correction
     )  # [B, T]
     pg_loss = token_mean(per_token_pg, mask, total_tokens)
     loss = pg_loss
     kl_value = 0.0
     if ref_logp is not None:
-        kl = token_mean(low_variance_kl(logp, ref_logp), mask, total_tokens)
+        # A token the correction dropped gets no KL gradient either (as verl): k3 estimates the KL
+        # from tokens sampled by pi, and the dropped ones are those whose sampler was furthest from
+        # it. It still counts in the denominator, as in the policy term (as AReaL's): the token
+        # mean stays the step's over every response token, exact across micro-batches.
+        per_token_kl = torch.where(kept, low_variance_kl(logp, ref_logp), torch.zeros_like(logp))
+        kl = token_mean(per_token_kl, mask, total_tokens)
         loss = loss + kl_coef * kl
         kl_value = float(kl.detach())
     stats = GRPOLossStats(loss=float(loss.detach()), pg_loss=float(pg_loss.detach()), kl=kl_value, policy=pg_stats)

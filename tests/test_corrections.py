@@ -99,3 +99,70 @@ def test_config_names_an_unknown_kind_and_bad_bounds():
         CorrectionConfig(mask_low=1.5)
     with pytest.raises(ValueError, match="tis_cap"):
         CorrectionConfig(tis_cap=0.5)
+
+
+# What bounds one token's loss, per kind (learner/corrections.py): the bound over |A|, derived
+# from the settings of `_kind`: none 3 (the dual clip, above 1 + clip_high = 1.2), tis 2 (its
+# cap), mask 1 (weights 0 or 1), decoupled 5 (its cap).
+LOSS_BOUND = {"none": 3.0, "tis": 2.0, "mask": 1.0, "decoupled": 5.0}
+
+
+@pytest.mark.parametrize("kind", ["none", "tis", "mask", "decoupled"])
+def test_no_tokens_loss_exceeds_its_kinds_bound_and_some_token_reaches_it(kind):
+    # Ratios pi / pi_b from e^-8 to e^8, and exactly at each cap, under A = +-1 and +-0.5.
+    log_ratios = torch.cat([torch.linspace(-8.0, 8.0, 161), torch.log(torch.tensor([1.2, 2.0, 3.0, 5.0]))])
+    logp = torch.zeros(4, log_ratios.numel())
+    behaviour = -log_ratios.expand_as(logp)  # pi (and pi_prox) 1, so the ratio is 1 / pi_b
+    advantages = torch.tensor([1.0, -1.0, 0.5, -0.5])
+    loss, _ = policy_loss(logp, behaviour, advantages, torch.ones_like(logp), **CLIP, correction=_kind(kind))
+    relative = loss.abs() / advantages.abs().unsqueeze(1)
+    assert relative.max().item() == pytest.approx(LOSS_BOUND[kind], rel=1e-5)
+
+
+def test_under_a_correction_neither_clip_binds_whatever_the_staleness():
+    # pi / pi_prox is exactly 1: ratios to pi_b of e^-8 .. e^8 and negative advantages leave the
+    # clip and dual clip fractions at 0, as they would be for any input (so they are not logged).
+    logp = torch.zeros(2, 17)
+    behaviour = -torch.linspace(-8.0, 8.0, 17).expand_as(logp)
+    for kind in ("tis", "mask", "decoupled"):
+        _, stats = policy_loss(logp, behaviour, torch.tensor([1.0, -1.0]), torch.ones_like(logp), **CLIP, correction=_kind(kind))
+        assert (stats.clip_fraction, stats.dual_clip_fraction) == (0.0, 0.0)
+
+
+def test_the_advantage_bound_is_sqrt_of_g_minus_one_with_std_scaling():
+    from learner.grpo import group_advantages
+
+    for g in (2, 4, 8, 16):
+        one_apart = torch.zeros(1, g)
+        one_apart[0, 0] = 1.0  # the most extreme group: z = (1 - 1/G) / sqrt((1/G)(1 - 1/G)) = sqrt(G - 1)
+        assert group_advantages(one_apart).abs().max().item() == pytest.approx(math.sqrt(g - 1), rel=1e-4)
+        spread = torch.rand(64, g)
+        assert group_advantages(spread).abs().max().item() <= math.sqrt(g - 1) + 1e-4
+
+
+@pytest.mark.parametrize("kind, kl_gradient", [
+    # Ratios pi_prox / pi_b of 1, 3, 0.25 and 10 (BEHAVIOUR). mask keeps only the first token;
+    # decoupled drops only the ratio-10 one; tis truncates two but drops none; none drops none.
+    ("mask", [True, False, False, False]),
+    ("decoupled", [True, True, True, False]),
+    ("tis", [True, True, True, True]),
+    ("none", [True, True, True, True]),
+])
+def test_a_dropped_token_gets_no_kl_gradient_but_still_counts_in_the_mean(kind, kl_gradient):
+    from learner.grpo import grpo_loss, low_variance_kl
+
+    # A = 0: no policy gradient at all, so the gradient is the KL term's alone. The reference's
+    # logprob is -1 on every token: each token's k3 is e^-1 - (-1) - 1 = e^-1 = 0.3679.
+    logp = torch.zeros(1, 4, requires_grad=True)
+    reference = torch.full((1, 4), -1.0)
+    loss, stats = grpo_loss(logp, BEHAVIOUR, reference, torch.tensor([0.0]), MASK, **CLIP,
+                            correction=_kind(kind), kl_coef=1.0)
+    loss.backward()
+    assert (logp.grad[0] != 0).tolist() == kl_gradient
+    # The token mean divides by all 4 response tokens, kept or not.
+    kept = sum(kl_gradient)
+    assert stats.kl == pytest.approx(kept * math.exp(-1.0) / 4, rel=1e-5)
+    # Each kept token's gradient is d k3 / d logp / 4 = (1 - e^(ref - logp)) / 4 = (1 - e^-1) / 4.
+    expected = (1 - math.exp(-1.0)) / 4
+    assert logp.grad[0][logp.grad[0] != 0].tolist() == pytest.approx([expected] * kept, rel=1e-5)
+    assert low_variance_kl(logp.detach(), reference)[0, 0].item() == pytest.approx(math.exp(-1.0), rel=1e-6)
