@@ -11,6 +11,9 @@ reader would otherwise find out on the cluster:
 - every socket beyond loopback is protected (configs/exposure.py) and the CURVE keys are where
   the command says on every node;
 - no secret is written literally: the token comes from a Secret or from the environment.
+- the batch script, run under stand-ins for srun, scontrol, ray and python, starts every node
+  with its role's flags, runs the driver once, stops Ray when it ends, and without a token
+  starts nothing.
 
 Each check also runs on a hand-made bad example, to show it can fail.
 """
@@ -19,8 +22,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -313,3 +318,44 @@ def test_the_docs_explain_both_recipes_and_the_readme_links_them():
     page = (ROOT / "docs" / "multi-node.md").read_text()
     assert "examples/kuberay/rayjob-paper-3b.yaml" in page and "examples/slurm/train-paper-3b.sbatch" in page
     assert "docs/multi-node.md" in (ROOT / "README.md").read_text()
+
+
+FAKE_COMMANDS = {
+    # srun: log the step, drop its options, run the command on "this" node.
+    "srun": 'echo "srun $*" >> "$LOG"; while [[ $1 == --* ]]; do shift; done; exec "$@"',
+    "scontrol": "printf 'gpu01\\ngpu02\\ngpu03\\n'",
+    "hostname": 'echo "10.0.0.1 10.0.1.1"',
+    "ray": 'echo "ray $* auth=$RAY_AUTH_MODE" >> "$LOG"',
+    "python": 'if [[ $1 == -c ]]; then echo "connecting"; echo 3; else echo "python $* auth=$RAY_AUTH_MODE" >> "$LOG"; fi',
+    "sleep": "true",
+}
+
+
+def test_the_batch_script_starts_each_node_with_its_roles_flags_and_stops_ray_when_done(tmp_path):
+    """The script run under stand-ins for srun, scontrol, ray and python: what each node's
+    `ray start` gets, the driver's command, and `ray stop` at the end."""
+    for name, body in FAKE_COMMANDS.items():
+        (tmp_path / name).write_text(f"#!/bin/bash\n{body}\n")
+        (tmp_path / name).chmod(0o755)
+    env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "LOG": str(tmp_path / "log"), "SLURM_JOB_NODELIST": "gpu[01-03]",
+           "SLURM_CPUS_PER_TASK": "32", "SLURM_GPUS_ON_NODE": "8", "SLURM_JOB_ID": "7", "RAY_AUTH_TOKEN": "from-the-environment",
+           "CURVE_KEYS_DIR": "/keys", "CAPTION_RL_DIR": str(tmp_path), "DATA_DIR": "/data"}
+    done = subprocess.run(["bash", str(SBATCH)], check=False, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    log = (tmp_path / "log").read_text().splitlines()
+    starts = {line.split("--nodelist=")[1].split()[0]: line for line in log if line.startswith("srun") and " ray start " in line}
+    assert "--head --port=6379 --node-ip-address=10.0.0.1" in starts["gpu01"]
+    assert all("--address=10.0.0.1:6379" in starts[node] for node in ("gpu02", "gpu03"))
+    for node, flags in {"gpu01": 'role=head --resources={"learner_slot": 1}', "gpu02": "role=rollout --resources={}",
+                        "gpu03": 'role=learner --resources={"learner_slot": 1}'}.items():
+        assert f"--num-cpus=32 --num-gpus=8 --labels={flags}" in starts[node]
+    assert all(line.endswith("auth=token") for line in log if line.startswith(("ray ", "python ")))
+    driver = [line for line in log if line.startswith("python launch.py train")]
+    assert len(driver) == 1 and "ray.address=10.0.0.1:6379" in driver[0] and "curve.keys_dir=/keys" in driver[0]
+    stop = "srun --overlap --nodes=3 --ntasks-per-node=1 ray stop --force"  # the trap, after the run
+    assert stop in log and log.index(stop) > log.index(driver[0])
+    # Without a token it refuses to start, before any node.
+    del env["RAY_AUTH_TOKEN"]
+    (tmp_path / "log").unlink()
+    refused = subprocess.run(["bash", str(SBATCH)], check=False, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "set RAY_AUTH_TOKEN" in refused.stderr and not (tmp_path / "log").exists()
