@@ -326,8 +326,9 @@ FAKE_COMMANDS = {
     "scontrol": "printf 'gpu01\\ngpu02\\ngpu03\\n'",
     "hostname": 'echo "10.0.0.1 10.0.1.1"',
     "ray": 'echo "ray $* auth=$RAY_AUTH_MODE" >> "$LOG"',
-    "python": 'if [[ $1 == -c ]]; then echo "connecting"; echo 3; else echo "python $* auth=$RAY_AUTH_MODE" >> "$LOG"; fi',
-    "sleep": "true",
+    # python -c (the script's wait for the nodes): how many nodes have started so far.
+    "python": 'if [[ $1 == -c ]]; then echo "connecting"; grep -c "^ray start" "$LOG"; else echo "python $* auth=$RAY_AUTH_MODE" >> "$LOG"; fi',
+    "sleep": "command -p sleep 0.05",
 }
 
 
@@ -352,6 +353,8 @@ def test_the_batch_script_starts_each_node_with_its_roles_flags_and_stops_ray_wh
     assert all(line.endswith("auth=token") for line in log if line.startswith(("ray ", "python ")))
     driver = [line for line in log if line.startswith("python launch.py train")]
     assert len(driver) == 1 and "ray.address=10.0.0.1:6379" in driver[0] and "curve.keys_dir=/keys" in driver[0]
+    # The driver ran only once every node had started.
+    assert log.index(driver[0]) > max(i for i, line in enumerate(log) if line.startswith("ray start"))
     stop = "srun --overlap --nodes=3 --ntasks-per-node=1 ray stop --force"  # the trap, after the run
     assert stop in log and log.index(stop) > log.index(driver[0])
     # Without a token it refuses to start, before any node.
