@@ -43,8 +43,8 @@ def plot_run(run_dir: Path, held_out: list[EvalResult]) -> Path | None:
     points = read_eval_points(metrics_path)
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for axis, x, label, at in ((axes[0], steps, "learner step", "step"), (axes[1], seconds, "wall-clock time (s)", names.EVAL_ELAPSED_S)):
-        axis.plot(x, rewards, color="tab:blue", alpha=0.35, linewidth=1, label="reward/mean (per step)")
-        axis.plot(x, smooth, color="tab:blue", linewidth=2, label=f"reward/mean ({_SMOOTHING}-step mean)")
+        axis.plot(x, rewards, color="tab:blue", alpha=0.35, linewidth=1, label=f"{names.REWARD_MEAN} (per step)")
+        axis.plot(x, smooth, color="tab:blue", linewidth=2, label=f"{names.REWARD_MEAN} ({_SMOOTHING}-step mean)")
         if points:
             axis.errorbar(
                 [p[at] for p in points], [p[names.EVAL_ACCURACY] for p in points], yerr=[p[names.EVAL_STDERR] or 0.0 for p in points],
