@@ -10,7 +10,7 @@ from pathlib import Path
 
 from configs.schema import TrainConfig
 from configs.seeds import derived_seed
-from coordination.handles import EvaluatorHandle, GateHandle, LearnerHandle, RolloutHandle
+from coordination.handles import EvaluatorHandle, GateHandle, LearnerHandle, PoolHandle, RolloutHandle
 from driver.inputs import Inputs
 from driver.session import worker_env
 
@@ -140,7 +140,7 @@ def stop_roles(roles: Roles | None, timeout_s: float = STOP_TIMEOUT_S) -> None:
     log.info("roles stopped in %.1f s", time.monotonic() - started)
 
 
-def start_live_pool(config: TrainConfig, inputs: Inputs, http: bool, captioner: bool):
+def start_live_pool(config: TrainConfig, inputs: Inputs, http: bool, captioner: bool) -> PoolHandle:
     """The reasoner pool; with `captioner`, the captioner service behind its two-stage model
     (serve.api.captioner, else the run's captioner). A run training the reasoner always has the
     service: the frozen captioner writes the policy's prompts (the run's captioner, always)."""
