@@ -11,8 +11,8 @@ import logging
 import torch
 
 from learner.metrics import MetricsLog
-from wire.metric_names import EVAL_ACCURACY
 from wire.eval_points import EvalPoint, EvalPointResult, EvalSchedule
+from wire.metric_names import EVAL_ACCURACY
 
 log = logging.getLogger(__name__)
 # How long the end of training waits for the last evaluations.

@@ -18,6 +18,10 @@ import numpy as np
 import torch
 
 from configs.schema import LearnerConfig
+from coordination.gate import GateStats
+from coordination.handles import GateHandle
+from coordination.reports import GroupAccount, StepMetrics
+from coordination.resume import RejoinPoint, ResumePoint
 from learner.accounting import ConsumedLog, Ledger, StepGroups, keep_steps_before
 from learner.admission import GroupAdmission, GroupBounds, ImageCheck
 from learner.batching import group_batch, packed
@@ -31,10 +35,6 @@ from learner.distributed import (
     micro_batches_per_step,
 )
 from learner.eval_requests import EvalRequests
-from coordination.gate import GateStats
-from coordination.handles import GateHandle
-from coordination.reports import GroupAccount, StepMetrics
-from coordination.resume import RejoinPoint, ResumePoint
 from learner.grpo import group_advantages
 from learner.metrics import MetricsLog
 from learner.policy_model import load_policy_model, load_policy_processor
@@ -54,8 +54,8 @@ from learner.update import grpo_update
 from vlm.caption_prompt import image_pad_tokens
 from vlm.sampling import SamplingSpec
 from transport.curve import load_keys
-from wire.eval_points import EvalPoint, EvalSchedule
 from wire import metric_names as names
+from wire.eval_points import EvalPoint, EvalSchedule
 from wire.scored_group import ActorCounters, ScoredGroup
 from wire.weights import WeightSource
 
