@@ -211,11 +211,11 @@ def measure_stages(config: TrainConfig, inputs, out: Path, layout: Layout) -> di
     alone = with_changes(config, learner={"max_staleness": 10**9, "weight_sync": dataclasses.replace(config.learner.weight_sync, backend="zmq")})
     run_dir = out / "learner_alone"
     run_dir.mkdir(parents=True, exist_ok=True)
-    learners, endpoint, *_ = start_learner(alone.learner, inputs.captioner, str(run_dir), sampling, rollout.num_actors, None, env, config.seed).ready()
+    learners, ready = start_learner(alone.learner, inputs.captioner, str(run_dir), sampling, rollout.num_actors, None, env, config.seed).ready()
     try:
         layout.pin_roles(("learner",))
         log.info("stage alone: learner (%d steps)", alone.learner.total_steps)
-        learning = learner_alone(learners, endpoint, with_rewards([g for _, g in generated], results), alone, run_dir)
+        learning = learner_alone(learners, ready.replay_endpoint, with_rewards([g for _, g in generated], results), alone, run_dir)
     finally:
         _kill(learners)
     return {"generation": generation, "scoring": scoring, "learner": learning}

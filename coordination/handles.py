@@ -72,7 +72,7 @@ class LearnerHandle:
         return self.actor.node_address.remote()
 
     def setup_ref(self, rendezvous) -> ray.ObjectRef:
-        """-> (replay endpoint, weight source, ResumePoint | None), the first two on rank 0 only.
+        """-> LearnerReady on rank 0 (None on the others), once the rank is set up.
         `rendezvous`: rank 0's node_address (a value, or its ref)."""
         return self.actor.setup_rank.remote(rendezvous)
 

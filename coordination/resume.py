@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from coordination.gate import GateStats
 from wire.progress import ShardProgress
 from wire.scored_group import ActorCounters
+from wire.weights import WeightSource
 
 
 @dataclass(frozen=True)
@@ -54,3 +55,12 @@ class ResumePoint:
     def gate_held(self) -> dict[int, int]:
         """What each actor had delivered when the run stopped (the gate's admissions held)."""
         return {actor: len(positions) for actor, positions in self.taken.items()}
+
+
+@dataclass(frozen=True)
+class LearnerReady:
+    """What learner rank 0's setup tells the roles started after it (the other ranks: None)."""
+
+    replay_endpoint: str  # where the actors send their scored groups
+    weight_source: WeightSource  # where they take the published weights
+    resumed: ResumePoint | None = None  # a resumed run's: where it continues

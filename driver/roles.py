@@ -66,9 +66,9 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
     wait_started(demands["learner rank"], [rank.actor for rank in learner.ranks], timeout_s)
     # While the learner sets up. With serve.live the pool also serves people, two-stage model included.
     start_live_pool(config, inputs, http=config.serve.live, captioner=config.serve.live)
-    learners, replay_endpoint, weight_source, resumed = learner.ready()
+    learners, ready = learner.ready()
     actors = start_rollout_actors(
-        config.rollout, policy, sampling, inputs.train_file, (replay_endpoint,), weight_source,
+        config.rollout, policy, sampling, inputs.train_file, (ready.replay_endpoint,), ready.weight_source,
         config.serve.app_name, gate, worker_env(), config.seed, config.curve.keys_dir,
         nodes=pinned.get("rollout actor", ()), role=role,
     )
@@ -76,13 +76,13 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
     replicas = serve_replicas(config.serve.app_name, ReasonerPool.name)
     record_placement(run_dir / "placement.json", [rank.actor for rank in learners], replicas, [actor.actor for actor in actors])
     starts = [None] * len(actors)
-    if resumed is not None:
+    if (resumed := ready.resumed) is not None:
         gate.restore(resumed.gate, resumed.gate_held())
         starts = [resumed.actor_start(i) for i in range(len(actors))]
         log.info("resuming at step %d (policy version %d)", resumed.steps_done, resumed.policy_version)
     runs = [a.run_ref(s) for a, s in zip(actors, starts)]
     evaluator = evaluation.evaluator if evaluation is not None else None
-    return Roles(gate=gate, learners=learners, actors=actors, runs=runs, replay_endpoint=replay_endpoint, evaluator=evaluator)
+    return Roles(gate=gate, learners=learners, actors=actors, runs=runs, replay_endpoint=ready.replay_endpoint, evaluator=evaluator)
 
 
 def start_evaluation(config: TrainConfig, inputs: Inputs, sampling):

@@ -21,7 +21,7 @@ from configs.schema import LearnerConfig
 from coordination.gate import GateStats
 from coordination.handles import GateHandle
 from coordination.reports import GroupAccount, StepMetrics
-from coordination.resume import RejoinPoint, ResumePoint
+from coordination.resume import LearnerReady, RejoinPoint, ResumePoint
 from learner.accounting import ConsumedLog, Ledger, StepGroups, keep_steps_before
 from learner.admission import GroupAdmission, GroupBounds, ImageCheck
 from learner.batching import group_batch, packed
@@ -57,7 +57,6 @@ from transport.curve import load_keys
 from wire import metric_names as names
 from wire.eval_points import EvalPoint, EvalSchedule
 from wire.scored_group import ActorCounters, ScoredGroup
-from wire.weights import WeightSource
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +111,10 @@ class LearnerRank:
         host = ray.util.get_node_ip_address() if self.world_size > 1 else "127.0.0.1"
         return host, free_port(host)
 
-    def setup_rank(self, rendezvous: tuple[str, int]) -> tuple[str | None, WeightSource | None, ResumePoint | None]:
+    def setup_rank(self, rendezvous: tuple[str, int]) -> LearnerReady | None:
         """Join the process group, build the DeepSpeed engine (from the latest checkpoint when
-        resuming); rank 0 also opens the replay queue and the weight publisher. Returns (replay
-        endpoint, weight source, resume point) for the roles started next."""
+        resuming); rank 0 also opens the replay queue and the weight publisher, and returns what
+        the roles started next need (the other ranks: None)."""
         config = self.config
         init_process_group(RankInfo(self.rank, self.world_size, *rendezvous))
         torch.manual_seed(self.setup.seed)
@@ -138,8 +137,8 @@ class LearnerRank:
         if self.is_main:
             self._open_outputs(resumed)
         if not self.is_main:
-            return None, None, None
-        return self.replay.endpoint, self.publisher.source(), resumed
+            return None
+        return LearnerReady(self.replay.endpoint, self.publisher.source(), resumed)
 
     def _open_outputs(self, resumed: ResumePoint | None) -> None:
         config, run_dir = self.config, Path(self.setup.run_dir)

@@ -11,11 +11,10 @@ from configs.schema import LearnerConfig
 from configs.seeds import derived_seed
 from learner.admission import GroupBounds
 from coordination.handles import GateHandle, LearnerHandle
-from coordination.resume import ResumePoint
+from coordination.resume import LearnerReady
 from learner.role import LearnerRank, LearnerSetup
 from vlm.sampling import SamplingSpec
 from wire.eval_points import EvalSchedule
-from wire.weights import WeightSource
 
 
 @dataclass(frozen=True)
@@ -25,11 +24,10 @@ class StartingLearner:
     ranks: list[LearnerHandle]
     setups: list  # the ranks' setup calls (ObjectRefs)
 
-    def ready(self) -> tuple[list[LearnerHandle], str, WeightSource, ResumePoint | None]:
-        """Wait for the setup; returns the ranks, the replay endpoint, the weight source and, for a
-        resumed run, where it continues."""
-        replay_endpoint, weight_source, resumed = ray.get(self.setups)[0]
-        return self.ranks, replay_endpoint, weight_source, resumed
+    def ready(self) -> tuple[list[LearnerHandle], LearnerReady]:
+        """Wait for the setup; returns the ranks, and rank 0's replay endpoint, weight source and,
+        for a resumed run, where it continues."""
+        return self.ranks, ray.get(self.setups)[0]
 
 
 def start_learner(
