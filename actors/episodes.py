@@ -82,7 +82,7 @@ class CaptionEpisode(Episode):
 
     async def score(self, prompt: Prompt, samples: list[CaptionSample]) -> ScoreResult | None:
         request = score_request(prompt, samples)
-        return await self.host.call_pool(f"scoring group of {prompt.record.id}", lambda: self.host.pool.score.remote(request))
+        return await self.host.call_pool(f"scoring group of {prompt.record.id}", lambda: self.host.pool.score(request))
 
 
 class AnswerEpisode(Episode):
@@ -96,7 +96,7 @@ class AnswerEpisode(Episode):
         """Each question with the frozen captioner's caption of its image (seeded by the prompt's
         stream position). Prompts the pool could not caption are lost, as unscored groups are."""
         asked = [DescribeRequest(p.image_png, p.record.question, seed=p.position) for p in batch]
-        captions = await self.host.call_pool(f"captions for {batch[0].record.id}", lambda: self.host.pool.captions.remote(asked))
+        captions = await self.host.call_pool(f"captions for {batch[0].record.id}", lambda: self.host.pool.captions(asked))
         if captions is None:
             await self.host.lose(len(batch))
             return []
@@ -109,7 +109,7 @@ class AnswerEpisode(Episode):
     async def score(self, prompt: Prompt, samples: list[CaptionSample]) -> ScoreResult | None:
         record = prompt.record
         answers = AnswerScoreRequest(record.question, record.answer, tuple(s.text for s in samples), tuple(len(s.token_ids) for s in samples))
-        results = await self.host.call_pool(f"scoring group of {record.id}", lambda: self.host.pool.score_answers.remote([answers]))
+        results = await self.host.call_pool(f"scoring group of {record.id}", lambda: self.host.pool.score_answers([answers]))
         return results[0] if results is not None else None
 
     def image_for_learner(self, prompt: Prompt) -> bytes:

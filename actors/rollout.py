@@ -35,6 +35,8 @@ from actors.replay_client import ReplayClient
 from actors.weight_checks import check_weight_update, policy_shapes
 from actors.weight_receiver import BroadcastWeightReceiver, ZmqWeightReceiver
 from configs.schema import RolloutConfig
+from coordination.handles import GateHandle, PoolHandle
+from coordination.resume import ActorStart
 from records.vqa import VQARecord, load_image, read_records
 from vlm.sampling import SamplingSpec
 from wire.buffers import MalformedMessage, excerpt
@@ -72,18 +74,6 @@ class RolloutSetup:
     # policy.role: "captioner" (captions scored by the pool's reasoner) or "reasoner" (answers
     # to the pool's frozen captioner's captions, graded by the pool).
     role: str = "captioner"
-
-
-@dataclass(frozen=True)
-class ActorStart:
-    """Where a (re)started actor's run begins: a fresh run starts at the beginning."""
-
-    # Stream positions the learner already has from this actor: they are not generated again.
-    done: ShardProgress
-    # Generate nothing before holding weights of at least this version (a resumed run's).
-    min_version: int = 0
-    # The totals of the actor's earlier life, continued (from its last group the learner got).
-    counters: ActorCounters | None = None
 
 
 @dataclass
@@ -125,13 +115,13 @@ class RolloutStats:
 
 
 class RolloutActor:
-    def __init__(self, config: RolloutConfig, setup: RolloutSetup, gate=None):
+    def __init__(self, config: RolloutConfig, setup: RolloutSetup, gate: GateHandle | None = None):
         torch.set_num_threads(config.torch_threads)
         self.config, self.setup, self.gate = config, setup, gate
         episode = EPISODES[setup.role]  # what one rollout is for this policy role
         self.engine = self._make_engine(episode.text_only)
         self.episode = episode(self)
-        self.pool = None  # the reasoner pool's handle, once the loop runs
+        self.pool: PoolHandle | None = None  # once the loop runs
         records = read_records(Path(setup.records_file))
         self.records = records[setup.actor_id :: setup.num_actors]  # this actor's shard
         if not self.records:
@@ -160,12 +150,10 @@ class RolloutActor:
 
     async def run(self, start: ActorStart | None = None) -> RolloutStats:
         """Loop until `stop()`, from `start` (a fresh run's beginning by default); returns the final stats."""
-        from ray import serve
-
         start = start or ActorStart(done=ShardProgress())
         self.stats = RolloutStats.continuing(start.counters)
         self.min_version = start.min_version
-        self.pool = serve.get_app_handle(self.setup.reasoner_app)
+        self.pool = PoolHandle.of_app(self.setup.reasoner_app)
         keys = load_keys(self.setup.curve_keys_dir, self.setup.actor_id) if self.setup.curve_keys_dir else None
         self.replay = ReplayClient(list(self.setup.replay_endpoints), keys)
         self.receiver, weights_task = self._start_weight_sync(keys)
@@ -222,7 +210,7 @@ class RolloutActor:
             return 0
         if self.gate is None:
             return count
-        admitted = await self.gate.admit_up_to.remote(self.engine.policy_version, count, self.setup.actor_id)
+        admitted = await self.gate.admit_up_to_ref(self.engine.policy_version, count, self.setup.actor_id)
         if not admitted:
             await asyncio.sleep(GATE_RETRY_S)
         return admitted
@@ -294,7 +282,7 @@ class RolloutActor:
         returned would stall it until batch_timeout_s)."""
         self.stats.groups_lost += count
         if self.gate is not None:
-            await self.gate.give_back.remote(count, self.setup.actor_id)
+            await self.gate.give_back_ref(count, self.setup.actor_id)
 
     async def _score_and_send(self, prompt: Prompt, samples: list[CaptionSample], generate_s: float, slot) -> None:
         try:

@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmarks.processes import (
     MemorySampler,
@@ -41,7 +42,11 @@ from benchmarks.stages import (
 )
 from configs.commands import BenchCommandConfig, parse_cores
 from learner.metrics import read_metrics
+from wire.metric_names import STALENESS_MEAN
 from wire.weights import WeightSource
+
+if TYPE_CHECKING:
+    from coordination.handles import LearnerHandle, RolloutHandle
 
 log = logging.getLogger("bench")
 ROLES = ("learner", "rollout", "serve")
@@ -127,10 +132,10 @@ def timed_run(config: BenchCommandConfig, inputs, run_dir: Path, layout: Layout,
     roles = None
     try:
         roles = start_roles(config, inputs, run_dir)
-        ray.get([actor.get_stats.remote() for actor in roles.actors])  # built (they run meanwhile)
+        ray.get([actor.stats_ref() for actor in roles.actors])  # built (they run meanwhile)
         if pinned:
             layout.pin_roles()
-        training = [rank.train.remote() for rank in roles.learners]
+        training = [rank.train_ref() for rank in roles.learners]
         marks = _follow(roles, training, config, memory, name)
         ray.get(training)
     finally:
@@ -140,7 +145,7 @@ def timed_run(config: BenchCommandConfig, inputs, run_dir: Path, layout: Layout,
     return RunResult(
         rate=measured_rate(rows, config.bench.warmup_steps, config.learner.groups_per_step),
         busy=busy_fractions(*marks, layout.cores),
-        staleness_mean=sum(r["staleness/mean"] for r in measured) / len(measured),
+        staleness_mean=sum(r[STALENESS_MEAN] for r in measured) / len(measured),
     )
 
 
@@ -157,7 +162,7 @@ def _follow(roles, training: list, config: BenchCommandConfig, memory: MemorySam
             if done and not set(done) & set(training):
                 ray.get(done)
                 raise RuntimeError("a rollout actor stopped before the learner finished")
-            step = ray.get(roles.learners[0].latest_metrics.remote()).get("step", -1)
+            step = roles.learners[0].latest_metrics().step
             if step + 1 > bar.n:
                 bar.update(step + 1 - bar.n)
             if start is None and step >= config.bench.warmup_steps - 1:
@@ -188,12 +193,12 @@ def measure_stages(config: BenchCommandConfig, inputs, out: Path, layout: Layout
     # Generating alone, the actors never send groups nor take weights.
     actors = start_rollout_actors(rollout, inputs.captioner, sampling, inputs.train_file, (), WeightSource("zmq", ()), "", None, env, config.seed)
     try:
-        ray.get([a.get_stats.remote() for a in actors])  # built
+        ray.get([a.stats_ref() for a in actors])  # built
         layout.pin_roles(("rollout",))
         log.info("stage alone: generation (%d calls per actor)", calls)
         generation, generated = generation_alone(actors, calls)
     finally:
-        _kill(actors, "close")
+        _kill(actors)
     start_reasoner_pool(config.serve, inputs.reasoner, config.seed, reward=config.reward)
     try:
         layout.pin_roles(("serve",))
@@ -206,24 +211,25 @@ def measure_stages(config: BenchCommandConfig, inputs, out: Path, layout: Layout
     alone = with_changes(config, learner={"max_staleness": 10**9, "weight_sync": dataclasses.replace(config.learner.weight_sync, backend="zmq")})
     run_dir = out / "learner_alone"
     run_dir.mkdir(parents=True, exist_ok=True)
-    learners, endpoint, *_ = start_learner(alone.learner, inputs.captioner, str(run_dir), sampling, rollout.num_actors, None, env, config.seed).ready()
+    learners, ready = start_learner(alone.learner, inputs.captioner, str(run_dir), sampling, rollout.num_actors, None, env, config.seed).ready()
     try:
         layout.pin_roles(("learner",))
         log.info("stage alone: learner (%d steps)", alone.learner.total_steps)
-        learning = learner_alone(learners, endpoint, with_rewards([g for _, g in generated], results), alone, run_dir)
+        learning = learner_alone(learners, ready.replay_endpoint, with_rewards([g for _, g in generated], results), alone, run_dir)
     finally:
-        _kill(learners, "close")
+        _kill(learners)
     return {"generation": generation, "scoring": scoring, "learner": learning}
 
 
-def _kill(handles: list, close_method: str) -> None:
+def _kill(handles: list[RolloutHandle] | list[LearnerHandle]) -> None:
+    """Close the roles' engines (30 s in all), then end their actors."""
     import ray
 
     try:
-        ray.get([getattr(h, close_method).remote() for h in handles], timeout=30)
+        ray.get([h.close_ref() for h in handles], timeout=30)
     finally:
         for handle in handles:
-            ray.kill(handle)
+            ray.kill(handle.actor)
 
 
 def core_limit(stages: dict[str, StageRate], layout: Layout) -> float:

@@ -31,6 +31,7 @@ from pathlib import Path
 from benchmarks.pipeline import split_out
 from benchmarks.recipe_report import recipe_table
 from benchmarks.report import fifth, machine, write_section
+from wire import metric_names as names
 
 log = logging.getLogger("recipes")
 SEEDS = (0, 1, 2)
@@ -113,7 +114,7 @@ def summarise(recipe: Recipe, seed: int, run_dir: Path, blind: float) -> RunResu
     from learner.metrics import read_metrics
 
     stages = stage_dirs(recipe, run_dir)
-    rewards = [row["reward/mean"] for row in read_metrics(stages[0] / "metrics.jsonl")]
+    rewards = [row[names.REWARD_MEAN] for row in read_metrics(stages[0] / "metrics.jsonl")]
     initial, trained = load_results(stages[0])[0], load_results(stages[-1])[-1]
     last = fifth(rewards, last=True, least=2)
     return RunResult(

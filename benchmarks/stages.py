@@ -17,14 +17,19 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import zmq
 
 from configs.commands import BenchCommandConfig
 from learner.metrics import read_metrics
+from wire.metric_names import STEP, TIME_ELAPSED_S
 from wire.scored_group import ScoredGroup, encode_group
 from wire.scoring import ScoreRequest
+
+if TYPE_CHECKING:
+    from coordination.handles import LearnerHandle, RolloutHandle
 
 # Groups the stage runs before it is timed (model warm-up, first batches).
 WARMUP_CALLS = 2
@@ -40,12 +45,12 @@ class StageRate:
         return self.groups / self.seconds
 
 
-def generation_alone(actors: list, calls: int) -> tuple[StageRate, list[tuple[ScoreRequest, ScoredGroup]]]:
+def generation_alone(actors: list[RolloutHandle], calls: int) -> tuple[StageRate, list[tuple[ScoreRequest, ScoredGroup]]]:
     """Every actor runs `calls` engine calls at once (after a warm-up); the groups they made."""
     import ray
 
-    ray.get([a.generate_alone.remote(WARMUP_CALLS) for a in actors])
-    results = ray.get([a.generate_alone.remote(calls) for a in actors])
+    ray.get([a.generate_alone_ref(WARMUP_CALLS) for a in actors])
+    results = ray.get([a.generate_alone_ref(calls) for a in actors])
     groups = [g for _, made in results for g in made]
     # The actors ran side by side: the stage took as long as the slowest of them.
     return StageRate(len(groups), max(seconds for seconds, _ in results)), groups
@@ -53,16 +58,16 @@ def generation_alone(actors: list, calls: int) -> tuple[StageRate, list[tuple[Sc
 
 def scoring_alone(app_name: str, requests: list[ScoreRequest], in_flight: int) -> tuple[StageRate, list]:
     """The pool scores `requests` with up to `in_flight` at once (after a warm-up); the results in order."""
-    from ray import serve
+    from coordination.handles import PoolHandle
 
-    handle = serve.get_app_handle(app_name)
+    pool = PoolHandle.of_app(app_name)
 
     async def score_all(batch: list[ScoreRequest]) -> list:
         slots = asyncio.Semaphore(in_flight)
 
         async def one(request: ScoreRequest):
             async with slots:
-                return await handle.score.remote(request)
+                return await pool.score(request)
 
         return await asyncio.gather(*(one(r) for r in batch))
 
@@ -96,13 +101,13 @@ def resent(group: ScoredGroup, position: int) -> ScoredGroup:
     return dataclasses.replace(group, group_id=uuid.uuid4().hex, prompt_position=position)
 
 
-def learner_alone(learners: list, endpoint: str, groups: list[ScoredGroup], config: BenchCommandConfig, run_dir: Path) -> StageRate:
+def learner_alone(learners: list[LearnerHandle], endpoint: str, groups: list[ScoredGroup], config: BenchCommandConfig, run_dir: Path) -> StageRate:
     """The learner's steps from a queue kept full, timed from the end of its warm-up steps."""
     import ray
 
     feeder = ReplayFeeder(endpoint, groups, config.learner.total_steps * config.learner.groups_per_step)
     try:
-        ray.get([rank.train.remote() for rank in learners])
+        ray.get([rank.train_ref() for rank in learners])
     finally:
         feeder.close()
     return measured_rate(read_metrics(run_dir / "metrics.jsonl"), config.bench.warmup_steps, config.learner.groups_per_step)
@@ -113,8 +118,8 @@ def measured_rate(rows: list[dict], warmup_steps: int, groups_per_step: int) -> 
     if len(rows) <= warmup_steps:
         raise ValueError(f"{len(rows)} steps in the metrics, need more than the {warmup_steps} warm-up steps")
     start, end = rows[warmup_steps - 1], rows[-1]
-    steps = end["step"] - start["step"]
-    return StageRate(steps * groups_per_step, end["time/elapsed_s"] - start["time/elapsed_s"])
+    steps = end[STEP] - start[STEP]
+    return StageRate(steps * groups_per_step, end[TIME_ELAPSED_S] - start[TIME_ELAPSED_S])
 
 
 def with_rewards(groups: list[ScoredGroup], results: list) -> list[ScoredGroup]:

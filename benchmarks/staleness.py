@@ -32,6 +32,7 @@ from benchmarks.staleness_report import plot_sweep, sweep_table
 from benchmarks.sweep_points import PointResult, SweepPoint
 from configs.schema import TrainConfig
 from learner.metrics import read_metrics
+from wire import metric_names as names
 
 log = logging.getLogger("staleness")
 ETAS = (0, 1, 2, 4, 8)
@@ -57,12 +58,12 @@ def summarise(point: SweepPoint, rows: list[dict], groups_per_step: int) -> Poin
         seed=point.seed,
         groups_per_s=rate.groups_per_s,
         seconds_per_step=rate.seconds / (rate.groups / groups_per_step),
-        reward_last=statistics.fmean(r["reward/mean"] for r in last),
-        staleness_mean=statistics.fmean(r["staleness/mean"] for r in rows),
-        staleness_max=max(int(r["staleness/max"]) for r in rows),
-        dropped_stale=int(rows[-1]["replay/dropped_stale"]),
-        corrected_fraction=statistics.fmean(r["correction/corrected_fraction"] for r in rows),
-        weight_max=max(r["correction/weight_max"] for r in rows),
+        reward_last=statistics.fmean(r[names.REWARD_MEAN] for r in last),
+        staleness_mean=statistics.fmean(r[names.STALENESS_MEAN] for r in rows),
+        staleness_max=max(int(r[names.STALENESS_MAX]) for r in rows),
+        dropped_stale=int(rows[-1][names.REPLAY_DROPPED_STALE]),
+        corrected_fraction=statistics.fmean(r[names.CORRECTION_CORRECTED_FRACTION] for r in rows),
+        weight_max=max(r[names.CORRECTION_WEIGHT_MAX] for r in rows),
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from benchmarks.sweep_points import PointResult, SweepPoint
 from evaluation.plot import moving_average
 from learner.metrics import read_metrics
+from wire import metric_names as names
 
 SMOOTHING = 10  # steps in the plotted moving average of the reward
 LINE_STYLES = {"none": "-", "tis": "--", "mask": "-.", "decoupled": ":"}
@@ -66,11 +67,11 @@ def plot_sweep(out: Path, points: list[SweepPoint], results: list[PointResult], 
         if point.seed != 0:
             continue
         rows = read_metrics(out / point.name / "metrics.jsonl")
-        smooth = moving_average([m["reward/mean"] for m in rows], SMOOTHING)
+        smooth = moving_average([m[names.REWARD_MEAN] for m in rows], SMOOTHING)
         style = {"color": colours[point.eta], "linestyle": LINE_STYLES.get(point.correction, "-"), "linewidth": 1.5}
         label = f"eta={point.eta}, {point.correction}"
         by_step.plot([m["step"] for m in rows], smooth, label=label, **style)
-        by_time.plot([m["time/elapsed_s"] for m in rows], smooth, **style)
+        by_time.plot([m[names.TIME_ELAPSED_S] for m in rows], smooth, **style)
     markers = {"none": "o", "tis": "s", "mask": "D", "decoupled": "^"}
     for r in results:
         accuracy.errorbar([r.groups_per_s], [r.heldout], yerr=[r.heldout_stderr], fmt=markers.get(r.correction, "o"),

@@ -31,7 +31,7 @@ from benchmarks.stages import measured_rate
 from benchmarks.tta_report import plot_tta, tta_table
 from configs.schema import TrainConfig
 from learner.metrics import read_eval_points, read_metrics
-from wire.eval_points import EVAL_ACCURACY
+from wire import metric_names as names
 
 log = logging.getLogger("time_to_accuracy")
 SETTINGS = ((0, "none"), (2, "none"), (2, "decoupled"), (4, "decoupled"))
@@ -87,8 +87,8 @@ def curve_of(setting: Setting, seed: int, run_dir: Path, groups_per_step: int) -
         raise RuntimeError(f"{run_dir}: the run evaluated nothing while training (eval.every_steps?)")
     rate = measured_rate(read_metrics(metrics), WARMUP_STEPS, groups_per_step)
     return RunCurve(
-        setting.eta, setting.correction, seed, [p["eval/elapsed_s"] for p in points], [p["step"] for p in points],
-        [p[EVAL_ACCURACY] for p in points], rate.groups_per_s,
+        setting.eta, setting.correction, seed, [p[names.EVAL_ELAPSED_S] for p in points], [p["step"] for p in points],
+        [p[names.EVAL_ACCURACY] for p in points], rate.groups_per_s,
     )
 
 

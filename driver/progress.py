@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from configs.schema import TrainConfig
+from coordination.reports import StepMetrics
 from driver.roles import Roles
 from driver.session import stop_requested
 
@@ -35,22 +36,20 @@ def follow_progress(config: TrainConfig, roles: Roles, training: list, faults, t
                     restart_actor(config, roles, index, died, faults)
                     continue
                 raise RuntimeError(f"rollout actor {index} stopped before the learner finished")
-            metrics = ray.get(roles.learners[0].latest_metrics.remote())
+            metrics = roles.learners[0].latest_metrics()
             show_metrics(bar, metrics)
             if tick is not None:
                 tick(metrics)
 
 
-def show_metrics(bar, metrics: dict) -> None:
-    from wire.eval_points import EVAL_ACCURACY
-
-    if "step" in metrics:
-        bar.update(metrics["step"] + 1 - bar.n)
-        heldout = {"heldout": f"{metrics[EVAL_ACCURACY]:.3f}"} if EVAL_ACCURACY in metrics else {}
+def show_metrics(bar, metrics: StepMetrics) -> None:
+    if metrics.step >= 0:
+        bar.update(metrics.step + 1 - bar.n)
+        heldout = {"heldout": f"{metrics.heldout_accuracy:.3f}"} if metrics.heldout_accuracy is not None else {}
         bar.set_postfix(
-            reward=f"{metrics['reward/mean']:.3f}",
-            version=metrics["policy_version"],
-            stale=f"{metrics['staleness/mean']:.2f}",
-            caps_s=f"{metrics['throughput/captions_per_s']:.1f}",
+            reward=f"{metrics.reward_mean:.3f}",
+            version=metrics.policy_version,
+            stale=f"{metrics.staleness_mean:.2f}",
+            caps_s=f"{metrics.captions_per_s:.1f}",
             **heldout,
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from configs.schema import TrainConfig
 from configs.seeds import derived_seed
+from coordination.handles import EvaluatorHandle, GateHandle, LearnerHandle, PoolHandle, RolloutHandle
 from driver.inputs import Inputs
 from driver.session import worker_env
 
@@ -22,27 +23,29 @@ STOP_TIMEOUT_S = 30.0
 class Roles:
     """Handles of a running job's Ray actors."""
 
-    gate: object
-    learners: list
-    actors: list
-    runs: list  # the actors' run() calls (replaced when an actor is restarted)
+    gate: GateHandle
+    learners: list[LearnerHandle]  # by rank; rank 0 reports
+    actors: list[RolloutHandle]  # by actor id
+    runs: list  # the actors' run() calls, ObjectRefs (replaced when an actor is restarted)
     replay_endpoint: str
-    evaluator: object = None  # evaluation while training (eval.every_steps), if on
+    evaluator: EvaluatorHandle | None = None  # evaluation while training (eval.every_steps), if on
+
+    def ray_actors(self) -> list:
+        """Every role's Ray actor handle (to kill them)."""
+        handles = [*self.actors, *self.learners, self.gate, *([self.evaluator] if self.evaluator else [])]
+        return [handle.actor for handle in handles]
 
 
 def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
     """Gate, learner ranks, reasoner pool and rollout actors, wired together; actors start generating
     (a resumed run's from where its checkpoint left them)."""
-    import ray
-
-    from actors.rollout import ActorStart
     from actors.start import start_rollout_actors
+    from coordination.handles import start_gate
     from learner.admission import run_bounds
-    from learner.start import start_gate, start_learner
+    from learner.start import start_learner
     from records.vqa import read_records
     from serve.pool import ReasonerPool
     from supervisor.placement import check_placement, record_placement, role_demands, serve_replicas, wait_started
-    from wire.progress import ShardProgress
 
     role = config.policy.role
     policy = inputs.policy(role)
@@ -60,29 +63,26 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
         bounds=run_bounds(config, (record.id for record in read_records(Path(inputs.train_file)))),
         evaluation=evaluation,
     )
-    wait_started(demands["learner rank"], learner.ranks, timeout_s)
+    wait_started(demands["learner rank"], [rank.actor for rank in learner.ranks], timeout_s)
     # While the learner sets up. With serve.live the pool also serves people, two-stage model included.
     start_live_pool(config, inputs, http=config.serve.live, captioner=config.serve.live)
-    learners, replay_endpoint, weight_source, resumed = learner.ready()
+    learners, ready = learner.ready()
     actors = start_rollout_actors(
-        config.rollout, policy, sampling, inputs.train_file, (replay_endpoint,), weight_source,
+        config.rollout, policy, sampling, inputs.train_file, (ready.replay_endpoint,), ready.weight_source,
         config.serve.app_name, gate, worker_env(), config.seed, config.curve.keys_dir,
         nodes=pinned.get("rollout actor", ()), role=role,
     )
-    wait_started(demands["rollout actor"], actors, timeout_s)
+    wait_started(demands["rollout actor"], [actor.actor for actor in actors], timeout_s)
     replicas = serve_replicas(config.serve.app_name, ReasonerPool.name)
-    record_placement(run_dir / "placement.json", learners, replicas, actors)
+    record_placement(run_dir / "placement.json", [rank.actor for rank in learners], replicas, [actor.actor for actor in actors])
     starts = [None] * len(actors)
-    if resumed is not None:
-        ray.get(gate.restore.remote(resumed.gate, {a: len(p) for a, p in resumed.taken.items()}))
-        starts = [
-            ActorStart(resumed.taken.get(i, ShardProgress()), resumed.policy_version, resumed.actor_counters.get(i))
-            for i in range(len(actors))
-        ]
+    if (resumed := ready.resumed) is not None:
+        gate.restore(resumed.gate, resumed.gate_held())
+        starts = [resumed.actor_start(i) for i in range(len(actors))]
         log.info("resuming at step %d (policy version %d)", resumed.steps_done, resumed.policy_version)
-    runs = [a.run.remote(s) for a, s in zip(actors, starts)]
+    runs = [a.run_ref(s) for a, s in zip(actors, starts)]
     evaluator = evaluation.evaluator if evaluation is not None else None
-    return Roles(gate=gate, learners=learners, actors=actors, runs=runs, replay_endpoint=replay_endpoint, evaluator=evaluator)
+    return Roles(gate=gate, learners=learners, actors=actors, runs=runs, replay_endpoint=ready.replay_endpoint, evaluator=evaluator)
 
 
 def start_evaluation(config: TrainConfig, inputs: Inputs, sampling):
@@ -126,21 +126,21 @@ def stop_roles(roles: Roles | None, timeout_s: float = STOP_TIMEOUT_S) -> None:
             return max(1.0, timeout_s - (time.monotonic() - started))
 
         try:
-            ray.get([a.stop.remote() for a in roles.actors], timeout=left())
+            ray.get([a.stop_ref() for a in roles.actors], timeout=left())
             ray.get(roles.runs, timeout=left())
-            ray.get([a.close.remote() for a in roles.actors], timeout=left())  # vLLM engine processes
-            ray.get([rank.close.remote() for rank in roles.learners], timeout=left())
+            ray.get([a.close_ref() for a in roles.actors], timeout=left())  # vLLM engine processes
+            ray.get([rank.close_ref() for rank in roles.learners], timeout=left())
             if roles.evaluator is not None:
-                ray.get(roles.evaluator.close.remote(), timeout=left())
+                ray.get(roles.evaluator.close_ref(), timeout=left())
         except Exception as err:  # a role that died or did not stop in time: killed below
             log.warning("stopping roles: %s: %s", type(err).__name__, err)
-        for handle in [*roles.actors, *roles.learners, roles.gate, *([roles.evaluator] if roles.evaluator else [])]:
-            ray.kill(handle)
+        for actor in roles.ray_actors():
+            ray.kill(actor)
     serve.shutdown()
     log.info("roles stopped in %.1f s", time.monotonic() - started)
 
 
-def start_live_pool(config: TrainConfig, inputs: Inputs, http: bool, captioner: bool):
+def start_live_pool(config: TrainConfig, inputs: Inputs, http: bool, captioner: bool) -> PoolHandle:
     """The reasoner pool; with `captioner`, the captioner service behind its two-stage model
     (serve.api.captioner, else the run's captioner). A run training the reasoner always has the
     service: the frozen captioner writes the policy's prompts (the run's captioner, always)."""

@@ -84,7 +84,7 @@ def run_roles(config: TrainConfig, inputs: Inputs, run_dir: Path, watch=None) ->
     roles = None
     try:
         roles = start_roles(config, inputs, run_dir)
-        training = [rank.train.remote() for rank in roles.learners]
+        training = [rank.train_ref() for rank in roles.learners]
         faults = FaultLog()
         tick = watch.start(roles, faults) if watch is not None else None
         follow_progress(config, roles, training, faults, tick)
@@ -99,11 +99,9 @@ def run_roles(config: TrainConfig, inputs: Inputs, run_dir: Path, watch=None) ->
 
 def report_summary(roles: Roles, faults, path: Path) -> dict:
     """The run's account of its groups, logged and written to `path`."""
-    import ray
-
     from supervisor.summary import run_summary, summary_lines, write_summary
 
-    summary = run_summary(ray.get(roles.learners[0].accounting.remote()), ray.get(roles.gate.stats.remote()), faults)
+    summary = run_summary(roles.learners[0].accounting(), roles.gate.stats(), faults)
     write_summary(summary, path)
     for line in summary_lines(summary):
         log.info("%s", line)

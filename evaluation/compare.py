@@ -16,6 +16,7 @@ from evaluation.heldout import EvalResult
 from evaluation.plot import moving_average
 from evaluation.report import load_results
 from learner.metrics import read_metrics
+from wire import metric_names as names
 
 # The share of learner steps averaged at the start and at the end of a run.
 _EDGE = 0.2
@@ -37,10 +38,10 @@ class RunSummary:
 
 
 def summarise(run_dir: Path) -> RunSummary:
-    rows = [m for m in read_metrics(run_dir / "metrics.jsonl") if m.get("reward/mean") is not None]
+    rows = [m for m in read_metrics(run_dir / "metrics.jsonl") if m.get(names.REWARD_MEAN) is not None]
     if not rows:
         raise ValueError(f"{run_dir}: no learner step in metrics.jsonl")
-    rewards = [m["reward/mean"] for m in rows]
+    rewards = [m[names.REWARD_MEAN] for m in rows]
     edge = max(1, round(len(rows) * _EDGE))
     window = min(_WINDOW, len(rows))
     means = [sum(rewards[i : i + window]) / window for i in range(len(rows) - window + 1)]
@@ -52,8 +53,8 @@ def summarise(run_dir: Path) -> RunSummary:
         reward_last=statistics.fmean(rewards[-edge:]),
         best_window=means[best],
         best_window_start=rows[best]["step"],
-        staleness_mean=statistics.fmean(m["staleness/mean"] for m in rows),
-        seconds=rows[-1]["time/elapsed_s"],
+        staleness_mean=statistics.fmean(m[names.STALENESS_MEAN] for m in rows),
+        seconds=rows[-1][names.TIME_ELAPSED_S],
         held_out=load_results(run_dir),
     )
 
@@ -94,8 +95,8 @@ def plot_runs(run_dirs: list[Path], runs: list[RunSummary], out: Path) -> Path:
 
     figure, axis = plt.subplots(figsize=(7, 4))
     for run_dir, summary in zip(run_dirs, runs):
-        rows = [m for m in read_metrics(run_dir / "metrics.jsonl") if m.get("reward/mean") is not None]
-        line, = axis.plot([m["step"] for m in rows], moving_average([m["reward/mean"] for m in rows], 10), label=summary.name)
+        rows = [m for m in read_metrics(run_dir / "metrics.jsonl") if m.get(names.REWARD_MEAN) is not None]
+        line, = axis.plot([m["step"] for m in rows], moving_average([m[names.REWARD_MEAN] for m in rows], 10), label=summary.name)
         if summary.held_out:
             axis.plot([rows[-1]["step"]], [summary.held_out[-1].accuracy], "o", color=line.get_color())
     axis.set_xlabel("learner step")

@@ -20,6 +20,7 @@ import ray
 
 from configs.schema import TrainConfig
 from configs.seeds import derived_seed
+from coordination.handles import EvaluatorHandle
 from evaluation.heldout import EvalWorkers, evaluate_captioner
 from evaluation.pipeline import eval_settings
 from evaluation.workers import start_caption_worker, start_reasoner_worker
@@ -63,7 +64,7 @@ class TrainingEvaluator:
             ray.kill(worker)
 
 
-def start_training_evaluator(config: TrainConfig, captioner: str, reasoner: str, eval_file: str, sampling: SamplingSpec):
+def start_training_evaluator(config: TrainConfig, captioner: str, reasoner: str, eval_file: str, sampling: SamplingSpec) -> EvaluatorHandle:
     """The evaluator's actor, which holds no engine itself (no CPU of its own); its engines build
     while the other roles start, and its first evaluation waits for them."""
-    return ray.remote(TrainingEvaluator).options(num_cpus=0).remote(config, captioner, reasoner, eval_file, sampling)
+    return EvaluatorHandle(ray.remote(TrainingEvaluator).options(num_cpus=0).remote(config, captioner, reasoner, eval_file, sampling))

@@ -11,7 +11,8 @@ import logging
 import torch
 
 from learner.metrics import MetricsLog
-from wire.eval_points import EVAL_ACCURACY, EvalPoint, EvalPointResult, EvalSchedule
+from wire.eval_points import EvalPoint, EvalPointResult, EvalSchedule
+from wire.metric_names import EVAL_ACCURACY
 
 log = logging.getLogger(__name__)
 # How long the end of training waits for the last evaluations.
@@ -34,7 +35,7 @@ class EvalRequests:
         import ray
 
         held = (ray.put(weights),) if weights is not None else None
-        self.pending = self.schedule.evaluator.evaluate.remote(point, held)
+        self.pending = self.schedule.evaluator.evaluate_ref(point, held)
         self.asked_version = point.policy_version
         self.next_version = point.policy_version + self.schedule.every_steps
 

@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from wire.eval_points import EVAL_ACCURACY
+from wire.metric_names import EVAL_ACCURACY
 
 
 class MetricsLog:

@@ -18,6 +18,10 @@ import numpy as np
 import torch
 
 from configs.schema import LearnerConfig
+from coordination.gate import GateStats
+from coordination.handles import GateHandle
+from coordination.reports import GroupAccount, StepMetrics
+from coordination.resume import LearnerReady, RejoinPoint, ResumePoint
 from learner.accounting import ConsumedLog, Ledger, StepGroups, keep_steps_before
 from learner.admission import GroupAdmission, GroupBounds, ImageCheck
 from learner.batching import group_batch, packed
@@ -31,7 +35,6 @@ from learner.distributed import (
     micro_batches_per_step,
 )
 from learner.eval_requests import EvalRequests
-from learner.gate import GateStats
 from learner.grpo import group_advantages
 from learner.metrics import MetricsLog
 from learner.policy_model import load_policy_model, load_policy_processor
@@ -51,10 +54,9 @@ from learner.update import grpo_update
 from vlm.caption_prompt import image_pad_tokens
 from vlm.sampling import SamplingSpec
 from transport.curve import load_keys
+from wire import metric_names as names
 from wire.eval_points import EvalPoint, EvalSchedule
-from wire.progress import ShardProgress
 from wire.scored_group import ActorCounters, ScoredGroup
-from wire.weights import WeightSource
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +89,6 @@ class LearnerSetup:
 
 
 @dataclass(frozen=True)
-class ResumePoint:
-    """Where a resumed run continues, for the roles started after the learner."""
-
-    policy_version: int
-    steps_done: int
-    # Per actor: the prompt positions the learner had taken (its actors skip them).
-    taken: dict[int, ShardProgress]
-    gate: GateStats
-    actor_counters: dict[int, ActorCounters]
-
-
-@dataclass(frozen=True)
 class Collected:
     groups: list[ScoredGroup]
     dropped: list[tuple[ScoredGroup, str]]  # with the reason (learner/accounting.py)
@@ -106,7 +96,7 @@ class Collected:
 
 
 class LearnerRank:
-    def __init__(self, config: LearnerConfig, setup: LearnerSetup, gate=None):
+    def __init__(self, config: LearnerConfig, setup: LearnerSetup, gate: GateHandle | None = None):
         torch.set_num_threads(config.torch_threads)
         self.config, self.setup, self.gate = config, setup, gate
         self.rank, self.world_size = setup.rank, setup.world_size
@@ -121,10 +111,10 @@ class LearnerRank:
         host = ray.util.get_node_ip_address() if self.world_size > 1 else "127.0.0.1"
         return host, free_port(host)
 
-    def setup_rank(self, rendezvous: tuple[str, int]) -> tuple[str | None, WeightSource | None, ResumePoint | None]:
+    def setup_rank(self, rendezvous: tuple[str, int]) -> LearnerReady | None:
         """Join the process group, build the DeepSpeed engine (from the latest checkpoint when
-        resuming); rank 0 also opens the replay queue and the weight publisher. Returns (replay
-        endpoint, weight source, resume point) for the roles started next."""
+        resuming); rank 0 also opens the replay queue and the weight publisher, and returns what
+        the roles started next need (the other ranks: None)."""
         config = self.config
         init_process_group(RankInfo(self.rank, self.world_size, *rendezvous))
         torch.manual_seed(self.setup.seed)
@@ -147,8 +137,8 @@ class LearnerRank:
         if self.is_main:
             self._open_outputs(resumed)
         if not self.is_main:
-            return None, None, None
-        return self.replay.endpoint, self.publisher.source(), resumed
+            return None
+        return LearnerReady(self.replay.endpoint, self.publisher.source(), resumed)
 
     def _open_outputs(self, resumed: ResumePoint | None) -> None:
         config, run_dir = self.config, Path(self.setup.run_dir)
@@ -198,14 +188,14 @@ class LearnerRank:
             steps_done=self.steps_done,
             taken=self.ledger.consumed,
             # Nothing is in flight after a resume: the groups admitted are exactly those trained on
-            # (the n-th admitted is used by step n // groups_per_step: learner/gate.py).
+            # (the n-th admitted is used by step n // groups_per_step: coordination/gate.py).
             gate=replace(GateStats(**state["gate"]), admitted=self.ledger.trained),
             actor_counters=self.actor_counters,
         )
 
-    def latest_metrics(self) -> dict:
+    def latest_metrics(self) -> StepMetrics:
         """The last step's row, and the newest held-out accuracy measured while training."""
-        return {**self.latest, **(self.evals.latest_accuracy() if self.evals is not None else {})}
+        return StepMetrics({**self.latest, **(self.evals.latest_accuracy() if self.evals is not None else {})})
 
     def stop_after_step(self) -> None:
         """End training after the step in progress, as if it were the last (a soak's time is up).
@@ -219,7 +209,7 @@ class LearnerRank:
         torch.distributed.broadcast(decision, src=0)
         return bool(decision.item())
 
-    def train(self) -> dict:
+    def train(self) -> StepMetrics:
         started = self._started = time.perf_counter() - self.elapsed_before
         last_end = time.perf_counter()
         if self.steps_done:  # resumed: the actors wait for the checkpoint's weights
@@ -232,9 +222,9 @@ class LearnerRank:
             collected = self._collect()
             metrics = self._step(collected)
             now = time.perf_counter()
-            metrics["throughput/captions_per_s"] = sum(g.group_size for g in collected.groups) / (now - last_end)
-            metrics["time/step_s"] = now - last_end
-            metrics["time/elapsed_s"] = now - started
+            metrics[names.THROUGHPUT_CAPTIONS_PER_S] = sum(g.group_size for g in collected.groups) / (now - last_end)
+            metrics[names.TIME_STEP_S] = now - last_end
+            metrics[names.TIME_ELAPSED_S] = now - started
             last_end = now
             self.steps_done = step + 1
             if self.is_main:
@@ -249,7 +239,7 @@ class LearnerRank:
                 self._save(now - started)
         self._evaluate_final(time.perf_counter() - started)
         self._finish(time.perf_counter() - started)
-        return dict(self.latest)
+        return StepMetrics(dict(self.latest))
 
     def _collect(self) -> Collected:
         """Rank 0 waits for the step's groups, dropping those too stale or without signal, and
@@ -268,7 +258,7 @@ class LearnerRank:
                     continue
                 dropped.append((group, reason))
                 if self.gate is not None:  # its admission goes back to the gate for a fresh group
-                    self.gate.give_back.remote(1)
+                    self.gate.give_back_ref(1)
         groups = share_groups(kept, self.config.groups_per_step, self.engine.device)
         return Collected(groups, dropped, time.perf_counter() - started)
 
@@ -306,8 +296,8 @@ class LearnerRank:
         times = StepTimes(wait_s=collected.wait_s, update_s=update_s, publish_s=self._publish())
         self._count(collected)
         return {
-            "step": trained,
-            "policy_version": self.version,
+            names.STEP: trained,
+            names.POLICY_VERSION: self.version,
             **rollout_metrics(groups, trained),
             **update_metrics(stats, sum(g.group_size for g in groups)),
             **count_metrics(self.counts, self.actor_counters, times, self.version),
@@ -322,9 +312,7 @@ class LearnerRank:
             self.counts.queued_versions = self.replay.buffered_versions()
             self.counts.replay_buffered = len(self.counts.queued_versions)
         if self.is_main and self.gate is not None:
-            import ray
-
-            self.counts.gate = ray.get(self.gate.stats.remote())
+            self.counts.gate = self.gate.stats()
 
     def _publish(self, force: bool = False) -> float:
         if self.version % self.config.weight_sync.every_steps and not force:
@@ -352,9 +340,7 @@ class LearnerRank:
         taken prompts, the counters)."""
         state = {"steps_done": self.steps_done, "elapsed_s": elapsed_s}
         if self.is_main:
-            import ray
-
-            gate = ray.get(self.gate.stats.remote()) if self.gate is not None else GateStats(0, 0, 0)
+            gate = self.gate.stats() if self.gate is not None else GateStats(0, 0, 0)
             state.update(
                 ledger=self.ledger.to_state(),
                 replay=self.replay.counters_snapshot(),
@@ -370,31 +356,29 @@ class LearnerRank:
             self._save(elapsed_s)
         export_policy(self.engine, self.processor or self.tokenizer, run_dir / self.setup.role, self.is_main)
 
-    def rejoin_point(self, actor_id: int) -> tuple[list[list[int]], list[int] | None]:
+    def rejoin_point(self, actor_id: int) -> RejoinPoint:
         """For a restarted actor (rank 0): the prompt positions that reached the replay queue from
-        it (as wire ranges), and its counters from the last group it sent (None before any)."""
-        counters = self.actor_counters.get(actor_id)
-        return self.replay.received(actor_id).to_wire(), list(vars(counters).values()) if counters else None
+        it, and its counters from the last group it sent (None before any)."""
+        return RejoinPoint(received=self.replay.received(actor_id), counters=self.actor_counters.get(actor_id))
 
-    def accounting(self) -> dict:
+    def accounting(self) -> GroupAccount:
         """Rank 0's account of the run's groups so far (the run summary's learner part)."""
         replay = self.replay.counters
         buffered = len(self.replay)
         accounted = self.ledger.taken + buffered
-        return {
-            "steps": self.steps_done,
-            "policy_version": self.version,
-            "groups_accepted": replay.accepted,
-            "groups_consumed": self.ledger.trained,
-            "groups_dropped": {**self.ledger.dropped, "duplicate": replay.duplicates},
-            "groups_buffered_at_end": buffered,
-            # Accepted into the queue but neither taken by a step nor waiting there.
-            "groups_lost": replay.accepted - accounted,
-            "groups_duplicated": self.ledger.twice,
-            "frames_rejected": replay.rejected,
-            "frames_rejected_by_reason": dict(replay.rejected_by_reason),
-            "actors": {str(a): vars(c).copy() for a, c in sorted(self.actor_counters.items())},
-        }
+        return GroupAccount(
+            steps=self.steps_done,
+            policy_version=self.version,
+            groups_accepted=replay.accepted,
+            groups_consumed=self.ledger.trained,
+            groups_dropped={**self.ledger.dropped, "duplicate": replay.duplicates},
+            groups_buffered_at_end=buffered,
+            groups_lost=replay.accepted - accounted,
+            groups_duplicated=self.ledger.twice,
+            frames_rejected=replay.rejected,
+            frames_rejected_by_reason=dict(replay.rejected_by_reason),
+            actors=dict(sorted(self.actor_counters.items())),
+        )
 
     def close(self) -> None:
         if self.replay is not None:

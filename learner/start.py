@@ -1,4 +1,4 @@
-"""Start the learner ranks (one Ray actor per DeepSpeed process) and the staleness gate."""
+"""Start the learner ranks: one Ray actor per DeepSpeed process."""
 
 from __future__ import annotations
 
@@ -10,29 +10,24 @@ from configs.placement import ray_options
 from configs.schema import LearnerConfig
 from configs.seeds import derived_seed
 from learner.admission import GroupBounds
-from learner.gate import GateActor
-from learner.role import LearnerRank, LearnerSetup, ResumePoint
+from coordination.handles import GateHandle, LearnerHandle
+from coordination.resume import LearnerReady
+from learner.role import LearnerRank, LearnerSetup
 from vlm.sampling import SamplingSpec
 from wire.eval_points import EvalSchedule
-from wire.weights import WeightSource
-
-
-def start_gate(config: LearnerConfig):
-    return ray.remote(GateActor).options(num_cpus=0).remote(config.groups_per_step, config.max_staleness)
 
 
 @dataclass(frozen=True)
 class StartingLearner:
     """Learner ranks still setting up (DeepSpeed, the model): the caller starts other roles meanwhile."""
 
-    ranks: list
-    setups: list  # the ranks' setup_rank calls
+    ranks: list[LearnerHandle]
+    setups: list  # the ranks' setup calls (ObjectRefs)
 
-    def ready(self) -> tuple[list, str, WeightSource, ResumePoint | None]:
-        """Wait for the setup; returns the ranks, the replay endpoint, the weight source and, for a
-        resumed run, where it continues."""
-        replay_endpoint, weight_source, resumed = ray.get(self.setups)[0]
-        return self.ranks, replay_endpoint, weight_source, resumed
+    def ready(self) -> tuple[list[LearnerHandle], LearnerReady]:
+        """Wait for the setup; returns the ranks, and rank 0's replay endpoint, weight source and,
+        for a resumed run, where it continues."""
+        return self.ranks, ray.get(self.setups)[0]
 
 
 def start_learner(
@@ -41,7 +36,7 @@ def start_learner(
     run_dir: str,
     sampling: SamplingSpec,
     num_actors: int,
-    gate,
+    gate: GateHandle | None,
     env: dict[str, str],
     seed: int,
     resume: bool = False,
@@ -62,28 +57,24 @@ def start_learner(
         # max_concurrency 2: the driver reads progress while `train` runs.
         return {**placed, "max_concurrency": 2, "runtime_env": {"env_vars": env}}
 
-    ranks = [
-        remote.options(**options(r)).remote(
-            config,
-            LearnerSetup(
-                policy=policy,
-                run_dir=run_dir,
-                rank=r,
-                world_size=config.num_ranks,
-                seed=derived_seed(seed, "learner", r),
-                sampling=sampling,
-                weight_receivers=num_actors,
-                resume=resume,
-                curve_keys_dir=curve_keys_dir,
-                role=role,
-                bounds=bounds,
-                evaluation=evaluation,
-            ),
-            gate,
+    def setup(rank: int) -> LearnerSetup:
+        return LearnerSetup(
+            policy=policy,
+            run_dir=run_dir,
+            rank=rank,
+            world_size=config.num_ranks,
+            seed=derived_seed(seed, "learner", rank),
+            sampling=sampling,
+            weight_receivers=num_actors,
+            resume=resume,
+            curve_keys_dir=curve_keys_dir,
+            role=role,
+            bounds=bounds,
+            evaluation=evaluation,
         )
-        for r in range(config.num_ranks)
-    ]
+
+    ranks = [LearnerHandle(remote.options(**options(r)).remote(config, setup(r), gate)) for r in range(config.num_ranks)]
     # Rank 0 may land on any node: it names the rendezvous address, then all ranks join at once
     # (Ray hands them the address when rank 0 has named it; nothing here waits).
-    rendezvous = ranks[0].node_address.remote()
-    return StartingLearner(ranks, [rank.setup_rank.remote(rendezvous) for rank in ranks])
+    rendezvous = ranks[0].node_address_ref()
+    return StartingLearner(ranks, [rank.setup_ref(rendezvous) for rank in ranks])

@@ -1,7 +1,7 @@
 """The row a learner step writes to metrics.jsonl, built from typed pieces.
 
 Key namespaces: `reward/`, `staleness/`, `rollout/`, `reasoner/`, `loss/`, `correction/`, `logprob/`, `replay/`,
-`gate/`, `time/`, `throughput/` (the README lists every key).
+`gate/`, `time/`, `throughput/`; each key is named once, in wire/metric_names.py (the README lists every key).
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from learner.gate import GateStats
+from coordination.gate import GateStats
 from learner.staleness import staleness
 from learner.update import UpdateStats
+from wire import metric_names as names
 from wire.scored_group import COUNTER_NAMES, ActorCounters, ScoredGroup
 
 
@@ -48,34 +49,34 @@ def rollout_metrics(groups: list[ScoredGroup], learner_version: int) -> dict:
     # Samples whose tokens came from more than one policy version (weights swapped mid-caption).
     mixed = sum(int(t.min() != t.max()) for g in groups for t in g.token_versions)
     return {
-        "reward/mean": float(rewards.mean()),
-        "reward/std": float(rewards.std()),
-        "staleness/min": age.min,
-        "staleness/mean": age.mean,
-        "staleness/max": age.max,
-        "rollout/policy_version_max": max(versions),
-        "rollout/policy_version_min": min(versions),
-        "rollout/mixed_version_fraction": mixed / len(versions),
-        "reasoner/latency_s": float(np.mean([g.timings.score_s for g in groups])),
-        "rollout/generate_s": float(np.mean([g.timings.generate_s for g in groups])),
+        names.REWARD_MEAN: float(rewards.mean()),
+        names.REWARD_STD: float(rewards.std()),
+        names.STALENESS_MIN: age.min,
+        names.STALENESS_MEAN: age.mean,
+        names.STALENESS_MAX: age.max,
+        names.ROLLOUT_POLICY_VERSION_MAX: max(versions),
+        names.ROLLOUT_POLICY_VERSION_MIN: min(versions),
+        names.ROLLOUT_MIXED_VERSION_FRACTION: mixed / len(versions),
+        names.REASONER_LATENCY_S: float(np.mean([g.timings.score_s for g in groups])),
+        names.ROLLOUT_GENERATE_S: float(np.mean([g.timings.generate_s for g in groups])),
     }
 
 
 def update_metrics(stats: UpdateStats, captions: int) -> dict:
     return {
-        "rollout/caption_tokens_mean": stats.tokens / captions,  # tokens summed over ranks
-        "loss/total": stats.loss,
-        "loss/policy": stats.pg_loss,
-        "loss/kl": stats.kl,
-        "loss/clip_fraction": stats.clip_fraction,
-        "loss/dual_clip_fraction": stats.dual_clip_fraction,
-        "loss/ratio_mean": stats.ratio_mean,
-        "loss/ratio_max": stats.ratio_max,
-        "correction/weight_mean": stats.weight_mean,
-        "correction/weight_max": stats.weight_max,
-        "correction/corrected_fraction": stats.corrected_fraction,
-        "loss/grad_norm": stats.grad_norm,
-        "logprob/on_policy_abs_diff": stats.on_policy_logprob_diff,
+        names.ROLLOUT_CAPTION_TOKENS_MEAN: stats.tokens / captions,  # tokens summed over ranks
+        names.LOSS_TOTAL: stats.loss,
+        names.LOSS_POLICY: stats.pg_loss,
+        names.LOSS_KL: stats.kl,
+        names.LOSS_CLIP_FRACTION: stats.clip_fraction,
+        names.LOSS_DUAL_CLIP_FRACTION: stats.dual_clip_fraction,
+        names.LOSS_RATIO_MEAN: stats.ratio_mean,
+        names.LOSS_RATIO_MAX: stats.ratio_max,
+        names.CORRECTION_WEIGHT_MEAN: stats.weight_mean,
+        names.CORRECTION_WEIGHT_MAX: stats.weight_max,
+        names.CORRECTION_CORRECTED_FRACTION: stats.corrected_fraction,
+        names.LOSS_GRAD_NORM: stats.grad_norm,
+        names.LOGPROB_ON_POLICY_ABS_DIFF: stats.on_policy_logprob_diff,
     }
 
 
@@ -83,29 +84,29 @@ def update_metrics(stats: UpdateStats, captions: int) -> dict:
 TOTAL_NAMES = tuple(name for name in COUNTER_NAMES if name != "policy_version")
 
 
-def waiting_staleness(name: str, next_version: int, versions: list[int]) -> dict:
-    """`staleness/<name>_min|mean|max`: how old what waits would be if the next step (training
+def waiting_staleness(where: str, next_version: int, versions: list[int]) -> dict:
+    """`staleness/<where>_min|mean|max`: how old what waits would be if the next step (training
     `next_version`) took it now; null when nothing waits."""
     if not versions:
-        return {f"staleness/{name}_{stat}": math.nan for stat in ("min", "mean", "max")}
+        return {names.waiting_staleness(where, stat): math.nan for stat in ("min", "mean", "max")}
     age = staleness(next_version, versions)
-    return {f"staleness/{name}_min": age.min, f"staleness/{name}_mean": age.mean, f"staleness/{name}_max": age.max}
+    return {names.waiting_staleness(where, stat): getattr(age, stat) for stat in ("min", "mean", "max")}
 
 
 def count_metrics(counts: RunCounts, actors: dict[int, ActorCounters], times: StepTimes, next_version: int) -> dict:
     """Running totals (the run's, and the actors' as their latest groups told them), staleness of
     what waits in the queue and at the actors, and timings."""
     row = {
-        "replay/dropped_stale": counts.dropped_stale,
-        "replay/dropped_uniform": counts.dropped_uniform,
-        "replay/accepted": counts.replay_accepted,
-        "replay/rejected": counts.replay_rejected,
-        "replay/duplicates": counts.replay_duplicates,
-        "replay/buffered": counts.replay_buffered,
-        **{f"gate/{f.name}": getattr(counts.gate, f.name) for f in fields(counts.gate)},
+        names.REPLAY_DROPPED_STALE: counts.dropped_stale,
+        names.REPLAY_DROPPED_UNIFORM: counts.dropped_uniform,
+        names.REPLAY_ACCEPTED: counts.replay_accepted,
+        names.REPLAY_REJECTED: counts.replay_rejected,
+        names.REPLAY_DUPLICATES: counts.replay_duplicates,
+        names.REPLAY_BUFFERED: counts.replay_buffered,
+        **{names.gate_metric(f.name): getattr(counts.gate, f.name) for f in fields(counts.gate)},
     }
-    row.update({f"rollout/{name}": sum(getattr(c, name) for c in actors.values()) for name in TOTAL_NAMES})
+    row.update({names.actors_total(name): sum(getattr(c, name) for c in actors.values()) for name in TOTAL_NAMES})
     row.update(waiting_staleness("queue", next_version, counts.queued_versions))
     row.update(waiting_staleness("actors", next_version, [c.policy_version for c in actors.values()]))
-    row.update({f"time/{f.name}": getattr(times, f.name) for f in fields(times)})
+    row.update({names.time_metric(f.name): getattr(times, f.name) for f in fields(times)})
     return row

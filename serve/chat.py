@@ -14,6 +14,7 @@ import openai
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from configs.schema import ApiConfig
+from coordination.handles import CaptionServiceHandle
 from serve.api_images import check_image, image_bytes
 from serve.api_protocol import (
     STREAM_END,
@@ -43,7 +44,7 @@ from wire.inference import DescribeRequest, Description
 
 
 class ChatService:
-    def __init__(self, api: ApiConfig, engine: ReasonerEngine, queue: EngineQueue, captioner: Any | None, default_max_tokens: int):
+    def __init__(self, api: ApiConfig, engine: ReasonerEngine, queue: EngineQueue, captioner: CaptionServiceHandle | None, default_max_tokens: int):
         self.api, self.engine, self.queue, self.captioner = api, engine, queue, captioner
         self.default_max_tokens = min(default_max_tokens, api.max_tokens)
         # Reasoners served elsewhere, by model id: called directly, they never hold this replica's engine.
@@ -114,7 +115,7 @@ class ChatService:
     async def _two_stage(
         self, reasoner: str, question: str, image: bytes, seed: int | None, params: CompletionParams, on_text: TextSink | None = None
     ) -> AsyncIterator[tuple[str, Any]]:
-        description: Description = await self.captioner.describe.remote(DescribeRequest(image, question, seed))
+        description: Description = await self.captioner.describe(DescribeRequest(image, question, seed))
         yield "description", description
         conversation = two_stage_messages(description.caption, question, description.tentative_answer)
         await self._check_context(reasoner, conversation, params)

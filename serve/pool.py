@@ -30,6 +30,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from configs.placement import ray_options
 from configs.schema import RewardConfig, ServeConfig
 from configs.seeds import derived_seed
+from coordination.handles import CaptionServiceHandle, PoolHandle
 from serve.api_protocol import ApiError, internal_error, parse_chat_request, read_body
 from serve.chat import ChatService
 from serve.engine_queue import EngineQueue
@@ -67,8 +68,9 @@ class ReasonerPool:
         endpoint = self.reward.judge.openai
         self.judge_engine = OpenAIReasoner(endpoint) if endpoint.base_url else self.engine
         self.queue = EngineQueue(config.api.live_burst, config.api.max_live_waiting)
-        self.captioner = captioner
-        self.chat = ChatService(config.api, self.engine, self.queue, captioner, config.max_new_tokens)
+        # The captioner service's deployment handle, typed (Serve hands the bound app in as a handle).
+        self.captioner = CaptionServiceHandle(captioner) if captioner is not None else None
+        self.chat = ChatService(config.api, self.engine, self.queue, self.captioner, config.max_new_tokens)
         self._token = os.environ.get(config.api.api_key_env) or None
         self._faults = random.Random(derived_seed(replica_seed, "injected-faults"))
         self._http_scoring = 0  # /reasoner requests in flight (bounded by serve.api.max_live_waiting)
@@ -92,7 +94,7 @@ class ReasonerPool:
         """The frozen captioner's captions (policy.role=reasoner: the policy reasoner's prompts)."""
         if self.captioner is None:
             raise RuntimeError("this pool serves no captioner (policy.role=reasoner deploys one)")
-        return await self.captioner.captions.remote(requests)
+        return await self.captioner.captions(requests)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
     async def _score_batch(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
@@ -209,12 +211,14 @@ def reasoner_app(config: ServeConfig, checkpoint: str, seed: int, captioner=None
     ).bind(config, checkpoint, seed, captioner, reward)
 
 
-def start_reasoner_pool(config: ServeConfig, checkpoint: str, seed: int, http: bool = False, captioner=None, reward: RewardConfig | None = None):
-    """Deploy the pool and return its deployment handle; with `http`, also serve people on
+def start_reasoner_pool(
+    config: ServeConfig, checkpoint: str, seed: int, http: bool = False, captioner=None, reward: RewardConfig | None = None
+) -> PoolHandle:
+    """Deploy the pool and return its handle; with `http`, also serve people on
     config.http_host:http_port (else the pool serves the rollout actors only, through Ray)."""
     if http:
         http_options = {"host": config.http_host, "port": config.http_port, "request_timeout_s": config.api.request_timeout_s}
         serve.start(proxy_location=config.proxy_location, http_options=http_options, logging_config={"log_level": "WARNING"})
     else:
         serve.start(proxy_location="Disabled", logging_config={"log_level": "WARNING"})
-    return serve.run(reasoner_app(config, checkpoint, seed, captioner, reward), name=config.app_name, route_prefix="/")
+    return PoolHandle(serve.run(reasoner_app(config, checkpoint, seed, captioner, reward), name=config.app_name, route_prefix="/"))

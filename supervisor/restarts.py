@@ -17,11 +17,9 @@ import time
 
 import ray
 
-from actors.rollout import ActorStart
 from configs.schema import TrainConfig
+from coordination.handles import RolloutHandle
 from supervisor.faults import FaultLog
-from wire.progress import ShardProgress
-from wire.scored_group import ActorCounters
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +48,19 @@ def restart_actor(config: TrainConfig, roles, index: int, died: Exception, fault
             f"rollout actor {index} died ({reason}) and did not come back (rollout.max_restarts="
             f"{config.rollout.max_restarts} per actor): {type(err).__name__}: {err}"
         ) from err
-    received_wire, counters = ray.get(learner.rejoin_point.remote(index))
-    received = ShardProgress.from_wire(received_wire)
-    lost = ray.get(roles.gate.reclaim.remote(index, len(received)))
-    start = ActorStart(done=received, counters=ActorCounters(*counters) if counters else None)
-    roles.runs[index] = actor.run.remote(start)
+    rejoin = learner.rejoin_point(index)
+    lost = roles.gate.reclaim(index, len(rejoin.received))
+    roles.runs[index] = actor.run_ref(rejoin.actor_start())
     faults.survive("actor_death", f"actor {index}: {reason}; {lost} undelivered groups go back to the gate and are regenerated")
 
 
-def wait_until_back(actor) -> None:
+def wait_until_back(actor: RolloutHandle) -> None:
     """Return once Ray has restarted `actor` (its calls fail as "unavailable" meanwhile); raises
     ActorDiedError when it will not come back, GetTimeoutError after RESTART_TIMEOUT_S."""
     deadline = time.monotonic() + RESTART_TIMEOUT_S
     while True:
         try:
-            ray.get(actor.ready.remote(), timeout=max(1.0, deadline - time.monotonic()))
+            ray.get(actor.ready_ref(), timeout=max(1.0, deadline - time.monotonic()))
             return
         except ray.exceptions.ActorUnavailableError:
             if time.monotonic() > deadline:

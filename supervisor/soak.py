@@ -25,8 +25,10 @@ import ray
 import zmq
 
 from configs.commands import SoakConfig
+from coordination.reports import StepMetrics
 from supervisor.faults import FaultLog
 from supervisor.poison import POISON_CLASSES, PoisonSpec, plausible_group, poison_group
+from wire.metric_names import REPLAY_ACCEPTED
 from wire.scored_group import SCHEMA_VERSION, encode_group
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ class FaultInjector:
         self.pending_replicas: dict[str, int] = {}  # killed replica -> replicas there were
         self.pending_oversized: int | None = None  # replay/accepted when the big frame went
 
-    def tick(self, metrics: dict, injecting: bool) -> None:
+    def tick(self, metrics: StepMetrics, injecting: bool) -> None:
         if injecting:
             for kind in self.schedule.take_due(time.monotonic() - self.started):
                 getattr(self, f"_inject_{kind}")(metrics)
@@ -86,13 +88,13 @@ class FaultInjector:
         watched = ("actor_death", "replica_death", "oversized_frame")
         return all(self.faults.survived[kind] >= self.faults.injected[kind] for kind in watched)
 
-    def _inject_actor_death(self, metrics: dict) -> None:
+    def _inject_actor_death(self, metrics: StepMetrics) -> None:
         index = self.kills % len(self.roles.actors)
         self.kills += 1
         self.faults.inject("actor_death", f"killed rollout actor {index}")
-        ray.kill(self.roles.actors[index], no_restart=False)  # as a crash: Ray restarts it
+        ray.kill(self.roles.actors[index].actor, no_restart=False)  # as a crash: Ray restarts it
 
-    def _inject_replica_death(self, metrics: dict) -> None:
+    def _inject_replica_death(self, metrics: StepMetrics) -> None:
         replicas = self._replicas()
         if not replicas:
             log.warning("no reasoner replica to kill")
@@ -102,7 +104,7 @@ class FaultInjector:
         ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
         self.pending_replicas[victim] = len(replicas)
 
-    def _inject_garbage(self, metrics: dict) -> None:
+    def _inject_garbage(self, metrics: StepMetrics) -> None:
         frames = garbage_frames()
         sender = zmq.Context.instance().socket(zmq.PUSH)
         sender.setsockopt(zmq.LINGER, 2000)
@@ -118,9 +120,9 @@ class FaultInjector:
         big.send(os.urandom(1024) * (65 * 1024))  # 65 MiB, past the default max_frame_bytes
         big.close()
         self.faults.inject("oversized_frame", "a 65 MiB frame sent to the replay queue")
-        self.pending_oversized = metrics.get("replay/accepted", 0)
+        self.pending_oversized = metrics.get(REPLAY_ACCEPTED, 0)
 
-    def _inject_poison(self, metrics: dict) -> None:
+    def _inject_poison(self, metrics: StepMetrics) -> None:
         sender = zmq.Context.instance().socket(zmq.PUSH)
         sender.setsockopt(zmq.LINGER, 2000)
         sender.connect(self.replay_endpoint)
@@ -139,14 +141,14 @@ class FaultInjector:
             if a["namespace"] == "serve" and a["name"].startswith(prefix)
         )
 
-    def _check_recoveries(self, metrics: dict) -> None:
+    def _check_recoveries(self, metrics: StepMetrics) -> None:
         for victim, count in list(self.pending_replicas.items()):
             now = self._replicas()
             if victim not in now and len(now) >= count:
                 self.faults.survive("replica_death", f"{victim} replaced; the pool has {len(now)} replicas again")
                 del self.pending_replicas[victim]
         # The queue still takes groups after the big frame: the learner lived through it.
-        if self.pending_oversized is not None and metrics.get("replay/accepted", 0) > self.pending_oversized:
+        if self.pending_oversized is not None and metrics.get(REPLAY_ACCEPTED, 0) > self.pending_oversized:
             self.faults.survive("oversized_frame", "the replay queue refused it and still takes groups")
             self.pending_oversized = None
 
@@ -169,13 +171,13 @@ class SoakWatch:
         self.injector = FaultInjector(self.config, roles, self.app_name, roles.replay_endpoint, faults, self.poison)
         return self.tick
 
-    def tick(self, metrics: dict) -> None:
+    def tick(self, metrics: StepMetrics) -> None:
         elapsed = time.monotonic() - self.faults.started
         self.injector.tick(metrics, injecting=elapsed < self.config.duration_s)
         settled = self.injector.settled() or elapsed > self.config.duration_s + SETTLE_S
         if not self.stopping and elapsed >= self.config.duration_s and settled:
             log.info("soak: %.0f s are up; the learner finishes its step", elapsed)
-            self.roles.learners[0].stop_after_step.remote()
+            self.roles.learners[0].stop_after_step_ref()
             self.stopping = True
 
     def finish(self, summary: dict, run_dir) -> None:

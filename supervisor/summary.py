@@ -11,23 +11,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from learner.gate import GateStats
+from coordination.gate import GateStats
+from coordination.reports import GroupAccount
 from supervisor.faults import FaultLog
 from supervisor.poison import POISON_CLASSES
 
 
-def run_summary(accounting: dict, gate: GateStats, faults: FaultLog) -> dict:
-    """The summary of a run from the learner's `accounting()`, the gate's stats and the fault log."""
-    actors = accounting["actors"].values()
-
-    def actor_total(name: str) -> int:
-        return sum(counters[name] for counters in actors)
-
+def run_summary(accounting: GroupAccount, gate: GateStats, faults: FaultLog) -> dict:
+    """The summary of a run (summary.json's keys) from the learner's `accounting()`, the gate's
+    stats and the fault log."""
+    actor_total = accounting.actor_total
     survived = dict(faults.survived)
     # Frames that did not decode, against well-formed groups refused for what they meant: those
     # are poison survived only where a soak sent poison, each class up to what it sent of that class.
-    by_reason = accounting.get("frames_rejected_by_reason", {})
-    malformed = by_reason.get("malformed", 0) + by_reason.get("error", 0) if by_reason else accounting["frames_rejected"]
+    by_reason = accounting.frames_rejected_by_reason
+    malformed = by_reason.get("malformed", 0) + by_reason.get("error", 0) if by_reason else accounting.frames_rejected
     per_class = faults.injected.get("poison_group", 0) // len(POISON_CLASSES)
     poison = sum(min(by_reason.get(kind, 0), per_class) for kind in POISON_CLASSES)
     # Faults the roles absorbed themselves, counted where they happened.
@@ -39,31 +37,31 @@ def run_summary(accounting: dict, gate: GateStats, faults: FaultLog) -> dict:
         ("format_timeout", actor_total("format_timeouts")),
         ("malformed_frame", malformed),
         ("poison_group", poison),
-        ("duplicate_group", accounting["groups_dropped"]["duplicate"]),
+        ("duplicate_group", accounting.groups_dropped["duplicate"]),
         ("unreadable_record", actor_total("bad_records")),
         ("malformed_weight_update", actor_total("weight_updates_rejected")),
     ):
         if count:
             survived[kind] = survived.get(kind, 0) + count
     return {
-        "steps": accounting["steps"],
-        "policy_version": accounting["policy_version"],
+        "steps": accounting.steps,
+        "policy_version": accounting.policy_version,
         "groups_generated": actor_total("groups_generated"),
         "groups_admitted": gate.admitted + gate.given_back,
-        "groups_accepted": accounting["groups_accepted"],
-        "groups_consumed": accounting["groups_consumed"],
+        "groups_accepted": accounting.groups_accepted,
+        "groups_consumed": accounting.groups_consumed,
         "groups_dropped": {
-            **accounting["groups_dropped"],
+            **accounting.groups_dropped,
             # Generated but never delivered; their prompts were generated again.
             "scoring_failed": actor_total("groups_lost"),
             "lost_with_dead_actor": gate.reclaimed,
         },
-        "groups_buffered_at_end": accounting["groups_buffered_at_end"],
-        "groups_lost": accounting["groups_lost"],
-        "groups_duplicated": accounting["groups_duplicated"],
+        "groups_buffered_at_end": accounting.groups_buffered_at_end,
+        "groups_lost": accounting.groups_lost,
+        "groups_duplicated": accounting.groups_duplicated,
         # Frames the replay queue refused, by reason (learner/admission.py): outside a soak, any
         # other than "malformed" means a sender out of step with the run (README, Troubleshooting).
-        "frames_rejected_by_reason": by_reason,
+        "frames_rejected_by_reason": dict(by_reason),
         "faults_injected": sum(faults.injected.values()),
         "faults_injected_by_kind": dict(faults.injected),
         "faults_survived": sum(survived.values()),

@@ -7,13 +7,14 @@ import pytest
 
 from configs.commands import SoakConfig
 from learner.accounting import Ledger, StepGroups, keep_steps_before
-from learner.gate import GateStats
+from coordination.gate import GateStats
+from coordination.reports import GroupAccount
 from supervisor.faults import FaultLog
 from supervisor.soak import Schedule, garbage_frames, soak_report
 from supervisor.summary import run_summary
 from tests.test_messages import make_group
 from wire.buffers import MalformedMessage
-from wire.scored_group import decode_group
+from wire.scored_group import ActorCounters, decode_group
 
 
 def test_the_ledger_counts_what_steps_took_and_a_position_taken_twice():
@@ -40,15 +41,15 @@ def test_a_resumed_run_cuts_its_step_files_back_to_the_checkpoint(tmp_path):
     keep_steps_before(tmp_path / "absent.jsonl", 3)  # nothing to cut
 
 
-def _accounting(**changes) -> dict:
-    actor = {"groups_generated": 12, "groups_lost": 1, "bad_records": 0, "score_failures": 3, "answers_refused": 1,
-             "empty_captions": 0, "judge_unparsed": 0, "weight_updates": 4, "weight_updates_rejected": 0, "policy_version": 4, "format_timeouts": 0}
+def _accounting(**changes) -> GroupAccount:
+    actor = ActorCounters(groups_generated=12, groups_lost=1, bad_records=0, score_failures=3, answers_refused=1,
+                          empty_captions=0, judge_unparsed=0, weight_updates=4, weight_updates_rejected=0, policy_version=4, format_timeouts=0)
     base = {
         "steps": 4, "policy_version": 4, "groups_accepted": 10, "groups_consumed": 8,
         "groups_dropped": {"stale": 1, "uniform": 0, "duplicate": 2}, "groups_buffered_at_end": 1,
-        "groups_lost": 0, "groups_duplicated": 0, "frames_rejected": 4, "actors": {"0": actor, "1": actor},
+        "groups_lost": 0, "groups_duplicated": 0, "frames_rejected": 4, "actors": {0: actor, 1: actor},
     }
-    return {**base, **changes}
+    return GroupAccount(**{**base, **changes})
 
 
 def test_the_summary_adds_the_faults_each_role_absorbed_to_the_drivers():

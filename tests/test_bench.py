@@ -14,6 +14,7 @@ from benchmarks.stages import StageRate, measured_rate
 from configs.commands import BenchCommandConfig, parse_cores
 from configs.load import ConfigError, load_config
 from learner.metrics import read_metrics
+from wire import metric_names as names
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +32,7 @@ def test_measured_rate_counts_the_steps_after_warm_up(tmp_path):
     # (3 s) and runs to the end of step 5 (9 s): 4 steps of 8 groups in 6 s.
     ends = [1.0, 3.0, 4.0, 6.0, 8.0, 9.0]
     metrics = tmp_path / "metrics.jsonl"
-    metrics.write_text("".join(json.dumps({"step": i, "time/elapsed_s": t}) + "\n" for i, t in enumerate(ends)))
+    metrics.write_text("".join(json.dumps({"step": i, names.TIME_ELAPSED_S: t}) + "\n" for i, t in enumerate(ends)))
     rate = measured_rate(read_metrics(metrics), warmup_steps=2, groups_per_step=8)
     assert rate.groups == 32 and rate.seconds == pytest.approx(6.0)
     assert rate.groups_per_s == pytest.approx(32 / 6)

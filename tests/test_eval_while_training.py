@@ -5,6 +5,7 @@ import math
 
 from learner.metrics import read_eval_points, read_metrics
 from tests.test_launch import short_run
+from wire import metric_names as names
 
 STEPS, EVERY, PROMPTS, SAMPLES = 5, 2, 4, 2
 
@@ -25,11 +26,11 @@ def test_a_run_evaluates_its_published_weights_while_it_trains(tmp_path, run_lau
     assert steps[0] == 0 and steps[-1] == STEPS
     assert all(b - a >= EVERY for a, b in zip(steps[:-2], steps[1:-1])) and steps == sorted(set(steps))
     for point in points:
-        assert point["eval/policy_version"] == point["step"]  # weights after that many steps
-        assert 0 <= point["eval/accuracy"] <= 1 and point["eval/num_prompts"] == PROMPTS
+        assert point[names.EVAL_POLICY_VERSION] == point["step"]  # weights after that many steps
+        assert 0 <= point[names.EVAL_ACCURACY] <= 1 and point[names.EVAL_NUM_PROMPTS] == PROMPTS
         # An accuracy over PROMPTS prompts of SAMPLES captions is a multiple of 1 / (PROMPTS x SAMPLES).
-        assert math.isclose(point["eval/accuracy"] * PROMPTS * SAMPLES, round(point["eval/accuracy"] * PROMPTS * SAMPLES))
-        assert point["eval/seconds"] > 0
-    published = [p["eval/elapsed_s"] for p in points]
+        assert math.isclose(point[names.EVAL_ACCURACY] * PROMPTS * SAMPLES, round(point[names.EVAL_ACCURACY] * PROMPTS * SAMPLES))
+        assert point[names.EVAL_SECONDS] > 0
+    published = [p[names.EVAL_ELAPSED_S] for p in points]
     assert published == sorted(published) and published[0] == 0.0
     assert (tmp_path / "run" / "reward.png").stat().st_size > 0

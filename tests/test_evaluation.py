@@ -9,6 +9,7 @@ from evaluation.compare import format_runs, summarise
 from evaluation.heldout import EvalResult
 from evaluation.plot import PLOT_FILE, moving_average, plot_run
 from evaluation.report import EVAL_JSON, format_table, load_results, save_results
+from wire import metric_names as names
 
 
 def result(label: str, accuracy: float, stderr: float) -> EvalResult:
@@ -38,8 +39,8 @@ def test_moving_average_uses_what_it_has_at_the_start():
 
 
 def test_plot_is_a_png_and_skips_nulls(tmp_path: Path):
-    rows = [{"step": i, "time/elapsed_s": 0.5 * i, "reward/mean": i / 10} for i in range(10)]
-    rows.append({"step": 10, "time/elapsed_s": 5.0, "reward/mean": None})
+    rows = [{"step": i, names.TIME_ELAPSED_S: 0.5 * i, names.REWARD_MEAN: i / 10} for i in range(10)]
+    rows.append({"step": 10, names.TIME_ELAPSED_S: 5.0, names.REWARD_MEAN: None})
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = plot_run(tmp_path, [result("initial", 0.1, 0.01), result("trained", 0.9, 0.01)])
     assert out == tmp_path / PLOT_FILE
@@ -53,7 +54,7 @@ def test_no_metrics_no_plot(tmp_path: Path):
 
 def write_run(run_dir: Path, rewards: list[float]) -> Path:
     run_dir.mkdir()
-    rows = [{"step": i, "reward/mean": r, "staleness/mean": 1.0, "time/elapsed_s": 2.0 * i} for i, r in enumerate(rewards)]
+    rows = [{"step": i, names.REWARD_MEAN: r, names.STALENESS_MEAN: 1.0, names.TIME_ELAPSED_S: 2.0 * i} for i, r in enumerate(rewards)]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     return run_dir
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from learner.gate import GateStats, StalenessGate
+from coordination.gate import GateStats, StalenessGate
 
 
 def test_on_policy_gate_admits_one_step_of_groups_per_version():

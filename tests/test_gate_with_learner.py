@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from learner.gate import StalenessGate
+from coordination.gate import StalenessGate
 from learner.staleness import is_too_stale
 
 STEPS = 30

@@ -18,6 +18,7 @@ from learner.metrics import read_metrics
 from learner.rollout_log import read_rollouts
 from tests.ports import unclaimed_port
 from tests.tiny_task import TINY_TASK_OVERRIDES
+from wire import metric_names as names
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +59,7 @@ def trained(tmp_path_factory):
         roles = None
         try:
             roles = start_roles(config, inputs, run_dir)
-            ray.get([rank.train.remote() for rank in roles.learners], timeout=600)
+            ray.get([rank.train_ref() for rank in roles.learners], timeout=600)
             roles.http_port = http_port
             yield roles, run_dir
         finally:
@@ -71,16 +72,16 @@ def test_metrics_cover_every_step_with_sane_values(trained):
     assert [m["step"] for m in metrics] == list(range(STEPS))
     assert [m["policy_version"] for m in metrics] == list(range(1, STEPS + 1))
     for m in metrics:
-        assert 0.0 <= m["reward/mean"] <= 1.0
-        assert 0 <= m["staleness/min"] <= m["staleness/mean"] <= m["staleness/max"] <= MAX_STALENESS
+        assert 0.0 <= m[names.REWARD_MEAN] <= 1.0
+        assert 0 <= m[names.STALENESS_MIN] <= m[names.STALENESS_MEAN] <= m[names.STALENESS_MAX] <= MAX_STALENESS
         # a sample can only come from a version the learner had already produced
-        assert m["rollout/policy_version_max"] <= m["step"]
-        assert m["throughput/captions_per_s"] > 0 and m["reasoner/latency_s"] > 0
+        assert m[names.ROLLOUT_POLICY_VERSION_MAX] <= m["step"]
+        assert m[names.THROUGHPUT_CAPTIONS_PER_S] > 0 and m[names.REASONER_LATENCY_S] > 0
         # What waits: null when nothing does, else never from a version the learner has not made.
-        for key in ("staleness/queue_min", "staleness/actors_min"):
+        for key in (names.STALENESS_QUEUE_MIN, names.STALENESS_ACTORS_MIN):
             assert m[key] is None or m[key] >= 0, key
     # The actors' weights were reported by every step (each scored group carries them).
-    assert all(m["staleness/actors_max"] is not None for m in metrics)
+    assert all(m[names.STALENESS_ACTORS_MAX] is not None for m in metrics)
     assert (run_dir / "captioner" / "config.json").is_file()
     assert (run_dir / "checkpoints" / f"version_{STEPS}").is_dir()
 
@@ -89,7 +90,7 @@ def test_actors_generated_with_pushed_weights(trained):
     roles, run_dir = trained
     versions = {v for group in read_rollouts(run_dir) for v in group["policy_versions"]}
     assert len(versions) >= 2, versions
-    stats = ray.get([actor.get_stats.remote() for actor in roles.actors])
+    stats = ray.get([actor.stats_ref() for actor in roles.actors])
     assert all(s.weight_updates >= 1 for s in stats)
 
 
@@ -99,20 +100,20 @@ def test_behaviour_logprobs_equal_the_learners_under_pushed_weights(trained):
     # fp32 on both sides, so KV-cached generation and one full forward differ only by rounding
     # (~1e-6 per token), far inside 1e-4; a stale or partial weight swap is off by >1e-2.
     metrics = read_metrics(run_dir / "metrics.jsonl")
-    assert [m["rollout/policy_version_min"] for m in metrics] == list(range(STEPS))
-    assert max(m["logprob/on_policy_abs_diff"] for m in metrics) < 1e-4
+    assert [m[names.ROLLOUT_POLICY_VERSION_MIN] for m in metrics] == list(range(STEPS))
+    assert max(m[names.LOGPROB_ON_POLICY_ABS_DIFF] for m in metrics) < 1e-4
 
 
 def test_every_counter_is_reported(trained):
     _, run_dir = trained
     last = read_metrics(run_dir / "metrics.jsonl")[-1]
     # Every kept group was accepted by the replay queue and admitted by the gate.
-    assert last["replay/accepted"] >= STEPS * 2 and last["replay/rejected"] == 0
-    assert last["gate/admitted"] >= STEPS * 2
-    assert last["rollout/groups_generated"] >= STEPS * 2
-    for key in ("rollout/groups_lost", "rollout/bad_records", "rollout/score_failures", "rollout/weight_updates_rejected"):
+    assert last[names.REPLAY_ACCEPTED] >= STEPS * 2 and last[names.REPLAY_REJECTED] == 0
+    assert last[names.GATE_ADMITTED] >= STEPS * 2
+    assert last[names.ROLLOUT_GROUPS_GENERATED] >= STEPS * 2
+    for key in (names.ROLLOUT_GROUPS_LOST, names.actors_total("bad_records"), names.ROLLOUT_SCORE_FAILURES, names.actors_total("weight_updates_rejected")):
         assert last[key] == 0, key
-    assert last["rollout/weight_updates"] >= 1
+    assert last[names.actors_total("weight_updates")] >= 1
 
 
 def test_the_pool_answers_over_http_and_rejects_bad_bodies(trained):

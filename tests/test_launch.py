@@ -12,6 +12,7 @@ from learner.metrics import read_metrics
 from learner.rollout_log import read_rollouts
 from tests.run_files import positions, step_prompts, wait_for_checkpoint
 from tests.tiny_task import TINY_TASK_OVERRIDES
+from wire import metric_names as names
 
 
 def short_run(tmp_path: Path, steps: int, run: str = "run") -> list[str]:
@@ -58,7 +59,7 @@ def test_a_run_exits_zero_leaves_no_process_and_its_seed_decides_prompts_and_cap
     run_dir = tmp_path / "seed1"
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [0, 1, 2]
-    assert [json.loads(line)["staleness/max"] for line in lines] == [0, 0, 0]  # eta = 0: on-policy
+    assert [json.loads(line)[names.STALENESS_MAX] for line in lines] == [0, 0, 0]  # eta = 0: on-policy
     assert "learner steps" in out  # the progress bar
     assert run.leftovers() == []
     # The end of a run: the reward plot, and the held-out table of the initial and trained captioner.
@@ -102,7 +103,7 @@ def resumed_after_a_kill(tmp_path: Path, run_launch, deterministic: list[str]) -
     assert sorted(positions(cut_dir)) == [(0, p) for p in range(3 * 2)]
     metrics = step_rows(cut_dir)
     assert [(m["step"], m["policy_version"]) for m in metrics] == [(0, 1), (1, 2), (2, 3)]
-    assert metrics[2]["time/elapsed_s"] > metrics[1]["time/elapsed_s"] > metrics[0]["time/elapsed_s"]
+    assert metrics[2][names.TIME_ELAPSED_S] > metrics[1][names.TIME_ELAPSED_S] > metrics[0][names.TIME_ELAPSED_S]
     summary = json.loads((cut_dir / "summary.json").read_text())
     assert (summary["groups_lost"], summary["groups_duplicated"], summary["groups_consumed"]) == (0, 0, 6)
     return cut_dir
@@ -116,16 +117,16 @@ def assert_trained_on_vllm(metrics: list[dict], steps: int, max_staleness: int) 
     beyond the staleness bound, pushed weights reaching the actors, and behaviour logprobs
     matching the learner's."""
     assert [m["step"] for m in metrics[:steps]] == list(range(steps))
-    assert all(0.0 <= m["reward/mean"] <= 1.0 for m in metrics)
-    assert max(m["staleness/max"] for m in metrics) <= max_staleness
+    assert all(0.0 <= m[names.REWARD_MEAN] <= 1.0 for m in metrics)
+    assert max(m[names.STALENESS_MAX] for m in metrics) <= max_staleness
     # With max_staleness <= 2, step 3 takes no sample older than version 1: the run gets there
     # only if the published weights reached the actors.
-    assert metrics[3]["rollout/policy_version_min"] >= 1
-    assert all(0.0 <= m["rollout/mixed_version_fraction"] <= 1.0 for m in metrics)
+    assert metrics[3][names.ROLLOUT_POLICY_VERSION_MIN] >= 1
+    assert all(0.0 <= m[names.ROLLOUT_MIXED_VERSION_FRACTION] <= 1.0 for m in metrics)
     # vLLM's behaviour logprobs against the learner's, on samples of the weights being trained:
     # float32 on both sides, so ~1e-6 (see tests/test_engine_conformance.py for the bound).
     # (null on a step with no sample of the weights being trained)
-    on_policy = [diff for m in metrics if (diff := m["logprob/on_policy_abs_diff"]) is not None]
+    on_policy = [diff for m in metrics if (diff := m[names.LOGPROB_ON_POLICY_ABS_DIFF]) is not None]
     assert on_policy and max(on_policy) < 1e-4
 
 

@@ -21,6 +21,7 @@ import pytest
 from configs.load import load_config
 from evaluation.report import load_results
 from learner.metrics import read_metrics
+from wire import metric_names as names
 
 # Not in the default run: about 5 minutes with the bundle cached, plus its build (most of an
 # hour on 2 cores) on a fresh machine. `python -m pytest -m slow` runs it.
@@ -65,14 +66,14 @@ def test_a_shortened_default_run_raises_held_out_accuracy(tmp_path, run_launch, 
     if reward.startswith("judge"):  # the bundled reasoner judges in format: under 5% of its replies are not
         config = load_config(run_dir / "config.yaml")
         per_caption = config.serve.samples_per_caption if reward == "judge_answers" else 1
-        judged = metrics[-1]["rollout/groups_generated"] * config.rollout.group_size * per_caption
-        assert metrics[-1]["rollout/judge_unparsed"] < 0.05 * judged
+        judged = metrics[-1][names.ROLLOUT_GROUPS_GENERATED] * config.rollout.group_size * per_caption
+        assert metrics[-1][names.actors_total("judge_unparsed")] < 0.05 * judged
     if reward in ("mcq", "judge_captions"):
         # Held-out accuracy is the verifiable reward's own measure; these rewards are others, so
         # they must rise too: the last fifth of the steps against the first, beyond three
         # standard errors of the two means (over steps) in quadrature. (The verifiable reward and
         # a judge of answers rise within the first few steps, so a first fifth says little there.)
-        first, last = ([m["reward/mean"] for m in part] for part in (metrics[: steps // 5], metrics[-(steps // 5) :]))
+        first, last = ([m[names.REWARD_MEAN] for m in part] for part in (metrics[: steps // 5], metrics[-(steps // 5) :]))
         spread = 3 * math.hypot(statistics.stdev(first) / math.sqrt(len(first)), statistics.stdev(last) / math.sqrt(len(last)))
         assert statistics.fmean(last) - statistics.fmean(first) > spread, (first, last)
     assert (run_dir / "reward.png").exists()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from records.vqa import read_records
 from tests.launched import Launched
 from tests.ports import unclaimed_port
 from tests.tiny_task import TINY_TASK_OVERRIDES
+from wire import metric_names as names
 
 pytestmark = pytest.mark.integration
 KEY = "test-key-9f2c"
@@ -230,7 +230,7 @@ def test_the_openai_engine_trains_against_the_service(service, tmp_path, run_lau
     assert code == 0, out[-4000:]
     metrics = read_metrics(run_dir / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [0, 1, 2, 3]
-    assert all(0 <= m["reward/mean"] <= 1 for m in metrics)
+    assert all(0 <= m[names.REWARD_MEAN] <= 1 for m in metrics)
 
 
 def test_the_demo_page_answers_an_uploaded_image_in_a_browser(service, tmp_path):

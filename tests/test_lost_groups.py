@@ -6,6 +6,7 @@ import pytest
 
 from learner.metrics import read_metrics
 from tests.test_launch import short_run
+from wire import metric_names as names
 
 pytestmark = pytest.mark.integration
 
@@ -33,12 +34,12 @@ def test_a_run_with_failing_scoring_completes_and_counts_what_it_lost(tmp_path, 
     assert code == 0, out[-3000:]
     metrics = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert [m["step"] for m in metrics] == list(range(STEPS))
-    assert max(m["staleness/max"] for m in metrics) <= eta
+    assert max(m[names.STALENESS_MAX] for m in metrics) <= eta
     last = metrics[-1]
-    lost = last["rollout/groups_lost"]
+    lost = last[names.ROLLOUT_GROUPS_LOST]
     assert lost >= 1
     # A lost group failed every one of its tries; retried groups that then succeeded add more.
-    assert last["rollout/score_failures"] >= ATTEMPTS * lost
+    assert last[names.ROLLOUT_SCORE_FAILURES] >= ATTEMPTS * lost
     # Every lost group's admission went back to the gate (besides any stale group the learner dropped).
-    assert last["gate/given_back"] >= lost
+    assert last[names.GATE_GIVEN_BACK] >= lost
     assert "giving up on scoring group of" in out

@@ -26,6 +26,7 @@ from learner.metrics import read_metrics
 from tests.netns_cluster import NetnsCluster, NodeSpec, require_root_and_ip
 from tests.test_launch import VLLM_RUN, assert_trained_on_vllm
 from tests.tiny_task import TINY_TASK_OVERRIDES
+from wire import metric_names as names
 
 pytestmark = pytest.mark.integration
 
@@ -124,8 +125,8 @@ def test_roles_on_three_nodes_train_with_pushed_weights_and_serve_people(cluster
     # η = 0: each step trains on groups the actor on node 1 generated with the weights the
     # learner had just pushed across nodes, and its logprobs under them match the learner's.
     metrics = read_metrics(tmp_path / "metrics.jsonl")
-    assert [m["rollout/policy_version_min"] for m in metrics] == list(range(steps))
-    assert max(m["logprob/on_policy_abs_diff"] for m in metrics) < 1e-4
+    assert [m[names.ROLLOUT_POLICY_VERSION_MIN] for m in metrics] == list(range(steps))
+    assert max(m[names.LOGPROB_ON_POLICY_ABS_DIFF] for m in metrics) < 1e-4
     # The captioner exported at the end, gathered from the ZeRO-3 shards of both nodes, loads
     # as a Hugging Face model with every parameter of the one trained.
     exported = AutoModelForImageTextToText.from_pretrained(tmp_path / "captioner")
@@ -154,7 +155,7 @@ def test_weights_broadcast_by_gloo_into_a_vllm_engine_on_another_node(cluster, c
     # Trained on vLLM engines (captioner and reasoner), every step on the weights the learner on
     # node 2 had just broadcast into the engine on node 1, with logprobs matching the learner's.
     metrics = read_metrics(tmp_path / "metrics.jsonl")
-    assert [m["rollout/policy_version_min"] for m in metrics] == list(range(steps))
+    assert [m[names.ROLLOUT_POLICY_VERSION_MIN] for m in metrics] == list(range(steps))
     assert_trained_on_vllm(metrics, steps, max_staleness=0)
 
 

@@ -1,7 +1,8 @@
 """The seams between top-level packages, read from the source with `ast` (lazy imports included).
 
 - Role packages (actors, learner, serve) never import one another, nor the bundled task, nor
-  the packages that compose them: they talk through the protocol layer (`wire`).
+  the packages that compose them: they talk through the protocol layer (`wire`), and reach one
+  another's remote surfaces through typed handles (`coordination`), which import no role either.
 - The top-level packages import one another without a cycle. The CLI (`driver.cli` and the
   command modules, `driver.commands`) counts as a node of its own, `cli`: it is the composition
   root, which may import the benchmarks that compose the rest of `driver`.
@@ -19,6 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 ROLES = ("actors", "learner", "serve")
 # What composes the roles, or is a client of them: never imported by a role.
 COMPOSERS = ("task", "evaluation", "benchmarks", "supervisor", "driver", "cli", "launch")
+# What every role may import to reach the others: the staleness gate, the handles, their reports.
+SHARED_BY_ROLES = ("coordination",)
 CLI_MODULES = ("driver.cli", "driver.commands")
 # Every module of the protocol layer: it holds messages only (how they travel is `transport`).
 PROTOCOL_MESSAGES = tuple(f"wire.{p.stem}" for p in sorted((REPO / "wire").glob("*.py")) if p.stem != "__init__")
@@ -76,6 +79,17 @@ def test_role_packages_import_no_other_role_nor_their_composers():
         f"{role} imports {other} at {', '.join(where)}"
         for role in ROLES
         for other, where in graph[role].items()
+        if other in ROLES or other in COMPOSERS
+    ]
+    assert crossings == []
+
+
+def test_what_roles_share_imports_no_role_nor_their_composers():
+    graph = package_graph()
+    crossings = [
+        f"{shared} imports {other} at {', '.join(where)}"
+        for shared in SHARED_BY_ROLES
+        for other, where in graph[shared].items()
         if other in ROLES or other in COMPOSERS
     ]
     assert crossings == []

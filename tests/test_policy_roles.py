@@ -16,6 +16,7 @@ from learner.rollout_log import read_rollouts
 from records.vqa import read_records
 from serve.grading import grade
 from tests.tiny_task import TINY_TASK_OVERRIDES
+from wire import metric_names as names
 
 pytestmark = pytest.mark.integration
 SMALL_RUN = ["rollout.group_size=4", "rollout.sampling.max_new_tokens=8", "eval.at_end=false"]
@@ -52,7 +53,7 @@ def check_reasoner_stage(run_dir, records, initial_reasoner) -> None:
         for completion, reward in zip(group["completions"], group["rewards"], strict=True):
             assert reward == grade(completion, record.answer, question=record.question).score
     metrics = read_metrics(run_dir / "metrics.jsonl")
-    assert [m["rollout/policy_version_min"] for m in metrics] == [0, 1]
+    assert [m[names.ROLLOUT_POLICY_VERSION_MIN] for m in metrics] == [0, 1]
     # The tiny reasoner of this bundle answers nothing right (rewards all 0, no signal): what is
     # checked here is that the trained policy is exported as the reasoner it is.
     trained = AutoModelForCausalLM.from_pretrained(run_dir / "reasoner").state_dict()

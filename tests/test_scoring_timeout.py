@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from actors.episodes import CaptionEpisode
 from actors.rollout import RolloutActor, RolloutStats
 from configs.schema import RolloutConfig
+from coordination.handles import PoolHandle
 from records.vqa import VQARecord
 from wire.scoring import ScoreRequest, ScoreResult
 
@@ -28,7 +29,7 @@ class _Replica:
 def _actor(replica: _Replica, attempts: int) -> RolloutActor:
     actor = RolloutActor.__new__(RolloutActor)  # no engine or dataset: only the scoring path runs
     actor.config = RolloutConfig(score_attempts=attempts, score_retry_backoff_s=0.0, score_timeout_s=0.2)
-    actor.stats, actor.pool = RolloutStats(), replica
+    actor.stats, actor.pool = RolloutStats(), PoolHandle(replica)
     actor.episode = CaptionEpisode(actor)
     return actor
 

@@ -6,6 +6,7 @@ import pytest
 
 from learner.staleness import StalenessStats, is_too_stale, staleness
 from learner.step_metrics import waiting_staleness
+from wire import metric_names as names
 
 
 def test_staleness_min_mean_max():
@@ -46,6 +47,6 @@ def test_is_too_stale_validates():
 def test_what_waits_is_aged_against_the_next_step():
     # The next step trains version 5; waiting groups of versions 3, 5, 4 would be 2, 0, 1 late.
     row = waiting_staleness("queue", 5, [3, 5, 4])
-    assert row == {"staleness/queue_min": 0, "staleness/queue_mean": 1.0, "staleness/queue_max": 2}
+    assert row == {names.STALENESS_QUEUE_MIN: 0, names.STALENESS_QUEUE_MEAN: 1.0, names.STALENESS_QUEUE_MAX: 2}
     # Nothing waiting: null in metrics.jsonl (NaN here), not a made-up 0.
     assert all(math.isnan(v) for v in waiting_staleness("actors", 5, []).values())

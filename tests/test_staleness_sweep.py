@@ -8,13 +8,14 @@ from benchmarks import staleness
 from benchmarks.staleness import PointResult, SweepPoint, summarise, sweep_points
 from benchmarks.staleness_report import speed_vs_sync, sweep_table
 from configs.load import load_config
+from wire import metric_names as names
 
 
 def _row(step: int, reward: float, stale_mean: float, stale_max: int) -> dict:
     return {
-        "step": step, "time/elapsed_s": 10.0 + 2.0 * step, "reward/mean": reward,
-        "staleness/mean": stale_mean, "staleness/max": stale_max, "replay/dropped_stale": step // 5,
-        "correction/corrected_fraction": 0.1 * (step % 2), "correction/weight_max": 1.0 + step,
+        "step": step, names.TIME_ELAPSED_S: 10.0 + 2.0 * step, names.REWARD_MEAN: reward,
+        names.STALENESS_MEAN: stale_mean, names.STALENESS_MAX: stale_max, names.REPLAY_DROPPED_STALE: step // 5,
+        names.CORRECTION_CORRECTED_FRACTION: 0.1 * (step % 2), names.CORRECTION_WEIGHT_MAX: 1.0 + step,
     }
 
 

@@ -10,8 +10,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# The key every evaluation row of metrics.jsonl has and no step row has.
-EVAL_ACCURACY = "eval/accuracy"
+from wire.metric_names import (
+    EVAL_ACCURACY,
+    EVAL_ELAPSED_S,
+    EVAL_NUM_PROMPTS,
+    EVAL_POLICY_VERSION,
+    EVAL_SECONDS,
+    EVAL_STDERR,
+    STEP,
+)
 
 
 @dataclass(frozen=True)
@@ -36,13 +43,13 @@ class EvalPointResult:
     def row(self) -> dict[str, float | int]:
         """The metrics.jsonl row: `step` is the evaluated step, so the row sits on the training curve."""
         return {
-            "step": self.point.step,
+            STEP: self.point.step,
             EVAL_ACCURACY: self.accuracy,
-            "eval/stderr": self.stderr if math.isfinite(self.stderr) else float("nan"),
-            "eval/policy_version": self.point.policy_version,
-            "eval/elapsed_s": self.point.elapsed_s,
-            "eval/num_prompts": self.num_prompts,
-            "eval/seconds": self.seconds,
+            EVAL_STDERR: self.stderr if math.isfinite(self.stderr) else float("nan"),
+            EVAL_POLICY_VERSION: self.point.policy_version,
+            EVAL_ELAPSED_S: self.point.elapsed_s,
+            EVAL_NUM_PROMPTS: self.num_prompts,
+            EVAL_SECONDS: self.seconds,
         }
 
 
@@ -51,5 +58,5 @@ class EvalSchedule:
     """When the learner asks for an evaluation: at the first published version at least
     `every_steps` after the last one evaluated, and for the final weights."""
 
-    evaluator: object  # the evaluator's Ray actor handle (evaluation/during_training.py)
+    evaluator: object  # the evaluator's handle (coordination/handles.py EvaluatorHandle)
     every_steps: int

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = resolve_inputs(config)
     with ray_session(config):
         pool = start_live_pool(config, inputs, http=False, captioner=True)
-        result = pool.infer.remote(args.question, data, config.seed).result()
+        result = pool.infer(args.question, data, config.seed)
     print(f"caption:          {result['caption']}")
     print(f"tentative answer: {result['tentative_answer']}")
     print(f"final answer:     {result['answer']}")
