@@ -299,7 +299,7 @@ class LearnerRank:
             names.STEP: trained,
             names.POLICY_VERSION: self.version,
             **rollout_metrics(groups, trained),
-            **update_metrics(stats, sum(g.group_size for g in groups)),
+            **update_metrics(stats, sum(g.group_size for g in groups), self.config.correction.kind),
             **count_metrics(self.counts, self.actor_counters, times, self.version),
         }
 

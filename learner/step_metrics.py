@@ -62,14 +62,16 @@ def rollout_metrics(groups: list[ScoredGroup], learner_version: int) -> dict:
     }
 
 
-def update_metrics(stats: UpdateStats, captions: int) -> dict:
+def update_metrics(stats: UpdateStats, captions: int, correction_kind: str) -> dict:
+    """The update's row. The clip fractions only under correction kind `none`: the other kinds
+    clip pi / pi_prox, which is 1, so there they could only ever read 0 (learner/corrections.py)."""
+    clipping = {names.LOSS_CLIP_FRACTION: stats.clip_fraction, names.LOSS_DUAL_CLIP_FRACTION: stats.dual_clip_fraction}
     return {
         names.ROLLOUT_CAPTION_TOKENS_MEAN: stats.tokens / captions,  # tokens summed over ranks
         names.LOSS_TOTAL: stats.loss,
         names.LOSS_POLICY: stats.pg_loss,
         names.LOSS_KL: stats.kl,
-        names.LOSS_CLIP_FRACTION: stats.clip_fraction,
-        names.LOSS_DUAL_CLIP_FRACTION: stats.dual_clip_fraction,
+        **(clipping if correction_kind == "none" else {}),
         names.LOSS_RATIO_MEAN: stats.ratio_mean,
         names.LOSS_RATIO_MAX: stats.ratio_max,
         names.CORRECTION_WEIGHT_MEAN: stats.weight_mean,

@@ -166,3 +166,19 @@ def test_a_dropped_token_gets_no_kl_gradient_but_still_counts_in_the_mean(kind, 
     expected = (1 - math.exp(-1.0)) / 4
     assert logp.grad[0][logp.grad[0] != 0].tolist() == pytest.approx([expected] * kept, rel=1e-5)
     assert low_variance_kl(logp.detach(), reference)[0, 0].item() == pytest.approx(math.exp(-1.0), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["none", "tis", "mask", "decoupled"])
+def test_the_clip_fractions_are_logged_only_where_they_can_bind(kind):
+    from learner.step_metrics import update_metrics
+    from learner.update import UpdateStats
+    from wire import metric_names as names
+
+    stats = UpdateStats(loss=0.1, pg_loss=0.1, kl=0.0, clip_fraction=0.25, dual_clip_fraction=0.05, ratio_mean=1.0,
+                        ratio_max=2.0, weight_mean=1.0, weight_max=1.0, corrected_fraction=0.0, grad_norm=1.0,
+                        tokens=40, on_policy_logprob_diff=0.0)
+    row = update_metrics(stats, captions=8, correction_kind=kind)
+    clipping = {names.LOSS_CLIP_FRACTION, names.LOSS_DUAL_CLIP_FRACTION}
+    assert (clipping <= row.keys()) == (kind == "none")
+    assert {names.CORRECTION_WEIGHT_MAX, names.CORRECTION_CORRECTED_FRACTION} <= row.keys()  # every kind
+    assert row[names.ROLLOUT_CAPTION_TOKENS_MEAN] == 5.0  # 40 tokens over 8 captions
