@@ -16,6 +16,7 @@ declared beside it (`configs.bounds`). The sections live in their own modules:
     configs/reward.py      reward (mcq, judge, shaping)
     configs/learner.py     learner (replay, correction, weight_sync)
     configs/evaluation.py  eval; the benchmark keys only `launch.py eval` reads
+    configs/tracking.py    logging (experiment trackers)
     configs/commands.py    the sections only `launch.py bench` and `soak` read, and each
                            command's config
 
@@ -42,13 +43,14 @@ from configs.reward import JUDGE_TARGETS, REWARD_KINDS, JudgeRewardConfig, McqRe
 from configs.rollout import RolloutConfig
 from configs.serve import ApiConfig, AutoscalingConfig, ServeConfig
 from configs.task import ModelsConfig, TaskConfig, WarmStartConfig
+from configs.tracking import LoggingConfig
 
 __all__ = [
     "ENGINES", "REASONER_ENGINES", "WEIGHT_SYNC_BACKENDS", "CORRECTION_KINDS", "REWARD_KINDS", "JUDGE_TARGETS", "POLICY_ROLES",
     "WarmStartConfig", "TaskConfig", "ModelsConfig", "SamplingConfig", "VllmConfig", "PlacementConfig", "RolloutConfig",
     "OpenAIEndpointConfig", "AutoscalingConfig", "ApiConfig", "ServeConfig", "McqRewardConfig", "JudgeRewardConfig",
     "ShapingConfig", "RewardConfig", "ReplayConfig", "CorrectionConfig", "WeightSyncConfig", "LearnerConfig", "EvalConfig",
-    "CurveConfig", "RayConfig", "PolicyConfig", "TrainConfig",
+    "CurveConfig", "RayConfig", "PolicyConfig", "LoggingConfig", "TrainConfig",
 ]
 
 
@@ -120,6 +122,7 @@ class TrainConfig(Section):
     eval: EvalConfig = field(default_factory=EvalConfig)
     curve: CurveConfig = field(default_factory=CurveConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def check(self) -> None:
         if self.task.kind == "files":

@@ -19,7 +19,7 @@ import ray
 
 from configs.schema import LearnerConfig
 from coordination.gate import GateActor, GateStats
-from coordination.reports import GroupAccount, StepMetrics
+from coordination.reports import GroupAccount, MetricsRows, StepMetrics
 from coordination.resume import ActorStart, RejoinPoint
 from wire.eval_points import EvalPoint
 from wire.inference import Description, DescribeRequest
@@ -85,6 +85,10 @@ class LearnerHandle:
 
     def accounting(self) -> GroupAccount:
         return ray.get(self.actor.accounting.remote())
+
+    def metrics_rows(self, offset: int) -> MetricsRows:
+        """Rank 0's metrics rows after byte `offset` of its metrics.jsonl (see MetricsRows)."""
+        return ray.get(self.actor.metrics_rows.remote(offset))
 
     def rejoin_point(self, actor_id: int) -> RejoinPoint:
         return ray.get(self.actor.rejoin_point.remote(actor_id))

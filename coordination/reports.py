@@ -77,3 +77,12 @@ class StepMetrics:
     def get(self, name: str, default: float | int = 0) -> float | int:
         """Any metric of the row by its name (wire/metric_names.py)."""
         return self.row.get(name, default)
+
+
+@dataclass(frozen=True)
+class MetricsRows:
+    """Rows of rank 0's metrics.jsonl written after byte `offset` was read, and where the next
+    read starts: how the driver follows every row wherever the learner runs."""
+
+    rows: list[dict]
+    offset: int

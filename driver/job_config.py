@@ -11,6 +11,7 @@ from pathlib import Path
 
 from configs.load import Config, ConfigError, load_config
 from configs.schema import TrainConfig
+from driver.tracking import check_wandb
 
 log = logging.getLogger("launch")
 
@@ -36,6 +37,7 @@ def job_config(args: argparse.Namespace, serves_http: bool = False, schema: type
         config = resumed_config(config, args, schema)
     check_curve_keys(config)
     check_exposure(config, serves_http=serves_http or config.serve.live)
+    check_wandb(config)
     return config
 
 

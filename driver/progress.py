@@ -8,10 +8,11 @@ from driver.roles import Roles
 from driver.session import stop_requested
 
 
-def follow_progress(config: TrainConfig, roles: Roles, training: list, faults, tick=None) -> None:
+def follow_progress(config: TrainConfig, roles: Roles, training: list, faults, tick=None, follow=None) -> None:
     """A progress bar with live metrics until the learner finishes. A rollout actor that dies is
     restarted where it left off; a role that fails otherwise fails the run. `tick(metrics)`, if
-    given, is called about every second (the soak injects its faults there)."""
+    given, is called about every second (the soak injects its faults there), and so is
+    `follow()` (the experiment tracker takes the new metrics rows)."""
     import ray
     from tqdm import tqdm
 
@@ -40,6 +41,8 @@ def follow_progress(config: TrainConfig, roles: Roles, training: list, faults, t
             show_metrics(bar, metrics)
             if tick is not None:
                 tick(metrics)
+            if follow is not None:
+                follow()
 
 
 def show_metrics(bar, metrics: StepMetrics) -> None:

@@ -17,6 +17,7 @@ from driver.inputs import Inputs, check_reward_data, resolve_inputs
 from driver.progress import follow_progress
 from driver.roles import Roles, start_roles, stop_roles
 from driver.session import exit_code, ray_session
+from driver.tracking import start_wandb
 
 log = logging.getLogger("launch")
 
@@ -81,20 +82,27 @@ def run_roles(config: TrainConfig, inputs: Inputs, run_dir: Path, watch=None) ->
     however it ends."""
     from supervisor.faults import FaultLog
 
-    roles = None
+    tracker = start_wandb(config, run_dir)  # before any role starts: W&B's own errors come first
+    roles, completed = None, False
     try:
         roles = start_roles(config, inputs, run_dir)
         training = [rank.train_ref() for rank in roles.learners]
         faults = FaultLog()
         tick = watch.start(roles, faults) if watch is not None else None
-        follow_progress(config, roles, training, faults, tick)
+        follow = (lambda: tracker.follow(roles.learners[0])) if tracker is not None else None
+        follow_progress(config, roles, training, faults, tick, follow)
+        if follow is not None:
+            follow()  # the rows of the last steps
         log.info("done: metrics in %s", run_dir / "metrics.jsonl")
         summary = report_summary(roles, faults, run_dir / "summary.json")
         if watch is not None:
             watch.finish(summary, run_dir)
+        completed = True
     finally:
         stop_roles(roles)
-        plot_reward(run_dir)
+        plot = plot_reward(run_dir)
+        if tracker is not None:
+            tracker.finish(plot, completed)
 
 
 def report_summary(roles: Roles, faults, path: Path) -> dict:
@@ -109,7 +117,7 @@ def report_summary(roles: Roles, faults, path: Path) -> dict:
     return summary
 
 
-def plot_reward(run_dir: Path) -> None:
+def plot_reward(run_dir: Path) -> Path | None:
     """The reward plot of whatever the run got through, held-out accuracy marked if evaluated."""
     from evaluation.plot import plot_run
     from evaluation.report import load_results
@@ -117,6 +125,7 @@ def plot_reward(run_dir: Path) -> None:
     plot = plot_run(run_dir, load_results(run_dir))
     if plot:
         log.info("reward plot: %s", plot)
+    return plot
 
 
 def evaluate_run(config: TrainConfig, inputs: Inputs, out_dir: Path, trained: Path) -> int:

@@ -44,6 +44,16 @@ def read_eval_points(path: Path) -> list[dict]:
     return sorted((row for row in _rows(path) if EVAL_ACCURACY in row), key=lambda row: row["step"])
 
 
+def rows_after(path: Path, offset: int) -> tuple[list[dict], int]:
+    """The complete rows written after byte `offset`, and the offset after the last of them (a row
+    still being written is left for the next read)."""
+    with path.open("rb") as file:
+        file.seek(offset)
+        data = file.read()
+    complete = data[: data.rfind(b"\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line.strip()], offset + len(complete)
+
+
 def _rows(path: Path) -> list[dict]:
     with path.open() as file:
         return [json.loads(line) for line in file if line.strip()]

@@ -20,7 +20,7 @@ import torch
 from configs.schema import LearnerConfig
 from coordination.gate import GateStats
 from coordination.handles import GateHandle
-from coordination.reports import GroupAccount, StepMetrics
+from coordination.reports import GroupAccount, MetricsRows, StepMetrics
 from coordination.resume import LearnerReady, RejoinPoint, ResumePoint
 from learner.accounting import ConsumedLog, Ledger, StepGroups, keep_steps_before
 from learner.admission import GroupAdmission, GroupBounds, ImageCheck
@@ -36,7 +36,7 @@ from learner.distributed import (
 )
 from learner.eval_requests import EvalRequests
 from learner.grpo import group_advantages
-from learner.metrics import MetricsLog
+from learner.metrics import MetricsLog, rows_after
 from learner.policy_model import load_policy_model, load_policy_processor
 from learner.publishers import make_publisher
 from learner.replay import ReplayCounters, ReplayQueue
@@ -196,6 +196,12 @@ class LearnerRank:
     def latest_metrics(self) -> StepMetrics:
         """The last step's row, and the newest held-out accuracy measured while training."""
         return StepMetrics({**self.latest, **(self.evals.latest_accuracy() if self.evals is not None else {})})
+
+    def metrics_rows(self, offset: int) -> MetricsRows:
+        """Rank 0's metrics rows written after byte `offset` of metrics.jsonl (none on the others)."""
+        if self.metrics is None or not self.metrics.path.exists():
+            return MetricsRows([], offset)
+        return MetricsRows(*rows_after(self.metrics.path, offset))
 
     def stop_after_step(self) -> None:
         """End training after the step in progress, as if it were the last (a soak's time is up).

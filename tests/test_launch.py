@@ -46,6 +46,22 @@ def first_step_groups(run_dir: Path) -> list[tuple[str, tuple[str, ...]]]:
 
 
 @pytest.mark.integration
+def _assert_wandb_logged_the_run(run_dir: Path) -> None:
+    """The offline W&B run holds every metrics.jsonl row (by learner step, values equal), the
+    run's config and its reward plot."""
+    from tests.wandb_records import history, offline_run_file, run_config
+
+    run_file = offline_run_file(run_dir)
+    logged = history(run_file)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    metric_rows = [row for row in logged if "reward/mean" in row]
+    assert [row["learner_step"] for row in metric_rows] == [row["step"] for row in rows]
+    assert [row["reward/mean"] for row in metric_rows] == pytest.approx([row["reward/mean"] for row in rows])
+    assert run_config(run_file)["seed"] == 1 and run_config(run_file)["logging"]["wandb_project"] == "tests"
+    plots = [row for row in logged if row.get("reward_plot/_type") == "image-file"]
+    assert len(plots) == 1 and (run_file.parent / "files" / plots[0]["reward_plot/path"]).is_file()
+
+
 def test_a_run_exits_zero_leaves_no_process_and_its_seed_decides_prompts_and_captions(tmp_path, run_launch):
     """A whole short run as a user starts it, then `seed=N` fixing every random choice: the same
     seed gives the same first-step groups (also in a run killed and resumed), another seed other
@@ -53,10 +69,13 @@ def test_a_run_exits_zero_leaves_no_process_and_its_seed_decides_prompts_and_cap
     admits exactly that step's groups, all sampled by the initial weights, before any update.
     (One test: each run costs a minute.)"""
     deterministic = ["rollout.num_actors=1", "learner.max_staleness=0"]
-    run = run_launch([*short_run(tmp_path, steps=3, run="seed1"), "seed=1", *deterministic])
+    # Weights & Biases beside TensorBoard, offline: the run is written under RUN_DIR/wandb/.
+    tracked = ["logging.wandb=true", "logging.wandb_project=tests"]
+    run = run_launch([*short_run(tmp_path, steps=3, run="seed1"), "seed=1", *deterministic, *tracked], env={"WANDB_MODE": "offline"})
     code, out = run.finish(timeout=600)
     assert code == 0, out[-3000:]
     run_dir = tmp_path / "seed1"
+    _assert_wandb_logged_the_run(run_dir)
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [0, 1, 2]
     assert [json.loads(line)[names.STALENESS_MAX] for line in lines] == [0, 0, 0]  # eta = 0: on-policy
