@@ -1,6 +1,6 @@
 """`python -m benchmarks.recipes out=PATH [--record]`: each seed method's recipe, side by side.
 
-Runs the README's recipe for each seed method on the bundled task (RACRO's verifiable answers,
+Runs the recipe (docs/rewards-and-recipes.md) for each seed method on the bundled task (RACRO's verifiable answers,
 CapRL's multiple choice, Perception-R1's judge beside the verifiable reward, Perceive-to-Reason's
 alternating schedule) for three run seeds each, and writes PATH/recipes.json and PATH/recipes.md
 (the table, also printed): held-out accuracy before and after with standard errors, the training
@@ -43,7 +43,7 @@ RESULT_FILE = "result.json"
 
 @dataclass(frozen=True)
 class Recipe:
-    """A seed method as the README's recipe table writes it: `python launch.py <command> <overrides>`."""
+    """A seed method as the recipe table of docs/rewards-and-recipes.md writes it: `python launch.py <command> <overrides>`."""
 
     method: str
     paper: str

@@ -43,7 +43,7 @@ class BenchmarkEvalConfig(EvalConfig):
     apply to it too (samples per prompt, prompts, batches)."""
 
     # `launch.py eval data=PATH out=DIR`: a benchmark file (MathVista .json, VLMEvalKit .tsv)
-    # and the folder its results go to (README, "Your own data").
+    # and the folder its results go to (docs/your-data-and-evaluation.md).
     data: str = ""
     out: str = ""
     # The paper's three modes: the captioner answering itself ("direct"), caption -> reasoner

@@ -10,7 +10,7 @@ from configs.bounds import Section, bounded
 
 @dataclass
 class PlacementConfig(Section):
-    """Which nodes of a Ray cluster one role's processes run on (README, "Multi-node"):
+    """Which nodes of a Ray cluster one role's processes run on (docs/multi-node.md):
     rollout.placement, serve.placement, learner.placement."""
 
     section = "placement"

@@ -26,7 +26,7 @@ HEADER = """# Configuration reference
 
 Generated from the schema (`configs/schema.py` and the section modules beside it) by `python -m
 configs.reference`; `tests/test_config_reference.py` fails when it is out of date. How to configure
-a run (`--config FILE`, `key=value` overrides, the paper settings): README, "Configuration".
+a run (`--config FILE`, `key=value` overrides, the paper settings): [README, "Configuration"](../README.md#configuration).
 
 Every key below can be given as `key=value` on the command line or in a `--config` YAML file. A
 value outside its bound is refused before anything starts, naming the key. The keys of the last

@@ -48,7 +48,7 @@ class JudgeRewardConfig(Section):
 
 @dataclass
 class ShapingConfig(Section):
-    """Terms added to every caption's reward; all off by default (README, "Rewards")."""
+    """Terms added to every caption's reward; all off by default (docs/rewards-and-recipes.md)."""
 
     section = "reward.shaping"
 
@@ -79,7 +79,7 @@ class ShapingConfig(Section):
 
 @dataclass
 class RewardConfig(Section):
-    """What a caption is rewarded for (README, "Rewards"): computed by the reasoner pool."""
+    """What a caption is rewarded for (docs/rewards-and-recipes.md): computed by the reasoner pool."""
 
     section = "reward"
 

@@ -2,7 +2,7 @@
 
 The defaults here are the bundled default run (`python launch.py`): a warm-started tiny
 captioner trained on the synthetic shapes task on a 2-core CPU, its reward rising within
-minutes (why these values, and what else was tried: README, "The bundled task"). They are
+minutes (why these values: docs/bundled-task.md; what else was tried: docs/design-notes.md). They are
 written nowhere else. A YAML file (`--config FILE`, e.g. the paper settings in this folder) and
 command-line dotlist overrides are merged over them; an unknown key fails at once
 (`configs.load`). Every field has a one-line docstring (the comment above it); its bounds are
@@ -85,7 +85,7 @@ POLICY_ROLES = ("captioner", "reasoner")
 
 @dataclass
 class PolicyConfig(Section):
-    """Which model learns (README, "Rewards and recipes"); the other is frozen and served by the pool."""
+    """Which model learns (docs/rewards-and-recipes.md); the other is frozen and served by the pool."""
 
     section = "policy"
 

@@ -52,14 +52,14 @@ class WarmStartConfig(Section):
 
 @dataclass
 class TaskConfig(Section):
-    """The prompts: the bundled synthetic task, or your data files (README, "Your own data")."""
+    """The prompts: the bundled synthetic task, or your data files (docs/your-data-and-evaluation.md)."""
 
     section = "task"
 
     # "bundled" builds the synthetic task on first use; "files" reads train_file/eval_file.
     kind: str = one_of(("bundled", "files"), "bundled")
     # Training data when kind=files: our JSONL (id, image, question, answer), or ViRL39K's
-    # parquet (the release or the mirrored copy). Prepared once before the run (README, "Your own data").
+    # parquet (the release or the mirrored copy). Prepared once before the run (docs/your-data-and-evaluation.md).
     train_file: str = ""
     # Held-out data when kind=files, in the same layouts.
     eval_file: str = ""

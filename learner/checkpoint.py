@@ -46,7 +46,7 @@ def load_latest_checkpoint(engine, run_dir: Path, rank: int) -> dict:
 
 def _random_state() -> dict:
     """Every generator's state as tensors and plain numbers: loadable with weights_only=True,
-    so a resume unpickles nothing (a run directory is still trusted input: README)."""
+    so a resume unpickles nothing (a run directory is still trusted input: docs/faults-and-resume.md)."""
     version, words, gauss = random.getstate()
     kind, keys, position, has_gauss, cached = np.random.get_state()
     state = {

@@ -132,7 +132,7 @@ def _unplaceable(demand: RoleDemand, placed: int, nodes, left, here) -> str:
     return (
         f"{demand.section}: the cluster cannot place {demand.describe()}: room for {placed}. "
         f"Nodes after the roles placed before it: {reasons or 'none alive'}. Change {demand.section}.placement, "
-        f"{demand.section}.num_cpus / num_gpus or the count, or start nodes that fit (README, \"Multi-node\")."
+        f"{demand.section}.num_cpus / num_gpus or the count, or start nodes that fit (docs/multi-node.md)."
     )
 
 

@@ -60,7 +60,7 @@ def run_summary(accounting: GroupAccount, gate: GateStats, faults: FaultLog) -> 
         "groups_lost": accounting.groups_lost,
         "groups_duplicated": accounting.groups_duplicated,
         # Frames the replay queue refused, by reason (learner/admission.py): outside a soak, any
-        # other than "malformed" means a sender out of step with the run (README, Troubleshooting).
+        # other than "malformed" means a sender out of step with the run (docs/troubleshooting.md).
         "frames_rejected_by_reason": dict(by_reason),
         "faults_injected": sum(faults.injected.values()),
         "faults_injected_by_kind": dict(faults.injected),

@@ -78,7 +78,7 @@ _VOCAB_SIZE = 512
 # so another count rounds differently and the warm start drifts elsewhere. (CPUs that take other
 # kernel paths, e.g. AVX-512 against AVX2, still round differently: the quality bars, not
 # bit-equality, make every build good enough.) Two threads spin-wait for each other on a machine
-# whose cores are busy with other work: build on a quiet machine (README, troubleshooting).
+# whose cores are busy with other work: build on a quiet machine (docs/troubleshooting.md).
 _BUILD_THREADS = 2
 
 

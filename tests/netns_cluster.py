@@ -1,5 +1,5 @@
 """A multi-node Ray cluster on one machine, for tests: each node a network namespace with its own
-address, joined by a bridge, started with the README's recipe (`ray start --head` on one node,
+address, joined by a bridge, started with the recipe of docs/multi-node.md (`ray start --head` on one node,
 `ray start --address=HEAD:6379` on the others).
 
 The addresses come from 198.51.100.0/24 (TEST-NET-2, RFC 5737: documentation only, routed on no
@@ -67,7 +67,7 @@ class NetnsCluster:
 
     def env(self) -> dict[str, str]:
         """What every process on the cluster runs with: Ray's token authentication, as the
-        README's recipe sets it up, with the token in a file of this cluster's own."""
+        recipe of docs/multi-node.md sets it up, with the token in a file of this cluster's own."""
         return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token),
                 "RAY_USAGE_STATS_ENABLED": "0"}
 

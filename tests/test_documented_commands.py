@@ -1,4 +1,4 @@
-"""The README's commands that no other test runs, each run as the README gives it, on the tiny task
+"""The documented commands (README.md and docs/*.md) that no other test runs, each run as documented, on the tiny task
 or with fewer rounds: the same code paths as the documented sizes, not their numbers.
 
 Where the others run: `python launch.py` and `seed=`/`resume=` (tests/test_launch.py, and with the

@@ -1,5 +1,5 @@
 """Runs on a real multi-node Ray cluster made on this machine (tests/netns_cluster.py): three
-nodes, each a network namespace with its own address, started with the README's recipe.
+nodes, each a network namespace with its own address, started with the recipe of docs/multi-node.md.
 
 Roles are placed on nodes by config (labels and custom resources), so every channel crosses
 nodes: the rollout actor (node 1) sends its groups to the replay queue and its captions to the
