@@ -156,6 +156,14 @@ def test_every_config_key_named_is_in_the_schema(page):
     assert unknown_keys(page.read_text()) == []
 
 
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_code_block_is_closed(page):
+    # An unclosed fence turns the rest of the page into one code block (and hides its links
+    # from the checks above, which skip code).
+    fences = [line for line in page.read_text().splitlines() if line.lstrip().startswith("```")]
+    assert len(fences) % 2 == 0, f"{page.name}: {len(fences)} code fences, one left open"
+
+
 def test_the_readme_stays_short():
     lines = README.read_text().count("\n")
     assert lines <= README_MAX_LINES, f"README.md has {lines} lines; move detail into a docs page"
