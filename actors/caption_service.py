@@ -64,10 +64,14 @@ class CaptionService:
         """The captions alone of several images, in one engine call, sampled under the first
         request's seed (policy.role=reasoner: the frozen captioner writes the reasoner's prompts)."""
         engine = await self._ready()
-        images = await asyncio.gather(*(asyncio.to_thread(fetch_image, Image.open(io.BytesIO(r.image))) for r in requests))
+        images = await asyncio.gather(
+            *(asyncio.to_thread(fetch_image, Image.open(io.BytesIO(r.image))) for r in requests)
+        )
         prompts = [encode_caption_prompt(engine.processor, r.question, image) for r, image in zip(requests, images)]
         spec = caption_sampling_spec(self.config.sampling, engine.processor.tokenizer)
-        sampling = SamplingSettings(spec, n=1, max_new_tokens=self.config.sampling.max_new_tokens, seed=requests[0].seed)
+        sampling = SamplingSettings(
+            spec, n=1, max_new_tokens=self.config.sampling.max_new_tokens, seed=requests[0].seed
+        )
         groups = await engine.generate([CaptionRequest(f"caption-{i}", p) for i, p in enumerate(prompts)], sampling)
         return [samples[0].text for samples in groups]
 
@@ -76,7 +80,9 @@ class CaptionService:
         async with self._starting:
             if self._engine is None:
                 config = self.config
-                self._engine = make_caption_engine(config.engine, self.checkpoint, config.vllm, self.seed, engine_device(config.num_gpus))
+                self._engine = make_caption_engine(
+                    config.engine, self.checkpoint, config.vllm, self.seed, engine_device(config.num_gpus)
+                )
         return self._engine
 
 

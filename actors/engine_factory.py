@@ -14,7 +14,13 @@ VLLM_WEIGHT_TRANSFER = {"zmq": "frames", "gloo": "gloo", "nccl": "nccl"}
 
 
 def make_caption_engine(
-    kind: str, checkpoint: str, vllm: VllmConfig, seed: int, device: str = "cpu", weight_sync: str = "zmq", text_only: bool = False
+    kind: str,
+    checkpoint: str,
+    vllm: VllmConfig,
+    seed: int,
+    device: str = "cpu",
+    weight_sync: str = "zmq",
+    text_only: bool = False,
 ) -> CaptionEngine:
     """The policy engine of `kind` ("transformers" or "vllm"), taking updates from the weight
     sync backend `weight_sync`; `text_only` for a text model (the reasoner as the policy). Call it
@@ -23,7 +29,9 @@ def make_caption_engine(
     if kind == "vllm":
         from actors.vllm_engine import VllmCaptionEngine
 
-        return VllmCaptionEngine(checkpoint, vllm, seed=seed, weight_transfer=VLLM_WEIGHT_TRANSFER[weight_sync], text_only=text_only)
+        return VllmCaptionEngine(
+            checkpoint, vllm, seed=seed, weight_transfer=VLLM_WEIGHT_TRANSFER[weight_sync], text_only=text_only
+        )
     if weight_sync != "zmq":
         raise ValueError(f"weight sync {weight_sync!r} broadcasts into vLLM engines; the {kind} engine takes 'zmq'")
     from actors.hf_engine import TransformersCaptionEngine, TransformersTextEngine

@@ -77,7 +77,9 @@ class CaptionEpisode(Episode):
     text_only = False
 
     def prompt(self, position: int, record: VQARecord, image: Image.Image, image_png: bytes) -> Prompt:
-        request = CaptionRequest(prompt_id=record.id, prompt=encode_caption_prompt(self.host.engine.processor, record.question, image))
+        request = CaptionRequest(
+            prompt_id=record.id, prompt=encode_caption_prompt(self.host.engine.processor, record.question, image)
+        )
         return Prompt(position=position, record=record, request=request, image_png=image_png)
 
     async def score(self, prompt: Prompt, samples: list[CaptionSample]) -> ScoreResult | None:
@@ -96,20 +98,34 @@ class AnswerEpisode(Episode):
         """Each question with the frozen captioner's caption of its image (seeded by the prompt's
         stream position). Prompts the pool could not caption are lost, as unscored groups are."""
         asked = [DescribeRequest(p.image_png, p.record.question, seed=p.position) for p in batch]
-        captions = await self.host.call_pool(f"captions for {batch[0].record.id}", lambda: self.host.pool.captions(asked))
+        captions = await self.host.call_pool(
+            f"captions for {batch[0].record.id}", lambda: self.host.pool.captions(asked)
+        )
         if captions is None:
             await self.host.lose(len(batch))
             return []
         tokenizer = self.host.engine.tokenizer
         return [
-            replace(p, request=CaptionRequest(p.record.id, TextPrompt(np.asarray(encode_reasoner_prompt(tokenizer, caption, p.record.question), dtype=np.int32))))
+            replace(
+                p,
+                request=CaptionRequest(
+                    p.record.id,
+                    TextPrompt(
+                        np.asarray(encode_reasoner_prompt(tokenizer, caption, p.record.question), dtype=np.int32)
+                    ),
+                ),
+            )
             for p, caption in zip(batch, captions)
         ]
 
     async def score(self, prompt: Prompt, samples: list[CaptionSample]) -> ScoreResult | None:
         record = prompt.record
-        answers = AnswerScoreRequest(record.question, record.answer, tuple(s.text for s in samples), tuple(len(s.token_ids) for s in samples))
-        results = await self.host.call_pool(f"scoring group of {record.id}", lambda: self.host.pool.score_answers([answers]))
+        answers = AnswerScoreRequest(
+            record.question, record.answer, tuple(s.text for s in samples), tuple(len(s.token_ids) for s in samples)
+        )
+        results = await self.host.call_pool(
+            f"scoring group of {record.id}", lambda: self.host.pool.score_answers([answers])
+        )
         return results[0] if results is not None else None
 
     def image_for_learner(self, prompt: Prompt) -> bytes:

@@ -65,7 +65,9 @@ class TransformersCaptionEngine(CaptionEngine):
                 params[name].copy_(tensor.to(params[name].device, params[name].dtype))
             self._version = update.version
 
-    def _generate_blocking(self, requests: list[CaptionRequest], sampling: SamplingSettings) -> list[list[CaptionSample]]:
+    def _generate_blocking(
+        self, requests: list[CaptionRequest], sampling: SamplingSettings
+    ) -> list[list[CaptionSample]]:
         pad_id = self.tokenizer.pad_token_id
         inputs = {k: v.to(self.device) for k, v in self._inputs(requests).items()}
         config = GenerationConfig(

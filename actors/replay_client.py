@@ -11,8 +11,8 @@ import zmq
 import zmq.asyncio
 
 from transport.curve import CurveKeys
-from wire.scored_group import ScoredGroup, encode_group
 from transport.sockets import connect
+from wire.scored_group import ScoredGroup, encode_group
 
 # Groups ZeroMQ may queue on the actor side before a send waits.
 SEND_HWM = 2

@@ -38,9 +38,9 @@ from configs.schema import RolloutConfig
 from coordination.handles import GateHandle, PoolHandle
 from coordination.resume import ActorStart
 from records.vqa import VQARecord, load_image, read_records
+from transport.curve import CurveKeys, load_keys
 from vlm.sampling import SamplingSpec
 from wire.buffers import MalformedMessage, excerpt
-from transport.curve import CurveKeys, load_keys
 from wire.progress import ShardProgress
 from wire.scored_group import ActorCounters, GroupTimings, ScoredGroup
 from wire.scoring import ScoreRequest, ScoreResult
@@ -142,7 +142,9 @@ class RolloutActor:
     def _make_engine(self, text_only: bool) -> CaptionEngine:
         device = engine_device(self.config.num_gpus)
         sync = self.setup.weight_source.backend
-        return make_caption_engine(self.config.engine, self.setup.policy, self.config.vllm, self.setup.seed, device, sync, text_only=text_only)
+        return make_caption_engine(
+            self.config.engine, self.setup.policy, self.config.vllm, self.setup.seed, device, sync, text_only=text_only
+        )
 
     async def ready(self) -> int:
         """Answers once the actor is constructed (after a restart, too): its id."""
@@ -242,7 +244,11 @@ class RolloutActor:
                 await asyncio.to_thread(check_weight_update, update, self.policy_shapes, self.engine.policy_version)
             except MalformedMessage as err:
                 self.updates_refused += 1
-                log.warning("actor %d refused a weight update and keeps its weights: %s", self.setup.actor_id, excerpt(str(err), 300))
+                log.warning(
+                    "actor %d refused a weight update and keeps its weights: %s",
+                    self.setup.actor_id,
+                    excerpt(str(err), 300),
+                )
                 return
             await self.engine.update_weights(update)
             self._now_at(update.version)
@@ -307,9 +313,13 @@ class RolloutActor:
             call_started = time.perf_counter()
             outputs = await self.engine.generate([p.request for p in batch], self.sampling)
             generate_s = time.perf_counter() - call_started
-            unscored = ScoreResult(rewards=(0.0,) * self.config.group_size, answers=((),) * self.config.group_size, latency_s=0.0)
+            unscored = ScoreResult(
+                rewards=(0.0,) * self.config.group_size, answers=((),) * self.config.group_size, latency_s=0.0
+            )
             for prompt, samples in zip(batch, outputs):
-                groups.append((score_request(prompt, samples), self._scored_group(prompt, samples, unscored, generate_s, 0.0)))
+                groups.append(
+                    (score_request(prompt, samples), self._scored_group(prompt, samples, unscored, generate_s, 0.0))
+                )
         return time.perf_counter() - started, groups
 
     async def _score(self, prompt: Prompt, samples: list[CaptionSample]) -> ScoreResult | None:

@@ -54,4 +54,6 @@ def start_rollout_actors(
             role=role,
         )
 
-    return [RolloutHandle(remote.options(**options(i)).remote(config, setup(i), gate)) for i in range(config.num_actors)]
+    return [
+        RolloutHandle(remote.options(**options(i)).remote(config, setup(i), gate)) for i in range(config.num_actors)
+    ]

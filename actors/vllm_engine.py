@@ -10,8 +10,8 @@ from contextlib import asynccontextmanager
 import numpy as np
 
 from actors.engine import CaptionEngine, CaptionRequest, CaptionSample, SamplingSettings, TextPrompt
-from configs.schema import VllmConfig
 from actors.shared_update import shared_update
+from configs.schema import VllmConfig
 from vlm.processor import load_captioner_processor
 from vlm.sampling import SamplingSpec
 from vlm.vllm_setup import engine_args
@@ -26,12 +26,21 @@ _INITIAL_WEIGHTS = "default"
 class VllmCaptionEngine(CaptionEngine):
     updates_in_flight = True
 
-    def __init__(self, checkpoint: str, config: VllmConfig, seed: int = 0, weight_transfer: str = "frames", text_only: bool = False):
+    def __init__(
+        self,
+        checkpoint: str,
+        config: VllmConfig,
+        seed: int = 0,
+        weight_transfer: str = "frames",
+        text_only: bool = False,
+    ):
         """`weight_transfer`: how updates arrive, a backend of vLLM's weight-transfer API ("frames"
         for `update_weights`, "gloo" or "nccl" for the broadcast methods; `actors.vllm_weights`);
         `text_only`: a text model's engine (the reasoner as the policy), prompts without images."""
         images = 0 if text_only else 1
-        args = engine_args(checkpoint, config, seed, images_per_prompt=images, async_engine=True, weight_transfer=weight_transfer)
+        args = engine_args(
+            checkpoint, config, seed, images_per_prompt=images, async_engine=True, weight_transfer=weight_transfer
+        )
         from vllm.v1.engine.async_llm import AsyncLLM  # after engine_args: it sets vLLM's environment
 
         if text_only:
@@ -59,7 +68,9 @@ class VllmCaptionEngine(CaptionEngine):
     async def generate(self, requests: list[CaptionRequest], sampling: SamplingSettings) -> list[list[CaptionSample]]:
         return list(await asyncio.gather(*(self._generate_one(r, i, sampling) for i, r in enumerate(requests))))
 
-    async def _generate_one(self, request: CaptionRequest, position: int, sampling: SamplingSettings) -> list[CaptionSample]:
+    async def _generate_one(
+        self, request: CaptionRequest, position: int, sampling: SamplingSettings
+    ) -> list[CaptionSample]:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
@@ -87,10 +98,13 @@ class VllmCaptionEngine(CaptionEngine):
         final = None
         async for output in self._engine.generate(prompt, params, request_id=f"{request.prompt_id}-{number}"):
             final = output
-        return [self._sample(completion, submitted_under) for completion in sorted(final.outputs, key=lambda c: c.index)]
+        return [
+            self._sample(completion, submitted_under) for completion in sorted(final.outputs, key=lambda c: c.index)
+        ]
 
     def _allowed(self, spec: SamplingSpec) -> list[int] | None:
-        """Every id but the suppressed ones (vLLM masks the rest to -inf before sampling); built once per suppressed set."""
+        """Every id but the suppressed ones (vLLM masks the rest to -inf before sampling); built once
+        per suppressed set."""
         if spec.suppressed_token_ids not in self._allowed_ids:
             suppressed = set(spec.suppressed_token_ids)
             allowed = [i for i in range(self._vocab_size) if i not in suppressed]
@@ -119,7 +133,9 @@ class VllmCaptionEngine(CaptionEngine):
                     with shared_update(update) as shared:
                         return await self._load({"path": shared.path, "header": shared.header})
                 except OSError as err:
-                    log.warning("weight updates go inline through vLLM's RPC from now on: no room in shared memory (%s)", err)
+                    log.warning(
+                        "weight updates go inline through vLLM's RPC from now on: no room in shared memory (%s)", err
+                    )
                     self.shared_memory = False
             await self._load({"frames": list(encode_weight_update(update))})
 

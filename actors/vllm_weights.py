@@ -140,7 +140,9 @@ class GlooWeightTransferEngine(_LayerwiseReload):
     def init_transfer_engine(self, init_info: GlooInitInfo) -> None:
         parallel = self.parallel_config
         rank = init_info.rank_offset + parallel.data_parallel_index * parallel.world_size + parallel.rank
-        self.group = GlooGroup.join(init_info.master_address, init_info.master_port, rank, init_info.world_size, init_info.timeout_s)
+        self.group = GlooGroup.join(
+            init_info.master_address, init_info.master_port, rank, init_info.world_size, init_info.timeout_s
+        )
 
     def receive_weights(self, update_info: BroadcastUpdateInfo) -> None:
         if self.group is None:
@@ -152,4 +154,3 @@ class GlooWeightTransferEngine(_LayerwiseReload):
 
     def shutdown(self) -> None:
         self.group = None
-

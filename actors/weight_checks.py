@@ -36,17 +36,23 @@ def policy_shapes(checkpoint: str, text_only: bool) -> dict[str, tuple[int, ...]
     return {name: tuple(parameter.shape) for name, parameter in model.named_parameters()}
 
 
-def check_announced(version: int, tensors: list[tuple[str, tuple[int, ...]]], shapes: dict[str, tuple[int, ...]], current_version: int) -> None:
+def check_announced(
+    version: int, tensors: list[tuple[str, tuple[int, ...]]], shapes: dict[str, tuple[int, ...]], current_version: int
+) -> None:
     """The version and every (name, shape) an update announces (a ZeroMQ update's header, or a
     broadcast Round before its tensors come), against a policy of `shapes`."""
     if not current_version < version <= MAX_VERSION:
-        raise MalformedMessage(f"weight update version {version}: the engine is at {current_version}, and versions stop at {MAX_VERSION}")
+        raise MalformedMessage(
+            f"weight update version {version}: the engine is at {current_version}, and versions stop at {MAX_VERSION}"
+        )
     for name, shape in tensors:
         expected = shapes.get(name)
         if expected is None:
             raise MalformedMessage(f"weight update v{version} names {name[:100]!r}, which the policy does not have")
         if tuple(shape) != expected:
-            raise MalformedMessage(f"weight update v{version}: {name} has shape {list(shape)}, the policy's is {list(expected)}")
+            raise MalformedMessage(
+                f"weight update v{version}: {name} has shape {list(shape)}, the policy's is {list(expected)}"
+            )
 
 
 def check_weight_update(update: WeightUpdate, shapes: dict[str, tuple[int, ...]], current_version: int) -> None:

@@ -15,10 +15,10 @@ import zmq
 import zmq.asyncio
 
 from actors.weight_checks import check_announced
-from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
-from wire.buffers import MalformedMessage, excerpt
 from transport.curve import CurveKeys
 from transport.sockets import connect
+from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
+from wire.buffers import MalformedMessage, excerpt
 from wire.weights import CATCH_UP_PREFIX, UPDATE_TOPIC, WeightUpdate, decode_weight_update
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,12 @@ class BroadcastWeightReceiver:
                     await engine.join_weight_broadcast(message.init_info)
                 elif isinstance(message, Round):
                     if self.shapes is not None:  # refused: the Ack says why and the learner's publish fails
-                        check_announced(message.version, list(zip(message.names, message.shapes)), self.shapes, engine.policy_version)
+                        check_announced(
+                            message.version,
+                            list(zip(message.names, message.shapes)),
+                            self.shapes,
+                            engine.policy_version,
+                        )
                     await engine.receive_weight_broadcast(message)
                     on_update(message.version)
                 else:

@@ -45,20 +45,32 @@ def caption_rewards(config: TrainConfig, reasoner: str, eval_file: str, records:
     kept = read_records(Path(eval_file))[:records]
     captions = {**CONTENT_FREE, "faithful": None}
     requests = [
-        ScoreRequest(r.question, r.answer, tuple(c if c is not None else r.reference for c in captions.values()),
-                     mc_questions=r.questions, seed=index, reference=r.reference)
+        ScoreRequest(
+            r.question,
+            r.answer,
+            tuple(c if c is not None else r.reference for c in captions.values()),
+            mc_questions=r.questions,
+            seed=index,
+            reference=r.reference,
+        )
         for index, r in enumerate(kept)
     ]
 
     def answer(prompts: list[tuple[str, str]], k: int) -> list[list[str]]:
-        return engine.answer(prompts, k=k, temperature=config.serve.temperature, max_new_tokens=config.serve.max_new_tokens)
+        return engine.answer(
+            prompts, k=k, temperature=config.serve.temperature, max_new_tokens=config.serve.max_new_tokens
+        )
 
     def judge(conversations: list[list[dict]]) -> list[str]:
-        params = CompletionParams(temperature=config.reward.judge.temperature, max_tokens=config.reward.judge.max_new_tokens)
+        params = CompletionParams(
+            temperature=config.reward.judge.temperature, max_tokens=config.reward.judge.max_new_tokens
+        )
         return [result.choices[0].text for result in engine.complete(conversations, params)]
 
     started = time.perf_counter()
-    results = score_groups(requests, answer, config.serve.samples_per_caption, config.reward, lambda: time.perf_counter() - started, judge)
+    results = score_groups(
+        requests, answer, config.serve.samples_per_caption, config.reward, lambda: time.perf_counter() - started, judge
+    )
     by_kind = {kind: [result.rewards[i] for result in results] for i, kind in enumerate(captions)}
     return CaptionRewards(
         {kind: statistics.fmean(values) for kind, values in by_kind.items()},

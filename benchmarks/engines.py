@@ -53,11 +53,26 @@ GROUP_SIZE = 8
 PROMPTS = 8
 # A captioner of ~110M parameters: BERT-base's width and depth in Qwen2.5-VL's layout.
 SHAPE_100M = {
-    "text": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                 num_key_value_heads=4, vocab_size=0, max_position_embeddings=4096, tie_word_embeddings=False),
+    "text": dict(
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        num_key_value_heads=4,
+        vocab_size=0,
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+    ),
     "mrope_section": [8, 12, 12],
-    "vision": dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, out_hidden_size=768,
-                   window_size=56, fullatt_block_indexes=[1]),
+    "vision": dict(
+        depth=2,
+        hidden_size=64,
+        intermediate_size=128,
+        num_heads=2,
+        out_hidden_size=768,
+        window_size=56,
+        fullatt_block_indexes=[1],
+    ),
 }
 
 
@@ -124,7 +139,8 @@ def _frames_publisher(engine):
 
 def _table(results: dict[str, EngineTimings], megabytes: float) -> str:
     lines = [
-        f"| engine | weight sync | update p50 (ms) | update max (ms) | generate {PROMPTS} prompts x G={GROUP_SIZE}, p50 (s) | tokens/s |",
+        f"| engine | weight sync | update p50 (ms) | update max (ms) | generate {PROMPTS} prompts x G={GROUP_SIZE}, "
+        "p50 (s) | tokens/s |",
         "|---|---|---|---|---|---|",
     ]
     for (kind, sync), t in results.items():
@@ -150,7 +166,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         captioner, variants = inputs.captioner, VARIANTS
         if args.shape == "100m":
-            captioner = str(build_checkpoint(Path(inputs.captioner), Path(scratch), SHAPE_100M, "cpu", max_pixels=448 * 448))
+            captioner = str(
+                build_checkpoint(Path(inputs.captioner), Path(scratch), SHAPE_100M, "cpu", max_pixels=448 * 448)
+            )
             variants = tuple(v for v in VARIANTS if v[1].startswith("zmq") and v[0] == "vllm")
         table = _measure(captioner, variants, records, root, args.rounds)
     print(table)
@@ -158,7 +176,10 @@ def main() -> None:
     if args.record:
         title, command = ("Caption engines", "python -m benchmarks.engines --record")
         if args.shape == "100m":
-            title, command = ("Caption engines, 110M-parameter captioner", "python -m benchmarks.engines --shape 100m --record")
+            title, command = (
+                "Caption engines, 110M-parameter captioner",
+                "python -m benchmarks.engines --shape 100m --record",
+            )
         write_section(title, command, where, table)
 
 
@@ -178,7 +199,10 @@ def _measure(captioner: str, variants: tuple, records: list, root: Path, rounds:
     results = {variant: EngineTimings([], []) for variant in variants}
     try:
         requests = {
-            variant: [CaptionRequest(r.id, encode_caption_prompt(e.processor, r.question, load_image(r, root))) for r in records]
+            variant: [
+                CaptionRequest(r.id, encode_caption_prompt(e.processor, r.question, load_image(r, root)))
+                for r in records
+            ]
             for variant, (e, _) in built.items()
         }
         for variant, (engine, _) in built.items():  # warm-up

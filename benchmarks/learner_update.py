@@ -35,8 +35,11 @@ COMMAND = "python -m benchmarks.learner_update --record"
 GROUPS, GROUP_SIZE = 8, 8
 CAPTION_TOKENS = (10, 24)
 # (label, image encoded once per group, groups per pass)
-VARIANTS = (("before: image per caption, 1 group per pass", False, 1), ("image once per group, 1 group per pass", True, 1),
-            *((f"image once per group, {n} groups per pass", True, n) for n in (2, 4, 8)))
+VARIANTS = (
+    ("before: image per caption, 1 group per pass", False, 1),
+    ("image once per group, 1 group per pass", True, 1),
+    *((f"image once per group, {n} groups per pass", True, n) for n in (2, 4, 8)),
+)
 
 
 def make_groups(captioner: str, train_file: str) -> list:
@@ -59,14 +62,23 @@ def make_groups(captioner: str, train_file: str) -> list:
         image.save(png, format="PNG")
         lengths = rng.integers(CAPTION_TOKENS[0], CAPTION_TOKENS[1] + 1, GROUP_SIZE)
         completions = [rng.choice(ordinary, n).astype(np.int32) for n in lengths]
-        groups.append(ScoredGroup(
-            group_id=f"g{position}", prompt_id=record.id, actor_id=0, prompt_position=position,
-            prompt_token_ids=encode_caption_prompt(processor, record.question, image).input_ids, image_png=png.getvalue(),
-            completion_ids=tuple(completions), behaviour_logprobs=tuple(np.full(len(c), -3.0, np.float32) for c in completions),
-            token_versions=tuple(np.zeros(len(c), np.int32) for c in completions),
-            rewards=rng.integers(0, 2, GROUP_SIZE).astype(np.float32), answers=((),) * GROUP_SIZE,
-            timings=GroupTimings(0.0, 0.0, 0.0), counters=ActorCounters(**dict.fromkeys(COUNTER_NAMES, 0)),
-        ))
+        groups.append(
+            ScoredGroup(
+                group_id=f"g{position}",
+                prompt_id=record.id,
+                actor_id=0,
+                prompt_position=position,
+                prompt_token_ids=encode_caption_prompt(processor, record.question, image).input_ids,
+                image_png=png.getvalue(),
+                completion_ids=tuple(completions),
+                behaviour_logprobs=tuple(np.full(len(c), -3.0, np.float32) for c in completions),
+                token_versions=tuple(np.zeros(len(c), np.int32) for c in completions),
+                rewards=rng.integers(0, 2, GROUP_SIZE).astype(np.float32),
+                answers=((),) * GROUP_SIZE,
+                timings=GroupTimings(0.0, 0.0, 0.0),
+                counters=ActorCounters(**dict.fromkeys(COUNTER_NAMES, 0)),
+            )
+        )
     return groups
 
 
@@ -117,13 +129,15 @@ def table(variants: dict[str, Variant]) -> str:
 def main(argv: list[str]) -> int:
     import os
 
-    from learner.distributed import RankInfo, free_port, init_process_group
     from driver.inputs import resolve_inputs
+    from learner.distributed import RankInfo, free_port, init_process_group
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per variant (after one warm-up step)")
     parser.add_argument("--record", action="store_true", help="write the table into BENCHMARKS.md")
-    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. task.seed=1 (the bundled task to build or use)")
+    parser.add_argument(
+        "overrides", nargs="*", help="config overrides, e.g. task.seed=1 (the bundled task to build or use)"
+    )
     args = parser.parse_args(argv)
     config = load_config(None, args.overrides)
     os.environ.setdefault("DS_ACCELERATOR", "cpu")

@@ -63,9 +63,12 @@ class Window:
     def summary(self, groups_per_step: int) -> dict:
         lat = np.asarray(self.latencies_s) if self.latencies_s else np.asarray([np.nan])
         return {
-            "requests": len(self.latencies_s), "errors": len(self.errors), "seconds": round(self.seconds, 2),
+            "requests": len(self.latencies_s),
+            "errors": len(self.errors),
+            "seconds": round(self.seconds, 2),
             "requests_per_s": round(len(self.latencies_s) / self.seconds, 3) if self.seconds else None,
-            "p50_s": round(float(np.percentile(lat, 50)), 3), "p99_s": round(float(np.percentile(lat, 99)), 3),
+            "p50_s": round(float(np.percentile(lat, 50)), 3),
+            "p99_s": round(float(np.percentile(lat, 99)), 3),
             "groups_per_s": round(self.steps * groups_per_step / self.seconds, 3) if self.steps else None,
             "first_errors": self.errors[:3],
         }
@@ -80,7 +83,14 @@ def prompts(eval_file: str, count: int = 32) -> list[list[dict]]:
     return [reasoner_messages("top left: a red circle. bottom right: a blue square.", r.question) for r in records]
 
 
-def run_load(base_url: str, conversations: list[list[dict]], load: Load, max_tokens: int, model: str, stop: threading.Event | None = None) -> Window:
+def run_load(
+    base_url: str,
+    conversations: list[list[dict]],
+    load: Load,
+    max_tokens: int,
+    model: str,
+    stop: threading.Event | None = None,
+) -> Window:
     """Closed-loop load: `load.concurrency` clients until `load.requests` answers, the duration, or `stop`."""
     import openai
 
@@ -96,7 +106,9 @@ def run_load(base_url: str, conversations: list[list[dict]], load: Load, max_tok
                 return
             began = time.monotonic()
             try:
-                client.chat.completions.create(model=model, messages=conversations[i % len(conversations)], max_tokens=max_tokens, seed=i)
+                client.chat.completions.create(
+                    model=model, messages=conversations[i % len(conversations)], max_tokens=max_tokens, seed=i
+                )
                 with lock:
                     window.latencies_s.append(time.monotonic() - began)
             except openai.APIError as err:
@@ -138,7 +150,9 @@ def live_alone(config: BenchCommandConfig, inputs, load: Load) -> Window:
     try:
         base = f"http://{config.serve.http_host}:{config.serve.http_port}/v1"
         wait_for_service(base)
-        return run_load(base, prompts(inputs.eval_file), load, config.serve.max_new_tokens, config.serve.api.reasoner_model)
+        return run_load(
+            base, prompts(inputs.eval_file), load, config.serve.max_new_tokens, config.serve.api.reasoner_model
+        )
     finally:
         serve.shutdown()
 
@@ -151,7 +165,9 @@ def training_with(config: BenchCommandConfig, inputs, run_dir: Path, load: Load,
     make_run_dir(config)
     result: list[Window] = []
     done = threading.Event()
-    watcher = threading.Thread(target=lambda: result.append(_window(config, inputs, run_dir, load, send, done)), daemon=True)
+    watcher = threading.Thread(
+        target=lambda: result.append(_window(config, inputs, run_dir, load, send, done)), daemon=True
+    )
     watcher.start()
     try:
         run_roles(config, inputs, run_dir)
@@ -170,7 +186,14 @@ def _window(config: BenchCommandConfig, inputs, run_dir: Path, load: Load, send:
     steps0, began = _steps_done(run_dir), time.monotonic()
     if send:
         base = f"http://{config.serve.http_host}:{config.serve.http_port}/v1"
-        window = run_load(base, prompts(inputs.eval_file), load, config.serve.max_new_tokens, config.serve.api.reasoner_model, stop=done)
+        window = run_load(
+            base,
+            prompts(inputs.eval_file),
+            load,
+            config.serve.max_new_tokens,
+            config.serve.api.reasoner_model,
+            stop=done,
+        )
     else:
         window = Window()
         done.wait(load.duration_s)
@@ -186,7 +209,9 @@ def report(config: BenchCommandConfig, load: Load, phases: dict[str, Window]) ->
     rows = {name: window.summary(groups) for name, window in phases.items()}
     with_load, alone = rows["training + live"]["groups_per_s"], rows["training alone"]["groups_per_s"]
     result = {
-        "load": dataclasses.asdict(load), "max_tokens": config.serve.max_new_tokens, "phases": rows,
+        "load": dataclasses.asdict(load),
+        "max_tokens": config.serve.max_new_tokens,
+        "phases": rows,
         "training_kept": round(with_load / alone, 3) if with_load and alone else None,
         "machine": machine(),
     }
@@ -195,10 +220,15 @@ def report(config: BenchCommandConfig, load: Load, phases: dict[str, Window]) ->
         "|---|---|---|---|---|---|",
     ]
     for name, row in rows.items():
-        live = ("-",) * 4 if name == "training alone" else (f"{row['requests']} ({row['errors']})", row["requests_per_s"], row["p50_s"], row["p99_s"])
+        live = (
+            ("-",) * 4
+            if name == "training alone"
+            else (f"{row['requests']} ({row['errors']})", row["requests_per_s"], row["p50_s"], row["p99_s"])
+        )
         lines.append("| " + " | ".join(map(str, (name, *live, row["groups_per_s"] or "-"))) + " |")
     table = "\n".join(lines) + (
-        f"\n\nLoad: {load.concurrency} closed-loop clients, at most {load.requests} requests or {load.duration_s:.0f} s; "
+        f"\n\nLoad: {load.concurrency} closed-loop clients, at most {load.requests} requests or {load.duration_s:.0f} "
+        "s; "
         f"chat completions of the reasoner model, max_tokens {config.serve.max_new_tokens}. "
         f"Training keeps {result['training_kept']} of its groups/s under the load."
     )
@@ -218,7 +248,9 @@ def run(config: BenchCommandConfig, load: Load, out: Path, record: bool) -> dict
         log.info("live alone: %s", phases["live alone"].summary(1))
         phases["training alone"] = training_with(live, inputs, out / "training_alone", load, send=False)
         phases["training + live"] = training_with(live, inputs, out / "training_live", load, send=True)
-        phases["training + live, live_burst=1"] = training_with(turns, inputs, out / "training_live_turns", load, send=True)
+        phases["training + live, live_burst=1"] = training_with(
+            turns, inputs, out / "training_live_turns", load, send=True
+        )
     result, table = report(config, load, phases)
     (out / "live_load.json").write_text(json.dumps(result, indent=2))
     (out / "live_load.md").write_text(table + "\n")

@@ -75,11 +75,21 @@ class Layout:
         for role, wanted in cores.items():
             missing = sorted(set(wanted) - available)
             if missing:
-                raise ValueError(f"bench.{role}_cores names cores {missing} this machine does not have (it has {sorted(available)})")
+                raise ValueError(
+                    f"bench.{role}_cores names cores {missing} this machine does not have (it has {sorted(available)})"
+                )
         return cls(
             cores=cores,
-            processes={"learner": config.learner.num_ranks, "rollout": config.rollout.num_actors, "serve": config.serve.num_replicas},
-            torch_threads={"learner": config.learner.torch_threads, "rollout": config.rollout.torch_threads, "serve": config.serve.torch_threads},
+            processes={
+                "learner": config.learner.num_ranks,
+                "rollout": config.rollout.num_actors,
+                "serve": config.serve.num_replicas,
+            },
+            torch_threads={
+                "learner": config.learner.torch_threads,
+                "rollout": config.rollout.torch_threads,
+                "serve": config.serve.torch_threads,
+            },
         )
 
     def describe(self) -> str:
@@ -119,7 +129,15 @@ class RunResult:
     staleness_mean: float
 
 
-def timed_run(config: BenchCommandConfig, inputs, run_dir: Path, layout: Layout, memory: MemorySampler, name: str, pinned: bool = True) -> RunResult:
+def timed_run(
+    config: BenchCommandConfig,
+    inputs,
+    run_dir: Path,
+    layout: Layout,
+    memory: MemorySampler,
+    name: str,
+    pinned: bool = True,
+) -> RunResult:
     """A training run of warm-up + measured steps; CPU and memory marked at the end of warm-up and of
     the last step. `pinned` False: the roles share every core, as in a user's run."""
     import ray
@@ -189,9 +207,13 @@ def measure_stages(config: BenchCommandConfig, inputs, out: Path, layout: Layout
     sampling = caption_sampling_spec(config.rollout.sampling, load_captioner_processor(inputs.captioner).tokenizer)
     rollout, env = config.rollout, worker_env()
     # As many groups as the timed training steps use.
-    calls = math.ceil(config.bench.steps * config.learner.groups_per_step / (rollout.num_actors * rollout.prompts_per_call))
+    calls = math.ceil(
+        config.bench.steps * config.learner.groups_per_step / (rollout.num_actors * rollout.prompts_per_call)
+    )
     # Generating alone, the actors never send groups nor take weights.
-    actors = start_rollout_actors(rollout, inputs.captioner, sampling, inputs.train_file, (), WeightSource("zmq", ()), "", None, env, config.seed)
+    actors = start_rollout_actors(
+        rollout, inputs.captioner, sampling, inputs.train_file, (), WeightSource("zmq", ()), "", None, env, config.seed
+    )
     try:
         ray.get([a.stats_ref() for a in actors])  # built
         layout.pin_roles(("rollout",))
@@ -208,14 +230,21 @@ def measure_stages(config: BenchCommandConfig, inputs, out: Path, layout: Layout
     finally:
         serve.shutdown()
     # The queue is filled with groups that are never too stale; a broadcast would wait for actors.
-    alone = with_changes(config, learner={"max_staleness": 10**9, "weight_sync": dataclasses.replace(config.learner.weight_sync, backend="zmq")})
+    alone = with_changes(
+        config,
+        learner={"max_staleness": 10**9, "weight_sync": dataclasses.replace(config.learner.weight_sync, backend="zmq")},
+    )
     run_dir = out / "learner_alone"
     run_dir.mkdir(parents=True, exist_ok=True)
-    learners, ready = start_learner(alone.learner, inputs.captioner, str(run_dir), sampling, rollout.num_actors, None, env, config.seed).ready()
+    learners, ready = start_learner(
+        alone.learner, inputs.captioner, str(run_dir), sampling, rollout.num_actors, None, env, config.seed
+    ).ready()
     try:
         layout.pin_roles(("learner",))
         log.info("stage alone: learner (%d steps)", alone.learner.total_steps)
-        learning = learner_alone(learners, ready.replay_endpoint, with_rewards([g for _, g in generated], results), alone, run_dir)
+        learning = learner_alone(
+            learners, ready.replay_endpoint, with_rewards([g for _, g in generated], results), alone, run_dir
+        )
     finally:
         _kill(learners)
     return {"generation": generation, "scoring": scoring, "learner": learning}
@@ -252,7 +281,12 @@ class UnpinnedRuns:
 
 
 def bench_report(
-    config: BenchCommandConfig, layout: Layout, stages: dict[str, StageRate], sync: RunResult, asynchronous: RunResult, memory,
+    config: BenchCommandConfig,
+    layout: Layout,
+    stages: dict[str, StageRate],
+    sync: RunResult,
+    asynchronous: RunResult,
+    memory,
     unpinned: UnpinnedRuns,
 ) -> dict:
     slowest = min(stages, key=lambda s: stages[s].groups_per_s)
@@ -264,7 +298,11 @@ def bench_report(
         "slowest_stage": slowest,
         "efficiency_vs_core_limit": async_rate / core_limit(stages, layout),
         "core_limit_groups_per_s": core_limit(stages, layout),
-        "sync": {"groups_per_s": sync.rate.groups_per_s, "staleness_mean": sync.staleness_mean, "busy_fraction": sync.busy},
+        "sync": {
+            "groups_per_s": sync.rate.groups_per_s,
+            "staleness_mean": sync.staleness_mean,
+            "busy_fraction": sync.busy,
+        },
         "async": {
             "groups_per_s": async_rate,
             "max_staleness": config.learner.max_staleness,
@@ -272,12 +310,26 @@ def bench_report(
             "busy_fraction": asynchronous.busy,
         },
         "unpinned": _unpinned_report(unpinned, config.bench.eval_every_steps),
-        "stages": {stage: {"groups_per_s": rate.groups_per_s, "groups": rate.groups, "seconds": rate.seconds} for stage, rate in stages.items()},
+        "stages": {
+            stage: {"groups_per_s": rate.groups_per_s, "groups": rate.groups, "seconds": rate.seconds}
+            for stage, rate in stages.items()
+        },
         "busy_fraction": asynchronous.busy,
         "peak_rss_mb": {role: memory.peak.get(role, 0) * mb for role in ROLES},
         "rss_growth_async": {role: _growth(memory.marks, role) for role in ROLES},
-        "resources": {role: {"cores": list(layout.cores[role]), "processes": layout.processes[role], "torch_threads": layout.torch_threads[role]} for role in ROLES},
-        "steps": {"warmup": config.bench.warmup_steps, "measured": config.bench.steps, "groups_per_step": config.learner.groups_per_step},
+        "resources": {
+            role: {
+                "cores": list(layout.cores[role]),
+                "processes": layout.processes[role],
+                "torch_threads": layout.torch_threads[role],
+            }
+            for role in ROLES
+        },
+        "steps": {
+            "warmup": config.bench.warmup_steps,
+            "measured": config.bench.steps,
+            "groups_per_step": config.learner.groups_per_step,
+        },
         "machine": machine(),
     }
 
@@ -286,11 +338,17 @@ def _unpinned_report(runs: UnpinnedRuns, eval_every_steps: int) -> dict:
     def run(result: RunResult) -> dict:
         return {"groups_per_s": result.rate.groups_per_s, "staleness_mean": result.staleness_mean}
 
-    report = {"sync": run(runs.sync), "async": run(runs.asynchronous),
-              "speedup_vs_sync": runs.asynchronous.rate.groups_per_s / runs.sync.rate.groups_per_s}
+    report = {
+        "sync": run(runs.sync),
+        "async": run(runs.asynchronous),
+        "speedup_vs_sync": runs.asynchronous.rate.groups_per_s / runs.sync.rate.groups_per_s,
+    }
     if runs.with_eval is not None:
-        report["async_eval"] = {**run(runs.with_eval), "eval_every_steps": eval_every_steps,
-                                "throughput_cost": 1 - runs.with_eval.rate.groups_per_s / runs.asynchronous.rate.groups_per_s}
+        report["async_eval"] = {
+            **run(runs.with_eval),
+            "eval_every_steps": eval_every_steps,
+            "throughput_cost": 1 - runs.with_eval.rate.groups_per_s / runs.asynchronous.rate.groups_per_s,
+        }
     return report
 
 
@@ -306,36 +364,56 @@ def bench_table(report: dict) -> str:
     lines = [
         "| measured | groups/s | s per step | note |",
         "|---|---|---|---|",
-        f"| synchronous (eta 0) | {sync['groups_per_s']:.2f} | {per_step / sync['groups_per_s']:.2f} | staleness {sync['staleness_mean']:.2f} |",
+        f"| synchronous (eta 0) | {sync['groups_per_s']:.2f} | {per_step / sync['groups_per_s']:.2f} | staleness "
+        f"{sync['staleness_mean']:.2f} |",
         f"| asynchronous (eta {asynchronous['max_staleness']}) | {asynchronous['groups_per_s']:.2f} | "
         f"{per_step / asynchronous['groups_per_s']:.2f} | staleness {asynchronous['staleness_mean']:.2f} |",
     ]
     for stage, rate in stages.items():
         lines.append(f"| {stage} alone | {rate['groups_per_s']:.2f} | {per_step / rate['groups_per_s']:.2f} | |")
     free = report["unpinned"]
-    for name, run in (("synchronous", free["sync"]), (f"asynchronous (eta {asynchronous['max_staleness']})", free["async"])):
-        lines.append(f"| {name}, unpinned | {run['groups_per_s']:.2f} | {per_step / run['groups_per_s']:.2f} | "
-                     f"staleness {run['staleness_mean']:.2f}; every role on every core |")
+    for name, run in (
+        ("synchronous", free["sync"]),
+        (f"asynchronous (eta {asynchronous['max_staleness']})", free["async"]),
+    ):
+        lines.append(
+            f"| {name}, unpinned | {run['groups_per_s']:.2f} | {per_step / run['groups_per_s']:.2f} | "
+            f"staleness {run['staleness_mean']:.2f}; every role on every core |"
+        )
     with_eval = free.get("async_eval")
     if with_eval:
-        lines.append(f"| asynchronous, unpinned, evaluating every {with_eval['eval_every_steps']} steps | {with_eval['groups_per_s']:.2f} | "
-                     f"{per_step / with_eval['groups_per_s']:.2f} | staleness {with_eval['staleness_mean']:.2f} |")
+        lines.append(
+            f"| asynchronous, unpinned, evaluating every {with_eval['eval_every_steps']} steps | "
+            f"{with_eval['groups_per_s']:.2f} | "
+            f"{per_step / with_eval['groups_per_s']:.2f} | staleness {with_eval['staleness_mean']:.2f} |"
+        )
     lines += [
         "",
         f"unpinned (as a user's run): speedup_vs_sync **{free['speedup_vs_sync']:.2f}**.",
-        *(["", f"evaluation while training every {with_eval['eval_every_steps']} steps costs **{100 * with_eval['throughput_cost']:.0f}%** "
-               "of the unpinned asynchronous run's groups/s."] if with_eval else []),
+        *(
+            [
+                "",
+                f"evaluation while training every {with_eval['eval_every_steps']} steps costs "
+                f"**{100 * with_eval['throughput_cost']:.0f}%** "
+                "of the unpinned asynchronous run's groups/s.",
+            ]
+            if with_eval
+            else []
+        ),
         "",
-        f"pinned: speedup_vs_sync **{report['speedup_vs_sync']:.2f}**, pipeline_efficiency **{report['pipeline_efficiency']:.2f}** "
+        f"pinned: speedup_vs_sync **{report['speedup_vs_sync']:.2f}**, pipeline_efficiency "
+        f"**{report['pipeline_efficiency']:.2f}** "
         f"(slowest stage: {report['slowest_stage']}); against the limit of stages sharing cores "
         f"({report['core_limit_groups_per_s']:.2f} groups/s): {report['efficiency_vs_core_limit']:.2f}.",
         "",
-        "| role | processes | cores | torch threads | busy (async) | busy (sync) | peak RSS (MB) | RSS growth (async) |",
+        "| role | processes | cores | torch threads | busy (async) | busy (sync) | peak RSS (MB) | RSS growth "
+        "(async) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for role, resources in report["resources"].items():
         lines.append(
-            f"| {role} | {resources['processes']} | {','.join(map(str, resources['cores']))} | {resources['torch_threads']} | "
+            f"| {role} | {resources['processes']} | {','.join(map(str, resources['cores']))} | "
+            f"{resources['torch_threads']} | "
             f"{asynchronous['busy_fraction'][role]:.2f} | {sync['busy_fraction'][role]:.2f} | "
             f"{report['peak_rss_mb'][role]:.0f} | {100 * report['rss_growth_async'][role]:+.1f}% |"
         )
@@ -352,15 +430,28 @@ def run_bench(config: BenchCommandConfig, layout: Layout, out: Path) -> dict:
     if bench.hold_policy:
         learner["lr"] = HELD_LR
     config = with_changes(config, eval={"at_end": False, "every_steps": 0}, learner=learner)
-    print(f"bench: {bench.warmup_steps} warm-up + {bench.steps} measured steps of {config.learner.groups_per_step} groups; resources:\n{layout.describe()}")
+    print(
+        f"bench: {bench.warmup_steps} warm-up + {bench.steps} measured steps of {config.learner.groups_per_step} "
+        f"groups; resources:\n{layout.describe()}"
+    )
     out.mkdir(parents=True, exist_ok=True)
     inputs = resolve_inputs(config)
     with ray_session(config), MemorySampler() as memory:
         stages = measure_stages(config, inputs, out, layout)
-        sync = timed_run(with_changes(config, learner={"max_staleness": 0}), inputs, out / "sync", layout, memory, "sync")
+        sync = timed_run(
+            with_changes(config, learner={"max_staleness": 0}), inputs, out / "sync", layout, memory, "sync"
+        )
         asynchronous = timed_run(config, inputs, out / "async", layout, memory, "async")
         unpinned = UnpinnedRuns(
-            timed_run(with_changes(config, learner={"max_staleness": 0}), inputs, out / "sync_unpinned", layout, memory, "sync_unpinned", False),
+            timed_run(
+                with_changes(config, learner={"max_staleness": 0}),
+                inputs,
+                out / "sync_unpinned",
+                layout,
+                memory,
+                "sync_unpinned",
+                False,
+            ),
             timed_run(config, inputs, out / "async_unpinned", layout, memory, "async_unpinned", False),
             _with_eval_run(config, inputs, out, layout, memory),
         )
@@ -370,11 +461,18 @@ def run_bench(config: BenchCommandConfig, layout: Layout, out: Path) -> dict:
     (out / "bench.md").write_text(table + "\n")
     print(table)
     if bench.record:
-        write_section("Pipeline: asynchronous against synchronous", f"python launch.py bench out={os.path.relpath(out)} bench.record=true", report["machine"], table)
+        write_section(
+            "Pipeline: asynchronous against synchronous",
+            f"python launch.py bench out={os.path.relpath(out)} bench.record=true",
+            report["machine"],
+            table,
+        )
     return report
 
 
-def _with_eval_run(config: BenchCommandConfig, inputs, out: Path, layout: Layout, memory: MemorySampler) -> RunResult | None:
+def _with_eval_run(
+    config: BenchCommandConfig, inputs, out: Path, layout: Layout, memory: MemorySampler
+) -> RunResult | None:
     """The unpinned asynchronous run evaluating while it trains; None where it would not evaluate."""
     every = config.bench.eval_every_steps
     if not every or not inputs.eval_file or config.policy.role != "captioner":

@@ -117,7 +117,9 @@ class CpuMark:
 
 
 def cpu_mark() -> CpuMark:
-    return CpuMark(time.monotonic(), {role: {p.pid: cpu_seconds(p) for p in ps} for role, ps in role_processes().items()})
+    return CpuMark(
+        time.monotonic(), {role: {p.pid: cpu_seconds(p) for p in ps} for role, ps in role_processes().items()}
+    )
 
 
 def busy_fractions(start: CpuMark, end: CpuMark, cores: dict[str, tuple[int, ...]]) -> dict[str, float]:

@@ -52,9 +52,24 @@ def main() -> None:
         for process in processes:
             if process.cmdline()[:1] and process.cmdline()[0].startswith(ROLE_TITLES[role]):
                 stacks = out / f"{role}-{process.pid}.txt"
-                command = ["py-spy", "record", "--pid", str(process.pid), "--duration", str(args.seconds),
-                           "--rate", "50", "--nonblocking", "--format", "raw", "--output", str(stacks)]
-                running.append((role, stacks, subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+                command = [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(process.pid),
+                    "--duration",
+                    str(args.seconds),
+                    "--rate",
+                    "50",
+                    "--nonblocking",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(stacks),
+                ]
+                running.append(
+                    (role, stacks, subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                )
     if not running:
         raise SystemExit("no role processes found on this node: is a job running?")
     for _, _, process in running:

@@ -16,7 +16,8 @@ def recipe_table(results: Sequence, recipes: Mapping) -> str:
         recipe = recipes[r.paper]
         lines.append(
             f"| {recipe.method} | {r.paper} | {r.seed} "
-            f"| {r.heldout_before:.3f} ± {r.heldout_before_stderr:.3f} → {r.heldout_after:.3f} ± {r.heldout_after_stderr:.3f} "
+            f"| {r.heldout_before:.3f} ± {r.heldout_before_stderr:.3f} → {r.heldout_after:.3f} ± "
+            f"{r.heldout_after_stderr:.3f} "
             f"| {r.reward_first:.3f} → {r.reward_last:.3f} ± {r.reward_last_stderr:.3f} | {r.blind:.3f} "
             f"| {'yes' if r.learned else 'no'} |"
         )

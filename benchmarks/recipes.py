@@ -43,7 +43,8 @@ RESULT_FILE = "result.json"
 
 @dataclass(frozen=True)
 class Recipe:
-    """A seed method as the recipe table of docs/rewards-and-recipes.md writes it: `python launch.py <command> <overrides>`."""
+    """A seed method as the recipe table of docs/rewards-and-recipes.md writes it:
+    `python launch.py <command> <overrides>`."""
 
     method: str
     paper: str
@@ -53,11 +54,23 @@ class Recipe:
 
 RECIPES = (
     Recipe("verifiable answers", "RACRO", "train", ()),
-    Recipe("multiple choice", "CapRL", "train", ("reward.kind=mcq", "reward.shaping.length_budget=24", "reward.shaping.length_penalty=0.5")),
     Recipe(
-        "judge and verifiable", "Perception-R1", "train",
-        ("reward.weights.verifiable=0.5", "reward.weights.judge=0.5", "reward.judge.target=caption",
-         "reward.shaping.repetition_ngram=3", "reward.shaping.repetition_penalty=0.5"),
+        "multiple choice",
+        "CapRL",
+        "train",
+        ("reward.kind=mcq", "reward.shaping.length_budget=24", "reward.shaping.length_penalty=0.5"),
+    ),
+    Recipe(
+        "judge and verifiable",
+        "Perception-R1",
+        "train",
+        (
+            "reward.weights.verifiable=0.5",
+            "reward.weights.judge=0.5",
+            "reward.judge.target=caption",
+            "reward.shaping.repetition_ngram=3",
+            "reward.shaping.repetition_penalty=0.5",
+        ),
     ),
     Recipe("alternating roles", "Perceive-to-Reason", "alternate", ("policy.stages=[captioner,reasoner]",)),
 )
@@ -81,7 +94,10 @@ class RunResult:
     @property
     def learned(self) -> bool:
         noise = 3 * math.hypot(self.heldout_before_stderr, self.heldout_after_stderr)
-        return self.heldout_after - self.heldout_before > noise and self.reward_last - self.blind > 3 * self.reward_last_stderr
+        return (
+            self.heldout_after - self.heldout_before > noise
+            and self.reward_last - self.blind > 3 * self.reward_last_stderr
+        )
 
 
 def run_name(recipe: Recipe, seed: int) -> str:
@@ -91,7 +107,9 @@ def run_name(recipe: Recipe, seed: int) -> str:
 def recipe_config(base_overrides: list[str], recipe: Recipe, seed: int, run_dir: Path):
     from configs.load import load_config
 
-    return load_config(None, [*RECIPE_DEFAULTS, *recipe.overrides, *base_overrides, f"seed={seed}", f"run_dir={run_dir}"])
+    return load_config(
+        None, [*RECIPE_DEFAULTS, *recipe.overrides, *base_overrides, f"seed={seed}", f"run_dir={run_dir}"]
+    )
 
 
 def train_recipe(recipe: Recipe, config) -> None:
@@ -118,11 +136,15 @@ def summarise(recipe: Recipe, seed: int, run_dir: Path, blind: float) -> RunResu
     initial, trained = load_results(stages[0])[0], load_results(stages[-1])[-1]
     last = fifth(rewards, last=True, least=2)
     return RunResult(
-        paper=recipe.paper, seed=seed,
-        heldout_before=initial.accuracy, heldout_before_stderr=initial.stderr,
-        heldout_after=trained.accuracy, heldout_after_stderr=trained.stderr,
+        paper=recipe.paper,
+        seed=seed,
+        heldout_before=initial.accuracy,
+        heldout_before_stderr=initial.stderr,
+        heldout_after=trained.accuracy,
+        heldout_after_stderr=trained.stderr,
         reward_first=statistics.fmean(fifth(rewards, last=False, least=2)),
-        reward_last=statistics.fmean(last), reward_last_stderr=statistics.stdev(last) / math.sqrt(len(last)),
+        reward_last=statistics.fmean(last),
+        reward_last_stderr=statistics.stdev(last) / math.sqrt(len(last)),
         blind=blind,
     )
 
@@ -139,7 +161,9 @@ def run_recipes(overrides: list[str], out: Path, seeds: tuple[int, ...], record:
                 results.append(RunResult(**json.loads(saved.read_text())))
                 continue
             config = recipe_config(overrides, recipe, seed, run_dir)
-            log.info("%s, seed %d: python launch.py %s %s", recipe.paper, seed, recipe.command, " ".join(recipe.overrides))
+            log.info(
+                "%s, seed %d: python launch.py %s %s", recipe.paper, seed, recipe.command, " ".join(recipe.overrides)
+            )
             train_recipe(recipe, config)
             blind = blind if blind is not None else _blind(config)
             result = summarise(recipe, seed, run_dir, blind)
@@ -161,7 +185,9 @@ def _blind(config) -> float:
 def report(results: list[RunResult], out: Path, overrides: list[str], record: bool) -> None:
     rows = [{**dataclasses.asdict(r), "learned": r.learned} for r in results]
     settings = [*RECIPE_DEFAULTS, *overrides]
-    (out / "recipes.json").write_text(json.dumps({"machine": machine(), "settings": settings, "runs": rows}, indent=2) + "\n")
+    (out / "recipes.json").write_text(
+        json.dumps({"machine": machine(), "settings": settings, "runs": rows}, indent=2) + "\n"
+    )
     table = recipe_table(results, {r.paper: r for r in RECIPES})
     (out / "recipes.md").write_text(table + "\n")
     print(table)

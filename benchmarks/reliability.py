@@ -21,28 +21,30 @@ def reliability_table(report: dict) -> str:
     rows = [f"| {kind} | {count} | {min(count, survived.get(kind, 0))} |" for kind, count in sorted(injected.items())]
     absorbed = {k: v for k, v in survived.items() if k not in injected}
     dropped = ", ".join(f"{k} {v}" for k, v in report["groups_dropped"].items() if v) or "none"
-    return "\n".join([
-        f"{report['duration_s']:.0f} s of training ({report['steps']} learner steps) under injected faults "
-        f"(`soak.*`: {', '.join(f'{k}={v}' for k, v in report['config'].items() if k.endswith('_s'))}).",
-        "",
-        "| fault | injected | survived |",
-        "|---|---|---|",
-        *rows,
-        f"| **all** | **{report['faults_injected']}** | **{report['faults_survived']}** |",
-        "",
-        "| groups | count |",
-        "|---|---|",
-        f"| generated | {report['groups_generated']} |",
-        f"| accepted into the replay queue | {report['groups_accepted']} |",
-        f"| trained on | {report['groups_consumed']} |",
-        f"| still queued at the end | {report['groups_buffered_at_end']} |",
-        f"| **lost** (accepted, never used or dropped) | **{report['groups_lost']}** |",
-        f"| **duplicated** (a prompt position used twice) | **{report['groups_duplicated']}** |",
-        "",
-        f"Dropped, with the reason: {dropped} (groups lost with a dead actor are regenerated from the same "
-        "prompts). Faults the roles absorbed on their own along the way: "
-        f"{', '.join(f'{k} {v}' for k, v in absorbed.items()) or 'none'}.",
-    ])
+    return "\n".join(
+        [
+            f"{report['duration_s']:.0f} s of training ({report['steps']} learner steps) under injected faults "
+            f"(`soak.*`: {', '.join(f'{k}={v}' for k, v in report['config'].items() if k.endswith('_s'))}).",
+            "",
+            "| fault | injected | survived |",
+            "|---|---|---|",
+            *rows,
+            f"| **all** | **{report['faults_injected']}** | **{report['faults_survived']}** |",
+            "",
+            "| groups | count |",
+            "|---|---|",
+            f"| generated | {report['groups_generated']} |",
+            f"| accepted into the replay queue | {report['groups_accepted']} |",
+            f"| trained on | {report['groups_consumed']} |",
+            f"| still queued at the end | {report['groups_buffered_at_end']} |",
+            f"| **lost** (accepted, never used or dropped) | **{report['groups_lost']}** |",
+            f"| **duplicated** (a prompt position used twice) | **{report['groups_duplicated']}** |",
+            "",
+            f"Dropped, with the reason: {dropped} (groups lost with a dead actor are regenerated from the same "
+            "prompts). Faults the roles absorbed on their own along the way: "
+            f"{', '.join(f'{k} {v}' for k, v in absorbed.items()) or 'none'}.",
+        ]
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -28,7 +28,9 @@ def write_section(title: str, command: str, machine: str, body: str, path: Path 
     path.write_text(text.rstrip("\n") + "\n")
 
 
-def write_section_with_plot(title: str, command: str, machine: str, table: str, plot: Path, docs_path: Path, alt: str) -> None:
+def write_section_with_plot(
+    title: str, command: str, machine: str, table: str, plot: Path, docs_path: Path, alt: str
+) -> None:
     """`write_section` with the table and its plot, copied into the repository at `docs_path`
     (relative to it) for BENCHMARKS.md to show."""
     target = BENCHMARKS_FILE.parent / docs_path

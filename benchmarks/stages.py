@@ -45,7 +45,9 @@ class StageRate:
         return self.groups / self.seconds
 
 
-def generation_alone(actors: list[RolloutHandle], calls: int) -> tuple[StageRate, list[tuple[ScoreRequest, ScoredGroup]]]:
+def generation_alone(
+    actors: list[RolloutHandle], calls: int
+) -> tuple[StageRate, list[tuple[ScoreRequest, ScoredGroup]]]:
     """Every actor runs `calls` engine calls at once (after a warm-up); the groups they made."""
     import ray
 
@@ -101,7 +103,9 @@ def resent(group: ScoredGroup, position: int) -> ScoredGroup:
     return dataclasses.replace(group, group_id=uuid.uuid4().hex, prompt_position=position)
 
 
-def learner_alone(learners: list[LearnerHandle], endpoint: str, groups: list[ScoredGroup], config: BenchCommandConfig, run_dir: Path) -> StageRate:
+def learner_alone(
+    learners: list[LearnerHandle], endpoint: str, groups: list[ScoredGroup], config: BenchCommandConfig, run_dir: Path
+) -> StageRate:
     """The learner's steps from a queue kept full, timed from the end of its warm-up steps."""
     import ray
 
@@ -110,7 +114,9 @@ def learner_alone(learners: list[LearnerHandle], endpoint: str, groups: list[Sco
         ray.get([rank.train_ref() for rank in learners])
     finally:
         feeder.close()
-    return measured_rate(read_metrics(run_dir / "metrics.jsonl"), config.bench.warmup_steps, config.learner.groups_per_step)
+    return measured_rate(
+        read_metrics(run_dir / "metrics.jsonl"), config.bench.warmup_steps, config.learner.groups_per_step
+    )
 
 
 def measured_rate(rows: list[dict], warmup_steps: int, groups_per_step: int) -> StageRate:

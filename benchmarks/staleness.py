@@ -40,7 +40,13 @@ CORRECTIONS = ("none", "tis", "decoupled")
 # The sweep's setting, before the command line's overrides (which win). Chosen so that 18 runs fit
 # in an hour on 2 cores and staleness really occurs: with one actor the pipeline holds about one
 # step of groups (staleness ~1.5 even at eta = 8); two actors keep about two (mean 1.9-2.3).
-SWEEP_DEFAULTS = ("learner.total_steps=45", "rollout.num_actors=2", "eval.max_prompts=96", "eval.samples_per_prompt=2", "eval.every_steps=0")
+SWEEP_DEFAULTS = (
+    "learner.total_steps=45",
+    "rollout.num_actors=2",
+    "eval.max_prompts=96",
+    "eval.samples_per_prompt=2",
+    "eval.every_steps=0",
+)
 WARMUP_STEPS = 5  # left out of the throughput: roles still loading, first weight pushes
 NOISE_POINT = (2, "none")  # the default eta and correction, trained with more seeds
 NOISE_SEEDS = (1, 2)
@@ -69,8 +75,11 @@ def summarise(point: SweepPoint, rows: list[dict], groups_per_step: int) -> Poin
 
 def sweep_points(etas, corrections, noise_seeds, also=()) -> list[SweepPoint]:
     grid = [SweepPoint(eta, correction) for eta in etas for correction in corrections]
-    extra = [SweepPoint(eta, correction) for eta, correction in also if (eta, correction) not in
-             {(p.eta, p.correction) for p in grid}]
+    extra = [
+        SweepPoint(eta, correction)
+        for eta, correction in also
+        if (eta, correction) not in {(p.eta, p.correction) for p in grid}
+    ]
     return grid + extra + [SweepPoint(*NOISE_POINT, seed=seed) for seed in noise_seeds]
 
 
@@ -94,7 +103,9 @@ def train_point(config: TrainConfig, inputs, point: SweepPoint, out: Path) -> Po
     make_run_dir(point_config)
     log.info("training %s", point.name)
     run_roles(point_config, inputs, run_dir)
-    return save_result(out, point, summarise(point, read_metrics(run_dir / "metrics.jsonl"), config.learner.groups_per_step))
+    return save_result(
+        out, point, summarise(point, read_metrics(run_dir / "metrics.jsonl"), config.learner.groups_per_step)
+    )
 
 
 def evaluate_points(config: TrainConfig, inputs, points: list[SweepPoint], out: Path) -> None:
@@ -105,7 +116,11 @@ def evaluate_points(config: TrainConfig, inputs, points: list[SweepPoint], out: 
     initial, *trained = evaluate_captioners(config, captioners, inputs.reasoner, inputs.eval_file)
     (out / INITIAL_FILE).write_text(json.dumps({"accuracy": initial.accuracy, "stderr": initial.stderr}) + "\n")
     for point, evaluated in zip(points, trained):
-        save_result(out, point, dataclasses.replace(saved_result(out, point), heldout=evaluated.accuracy, heldout_stderr=evaluated.stderr))
+        save_result(
+            out,
+            point,
+            dataclasses.replace(saved_result(out, point), heldout=evaluated.accuracy, heldout_stderr=evaluated.stderr),
+        )
 
 
 def train_and_evaluate(config: TrainConfig, points: list[SweepPoint], out: Path) -> None:
@@ -129,8 +144,11 @@ def train_and_evaluate(config: TrainConfig, points: list[SweepPoint], out: Path)
 
 def run_sweep(config: TrainConfig, points: list[SweepPoint], out: Path, record: bool) -> dict:
     config = with_changes(config, eval={"at_end": False})  # the sweep evaluates every run at its end
-    print(f"staleness sweep: {len(points)} runs of {config.learner.total_steps} steps, {config.rollout.num_actors} actor(s), "
-          f"{config.learner.groups_per_step} groups of {config.rollout.group_size} per step")
+    print(
+        f"staleness sweep: {len(points)} runs of {config.learner.total_steps} steps, {config.rollout.num_actors} "
+        "actor(s), "
+        f"{config.learner.groups_per_step} groups of {config.rollout.group_size} per step"
+    )
     out.mkdir(parents=True, exist_ok=True)
     train_and_evaluate(config, points, out)
     results = [saved_result(out, point) for point in points]
@@ -138,8 +156,12 @@ def run_sweep(config: TrainConfig, points: list[SweepPoint], out: Path, record: 
     report = {
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
         "steps": config.learner.total_steps,
-        "settings": {"rollout.num_actors": config.rollout.num_actors, "learner.groups_per_step": config.learner.groups_per_step,
-                     "eval.max_prompts": config.eval.max_prompts, "eval.samples_per_prompt": config.eval.samples_per_prompt},
+        "settings": {
+            "rollout.num_actors": config.rollout.num_actors,
+            "learner.groups_per_step": config.learner.groups_per_step,
+            "eval.max_prompts": config.eval.max_prompts,
+            "eval.samples_per_prompt": config.eval.samples_per_prompt,
+        },
         "initial_heldout": initial,
         "points": [dataclasses.asdict(r) for r in results],
     }
@@ -162,10 +184,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--config", default=None)
     parser.add_argument("--etas", default=",".join(map(str, ETAS)), help="comma-separated eta values")
     parser.add_argument("--corrections", default=",".join(CORRECTIONS), help="comma-separated correction kinds")
-    parser.add_argument("--noise-seeds", default=",".join(map(str, NOISE_SEEDS)),
-                        help=f"more seeds of eta={NOISE_POINT[0]}, {NOISE_POINT[1]} ('' for none)")
-    parser.add_argument("--also", default=",".join(f"{e}:{c}" for e, c in ALSO),
-                        help="extra eta:correction points outside the grid ('' for none)")
+    parser.add_argument(
+        "--noise-seeds",
+        default=",".join(map(str, NOISE_SEEDS)),
+        help=f"more seeds of eta={NOISE_POINT[0]}, {NOISE_POINT[1]} ('' for none)",
+    )
+    parser.add_argument(
+        "--also",
+        default=",".join(f"{e}:{c}" for e, c in ALSO),
+        help="extra eta:correction points outside the grid ('' for none)",
+    )
     parser.add_argument("--record", action="store_true", help="write the table and plot into BENCHMARKS.md and docs/")
     parser.add_argument("overrides", nargs="*", help="out=PATH, then config key=value overrides")
     args = parser.parse_intermixed_args(argv)
@@ -182,8 +210,12 @@ def _sweep(args: argparse.Namespace, out: Path, overrides: list[str]) -> int:
 
     config = load_config(args.config, [*SWEEP_DEFAULTS, *overrides])
     try:
-        points = sweep_points(_ints(args.etas, "--etas"), _words(args.corrections), _ints(args.noise_seeds, "--noise-seeds"),
-                              _pairs(args.also))
+        points = sweep_points(
+            _ints(args.etas, "--etas"),
+            _words(args.corrections),
+            _ints(args.noise_seeds, "--noise-seeds"),
+            _pairs(args.also),
+        )
         for point in points:  # a bad eta or correction fails here, not after an hour of training
             point.config(config, Path("."))
     except ValueError as err:

@@ -23,14 +23,17 @@ def speed_vs_sync(result: PointResult, results: list[PointResult]) -> float:
 
 def sweep_table(results: list[PointResult], initial_heldout: float, noise_point: tuple[int, str]) -> str:
     lines = [
-        ("| eta | correction | seed | groups/s | x eta=0 | s/step | staleness mean / max | dropped stale "
-         "| corrected tokens | max weight | reward, last 20% | held-out accuracy |"),
+        (
+            "| eta | correction | seed | groups/s | x eta=0 | s/step | staleness mean / max | dropped stale "
+            "| corrected tokens | max weight | reward, last 20% | held-out accuracy |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         speed = speed_vs_sync(r, results)
         lines.append(
-            f"| {r.eta} | {r.correction} | {r.seed} | {r.groups_per_s:.2f} | {'–' if math.isnan(speed) else f'{speed:.2f}'} "
+            f"| {r.eta} | {r.correction} | {r.seed} | {r.groups_per_s:.2f} | "
+            f"{'–' if math.isnan(speed) else f'{speed:.2f}'} "
             f"| {r.seconds_per_step:.2f} | {r.staleness_mean:.2f} / {r.staleness_max} | {r.dropped_stale} "
             f"| {100 * r.corrected_fraction:.1f}% | {r.weight_max:.3g} | {r.reward_last:.3f} "
             f"| {r.heldout:.3f} ± {r.heldout_stderr:.3f} |"
@@ -74,8 +77,15 @@ def plot_sweep(out: Path, points: list[SweepPoint], results: list[PointResult], 
         by_time.plot([m[names.TIME_ELAPSED_S] for m in rows], smooth, **style)
     markers = {"none": "o", "tis": "s", "mask": "D", "decoupled": "^"}
     for r in results:
-        accuracy.errorbar([r.groups_per_s], [r.heldout], yerr=[r.heldout_stderr], fmt=markers.get(r.correction, "o"),
-                          color=colours[r.eta], capsize=3, alpha=1.0 if r.seed == 0 else 0.5)
+        accuracy.errorbar(
+            [r.groups_per_s],
+            [r.heldout],
+            yerr=[r.heldout_stderr],
+            fmt=markers.get(r.correction, "o"),
+            color=colours[r.eta],
+            capsize=3,
+            alpha=1.0 if r.seed == 0 else 0.5,
+        )
     by_step.set_xlabel("learner step")
     by_time.set_xlabel("wall-clock time (s)")
     for axis in (by_step, by_time):
@@ -87,7 +97,9 @@ def plot_sweep(out: Path, points: list[SweepPoint], results: list[PointResult], 
     accuracy.set_ylabel("held-out accuracy (± s.e.)")
     shapes = {"o": "circle", "s": "square", "D": "diamond", "^": "triangle"}
     shown = dict.fromkeys(p.correction for p in points)
-    accuracy.set_title(", ".join(f"{shapes[markers[c]]}: {c}" for c in shown) + "\ncolour: eta; faint: other seeds", fontsize=9)
+    accuracy.set_title(
+        ", ".join(f"{shapes[markers[c]]}: {c}" for c in shown) + "\ncolour: eta; faint: other seeds", fontsize=9
+    )
     accuracy.grid(alpha=0.3)
     figure.suptitle("Staleness bound eta x off-policy correction on the bundled task")
     figure.tight_layout()

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.pipeline import split_out
-from benchmarks.sweep_points import SweepPoint
 from benchmarks.report import machine, write_section_with_plot
 from benchmarks.stages import measured_rate
+from benchmarks.sweep_points import SweepPoint
 from benchmarks.tta_report import plot_tta, tta_table
 from configs.schema import TrainConfig
 from learner.metrics import read_eval_points, read_metrics
@@ -39,7 +39,13 @@ SEEDS = (0, 1, 2)
 TARGET = 0.85
 # Long enough for every setting to pass the target (a default run is at ~0.9 by step 100), with
 # an evaluation every 10 steps (about 10 s apart) on 64 held-out prompts x 2 captions.
-TTA_DEFAULTS = ("learner.total_steps=120", "eval.every_steps=10", "eval.subset_prompts=64", "eval.subset_samples=2", "eval.at_end=false")
+TTA_DEFAULTS = (
+    "learner.total_steps=120",
+    "eval.every_steps=10",
+    "eval.subset_prompts=64",
+    "eval.subset_samples=2",
+    "eval.at_end=false",
+)
 WARMUP_STEPS = 5  # left out of groups/s: roles still loading
 PLOT = Path("docs/time-to-accuracy.png")
 RUN_FILE = "tta_run.json"
@@ -87,12 +93,19 @@ def curve_of(setting: Setting, seed: int, run_dir: Path, groups_per_step: int) -
         raise RuntimeError(f"{run_dir}: the run evaluated nothing while training (eval.every_steps?)")
     rate = measured_rate(read_metrics(metrics), WARMUP_STEPS, groups_per_step)
     return RunCurve(
-        setting.eta, setting.correction, seed, [p[names.EVAL_ELAPSED_S] for p in points], [p["step"] for p in points],
-        [p[names.EVAL_ACCURACY] for p in points], rate.groups_per_s,
+        setting.eta,
+        setting.correction,
+        seed,
+        [p[names.EVAL_ELAPSED_S] for p in points],
+        [p["step"] for p in points],
+        [p[names.EVAL_ACCURACY] for p in points],
+        rate.groups_per_s,
     )
 
 
-def train_runs(config: TrainConfig, settings: list[Setting], seeds: list[int], out: Path) -> dict[tuple[Setting, int], RunCurve]:
+def train_runs(
+    config: TrainConfig, settings: list[Setting], seeds: list[int], out: Path
+) -> dict[tuple[Setting, int], RunCurve]:
     """Every (setting, seed) run's curve: read back from `out`, else trained (one Ray session)."""
     from driver.inputs import resolve_inputs
     from driver.run import make_run_dir, run_roles
@@ -124,9 +137,13 @@ def train_runs(config: TrainConfig, settings: list[Setting], seeds: list[int], o
     return curves
 
 
-def run_benchmark(config: TrainConfig, settings: list[Setting], seeds: list[int], target: float, out: Path, record: bool) -> dict:
-    print(f"time to accuracy: {len(settings)} settings x {len(seeds)} seeds, {config.learner.total_steps} steps each, "
-          f"target held-out accuracy {target}")
+def run_benchmark(
+    config: TrainConfig, settings: list[Setting], seeds: list[int], target: float, out: Path, record: bool
+) -> dict:
+    print(
+        f"time to accuracy: {len(settings)} settings x {len(seeds)} seeds, {config.learner.total_steps} steps each, "
+        f"target held-out accuracy {target}"
+    )
     out.mkdir(parents=True, exist_ok=True)
     curves = train_runs(config, settings, seeds, out)
     by_setting = {s.label: [curves[(s, seed)] for seed in seeds] for s in settings}
@@ -134,8 +151,11 @@ def run_benchmark(config: TrainConfig, settings: list[Setting], seeds: list[int]
         "machine": machine(),
         "target": target,
         "steps": config.learner.total_steps,
-        "eval": {"every_steps": config.eval.every_steps, "subset_prompts": config.eval.subset_prompts,
-                 "subset_samples": config.eval.subset_samples},
+        "eval": {
+            "every_steps": config.eval.every_steps,
+            "subset_prompts": config.eval.subset_prompts,
+            "subset_samples": config.eval.subset_samples,
+        },
         "runs": [dataclasses.asdict(c) for c in curves.values()],
     }
     (out / "tta.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -155,8 +175,11 @@ def main(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None)
-    parser.add_argument("--settings", default=",".join(f"{e}:{c}" for e, c in SETTINGS),
-                        help="comma-separated eta:correction pairs; the first is the baseline the others are compared with")
+    parser.add_argument(
+        "--settings",
+        default=",".join(f"{e}:{c}" for e, c in SETTINGS),
+        help="comma-separated eta:correction pairs; the first is the baseline the others are compared with",
+    )
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="comma-separated run seeds")
     parser.add_argument("--target", type=float, default=TARGET, help="the held-out accuracy to reach")
     parser.add_argument("--record", action="store_true", help="write the table and plot into BENCHMARKS.md and docs/")

@@ -48,7 +48,9 @@ REPLAY_PAYLOADS = (
 PUSH_ROUNDS = 5
 MB = 2**20
 # The example groups' facts: token ids below 500, version 3, an image with no pad tokens for it.
-EXAMPLE_ADMISSION = GroupAdmission(None, vocab_size=500, current_version=lambda: 3, image=ImageCheck(-1, lambda image: 0))
+EXAMPLE_ADMISSION = GroupAdmission(
+    None, vocab_size=500, current_version=lambda: 3, image=ImageCheck(-1, lambda image: 0)
+)
 
 
 # ---- replay -------------------------------------------------------------------------------
@@ -121,7 +123,9 @@ def _receive_raw(count: int, decode: bool = False) -> tuple[str, callable]:
 def replay_rate(path: str, size: tuple[int, int, int], count: int) -> float:
     """Groups per second from the first group taken to the last; `path`: ours, raw, raw+decode."""
     endpoint, drain = _receive_ours(count) if path == "ours" else _receive_raw(count, decode=path == "raw+decode")
-    sender = mp.get_context("spawn").Process(target=_send_groups, args=(endpoint, "ours" if path == "ours" else "raw", size, count))
+    sender = mp.get_context("spawn").Process(
+        target=_send_groups, args=(endpoint, "ours" if path == "ours" else "raw", size, count)
+    )
     sender.start()
     seconds = drain()
     sender.join()
@@ -130,7 +134,8 @@ def replay_rate(path: str, size: tuple[int, int, int], count: int) -> float:
 
 def replay_table() -> str:
     lines = [
-        "| payload | frame (KB) | ours groups/s | ours MB/s | raw ZeroMQ groups/s | raw MB/s | ours / raw | raw + decode groups/s | ours / (raw + decode) |",
+        "| payload | frame (KB) | ours groups/s | ours MB/s | raw ZeroMQ groups/s | raw MB/s | ours / raw | raw + "
+        "decode groups/s | ours / (raw + decode) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, group_size, tokens, image_bytes, count in REPLAY_PAYLOADS:
@@ -138,7 +143,8 @@ def replay_table() -> str:
         frame_mb = len(encode_group(example_group(*size))) / MB
         ours, raw, decoded = (replay_rate(path, size, count) for path in ("ours", "raw", "raw+decode"))
         lines.append(
-            f"| {name} | {frame_mb * 1024:.1f} | {ours:.0f} | {ours * frame_mb:.0f} | {raw:.0f} | {raw * frame_mb:.0f} | "
+            f"| {name} | {frame_mb * 1024:.1f} | {ours:.0f} | {ours * frame_mb:.0f} | {raw:.0f} | "
+            f"{raw * frame_mb:.0f} | "
             f"{ours / raw:.2f} | {decoded:.0f} | {ours / decoded:.2f} |"
         )
     return "\n".join(lines)
@@ -266,10 +272,16 @@ def push_table(models: dict[str, dict[str, torch.Tensor]], rounds: int) -> str:
     for name, weights in models.items():
         size_mb = sum(t.numel() * t.element_size() for t in weights.values()) / MB
         copy_s = statistics.median(copy_seconds(weights, rounds))
-        paths = {"in-memory copy": copy_s, "zmq": statistics.median(zmq_push_seconds(weights, rounds)),
-                 "gloo broadcast": statistics.median(gloo_push_seconds(weights, rounds))}
+        paths = {
+            "in-memory copy": copy_s,
+            "zmq": statistics.median(zmq_push_seconds(weights, rounds)),
+            "gloo broadcast": statistics.median(gloo_push_seconds(weights, rounds)),
+        }
         for path, seconds in paths.items():
-            lines.append(f"| {name} | {size_mb:.1f} | {path} | {1e3 * seconds:.1f} | {size_mb / seconds:.0f} | {copy_s / seconds:.2f} |")
+            lines.append(
+                f"| {name} | {size_mb:.1f} | {path} | {1e3 * seconds:.1f} | {size_mb / seconds:.0f} | "
+                f"{copy_s / seconds:.2f} |"
+            )
     return "\n".join(lines)
 
 

@@ -19,7 +19,8 @@ def tta_table(by_setting: dict[str, list], target: float) -> str:
     """One row per setting; the first setting is the baseline of the last column."""
     baseline_label, baseline = next(iter(by_setting.items()))
     lines = [
-        f"| setting | reached {target} | seconds to {target} (per seed) | steps to {target} (per seed) | final held-out (per seed) "
+        f"| setting | reached {target} | seconds to {target} (per seed) | steps to {target} (per seed) | final "
+        "held-out (per seed) "
         f"| groups/s | times sooner than {baseline_label}: mean (min-max) |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -32,11 +33,18 @@ def tta_table(by_setting: dict[str, list], target: float) -> str:
         rate = statistics.fmean(run.groups_per_s for run in runs)
         ratios = speedups(baseline, runs, target)
         known = [r for r in ratios if r is not None]
-        sooner = "-" if label == baseline_label or not known else (
-            f"{statistics.fmean(known):.2f}x ({min(known):.2f}-{max(known):.2f})" + ("" if len(known) == len(ratios) else f", {len(known)} of {len(ratios)} seeds")
+        sooner = (
+            "-"
+            if label == baseline_label or not known
+            else (
+                f"{statistics.fmean(known):.2f}x ({min(known):.2f}-{max(known):.2f})"
+                + ("" if len(known) == len(ratios) else f", {len(known)} of {len(ratios)} seeds")
+            )
         )
         mean = f"{statistics.fmean(seconds):.0f}: " if seconds else ""
-        lines.append(f"| {label} | {len(seconds)} of {len(runs)} | {mean}{times} | {steps} | {finals} | {rate:.2f} | {sooner} |")
+        lines.append(
+            f"| {label} | {len(seconds)} of {len(runs)} | {mean}{times} | {steps} | {finals} | {rate:.2f} | {sooner} |"
+        )
     return "\n".join(lines)
 
 

@@ -69,13 +69,23 @@ class Bound:
         if self.options is not None:
             return x in self.options
         return (
-            (self.ge is None or x >= self.ge) and (self.gt is None or x > self.gt)
-            and (self.le is None or x <= self.le) and (self.lt is None or x < self.lt)
+            (self.ge is None or x >= self.ge)
+            and (self.gt is None or x > self.gt)
+            and (self.le is None or x <= self.le)
+            and (self.lt is None or x < self.lt)
         )
 
 
-def bounded(default: Any = MISSING, *, default_factory: Any = MISSING, ge=None, gt=None, le=None, lt=None,
-            nonempty: bool = False) -> Any:
+def bounded(
+    default: Any = MISSING,
+    *,
+    default_factory: Any = MISSING,
+    ge=None,
+    gt=None,
+    le=None,
+    lt=None,
+    nonempty: bool = False,
+) -> Any:
     """A field whose value (or each element) must lie within the given limits."""
     bound = Bound(ge=ge, gt=gt, le=le, lt=lt, nonempty=nonempty)
     return field(default=default, default_factory=default_factory, metadata={BOUND: bound})

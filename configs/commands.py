@@ -9,8 +9,8 @@ same `--config FILE` and `key=value` overrides (`bench.steps=3`, `soak.duration_
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Iterator
 
 from configs.bounds import Section, bounded, dotted, require
 from configs.evaluation import BenchmarkEvalConfig, EvalConfig
@@ -53,7 +53,10 @@ class BenchConfig(Section):
 
     def check(self) -> None:
         for role in ("learner", "rollout", "serve"):
-            require(bool(parse_cores(getattr(self, f"{role}_cores"))), f"bench.{role}_cores must name cores, e.g. '0' or '0,1'")
+            require(
+                bool(parse_cores(getattr(self, f"{role}_cores"))),
+                f"bench.{role}_cores must name cores, e.g. '0' or '0,1'",
+            )
 
 
 @dataclass
@@ -99,7 +102,11 @@ class EvalCommandConfig(TrainConfig):
 
 
 # Each command that reads keys of its own, by its name on the command line.
-COMMAND_CONFIGS: dict[str, type[TrainConfig]] = {"bench": BenchCommandConfig, "soak": SoakCommandConfig, "eval": EvalCommandConfig}
+COMMAND_CONFIGS: dict[str, type[TrainConfig]] = {
+    "bench": BenchCommandConfig,
+    "soak": SoakCommandConfig,
+    "eval": EvalCommandConfig,
+}
 
 
 def training_config(config: TrainConfig) -> TrainConfig:
@@ -111,7 +118,9 @@ def training_config(config: TrainConfig) -> TrainConfig:
 
 def command_keys() -> dict[str, str]:
     """Each key (a whole section, or one key of a section) only a command reads -> that command."""
-    return {key: command for command, schema in COMMAND_CONFIGS.items() for key in _keys_beyond(schema(), TrainConfig(), "")}
+    return {
+        key: command for command, schema in COMMAND_CONFIGS.items() for key in _keys_beyond(schema(), TrainConfig(), "")
+    }
 
 
 def _keys_beyond(extended: object, base: object, path: str) -> Iterator[str]:

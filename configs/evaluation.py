@@ -61,4 +61,6 @@ class BenchmarkEvalConfig(EvalConfig):
 
     def check(self) -> None:
         super().check()
-        require(all(bool(path) for path in self.reasoners.values()), "eval.reasoners: every reasoner needs a checkpoint")
+        require(
+            all(bool(path) for path in self.reasoners.values()), "eval.reasoners: every reasoner needs a checkpoint"
+        )

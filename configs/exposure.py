@@ -45,7 +45,9 @@ def exposure(config: TrainConfig, environ: Mapping[str, str], serves_http: bool)
         if allowed:
             warnings.append(f"{text} (allowed by {name.rsplit('.', 1)[0]}.allow_insecure)")
         else:
-            refused.append(f"{text}: set {protect}, or {name.rsplit('.', 1)[0]}.allow_insecure=true on a network you trust")
+            refused.append(
+                f"{text}: set {protect}, or {name.rsplit('.', 1)[0]}.allow_insecure=true on a network you trust"
+            )
 
     curve = bool(config.curve.keys_dir)
     replay, weights, api = config.learner.replay, config.learner.weight_sync, config.serve.api

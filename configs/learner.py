@@ -128,6 +128,12 @@ class LearnerConfig(Section):
     weight_sync: WeightSyncConfig = field(default_factory=WeightSyncConfig)
 
     def check(self) -> None:
-        require(self.groups_per_step % self.num_ranks == 0, "learner.groups_per_step must be a multiple of learner.num_ranks")
+        require(
+            self.groups_per_step % self.num_ranks == 0,
+            "learner.groups_per_step must be a multiple of learner.num_ranks",
+        )
         dual = self.correction.dual_clip
-        require(dual == 0 or dual > 1 + self.clip_high, "learner.correction.dual_clip must be 0 (off) or > 1 + learner.clip_high")
+        require(
+            dual == 0 or dual > 1 + self.clip_high,
+            "learner.correction.dual_clip must be 0 (off) or > 1 + learner.clip_high",
+        )

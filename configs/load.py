@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import is_dataclass
 from pathlib import Path
-from typing import Sequence, TypeVar
+from typing import TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
@@ -20,7 +21,10 @@ class ConfigError(ValueError):
 
 
 def load_config(
-    path: str | Path | None = None, overrides: Sequence[str] = (), schema: type[Config] = TrainConfig, saved_run: bool = False
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    schema: type[Config] = TrainConfig,
+    saved_run: bool = False,
 ) -> Config:
     """Merge the YAML file at `path` (if any) and `overrides` over the defaults of `schema` (the
     training config, or a command's: configs/commands.py), which alone are the bundled default run.

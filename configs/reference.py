@@ -26,7 +26,8 @@ HEADER = """# Configuration reference
 
 Generated from the schema (`configs/schema.py` and the section modules beside it) by `python -m
 configs.reference`; `tests/test_config_reference.py` fails when it is out of date. How to configure
-a run (`--config FILE`, `key=value` overrides, the paper settings): [README, "Configuration"](../README.md#configuration).
+a run (`--config FILE`, `key=value` overrides, the paper settings):
+[README, "Configuration"](../README.md#configuration).
 
 Every key below can be given as `key=value` on the command line or in a `--config` YAML file. A
 value outside its bound is refused before anything starts, naming the key. The keys of the last
@@ -85,7 +86,10 @@ def section_text(cls: type, path: str, only: set[str] | None = None, command: st
             continue
         bound = bound_of(f)
         limits = bound.describe(listed=isinstance(default, list)) if bound else ""
-        rows.append(f"| `{key}` | {cell(f'`{f.type}`')} | {shown(default)} | {cell(limits)} | {cell(comments.get(f.name, ''))} |")
+        rows.append(
+            f"| `{key}` | {cell(f'`{f.type}`')} | {shown(default)} | {cell(limits)} | "
+            f"{cell(comments.get(f.name, ''))} |"
+        )
         entry = _dict_entry_type(f)
         if entry is not None:
             below += section_text(entry, f"{key}.<id>", command=command)
@@ -96,7 +100,16 @@ def section_text(cls: type, path: str, only: set[str] | None = None, command: st
             title += f" (only `launch.py {command}`)"
         doc = inspect.getdoc(cls) if path else "The run's directory, resumption and seed."
         paragraphs = [cell(" ".join(paragraph.split())) for paragraph in doc.split("\n\n")]
-        text = ["", f"## {title}", "", "\n\n".join(paragraphs), "", "| key | type | default | bound | what |", "|---|---|---|---|---|", *rows]
+        text = [
+            "",
+            f"## {title}",
+            "",
+            "\n\n".join(paragraphs),
+            "",
+            "| key | type | default | bound | what |",
+            "|---|---|---|---|---|",
+            *rows,
+        ]
     return text + below
 
 

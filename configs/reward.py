@@ -43,7 +43,10 @@ class JudgeRewardConfig(Section):
     max_new_tokens: int = bounded(96, ge=1)
 
     def check(self) -> None:
-        require(not self.openai.base_url or bool(self.openai.model), "reward.judge.openai.base_url needs reward.judge.openai.model")
+        require(
+            not self.openai.base_url or bool(self.openai.model),
+            "reward.judge.openai.base_url needs reward.judge.openai.model",
+        )
 
 
 @dataclass

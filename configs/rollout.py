@@ -35,7 +35,8 @@ class RolloutConfig(Section):
     score_retry_backoff_s: float = bounded(0.5, ge=0)
     # Seconds one scoring try may take (a replica that hangs) before it counts as failed and is retried.
     score_timeout_s: float = bounded(300.0, gt=0)
-    # Times Ray restarts each actor that died (its process crashed or its node went away); the restarted actor takes the current weights and the prompts not yet delivered. With
+    # Times Ray restarts each actor that died (its process crashed or its node went away); the restarted actor
+    # takes the current weights and the prompts not yet delivered. With
     # a broadcast weight sync (gloo, nccl) an actor cannot rejoin the broadcast group, so a
     # death ends the run whatever this says.
     max_restarts: int = bounded(3, ge=0)

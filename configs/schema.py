@@ -46,11 +46,38 @@ from configs.task import ModelsConfig, TaskConfig, WarmStartConfig
 from configs.tracking import LoggingConfig
 
 __all__ = [
-    "ENGINES", "REASONER_ENGINES", "WEIGHT_SYNC_BACKENDS", "CORRECTION_KINDS", "REWARD_KINDS", "JUDGE_TARGETS", "POLICY_ROLES",
-    "WarmStartConfig", "TaskConfig", "ModelsConfig", "SamplingConfig", "VllmConfig", "PlacementConfig", "RolloutConfig",
-    "OpenAIEndpointConfig", "AutoscalingConfig", "ApiConfig", "ServeConfig", "McqRewardConfig", "JudgeRewardConfig",
-    "ShapingConfig", "RewardConfig", "ReplayConfig", "CorrectionConfig", "WeightSyncConfig", "LearnerConfig", "EvalConfig",
-    "CurveConfig", "RayConfig", "PolicyConfig", "LoggingConfig", "TrainConfig",
+    "ENGINES",
+    "REASONER_ENGINES",
+    "WEIGHT_SYNC_BACKENDS",
+    "CORRECTION_KINDS",
+    "REWARD_KINDS",
+    "JUDGE_TARGETS",
+    "POLICY_ROLES",
+    "WarmStartConfig",
+    "TaskConfig",
+    "ModelsConfig",
+    "SamplingConfig",
+    "VllmConfig",
+    "PlacementConfig",
+    "RolloutConfig",
+    "OpenAIEndpointConfig",
+    "AutoscalingConfig",
+    "ApiConfig",
+    "ServeConfig",
+    "McqRewardConfig",
+    "JudgeRewardConfig",
+    "ShapingConfig",
+    "RewardConfig",
+    "ReplayConfig",
+    "CorrectionConfig",
+    "WeightSyncConfig",
+    "LearnerConfig",
+    "EvalConfig",
+    "CurveConfig",
+    "RayConfig",
+    "PolicyConfig",
+    "LoggingConfig",
+    "TrainConfig",
 ]
 
 
@@ -133,7 +160,10 @@ class TrainConfig(Section):
                     f"models.{role} is empty: task.kind=files needs your checkpoint (the bundled tiny models "
                     "come only with task.kind=bundled)",
                 )
-            require(not self.eval.at_end or bool(self.task.eval_file), "task.eval_file is required when task.kind=files and eval.at_end")
+            require(
+                not self.eval.at_end or bool(self.task.eval_file),
+                "task.eval_file is required when task.kind=files and eval.at_end",
+            )
         if self.policy.role == "reasoner":
             mix = self.reward.mix()
             require("mcq" not in mix, "reward.kind=mcq rewards captions: it needs policy.role=captioner")
@@ -149,5 +179,6 @@ class TrainConfig(Section):
         )
         require(
             self.learner.weight_sync.backend != "nccl" or (self.learner.num_gpus > 0 and self.rollout.num_gpus > 0),
-            "learner.weight_sync.backend=nccl broadcasts between GPUs: it needs learner.num_gpus and rollout.num_gpus > 0",
+            "learner.weight_sync.backend=nccl broadcasts between GPUs: it needs learner.num_gpus and "
+            "rollout.num_gpus > 0",
         )

@@ -21,8 +21,10 @@ class AutoscalingConfig(Section):
     target_ongoing_requests: float = bounded(8.0, gt=0)
 
     def check(self) -> None:
-        require(self.max_replicas == 0 or 1 <= self.min_replicas <= self.max_replicas,
-                "serve.autoscaling: need 1 <= min_replicas <= max_replicas (max_replicas 0 = off)")
+        require(
+            self.max_replicas == 0 or 1 <= self.min_replicas <= self.max_replicas,
+            "serve.autoscaling: need 1 <= min_replicas <= max_replicas (max_replicas 0 = off)",
+        )
 
 
 @dataclass
@@ -68,9 +70,14 @@ class ApiConfig(Section):
     request_timeout_s: float = bounded(300.0, gt=0)
 
     def check(self) -> None:
-        require(self.two_stage_model != self.reasoner_model, "serve.api: two_stage_model and reasoner_model must differ")
+        require(
+            self.two_stage_model != self.reasoner_model, "serve.api: two_stage_model and reasoner_model must differ"
+        )
         for name, endpoint in self.reasoners.items():
-            require(name not in (self.reasoner_model, self.two_stage_model), f"serve.api.reasoners.{name}: the id is taken by the pool's own models")
+            require(
+                name not in (self.reasoner_model, self.two_stage_model),
+                f"serve.api.reasoners.{name}: the id is taken by the pool's own models",
+            )
             require(bool(endpoint.base_url and endpoint.model), f"serve.api.reasoners.{name} needs base_url and model")
 
 
@@ -118,7 +125,11 @@ class ServeConfig(Section):
     inject_failure_prob: float = bounded(0.0, ge=0, le=1)
 
     def check(self) -> None:
-        require(self.engine != "openai" or bool(self.openai.base_url and self.openai.model),
-                "serve.engine=openai needs serve.openai.base_url and serve.openai.model")
-        require(self.proxy_location == "HeadOnly" or self.http_host in ("0.0.0.0", "127.0.0.1"),
-                "serve.proxy_location=EveryNode binds http_host on every node: it must be 0.0.0.0 or 127.0.0.1")
+        require(
+            self.engine != "openai" or bool(self.openai.base_url and self.openai.model),
+            "serve.engine=openai needs serve.openai.base_url and serve.openai.model",
+        )
+        require(
+            self.proxy_location == "HeadOnly" or self.http_host in ("0.0.0.0", "127.0.0.1"),
+            "serve.proxy_location=EveryNode binds http_host on every node: it must be 0.0.0.0 or 127.0.0.1",
+        )

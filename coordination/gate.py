@@ -79,7 +79,9 @@ class StalenessGate:
         admissions it held beyond those (groups that will never arrive); how many."""
         lost = self._held.get(actor_id, 0) - delivered
         if lost < 0:
-            raise ValueError(f"actor {actor_id} delivered {delivered} groups but was admitted {self._held.get(actor_id, 0)}")
+            raise ValueError(
+                f"actor {actor_id} delivered {delivered} groups but was admitted {self._held.get(actor_id, 0)}"
+            )
         self.give_back(lost, actor_id)
         self._reclaimed += lost
         return lost

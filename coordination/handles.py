@@ -22,7 +22,7 @@ from coordination.gate import GateActor, GateStats
 from coordination.reports import GroupAccount, MetricsRows, StepMetrics
 from coordination.resume import ActorStart, RejoinPoint
 from wire.eval_points import EvalPoint
-from wire.inference import Description, DescribeRequest
+from wire.inference import DescribeRequest, Description
 from wire.scoring import AnswerScoreRequest, ScoreRequest, ScoreResult
 
 

@@ -50,7 +50,9 @@ class ResumePoint:
 
     def actor_start(self, actor_id: int) -> ActorStart:
         """Actor `actor_id`'s start: past what the learner took, on the checkpoint's weights."""
-        return ActorStart(self.taken.get(actor_id, ShardProgress()), self.policy_version, self.actor_counters.get(actor_id))
+        return ActorStart(
+            self.taken.get(actor_id, ShardProgress()), self.policy_version, self.actor_counters.get(actor_id)
+        )
 
     def gate_held(self) -> dict[int, int]:
         """What each actor had delivered when the run stopped (the gate's admissions held)."""

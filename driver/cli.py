@@ -28,8 +28,10 @@ def command_parser(name: str) -> argparse.ArgumentParser:
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {module.HELP}" for name, module in COMMANDS.items()]
-    return "usage: launch.py [COMMAND] [flags] [key=value ...]\n\ncommands (default: train):\n" + "\n".join(lines) + (
-        "\n\n`python launch.py COMMAND --help` shows a command's own flags."
+    return (
+        "usage: launch.py [COMMAND] [flags] [key=value ...]\n\ncommands (default: train):\n"
+        + "\n".join(lines)
+        + ("\n\n`python launch.py COMMAND --help` shows a command's own flags.")
     )
 
 

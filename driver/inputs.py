@@ -39,7 +39,9 @@ def resolve_inputs(config: TrainConfig, rebuild: bool = False) -> Inputs:
     if task.kind == "files":
         # The filters select training rows; the held-out split is evaluated as given.
         eval_file = prepared_data(config, task.eval_file, filtered=False) if task.eval_file else ""
-        return Inputs(prepared_data(config, task.train_file, filtered=True), eval_file, models.captioner, models.reasoner)
+        return Inputs(
+            prepared_data(config, task.train_file, filtered=True), eval_file, models.captioner, models.reasoner
+        )
     from task.bundle import ensure_bundled_task
 
     if task.exclude_sources or task.categories:
@@ -51,7 +53,8 @@ def resolve_inputs(config: TrainConfig, rebuild: bool = False) -> Inputs:
         train_file=str(bundle.train_file),
         eval_file=str(bundle.eval_file),
         captioner=models.captioner or str(bundle.captioner),
-        reasoner=models.reasoner or str(bundle.partial_reasoner if task.bundled_reasoner == "partial" else bundle.reasoner),
+        reasoner=models.reasoner
+        or str(bundle.partial_reasoner if task.bundled_reasoner == "partial" else bundle.reasoner),
     )
 
 
@@ -67,7 +70,9 @@ def prepared_data(config: TrainConfig, path: str, filtered: bool) -> str:
     except (OSError, ValueError) as err:
         raise DataError(str(err)) from err
     if prepared.kept == 0:
-        raise DataError(f"{path}: no usable row ({prepared.filtered_out} left out by the filter, {len(prepared.problems)} unusable)")
+        raise DataError(
+            f"{path}: no usable row ({prepared.filtered_out} left out by the filter, {len(prepared.problems)} unusable)"
+        )
     return str(prepared.records_file)
 
 

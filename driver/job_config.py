@@ -18,7 +18,11 @@ log = logging.getLogger("launch")
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every command that runs the job's config takes."""
-    parser.add_argument("--config", default=None, help="YAML file merged over the schema's defaults (configs/schema.py; every key: docs/configuration.md)")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="YAML file merged over the schema's defaults (configs/schema.py; every key: docs/configuration.md)",
+    )
     # A default, else argparse counts the list among the required arguments in its usage errors.
     parser.add_argument("overrides", nargs="*", default=[], help="dotlist overrides, e.g. rollout.num_actors=3")
 

@@ -57,9 +57,18 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
     gate = start_gate(config.learner)
     evaluation = start_evaluation(config, inputs, sampling)
     learner = start_learner(
-        config.learner, policy, str(run_dir), sampling,
-        config.rollout.num_actors, gate, worker_env(), config.seed, resume=bool(config.resume),
-        curve_keys_dir=config.curve.keys_dir, nodes=pinned.get("learner rank", ()), role=role,
+        config.learner,
+        policy,
+        str(run_dir),
+        sampling,
+        config.rollout.num_actors,
+        gate,
+        worker_env(),
+        config.seed,
+        resume=bool(config.resume),
+        curve_keys_dir=config.curve.keys_dir,
+        nodes=pinned.get("learner rank", ()),
+        role=role,
         bounds=run_bounds(config, (record.id for record in read_records(Path(inputs.train_file)))),
         evaluation=evaluation,
     )
@@ -68,13 +77,25 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
     start_live_pool(config, inputs, http=config.serve.live, captioner=config.serve.live)
     learners, ready = learner.ready()
     actors = start_rollout_actors(
-        config.rollout, policy, sampling, inputs.train_file, (ready.replay_endpoint,), ready.weight_source,
-        config.serve.app_name, gate, worker_env(), config.seed, config.curve.keys_dir,
-        nodes=pinned.get("rollout actor", ()), role=role,
+        config.rollout,
+        policy,
+        sampling,
+        inputs.train_file,
+        (ready.replay_endpoint,),
+        ready.weight_source,
+        config.serve.app_name,
+        gate,
+        worker_env(),
+        config.seed,
+        config.curve.keys_dir,
+        nodes=pinned.get("rollout actor", ()),
+        role=role,
     )
     wait_started(demands["rollout actor"], [actor.actor for actor in actors], timeout_s)
     replicas = serve_replicas(config.serve.app_name, ReasonerPool.name)
-    record_placement(run_dir / "placement.json", [rank.actor for rank in learners], replicas, [actor.actor for actor in actors])
+    record_placement(
+        run_dir / "placement.json", [rank.actor for rank in learners], replicas, [actor.actor for actor in actors]
+    )
     starts = [None] * len(actors)
     if (resumed := ready.resumed) is not None:
         gate.restore(resumed.gate, resumed.gate_held())
@@ -82,7 +103,14 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
         log.info("resuming at step %d (policy version %d)", resumed.steps_done, resumed.policy_version)
     runs = [a.run_ref(s) for a, s in zip(actors, starts)]
     evaluator = evaluation.evaluator if evaluation is not None else None
-    return Roles(gate=gate, learners=learners, actors=actors, runs=runs, replay_endpoint=ready.replay_endpoint, evaluator=evaluator)
+    return Roles(
+        gate=gate,
+        learners=learners,
+        actors=actors,
+        runs=runs,
+        replay_endpoint=ready.replay_endpoint,
+        evaluator=evaluator,
+    )
 
 
 def start_evaluation(config: TrainConfig, inputs: Inputs, sampling):
@@ -93,7 +121,10 @@ def start_evaluation(config: TrainConfig, inputs: Inputs, sampling):
     if not config.eval.every_steps:
         return None
     if config.policy.role != "captioner":
-        log.info("eval.every_steps: evaluation while training covers a captioner policy; this run trains the %s", config.policy.role)
+        log.info(
+            "eval.every_steps: evaluation while training covers a captioner policy; this run trains the %s",
+            config.policy.role,
+        )
         return None
     if not inputs.eval_file:
         log.info("eval.every_steps: no held-out split (task.eval_file) to evaluate on while training")
@@ -122,6 +153,7 @@ def stop_roles(roles: Roles | None, timeout_s: float = STOP_TIMEOUT_S) -> None:
         return
     started = time.monotonic()
     if roles is not None:
+
         def left() -> float:
             return max(1.0, timeout_s - (time.monotonic() - started))
 
@@ -153,4 +185,6 @@ def start_live_pool(config: TrainConfig, inputs: Inputs, http: bool, captioner: 
     elif captioner and config.serve.api.two_stage_model:
         checkpoint = config.serve.api.captioner or inputs.captioner
         service = caption_service_app(config.rollout, checkpoint, derived_seed(config.seed, "caption-service"))
-    return start_reasoner_pool(config.serve, inputs.reasoner, config.seed, http=http, captioner=service, reward=config.reward)
+    return start_reasoner_pool(
+        config.serve, inputs.reasoner, config.seed, http=http, captioner=service, reward=config.reward
+    )

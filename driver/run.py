@@ -4,6 +4,7 @@ reward plot and, at the end, its held-out evaluation; and the alternating schedu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import sys
@@ -60,15 +61,25 @@ def alternate(config: TrainConfig) -> int:
     for index, role in enumerate(config.policy.stages):
         stage_dir = run_dir / f"stage{index}-{role}"
         stage = dataclasses.replace(
-            config, run_dir=str(stage_dir),
+            config,
+            run_dir=str(stage_dir),
             policy=dataclasses.replace(config.policy, role=role),
             models=dataclasses.replace(config.models, **latest),
         )
         frozen = "reasoner" if role == "captioner" else "captioner"
-        log.info("stage %d of %d: training the %s from %s (the %s frozen: %s)",
-                 index + 1, len(config.policy.stages), role, latest[role], frozen, latest[frozen])
-        code = exit_code(lambda: train(stage))
-        stages.append({"stage": index, "role": role, "run_dir": str(stage_dir), "started_from": dict(latest), "exit_code": code})
+        log.info(
+            "stage %d of %d: training the %s from %s (the %s frozen: %s)",
+            index + 1,
+            len(config.policy.stages),
+            role,
+            latest[role],
+            frozen,
+            latest[frozen],
+        )
+        code = exit_code(functools.partial(train, stage))
+        stages.append(
+            {"stage": index, "role": role, "run_dir": str(stage_dir), "started_from": dict(latest), "exit_code": code}
+        )
         (run_dir / "stages.json").write_text(json.dumps(stages, indent=2))
         if code != 0:
             return code

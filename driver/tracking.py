@@ -39,8 +39,11 @@ class WandbRun:
         import wandb
 
         self._run = wandb.init(
-            project=config.logging.wandb_project, name=run_dir.name, dir=str(run_dir),
-            config=dataclasses.asdict(config), reinit="finish_previous",
+            project=config.logging.wandb_project,
+            name=run_dir.name,
+            dir=str(run_dir),
+            config=dataclasses.asdict(config),
+            reinit="finish_previous",
         )
         self._run.define_metric(STEP_KEY)
         self._run.define_metric("*", step_metric=STEP_KEY)
@@ -75,4 +78,8 @@ def start_wandb(config: TrainConfig, run_dir: Path) -> WandbRun | None:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and not (isinstance(value, float) and math.isnan(value))
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and not (isinstance(value, float) and math.isnan(value))
+    )

@@ -28,9 +28,9 @@ from evaluation.caption_cache import CaptionCache, image_digest, prompt_key
 from evaluation.workers import start_caption_worker, start_reasoner_worker
 from records.benchmarks import BenchmarkItem
 from records.vqa import read_records
-from vlm.reasoner_prompt import reasoner_messages, two_stage_messages
 from vlm.caption_prompt import answer_messages, caption_messages
 from vlm.processor import load_captioner_processor
+from vlm.reasoner_prompt import reasoner_messages, two_stage_messages
 from vlm.sampling import caption_sampling_spec
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,9 @@ class ItemResult:
     correct: bool
 
 
-def run_benchmark(config: EvalCommandConfig, spec: BenchmarkSpec, items: list[BenchmarkItem], records_file: Path) -> list[ItemResult]:
+def run_benchmark(
+    config: EvalCommandConfig, spec: BenchmarkSpec, items: list[BenchmarkItem], records_file: Path
+) -> list[ItemResult]:
     """Every item in every mode of `spec`, with every reasoner; `records_file` holds the items'
     prompts as records (records.prepare.prepare_benchmark)."""
     outputs = captioner_outputs(config, spec, items, records_file)
@@ -87,18 +89,30 @@ def caption_sampling(config: EvalCommandConfig, captioner: str) -> SamplingSetti
     return SamplingSettings(spec, n=config.eval.samples_per_prompt, max_new_tokens=max_new_tokens)
 
 
-def captioner_outputs(config: EvalCommandConfig, spec: BenchmarkSpec, items: list[BenchmarkItem], records_file: Path) -> dict[str, list[list[str]]]:
+def captioner_outputs(
+    config: EvalCommandConfig, spec: BenchmarkSpec, items: list[BenchmarkItem], records_file: Path
+) -> dict[str, list[list[str]]]:
     """For each kind of output the modes need, the captioner's texts for each item: from the
     cache, and generated (then cached) where missing."""
     kinds = sorted({kind for mode in spec.modes for kind in _NEEDS[mode]})
     sampling = caption_sampling(config, spec.captioner)
     seed = derived_seed(config.seed, "eval", "captioner")
     # The engine too: the same seed draws other samples on another engine.
-    settings = {"n": sampling.n, "max_new_tokens": sampling.max_new_tokens, "engine": config.rollout.engine, **asdict(config.rollout.sampling)}
-    cache = CaptionCache(Path(config.eval.caption_cache or Path(config.task.cache_dir) / "captions"), spec.captioner, seed, settings)
+    settings = {
+        "n": sampling.n,
+        "max_new_tokens": sampling.max_new_tokens,
+        "engine": config.rollout.engine,
+        **asdict(config.rollout.sampling),
+    }
+    cache = CaptionCache(
+        Path(config.eval.caption_cache or Path(config.task.cache_dir) / "captions"), spec.captioner, seed, settings
+    )
     records, root = read_records(records_file)[: len(items)], records_file.parent
     images = [image_digest(r, root) for r in records]  # read once, whatever the kinds
-    keys = {kind: [prompt_key(kind, _MESSAGES[kind](r.question), image) for r, image in zip(records, images)] for kind in kinds}
+    keys = {
+        kind: [prompt_key(kind, _MESSAGES[kind](r.question), image) for r, image in zip(records, images)]
+        for kind in kinds
+    }
     missing = {kind: [i for i, key in enumerate(keys[kind]) if cache.get(key) is None] for kind in kinds}
     found = sum(len(items) - len(m) for m in missing.values())
     log.info("captioner outputs: %d of %d found in %s", found, len(items) * len(kinds), cache.path)
@@ -113,7 +127,9 @@ def captioner_outputs(config: EvalCommandConfig, spec: BenchmarkSpec, items: lis
     return {kind: [cache.get(key) for key in keys[kind]] for kind in kinds}
 
 
-def _generate(worker, kind: str, indices: list[int], keys: list[str], cache: CaptionCache, sampling: SamplingSettings, batch: int) -> None:
+def _generate(
+    worker, kind: str, indices: list[int], keys: list[str], cache: CaptionCache, sampling: SamplingSettings, batch: int
+) -> None:
     batches = [indices[start : start + batch] for start in range(0, len(indices), batch)]
     for chunk in tqdm(batches, desc=f"captioner ({kind}s)", unit="batch", dynamic_ncols=True):
         groups = ray.get(worker.captions.remote(chunk, sampling, kind))
@@ -133,7 +149,10 @@ def _reasoner_results(
                 for s, caption in enumerate(outputs["caption"][i])
             ]
             replies = _replies(worker, mode, asked, config.eval.prompts_per_batch, f"reasoner {name} ({mode})")
-            results += [_graded(item, mode, name, s, caption, tentative, reply) for (item, s, caption, tentative), reply in zip(asked, replies)]
+            results += [
+                _graded(item, mode, name, s, caption, tentative, reply)
+                for (item, s, caption, tentative), reply in zip(asked, replies)
+            ]
     finally:
         ray.get(worker.close.remote())
         ray.kill(worker)
@@ -159,10 +178,21 @@ def _conversation(mode: str, item: BenchmarkItem, sample: int, caption: str, ten
     return reasoner_messages(caption, item.prompt())
 
 
-def _graded(item: BenchmarkItem, mode: str, reasoner: str, sample: int, caption: str, tentative: str, response: str) -> ItemResult:
+def _graded(
+    item: BenchmarkItem, mode: str, reasoner: str, sample: int, caption: str, tentative: str, response: str
+) -> ItemResult:
     grade = grade_item(item, response)
     return ItemResult(
-        id=item.id, category=item.category, mode=mode, reasoner=reasoner, sample=sample, question=item.prompt(),
-        gold=item.answer, caption=caption, tentative_answer=tentative, response=response,
-        extracted=grade.extracted, correct=grade.correct,
+        id=item.id,
+        category=item.category,
+        mode=mode,
+        reasoner=reasoner,
+        sample=sample,
+        question=item.prompt(),
+        gold=item.answer,
+        caption=caption,
+        tentative_answer=tentative,
+        response=response,
+        extracted=grade.extracted,
+        correct=grade.correct,
     )

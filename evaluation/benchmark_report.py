@@ -62,7 +62,19 @@ def accuracies(results: list[ItemResult]) -> list[Accuracy]:
         every = [r for responses in items for r in responses]
         boxed = sum(bool(boxed_parts(r.response)) for r in every) / len(every)
         score_lines = sum(bool(_SCORE_LINE.search(r.response)) for r in every)
-        rows.append(Accuracy(mode, reasoner, category, len(items), len(items[0]), statistics.fmean(shares), stderr, boxed, score_lines))
+        rows.append(
+            Accuracy(
+                mode,
+                reasoner,
+                category,
+                len(items),
+                len(items[0]),
+                statistics.fmean(shares),
+                stderr,
+                boxed,
+                score_lines,
+            )
+        )
     return sorted(rows, key=lambda a: (a.category != ALL, a.category, MODES.index(a.mode), a.reasoner))
 
 
@@ -71,17 +83,35 @@ def _column(a: Accuracy) -> str:
 
 
 def format_markdown(rows: list[Accuracy], facts: dict, command: str) -> str:
-    lines = [f"# Benchmark evaluation: {Path(facts['benchmark']).name}", "", f"    {command}", "", "## Configuration", "", "```json"]
+    lines = [
+        f"# Benchmark evaluation: {Path(facts['benchmark']).name}",
+        "",
+        f"    {command}",
+        "",
+        "## Configuration",
+        "",
+        "```json",
+    ]
     lines += [json.dumps(facts, indent=2), "```", "", "## Accuracy", ""]
-    lines += ["| mode | reasoner | accuracy | std. error | items x responses | boxed | judge's Score lines |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "| mode | reasoner | accuracy | std. error | items x responses | boxed | judge's Score lines |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for a in (a for a in rows if a.category == ALL):
         lines.append(
-            f"| {a.mode} | {a.reasoner or '-'} | {a.accuracy:.3f} | {a.stderr:.3f} | {a.items} x {a.samples} | {a.boxed:.2f} | {a.score_lines} |"
+            f"| {a.mode} | {a.reasoner or '-'} | {a.accuracy:.3f} | {a.stderr:.3f} | {a.items} x {a.samples} | "
+            f"{a.boxed:.2f} | {a.score_lines} |"
         )
     columns = list(dict.fromkeys(_column(a) for a in rows))
     table = {(a.category, _column(a)): a for a in rows}
     categories = list(dict.fromkeys(a.category for a in rows if a.category != ALL))
-    lines += ["", "## By category", "", "| category | items | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    lines += [
+        "",
+        "## By category",
+        "",
+        "| category | items | " + " | ".join(columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
     for category in categories:
         cells = [f"{table[(category, c)].accuracy:.3f}" if (category, c) in table else "" for c in columns]
         items = max(a.items for a in rows if a.category == category)
@@ -115,7 +145,8 @@ def format_overall(rows: list[Accuracy]) -> str:
     return "\n".join(
         f"{a.mode:>9} {a.reasoner or '-':>12}: {a.accuracy:.3f} +- {a.stderr:.3f} ({a.items} items x {a.samples}; "
         f"{a.boxed:.0%} boxed, {a.score_lines} with a Score line)"
-        for a in rows if a.category == ALL
+        for a in rows
+        if a.category == ALL
     )
 
 

@@ -21,7 +21,9 @@ def captioner_identity(checkpoint: str) -> str:
     """The checkpoint folder and its files' names, sizes and modification times."""
     folder = Path(checkpoint).resolve()
     files = sorted(p for p in folder.rglob("*") if p.is_file())
-    return json.dumps([str(folder), [(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]])
+    return json.dumps(
+        [str(folder), [(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]]
+    )
 
 
 def image_digest(record: VQARecord, root: Path) -> bytes:

@@ -61,7 +61,8 @@ def summarise(run_dir: Path) -> RunSummary:
 
 def format_runs(runs: list[RunSummary]) -> str:
     lines = [
-        f"| run | first {_EDGE:.0%} | last {_EDGE:.0%} | best {_WINDOW} steps | held-out accuracy | staleness | steps | time |",
+        f"| run | first {_EDGE:.0%} | last {_EDGE:.0%} | best {_WINDOW} steps | held-out accuracy | staleness | steps "
+        "| time |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
@@ -96,7 +97,9 @@ def plot_runs(run_dirs: list[Path], runs: list[RunSummary], out: Path) -> Path:
     figure, axis = plt.subplots(figsize=(7, 4))
     for run_dir, summary in zip(run_dirs, runs):
         rows = [m for m in read_metrics(run_dir / "metrics.jsonl") if m.get(names.REWARD_MEAN) is not None]
-        line, = axis.plot([m["step"] for m in rows], moving_average([m[names.REWARD_MEAN] for m in rows], 10), label=summary.name)
+        (line,) = axis.plot(
+            [m["step"] for m in rows], moving_average([m[names.REWARD_MEAN] for m in rows], 10), label=summary.name
+        )
         if summary.held_out:
             axis.plot([rows[-1]["step"]], [summary.held_out[-1].accuracy], "o", color=line.get_color())
     axis.set_xlabel("learner step")

@@ -37,12 +37,16 @@ class TrainingEvaluator:
     def __init__(self, config: TrainConfig, captioner: str, reasoner: str, eval_file: str, sampling: SamplingSpec):
         settings = eval_settings(config, sampling)
         self.settings = replace(
-            settings, max_prompts=config.eval.subset_prompts, caption_sampling=replace(settings.caption_sampling, n=config.eval.subset_samples)
+            settings,
+            max_prompts=config.eval.subset_prompts,
+            caption_sampling=replace(settings.caption_sampling, n=config.eval.subset_samples),
         )
         self.records = read_records(Path(eval_file))
         self.captioner = captioner
         self.workers = EvalWorkers(
-            start_caption_worker(config.rollout, captioner, eval_file, derived_seed(config.seed, "eval-during", "captioner")),
+            start_caption_worker(
+                config.rollout, captioner, eval_file, derived_seed(config.seed, "eval-during", "captioner")
+            ),
             start_reasoner_worker(config.serve, reasoner, derived_seed(config.seed, "eval-during", "reasoner")),
         )
 
@@ -52,7 +56,9 @@ class TrainingEvaluator:
         copying the tensors into this one); None: the initial weights, which the engine holds."""
         if weights is not None:
             ray.get(self.workers.captioner.load_published.remote(point.policy_version, weights[0]))
-        result = evaluate_captioner(f"step {point.step}", self.captioner, self.workers, self.records, self.settings, progress=False)
+        result = evaluate_captioner(
+            f"step {point.step}", self.captioner, self.workers, self.records, self.settings, progress=False
+        )
         held = ray.get(self.workers.captioner.policy_version.remote())
         if held != point.policy_version:  # only this actor loads weights, between evaluations
             raise RuntimeError(f"the evaluation of v{point.policy_version} ended on weights v{held}")
@@ -64,7 +70,11 @@ class TrainingEvaluator:
             ray.kill(worker)
 
 
-def start_training_evaluator(config: TrainConfig, captioner: str, reasoner: str, eval_file: str, sampling: SamplingSpec) -> EvaluatorHandle:
+def start_training_evaluator(
+    config: TrainConfig, captioner: str, reasoner: str, eval_file: str, sampling: SamplingSpec
+) -> EvaluatorHandle:
     """The evaluator's actor, which holds no engine itself (no CPU of its own); its engines build
     while the other roles start, and its first evaluation waits for them."""
-    return EvaluatorHandle(ray.remote(TrainingEvaluator).options(num_cpus=0).remote(config, captioner, reasoner, eval_file, sampling))
+    return EvaluatorHandle(
+        ray.remote(TrainingEvaluator).options(num_cpus=0).remote(config, captioner, reasoner, eval_file, sampling)
+    )

@@ -59,7 +59,12 @@ def _batches(count: int, size: int, max_prompts: int) -> list[list[int]]:
 
 
 def evaluate_captioner(
-    label: str, captioner: str, workers: EvalWorkers, records: list[VQARecord], settings: EvalSettings, progress: bool = True
+    label: str,
+    captioner: str,
+    workers: EvalWorkers,
+    records: list[VQARecord],
+    settings: EvalSettings,
+    progress: bool = True,
 ) -> EvalResult:
     """Run the pipeline with `workers.captioner` (an engine of the `captioner` checkpoint) over `records`.
 

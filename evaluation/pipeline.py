@@ -37,7 +37,9 @@ def evaluate_before_after(
     with both accuracies marked. Needs Ray running."""
     policies = [("initial", initial), ("trained", trained)]
     if config.policy.role == "reasoner":
-        results = evaluate_pipelines(config, [(label, frozen, reasoner) for label, reasoner in policies], eval_file, "reasoner")
+        results = evaluate_pipelines(
+            config, [(label, frozen, reasoner) for label, reasoner in policies], eval_file, "reasoner"
+        )
     else:
         results = evaluate_captioners(config, policies, frozen, eval_file)
     table = save_results(results, out_dir)
@@ -51,7 +53,9 @@ def evaluate_captioners(
     config: TrainConfig, captioners: list[tuple[str, str]], reasoner_checkpoint: str, eval_file: str
 ) -> list[EvalResult]:
     """Held-out accuracy of each (label, captioner checkpoint) in turn, with one reasoner."""
-    return evaluate_pipelines(config, [(label, captioner, reasoner_checkpoint) for label, captioner in captioners], eval_file)
+    return evaluate_pipelines(
+        config, [(label, captioner, reasoner_checkpoint) for label, captioner in captioners], eval_file
+    )
 
 
 def evaluate_pipelines(
@@ -69,8 +73,12 @@ def evaluate_pipelines(
     records = read_records(Path(eval_file))
     results = []
     for label, captioner_checkpoint, reasoner_checkpoint in pipelines:
-        reasoner = start_reasoner_worker(config.serve, reasoner_checkpoint, derived_seed(config.seed, "eval", "reasoner"))
-        captioner = start_caption_worker(config.rollout, captioner_checkpoint, eval_file, derived_seed(config.seed, "eval", "captioner"))
+        reasoner = start_reasoner_worker(
+            config.serve, reasoner_checkpoint, derived_seed(config.seed, "eval", "reasoner")
+        )
+        captioner = start_caption_worker(
+            config.rollout, captioner_checkpoint, eval_file, derived_seed(config.seed, "eval", "captioner")
+        )
         try:
             checkpoint = captioner_checkpoint if evaluated == "captioner" else reasoner_checkpoint
             results.append(evaluate_captioner(label, checkpoint, EvalWorkers(captioner, reasoner), records, settings))

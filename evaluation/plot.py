@@ -33,7 +33,9 @@ def plot_run(run_dir: Path, held_out: list[EvalResult]) -> Path | None:
     import matplotlib.pyplot as plt
 
     metrics_path = Path(run_dir) / "metrics.jsonl"
-    rows = [m for m in read_metrics(metrics_path) if m.get(names.REWARD_MEAN) is not None] if metrics_path.exists() else []
+    rows = (
+        [m for m in read_metrics(metrics_path) if m.get(names.REWARD_MEAN) is not None] if metrics_path.exists() else []
+    )
     if not rows:
         return None
     steps = [m["step"] for m in rows]
@@ -42,17 +44,30 @@ def plot_run(run_dir: Path, held_out: list[EvalResult]) -> Path | None:
     smooth = moving_average(rewards, _SMOOTHING)
     points = read_eval_points(metrics_path)
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for axis, x, label, at in ((axes[0], steps, "learner step", "step"), (axes[1], seconds, "wall-clock time (s)", names.EVAL_ELAPSED_S)):
+    for axis, x, label, at in (
+        (axes[0], steps, "learner step", "step"),
+        (axes[1], seconds, "wall-clock time (s)", names.EVAL_ELAPSED_S),
+    ):
         axis.plot(x, rewards, color="tab:blue", alpha=0.35, linewidth=1, label=f"{names.REWARD_MEAN} (per step)")
         axis.plot(x, smooth, color="tab:blue", linewidth=2, label=f"{names.REWARD_MEAN} ({_SMOOTHING}-step mean)")
         if points:
             axis.errorbar(
-                [p[at] for p in points], [p[names.EVAL_ACCURACY] for p in points], yerr=[p[names.EVAL_STDERR] or 0.0 for p in points],
-                color="tab:green", marker=".", capsize=3, label=f"held-out accuracy while training ({points[0][names.EVAL_NUM_PROMPTS]} prompts)",
+                [p[at] for p in points],
+                [p[names.EVAL_ACCURACY] for p in points],
+                yerr=[p[names.EVAL_STDERR] or 0.0 for p in points],
+                color="tab:green",
+                marker=".",
+                capsize=3,
+                label=f"held-out accuracy while training ({points[0][names.EVAL_NUM_PROMPTS]} prompts)",
             )
         for result, at in zip(held_out[:1] + held_out[-1:], (x[0], x[-1])):
             axis.errorbar(
-                [at], [result.accuracy], yerr=[result.stderr], fmt="o", color="tab:red", capsize=4,
+                [at],
+                [result.accuracy],
+                yerr=[result.stderr],
+                fmt="o",
+                color="tab:red",
+                capsize=4,
                 label=None if at != x[0] else "held-out accuracy (before / after)",
             )
         axis.set_xlabel(label)

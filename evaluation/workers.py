@@ -16,10 +16,10 @@ from actors.engine import (
 from actors.engine_factory import make_caption_engine
 from configs.placement import ray_options
 from configs.schema import RolloutConfig, ServeConfig
+from learner.weight_publisher import weight_update
 from records.vqa import load_image, read_records
 from serve.completion import CompletionParams
 from serve.grading import grade_answer
-from learner.weight_publisher import weight_update
 from serve.reasoner_engines import make_reasoner
 from vlm.caption_prompt import answer_messages, caption_messages, encode_image_prompt
 
@@ -33,12 +33,16 @@ class CaptionWorker:
         self.records = read_records(Path(records_file))
         self.root = Path(records_file).parent
 
-    async def captions(self, indices: list[int], sampling: SamplingSettings, kind: str = "caption") -> list[list[tuple[str, int]]]:
+    async def captions(
+        self, indices: list[int], sampling: SamplingSettings, kind: str = "caption"
+    ) -> list[list[tuple[str, int]]]:
         """(text, token count) of `sampling.n` generations for each record in `indices`: captions,
         or with kind="answer" the captioner's own step-by-step answers."""
         messages = caption_messages if kind == "caption" else answer_messages
         requests = [
-            CaptionRequest(r.id, encode_image_prompt(self.engine.processor, messages(r.question), load_image(r, self.root)))
+            CaptionRequest(
+                r.id, encode_image_prompt(self.engine.processor, messages(r.question), load_image(r, self.root))
+            )
             for r in (self.records[i] for i in indices)
         ]
         groups = await self.engine.generate(requests, sampling)

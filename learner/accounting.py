@@ -55,7 +55,9 @@ class Ledger:
     @classmethod
     def from_state(cls, state: dict) -> Ledger:
         consumed = {int(actor): ShardProgress.from_wire(p) for actor, p in state["consumed"].items()}
-        return cls(consumed, int(state["trained"]), {**dict.fromkeys(DROP_REASONS, 0), **state["dropped"]}, int(state["twice"]))
+        return cls(
+            consumed, int(state["trained"]), {**dict.fromkeys(DROP_REASONS, 0), **state["dropped"]}, int(state["twice"])
+        )
 
 
 @dataclass(frozen=True)
@@ -70,11 +72,13 @@ class StepGroups:
         def name(group: ScoredGroup) -> list:
             return [group.actor_id, group.prompt_position, group.prompt_id]
 
-        return json.dumps({
-            "step": self.step,
-            "trained": [name(g) for g in self.trained],
-            "dropped": [[*name(g), reason] for g, reason in self.dropped],
-        })
+        return json.dumps(
+            {
+                "step": self.step,
+                "trained": [name(g) for g in self.trained],
+                "dropped": [[*name(g), reason] for g, reason in self.dropped],
+            }
+        )
 
 
 class ConsumedLog:

@@ -78,7 +78,9 @@ class ImageCheck:
 class GroupAdmission:
     """Checks each decoded group against the run's bounds and the learner's current state."""
 
-    def __init__(self, bounds: GroupBounds | None, vocab_size: int, current_version: Callable[[], int], image: ImageCheck | None):
+    def __init__(
+        self, bounds: GroupBounds | None, vocab_size: int, current_version: Callable[[], int], image: ImageCheck | None
+    ):
         """`bounds` None (a learner started without a run's facts, as some tests start one): only
         the vocabulary, the versions and the image are checked."""
         self.bounds, self.vocab_size, self.current_version, self.image = bounds, vocab_size, current_version, image
@@ -96,7 +98,9 @@ class GroupAdmission:
         if self.image is not None:
             self._check_image(group)
         elif group.image_png:
-            raise Refused("image", "the group carries an image, but this learner trains a text policy (policy.role=reasoner)")
+            raise Refused(
+                "image", "the group carries an image, but this learner trains a text policy (policy.role=reasoner)"
+            )
 
     @staticmethod
     def _check_bounds(group: ScoredGroup, bounds: GroupBounds) -> None:
@@ -106,12 +110,19 @@ class GroupAdmission:
             raise Refused("unknown_prompt", f"prompt id {group.prompt_id!r} is none of the run's")
         longest = max(len(c) for c in group.completion_ids)
         if longest > bounds.max_completion_tokens:
-            raise Refused("completion_length", f"a completion of {longest} tokens, the policy samples at most {bounds.max_completion_tokens}")
+            raise Refused(
+                "completion_length",
+                f"a completion of {longest} tokens, the policy samples at most {bounds.max_completion_tokens}",
+            )
         low, high = float(group.rewards.min()), float(group.rewards.max())
         # float32 on the wire: a reward at a bound may come back a rounding off it.
         slack = 1e-4 * max(1.0, abs(bounds.reward_floor))
         if low < bounds.reward_floor - slack or high > bounds.reward_ceiling + slack:
-            raise Refused("reward", f"rewards in [{low:.4g}, {high:.4g}], the run's lie in [{bounds.reward_floor:.4g}, {bounds.reward_ceiling:.4g}]")
+            raise Refused(
+                "reward",
+                f"rewards in [{low:.4g}, {high:.4g}], the run's lie in [{bounds.reward_floor:.4g}, "
+                f"{bounds.reward_ceiling:.4g}]",
+            )
 
     def _check_image(self, group: ScoredGroup) -> None:
         """The image decodes fully within the pixel bound, and the prompt holds exactly the pad

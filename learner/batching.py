@@ -34,7 +34,7 @@ class PolicyBatch:
     image_grid_thw: torch.Tensor | None = None  # [S, 3], the image grid of each sequence
     sequences_per_image: tuple[int, ...] = ()  # how many consecutive sequences share each image
 
-    def to(self, device: str | torch.device) -> "PolicyBatch":
+    def to(self, device: str | torch.device) -> PolicyBatch:
         for name, value in vars(self).items():
             if isinstance(value, torch.Tensor):
                 setattr(self, name, value.to(device))
@@ -83,7 +83,9 @@ def packed(batches: list[PolicyBatch], pad_id: int) -> PolicyBatch:
         for b in batches:
             value = getattr(b, name)
             prompt, completion = value[:, : b.prompt_len], value[:, b.prompt_len :]
-            parts.append(torch.cat([_pad(prompt, prompt_len, fill, left=True), _pad(completion, steps, fill, left=False)], dim=1))
+            parts.append(
+                torch.cat([_pad(prompt, prompt_len, fill, left=True), _pad(completion, steps, fill, left=False)], dim=1)
+            )
         return torch.cat(parts)
 
     def completions(name: str, fill: float) -> torch.Tensor:

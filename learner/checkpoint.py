@@ -36,7 +36,9 @@ def load_latest_checkpoint(engine, run_dir: Path, rank: int) -> dict:
         raise FileNotFoundError(f"cannot resume: {directory} holds no complete checkpoint (no 'latest' file)")
     path, client_state = engine.load_checkpoint(str(directory))
     if path is None:
-        raise FileNotFoundError(f"cannot resume: DeepSpeed could not load the checkpoint named by {directory / 'latest'}")
+        raise FileNotFoundError(
+            f"cannot resume: DeepSpeed could not load the checkpoint named by {directory / 'latest'}"
+        )
     state = load_random_state(Path(path).parent / f"random_state_rank{rank}.pt")
     if state is not None:
         _set_random_state(state)
@@ -51,8 +53,13 @@ def _random_state() -> dict:
     kind, keys, position, has_gauss, cached = np.random.get_state()
     state = {
         "python": {"version": version, "words": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -66,16 +73,27 @@ def load_random_state(path: Path) -> dict | None:
     try:
         return torch.load(path, weights_only=True)
     except pickle.UnpicklingError as err:
-        log.warning("%s holds objects beyond tensors and numbers (saved by an older version?), so it is not loaded: "
-                    "the resumed run draws fresh random streams (%s)", path, str(err).splitlines()[0])
+        log.warning(
+            "%s holds objects beyond tensors and numbers (saved by an older version?), so it is not loaded: "
+            "the resumed run draws fresh random streams (%s)",
+            path,
+            str(err).splitlines()[0],
+        )
         return None
 
 
 def _set_random_state(state: dict) -> None:
     python, numpy_state = state["python"], state["numpy"]
     random.setstate((python["version"], tuple(python["words"].tolist()), python["gauss"]))
-    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
-                         numpy_state["has_gauss"], numpy_state["cached"]))
+    np.random.set_state(
+        (
+            numpy_state["kind"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["position"],
+            numpy_state["has_gauss"],
+            numpy_state["cached"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

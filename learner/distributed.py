@@ -65,7 +65,9 @@ def init_process_group(info: RankInfo) -> None:
         timeout = datetime.timedelta(minutes=30)
         listener = listening_socket(info.master_addr, info.master_port) if info.rank == 0 else None
         store = rendezvous_store(info.master_addr, info.master_port, info.world_size, timeout, listener)
-        torch.distributed.init_process_group(backend, store=store, rank=info.rank, world_size=info.world_size, timeout=timeout)
+        torch.distributed.init_process_group(
+            backend, store=store, rank=info.rank, world_size=info.world_size, timeout=timeout
+        )
         _held.append(store)
     with clearing_stale_build_lock(enabled=backend == "gloo"):
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
@@ -129,7 +131,9 @@ def interface_towards(address: str, port: int) -> str:
     for name, addresses in psutil.net_if_addrs().items():
         if any(a.address == local for a in addresses):
             return name
-    raise RuntimeError(f"no network interface holds {local}, the address on the route to {address}; set GLOO_SOCKET_IFNAME")
+    raise RuntimeError(
+        f"no network interface holds {local}, the address on the route to {address}; set GLOO_SOCKET_IFNAME"
+    )
 
 
 def micro_batches_per_step(config: LearnerConfig, world_size: int) -> int:

@@ -66,7 +66,9 @@ class EvalRequests:
             self.ask(point, weights)
             self.take(FINAL_WAIT_S)
         if self.pending is not None:
-            log.warning("the last evaluation while training did not end within %.0f s; its point is missing", FINAL_WAIT_S)
+            log.warning(
+                "the last evaluation while training did not end within %.0f s; its point is missing", FINAL_WAIT_S
+            )
 
     def latest_accuracy(self) -> dict:
         return {EVAL_ACCURACY: self.latest[EVAL_ACCURACY]} if self.latest else {}

@@ -81,9 +81,7 @@ def _require_2d(name: str, t: torch.Tensor) -> None:
         raise ValueError(f"{name} must be 2-D [B, T], got shape {tuple(t.shape)}")
 
 
-def group_advantages(
-    rewards: torch.Tensor, eps: float = 1e-6, scale_by_std: bool = True
-) -> torch.Tensor:
+def group_advantages(rewards: torch.Tensor, eps: float = 1e-6, scale_by_std: bool = True) -> torch.Tensor:
     """GRPO advantages: each sample's reward relative to its own group.
 
     A = (r - mean_g(r)) / (std_g(r) + eps), or only r - mean_g(r) when `scale_by_std` is False
@@ -98,9 +96,7 @@ def group_advantages(
         `[N, G]` advantages, same dtype as `rewards`.
     """
     if rewards.dim() != 2:
-        raise ValueError(
-            f"rewards must be 2-D [N groups, G samples], got shape {tuple(rewards.shape)}"
-        )
+        raise ValueError(f"rewards must be 2-D [N groups, G samples], got shape {tuple(rewards.shape)}")
     rewards = rewards.float() if not rewards.is_floating_point() else rewards
     mean = rewards.mean(dim=1, keepdim=True)  # [N, 1]
     centred = rewards - mean  # [N, G]
@@ -108,7 +104,7 @@ def group_advantages(
         std = rewards.std(dim=1, keepdim=True, unbiased=False)  # [N, 1]
         centred = centred / (std + eps)
     # Equal rewards can leave a ~1e-17 residue after (r - mean) in floating point; zero it.
-    flat = (rewards.amax(dim=1, keepdim=True) == rewards.amin(dim=1, keepdim=True))  # [N, 1]
+    flat = rewards.amax(dim=1, keepdim=True) == rewards.amin(dim=1, keepdim=True)  # [N, 1]
     return torch.where(flat, torch.zeros_like(centred), centred)
 
 
@@ -148,9 +144,7 @@ def clipped_policy_loss(
             f"for logp{tuple(logp.shape)}"
         )
     if clip_low < 0 or clip_high < 0:
-        raise ValueError(
-            f"clip ranges must be >= 0, got clip_low={clip_low}, clip_high={clip_high}"
-        )
+        raise ValueError(f"clip ranges must be >= 0, got clip_low={clip_low}, clip_high={clip_high}")
     if dual_clip != 0 and dual_clip <= 1.0 + clip_high:
         raise ValueError(f"dual_clip must be 0 (off) or > 1 + clip_high = {1 + clip_high}, got {dual_clip}")
 
@@ -270,9 +264,7 @@ def low_variance_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return (torch.expm1(d) - d).clamp(0.0, MAX_TOKEN_KL)
 
 
-def token_mean(
-    values: torch.Tensor, mask: torch.Tensor, total_tokens: float | None = None
-) -> torch.Tensor:
+def token_mean(values: torch.Tensor, mask: torch.Tensor, total_tokens: float | None = None) -> torch.Tensor:
     """sum(values * mask) / total, every response token weighted equally across sequences.
 
     `total` defaults to mask.sum(). Passing the token count of the *whole* batch lets the

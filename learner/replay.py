@@ -1,13 +1,13 @@
 """The learner's replay queue: a bounded buffer of ScoredGroups fed by a ZeroMQ PULL socket.
 
-Actors connect PUSH sockets to it. Backpressure instead of unbounded memory: when the buffer
-holds `capacity_groups` groups or `capacity_bytes` bytes of frames, the receiving thread stops reading, ZeroMQ's small high-water marks
-fill, and the actors' sends wait. A frame that fails to decode, or decodes to a group the run
-cannot use (learner/admission.py), is logged with its reason (at most ~200 characters of the
-sender's data, control characters escaped) and counted by reason; no frame stops the receiver:
-whatever one raises rejects that frame alone. Every group's prompt position (wire/progress.py) is
-recorded per actor as it arrives, so a group that arrives twice is dropped and counted, and a
-restarted actor can be told which of its prompts already arrived.
+Actors connect PUSH sockets to it. Backpressure instead of unbounded memory: when the buffer holds
+`capacity_groups` groups or `capacity_bytes` bytes of frames, the receiving thread stops reading,
+ZeroMQ's small high-water marks fill, and the actors' sends wait. A frame that fails to decode, or
+decodes to a group the run cannot use (learner/admission.py), is logged with its reason (at most
+~200 characters of the sender's data, control characters escaped) and counted by reason; no frame
+stops the receiver: whatever one raises rejects that frame alone. Every group's prompt position
+(wire/progress.py) is recorded per actor as it arrives, so a group that arrives twice is dropped
+and counted, and a restarted actor can be told which of its prompts already arrived.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import zmq
+
 from learner.admission import GroupAdmission, Refused
-from wire.buffers import MalformedMessage, excerpt
 from transport.curve import CurveKeys
+from transport.sockets import bind
+from wire.buffers import MalformedMessage, excerpt
 from wire.progress import ShardProgress
 from wire.scored_group import ScoredGroup, decode_group
-from transport.sockets import bind
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,16 @@ class ReplayCounters:
 
 def decoded_bytes(group: ScoredGroup) -> int:
     """What a buffered group holds in memory: its arrays, image and answers."""
-    arrays = [group.prompt_token_ids, group.rewards, *group.completion_ids, *group.behaviour_logprobs, *group.token_versions]
-    return sum(a.nbytes for a in arrays) + len(group.image_png) + sum(len(s) for answers in group.answers for s in answers)
+    arrays = [
+        group.prompt_token_ids,
+        group.rewards,
+        *group.completion_ids,
+        *group.behaviour_logprobs,
+        *group.token_versions,
+    ]
+    return (
+        sum(a.nbytes for a in arrays) + len(group.image_png) + sum(len(s) for answers in group.answers for s in answers)
+    )
 
 
 class ReplayQueue:
@@ -52,8 +61,14 @@ class ReplayQueue:
     always let in, however large)."""
 
     def __init__(
-        self, host: str, port: int, capacity_groups: int, capacity_bytes: int, admission: GroupAdmission,
-        max_frame_bytes: int = 64 * 2**20, keys: CurveKeys | None = None,
+        self,
+        host: str,
+        port: int,
+        capacity_groups: int,
+        capacity_bytes: int,
+        admission: GroupAdmission,
+        max_frame_bytes: int = 64 * 2**20,
+        keys: CurveKeys | None = None,
     ):
         """`admission` checks what each decoded group means for the run."""
         self._context = zmq.Context.instance()
@@ -92,7 +107,13 @@ class ReplayQueue:
             group = decode_group(frame)  # copies only what it keeps
             self.admission.check(group)
         except Exception as err:  # any frame, however it fails, is that frame's problem alone
-            reason = err.reason if isinstance(err, Refused) else "malformed" if isinstance(err, MalformedMessage) else "error"
+            reason = (
+                err.reason
+                if isinstance(err, Refused)
+                else "malformed"
+                if isinstance(err, MalformedMessage)
+                else "error"
+            )
             self._reject(len(frame), reason, err)
             return
         with self._changed:
@@ -100,8 +121,12 @@ class ReplayQueue:
             if not first:
                 self.counters.duplicates += 1
         if not first:
-            log.warning("replay queue dropped a duplicate: actor %d's prompt position %d (%s) had arrived before",
-                        group.actor_id, group.prompt_position, excerpt(group.prompt_id))
+            log.warning(
+                "replay queue dropped a duplicate: actor %d's prompt position %d (%s) had arrived before",
+                group.actor_id,
+                group.prompt_position,
+                excerpt(group.prompt_id),
+            )
             return
         self._put(group, max(len(frame), decoded_bytes(group)))
 

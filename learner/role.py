@@ -51,9 +51,9 @@ from learner.step_metrics import (
     update_metrics,
 )
 from learner.update import grpo_update
+from transport.curve import load_keys
 from vlm.caption_prompt import image_pad_tokens
 from vlm.sampling import SamplingSpec
-from transport.curve import load_keys
 from wire import metric_names as names
 from wire.eval_points import EvalPoint, EvalSchedule
 from wire.scored_group import ActorCounters, ScoredGroup
@@ -148,8 +148,13 @@ class LearnerRank:
         replay = config.replay
         keys = load_keys(self.setup.curve_keys_dir) if self.setup.curve_keys_dir else None
         self.replay = ReplayQueue(
-            replay.host, replay.port, replay.capacity_groups, replay.capacity_bytes, self._admission(),
-            replay.max_frame_bytes, keys,
+            replay.host,
+            replay.port,
+            replay.capacity_groups,
+            replay.capacity_bytes,
+            self._admission(),
+            replay.max_frame_bytes,
+            keys,
         )
         self.replay.resume_from(self.ledger.consumed)
         self.replay.counters = ReplayCounters(**self._resumed_replay_counters)
@@ -167,7 +172,9 @@ class LearnerRank:
         processing, and the version the learner has published (read as each group arrives)."""
         image = None
         if self.setup.role == "captioner":
-            image = ImageCheck(self.tokenizer.convert_tokens_to_ids("<|image_pad|>"), partial(image_pad_tokens, self.processor))
+            image = ImageCheck(
+                self.tokenizer.convert_tokens_to_ids("<|image_pad|>"), partial(image_pad_tokens, self.processor)
+            )
         return GroupAdmission(self.setup.bounds, self.vocab_size, lambda: self.version, image)
 
     def _resume(self) -> ResumePoint | None:
@@ -293,7 +300,10 @@ class LearnerRank:
         mine = range(self.rank, len(groups), self.world_size)  # this rank's slice of the step
         batches = [group_batch(groups[i], self.processor, advantages[i], self.pad_id) for i in mine]
         per_pass = self.config.groups_per_micro_batch
-        batches = [packed(batches[i : i + per_pass], self.pad_id).to(self.engine.device) for i in range(0, len(batches), per_pass)]
+        batches = [
+            packed(batches[i : i + per_pass], self.pad_id).to(self.engine.device)
+            for i in range(0, len(batches), per_pass)
+        ]
         update_started = time.perf_counter()
         stats = grpo_update(self.engine, self.ref_model, batches, self.version, self.config, self.setup.sampling)
         update_s = time.perf_counter() - update_started
@@ -310,7 +320,10 @@ class LearnerRank:
         }
 
     def _count(self, collected: Collected) -> None:
-        self.counts.dropped_stale, self.counts.dropped_uniform = self.ledger.dropped["stale"], self.ledger.dropped["uniform"]
+        self.counts.dropped_stale, self.counts.dropped_uniform = (
+            self.ledger.dropped["stale"],
+            self.ledger.dropped["uniform"],
+        )
         if self.replay is not None:
             replay = self.replay.counters
             self.counts.replay_accepted, self.counts.replay_rejected = replay.accepted, replay.rejected

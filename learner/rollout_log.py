@@ -26,7 +26,10 @@ class RolloutLog:
             completions = [self._tokenizer.decode(ids, skip_special_tokens=True) for ids in group.completion_ids]
             row = {"step": step, "group_id": group.group_id, "prompt_id": group.prompt_id, "actor_id": group.actor_id}
             if self._role == "reasoner":
-                row.update(prompt=self._tokenizer.decode(group.prompt_token_ids, skip_special_tokens=True), completions=completions)
+                row.update(
+                    prompt=self._tokenizer.decode(group.prompt_token_ids, skip_special_tokens=True),
+                    completions=completions,
+                )
             else:
                 row.update(captions=completions, answers=[list(a) for a in group.answers])
             row.update(rewards=group.rewards.tolist(), policy_versions=group.sample_versions.tolist())

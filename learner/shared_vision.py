@@ -27,7 +27,9 @@ def forward_inputs(model: torch.nn.Module, batch: PolicyBatch) -> dict:
         return inputs
     encoded = module.get_image_features(batch.pixel_values, batch.image_grid_thw[_first_rows(batch)], return_dict=True)
     per_image = encoded.pooler_output  # one tensor of features per image
-    encoded.pooler_output = tuple(f for f, rows in zip(per_image, batch.sequences_per_image, strict=True) for _ in range(rows))
+    encoded.pooler_output = tuple(
+        f for f, rows in zip(per_image, batch.sequences_per_image, strict=True) for _ in range(rows)
+    )
     inputs["mm_encoder_outputs"] = {"image": encoded}
     return inputs
 

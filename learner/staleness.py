@@ -27,10 +27,7 @@ def _staleness_of(learner_version: int, sample_version: int) -> int:
         # A newer sample than the learner means version bookkeeping is broken somewhere
         # (e.g. a resumed learner with a reset counter); silently counting it as fresh would
         # hide that.
-        raise ValueError(
-            f"sample claims policy version {sample_version}, newer than the learner's "
-            f"{learner_version}"
-        )
+        raise ValueError(f"sample claims policy version {sample_version}, newer than the learner's {learner_version}")
     return learner_version - sample_version
 
 

@@ -9,9 +9,9 @@ import ray
 from configs.placement import ray_options
 from configs.schema import LearnerConfig
 from configs.seeds import derived_seed
-from learner.admission import GroupBounds
 from coordination.handles import GateHandle, LearnerHandle
 from coordination.resume import LearnerReady
+from learner.admission import GroupBounds
 from learner.role import LearnerRank, LearnerSetup
 from vlm.sampling import SamplingSpec
 from wire.eval_points import EvalSchedule
@@ -73,7 +73,9 @@ def start_learner(
             evaluation=evaluation,
         )
 
-    ranks = [LearnerHandle(remote.options(**options(r)).remote(config, setup(r), gate)) for r in range(config.num_ranks)]
+    ranks = [
+        LearnerHandle(remote.options(**options(r)).remote(config, setup(r), gate)) for r in range(config.num_ranks)
+    ]
     # Rank 0 may land on any node: it names the rendezvous address, then all ranks join at once
     # (Ray hands them the address when rank 0 has named it; nothing here waits).
     rendezvous = ranks[0].node_address_ref()

@@ -110,8 +110,16 @@ def grpo_update(
             with torch.no_grad():
                 ref_logp = sequence_logprobs(ref_model, batch, sampling)
         loss, stats = grpo_loss(
-            logp, batch.behaviour_logprobs, ref_logp, batch.advantages, batch.completion_mask,
-            clip_low=config.clip_low, clip_high=config.clip_high, correction=config.correction, kl_coef=config.kl_coef, total_tokens=total_tokens,
+            logp,
+            batch.behaviour_logprobs,
+            ref_logp,
+            batch.advantages,
+            batch.completion_mask,
+            clip_low=config.clip_low,
+            clip_high=config.clip_high,
+            correction=config.correction,
+            kl_coef=config.kl_coef,
+            total_tokens=total_tokens,
         )
         engine.backward(loss * loss_scale)
         engine.step()

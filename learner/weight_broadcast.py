@@ -32,11 +32,11 @@ import torch
 import zmq
 
 from learner.weight_publisher import WeightPublisher, wire_dtype
-from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
-from wire.buffers import MalformedMessage, excerpt
 from transport.curve import CurveKeys
 from transport.gloo import GlooGroup, listening_socket
 from transport.sockets import advertised_host, bind
+from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
+from wire.buffers import MalformedMessage, excerpt
 from wire.weights import WeightSource
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,9 @@ class TrainerGroup(Protocol):
 
 
 class BroadcastWeightPublisher(WeightPublisher):
-    def __init__(self, backend: str, host: str, port: int, receivers: int, timeout_s: float, keys: CurveKeys | None = None):
+    def __init__(
+        self, backend: str, host: str, port: int, receivers: int, timeout_s: float, keys: CurveKeys | None = None
+    ):
         if backend not in BACKENDS:
             raise ValueError(f"broadcast weight sync backend must be one of {BACKENDS}, got {backend!r}")
         self._backend, self._host, self._timeout_s = backend, host, timeout_s
@@ -111,7 +113,9 @@ class BroadcastWeightPublisher(WeightPublisher):
     def _form_group(self, receivers: int) -> TrainerGroup:
         deadline = time.monotonic() + self._timeout_s  # for the whole wait: skipped frames do not extend it
         while len(self._receivers) < receivers:
-            identity, message = self._receive(f"{receivers - len(self._receivers)} of {receivers} actors to say Hello", deadline)
+            identity, message = self._receive(
+                f"{receivers - len(self._receivers)} of {receivers} actors to say Hello", deadline
+            )
             if isinstance(message, Hello):
                 self._receivers[identity] = message
             elif message is not None:
@@ -134,7 +138,9 @@ class BroadcastWeightPublisher(WeightPublisher):
             port = listener.getsockname()[1]
             address = advertised_host(self._host)  # one the engines' nodes reach (not 0.0.0.0)
             shared = {"master_address": address, "master_port": port, "timeout_s": self._timeout_s}
-            return shared, lambda: _GlooTrainerGroup(GlooGroup.join(address, port, 0, world_size, self._timeout_s, listener))
+            return shared, lambda: _GlooTrainerGroup(
+                GlooGroup.join(address, port, 0, world_size, self._timeout_s, listener)
+            )
         unique_id = _nccl_unique_id()
         return nccl_init_info(unique_id), lambda: _NcclTrainerGroup(unique_id, world_size, self._timeout_s)
 
@@ -156,12 +162,16 @@ class BroadcastWeightPublisher(WeightPublisher):
         deadline = time.monotonic() + self._timeout_s
         while not joined.done():
             if self._closing.is_set() or time.monotonic() > deadline:
-                raise TimeoutError(f"weight broadcast: the group did not form within {self._timeout_s}s (or the run is stopping)")
+                raise TimeoutError(
+                    f"weight broadcast: the group did not form within {self._timeout_s}s (or the run is stopping)"
+                )
             if not self._socket.poll(_POLL_S * 1000):
                 continue
             _, message = self._receive("the actors' joins")
             if isinstance(message, Ack) and message.error:
-                raise RuntimeError(f"weight broadcast: actor {message.actor_id} could not join the group: {message.error}")
+                raise RuntimeError(
+                    f"weight broadcast: actor {message.actor_id} could not join the group: {message.error}"
+                )
             if isinstance(message, Ack):
                 acked.add(message.actor_id)
         return _Joined(joined.result(), acked)
@@ -203,11 +213,15 @@ class BroadcastWeightPublisher(WeightPublisher):
         hello = self._receivers.get(identity)
         if isinstance(message, Hello):
             if message.actor_id not in self._expected_ids:
-                raise MalformedMessage(f"a Hello from actor {message.actor_id}, not one of the run's {len(self._expected_ids)}")
+                raise MalformedMessage(
+                    f"a Hello from actor {message.actor_id}, not one of the run's {len(self._expected_ids)}"
+                )
             if any(h.actor_id == message.actor_id for other, h in self._receivers.items() if other != identity):
                 raise MalformedMessage(f"a second Hello for actor {message.actor_id} from another socket")
             if hello is not None and hello.actor_id != message.actor_id:
-                raise MalformedMessage(f"a Hello for actor {message.actor_id} from the socket of actor {hello.actor_id}")
+                raise MalformedMessage(
+                    f"a Hello for actor {message.actor_id} from the socket of actor {hello.actor_id}"
+                )
         elif hello is None or getattr(message, "actor_id", hello.actor_id) != hello.actor_id:
             raise MalformedMessage(f"a {type(message).__name__} from a socket that is no actor of the group")
 
@@ -240,7 +254,9 @@ class _NcclTrainerGroup:
         from vllm.distributed.device_communicators.pynccl import PyNcclCommunicator
 
         self.device = torch.device("cuda", torch.cuda.current_device())
-        self.comm = PyNcclCommunicator.from_unique_id_bytes(unique_id, rank=0, world_size=world_size, device=self.device)
+        self.comm = PyNcclCommunicator.from_unique_id_bytes(
+            unique_id, rank=0, world_size=world_size, device=self.device
+        )
         self.timeout_s = timeout_s
         self._sent: list[torch.Tensor] = []
 
@@ -259,7 +275,9 @@ class _NcclTrainerGroup:
         deadline = time.monotonic() + self.timeout_s
         while not sent.query():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"weight broadcast: NCCL did not complete in {self.timeout_s}s; has an engine worker died?")
+                raise TimeoutError(
+                    f"weight broadcast: NCCL did not complete in {self.timeout_s}s; has an engine worker died?"
+                )
             time.sleep(0.001)
         self._sent.clear()
 

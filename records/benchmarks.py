@@ -65,7 +65,9 @@ class BenchmarkItem:
 
     def record(self) -> VQARecord:
         """The item as a VQA record (what the captioner's engine reads)."""
-        return VQARecord(id=self.id, image=self.image, question=self.prompt(), answer=self.answer, category=self.category)
+        return VQARecord(
+            id=self.id, image=self.image, question=self.prompt(), answer=self.answer, category=self.category
+        )
 
 
 @dataclass(frozen=True)
@@ -93,10 +95,14 @@ def read_mathvista(path: Path) -> ReadBenchmark:
     if isinstance(data, dict):
         rows = [(str(key), row) for key, row in data.items()]
     elif isinstance(data, list):
-        rows = [(str(row.get("pid", i)) if isinstance(row, dict) else str(i), row) for i, row in enumerate(data, start=1)]
+        rows = [
+            (str(row.get("pid", i)) if isinstance(row, dict) else str(i), row) for i, row in enumerate(data, start=1)
+        ]
     else:
         raise ValueError(f"{path}: expected a mapping of pid to item, or a list of items")
-    return _collect((f"item {number}", pid, partial(_mathvista_item, pid, row)) for number, (pid, row) in enumerate(rows, start=1))
+    return _collect(
+        (f"item {number}", pid, partial(_mathvista_item, pid, row)) for number, (pid, row) in enumerate(rows, start=1)
+    )
 
 
 def _collect(rows: Iterable[tuple[str, str, Callable[[], BenchmarkItem]]]) -> ReadBenchmark:
@@ -123,8 +129,14 @@ def _mathvista_item(pid: str, row: object) -> BenchmarkItem:
         raise ValueError("question_type multi_choice but no choices")
     metadata = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}
     return _item(
-        pid, str(row["image"]), str(row["question"]), str(row["answer"]), choices,
-        row.get("answer_type"), row.get("precision"), metadata.get("category") or row.get("category"),
+        pid,
+        str(row["image"]),
+        str(row["question"]),
+        str(row["answer"]),
+        choices,
+        row.get("answer_type"),
+        row.get("precision"),
+        metadata.get("category") or row.get("category"),
     )
 
 
@@ -136,19 +148,37 @@ def read_vlmeval_tsv(path: Path, images_dir: Path | None = None) -> ReadBenchmar
         rows = list(reader)
     missing = [c for c in ("question", "answer") if c not in columns]
     if missing or not ({"image", "image_path"} & set(columns)):
-        raise ValueError(f"{path}: not a VLMEvalKit TSV: need question, answer and image (or image_path) columns, have {columns}")
+        raise ValueError(
+            f"{path}: not a VLMEvalKit TSV: need question, answer and image (or image_path) columns, have {columns}"
+        )
     # VLMEvalKit stores an image shared by several questions once; the others name its index.
-    shared = {row.get("index"): row.get("image") for row in rows if not _missing(row.get("image")) and len(row["image"]) > 64}
+    shared = {
+        row.get("index"): row.get("image") for row in rows if not _missing(row.get("image")) and len(row["image"]) > 64
+    }
     ids = [row.get("index") or str(number) for number, row in enumerate(rows, start=1)]
     # Line 1 is the header.
-    return _collect((f"line {n + 2}", ids[n], partial(_tsv_item, ids[n], row, columns, shared, images_dir)) for n, row in enumerate(rows))
+    return _collect(
+        (f"line {n + 2}", ids[n], partial(_tsv_item, ids[n], row, columns, shared, images_dir))
+        for n, row in enumerate(rows)
+    )
 
 
-def _tsv_item(item_id: str, row: dict[str, str], columns: list[str], shared: dict, images_dir: Path | None) -> BenchmarkItem:
+def _tsv_item(
+    item_id: str, row: dict[str, str], columns: list[str], shared: dict, images_dir: Path | None
+) -> BenchmarkItem:
     image = _tsv_image(row, shared, images_dir)
     choices = tuple(row[c] for c in _option_columns(columns, row))
     question = row["question"] if _missing(row.get("hint")) else f"Hint: {row['hint']}\n{row['question']}"
-    return _item(item_id, image, question, row["answer"], choices, row.get("answer_type"), row.get("precision"), row.get("category"))
+    return _item(
+        item_id,
+        image,
+        question,
+        row["answer"],
+        choices,
+        row.get("answer_type"),
+        row.get("precision"),
+        row.get("category"),
+    )
 
 
 def _option_columns(columns: list[str], row: dict[str, str]) -> list[str]:
@@ -180,8 +210,14 @@ def _tsv_image(row: dict[str, str], shared: dict, images_dir: Path | None) -> st
 
 
 def _item(
-    item_id: str, image: str, question: str, answer: str, choices: tuple[str, ...],
-    answer_type: object, precision: object, category: object,
+    item_id: str,
+    image: str,
+    question: str,
+    answer: str,
+    choices: tuple[str, ...],
+    answer_type: object,
+    precision: object,
+    category: object,
 ) -> BenchmarkItem:
     """An item from one row's fields, checked; a multiple-choice answer becomes its letter."""
     answer = answer.strip()
@@ -198,8 +234,14 @@ def _item(
     if too_long:
         raise ValueError(too_long)
     return BenchmarkItem(
-        id=item_id, image=image, question=question.strip(), answer=answer, choices=choices, answer_type=kind,
-        precision=None if _missing(precision) else int(float(precision)), category="" if _missing(category) else str(category),
+        id=item_id,
+        image=image,
+        question=question.strip(),
+        answer=answer,
+        choices=choices,
+        answer_type=kind,
+        precision=None if _missing(precision) else int(float(precision)),
+        category="" if _missing(category) else str(category),
     )
 
 

@@ -44,9 +44,15 @@ def image_problem(record: VQARecord, root: Path, max_pixels: int, decode: bool =
         with Image.open(opened) as image:
             width, height = image.size
             if width * height > max_pixels:
-                return f"image too large: {shown} is {width}x{height} = {width * height} pixels (limit task.max_image_pixels={max_pixels})"
+                return (
+                    f"image too large: {shown} is {width}x{height} = {width * height} pixels "
+                    f"(limit task.max_image_pixels={max_pixels})"
+                )
             if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-                return f"image too elongated: {shown} is {width}x{height}, a side ratio above {MAX_ASPECT_RATIO} (Qwen2.5-VL's resizing refuses it)"
+                return (
+                    f"image too elongated: {shown} is {width}x{height}, a side ratio above {MAX_ASPECT_RATIO} "
+                    "(Qwen2.5-VL's resizing refuses it)"
+                )
             if decode:
                 image.load()
     except Image.DecompressionBombError as err:

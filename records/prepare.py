@@ -99,13 +99,19 @@ def _prepare(path: Path, out: Path, record_filter: RecordFilter, max_pixels: int
     check_filter_applies(path, read.records, record_filter)
     selected = [(r, place) for r, place in zip(read.records, read.places) if record_filter.keeps(r)]
     records = [r for r, _ in selected]
-    with tqdm(total=len(records), desc=f"checking images of {path.name}", unit="image", disable=len(records) < 1000) as bar:
+    with tqdm(
+        total=len(records), desc=f"checking images of {path.name}", unit="image", disable=len(records) < 1000
+    ) as bar:
         bad = image_problems(records, [p for _, p in selected], path.parent, max_pixels, progress=bar.update)
     unusable = {problem.where for problem in bad}
     usable = [_absolute(r, path.parent) for r, place in selected if place not in unusable]
     problems = sorted(read.problems + bad, key=file_order)
     _write_atomic(out / "records.jsonl", lambda tmp: write_records(tmp, usable))
-    summary = {"kept": len(usable), "filtered_out": len(read.records) - len(records), "problems": [asdict(p) for p in problems]}
+    summary = {
+        "kept": len(usable),
+        "filtered_out": len(read.records) - len(records),
+        "problems": [asdict(p) for p in problems],
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     (out / _COMPLETE).write_text(str(path) + "\n")
 
@@ -121,14 +127,21 @@ def prepare_benchmark(path: Path, cache_dir: Path, max_pixels: int) -> tuple[lis
     if not (out / _COMPLETE).is_file():
         out.mkdir(parents=True, exist_ok=True)
         read = read_benchmark(path, out / "images")
-        problems = read.problems + image_problems([i.record() for i in read.items], read.places, path.parent, max_pixels)
+        problems = read.problems + image_problems(
+            [i.record() for i in read.items], read.places, path.parent, max_pixels
+        )
         if problems:
             listed = "\n  ".join(str(p) for p in problems[:10])
             more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
-            raise ValueError(f"{path}: {len(problems)} unusable items (`python launch.py check-data {path}` lists them all):\n  {listed}{more}")
+            raise ValueError(
+                f"{path}: {len(problems)} unusable items (`python launch.py check-data {path}` lists them all):\n  "
+                f"{listed}{more}"
+            )
         items = [replace(i, image=_absolute(i.record(), path.parent).image) for i in read.items]
         _write_atomic(out / "records.jsonl", lambda tmp: write_records(tmp, [i.record() for i in items]))
-        _write_atomic(out / "benchmark.jsonl", lambda tmp: tmp.write_text("".join(json.dumps(asdict(i)) + "\n" for i in items)))
+        _write_atomic(
+            out / "benchmark.jsonl", lambda tmp: tmp.write_text("".join(json.dumps(asdict(i)) + "\n" for i in items))
+        )
         (out / _COMPLETE).write_text(str(path) + "\n")
     lines = (out / "benchmark.jsonl").read_text().splitlines()
     items = [BenchmarkItem(**{**row, "choices": tuple(row["choices"])}) for row in map(json.loads, lines)]
@@ -172,9 +185,18 @@ def _load(out: Path) -> PreparedRecords:
 
 
 def _log(path: Path, prepared: PreparedRecords) -> None:
-    log.info("%s: %d records prepared in %s (%d left out by the filter)", path, prepared.kept, prepared.records_file, prepared.filtered_out)
+    log.info(
+        "%s: %d records prepared in %s (%d left out by the filter)",
+        path,
+        prepared.kept,
+        prepared.records_file,
+        prepared.filtered_out,
+    )
     if prepared.problems:
         log.warning(
             "%s: %d unusable rows left out (%s); `python launch.py check-data %s` lists them",
-            path, len(prepared.problems), reason_summary(prepared.problems), path,
+            path,
+            len(prepared.problems),
+            reason_summary(prepared.problems),
+            path,
         )

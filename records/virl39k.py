@@ -57,7 +57,11 @@ def read_virl39k(path: Path, images_dir: Path | None = None) -> ReadRecords:
         images = _images(row["image"])
         record_id = str(row["qid"])
         if len(images) != 1:
-            reason = "no image" if not images else f"several images: {len(images)} (the captioner reads one image per question)"
+            reason = (
+                "no image"
+                if not images
+                else f"several images: {len(images)} (the captioner reads one image per question)"
+            )
             problems.append(RowProblem(f"row {row_no}", record_id, reason))
             continue
         try:

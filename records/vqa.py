@@ -60,7 +60,7 @@ def file_order(problem: RowProblem) -> int:
 
 
 def reason_summary(problems: list[RowProblem]) -> str:
-    """"4 missing image, 1 empty answer": how many problems of each kind."""
+    """ "4 missing image, 1 empty answer": how many problems of each kind."""
     counts = Counter(p.reason.split(":")[0].split(" (")[0] for p in problems)
     return ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
 
@@ -109,7 +109,8 @@ def read_jsonl(path: Path) -> ReadRecords:
 def _record(row: dict) -> VQARecord:
     texts = {key: str(row[key]) for key in (*_REQUIRED_KEYS, *_OPTIONAL_KEYS) if key in row and key != "questions"}
     questions = tuple(
-        MCQuestion(str(q["question"]), tuple(str(o) for o in q["options"]), int(q["answer"])) for q in row.get("questions") or ()
+        MCQuestion(str(q["question"]), tuple(str(o) for o in q["options"]), int(q["answer"]))
+        for q in row.get("questions") or ()
     )
     return VQARecord(**texts, questions=questions)
 

@@ -25,10 +25,17 @@ def image_bytes(url: str, max_pixels: int, max_bytes: int, allow_remote: bool) -
         data = _from_data_url(url)
     elif url.startswith(("http://", "https://")):
         if not allow_remote:
-            raise ApiError(400, "remote image URLs are refused; send the image as a data: URL (or enable serve.api.allow_remote_images)", param="image_url")
+            raise ApiError(
+                400,
+                "remote image URLs are refused; send the image as a data: URL (or enable "
+                "serve.api.allow_remote_images)",
+                param="image_url",
+            )
         data = _download(url, max_bytes)
     else:
-        raise ApiError(400, f"image_url must be a data: URL (or http(s) when enabled), got {url[:32]!r}", param="image_url")
+        raise ApiError(
+            400, f"image_url must be a data: URL (or http(s) when enabled), got {url[:32]!r}", param="image_url"
+        )
     check_image(data, max_pixels)
     return data
 
@@ -40,12 +47,19 @@ def check_image(data: bytes, max_pixels: int) -> None:
         with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
             width, height = image.size  # from the header: nothing decoded yet
             if width * height > max_pixels:
-                raise ApiError(413, f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels} (serve.api.max_image_pixels)", param="image_url")
+                raise ApiError(
+                    413,
+                    f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels} "
+                    "(serve.api.max_image_pixels)",
+                    param="image_url",
+                )
             image.load()
     except ApiError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
-        raise ApiError(400, f"image_url holds no readable {'/'.join(IMAGE_FORMATS)} image: {str(err)[:200]}", param="image_url") from None
+        raise ApiError(
+            400, f"image_url holds no readable {'/'.join(IMAGE_FORMATS)} image: {str(err)[:200]}", param="image_url"
+        ) from None
 
 
 def _from_data_url(url: str) -> bytes:

@@ -33,7 +33,14 @@ OWNER = "caption-reward-rl"
 class ApiError(Exception):
     """An error the client caused or must hear about, in OpenAI's error shape."""
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None, code: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
 
@@ -92,7 +99,11 @@ class ChatRequest(BaseModel):
 
     def params(self, default_max_tokens: int) -> CompletionParams:
         return CompletionParams(
-            temperature=self.temperature, top_p=self.top_p, n=self.n, stop=self.stop_strings(), seed=self.seed,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            n=self.n,
+            stop=self.stop_strings(),
+            seed=self.seed,
             max_tokens=self.max_completion_tokens or self.max_tokens or default_max_tokens,
         )
 
@@ -136,29 +147,50 @@ def usage(prompt_tokens: int, completion_tokens: int) -> CompletionUsage:
 
 
 def chat_completion(
-    completion_id: str, model: str, result: Completions, extra_prompt: int = 0, extra_completion: int = 0, **message_extra: str
+    completion_id: str,
+    model: str,
+    result: Completions,
+    extra_prompt: int = 0,
+    extra_completion: int = 0,
+    **message_extra: str,
 ) -> dict[str, Any]:
     """The whole response; `message_extra` adds fields to every choice's message (the two-stage
     model's caption and tentative answer)."""
     choices = [
         Choice(
-            index=i, finish_reason=c.finish_reason, logprobs=None,
+            index=i,
+            finish_reason=c.finish_reason,
+            logprobs=None,
             message=ChatCompletionMessage(role="assistant", content=c.text, **message_extra),
         )
         for i, c in enumerate(result.choices)
     ]
     response = ChatCompletion(
-        id=completion_id, choices=choices, created=int(time.time()), model=model, object="chat.completion",
+        id=completion_id,
+        choices=choices,
+        created=int(time.time()),
+        model=model,
+        object="chat.completion",
         usage=usage(result.prompt_tokens + extra_prompt, result.completion_tokens + extra_completion),
     )
     return response.model_dump(exclude_none=True)
 
 
-def chunk(completion_id: str, model: str, deltas: list[tuple[int, dict[str, Any], str | None]], tokens: CompletionUsage | None = None) -> str:
+def chunk(
+    completion_id: str,
+    model: str,
+    deltas: list[tuple[int, dict[str, Any], str | None]],
+    tokens: CompletionUsage | None = None,
+) -> str:
     """One server-sent event: a chunk with a (choice index, delta fields, finish reason) per choice."""
     choices = [ChunkChoice(index=i, delta=ChoiceDelta(**delta), finish_reason=finish) for i, delta, finish in deltas]
     body = ChatCompletionChunk(
-        id=completion_id, choices=choices, created=int(time.time()), model=model, object="chat.completion.chunk", usage=tokens
+        id=completion_id,
+        choices=choices,
+        created=int(time.time()),
+        model=model,
+        object="chat.completion.chunk",
+        usage=tokens,
     )
     return f"data: {body.model_dump_json(exclude_none=True)}\n\n"
 
@@ -175,7 +207,9 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     """The request body, refused (413) as soon as it passes `max_bytes`, before all of it is read."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise ApiError(413, f"request body of {declared} bytes is over the limit of {max_bytes} (serve.api.max_body_bytes)")
+        raise ApiError(
+            413, f"request body of {declared} bytes is over the limit of {max_bytes} (serve.api.max_body_bytes)"
+        )
     body = bytearray()
     async for part in request.stream():
         body += part

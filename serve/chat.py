@@ -44,11 +44,20 @@ from wire.inference import DescribeRequest, Description
 
 
 class ChatService:
-    def __init__(self, api: ApiConfig, engine: ReasonerEngine, queue: EngineQueue, captioner: CaptionServiceHandle | None, default_max_tokens: int):
+    def __init__(
+        self,
+        api: ApiConfig,
+        engine: ReasonerEngine,
+        queue: EngineQueue,
+        captioner: CaptionServiceHandle | None,
+        default_max_tokens: int,
+    ):
         self.api, self.engine, self.queue, self.captioner = api, engine, queue, captioner
         self.default_max_tokens = min(default_max_tokens, api.max_tokens)
         # Reasoners served elsewhere, by model id: called directly, they never hold this replica's engine.
-        self.remote: dict[str, ReasonerEngine] = {name: OpenAIReasoner(endpoint) for name, endpoint in api.reasoners.items()}
+        self.remote: dict[str, ReasonerEngine] = {
+            name: OpenAIReasoner(endpoint) for name, endpoint in api.reasoners.items()
+        }
 
     def models(self) -> dict[str, Any]:
         cards = [model_card(name, "reasoner") for name in (self.api.reasoner_model, *self.remote)]
@@ -70,23 +79,40 @@ class ChatService:
             question, image = await asyncio.to_thread(self._image_question, chat)
             stages = self._two_stage(reasoner, question, image, chat.seed, params, on_text)
         else:
-            raise ApiError(404, f"model {chat.model!r} does not exist; GET /v1/models lists them", param="model", code="model_not_found")
+            raise ApiError(
+                404,
+                f"model {chat.model!r} does not exist; GET /v1/models lists them",
+                param="model",
+                code="model_not_found",
+            )
         if feed is not None:
             include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-            return StreamingResponse(self._events(chat.model, stages, feed, include_usage), media_type="text/event-stream")
+            return StreamingResponse(
+                self._events(chat.model, stages, feed, include_usage), media_type="text/event-stream"
+            )
         return JSONResponse(await self._whole(chat.model, stages))
 
     def _params(self, chat: ChatRequest) -> CompletionParams:
         api = self.api
         params = chat.params(self.default_max_tokens)
         if params.max_tokens > api.max_tokens:
-            raise ApiError(400, f"max_tokens {params.max_tokens} is over this server's limit of {api.max_tokens} (serve.api.max_tokens)", param="max_tokens")
+            raise ApiError(
+                400,
+                f"max_tokens {params.max_tokens} is over this server's limit of {api.max_tokens} "
+                "(serve.api.max_tokens)",
+                param="max_tokens",
+            )
         if params.n > api.max_n:
             raise ApiError(400, f"n {params.n} is over this server's limit of {api.max_n} (serve.api.max_n)", param="n")
         if len(params.stop) > api.max_stop:
             raise ApiError(400, f"{len(params.stop)} stop strings, at most {api.max_stop} allowed", param="stop")
         if chat.reasoner not in (None, api.reasoner_model, *self.remote):
-            raise ApiError(404, f"reasoner {chat.reasoner!r} does not exist; GET /v1/models lists the reasoners", param="reasoner", code="model_not_found")
+            raise ApiError(
+                404,
+                f"reasoner {chat.reasoner!r} does not exist; GET /v1/models lists the reasoners",
+                param="reasoner",
+                code="model_not_found",
+            )
         return params
 
     async def _check_context(self, reasoner: str, conversation: Conversation, params: CompletionParams) -> None:
@@ -94,14 +120,24 @@ class ChatService:
         # Tokenizing a long message takes seconds (4 MB: 6 s): off the event loop.
         prompt, limit = await asyncio.to_thread(engine.prompt_tokens, conversation), engine.max_context
         if prompt is not None and limit and prompt + params.max_tokens > limit:
-            raise ApiError(400, f"the prompt's {prompt} tokens plus max_tokens {params.max_tokens} exceed the model's context of {limit} tokens", param="messages", code="context_length_exceeded")
+            raise ApiError(
+                400,
+                f"the prompt's {prompt} tokens plus max_tokens {params.max_tokens} exceed the model's context of "
+                f"{limit} tokens",
+                param="messages",
+                code="context_length_exceeded",
+            )
 
-    async def _complete(self, reasoner: str, conversation: Conversation, params: CompletionParams, on_text: TextSink | None) -> Completions:
+    async def _complete(
+        self, reasoner: str, conversation: Conversation, params: CompletionParams, on_text: TextSink | None
+    ) -> Completions:
         if reasoner in self.remote:
             try:
                 return (await asyncio.to_thread(self.remote[reasoner].complete, [conversation], params))[0]
             except openai.APIError as err:
-                raise ApiError(502, f"reasoner {reasoner!r} failed: {err}", kind="server_error", code="upstream_error") from None
+                raise ApiError(
+                    502, f"reasoner {reasoner!r} failed: {err}", kind="server_error", code="upstream_error"
+                ) from None
         try:
             return (await self.queue.live(lambda: self.engine.complete([conversation], params, on_text)))[0]
         except EngineBusy as err:
@@ -113,7 +149,13 @@ class ChatService:
         yield "answer", await self._complete(reasoner, conversation, params, on_text)
 
     async def _two_stage(
-        self, reasoner: str, question: str, image: bytes, seed: int | None, params: CompletionParams, on_text: TextSink | None = None
+        self,
+        reasoner: str,
+        question: str,
+        image: bytes,
+        seed: int | None,
+        params: CompletionParams,
+        on_text: TextSink | None = None,
     ) -> AsyncIterator[tuple[str, Any]]:
         description: Description = await self.captioner.describe(DescribeRequest(image, question, seed))
         yield "description", description
@@ -129,14 +171,22 @@ class ChatService:
         greedy = CompletionParams(temperature=0, max_tokens=self.default_max_tokens)
         stages = [v async for _, v in self._two_stage(self.api.reasoner_model, question, image, seed, greedy)]
         description, answer = stages
-        return {"caption": description.caption, "tentative_answer": description.tentative_answer, "answer": answer.choices[0].text}
+        return {
+            "caption": description.caption,
+            "tentative_answer": description.tentative_answer,
+            "answer": answer.choices[0].text,
+        }
 
     def _image_question(self, chat: ChatRequest) -> tuple[str, bytes]:
         user = [m for m in chat.messages if m.role == "user"]
         images = images_of(user[-1]) if user else []
         question = text_of(user[-1]).strip() if user else ""
         if len(images) != 1 or not question:
-            raise ApiError(400, f"model {chat.model!r} takes a last user message with one image_url part and the question as text", param="messages")
+            raise ApiError(
+                400,
+                f"model {chat.model!r} takes a last user message with one image_url part and the question as text",
+                param="messages",
+            )
         api = self.api
         return question, image_bytes(images[0], api.max_image_pixels, api.max_body_bytes, api.allow_remote_images)
 
@@ -145,11 +195,17 @@ class ChatService:
         async for kind, value in stages:
             if kind == "description":
                 description = value
-        extra = {} if description is None else {"caption": description.caption, "tentative_answer": description.tentative_answer}
+        extra = (
+            {}
+            if description is None
+            else {"caption": description.caption, "tentative_answer": description.tentative_answer}
+        )
         tokens = (0, 0) if description is None else (description.prompt_tokens, description.completion_tokens)
         return chat_completion(new_completion_id(), model, value, *tokens, **extra)
 
-    async def _events(self, model: str, stages: AsyncIterator[tuple[str, Any]], feed: StreamFeed, include_usage: bool) -> AsyncIterator[str]:
+    async def _events(
+        self, model: str, stages: AsyncIterator[tuple[str, Any]], feed: StreamFeed, include_usage: bool
+    ) -> AsyncIterator[str]:
         """Each stage's output as it comes: the caption and tentative answer when the captioner is
         done (two-stage), the answer's text as it is generated where the engine streams (else
         when it is done), every choice's finish; usage last when asked for."""
@@ -163,12 +219,24 @@ class ChatService:
                     sent += value
                     yield chunk(cid, model, [(0, {"content": value}, None)])
                 elif kind == "error":
-                    yield error_event(value if isinstance(value, ApiError) else internal_error(f"/v1/chat/completions ({model}, streamed)", value))
+                    yield error_event(
+                        value
+                        if isinstance(value, ApiError)
+                        else internal_error(f"/v1/chat/completions ({model}, streamed)", value)
+                    )
                 elif kind == "description":
-                    prompt_tokens, completion_tokens = prompt_tokens + value.prompt_tokens, completion_tokens + value.completion_tokens
-                    yield chunk(cid, model, [(0, {"caption": value.caption, "tentative_answer": value.tentative_answer}, None)])
+                    prompt_tokens, completion_tokens = (
+                        prompt_tokens + value.prompt_tokens,
+                        completion_tokens + value.completion_tokens,
+                    )
+                    yield chunk(
+                        cid, model, [(0, {"caption": value.caption, "tentative_answer": value.tentative_answer}, None)]
+                    )
                 else:
-                    prompt_tokens, completion_tokens = prompt_tokens + value.prompt_tokens, completion_tokens + value.completion_tokens
+                    prompt_tokens, completion_tokens = (
+                        prompt_tokens + value.prompt_tokens,
+                        completion_tokens + value.completion_tokens,
+                    )
                     for i, choice in enumerate(value.choices):
                         rest = choice.text[len(sent) :] if i == 0 and choice.text.startswith(sent) else choice.text
                         if rest:
@@ -205,5 +273,7 @@ class StreamFeed:
 def reasoner_conversation(chat: ChatRequest) -> Conversation:
     """The request's messages as the reasoner's chat template takes them: text only."""
     if any(images_of(m) for m in chat.messages):
-        raise ApiError(400, f"model {chat.model!r} reads text only; send images to the two-stage model", param="messages")
+        raise ApiError(
+            400, f"model {chat.model!r} reads text only; send images to the two-stage model", param="messages"
+        )
     return [{"role": "system" if m.role == "developer" else m.role, "content": text_of(m)} for m in chat.messages]

@@ -32,7 +32,9 @@ class CompletionParams:
 
     def __post_init__(self) -> None:
         if not (self.temperature >= 0 and 0 < self.top_p <= 1 and self.max_tokens >= 1 and self.n >= 1):
-            raise ValueError(f"completion params: need temperature >= 0, 0 < top_p <= 1, max_tokens >= 1, n >= 1; got {self}")
+            raise ValueError(
+                f"completion params: need temperature >= 0, 0 < top_p <= 1, max_tokens >= 1, n >= 1; got {self}"
+            )
 
     @property
     def greedy(self) -> bool:
@@ -75,16 +77,20 @@ class ReasonerEngine(ABC):
         return None if self.tokenizer is None else len(encode_chat(self.tokenizer, conversation))
 
     @abstractmethod
-    def complete(self, conversations: list[Conversation], params: CompletionParams, on_text: TextSink | None = None) -> list[Completions]:
+    def complete(
+        self, conversations: list[Conversation], params: CompletionParams, on_text: TextSink | None = None
+    ) -> list[Completions]:
         """`params.n` choices for each conversation, in order. Blocking. An engine that can
         stream gives `on_text` the text as it is generated, for one conversation with n = 1 and
         no stop strings; every engine may ignore it (the caller then sends the whole text)."""
 
-    def answer(self, prompts: list[tuple[str, str]], k: int, temperature: float, max_new_tokens: int) -> list[list[str]]:
+    def answer(
+        self, prompts: list[tuple[str, str]], k: int, temperature: float, max_new_tokens: int
+    ) -> list[list[str]]:
         """For each (caption, question), k answers sampled at `temperature` (0: the greedy answer, k times)."""
         params = CompletionParams(temperature=temperature, max_tokens=max_new_tokens, n=k)
         results = self.complete([reasoner_messages(caption, question) for caption, question in prompts], params)
         return [[choice.text for choice in result.choices] for result in results]
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - not abstract: an engine holding nothing releases nothing
         """Release the engine's resources."""

@@ -44,7 +44,9 @@ class EngineQueue:
     async def live(self, run: Callable[[], Any]) -> Any:
         with self._ready:
             if len(self._live) >= self.max_live_waiting:
-                raise EngineBusy(f"{len(self._live)} live requests are already waiting for this replica (serve.api.max_live_waiting)")
+                raise EngineBusy(
+                    f"{len(self._live)} live requests are already waiting for this replica (serve.api.max_live_waiting)"
+                )
         return await self._submit(self._live, run)
 
     async def training(self, run: Callable[[], Any]) -> Any:

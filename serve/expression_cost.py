@@ -53,8 +53,19 @@ MAX_SERIES_TERMS = 100
 # Functions whose value has about n*log2(n) bits for argument n.
 _FACTORIAL_LIKE = frozenset(
     {
-        "factorial", "factorial2", "subfactorial", "binomial", "gamma", "RisingFactorial",
-        "FallingFactorial", "fibonacci", "lucas", "catalan", "bell", "primorial", "tribonacci",
+        "factorial",
+        "factorial2",
+        "subfactorial",
+        "binomial",
+        "gamma",
+        "RisingFactorial",
+        "FallingFactorial",
+        "fibonacci",
+        "lucas",
+        "catalan",
+        "bell",
+        "primorial",
+        "tribonacci",
     }
 )
 # Functions `simplify` rewrites by the power-reduction, addition and multiple-angle formulas.

@@ -71,6 +71,7 @@ class Grade:
     score: float  # 1.0 right, 0.0 wrong
     refused: str | None = None  # why it was too costly to grade, if it was
 
+
 # Found one by one ("Final Answer: The final answer is 7" holds two marks): the last one counts.
 _ANSWER_MARK = re.compile(r"answer\s*(?:is\s*:?|:)\s*", re.IGNORECASE)
 # A sentence ends at a period, "!" or "?" before a space: not at the point of "3.5".
@@ -289,7 +290,9 @@ def grade_answer(prediction: str, gold: str, *, question: str = "", timeout_s: f
     return grade(prediction, gold, question=question, timeout_s=timeout_s).score
 
 
-def caption_grade(answers: Sequence[str], gold: str, *, question: str = "", timeout_s: float = MATH_TIMEOUT_S) -> tuple[float, int]:
+def caption_grade(
+    answers: Sequence[str], gold: str, *, question: str = "", timeout_s: float = MATH_TIMEOUT_S
+) -> tuple[float, int]:
     """Mean correctness of the reasoner's answers for one caption (CapRL / RACRO reward), and how
     many of them were refused as too costly to grade."""
     if len(answers) == 0:
@@ -298,6 +301,8 @@ def caption_grade(answers: Sequence[str], gold: str, *, question: str = "", time
     return sum(g.score for g in grades) / len(grades), sum(g.refused is not None for g in grades)
 
 
-def caption_reward(answers: Sequence[str], gold: str, *, question: str = "", timeout_s: float = MATH_TIMEOUT_S) -> float:
+def caption_reward(
+    answers: Sequence[str], gold: str, *, question: str = "", timeout_s: float = MATH_TIMEOUT_S
+) -> float:
     """`caption_grade`'s reward."""
     return caption_grade(answers, gold, question=question, timeout_s=timeout_s)[0]

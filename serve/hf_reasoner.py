@@ -28,7 +28,9 @@ class TransformersReasoner(ReasonerEngine):
         self.device = device
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
 
-    def complete(self, conversations: list[Conversation], params: CompletionParams, on_text: TextSink | None = None) -> list[Completions]:
+    def complete(
+        self, conversations: list[Conversation], params: CompletionParams, on_text: TextSink | None = None
+    ) -> list[Completions]:
         encoded = [encode_chat(self.tokenizer, messages) for messages in conversations]
         batch = self.tokenizer.pad({"input_ids": encoded}, return_tensors="pt").to(self.device)
         n = 1 if params.greedy else params.n  # greedy: one answer stands for all n
@@ -41,7 +43,10 @@ class TransformersReasoner(ReasonerEngine):
             if params.seed is not None:
                 torch.manual_seed(params.seed)
             sequences = self.model.generate(
-                **batch, generation_config=self._generation_config(params, n), tokenizer=self.tokenizer, streamer=streamer
+                **batch,
+                generation_config=self._generation_config(params, n),
+                tokenizer=self.tokenizer,
+                streamer=streamer,
             )
         generated = sequences[:, batch["input_ids"].shape[1] :]
         choices = [self._completion(row, params) for row in generated]

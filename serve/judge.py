@@ -52,7 +52,9 @@ def quote_response(response: str) -> str:
 
 def judge_messages(question: str, reference: str, response: str) -> list[dict[str, Any]]:
     """The judge's conversation for one response: the response alone inside the delimited block."""
-    text = f"Question: {question}\nReference: {reference}\n{OPEN_RESPONSE}\n{quote_response(response)}\n{CLOSE_RESPONSE}"
+    text = (
+        f"Question: {question}\nReference: {reference}\n{OPEN_RESPONSE}\n{quote_response(response)}\n{CLOSE_RESPONSE}"
+    )
     return [{"role": "system", "content": JUDGE_INSTRUCTION}, {"role": "user", "content": text}]
 
 

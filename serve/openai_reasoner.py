@@ -31,13 +31,21 @@ class OpenAIReasoner(ReasonerEngine):
         self.model = config.model
         self.calls = ThreadPoolExecutor(_CONCURRENT_CALLS, thread_name_prefix="openai-reasoner")
 
-    def complete(self, conversations: list[Conversation], params: CompletionParams, on_text: TextSink | None = None) -> list[Completions]:
+    def complete(
+        self, conversations: list[Conversation], params: CompletionParams, on_text: TextSink | None = None
+    ) -> list[Completions]:
         return list(self.calls.map(lambda messages: self._one(messages, params), conversations))
 
     def _one(self, messages: Conversation, params: CompletionParams) -> Completions:
         response = self.client.chat.completions.create(
-            model=self.model, messages=messages, temperature=params.temperature, top_p=params.top_p,
-            max_tokens=params.max_tokens, n=params.n, stop=list(params.stop) or None, seed=params.seed,
+            model=self.model,
+            messages=messages,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_tokens=params.max_tokens,
+            n=params.n,
+            stop=list(params.stop) or None,
+            seed=params.seed,
         )
         usage = response.usage
         choices = sorted(response.choices, key=lambda c: c.index)

@@ -80,7 +80,9 @@ _NEGATION_BEFORE = re.compile(
     r"(?:\s+(?:the\s+)?(?:option|choice|answer|letter))?\s*[(\"']?$",
     re.IGNORECASE,
 )
-_NEGATION_AFTER = re.compile(r"^\)?\s*(?:is|was|are)\s+(?:not\b|wrong|incorrect|false)|^\)?\s*(?:isn't|wasn't)", re.IGNORECASE)
+_NEGATION_AFTER = re.compile(
+    r"^\)?\s*(?:is|was|are)\s+(?:not\b|wrong|incorrect|false)|^\)?\s*(?:isn't|wasn't)", re.IGNORECASE
+)
 # "A" and "I" are also English words: unmarked and followed by a word, they are the word ("A cat",
 # "I think"); but not before a word that treats them as options ("A or B", "A is right").
 _WORD_AFTER = re.compile(r"^\s+(?!(?:or|and|nor|vs|versus|is|was)\b)[a-z]")

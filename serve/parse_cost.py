@@ -177,5 +177,8 @@ def parse_cost_problem(text: str) -> str | None:
     """Why parsing `text` as LaTeX would compute too much (module doc), or None."""
     operation = _MATRIX_OPERATIONS.search(text)
     if operation:
-        return f"\\operatorname{{{operation.group(1)}}} is computed while parsing (no final answer asks for linear algebra)"
+        return (
+            f"\\operatorname{{{operation.group(1)}}} is computed while parsing "
+            "(no final answer asks for linear algebra)"
+        )
     return _determinant_problem(text) or _eager_call_problem(text)

@@ -4,10 +4,11 @@ them, and serves people the same engine.
 Rollout actors call `score` through a deployment handle; when the reasoner itself is the
 policy (policy.role=reasoner) they call `captions` (the frozen captioner's, from the captioner
 service the pool then holds) and `score_answers` (the policy's answers, graded or judged).
-Over HTTP (a FastAPI ingress) the pool serves the OpenAI-compatible API (`/v1/models`, `/v1/chat/completions`), the scoring endpoint
-(`POST /reasoner` with {"question", "answer", "captions"}), `/health`, and the demo page at `/`.
-Caption scoring requests are batched across callers (`serve.batch`); each caption gets k sampled
-answers, and its reward is computed from them (serve/rewards.py). Live and training work share the engine through one
+Over HTTP (a FastAPI ingress) the pool serves the OpenAI-compatible API (`/v1/models`,
+`/v1/chat/completions`), the scoring endpoint (`POST /reasoner` with {"question", "answer",
+"captions"}), `/health`, and the demo page at `/`. Caption scoring requests are batched across
+callers (`serve.batch`); each caption gets k sampled answers, and its reward is computed from them
+(serve/rewards.py). Live and training work share the engine through one
 queue (serve/engine_queue.py).
 """
 
@@ -33,14 +34,13 @@ from configs.seeds import derived_seed
 from coordination.handles import CaptionServiceHandle, PoolHandle
 from serve.api_protocol import ApiError, internal_error, parse_chat_request, read_body
 from serve.chat import ChatService
-from serve.engine_queue import EngineQueue
 from serve.completion import CompletionParams
+from serve.engine_queue import EngineQueue
 from serve.openai_reasoner import OpenAIReasoner
 from serve.reasoner_engines import make_reasoner
 from serve.rewards import score_answer_groups, score_groups
 from wire.inference import DescribeRequest
 from wire.scoring import AnswerScoreRequest, ScoreRequest, ScoreResult, score_request_from_json
-
 
 GRACEFUL_SHUTDOWN_S = 5.0
 SCORING_ROUTE = "/reasoner"
@@ -56,7 +56,9 @@ class InjectedScoringFault(RuntimeError):
 @serve.deployment
 @serve.ingress(api)
 class ReasonerPool:
-    def __init__(self, config: ServeConfig, checkpoint: str, seed: int, captioner=None, reward: RewardConfig | None = None):
+    def __init__(
+        self, config: ServeConfig, checkpoint: str, seed: int, captioner=None, reward: RewardConfig | None = None
+    ):
         torch.set_num_threads(config.torch_threads)
         self.config = config
         self.reward = reward or RewardConfig()
@@ -79,16 +81,22 @@ class ReasonerPool:
 
     async def score(self, request: ScoreRequest) -> ScoreResult:
         if self._faults.random() < self.config.inject_failure_prob:
-            raise InjectedScoringFault(f"scoring call failed on purpose (serve.inject_failure_prob={self.config.inject_failure_prob})")
+            raise InjectedScoringFault(
+                f"scoring call failed on purpose (serve.inject_failure_prob={self.config.inject_failure_prob})"
+            )
         return await self._score_batch(request)
 
     async def score_answers(self, requests: list[AnswerScoreRequest]) -> list[ScoreResult]:
         """Rewards of the policy reasoner's answers (policy.role=reasoner): graded, or judged by
         this replica's model in turn with live work."""
         if self._faults.random() < self.config.inject_failure_prob:
-            raise InjectedScoringFault(f"scoring call failed on purpose (serve.inject_failure_prob={self.config.inject_failure_prob})")
+            raise InjectedScoringFault(
+                f"scoring call failed on purpose (serve.inject_failure_prob={self.config.inject_failure_prob})"
+            )
         start = time.perf_counter()
-        return await self.queue.training(lambda: score_answer_groups(requests, self.reward, lambda: time.perf_counter() - start, self._judge))
+        return await self.queue.training(
+            lambda: score_answer_groups(requests, self.reward, lambda: time.perf_counter() - start, self._judge)
+        )
 
     async def captions(self, requests: list[DescribeRequest]) -> list[str]:
         """The frozen captioner's captions (policy.role=reasoner: the policy reasoner's prompts)."""
@@ -105,9 +113,18 @@ class ReasonerPool:
         start = time.perf_counter()
 
         def answer(prompts: list[tuple[str, str]], k: int) -> list[list[str]]:
-            return self.engine.answer(prompts, k=k, temperature=self.config.temperature, max_new_tokens=self.config.max_new_tokens)
+            return self.engine.answer(
+                prompts, k=k, temperature=self.config.temperature, max_new_tokens=self.config.max_new_tokens
+            )
 
-        return score_groups(requests, answer, self.config.samples_per_caption, self.reward, lambda: time.perf_counter() - start, self._judge)
+        return score_groups(
+            requests,
+            answer,
+            self.config.samples_per_caption,
+            self.reward,
+            lambda: time.perf_counter() - start,
+            self._judge,
+        )
 
     def _judge(self, conversations: list[list[dict]]) -> list[str]:
         judge = self.reward.judge
@@ -146,10 +163,17 @@ class ReasonerPool:
     @api.post(SCORING_ROUTE)
     async def score_http(self, request: Request) -> Response:
         async def respond() -> Response:
-            scoring = await asyncio.to_thread(self._scoring_request, await read_body(request, self.config.api.max_body_bytes))
+            scoring = await asyncio.to_thread(
+                self._scoring_request, await read_body(request, self.config.api.max_body_bytes)
+            )
             if self._http_scoring >= self.config.api.max_live_waiting:
-                raise ApiError(429, f"{self._http_scoring} scoring requests are already waiting for this replica (serve.api.max_live_waiting)",
-                               kind="rate_limit_error", code="rate_limit_exceeded")
+                raise ApiError(
+                    429,
+                    f"{self._http_scoring} scoring requests are already waiting for this replica "
+                    "(serve.api.max_live_waiting)",
+                    kind="rate_limit_error",
+                    code="rate_limit_exceeded",
+                )
             self._http_scoring += 1
             try:
                 result = await self.score(scoring)
@@ -165,7 +189,12 @@ class ReasonerPool:
         except ValueError as err:  # includes JSON decode errors
             raise ApiError(400, str(err)) from None
         if len(scoring.captions) > self.config.api.max_captions:
-            raise ApiError(400, f"{len(scoring.captions)} captions in one request, at most {self.config.api.max_captions} (serve.api.max_captions)", param="captions")
+            raise ApiError(
+                400,
+                f"{len(scoring.captions)} captions in one request, at most {self.config.api.max_captions} "
+                "(serve.api.max_captions)",
+                param="captions",
+            )
         return scoring
 
     async def _answer(self, request: Request, respond) -> Response:
@@ -184,7 +213,12 @@ class ReasonerPool:
             return
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
-            raise ApiError(401, f"missing or wrong bearer token (this server takes the key in ${self.config.api.api_key_env})", kind="authentication_error", code="invalid_api_key")
+            raise ApiError(
+                401,
+                f"missing or wrong bearer token (this server takes the key in ${self.config.api.api_key_env})",
+                kind="authentication_error",
+                code="invalid_api_key",
+            )
 
 
 def reasoner_app(config: ServeConfig, checkpoint: str, seed: int, captioner=None, reward: RewardConfig | None = None):
@@ -193,9 +227,15 @@ def reasoner_app(config: ServeConfig, checkpoint: str, seed: int, captioner=None
     placement = config.placement
     scaling = config.autoscaling
     replicas = (
-        {"autoscaling_config": {"min_replicas": scaling.min_replicas, "max_replicas": scaling.max_replicas,
-                                "target_ongoing_requests": scaling.target_ongoing_requests}}
-        if scaling.max_replicas else {"num_replicas": config.num_replicas}
+        {
+            "autoscaling_config": {
+                "min_replicas": scaling.min_replicas,
+                "max_replicas": scaling.max_replicas,
+                "target_ongoing_requests": scaling.target_ongoing_requests,
+            }
+        }
+        if scaling.max_replicas
+        else {"num_replicas": config.num_replicas}
     )
     return ReasonerPool.options(
         **replicas,
@@ -212,13 +252,26 @@ def reasoner_app(config: ServeConfig, checkpoint: str, seed: int, captioner=None
 
 
 def start_reasoner_pool(
-    config: ServeConfig, checkpoint: str, seed: int, http: bool = False, captioner=None, reward: RewardConfig | None = None
+    config: ServeConfig,
+    checkpoint: str,
+    seed: int,
+    http: bool = False,
+    captioner=None,
+    reward: RewardConfig | None = None,
 ) -> PoolHandle:
     """Deploy the pool and return its handle; with `http`, also serve people on
     config.http_host:http_port (else the pool serves the rollout actors only, through Ray)."""
     if http:
-        http_options = {"host": config.http_host, "port": config.http_port, "request_timeout_s": config.api.request_timeout_s}
-        serve.start(proxy_location=config.proxy_location, http_options=http_options, logging_config={"log_level": "WARNING"})
+        http_options = {
+            "host": config.http_host,
+            "port": config.http_port,
+            "request_timeout_s": config.api.request_timeout_s,
+        }
+        serve.start(
+            proxy_location=config.proxy_location, http_options=http_options, logging_config={"log_level": "WARNING"}
+        )
     else:
         serve.start(proxy_location="Disabled", logging_config={"log_level": "WARNING"})
-    return PoolHandle(serve.run(reasoner_app(config, checkpoint, seed, captioner, reward), name=config.app_name, route_prefix="/"))
+    return PoolHandle(
+        serve.run(reasoner_app(config, checkpoint, seed, captioner, reward), name=config.app_name, route_prefix="/")
+    )

@@ -39,8 +39,8 @@ import regex
 
 from configs.schema import RewardConfig, ShapingConfig
 from serve.grading import candidate_answer, caption_grade, grade
-from serve.options import ALL_LETTERS, chosen_option
 from serve.judge import judge_messages, parse_verdict
+from serve.options import ALL_LETTERS, chosen_option
 from wire.scoring import AnswerScoreRequest, MCQuestion, ScoreRequest, ScoreResult, multiple_choice_text
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,10 @@ def mcq_asks(questions: Sequence[MCQuestion], count: int, seed: int, cannot_answ
         rng.shuffle(order)
         choices = (*(question.options[i] for i in order), cannot_answer)
         if len(choices) > len(ALL_LETTERS):
-            raise ValueError(f"{len(choices)} options (with the cannot-answer one) in {question.question!r}: at most {len(ALL_LETTERS)}")
+            raise ValueError(
+                f"{len(choices)} options (with the cannot-answer one) in {question.question!r}: at most "
+                f"{len(ALL_LETTERS)}"
+            )
         letters = ALL_LETTERS[: len(choices)]
         text = multiple_choice_text(question.question, letters, choices)
         asks.append(McqAsk(text, letters, choices, letters[order.index(question.answer)]))
@@ -118,7 +121,9 @@ def _warn_slow_pattern(pattern: str, length: int) -> None:
     log.warning(
         "reward.shaping.format_pattern %r ran past %.2f s on a %d-character caption: counted as out of format "
         "(rollout/format_timeouts counts every such caption); the pattern backtracks catastrophically, rewrite it",
-        pattern, FORMAT_MATCH_TIMEOUT_S, length,
+        pattern,
+        FORMAT_MATCH_TIMEOUT_S,
+        length,
     )
 
 
@@ -163,7 +168,12 @@ class _Caption:
 
 
 def score_groups(
-    requests: Sequence[ScoreRequest], answer: AnswerFn, k: int, reward: RewardConfig, latency_s: Callable[[], float], judge: JudgeFn | None = None
+    requests: Sequence[ScoreRequest],
+    answer: AnswerFn,
+    k: int,
+    reward: RewardConfig,
+    latency_s: Callable[[], float],
+    judge: JudgeFn | None = None,
 ) -> list[ScoreResult]:
     """Every request's rewards: one reasoner call for all of their prompts (k answers each), then,
     for the judge reward, one judge call for all that is judged."""
@@ -187,11 +197,19 @@ def score_groups(
 def _plan(request: ScoreRequest, mix: dict[str, float], reward: RewardConfig) -> list[_Caption | None]:
     """Each caption's prompts (None for an empty caption: it gets no call)."""
     if "mcq" in mix and not request.mc_questions:
-        raise ValueError("reward.kind=mcq: this prompt's record has no multiple-choice questions (records' `questions`)")
+        raise ValueError(
+            "reward.kind=mcq: this prompt's record has no multiple-choice questions (records' `questions`)"
+        )
     judges_captions = "judge" in mix and reward.judge.target == "caption"
     if judges_captions and not request.reference:
-        raise ValueError("reward.judge.target=caption: this prompt's record has no reference facts (records' `reference`)")
-    asks = mcq_asks(request.mc_questions, reward.mcq.questions_per_caption, request.seed, reward.mcq.cannot_answer) if "mcq" in mix else []
+        raise ValueError(
+            "reward.judge.target=caption: this prompt's record has no reference facts (records' `reference`)"
+        )
+    asks = (
+        mcq_asks(request.mc_questions, reward.mcq.questions_per_caption, request.seed, reward.mcq.cannot_answer)
+        if "mcq" in mix
+        else []
+    )
     # The prompt's own question is asked for the verifiable reward, and for a judge of answers.
     asks_question = "verifiable" in mix or ("judge" in mix and not judges_captions)
     plan = []
@@ -200,7 +218,9 @@ def _plan(request: ScoreRequest, mix: dict[str, float], reward: RewardConfig) ->
             plan.append(None)
             continue
         prompts = [(caption, request.question)] if asks_question else []
-        plan.append(_Caption(request, caption, index, asks_question, asks, prompts + [(caption, ask.text) for ask in asks]))
+        plan.append(
+            _Caption(request, caption, index, asks_question, asks, prompts + [(caption, ask.text) for ask in asks])
+        )
     return plan
 
 
@@ -212,7 +232,9 @@ def _judged(entry: _Caption, target: str) -> list[list[dict]]:
     return [judge_messages(request.question, request.gold_answer, reply) for reply in entry.replies[0]]
 
 
-def _result(request: ScoreRequest, plan: list[_Caption | None], mix: dict[str, float], shaping: ShapingConfig, latency_s: float) -> ScoreResult:
+def _result(
+    request: ScoreRequest, plan: list[_Caption | None], mix: dict[str, float], shaping: ShapingConfig, latency_s: float
+) -> ScoreResult:
     rewards, kept, refused, unparsed = [], [], 0, 0
     shaped = [
         shaping_terms(caption, request.caption_tokens[index] if request.caption_tokens else None, shaping)
@@ -241,13 +263,21 @@ def _result(request: ScoreRequest, plan: list[_Caption | None], mix: dict[str, f
         rewards.append(score - shaped[entry.index].penalty)
         kept.append(tuple(a for answers_to_prompt in entry.replies for a in answers_to_prompt))
     return ScoreResult(
-        tuple(rewards), tuple(kept), latency_s, answers_refused=refused, empty_captions=sum(entry is None for entry in plan),
-        judge_unparsed=unparsed, format_timeouts=sum(s.format_timed_out for s in shaped),
+        tuple(rewards),
+        tuple(kept),
+        latency_s,
+        answers_refused=refused,
+        empty_captions=sum(entry is None for entry in plan),
+        judge_unparsed=unparsed,
+        format_timeouts=sum(s.format_timed_out for s in shaped),
     )
 
 
 def score_answer_groups(
-    requests: Sequence[AnswerScoreRequest], reward: RewardConfig, latency_s: Callable[[], float], judge: JudgeFn | None = None
+    requests: Sequence[AnswerScoreRequest],
+    reward: RewardConfig,
+    latency_s: Callable[[], float],
+    judge: JudgeFn | None = None,
 ) -> list[ScoreResult]:
     """Every answer's reward (policy.role=reasoner): its grade against the gold answer and/or the
     judge's verdict on it (one judge call for all of them), mixed by weight, less the shaping terms."""
@@ -274,11 +304,20 @@ def score_answer_groups(
                 verdict = next(judged)
                 score += mix["judge"] * (verdict or 0.0)
                 unparsed += verdict is None
-            shaped = shaping_terms(answer, request.answer_tokens[index] if request.answer_tokens else None, reward.shaping)
+            shaped = shaping_terms(
+                answer, request.answer_tokens[index] if request.answer_tokens else None, reward.shaping
+            )
             rewards.append(score - shaped.penalty)
             timeouts += shaped.format_timed_out
         nothing_more = tuple(() for _ in request.answers)  # the answers are the policy's own, already logged
-        results.append(ScoreResult(
-            tuple(rewards), nothing_more, took, answers_refused=refused, judge_unparsed=unparsed, format_timeouts=timeouts,
-        ))
+        results.append(
+            ScoreResult(
+                tuple(rewards),
+                nothing_more,
+                took,
+                answers_refused=refused,
+                judge_unparsed=unparsed,
+                format_timeouts=timeouts,
+            )
+        )
     return results

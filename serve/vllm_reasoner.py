@@ -12,8 +12,8 @@ from serve.completion import (
     TextSink,
     cut_at_stop,
 )
-from vlm.reasoner_prompt import encode_chat
 from vlm.processor import load_tokenizer
+from vlm.reasoner_prompt import encode_chat
 from vlm.vllm_setup import engine_args
 
 
@@ -27,14 +27,21 @@ class VllmReasoner(ReasonerEngine):
         self.llm = LLM(**args)
         self.max_context = int(self.llm.llm_engine.model_config.max_model_len)
 
-    def complete(self, conversations: list[Conversation], params: CompletionParams, on_text: TextSink | None = None) -> list[Completions]:
+    def complete(
+        self, conversations: list[Conversation], params: CompletionParams, on_text: TextSink | None = None
+    ) -> list[Completions]:
         from vllm import SamplingParams
 
         # vLLM takes greedy only with n=1; its one answer then stands for all n.
         n = 1 if params.greedy else params.n
         sampling = SamplingParams(
-            n=n, temperature=params.temperature, top_k=0, top_p=params.top_p, max_tokens=params.max_tokens,
-            seed=params.seed, stop=list(params.stop) or None,
+            n=n,
+            temperature=params.temperature,
+            top_k=0,
+            top_p=params.top_p,
+            max_tokens=params.max_tokens,
+            seed=params.seed,
+            stop=list(params.stop) or None,
             # vLLM checks stop strings on its own detokenized text. The text we return is decoded
             # here, by the same tokenizer call the transformers backend makes: vLLM's incremental
             # detokenizer holds back a trailing incomplete UTF-8 sequence, so the two backends'

@@ -59,7 +59,9 @@ def _labels_text(labels: dict[str, str]) -> str:
 
 def _demand(role: str, section: str, count: int, cpus: float, gpus: float, placement: PlacementConfig) -> RoleDemand:
     each = {"CPU": cpus, "GPU": gpus, **placement.resources}
-    return RoleDemand(role, section, count, {k: v for k, v in each.items() if v > 0}, dict(placement.node_labels), placement.per_node)
+    return RoleDemand(
+        role, section, count, {k: v for k, v in each.items() if v > 0}, dict(placement.node_labels), placement.per_node
+    )
 
 
 def role_demands(config: TrainConfig, training: bool = True) -> list[RoleDemand]:
@@ -74,16 +76,26 @@ def role_demands(config: TrainConfig, training: bool = True) -> list[RoleDemand]
     if frozen_captioner or (live and serve.api.two_stage_model):
         # One captioner engine behind the two-stage model (or writing the policy reasoner's
         # prompts), placed as a rollout actor is.
-        demands.append(_demand("captioner service", "rollout", 1, rollout.num_cpus, rollout.num_gpus, _unplanned(rollout.placement)))
+        demands.append(
+            _demand(
+                "captioner service", "rollout", 1, rollout.num_cpus, rollout.num_gpus, _unplanned(rollout.placement)
+            )
+        )
     if not training:
         return demands
     ranks = _demand("learner rank", "learner", learner.num_ranks, learner.num_cpus, learner.num_gpus, learner.placement)
-    actors = _demand("rollout actor", "rollout", rollout.num_actors, rollout.num_cpus, rollout.num_gpus, rollout.placement)
+    actors = _demand(
+        "rollout actor", "rollout", rollout.num_actors, rollout.num_cpus, rollout.num_gpus, rollout.placement
+    )
     evaluator = []
     evaluates = config.task.kind == "bundled" or bool(config.task.eval_file)  # a held-out split to evaluate on
-    if config.eval.every_steps and config.policy.role == "captioner" and evaluates:  # evaluation while training: engines of its own
+    if (
+        config.eval.every_steps and config.policy.role == "captioner" and evaluates
+    ):  # evaluation while training: engines of its own
         evaluator = [
-            _demand("evaluation captioner", "rollout", 1, rollout.num_cpus, rollout.num_gpus, _unplanned(rollout.placement)),
+            _demand(
+                "evaluation captioner", "rollout", 1, rollout.num_cpus, rollout.num_gpus, _unplanned(rollout.placement)
+            ),
             _demand("evaluation reasoner", "serve", 1, serve.num_cpus, serve.num_gpus, _unplanned(serve.placement)),
         ]
     return [ranks, *demands, actors, *evaluator]
@@ -120,15 +132,16 @@ def _why_not(demand: RoleDemand, node: ClusterNode, left: dict[str, float], plac
         return f"lacks the label {_labels_text(missing)}"
     if demand.per_node and placed_here >= demand.per_node:
         return f"already holds {placed_here} (per_node {demand.per_node})"
-    short = [f"{name} {left.get(name, 0.0):g} left of {amount:g}" for name, amount in demand.each.items()
-             if left.get(name, 0.0) + _EPS < amount]
+    short = [
+        f"{name} {left.get(name, 0.0):g} left of {amount:g}"
+        for name, amount in demand.each.items()
+        if left.get(name, 0.0) + _EPS < amount
+    ]
     return "has " + ", ".join(short) if short else ""
 
 
 def _unplaceable(demand: RoleDemand, placed: int, nodes, left, here) -> str:
-    reasons = "; ".join(
-        f"{n.address}: {_why_not(demand, n, left[n.node_id], here[n.node_id])}" for n in nodes
-    )
+    reasons = "; ".join(f"{n.address}: {_why_not(demand, n, left[n.node_id], here[n.node_id])}" for n in nodes)
     return (
         f"{demand.section}: the cluster cannot place {demand.describe()}: room for {placed}. "
         f"Nodes after the roles placed before it: {reasons or 'none alive'}. Change {demand.section}.placement, "

@@ -13,14 +13,17 @@ import numpy as np
 
 from wire.scored_group import COUNTER_NAMES, ActorCounters, GroupTimings, ScoredGroup
 
+
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 # Every chunk's checksum holds, but the pixel data is no zlib stream: verify() passes, decoding fails.
 UNDECODABLE_PNG = (
-    b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0))
-    + _chunk(b"IDAT", b"not a zlib stream") + _chunk(b"IEND", b"")
+    b"\x89PNG\r\n\x1a\n"
+    + _chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0))
+    + _chunk(b"IDAT", b"not a zlib stream")
+    + _chunk(b"IEND", b"")
 )
 
 
@@ -40,11 +43,18 @@ def plausible_group(spec: PoisonSpec, position: int) -> ScoredGroup:
     """A group the queue would take (policy version 0, no image), for a prompt position no actor reaches."""
     ids = np.arange(2, dtype=np.int32)
     return ScoredGroup(
-        group_id=f"soak-poison-{position}", prompt_id=spec.prompt_id, actor_id=0, prompt_position=position,
-        prompt_token_ids=np.arange(3, dtype=np.int32), image_png=b"",
-        completion_ids=(ids,) * spec.group_size, behaviour_logprobs=(np.full(2, -0.5, np.float32),) * spec.group_size,
-        token_versions=(np.zeros(2, np.int32),) * spec.group_size, rewards=np.zeros(spec.group_size, np.float32),
-        answers=((),) * spec.group_size, timings=GroupTimings(0.0, 0.0, 0.0),
+        group_id=f"soak-poison-{position}",
+        prompt_id=spec.prompt_id,
+        actor_id=0,
+        prompt_position=position,
+        prompt_token_ids=np.arange(3, dtype=np.int32),
+        image_png=b"",
+        completion_ids=(ids,) * spec.group_size,
+        behaviour_logprobs=(np.full(2, -0.5, np.float32),) * spec.group_size,
+        token_versions=(np.zeros(2, np.int32),) * spec.group_size,
+        rewards=np.zeros(spec.group_size, np.float32),
+        answers=((),) * spec.group_size,
+        timings=GroupTimings(0.0, 0.0, 0.0),
         counters=ActorCounters(**dict.fromkeys(COUNTER_NAMES, 0)),
     )
 
@@ -54,14 +64,24 @@ def poison_group(spec: PoisonSpec, kind: str, position: int) -> ScoredGroup:
     group = plausible_group(spec, position)
     size = spec.group_size
     if kind == "group_size":
-        return replace(group, completion_ids=group.completion_ids * 2, behaviour_logprobs=group.behaviour_logprobs * 2,
-                       token_versions=group.token_versions * 2, rewards=np.zeros(2 * size, np.float32), answers=((),) * (2 * size))
+        return replace(
+            group,
+            completion_ids=group.completion_ids * 2,
+            behaviour_logprobs=group.behaviour_logprobs * 2,
+            token_versions=group.token_versions * 2,
+            rewards=np.zeros(2 * size, np.float32),
+            answers=((),) * (2 * size),
+        )
     if kind == "unknown_prompt":
         return replace(group, prompt_id=f"{spec.prompt_id}-never-asked")
     if kind == "completion_length":
         n = spec.max_completion_tokens + 1
-        return replace(group, completion_ids=(np.zeros(n, np.int32),) * size, behaviour_logprobs=(np.full(n, -0.5, np.float32),) * size,
-                       token_versions=(np.zeros(n, np.int32),) * size)
+        return replace(
+            group,
+            completion_ids=(np.zeros(n, np.int32),) * size,
+            behaviour_logprobs=(np.full(n, -0.5, np.float32),) * size,
+            token_versions=(np.zeros(n, np.int32),) * size,
+        )
     if kind == "token_id":
         return replace(group, completion_ids=(np.array([0, 2**31 - 1], np.int32),) * size)
     if kind == "token_version":

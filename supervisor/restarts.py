@@ -51,7 +51,9 @@ def restart_actor(config: TrainConfig, roles, index: int, died: Exception, fault
     rejoin = learner.rejoin_point(index)
     lost = roles.gate.reclaim(index, len(rejoin.received))
     roles.runs[index] = actor.run_ref(rejoin.actor_start())
-    faults.survive("actor_death", f"actor {index}: {reason}; {lost} undelivered groups go back to the gate and are regenerated")
+    faults.survive(
+        "actor_death", f"actor {index}: {reason}; {lost} undelivered groups go back to the gate and are regenerated"
+    )
 
 
 def wait_until_back(actor: RolloutHandle) -> None:

@@ -67,7 +67,9 @@ class Schedule:
 class FaultInjector:
     """Causes the faults, and checks the ones whose recovery the driver does not see itself."""
 
-    def __init__(self, config: SoakConfig, roles, app_name: str, replay_endpoint: str, faults: FaultLog, poison: PoisonSpec):
+    def __init__(
+        self, config: SoakConfig, roles, app_name: str, replay_endpoint: str, faults: FaultLog, poison: PoisonSpec
+    ):
         self.schedule, self.roles, self.app_name, self.faults = Schedule(config), roles, app_name, faults
         self.replay_endpoint, self.poison = replay_endpoint, poison
         self.poisoned = 0  # poison groups sent (each gets a prompt position of its own)
@@ -112,7 +114,9 @@ class FaultInjector:
         for frame in frames:
             sender.send(frame)
         sender.close()
-        self.faults.inject("malformed_frame", f"{len(frames)} garbage frames sent to the replay queue", count=len(frames))
+        self.faults.inject(
+            "malformed_frame", f"{len(frames)} garbage frames sent to the replay queue", count=len(frames)
+        )
         # Last, on a connection of its own: ZeroMQ drops the connection that sends it.
         big = zmq.Context.instance().socket(zmq.PUSH)
         big.setsockopt(zmq.LINGER, 2000)
@@ -131,13 +135,17 @@ class FaultInjector:
             sender.send(encode_group(poison_group(self.poison, kind, POISON_POSITIONS + self.poisoned)))
             self.poisoned += 1
         sender.close()
-        self.faults.inject("poison_group", f"{len(POISON_CLASSES)} poison groups ({', '.join(POISON_CLASSES)}) sent to the replay queue",
-                           count=len(POISON_CLASSES))
+        self.faults.inject(
+            "poison_group",
+            f"{len(POISON_CLASSES)} poison groups ({', '.join(POISON_CLASSES)}) sent to the replay queue",
+            count=len(POISON_CLASSES),
+        )
 
     def _replicas(self) -> list[str]:
         prefix = f"{REPLICA_PREFIX}{self.app_name}#"
         return sorted(
-            a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+            a["name"]
+            for a in ray.util.list_named_actors(all_namespaces=True)
             if a["namespace"] == "serve" and a["name"].startswith(prefix)
         )
 
@@ -185,14 +193,19 @@ class SoakWatch:
         (run_dir / "soak.json").write_text(json.dumps(report, indent=2) + "\n")
         log.info(
             "soak: %d faults injected, %d survived, %d groups lost, %d duplicated: %s",
-            report["faults_injected"], report["faults_survived"], report["groups_lost"],
-            report["groups_duplicated"], run_dir / "soak.json",
+            report["faults_injected"],
+            report["faults_survived"],
+            report["groups_lost"],
+            report["groups_duplicated"],
+            run_dir / "soak.json",
         )
 
 
 def garbage_frames() -> list[bytes]:
     """Frames the replay queue must refuse, each for its own reason."""
-    valid = encode_group(plausible_group(PoisonSpec(group_size=2, max_completion_tokens=3, prompt_id="soak-probe"), 0))  # only ever sent broken
+    valid = encode_group(
+        plausible_group(PoisonSpec(group_size=2, max_completion_tokens=3, prompt_id="soak-probe"), 0)
+    )  # only ever sent broken
     other_schema = msgpack.unpackb(valid, raw=False)
     other_schema["schema"] = SCHEMA_VERSION + 1
     return [
@@ -214,6 +227,12 @@ def soak_report(summary: dict, config: SoakConfig, elapsed_s: float) -> dict:
         "groups_duplicated": summary["groups_duplicated"],
         "faults_injected": summary["faults_injected"],
         "faults_survived": sum(min(n, survived.get(kind, 0)) for kind, n in injected.items()),
-        "faults_not_survived": {kind: n - survived.get(kind, 0) for kind, n in injected.items() if survived.get(kind, 0) < n},
-        **{k: v for k, v in summary.items() if k not in ("groups_lost", "groups_duplicated", "faults_injected", "faults_survived")},
+        "faults_not_survived": {
+            kind: n - survived.get(kind, 0) for kind, n in injected.items() if survived.get(kind, 0) < n
+        },
+        **{
+            k: v
+            for k, v in summary.items()
+            if k not in ("groups_lost", "groups_duplicated", "faults_injected", "faults_survived")
+        },
     }

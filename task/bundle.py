@@ -24,25 +24,24 @@ import torch
 
 from configs.schema import WarmStartConfig
 from records.vqa import read_records
-from vlm.reasoner_prompt import reasoner_messages
+from serve.judge import JUDGE_INSTRUCTION
+from task import shipped_store
 from task.captioner_warm_start import (
     CaptionerPlan,
     QualityBar,
     caption_quality,
     warm_start_captioner,
 )
-from task import shipped_store
 from task.checkpoints import build_tiny_captioner, build_tiny_reasoner
 from task.dataset import DatasetFiles, write_bundled_dataset
-from serve.judge import JUDGE_INSTRUCTION
+from task.direct_answers import random_direct_answer
+from task.inference_examples import inference_accuracy, inference_check_example, random_inference_example
 from task.judge_examples import (
     injected_caption_judge_example,
     injected_judge_example,
     random_caption_judge_example,
     random_judge_example,
 )
-from task.direct_answers import random_direct_answer
-from task.inference_examples import inference_accuracy, inference_check_example, random_inference_example
 from task.mcq_examples import mcq_accuracy, mcq_example, random_mcq_example
 from task.reasoner_examples import ReasonerExample, random_example
 from task.reasoner_warm_start import (
@@ -55,6 +54,7 @@ from task.scenes import SceneObject, describe, random_question, random_scene
 from task.sft import SFTSettings
 from task.tokenizer import build_tokenizer
 from vlm.caption_prompt import answer_messages, caption_messages
+from vlm.reasoner_prompt import reasoner_messages
 
 COMPLETE_MARKER = "COMPLETE"
 QUALITY_FILE = shipped_store.QUALITY_FILE
@@ -137,7 +137,9 @@ def _tokenizer_corpus(files: DatasetFiles, seed: int) -> list[str]:
     scenes = [random_scene(rng) for _ in range(_CORPUS_CAPTIONS)]
     corpus.extend(random_example(rng, scene).reply for scene in scenes)
     judged = [random_judge_example(rng, scene) for scene in scenes[: _CORPUS_CAPTIONS // 4]]
-    judged += [random_caption_judge_example(rng, scene) for scene in scenes[_CORPUS_CAPTIONS // 4 : _CORPUS_CAPTIONS // 2]]
+    judged += [
+        random_caption_judge_example(rng, scene) for scene in scenes[_CORPUS_CAPTIONS // 4 : _CORPUS_CAPTIONS // 2]
+    ]
     corpus.extend(text for example in judged for text in (*_message_texts(example.messages()), example.reply))
     # Multiple-choice prompts as the reward asks them (their options and fixed wording), and the
     # replies the reasoner learns to write: as many as the counting prompts above.
@@ -146,7 +148,9 @@ def _tokenizer_corpus(files: DatasetFiles, seed: int) -> list[str]:
     # the reasoner's prompts with options listed and a tentative answer, with their replies.
     direct = [random_direct_answer(rng, random_scene(rng)) for _ in questions[: len(questions) // 2]]
     corpus.extend(text for d in direct for text in (*_message_texts(answer_messages(d.text)), d.reply))
-    inferred = [random_inference_example(rng, random_scene(rng), two_stage=True) for _ in questions[: len(questions) // 2]]
+    inferred = [
+        random_inference_example(rng, random_scene(rng), two_stage=True) for _ in questions[: len(questions) // 2]
+    ]
     corpus.extend(text for example in inferred for text in (*_message_texts(example.messages()), example.reply))
     corpus.extend(text for example in asked for text in (*_message_texts(example.messages()), example.reply))
     return corpus
@@ -176,7 +180,10 @@ def _warm_start(layout: BundledTask, files: DatasetFiles, seed: int, config: War
     plan = CaptionerPlan(
         vision=SFTSettings(steps=config.vision_steps, lr=config.vision_lr, batch_size=_VISION_BATCH, log_every=100),
         reading=SFTSettings(
-            steps=config.reading_steps, lr=config.captioner_lr, batch_size=config.batch_size, check_every=config.check_every
+            steps=config.reading_steps,
+            lr=config.captioner_lr,
+            batch_size=config.batch_size,
+            check_every=config.check_every,
         ),
         stopping=SFTSettings(steps=config.stopping_steps, lr=config.captioner_lr, batch_size=config.batch_size),
         bar=QualityBar(check, config.captioner_min_precision, min_direct_accuracy=config.captioner_min_direct_accuracy),
@@ -193,14 +200,19 @@ def _warm_start(layout: BundledTask, files: DatasetFiles, seed: int, config: War
     # captions invent objects, as in training); then, so that injections weigh in the bar
     # whatever those draws give, an injected answer or caption about each of the first eighth
     # of the check scenes (32 of 256).
-    check_judged = [(random_judge_example if i % 2 else random_caption_judge_example)(check_rng, scene) for i, scene in enumerate(check)]
+    check_judged = [
+        (random_judge_example if i % 2 else random_caption_judge_example)(check_rng, scene)
+        for i, scene in enumerate(check)
+    ]
     injected = [
         (injected_judge_example if i % 2 else injected_caption_judge_example)(check_rng, scene)
         for i, scene in enumerate(check[: len(check) // _INJECTED_CHECK_EVERY])
     ]
     check_asked = [mcq_example(check_rng, scene, describe(scene)) for scene in check]
     check_inferred = [inference_check_example(check_rng, scene) for scene in check]
-    bar = AccuracyBar(check_examples, [*check_judged, *injected], check_asked, check_inferred, config.reasoner_min_accuracy)
+    bar = AccuracyBar(
+        check_examples, [*check_judged, *injected], check_asked, check_inferred, config.reasoner_min_accuracy
+    )
     partial = PartialSnapshot(layout.partial_reasoner, config.partial_reasoner_accuracy)
     reasoner = warm_start_reasoner(layout.reasoner, scenes, answering, seed, bar, partial)
     if reasoner.partial_accuracy is None:  # it passed the bar at its first check: the snapshot is its first state
@@ -214,7 +226,9 @@ def _warm_start(layout: BundledTask, files: DatasetFiles, seed: int, config: War
         "reasoner_accuracy_on_complete_captions": reasoner_accuracy(layout.reasoner, complete),
         "reasoner_judge_accuracy": reasoner.judge_accuracy,
         "reasoner_mc_accuracy_on_complete_captions": mcq_accuracy(layout.reasoner, asked),
-        "reasoner_inference_accuracy": inference_accuracy(layout.reasoner, [inference_check_example(rng, s) for s in held_out]),
+        "reasoner_inference_accuracy": inference_accuracy(
+            layout.reasoner, [inference_check_example(rng, s) for s in held_out]
+        ),
         "partial_reasoner_accuracy_on_complete_captions": reasoner_accuracy(layout.partial_reasoner, complete),
     }
 
@@ -257,7 +271,9 @@ def _build_with_fixed_threads(root: Path, recipe: dict, warm_start: WarmStartCon
 
 def _write_data(layout: BundledTask, recipe: dict) -> DatasetFiles:
     files = write_bundled_dataset(layout.train_file.parent, recipe["num_train"], recipe["num_eval"], recipe["seed"])
-    logging.getLogger(__name__).info("bundled task: wrote %d train / %d eval records", recipe["num_train"], recipe["num_eval"])
+    logging.getLogger(__name__).info(
+        "bundled task: wrote %d train / %d eval records", recipe["num_train"], recipe["num_eval"]
+    )
     return files
 
 
@@ -284,8 +300,11 @@ def quality_gaps(fresh: dict, reference: dict) -> list[str]:
 
 
 def _flat(quality: dict) -> dict[str, float]:
-    return {f"{key}.{k}" if isinstance(value, dict) else key: v for key, value in quality.items()
-            for k, v in (value.items() if isinstance(value, dict) else [(None, value)])}
+    return {
+        f"{key}.{k}" if isinstance(value, dict) else key: v
+        for key, value in quality.items()
+        for k, v in (value.items() if isinstance(value, dict) else [(None, value)])
+    }
 
 
 def _is_built(root: Path, recipe: dict) -> bool:
@@ -317,7 +336,9 @@ def ensure_bundled_task(
     source = None if rebuild else shipped_store.shipped_root(recipe)
     log = logging.getLogger(__name__)
     if source is not None:
-        log.info("bundled task: unpacking the shipped build into %s (seconds; `launch.py build` builds it afresh)", root)
+        log.info(
+            "bundled task: unpacking the shipped build into %s (seconds; `launch.py build` builds it afresh)", root
+        )
     else:
         why = "launch.py build" if rebuild else "no build ships with these settings"
         log.info("bundled task: building %s (about an hour on 2 cores, once: %s)", root, why)

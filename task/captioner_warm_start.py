@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Qwen2_5_VLForConditionalGeneration
 
+from task.direct_answers import DirectAnswer, caption_question, random_direct_answer
 from task.scenes import (
     COLOURS,
     NUM_CELLS,
@@ -32,7 +33,6 @@ from task.scenes import (
     parse_caption,
     render_scene,
 )
-from task.direct_answers import DirectAnswer, caption_question, random_direct_answer
 from task.sft import SFTSettings, length_bucketed, pack_sequences, supervised_finetune
 from vlm.caption_prompt import (
     CaptionPrompt,
@@ -115,9 +115,7 @@ def _cell_targets(scenes: Sequence[Scene]) -> _CellTargets:
             colour.append(COLOURS.index(obj.colour) if obj else -100)
             shape.append(SHAPES.index(obj.shape) if obj else -100)
     cells = torch.arange(NUM_CELLS).repeat(len(scenes))
-    return _CellTargets(
-        torch.tensor(occupied), torch.tensor(colour), torch.tensor(shape), cells // 2, cells % 2
-    )
+    return _CellTargets(torch.tensor(occupied), torch.tensor(colour), torch.tensor(shape), cells // 2, cells % 2)
 
 
 def pretrain_vision(
@@ -217,16 +215,22 @@ def warm_start_captioner(checkpoint: Path, scenes: Sequence[Scene], plan: Captio
     answers = _direct_answers(rng, scenes, plan.answer_share)
     prompts += [encode_image_prompt(processor, answer_messages(a.text), render_scene(a.scene)) for a in answers]
 
-    def train(settings: SFTSettings, go_on_prob: float, name: str, good_enough: Callable[[], bool] | None = None) -> None:
+    def train(
+        settings: SFTSettings, go_on_prob: float, name: str, good_enough: Callable[[], bool] | None = None
+    ) -> None:
         def draw() -> tuple[int, list[int]]:
             if answers and rng.random() < plan.answer_share:
                 pick = rng.randrange(len(answers))
-                return len(scenes) + pick, tokenizer.encode(answers[pick].reply, add_special_tokens=False) + [tokenizer.eos_token_id]
+                return len(scenes) + pick, tokenizer.encode(answers[pick].reply, add_special_tokens=False) + [
+                    tokenizer.eos_token_id
+                ]
             pick = rng.randrange(len(scenes))
             caption = describe(scenes[pick], keep_prefix(rng, scenes[pick], go_on_prob))
             return pick, tokenizer.encode(caption, add_special_tokens=False) + [tokenizer.eos_token_id]
 
-        batches = length_bucketed(draw, lambda ex: (len(prompts[ex[0]].input_ids), len(ex[1])), settings.batch_size, rng)
+        batches = length_bucketed(
+            draw, lambda ex: (len(prompts[ex[0]].input_ids), len(ex[1])), settings.batch_size, rng
+        )
 
         def next_loss(step: int) -> torch.Tensor:
             batch = next(batches)
@@ -253,7 +257,9 @@ def warm_start_captioner(checkpoint: Path, scenes: Sequence[Scene], plan: Captio
         log.warning(
             "warm start captioner: still below precision %.2f or direct accuracy %.2f after %d reading steps; its "
             "captions will often misname objects, or its own answers miss (raise task.warm_start.reading_steps)",
-            plan.bar.min_precision, plan.bar.min_direct_accuracy, plan.reading.steps,
+            plan.bar.min_precision,
+            plan.bar.min_direct_accuracy,
+            plan.reading.steps,
         )
     train(plan.stopping, plan.go_on_prob, "captioner stopping early")
     model.save_pretrained(checkpoint, safe_serialization=True)

@@ -155,7 +155,9 @@ def _save_random_model(model_class, config, tokenizer: PreTrainedTokenizerBase, 
 
 def build_tiny_captioner(out_dir: Path, tokenizer: PreTrainedTokenizerBase, seed: int) -> Path:
     """Save a randomly initialised tiny Qwen2.5-VL captioner (model, tokenizer, processor) to `out_dir`."""
-    out_dir = _save_random_model(Qwen2_5_VLForConditionalGeneration, captioner_config(tokenizer), tokenizer, out_dir, seed)
+    out_dir = _save_random_model(
+        Qwen2_5_VLForConditionalGeneration, captioner_config(tokenizer), tokenizer, out_dir, seed
+    )
     _save_image_processor(out_dir)
     return out_dir
 

@@ -1,4 +1,5 @@
-"""The bundled task's dataset: rendered scenes, counting questions and multiple-choice question sets, written as VQA records."""
+"""The bundled task's dataset: rendered scenes, counting questions and multiple-choice question sets,
+written as VQA records."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from task.scenes import (
     render_scene,
 )
 from wire.scoring import MCQuestion
-
 
 # The multiple-choice reward's questions per image (reward.kind=mcq), and the total count's options.
 MC_QUESTIONS = 4
@@ -48,7 +48,7 @@ def _scene_stream(seed: int, split: str) -> Iterator[tuple[SceneObject, ...]]:
 
 
 def total_question(scene: tuple[SceneObject, ...]) -> MCQuestion:
-    """"How many objects are there?" with the options 1 to MAX_OBJECTS.
+    """ "How many objects are there?" with the options 1 to MAX_OBJECTS.
 
     Scenes hold 1 to MAX_OBJECTS objects, each count equally likely (`random_scene`), so any
     fixed option, the smallest included, is right 1 time in MAX_OBJECTS: counting by colour or
@@ -94,7 +94,11 @@ def _write_split(
             question, answer = make_question(question_rng, scene)
             questions = multiple_choice_questions(mcq_rng, scene, MC_QUESTIONS)
             record = VQARecord(
-                id=record_id, image=image_rel, question=question, answer=answer, questions=questions,
+                id=record_id,
+                image=image_rel,
+                question=question,
+                answer=answer,
+                questions=questions,
                 reference=describe(scene),  # every object, in cell order: what a judge of captions compares with
             )
             out.write(json.dumps(asdict(record)) + "\n")

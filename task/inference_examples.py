@@ -68,7 +68,9 @@ class InferenceExample:
 
     @property
     def asked(self) -> str:
-        return multiple_choice_text(self.question.text, self.letters, self.choices) if self.choices else self.question.text
+        return (
+            multiple_choice_text(self.question.text, self.letters, self.choices) if self.choices else self.question.text
+        )
 
     def messages(self) -> list[dict]:
         if self.tentative is None:
@@ -177,7 +179,9 @@ def inference_check_example(rng: random.Random, scene: Scene) -> InferenceExampl
     return InferenceExample("", question, choices, right)
 
 
-def inference_accuracy(checkpoint: Path, examples: Sequence[InferenceExample], temperature: float = 1.0, max_new_tokens: int = 64) -> float:
+def inference_accuracy(
+    checkpoint: Path, examples: Sequence[InferenceExample], temperature: float = 1.0, max_new_tokens: int = 64
+) -> float:
     """The share of `examples` whose sampled reply boxes what the example's reply boxes."""
     from serve.completion import CompletionParams
     from serve.hf_reasoner import TransformersReasoner

@@ -46,7 +46,9 @@ def question_category(question: str) -> str:
     words = question.lower().rstrip("?").split()[2:]  # after "How many"
     by_colour = words[0] in COLOURS
     by_shape = words[1 if by_colour else 0] != "objects"
-    return {(True, True): "colour and shape", (True, False): "colour", (False, True): "shape"}.get((by_colour, by_shape), "total")
+    return {(True, True): "colour and shape", (True, False): "colour", (False, True): "shape"}.get(
+        (by_colour, by_shape), "total"
+    )
 
 
 def write_layouts(records_file: Path, out_dir: Path, count: int = 16, seed: int = 0) -> LayoutFiles:
@@ -108,7 +110,10 @@ def _write_mirrored(records: list[VQARecord], images: dict[str, bytes], folder: 
     def row(record: VQARecord, index: int, embedded: list[bytes]) -> dict:
         base = _virl_row(record, index)
         return {
-            "qid": base["qid"], "problem": base["question"], "answer": base["answer"], "category": base["category"],
+            "qid": base["qid"],
+            "problem": base["question"],
+            "answer": base["answer"],
+            "category": base["category"],
             # Hugging Face's image feature: a struct of the file's bytes and its original name.
             "images": [{"bytes": data, "path": f"{record.id}.png"} for data in embedded],
         }
@@ -150,7 +155,11 @@ def _write_mathvista(records: list[VQARecord], images: dict[str, bytes], folder:
             "answer": record.answer,
             "question_type": "multi_choice" if multiple_choice else "free_form",
             "answer_type": "text" if multiple_choice else "integer",
-            "metadata": {"category": question_category(record.question), "task": "counting", "source": "bundled-shapes"},
+            "metadata": {
+                "category": question_category(record.question),
+                "task": "counting",
+                "source": "bundled-shapes",
+            },
         }
     path = folder / "testmini.json"
     path.write_text(json.dumps(items, indent=1))
@@ -168,7 +177,14 @@ def _write_vlmeval(records: list[VQARecord], images: dict[str, bytes], folder: P
             # VLMEvalKit stores an image that several questions share.
             record, image = records[0], "0"
         choices = _choices(record.answer, rng)
-        row = [str(index), image, record.question, *choices, letters[choices.index(record.answer)], question_category(record.question)]
+        row = [
+            str(index),
+            image,
+            record.question,
+            *choices,
+            letters[choices.index(record.answer)],
+            question_category(record.question),
+        ]
         lines.append("\t".join(row))
     path = folder / "shapes.tsv"
     path.write_text("\n".join(lines) + "\n")
@@ -185,15 +201,18 @@ def main(argv: list[str]) -> int:
         return 2
     config = load_config(overrides=argv[1:])
     task = config.task
-    bundle = ensure_bundled_task(Path(task.cache_dir).expanduser(), task.seed, task.num_train, task.num_eval, task.warm_start)
+    bundle = ensure_bundled_task(
+        Path(task.cache_dir).expanduser(), task.seed, task.num_train, task.num_eval, task.warm_start
+    )
     out = Path(argv[0]).resolve()
     shutil.rmtree(out, ignore_errors=True)
     files = write_layouts(bundle.eval_file, out)
     models = f"models.captioner={bundle.captioner} models.reasoner={bundle.reasoner}"
     bundled = " ".join(argv[1:])  # the bundled task these came from holds the eval's default models
+    excluded = f"task.exclude_sources=[{EXCLUDED_SOURCE}]"
     print(f"""written under {out}; try:
   python launch.py check-data {files.virl39k_release}
-  python launch.py task.kind=files task.train_file={files.virl39k_release} task.exclude_sources=[{EXCLUDED_SOURCE}] eval.at_end=false {models}
+  python launch.py task.kind=files task.train_file={files.virl39k_release} {excluded} eval.at_end=false {models}
   python launch.py task.kind=files task.train_file={files.virl39k_mirrored} eval.at_end=false {models}
   python launch.py eval data={files.mathvista} out={out}/eval-mathvista {bundled}
   python launch.py eval data={files.vlmeval} out={out}/eval-vlmeval {bundled}""")

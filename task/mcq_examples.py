@@ -142,7 +142,10 @@ def random_mcq_example(rng: random.Random, scene: Scene) -> McqExample:
 
 
 def mcq_accuracy(
-    checkpoint: Path, examples: Sequence[McqExample], temperature: float = 1.0, max_new_tokens: int = ServeConfig().max_new_tokens
+    checkpoint: Path,
+    examples: Sequence[McqExample],
+    temperature: float = 1.0,
+    max_new_tokens: int = ServeConfig().max_new_tokens,
 ) -> float:
     """The multiple-choice reward the reasoner earns on `examples`: the share of its sampled replies
     that choose the right option (choosing "cannot be answered" is wrong), sampled as the pool does."""

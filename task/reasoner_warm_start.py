@@ -16,12 +16,18 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from vlm.reasoner_prompt import encode_chat, encode_reasoner_prompt
 from task.inference_examples import InferenceExample, inference_accuracy, random_inference_example
-from task.judge_examples import CaptionJudgeExample, JudgeExample, judge_accuracy, random_caption_judge_example, random_judge_example
+from task.judge_examples import (
+    CaptionJudgeExample,
+    JudgeExample,
+    judge_accuracy,
+    random_caption_judge_example,
+    random_judge_example,
+)
 from task.mcq_examples import McqExample, mcq_accuracy, random_mcq_example
 from task.reasoner_examples import ReasonerExample, Scene, random_example
 from task.sft import SFTSettings, length_bucketed, pack_sequences, supervised_finetune
+from vlm.reasoner_prompt import encode_chat, encode_reasoner_prompt
 
 # The shares of warm-start examples that teach multiple choice, and judging (half answers, half
 # captions); the rest teach counting. Multiple choice took its share from the other two in
@@ -72,7 +78,9 @@ def _training_example(rng: random.Random, scenes: Sequence[Scene], tokenizer) ->
     scene = scenes[rng.randrange(len(scenes))]
     kind = rng.random()
     if kind < JUDGE_SHARE:
-        judged = random_judge_example(rng, scene) if kind < JUDGE_SHARE / 2 else random_caption_judge_example(rng, scene)
+        judged = (
+            random_judge_example(rng, scene) if kind < JUDGE_SHARE / 2 else random_caption_judge_example(rng, scene)
+        )
         prompt, reply = encode_chat(tokenizer, judged.messages()), judged.reply
     elif kind < JUDGE_SHARE + MC_SHARE:
         asked = random_mcq_example(rng, scene)
@@ -87,7 +95,12 @@ def _training_example(rng: random.Random, scenes: Sequence[Scene], tokenizer) ->
 
 
 def warm_start_reasoner(
-    checkpoint: Path, scenes: Sequence[Scene], settings: SFTSettings, seed: int, bar: AccuracyBar, partial: PartialSnapshot
+    checkpoint: Path,
+    scenes: Sequence[Scene],
+    settings: SFTSettings,
+    seed: int,
+    bar: AccuracyBar,
+    partial: PartialSnapshot,
 ) -> WarmStartResult:
     """Fine-tune the reasoner saved at `checkpoint` on captions of `scenes` until it passes `bar`
     (checked every `settings.check_every` steps, at most `settings.steps`); save it back in place,
@@ -116,7 +129,11 @@ def warm_start_reasoner(
         measured.append((accuracy, judged, chosen, inferred))
         log.info(
             "warm start reasoner: held-out accuracy %.3f on complete captions, %.3f judging, %.3f multiple choice, "
-            "%.3f in the inference modes", accuracy, judged, chosen, inferred,
+            "%.3f in the inference modes",
+            accuracy,
+            judged,
+            chosen,
+            inferred,
         )
         passed = min(accuracy, judged, chosen, inferred) >= bar.min_accuracy
         if not partial_accuracy and partial.min_accuracy <= accuracy and not passed:
@@ -128,9 +145,12 @@ def warm_start_reasoner(
     model.save_pretrained(checkpoint, safe_serialization=True)
     if settings.check_every and not (measured and min(measured[-1]) >= bar.min_accuracy):
         log.warning(
-            "warm start reasoner: still below accuracy %.2f on complete captions, judging, multiple choice or the inference "
+            "warm start reasoner: still below accuracy %.2f on complete captions, judging, multiple choice or the "
+            "inference "
             "modes after %d steps; rewards "
-            "will be capped by its misreadings (raise task.warm_start.reasoner_steps)", bar.min_accuracy, settings.steps,
+            "will be capped by its misreadings (raise task.warm_start.reasoner_steps)",
+            bar.min_accuracy,
+            settings.steps,
         )
     last = measured[-1] if measured else (None, None, None, None)
     return WarmStartResult(*last, partial_accuracy[0] if partial_accuracy else None)

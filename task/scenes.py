@@ -92,9 +92,7 @@ def describe(objects: Sequence[SceneObject], keep: Sequence[SceneObject] | None 
     return " ".join(f"{CELL_NAMES[obj.cell]}: a {obj.colour} {obj.shape}." for obj in in_cell_order)
 
 
-_CAPTION_ITEM = re.compile(
-    rf"({'|'.join(CELL_NAMES)}): a ({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})\."
-)
+_CAPTION_ITEM = re.compile(rf"({'|'.join(CELL_NAMES)}): a ({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})\.")
 
 
 def parse_caption(caption: str) -> tuple[SceneObject, ...] | None:
@@ -121,7 +119,7 @@ def parse_caption(caption: str) -> tuple[SceneObject, ...] | None:
 
 @dataclass(frozen=True)
 class CountQuestion:
-    """"How many <colour> <shape>s are there?"; None leaves that attribute unconstrained."""
+    """ "How many <colour> <shape>s are there?"; None leaves that attribute unconstrained."""
 
     colour: str | None = None
     shape: str | None = None
@@ -144,7 +142,7 @@ ATTRIBUTE_OPTIONS = MappingProxyType({"colour": COLOURS, "shape": SHAPES})
 
 @dataclass(frozen=True)
 class CellQuestion:
-    """"What colour is the object in the top left?" (or its shape): a multiple-choice question whose
+    """ "What colour is the object in the top left?" (or its shape): a multiple-choice question whose
     options are every colour (or shape), asked only about an occupied cell.
 
     Colours and shapes are drawn uniformly and independently of the cell (`random_scene`), so

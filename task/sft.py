@@ -117,7 +117,10 @@ def supervised_finetune(
         if (step + 1) % settings.log_every == 0 or step + 1 == settings.steps:
             log.info(
                 "warm start %s: step %d/%d loss %.4f (%.0f s)",
-                name, step + 1, settings.steps, running / ((step % settings.log_every) + 1),
+                name,
+                step + 1,
+                settings.steps,
+                running / ((step % settings.log_every) + 1),
                 time.perf_counter() - started,
             )
             running = 0.0

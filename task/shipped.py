@@ -38,15 +38,28 @@ def main(argv: list[str]) -> int:
         print(f"nothing is shipped for task.seed={task.seed} to compare with", file=sys.stderr)
         return 2
     recipe = build_recipe(task.seed, task.num_train, task.num_eval, task.warm_start)
-    built = ensure_bundled_task(Path(task.cache_dir).expanduser(), task.seed, task.num_train, task.num_eval, task.warm_start,
-                                rebuild=verb == "check")
+    built = ensure_bundled_task(
+        Path(task.cache_dir).expanduser(),
+        task.seed,
+        task.num_train,
+        task.num_eval,
+        task.warm_start,
+        rebuild=verb == "check",
+    )
     if verb == "ship":
         print(f"shipped {shipped_store.ship(built.root, recipe)}")
         return 0
-    gaps = quality_gaps(json.loads((built.root / shipped_store.QUALITY_FILE).read_text()), json.loads((shipped_store.SHIPPED / f"seed{task.seed}" / shipped_store.QUALITY_FILE).read_text()))
+    gaps = quality_gaps(
+        json.loads((built.root / shipped_store.QUALITY_FILE).read_text()),
+        json.loads((shipped_store.SHIPPED / f"seed{task.seed}" / shipped_store.QUALITY_FILE).read_text()),
+    )
     for gap in gaps:
         print(gap)
-    print("a fresh build reaches the shipped build's quality" if not gaps else "a fresh build falls short of the shipped one")
+    print(
+        "a fresh build reaches the shipped build's quality"
+        if not gaps
+        else "a fresh build falls short of the shipped one"
+    )
     return 1 if gaps else 0
 
 

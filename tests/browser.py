@@ -18,15 +18,26 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 # No traffic beyond loopback: the page is local, and Chromium's own background calls are off.
 FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=900,1100",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=900,1100",
 )
 
 
 def chromium() -> webdriver.Chrome:
     for binary in (CHROMIUM, CHROMEDRIVER):
         if not Path(binary).exists():
-            raise RuntimeError(f"{binary} is missing: install Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+            raise RuntimeError(
+                f"{binary} is missing: install Debian's chromium and chromium-driver (apt-get install chromium "
+                "chromium-driver)"
+            )
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in FLAGS:
@@ -50,7 +61,10 @@ def ask_demo(base_url: str, image: Path, question: str, screenshot: Path, key: s
         browser.find_element(By.ID, "submit").click()
         wait.until(lambda b: b.find_element(By.ID, "status").get_attribute("textContent") not in ("", "asking..."))
         status = browser.find_element(By.ID, "status").get_attribute("textContent")
-        shown = {name: browser.find_element(By.ID, name).get_attribute("textContent") for name in ("caption", "tentative", "final")}
+        shown = {
+            name: browser.find_element(By.ID, name).get_attribute("textContent")
+            for name in ("caption", "tentative", "final")
+        }
         shown["status"] = status
         picker = Select(browser.find_element(By.ID, "reasoner"))
         shown["reasoner"] = picker.first_selected_option.text

@@ -20,8 +20,13 @@ class Launched:
     def __init__(self, args: list[str], env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()):
         """`prefix`: what runs the command (`ip netns exec NS` runs it on a test cluster's node)."""
         self.proc = subprocess.Popen(
-            [*prefix, sys.executable, "launch.py", *args], cwd=REPO, start_new_session=True, env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [*prefix, sys.executable, "launch.py", *args],
+            cwd=REPO,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         # Read all along, as a terminal would: a pipe nobody reads fills up, and then the run
         # blocks in its next write (seen: a run that never saw the Ctrl-C sent meanwhile).

@@ -41,13 +41,29 @@ def release_tests() -> Path:
     if tests.is_dir():
         return tests
     CACHE.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", "-d", str(CACHE), f"math-verify=={version('math-verify')}"]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "-d",
+        str(CACHE),
+        f"math-verify=={version('math-verify')}",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     archive = CACHE / f"{release}.tar.gz"
     if done.returncode != 0 or not archive.is_file():
-        raise RuntimeError(f"could not download math-verify's source release from the package index: {done.stderr[-500:]}")
+        raise RuntimeError(
+            f"could not download math-verify's source release from the package index: {done.stderr[-500:]}"
+        )
     with tarfile.open(archive) as opened:
-        opened.extractall(CACHE, members=[m for m in opened.getmembers() if m.name.startswith(f"{release}/tests/")], filter="data")
+        opened.extractall(
+            CACHE, members=[m for m in opened.getmembers() if m.name.startswith(f"{release}/tests/")], filter="data"
+        )
     return tests
 
 

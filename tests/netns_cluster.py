@@ -68,8 +68,12 @@ class NetnsCluster:
     def env(self) -> dict[str, str]:
         """What every process on the cluster runs with: Ray's token authentication, as the
         recipe of docs/multi-node.md sets it up, with the token in a file of this cluster's own."""
-        return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token),
-                "RAY_USAGE_STATS_ENABLED": "0"}
+        return {
+            **os.environ,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(self.token),
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
 
     def command(self, i: int, argv: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.namespace(i), *argv]
@@ -108,36 +112,56 @@ class NetnsCluster:
         self.token.write_text(secrets.token_hex(32))
         self.token.chmod(0o600)
         for i, spec in enumerate(self.specs):
-            join = (["--head", f"--port={GCS_PORT}", "--include-dashboard=false", f"--temp-dir={self.workdir / 'ray'}"]
-                    if i == 0 else [f"--address={self.ray_address}"])
-            argv = [RAY, "start", "--block", *join, f"--node-ip-address={self.address(i)}", f"--num-cpus={spec.num_cpus:g}",
-                    "--object-store-memory=200000000", "--disable-usage-stats"]
+            join = (
+                ["--head", f"--port={GCS_PORT}", "--include-dashboard=false", f"--temp-dir={self.workdir / 'ray'}"]
+                if i == 0
+                else [f"--address={self.ray_address}"]
+            )
+            argv = [
+                RAY,
+                "start",
+                "--block",
+                *join,
+                f"--node-ip-address={self.address(i)}",
+                f"--num-cpus={spec.num_cpus:g}",
+                "--object-store-memory=200000000",
+                "--disable-usage-stats",
+            ]
             if spec.labels:
                 argv.append("--labels=" + ",".join(f"{k}={v}" for k, v in spec.labels.items()))
             if spec.resources:
                 argv.append("--resources=" + _json(spec.resources))
             log = (self.workdir / f"node{i}.log").open("w")
-            self._daemons.append(subprocess.Popen(self.command(i, argv), env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                                  start_new_session=True))
+            self._daemons.append(
+                subprocess.Popen(
+                    self.command(i, argv), env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
             # One at a time: nodes starting together on one machine race for the names of their
             # sockets in the session folder they share.
             self._wait_for_nodes(i + 1)
 
     def _wait_for_nodes(self, count: int, timeout_s: float = 120.0) -> None:
-        probe = ("import ray; ray.init(address='%s', logging_level='ERROR'); "
-                 "print(sum(n['Alive'] for n in ray.nodes()))" % self.ray_address)
+        probe = (
+            f"import ray; ray.init(address='{self.ray_address}', logging_level='ERROR'); "
+            "print(sum(n['Alive'] for n in ray.nodes()))"
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             done = self.run(0, [sys.executable, "-c", probe], timeout=60)
             if done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == [str(count)]:
                 return
             time.sleep(1)
-        raise RuntimeError(f"the cluster did not reach {count} nodes in {timeout_s:g} s; logs in {self.workdir}:\n"
-                           + "\n".join(p.read_text()[-2000:] for p in sorted(self.workdir.glob("node*.log"))))
+        raise RuntimeError(
+            f"the cluster did not reach {count} nodes in {timeout_s:g} s; logs in {self.workdir}:\n"
+            + "\n".join(p.read_text()[-2000:] for p in sorted(self.workdir.glob("node*.log")))
+        )
 
     def run(self, i: int, argv: list[str], timeout: float) -> subprocess.CompletedProcess:
         """`argv` on node i, waited for; its output as text."""
-        return subprocess.run(self.command(i, argv), env=self.env(), capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            self.command(i, argv), env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
+        )
 
     def close(self) -> None:
         """Kill everything in the namespaces, delete them, remove the work folder."""

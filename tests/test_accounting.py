@@ -6,9 +6,9 @@ from collections import Counter
 import pytest
 
 from configs.commands import SoakConfig
-from learner.accounting import Ledger, StepGroups, keep_steps_before
 from coordination.gate import GateStats
 from coordination.reports import GroupAccount
+from learner.accounting import Ledger, StepGroups, keep_steps_before
 from supervisor.faults import FaultLog
 from supervisor.soak import Schedule, garbage_frames, soak_report
 from supervisor.summary import run_summary
@@ -29,7 +29,9 @@ def test_the_ledger_counts_what_steps_took_and_a_position_taken_twice():
 
 
 def test_a_step_lists_its_groups_by_actor_position_and_prompt():
-    row = json.loads(StepGroups(4, [make_group(prompt_position=2)], [(make_group(prompt_position=3), "stale")]).to_json())
+    row = json.loads(
+        StepGroups(4, [make_group(prompt_position=2)], [(make_group(prompt_position=3), "stale")]).to_json()
+    )
     assert row == {"step": 4, "trained": [[1, 2, "p7"]], "dropped": [[1, 3, "p7", "stale"]]}
 
 
@@ -42,12 +44,30 @@ def test_a_resumed_run_cuts_its_step_files_back_to_the_checkpoint(tmp_path):
 
 
 def _accounting(**changes) -> GroupAccount:
-    actor = ActorCounters(groups_generated=12, groups_lost=1, bad_records=0, score_failures=3, answers_refused=1,
-                          empty_captions=0, judge_unparsed=0, weight_updates=4, weight_updates_rejected=0, policy_version=4, format_timeouts=0)
+    actor = ActorCounters(
+        groups_generated=12,
+        groups_lost=1,
+        bad_records=0,
+        score_failures=3,
+        answers_refused=1,
+        empty_captions=0,
+        judge_unparsed=0,
+        weight_updates=4,
+        weight_updates_rejected=0,
+        policy_version=4,
+        format_timeouts=0,
+    )
     base = {
-        "steps": 4, "policy_version": 4, "groups_accepted": 10, "groups_consumed": 8,
-        "groups_dropped": {"stale": 1, "uniform": 0, "duplicate": 2}, "groups_buffered_at_end": 1,
-        "groups_lost": 0, "groups_duplicated": 0, "frames_rejected": 4, "actors": {0: actor, 1: actor},
+        "steps": 4,
+        "policy_version": 4,
+        "groups_accepted": 10,
+        "groups_consumed": 8,
+        "groups_dropped": {"stale": 1, "uniform": 0, "duplicate": 2},
+        "groups_buffered_at_end": 1,
+        "groups_lost": 0,
+        "groups_duplicated": 0,
+        "frames_rejected": 4,
+        "actors": {0: actor, 1: actor},
     }
     return GroupAccount(**{**base, **changes})
 
@@ -59,10 +79,20 @@ def test_the_summary_adds_the_faults_each_role_absorbed_to_the_drivers():
     summary = run_summary(_accounting(), GateStats(admitted=12, given_back=3, refused=7, reclaimed=2), faults)
     assert summary["groups_generated"] == 24  # two actors' 12
     assert summary["groups_admitted"] == 15  # 12 held now + 3 given back
-    assert summary["groups_dropped"] == {"stale": 1, "uniform": 0, "duplicate": 2, "scoring_failed": 2, "lost_with_dead_actor": 2}
+    assert summary["groups_dropped"] == {
+        "stale": 1,
+        "uniform": 0,
+        "duplicate": 2,
+        "scoring_failed": 2,
+        "lost_with_dead_actor": 2,
+    }
     # 1 restart + 6 scoring retries + 2 costly answers + 4 malformed frames + 2 duplicates dropped
     assert summary["faults_survived_by_kind"] == {
-        "actor_death": 1, "scoring_retry": 6, "costly_answer": 2, "malformed_frame": 4, "duplicate_group": 2,
+        "actor_death": 1,
+        "scoring_retry": 6,
+        "costly_answer": 2,
+        "malformed_frame": 4,
+        "duplicate_group": 2,
     }
     assert summary["faults_survived"] == 15 and summary["faults_injected"] == 1
 
@@ -96,7 +126,11 @@ def test_the_soak_report_counts_a_fault_survived_only_up_to_what_was_injected():
 
 
 def test_the_soak_staggers_each_kind_then_repeats_it_at_its_interval():
-    schedule = Schedule(SoakConfig(first_fault_s=10, garbage_every_s=30, actor_kill_every_s=100, replica_kill_every_s=0, poison_every_s=0))
+    schedule = Schedule(
+        SoakConfig(
+            first_fault_s=10, garbage_every_s=30, actor_kill_every_s=100, replica_kill_every_s=0, poison_every_s=0
+        )
+    )
     assert schedule.take_due(9.9) == []
     assert schedule.take_due(10) == ["garbage"]
     assert schedule.take_due(20) == ["actor_death"]  # first + 10; replicas never (interval 0)
@@ -119,8 +153,11 @@ def test_the_reliability_table_shows_each_fault_and_the_two_numbers_that_must_be
     from benchmarks.reliability import reliability_table
 
     summary = run_summary(_accounting(), GateStats(12, 3, 7, 2), FaultLog())
-    summary.update(faults_injected_by_kind={"actor_death": 2, "malformed_frame": 4}, faults_injected=6,
-                   faults_survived_by_kind={"actor_death": 1, "malformed_frame": 4, "scoring_retry": 6})
+    summary.update(
+        faults_injected_by_kind={"actor_death": 2, "malformed_frame": 4},
+        faults_injected=6,
+        faults_survived_by_kind={"actor_death": 1, "malformed_frame": 4, "scoring_retry": 6},
+    )
     table = reliability_table(soak_report(summary, SoakConfig(duration_s=60), elapsed_s=75.0))
     assert "| actor_death | 2 | 1 |" in table and "| malformed_frame | 4 | 4 |" in table
     assert "| **all** | **6** | **5** |" in table
@@ -133,5 +170,7 @@ def test_a_dead_actor_under_a_broadcast_weight_sync_ends_the_run_saying_why():
     from supervisor.restarts import ActorLost, restart_actor
 
     config = load_config(overrides=["rollout.engine=vllm", "learner.weight_sync.backend=gloo"])
-    with pytest.raises(ActorLost, match="rollout actor 1 died \\(node gone\\); learner.weight_sync.backend=gloo cannot take"):
+    with pytest.raises(
+        ActorLost, match="rollout actor 1 died \\(node gone\\); learner.weight_sync.backend=gloo cannot take"
+    ):
         restart_actor(config, roles=None, index=1, died=RuntimeError("node gone"), faults=FaultLog())

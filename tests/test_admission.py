@@ -26,7 +26,8 @@ def _with_ids(group, first_completion: list[int]):
     ids = (np.array(first_completion, dtype=np.int32), *group.completion_ids[1:])
     lengths = [len(c) for c in ids]
     return replace(
-        group, completion_ids=ids,
+        group,
+        completion_ids=ids,
         behaviour_logprobs=tuple(np.full(n, -0.5, dtype=np.float32) for n in lengths),
         token_versions=tuple(np.full(n, 3, dtype=np.int32) for n in lengths),
     )
@@ -35,13 +36,21 @@ def _with_ids(group, first_completion: list[int]):
 # (reason, a group made from make_group() with one defect). make_group: 2 completions of 3 and 1
 # tokens, ids 10-12, versions 2-3, rewards (1, 0), prompt "p7" of ids 0-4 and no pad token.
 POISONED = {
-    "group_size": lambda g: replace(g, completion_ids=g.completion_ids[:1], behaviour_logprobs=g.behaviour_logprobs[:1],
-                                    token_versions=g.token_versions[:1], rewards=g.rewards[:1], answers=g.answers[:1]),
+    "group_size": lambda g: replace(
+        g,
+        completion_ids=g.completion_ids[:1],
+        behaviour_logprobs=g.behaviour_logprobs[:1],
+        token_versions=g.token_versions[:1],
+        rewards=g.rewards[:1],
+        answers=g.answers[:1],
+    ),
     "unknown_prompt": lambda g: replace(g, prompt_id="p8"),
     "completion_length": lambda g: _with_ids(g, [10] * 9),
     "token_id": lambda g: _with_ids(g, [10, 100]),
     "token_version": lambda g: replace(g, token_versions=(np.array([2, 3, 11], dtype=np.int32), g.token_versions[1])),
-    "reward": lambda g: replace(g, rewards=np.array([-0.5, 0.0], dtype=np.float32)),  # no shaping term on: the floor is 0
+    "reward": lambda g: replace(
+        g, rewards=np.array([-0.5, 0.0], dtype=np.float32)
+    ),  # no shaping term on: the floor is 0
     "image": lambda g: replace(g, image_png=UNDECODABLE_PNG),
 }
 
@@ -86,15 +95,26 @@ def test_the_reward_floor_is_what_every_shaping_term_can_take_off():
 
     # Length: 0.5 x (32 - 8) / 8 = 1.5 at the longest caption (max_new_tokens 32); repetition
     # at most 0.25 (every n-gram repeated); format 0.1: a floor of -1.85.
-    config = load_config(None, [
-        "rollout.sampling.max_new_tokens=32", "reward.shaping.length_budget=8", "reward.shaping.length_penalty=0.5",
-        "reward.shaping.repetition_ngram=2", "reward.shaping.repetition_penalty=0.25",
-        "reward.shaping.format_pattern=.*", "reward.shaping.format_penalty=0.1",
-    ])
+    config = load_config(
+        None,
+        [
+            "rollout.sampling.max_new_tokens=32",
+            "reward.shaping.length_budget=8",
+            "reward.shaping.length_penalty=0.5",
+            "reward.shaping.repetition_ngram=2",
+            "reward.shaping.repetition_penalty=0.25",
+            "reward.shaping.format_pattern=.*",
+            "reward.shaping.format_penalty=0.1",
+        ],
+    )
     assert reward_floor(config) == pytest.approx(-1.85)
     assert reward_floor(load_config(None, [])) == 0.0
     bounds = run_bounds(config, ["a", "b"])
-    assert (bounds.group_size, bounds.max_completion_tokens, bounds.prompt_ids) == (config.rollout.group_size, 32, {"a", "b"})
+    assert (bounds.group_size, bounds.max_completion_tokens, bounds.prompt_ids) == (
+        config.rollout.group_size,
+        32,
+        {"a", "b"},
+    )
 
 
 def test_a_shape_holding_a_boolean_is_malformed_not_a_crash():
@@ -153,7 +173,9 @@ def test_whatever_a_check_raises_rejects_that_frame_alone():
             if group.prompt_position == 1:
                 raise ZeroDivisionError("a bug in a check")
 
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=Broken(None, 100, lambda: 10, None))
+    queue = ReplayQueue(
+        "127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=Broken(None, 100, lambda: 10, None)
+    )
     client = ReplayClient([queue.endpoint])
     try:
         for position in (1, 2):
@@ -182,7 +204,9 @@ def test_each_soak_poison_group_is_refused_for_its_own_class(images):
     from supervisor.poison import POISON_CLASSES, PoisonSpec, poison_group
 
     spec = PoisonSpec(group_size=4, max_completion_tokens=8, prompt_id="train-000001")
-    bounds = GroupBounds(group_size=4, max_completion_tokens=8, reward_floor=-0.5, prompt_ids=frozenset({"train-000001"}))
+    bounds = GroupBounds(
+        group_size=4, max_completion_tokens=8, reward_floor=-0.5, prompt_ids=frozenset({"train-000001"})
+    )
     admission = GroupAdmission(bounds, 1000, lambda: 0, ImageCheck(999, lambda image: 0) if images else None)
     for position, kind in enumerate(POISON_CLASSES):
         with pytest.raises(Refused) as refused:

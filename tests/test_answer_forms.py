@@ -5,8 +5,8 @@ import pytest
 
 from serve.answer_forms import comparable, last_math_piece
 from serve.grading import grade, grade_answer
-from wire.scoring import MAX_GOLD_ANSWER_CHARS
 from tests.math_verify_cases import all_cases, default_settled
+from wire.scoring import MAX_GOLD_ANSWER_CHARS
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,10 @@ def test_a_gold_boxed_in_parts_is_a_list_only_when_written_as_one():
         # A later "Final Answer" corrects an earlier box.
         ("so \\boxed{255} ... Final Answer: The final answer is $10,455$. I hope it is correct.", "10455"),
         # Long prose without a mark is read only at its concluding sentence.
-        ("We compute step by step. " * 15 + "Therefore, the probability that Alice wins is 2/3. <|im_start|>user", "2/3"),
+        (
+            "We compute step by step. " * 15 + "Therefore, the probability that Alice wins is 2/3. <|im_start|>user",
+            "2/3",
+        ),
     ],
 )
 def test_prose_answers_are_read_for_their_last_math(prediction, gold):

@@ -34,7 +34,10 @@ def test_other_formats_are_refused_naming_the_allowed_ones(fmt):
     assert refused.value.status == 400
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "192.168.0.7", "172.16.0.1", "169.254.169.254", "::1", "fe80::1", "0.0.0.0", "224.0.0.1"])
+@pytest.mark.parametrize(
+    "address",
+    ["127.0.0.1", "10.1.2.3", "192.168.0.7", "172.16.0.1", "169.254.169.254", "::1", "fe80::1", "0.0.0.0", "224.0.0.1"],
+)
 def test_a_url_whose_host_is_not_public_is_refused(address):
     with pytest.raises(RefusedAddress, match="not a public address"):
         check_public("http://images.example/cat.png", resolve=lambda host: [ipaddress.ip_address(address)])
@@ -43,7 +46,10 @@ def test_a_url_whose_host_is_not_public_is_refused(address):
 def test_a_public_host_passes_and_every_address_of_it_must_be_public():
     check_public("https://images.example/cat.png", resolve=lambda host: [ipaddress.ip_address("93.184.216.34")])
     with pytest.raises(RefusedAddress):
-        check_public("https://images.example/cat.png", resolve=lambda host: [ipaddress.ip_address("93.184.216.34"), ipaddress.ip_address("10.0.0.1")])
+        check_public(
+            "https://images.example/cat.png",
+            resolve=lambda host: [ipaddress.ip_address("93.184.216.34"), ipaddress.ip_address("10.0.0.1")],
+        )
     with pytest.raises(RefusedAddress, match="only http"):
         check_public("file:///etc/passwd")
 

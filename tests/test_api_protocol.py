@@ -36,10 +36,23 @@ def test_cut_at_stop(text, stop, expected):
 
 
 def test_a_request_takes_openai_fields_and_defaults():
-    chat = parse_chat_request(b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "stop": "x", "max_completion_tokens": 9, "user": "ignored"}')
+    chat = parse_chat_request(
+        b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "stop": "x", '
+        b'"max_completion_tokens": 9, "user": "ignored"}'
+    )
     params = chat.params(default_max_tokens=40)
-    assert (params.stop, params.max_tokens, params.n, params.temperature, params.top_p, params.seed) == (("x",), 9, 1, 1.0, 1.0, None)
-    assert parse_chat_request(b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}').params(40).max_tokens == 40
+    assert (params.stop, params.max_tokens, params.n, params.temperature, params.top_p, params.seed) == (
+        ("x",),
+        9,
+        1,
+        1.0,
+        1.0,
+        None,
+    )
+    assert (
+        parse_chat_request(b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}').params(40).max_tokens
+        == 40
+    )
 
 
 @pytest.mark.parametrize(

@@ -64,8 +64,11 @@ def test_report_ratios_and_table():
     sync = RunResult(rate=StageRate(20, 10.0), busy=busy, staleness_mean=0.0)
     asynchronous = RunResult(rate=StageRate(30, 10.0), busy=busy, staleness_mean=1.5)
     memory = RoleMemory(peak={"learner": 2**30}, marks={"async_warm": {"learner": 100}, "async_end": {"learner": 105}})
-    unpinned = UnpinnedRuns(RunResult(StageRate(20, 10.0), busy, 0.0), RunResult(StageRate(36, 10.0), busy, 1.8),
-                            RunResult(StageRate(27, 10.0), busy, 1.8))
+    unpinned = UnpinnedRuns(
+        RunResult(StageRate(20, 10.0), busy, 0.0),
+        RunResult(StageRate(36, 10.0), busy, 1.8),
+        RunResult(StageRate(27, 10.0), busy, 1.8),
+    )
     report = bench_report(config, _layout(), stages, sync, asynchronous, memory, unpinned)
     assert report["speedup_vs_sync"] == pytest.approx(3.0 / 2.0)
     assert report["unpinned"]["speedup_vs_sync"] == pytest.approx(3.6 / 2.0)
@@ -73,7 +76,9 @@ def test_report_ratios_and_table():
     assert report["slowest_stage"] == "scoring" and report["pipeline_efficiency"] == pytest.approx(0.75)
     # Core 1 holds generation (6/s) and scoring (4/s): 1 / (1/6 + 1/4) = 2.4 groups/s.
     assert report["core_limit_groups_per_s"] == pytest.approx(2.4)
-    assert report["peak_rss_mb"]["learner"] == pytest.approx(1024) and report["rss_growth_async"]["learner"] == pytest.approx(0.05)
+    assert report["peak_rss_mb"]["learner"] == pytest.approx(1024) and report["rss_growth_async"][
+        "learner"
+    ] == pytest.approx(0.05)
     table = bench_table(report)
     assert "speedup_vs_sync **1.50**" in table and "pipeline_efficiency **0.75**" in table
     assert "unpinned (as a user's run): speedup_vs_sync **1.80**" in table
@@ -113,7 +118,9 @@ def test_the_learner_alone_stage_resends_generated_groups_as_new_groups():
 
     generated = [make_group(prompt_position=p) for p in range(3)]
     sends = 3 * len(generated) + 1
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=sends, capacity_bytes=2**30, admission=admission_for_made_groups())
+    queue = ReplayQueue(
+        "127.0.0.1", 0, capacity_groups=sends, capacity_bytes=2**30, admission=admission_for_made_groups()
+    )
     feeder = ReplayFeeder(queue.endpoint, generated, sends)
     try:
         taken = [queue.get(timeout=5) for _ in range(sends)]
@@ -128,8 +135,16 @@ def test_the_learner_alone_stage_resends_generated_groups_as_new_groups():
 @pytest.mark.slow
 def test_bench_runs_and_writes_its_report(tmp_path):
     out = tmp_path / "bench"
-    command = [sys.executable, "launch.py", "bench", f"out={out}", "bench.warmup_steps=1", "bench.steps=2", "learner.groups_per_step=4",
-               "bench.eval_every_steps=1"]
+    command = [
+        sys.executable,
+        "launch.py",
+        "bench",
+        f"out={out}",
+        "bench.warmup_steps=1",
+        "bench.steps=2",
+        "learner.groups_per_step=4",
+        "bench.eval_every_steps=1",
+    ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "bench.json").read_text())
@@ -139,7 +154,10 @@ def test_bench_runs_and_writes_its_report(tmp_path):
     assert report["sync"]["staleness_mean"] == 0 and report["unpinned"]["sync"]["staleness_mean"] == 0
     assert all(report["peak_rss_mb"][role] > 0 for role in ("learner", "rollout", "serve"))
     assert "speedup_vs_sync" in done.stdout
-    assert report["unpinned"]["async_eval"]["groups_per_s"] > 0 and "evaluation while training every 1 steps" in done.stdout
+    assert (
+        report["unpinned"]["async_eval"]["groups_per_s"] > 0
+        and "evaluation while training every 1 steps" in done.stdout
+    )
     # The learner alone trained (1 + 2) steps x 4 groups on fewer generated groups: each resent as new.
     assert report["stages"]["generation"]["groups"] < (1 + 2) * 4
 
@@ -152,9 +170,22 @@ def test_the_gpu_learner_script_runs_its_whole_path_on_the_tiny_shape(tmp_path):
 
     bundle = ensure_bundled_task(tmp_path / "cache", seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START)
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.gpu_learner", f"out={tmp_path / 'gpu'}", "--processor", str(bundle.captioner), "--tiny",
-         "--groups-per-micro-batch", "2"],
-        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.gpu_learner",
+            f"out={tmp_path / 'gpu'}",
+            "--processor",
+            str(bundle.captioner),
+            "--tiny",
+            "--groups-per-micro-batch",
+            "2",
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "gpu" / "gpu_learner.json").read_text())
@@ -173,7 +204,9 @@ def test_update_flops_count_the_language_model_six_times_and_the_frozen_vision_t
 
     from benchmarks.gpu_learner import update_flops
 
-    language = torch.nn.ModuleDict({"embed_tokens": torch.nn.Embedding(10, 4), "layer": torch.nn.Linear(4, 4, bias=False)})
+    language = torch.nn.ModuleDict(
+        {"embed_tokens": torch.nn.Embedding(10, 4), "layer": torch.nn.Linear(4, 4, bias=False)}
+    )
     model = SimpleNamespace(
         model=SimpleNamespace(language_model=language, visual=torch.nn.Linear(3, 2, bias=False)),
         lm_head=torch.nn.Linear(4, 10, bias=False),

@@ -41,7 +41,9 @@ def test_the_option_an_answer_chooses(answer, letters, choices, chosen):
     assert chosen_option(answer, letters, choices) == chosen
 
 
-def item(answer: str, answer_type: str = "text", choices: tuple[str, ...] = (), precision: int | None = None) -> BenchmarkItem:
+def item(
+    answer: str, answer_type: str = "text", choices: tuple[str, ...] = (), precision: int | None = None
+) -> BenchmarkItem:
     return BenchmarkItem("i", "a.png", "q?", answer, choices, answer_type, precision, "cat")
 
 
@@ -98,7 +100,10 @@ def test_caption_cache_is_keyed_by_captioner_prompt_and_seed(tmp_path):
     cache.put({key: ["a red circle", "a circle"]})
     with cache.path.open("a") as out:
         out.write('{"key": "cut sh')  # a crash mid-line: that entry is just generated again
-    assert CaptionCache(tmp_path / "cache", captioner, seed=7, sampling={"n": 2}).get(key) == ["a red circle", "a circle"]
+    assert CaptionCache(tmp_path / "cache", captioner, seed=7, sampling={"n": 2}).get(key) == [
+        "a red circle",
+        "a circle",
+    ]
     assert CaptionCache(tmp_path / "cache", captioner, seed=8, sampling={"n": 2}).get(key) is None
     assert CaptionCache(tmp_path / "cache", captioner, seed=7, sampling={"n": 4}).get(key) is None
     # A retrained checkpoint at the same path is another captioner.
@@ -106,15 +111,27 @@ def test_caption_cache_is_keyed_by_captioner_prompt_and_seed(tmp_path):
     assert CaptionCache(tmp_path / "cache", captioner, seed=7, sampling={"n": 2}).get(key) is None
 
 
-def result(item_id: str, category: str, sample: int, correct: bool, mode: str = "caption", reasoner: str = "r", response: str = "resp") -> ItemResult:
+def result(
+    item_id: str,
+    category: str,
+    sample: int,
+    correct: bool,
+    mode: str = "caption",
+    reasoner: str = "r",
+    response: str = "resp",
+) -> ItemResult:
     return ItemResult(item_id, category, mode, reasoner, sample, "q", "1", "cap", "", response, None, correct)
 
 
 RESULTS = [
-    result("a", "X", 0, True), result("a", "X", 1, False),  # item a: 1/2
-    result("b", "X", 0, True), result("b", "X", 1, True),  # item b: 2/2
-    result("c", "Y", 0, False), result("c", "Y", 1, False),  # item c: 0/2
-    result("a", "X", 0, True, "direct", "", "\\boxed{1}"), result("a", "X", 1, True, "direct", "", "Answer: 1\nScore: 10"),
+    result("a", "X", 0, True),
+    result("a", "X", 1, False),  # item a: 1/2
+    result("b", "X", 0, True),
+    result("b", "X", 1, True),  # item b: 2/2
+    result("c", "Y", 0, False),
+    result("c", "Y", 1, False),  # item c: 0/2
+    result("a", "X", 0, True, "direct", "", "\\boxed{1}"),
+    result("a", "X", 1, True, "direct", "", "Answer: 1\nScore: 10"),
 ]
 
 
@@ -124,7 +141,9 @@ def test_accuracy_is_the_mean_over_items_with_its_standard_error():
     # Item shares 0.5, 1, 0: mean 0.5; their standard deviation is 0.5, over sqrt(3) items.
     assert (every.items, every.samples, every.accuracy) == (3, 2, 0.5)
     assert every.stderr == pytest.approx(0.5 / math.sqrt(3))
-    assert rows[("caption", "X")].accuracy == 0.75 and rows[("caption", "X")].stderr == pytest.approx(math.sqrt(0.125) / math.sqrt(2))
+    assert rows[("caption", "X")].accuracy == 0.75 and rows[("caption", "X")].stderr == pytest.approx(
+        math.sqrt(0.125) / math.sqrt(2)
+    )
     assert rows[("caption", "Y")].accuracy == 0.0 and math.isnan(rows[("caption", "Y")].stderr)
     assert rows[("direct", "all")].accuracy == 1.0 and rows[("direct", "all")].items == 1
     # Of the two direct responses one boxes its answer and one carries a judge's Score line.
@@ -141,7 +160,15 @@ def test_report_files(tmp_path):
     # The modes in the paper's order, whatever order the results came in.
     assert "| category | items | direct | caption (r) |" in markdown and "| X | 2 | 1.000 | 0.750 |" in markdown
     rows = list(csv.DictReader((tmp_path / "eval.csv").open()))
-    assert [(r["mode"], r["category"]) for r in rows] == [("direct", "all"), ("caption", "all"), ("direct", "X"), ("caption", "X"), ("caption", "Y")]
+    assert [(r["mode"], r["category"]) for r in rows] == [
+        ("direct", "all"),
+        ("caption", "all"),
+        ("direct", "X"),
+        ("caption", "X"),
+        ("caption", "Y"),
+    ]
     assert {r["reasoner_checkpoint"] for r in rows if r["mode"] == "caption"} == {"/ckpt/r"}
-    assert [json.loads(line)["correct"] for line in (tmp_path / "items.jsonl").read_text().splitlines()] == [r.correct for r in RESULTS]
+    assert [json.loads(line)["correct"] for line in (tmp_path / "items.jsonl").read_text().splitlines()] == [
+        r.correct for r in RESULTS
+    ]
     assert (tmp_path / "eval.png").read_bytes()[:4] == b"\x89PNG"

@@ -94,9 +94,7 @@ def _count_for(question: str, scene: tuple[SceneObject, ...]) -> int:
     words = question.rstrip("?").split()
     colours = [w for w in words if w in COLOURS]
     shapes = [w[:-1] for w in words if w.endswith("s") and w[:-1] in SHAPES]
-    return sum(
-        (not colours or obj.colour == colours[0]) and (not shapes or obj.shape == shapes[0]) for obj in scene
-    )
+    return sum((not colours or obj.colour == colours[0]) and (not shapes or obj.shape == shapes[0]) for obj in scene)
 
 
 def test_make_question_answers_are_the_true_counts():
@@ -174,7 +172,9 @@ def test_multiple_choice_questions_ask_the_total_then_what_is_in_occupied_cells(
         # The total ("3", the third option), then three different questions among the six about its cells.
         assert questions[0] == MCQuestion("How many objects are there?", ("1", "2", "3", "4"), 2)
         assert len({q.question for q in questions}) == 4
-        assert all(" bottom left?" not in q.question and q.options[q.answer] == _shown(q.question, three) for q in questions)
+        assert all(
+            " bottom left?" not in q.question and q.options[q.answer] == _shown(q.question, three) for q in questions
+        )
 
 
 # A blind guesser's strategies: the option index it picks from the options alone, None if it cannot.
@@ -186,7 +186,9 @@ def _always(text: str) -> Strategy:
 
 
 def _smallest_non_zero(question: MCQuestion) -> int | None:
-    numbers = [(int(option), index) for index, option in enumerate(question.options) if option.isdigit() and int(option) > 0]
+    numbers = [
+        (int(option), index) for index, option in enumerate(question.options) if option.isdigit() and int(option) > 0
+    ]
     return min(numbers)[1] if numbers else None
 
 
@@ -358,7 +360,9 @@ def test_a_cache_is_filled_from_a_shipped_build_of_its_recipe(bundle, tmp_path: 
     for name in shipped.MODELS:  # the shipped checkpoints, file for file
         for file in (root / name).iterdir():
             assert (filled.root / name / file.name).read_bytes() == file.read_bytes()
-    assert json.loads((filled.root / "warm_start.json").read_text()) == json.loads((bundle.root / "warm_start.json").read_text())
+    assert json.loads((filled.root / "warm_start.json").read_text()) == json.loads(
+        (bundle.root / "warm_start.json").read_text()
+    )
     # The dataset is regenerated from the seed: the build's own records, byte for byte.
     assert filled.train_file.read_bytes() == bundle.train_file.read_bytes()
     assert filled.eval_file.read_bytes() == bundle.eval_file.read_bytes()
@@ -381,4 +385,6 @@ def test_a_fresh_build_falls_short_only_beyond_three_standard_errors_of_the_ship
     gaps = quality_gaps({"counting": 0.84, "captioner": {"precision": 0.9}}, shipped)
     assert gaps == ["counting: 0.840, the shipped build 0.900 (noise 0.056)"]
     # A figure the shipped build has and the fresh one lacks is a gap; one neither measured is none.
-    assert quality_gaps({"counting": 0.9, "captioner": {}}, shipped) == ["captioner.precision: nan, the shipped build 0.900 (noise 0.056)"]
+    assert quality_gaps({"counting": 0.9, "captioner": {}}, shipped) == [
+        "captioner.precision: nan, the shipped build 0.900 (noise 0.056)"
+    ]

@@ -59,7 +59,7 @@ def launch_commands(script: str) -> list[list[str]]:
             words = shlex.split(part)
             at = [i for i, w in enumerate(words) if w.endswith("launch.py")]
             if at and words[at[0] - 1].startswith("python"):
-                commands.append(words[at[0] + 1:])
+                commands.append(words[at[0] + 1 :])
     return commands
 
 
@@ -148,15 +148,25 @@ def sbatch_option(script: str, option: str) -> str:
 def slurm_nodes(script: str) -> list[ClusterNode]:
     """The Ray nodes the batch script starts, node 0 (the head) first: one per Slurm node, its
     role by index, its CPUs and GPUs those of the allocation."""
-    roles, labels, resources = bash_array(script, "ROLES"), bash_array(script, "RAY_LABELS"), bash_array(script, "RAY_RESOURCES")
+    roles, labels, resources = (
+        bash_array(script, "ROLES"),
+        bash_array(script, "RAY_LABELS"),
+        bash_array(script, "RAY_RESOURCES"),
+    )
     assert len(roles) == int(sbatch_option(script, "nodes")), "ROLES must name one role per node of the allocation"
     # The `ray start` of every node passes its role's labels and resources, and its CPUs and GPUs.
-    for flag in ('--labels="${RAY_LABELS[$role]}"', '--resources="${RAY_RESOURCES[$role]}"',
-                 '--num-cpus="$SLURM_CPUS_PER_TASK"', '--num-gpus="$SLURM_GPUS_ON_NODE"'):
+    for flag in (
+        '--labels="${RAY_LABELS[$role]}"',
+        '--resources="${RAY_RESOURCES[$role]}"',
+        '--num-cpus="$SLURM_CPUS_PER_TASK"',
+        '--num-gpus="$SLURM_GPUS_ON_NODE"',
+    ):
         assert flag in script, f"ray start lacks {flag}"
     each = {"CPU": float(sbatch_option(script, "cpus-per-task")), "GPU": float(sbatch_option(script, "gpus-per-node"))}
-    return [ClusterNode(f"node{i}", f"node{i}", {**each, **ray_resources(resources[role])}, ray_labels(labels[role]))
-            for i, role in enumerate(roles)]
+    return [
+        ClusterNode(f"node{i}", f"node{i}", {**each, **ray_resources(resources[role])}, ray_labels(labels[role]))
+        for i, role in enumerate(roles)
+    ]
 
 
 def placement_problems(config: TrainConfig, nodes: list[ClusterNode]) -> list[str]:
@@ -196,8 +206,10 @@ def sbatch() -> str:
 
 
 def recipe_commands(rayjob: dict, sbatch: str) -> dict[str, tuple[list[str], list[ClusterNode]]]:
-    return {"kuberay": (launch_commands(rayjob["spec"]["entrypoint"]), kuberay_nodes(rayjob)),
-            "slurm": (launch_commands(sbatch), slurm_nodes(sbatch))}
+    return {
+        "kuberay": (launch_commands(rayjob["spec"]["entrypoint"]), kuberay_nodes(rayjob)),
+        "slurm": (launch_commands(sbatch), slurm_nodes(sbatch)),
+    }
 
 
 @pytest.mark.parametrize("recipe", ["kuberay", "slurm"])
@@ -250,7 +262,10 @@ def test_a_placement_no_node_can_give_is_caught(rayjob):
 def test_the_nodes_parsed_from_each_recipe_carry_the_tested_labels_and_resources(rayjob, sbatch):
     for _, nodes in recipe_commands(rayjob, sbatch).values():
         assert [(n.labels, n.resources.get("learner_slot", 0)) for n in nodes] == [
-            ({"role": "head"}, 1.0), ({"role": "rollout"}, 0), ({"role": "learner"}, 1.0)]
+            ({"role": "head"}, 1.0),
+            ({"role": "rollout"}, 0),
+            ({"role": "learner"}, 1.0),
+        ]
         assert all(n.resources["GPU"] >= 1 for n in nodes)
 
 
@@ -267,8 +282,12 @@ def containers(doc: dict) -> list[tuple[str, dict, dict]]:
 
 def literal_secrets(doc: dict) -> list[str]:
     """Environment variables that look like secrets and are given a literal value."""
-    return [f"{name}: {env['name']}" for name, container, _ in containers(doc) for env in container.get("env", [])
-            if SECRET_NAME.search(env["name"]) and "value" in env]
+    return [
+        f"{name}: {env['name']}"
+        for name, container, _ in containers(doc)
+        for env in container.get("env", [])
+        if SECRET_NAME.search(env["name"]) and "value" in env
+    ]
 
 
 def test_every_pod_takes_the_cluster_token_from_a_secret_and_none_is_literal(rayjob):
@@ -280,7 +299,8 @@ def test_every_pod_takes_the_cluster_token_from_a_secret_and_none_is_literal(ray
     # The same check on a manifest with the token written in.
     leaked = yaml.safe_load(RAYJOB.read_text())
     leaked["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["env"].append(
-        {"name": "RAY_AUTH_TOKEN", "value": "0123456789abcdef"})
+        {"name": "RAY_AUTH_TOKEN", "value": "0123456789abcdef"}
+    )
     assert literal_secrets(leaked) == ["head: RAY_AUTH_TOKEN"]
 
 
@@ -292,7 +312,11 @@ def test_every_ray_pod_mounts_the_curve_keys_where_the_command_says_and_a_memory
         volumes = {v["name"]: v for v in pod["volumes"]}
         mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
         keys = mounts[config.curve.keys_dir]["secret"]
-        assert {item["path"] for item in keys["items"]} >= {"server.key", "clients/client.key", "clients/client.key_secret"}, name
+        assert {item["path"] for item in keys["items"]} >= {
+            "server.key",
+            "clients/client.key",
+            "clients/client.key_secret",
+        }, name
         assert mounts["/dev/shm"]["emptyDir"]["medium"] == "Memory", name
 
 
@@ -303,7 +327,12 @@ def assigned_secrets(script: str) -> list[str]:
     """Secret-looking variables the script assigns a value of its own (rather than reading the
     environment)."""
     code = [line for line in script.splitlines() if not line.lstrip().startswith("#")]
-    return [m.group(1) for line in code for m in re.finditer(r"(?:^|[\s;])(\w+)=(?!\$)", line) if SECRET_NAME.search(m.group(1))]
+    return [
+        m.group(1)
+        for line in code
+        for m in re.finditer(r"(?:^|[\s;])(\w+)=(?!\$)", line)
+        if SECRET_NAME.search(m.group(1))
+    ]
 
 
 def test_the_batch_script_reads_the_token_from_the_environment_and_stops_ray_on_exit(sbatch):
@@ -327,7 +356,10 @@ FAKE_COMMANDS = {
     "hostname": 'echo "10.0.0.1 10.0.1.1"',
     "ray": 'echo "ray $* auth=$RAY_AUTH_MODE" >> "$LOG"',
     # python -c (the script's wait for the nodes): how many nodes have started so far.
-    "python": 'if [[ $1 == -c ]]; then echo "connecting"; grep -c "^ray start" "$LOG"; else echo "python $* auth=$RAY_AUTH_MODE" >> "$LOG"; fi',
+    "python": (
+        'if [[ $1 == -c ]]; then echo "connecting"; grep -c "^ray start" "$LOG"; '
+        'else echo "python $* auth=$RAY_AUTH_MODE" >> "$LOG"; fi'
+    ),
     "sleep": "command -p sleep 0.05",
 }
 
@@ -338,17 +370,33 @@ def test_the_batch_script_starts_each_node_with_its_roles_flags_and_stops_ray_wh
     for name, body in FAKE_COMMANDS.items():
         (tmp_path / name).write_text(f"#!/bin/bash\n{body}\n")
         (tmp_path / name).chmod(0o755)
-    env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "LOG": str(tmp_path / "log"), "SLURM_JOB_NODELIST": "gpu[01-03]",
-           "SLURM_CPUS_PER_TASK": "32", "SLURM_GPUS_ON_NODE": "8", "SLURM_JOB_ID": "7", "RAY_AUTH_TOKEN": "from-the-environment",
-           "CURVE_KEYS_DIR": "/keys", "CAPTION_RL_DIR": str(tmp_path), "DATA_DIR": "/data"}
+    env = {
+        "PATH": f"{tmp_path}:{os.environ['PATH']}",
+        "LOG": str(tmp_path / "log"),
+        "SLURM_JOB_NODELIST": "gpu[01-03]",
+        "SLURM_CPUS_PER_TASK": "32",
+        "SLURM_GPUS_ON_NODE": "8",
+        "SLURM_JOB_ID": "7",
+        "RAY_AUTH_TOKEN": "from-the-environment",
+        "CURVE_KEYS_DIR": "/keys",
+        "CAPTION_RL_DIR": str(tmp_path),
+        "DATA_DIR": "/data",
+    }
     done = subprocess.run(["bash", str(SBATCH)], check=False, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     log = (tmp_path / "log").read_text().splitlines()
-    starts = {line.split("--nodelist=")[1].split()[0]: line for line in log if line.startswith("srun") and " ray start " in line}
+    starts = {
+        line.split("--nodelist=")[1].split()[0]: line
+        for line in log
+        if line.startswith("srun") and " ray start " in line
+    }
     assert "--head --port=6379 --node-ip-address=10.0.0.1" in starts["gpu01"]
     assert all("--address=10.0.0.1:6379" in starts[node] for node in ("gpu02", "gpu03"))
-    for node, flags in {"gpu01": 'role=head --resources={"learner_slot": 1}', "gpu02": "role=rollout --resources={}",
-                        "gpu03": 'role=learner --resources={"learner_slot": 1}'}.items():
+    for node, flags in {
+        "gpu01": 'role=head --resources={"learner_slot": 1}',
+        "gpu02": "role=rollout --resources={}",
+        "gpu03": 'role=learner --resources={"learner_slot": 1}',
+    }.items():
         assert f"--num-cpus=32 --num-gpus=8 --labels={flags}" in starts[node]
     assert all(line.endswith("auth=token") for line in log if line.startswith(("ray ", "python ")))
     driver = [line for line in log if line.startswith("python launch.py train")]

@@ -19,7 +19,9 @@ from driver.run import make_run_dir
 
 def test_each_command_reads_its_own_keys_as_they_were_spelled():
     assert load_config(None, ["bench.steps=3"], BenchCommandConfig).bench.steps == 3
-    soak = load_config(None, expand_short_keys(["out=runs/soak", "soak.duration_s=60"], "soak", ("out",)), SoakCommandConfig)
+    soak = load_config(
+        None, expand_short_keys(["out=runs/soak", "soak.duration_s=60"], "soak", ("out",)), SoakCommandConfig
+    )
     assert (soak.soak.out, soak.soak.duration_s) == ("runs/soak", 60.0)
     overrides = expand_short_keys(["data=b.tsv", "out=runs/eval", "eval.samples_per_prompt=2"], "eval", ("data", "out"))
     evaluation = load_config(None, overrides, EvalCommandConfig).eval
@@ -28,18 +30,27 @@ def test_each_command_reads_its_own_keys_as_they_were_spelled():
 
 @pytest.mark.parametrize(
     "override, command",
-    [("bench.steps=3", "bench"), ("soak.duration_s=60", "soak"), ("eval.data=b.tsv", "eval"), ("eval.modes=[caption]", "eval")],
+    [
+        ("bench.steps=3", "bench"),
+        ("soak.duration_s=60", "soak"),
+        ("eval.data=b.tsv", "eval"),
+        ("eval.modes=[caption]", "eval"),
+    ],
 )
 def test_training_refuses_a_key_only_a_command_reads_naming_the_command(override, command):
     key = override.split("=")[0]
-    with pytest.raises(ConfigError, match=re.escape(f"unknown config key '{key}' (only `launch.py {command}` reads it)")):
+    with pytest.raises(
+        ConfigError, match=re.escape(f"unknown config key '{key}' (only `launch.py {command}` reads it)")
+    ):
         load_config(None, [override])
 
 
 def test_a_commands_bounds_name_its_keys():
     with pytest.raises(ConfigError, match=r"bench.steps must be >= 2, got 1"):
         load_config(None, ["bench.steps=1"], BenchCommandConfig)
-    with pytest.raises(ConfigError, match=r"eval.modes must be a non-empty list of 'direct', 'caption', 'two_stage', got \['best'\]"):
+    with pytest.raises(
+        ConfigError, match=r"eval.modes must be a non-empty list of 'direct', 'caption', 'two_stage', got \['best'\]"
+    ):
         load_config(None, ["eval.modes=[best]"], EvalCommandConfig)
 
 
@@ -47,7 +58,9 @@ def test_a_commands_bounds_name_its_keys():
 def test_a_run_directory_saves_the_training_config_alone(schema, tmp_path):
     config = load_config(None, [f"run_dir={tmp_path / 'run'}", "learner.total_steps=3"], schema)
     saved = OmegaConf.load(make_run_dir(config) / "config.yaml")
-    assert "bench" not in saved and "soak" not in saved and set(saved.eval) == set(OmegaConf.structured(TrainConfig).eval)
+    assert (
+        "bench" not in saved and "soak" not in saved and set(saved.eval) == set(OmegaConf.structured(TrainConfig).eval)
+    )
     assert load_config(tmp_path / "run" / "config.yaml") == training_config(config)
     assert saved.learner.total_steps == 3
 
@@ -69,7 +82,11 @@ def test_resume_drops_the_command_sections_an_older_run_saved(tmp_path):
     run_dir = _older_run(tmp_path)
     args = argparse.Namespace(config=None, overrides=[f"resume={run_dir}", "learner.total_steps=9"])
     config = job_config(args)
-    assert type(config) is TrainConfig and (config.seed, config.learner.total_steps, config.resume) == (7, 9, str(run_dir))
+    assert type(config) is TrainConfig and (config.seed, config.learner.total_steps, config.resume) == (
+        7,
+        9,
+        str(run_dir),
+    )
     # `eval --run` of such a run keeps the keys the eval command reads and drops the others.
     evaluation = load_config(run_dir / "config.yaml", [], EvalCommandConfig, saved_run=True)
     assert evaluation.eval.modes == ["direct", "caption"] and evaluation.seed == 7
@@ -82,5 +99,11 @@ def test_the_command_keys_are_those_the_training_config_lacks():
     keys = command_keys()
     assert keys["bench"] == "bench" and keys["soak"] == "soak"
     assert {k for k, command in keys.items() if command == "eval"} == {
-        "eval.data", "eval.out", "eval.modes", "eval.captioner", "eval.reasoners", "eval.caption_cache", "eval.max_new_tokens",
+        "eval.data",
+        "eval.out",
+        "eval.modes",
+        "eval.captioner",
+        "eval.reasoners",
+        "eval.caption_cache",
+        "eval.max_new_tokens",
     }

@@ -27,7 +27,10 @@ def test_paper_configs_carry_the_papers_settings_on_vllm(path):
     "overrides, reason",
     [
         (["learner.weight_sync.backend=gloo"], "needs rollout.engine=vllm"),
-        (["learner.weight_sync.backend=nccl", "rollout.engine=vllm"], "needs learner.num_gpus and rollout.num_gpus > 0"),
+        (
+            ["learner.weight_sync.backend=nccl", "rollout.engine=vllm"],
+            "needs learner.num_gpus and rollout.num_gpus > 0",
+        ),
         (["learner.weight_sync.backend=mpi"], "must be one of"),
     ],
 )
@@ -67,7 +70,13 @@ def test_serve_autoscaling_replaces_the_fixed_replica_count():
 
     fixed = reasoner_app(load_config(overrides=["serve.num_replicas=2"]).serve, "ckpt", 0)._bound_deployment
     assert fixed.num_replicas == 2 and fixed._deployment_config.autoscaling_config is None
-    scaled = load_config(overrides=["serve.autoscaling.min_replicas=1", "serve.autoscaling.max_replicas=3", "serve.autoscaling.target_ongoing_requests=4"])
+    scaled = load_config(
+        overrides=[
+            "serve.autoscaling.min_replicas=1",
+            "serve.autoscaling.max_replicas=3",
+            "serve.autoscaling.target_ongoing_requests=4",
+        ]
+    )
     autoscaling = reasoner_app(scaled.serve, "ckpt", 0)._bound_deployment._deployment_config.autoscaling_config
     assert (autoscaling.min_replicas, autoscaling.max_replicas, autoscaling.target_ongoing_requests) == (1, 3, 4.0)
 
@@ -76,8 +85,14 @@ def test_serve_autoscaling_replaces_the_fixed_replica_count():
     ("overrides", "reason"),
     [
         (["serve.engine=openai"], "serve.engine=openai needs serve.openai.base_url and serve.openai.model"),
-        (["serve.autoscaling.max_replicas=2", "serve.autoscaling.min_replicas=3"], "need 1 <= min_replicas <= max_replicas"),
-        (["serve.api.reasoners.reasoner.base_url=http://h/v1", "serve.api.reasoners.reasoner.model=m"], "the id is taken"),
+        (
+            ["serve.autoscaling.max_replicas=2", "serve.autoscaling.min_replicas=3"],
+            "need 1 <= min_replicas <= max_replicas",
+        ),
+        (
+            ["serve.api.reasoners.reasoner.base_url=http://h/v1", "serve.api.reasoners.reasoner.model=m"],
+            "the id is taken",
+        ),
         (["serve.api.reasoners.r1.model=m"], "serve.api.reasoners.r1 needs base_url and model"),
         (["serve.http_port=0"], "serve.http_port must be in [1, 65535]"),
     ],

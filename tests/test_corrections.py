@@ -58,7 +58,9 @@ def test_weighted_policy_gradient_and_stats(advantage):
 def test_none_is_the_ppo_clip_against_the_behaviour_policy():
     # Token 1 (ratio 3, A = +1) is clipped at 1.2 with no gradient; weights stay 1.
     logp = torch.zeros(1, 2, requires_grad=True)
-    loss, stats = policy_loss(logp, BEHAVIOUR[:, :2], torch.tensor([1.0]), MASK[:, :2], **CLIP, correction=_kind("none"))
+    loss, stats = policy_loss(
+        logp, BEHAVIOUR[:, :2], torch.tensor([1.0]), MASK[:, :2], **CLIP, correction=_kind("none")
+    )
     torch.testing.assert_close(loss, torch.tensor([[-1.0, -1.2]]))
     loss.sum().backward()
     torch.testing.assert_close(logp.grad, torch.tensor([[-1.0, 0.0]]))
@@ -85,7 +87,9 @@ def test_extreme_ratios_stay_finite_and_bounded(kind):
 @pytest.mark.parametrize("kind", ["none", "tis", "mask", "decoupled"])
 def test_an_all_masked_batch_gives_zero_loss_gradient_and_stats(kind):
     logp = torch.zeros(2, 3, requires_grad=True)
-    loss, stats = policy_loss(logp, torch.zeros(2, 3), torch.tensor([1.0, -1.0]), torch.zeros(2, 3), **CLIP, correction=_kind(kind))
+    loss, stats = policy_loss(
+        logp, torch.zeros(2, 3), torch.tensor([1.0, -1.0]), torch.zeros(2, 3), **CLIP, correction=_kind(kind)
+    )
     assert torch.equal(loss, torch.zeros(2, 3))
     loss.sum().backward()
     assert torch.equal(logp.grad, torch.zeros(2, 3))
@@ -125,7 +129,9 @@ def test_under_a_correction_neither_clip_binds_whatever_the_staleness():
     logp = torch.zeros(2, 17)
     behaviour = -torch.linspace(-8.0, 8.0, 17).expand_as(logp)
     for kind in ("tis", "mask", "decoupled"):
-        _, stats = policy_loss(logp, behaviour, torch.tensor([1.0, -1.0]), torch.ones_like(logp), **CLIP, correction=_kind(kind))
+        _, stats = policy_loss(
+            logp, behaviour, torch.tensor([1.0, -1.0]), torch.ones_like(logp), **CLIP, correction=_kind(kind)
+        )
         assert (stats.clip_fraction, stats.dual_clip_fraction) == (0.0, 0.0)
 
 
@@ -140,14 +146,17 @@ def test_the_advantage_bound_is_sqrt_of_g_minus_one_with_std_scaling():
         assert group_advantages(spread).abs().max().item() <= math.sqrt(g - 1) + 1e-4
 
 
-@pytest.mark.parametrize("kind, kl_gradient", [
-    # Ratios pi_prox / pi_b of 1, 3, 0.25 and 10 (BEHAVIOUR). mask keeps only the first token;
-    # decoupled drops only the ratio-10 one; tis truncates two but drops none; none drops none.
-    ("mask", [True, False, False, False]),
-    ("decoupled", [True, True, True, False]),
-    ("tis", [True, True, True, True]),
-    ("none", [True, True, True, True]),
-])
+@pytest.mark.parametrize(
+    "kind, kl_gradient",
+    [
+        # Ratios pi_prox / pi_b of 1, 3, 0.25 and 10 (BEHAVIOUR). mask keeps only the first token;
+        # decoupled drops only the ratio-10 one; tis truncates two but drops none; none drops none.
+        ("mask", [True, False, False, False]),
+        ("decoupled", [True, True, True, False]),
+        ("tis", [True, True, True, True]),
+        ("none", [True, True, True, True]),
+    ],
+)
 def test_a_dropped_token_gets_no_kl_gradient_but_still_counts_in_the_mean(kind, kl_gradient):
     from learner.grpo import grpo_loss, low_variance_kl
 
@@ -155,8 +164,9 @@ def test_a_dropped_token_gets_no_kl_gradient_but_still_counts_in_the_mean(kind, 
     # logprob is -1 on every token: each token's k3 is e^-1 - (-1) - 1 = e^-1 = 0.3679.
     logp = torch.zeros(1, 4, requires_grad=True)
     reference = torch.full((1, 4), -1.0)
-    loss, stats = grpo_loss(logp, BEHAVIOUR, reference, torch.tensor([0.0]), MASK, **CLIP,
-                            correction=_kind(kind), kl_coef=1.0)
+    loss, stats = grpo_loss(
+        logp, BEHAVIOUR, reference, torch.tensor([0.0]), MASK, **CLIP, correction=_kind(kind), kl_coef=1.0
+    )
     loss.backward()
     assert (logp.grad[0] != 0).tolist() == kl_gradient
     # The token mean divides by all 4 response tokens, kept or not.
@@ -174,9 +184,21 @@ def test_the_clip_fractions_are_logged_only_where_they_can_bind(kind):
     from learner.update import UpdateStats
     from wire import metric_names as names
 
-    stats = UpdateStats(loss=0.1, pg_loss=0.1, kl=0.0, clip_fraction=0.25, dual_clip_fraction=0.05, ratio_mean=1.0,
-                        ratio_max=2.0, weight_mean=1.0, weight_max=1.0, corrected_fraction=0.0, grad_norm=1.0,
-                        tokens=40, on_policy_logprob_diff=0.0)
+    stats = UpdateStats(
+        loss=0.1,
+        pg_loss=0.1,
+        kl=0.0,
+        clip_fraction=0.25,
+        dual_clip_fraction=0.05,
+        ratio_mean=1.0,
+        ratio_max=2.0,
+        weight_mean=1.0,
+        weight_max=1.0,
+        corrected_fraction=0.0,
+        grad_norm=1.0,
+        tokens=40,
+        on_policy_logprob_diff=0.0,
+    )
     row = update_metrics(stats, captions=8, correction_kind=kind)
     clipping = {names.LOSS_CLIP_FRACTION, names.LOSS_DUAL_CLIP_FRACTION}
     assert (clipping <= row.keys()) == (kind == "none")

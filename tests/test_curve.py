@@ -24,7 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 def keys(tmp_path_factory):
     """The run's keys, made by the documented command, and another pair nobody admitted."""
     ours, theirs = tmp_path_factory.mktemp("keys"), tmp_path_factory.mktemp("other-keys")
-    made = subprocess.run([sys.executable, "launch.py", "keys", f"out={ours}"], cwd=REPO, capture_output=True, text=True, check=False)
+    made = subprocess.run(
+        [sys.executable, "launch.py", "keys", f"out={ours}"], cwd=REPO, capture_output=True, text=True, check=False
+    )
     assert made.returncode == 0, made.stderr
     assert (ours / "server.key_secret").stat().st_mode & 0o077 == 0  # secrets: owner only
     generate_keys(theirs)
@@ -44,7 +46,9 @@ def delivered(queue: ReplayQueue, client: ReplayClient, position: int, wait_s: f
 
 def gets_through(server_keys, client_keys) -> bool:
     """Whether a group a client holding `client_keys` sends reaches a queue serving `server_keys`."""
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups(), keys=server_keys)
+    queue = ReplayQueue(
+        "127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups(), keys=server_keys
+    )
     client = ReplayClient([queue.endpoint], client_keys)
     try:
         return delivered(queue, client, 0, wait_s=2)
@@ -55,9 +59,14 @@ def gets_through(server_keys, client_keys) -> bool:
 
 def test_the_replay_socket_takes_only_the_admitted_key(keys):
     ours, theirs = keys
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups(), keys=ours)
-    clients = {"ours": ReplayClient([queue.endpoint], ours), "theirs": ReplayClient([queue.endpoint], theirs),
-               "plain": ReplayClient([queue.endpoint])}
+    queue = ReplayQueue(
+        "127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups(), keys=ours
+    )
+    clients = {
+        "ours": ReplayClient([queue.endpoint], ours),
+        "theirs": ReplayClient([queue.endpoint], theirs),
+        "plain": ReplayClient([queue.endpoint]),
+    }
     try:
         assert delivered(queue, clients["ours"], 0, wait_s=5)
         assert not delivered(queue, clients["theirs"], 1, wait_s=2)  # another server key: no handshake
@@ -83,8 +92,10 @@ def test_a_client_with_the_servers_key_but_an_unknown_own_key_is_refused(keys, t
 def test_weights_reach_only_the_admitted_key(keys):
     ours, theirs = keys
     publisher = ZmqWeightPublisher("127.0.0.1", 0, ours)
-    receivers = {"ours": ZmqWeightReceiver(publisher.source().endpoints, ours),
-                 "theirs": ZmqWeightReceiver(publisher.source().endpoints, theirs)}
+    receivers = {
+        "ours": ZmqWeightReceiver(publisher.source().endpoints, ours),
+        "theirs": ZmqWeightReceiver(publisher.source().endpoints, theirs),
+    }
     try:
         publisher.publish(3, {"w": torch.ones(4)})  # new subscribers get it when they join
         got: dict[str, int] = {}
@@ -119,13 +130,21 @@ def test_the_servers_own_pair_is_no_client(keys):
 
 
 def test_an_actor_with_its_own_pair_gets_in_with_it_and_the_others_keep_the_shared_one(tmp_path):
-    made = subprocess.run([sys.executable, "launch.py", "keys", f"out={tmp_path}", "actors=2"], cwd=REPO, capture_output=True, text=True, check=False)
+    made = subprocess.run(
+        [sys.executable, "launch.py", "keys", f"out={tmp_path}", "actors=2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert made.returncode == 0, made.stderr
     server = load_keys(str(tmp_path))
     first, shared = load_keys(str(tmp_path), actor_id=1), load_keys(str(tmp_path), actor_id=5)
     assert first.client_public != shared.client_public
     assert shared.client_public == (tmp_path / "clients" / "client.key").read_bytes().split(b'public-key = "')[1][:40]
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups(), keys=server)
+    queue = ReplayQueue(
+        "127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups(), keys=server
+    )
     clients = [ReplayClient([queue.endpoint], keys) for keys in (first, shared)]
     try:
         assert delivered(queue, clients[0], 0, wait_s=5) and delivered(queue, clients[1], 1, wait_s=5)

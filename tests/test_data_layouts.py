@@ -60,7 +60,9 @@ def test_both_virl39k_layouts_read_as_the_records_they_were_made_from(source, la
     originals = read_records(source)
     # The reader refuses what the rows say (several images, no answer); the image checks come later.
     assert [p.record_id for p in read.problems] == ["bad-several-images", "bad-empty-answer"]
-    image_rows = ["bad-missing-image", "bad-unreadable-image"] if layout == "virl39k_release" else ["bad-unreadable-image"]
+    image_rows = (
+        ["bad-missing-image", "bad-unreadable-image"] if layout == "virl39k_release" else ["bad-unreadable-image"]
+    )
     assert [r.id for r in read.records] == [r.id for r in originals] + image_rows
     for got, original in zip(read.records, originals):
         assert got.question == original.question  # the <image> placeholder gone
@@ -69,7 +71,9 @@ def test_both_virl39k_layouts_read_as_the_records_they_were_made_from(source, la
         root = getattr(layouts, layout).parent
         assert pixels(str(root / got.image)) == pixels(str(source.parent / original.image))
     sources = [r.source for r in read.records[:COUNT]]
-    assert sources == ([EXCLUDED_SOURCE] * 2 + ["bundled-shapes"] * (COUNT - 2) if layout == "virl39k_release" else [""] * COUNT)
+    assert sources == (
+        [EXCLUDED_SOURCE] * 2 + ["bundled-shapes"] * (COUNT - 2) if layout == "virl39k_release" else [""] * COUNT
+    )
 
 
 def test_release_rows_that_cannot_be_used_are_refused_with_reasons(layouts, tmp_path):
@@ -85,7 +89,9 @@ def test_release_rows_that_cannot_be_used_are_refused_with_reasons(layouts, tmp_
 
 
 def test_preparation_filters_by_source_writes_absolute_paths_and_is_reused(layouts, tmp_path):
-    prepared = prepare_records(layouts.virl39k_release, tmp_path, RecordFilter(exclude_sources=(EXCLUDED_SOURCE,)), LIMIT)
+    prepared = prepare_records(
+        layouts.virl39k_release, tmp_path, RecordFilter(exclude_sources=(EXCLUDED_SOURCE,)), LIMIT
+    )
     records = read_records(prepared.records_file)
     assert prepared.kept == len(records) == COUNT - 2 and prepared.filtered_out == 2
     assert all(r.source != EXCLUDED_SOURCE and Path(r.image).is_absolute() and Path(r.image).is_file() for r in records)
@@ -95,14 +101,18 @@ def test_preparation_filters_by_source_writes_absolute_paths_and_is_reused(layou
     # Other settings are another preparation: a category filter keeps that category alone.
     shapes = prepare_records(layouts.virl39k_release, tmp_path, RecordFilter(categories=("shape",)), LIMIT)
     assert shapes.records_file != prepared.records_file
-    assert {r.category for r in read_records(shapes.records_file)} == {"shape"} and shapes.kept == COUNT // len(QUESTIONS)
+    assert {r.category for r in read_records(shapes.records_file)} == {"shape"} and shapes.kept == COUNT // len(
+        QUESTIONS
+    )
 
 
 def test_mirrored_images_are_written_out_once_by_content(layouts, tmp_path):
     prepared = prepare_records(layouts.virl39k_mirrored, tmp_path, RecordFilter(), LIMIT)
     records = read_records(prepared.records_file)
     assert prepared.kept == COUNT and [p.record_id for p in prepared.problems] == [
-        "bad-several-images", "bad-unreadable-image", "bad-empty-answer"
+        "bad-several-images",
+        "bad-unreadable-image",
+        "bad-empty-answer",
     ]
     # 8 distinct images, plus the corrupt one; the empty-answer row reuses r0's image file.
     images = list((prepared.records_file.parent / "images").iterdir())
@@ -110,7 +120,9 @@ def test_mirrored_images_are_written_out_once_by_content(layouts, tmp_path):
 
 
 def test_a_filter_on_a_field_the_file_lacks_is_an_error(layouts, tmp_path):
-    with pytest.raises(ValueError, match=r"task\.exclude_sources is set, but no row of .*mirror\.parquet names its source"):
+    with pytest.raises(
+        ValueError, match=r"task\.exclude_sources is set, but no row of .*mirror\.parquet names its source"
+    ):
         prepare_records(layouts.virl39k_mirrored, tmp_path, RecordFilter(exclude_sources=(EXCLUDED_SOURCE,)), LIMIT)
 
 
@@ -139,7 +151,10 @@ def test_mathvista_items_keep_the_gold_option_letter(source, layouts):
     for item, original, row in zip(read.items, originals, annotations.values()):
         if row["choices"]:
             assert item.multiple_choice and item.choices[ord(item.answer) - ord("A")] == original.answer
-            assert item.prompt().endswith("Answer with the option's letter.") and f"({item.answer}) {original.answer}" in item.prompt()
+            assert (
+                item.prompt().endswith("Answer with the option's letter.")
+                and f"({item.answer}) {original.answer}" in item.prompt()
+            )
         else:
             assert (item.answer, item.answer_type, item.prompt()) == (original.answer, "integer", original.question)
         assert item.category == question_category(original.question)
@@ -152,7 +167,10 @@ def test_vlmeval_tsv_images_shared_by_index_and_decoded(source, layouts, tmp_pat
     # Row 1 names row 0's image by its index: both read the same file.
     assert read.items[1].image == read.items[0].image
     assert pixels(read.items[0].image) == pixels(str(source.parent / originals[0].image))
-    assert all(i.letters == "ABCD" and i.choices[ord(i.answer) - ord("A")] == o.answer for i, o in zip(read.items[2:], originals[2:]))
+    assert all(
+        i.letters == "ABCD" and i.choices[ord(i.answer) - ord("A")] == o.answer
+        for i, o in zip(read.items[2:], originals[2:])
+    )
 
 
 def test_benchmark_rows_that_cannot_be_graded_are_refused(tmp_path):
@@ -187,7 +205,10 @@ def test_check_data_lists_unusable_rows_and_exits_1(layouts, capsys):
         "(task.exclude_sources, task.categories), 4 unusable"
     )
     assert [line.split(":")[0] for line in out[1:5]] == [
-        "  row 9 (bad-several-images)", "  row 10 (bad-missing-image)", "  row 11 (bad-unreadable-image)", "  row 12 (bad-empty-answer)"
+        "  row 9 (bad-several-images)",
+        "  row 10 (bad-missing-image)",
+        "  row 11 (bad-unreadable-image)",
+        "  row 12 (bad-empty-answer)",
     ]
     assert out[5] == "unusable by reason: 1 several images, 1 missing image, 1 unreadable image, 1 empty answer"
 
@@ -206,15 +227,23 @@ def test_a_gold_answer_longer_than_the_grader_reads_is_an_unusable_row(tmp_path,
     # it: the row is dropped when the data is prepared, and check-data names its length and the limit.
     Image.new("RGB", (56, 56)).save(tmp_path / "a.png")
     longest = "1" * MAX_GOLD_ANSWER_CHARS
-    write_records(tmp_path / "data.jsonl", [VQARecord("ok", "a.png", "q?", longest), VQARecord("long", "a.png", "q?", longest + "1")])
+    write_records(
+        tmp_path / "data.jsonl",
+        [VQARecord("ok", "a.png", "q?", longest), VQARecord("long", "a.png", "q?", longest + "1")],
+    )
     prepared = prepare_records(tmp_path / "data.jsonl", tmp_path / "cache", RecordFilter(), LIMIT)
     assert prepared.kept == 1 and [p.record_id for p in prepared.problems] == ["long"]
     assert launch_main(["check-data", str(tmp_path / "data.jsonl")]) == 1
     out = capsys.readouterr().out
-    assert f"line 2 (long): gold answer too long (1001 characters; the grader reads at most {MAX_GOLD_ANSWER_CHARS})" in out
+    assert (
+        f"line 2 (long): gold answer too long (1001 characters; the grader reads at most {MAX_GOLD_ANSWER_CHARS})"
+        in out
+    )
     assert "unusable by reason: 1 gold answer too long" in out
     # A benchmark's item alike: its gold could never be graded, so the benchmark is refused.
-    (tmp_path / "bench.json").write_text(json.dumps({"1": {"question": "q", "image": "a.png", "answer": longest + "1"}}))
+    (tmp_path / "bench.json").write_text(
+        json.dumps({"1": {"question": "q", "image": "a.png", "answer": longest + "1"}})
+    )
     assert [p.reason for p in read_benchmark(tmp_path / "bench.json").problems] == [prepared.problems[0].reason]
 
 
@@ -234,10 +263,17 @@ def test_check_data_names_a_missing_file_and_an_unknown_layout(tmp_path, capsys)
 
 def test_a_training_file_with_no_usable_row_stops_the_run_before_ray(tmp_path, capsys):
     write_records(tmp_path / "data.jsonl", [VQARecord("a", "absent.png", "q?", "1")])
-    code = launch_main([
-        "task.kind=files", f"task.train_file={tmp_path / 'data.jsonl'}", f"task.cache_dir={tmp_path / 'cache'}",
-        "models.captioner=/x", "models.reasoner=/y", "eval.at_end=false", f"run_dir={tmp_path / 'run'}",
-    ])
+    code = launch_main(
+        [
+            "task.kind=files",
+            f"task.train_file={tmp_path / 'data.jsonl'}",
+            f"task.cache_dir={tmp_path / 'cache'}",
+            "models.captioner=/x",
+            "models.reasoner=/y",
+            "eval.at_end=false",
+            f"run_dir={tmp_path / 'run'}",
+        ]
+    )
     assert code == 2
     assert "no usable row (0 left out by the filter, 1 unusable)" in capsys.readouterr().err
 
@@ -255,9 +291,20 @@ def test_a_modified_data_file_is_prepared_again(tmp_path):
 def test_the_mcq_reward_on_records_without_questions_stops_before_ray(tmp_path, capsys):
     Image.new("RGB", (56, 56)).save(tmp_path / "a.png")
     write_records(tmp_path / "data.jsonl", [VQARecord("a", "a.png", "q?", "1")])
-    code = launch_main([
-        "task.kind=files", f"task.train_file={tmp_path / 'data.jsonl'}", f"task.cache_dir={tmp_path / 'cache'}",
-        "models.captioner=/x", "models.reasoner=/y", "eval.at_end=false", f"run_dir={tmp_path / 'run'}", "reward.kind=mcq",
-    ])
+    code = launch_main(
+        [
+            "task.kind=files",
+            f"task.train_file={tmp_path / 'data.jsonl'}",
+            f"task.cache_dir={tmp_path / 'cache'}",
+            "models.captioner=/x",
+            "models.reasoner=/y",
+            "eval.at_end=false",
+            f"run_dir={tmp_path / 'run'}",
+            "reward.kind=mcq",
+        ]
+    )
     assert code == 2
-    assert "reward.kind=mcq asks each image's multiple-choice questions, but 1 of the 1 training records have none" in capsys.readouterr().err
+    assert (
+        "reward.kind=mcq asks each image's multiple-choice questions, but 1 of the 1 training records have none"
+        in capsys.readouterr().err
+    )

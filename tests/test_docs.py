@@ -31,7 +31,9 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$", re.M)
 LAUNCH = re.compile(r"launch\.py[ \t]+(?:\\\n[ \t]*)?([^\s`]+)")
 # Config sections: the top-level fields of the training config and of every command's own config.
-SECTIONS = sorted({f.name for schema in (TrainConfig, *COMMAND_CONFIGS.values()) for f in fields(schema)}, key=len, reverse=True)
+SECTIONS = sorted(
+    {f.name for schema in (TrainConfig, *COMMAND_CONFIGS.values()) for f in fields(schema)}, key=len, reverse=True
+)
 # Not keys: a name in single quotes is an error message's (`unknown config key 'rollout.num_actor'`),
 # a name called is a library's (`ray.init()`).
 KEY = re.compile(r"(?<![\w./*'-])(" + "|".join(SECTIONS) + r")((?:\.(?:\w+|\*))+)(?![\w(])")
@@ -122,8 +124,10 @@ def key_exists(segments: list[str], schema: type) -> bool:
 def _is_module_path(dotted: str) -> bool:
     """`task.layouts`, `learner.metrics.read_metrics`: a module (or a name in one) of this repository."""
     parts = dotted.split(".")
-    return any((ROOT.joinpath(*parts[:n]).with_suffix(".py")).is_file() or ROOT.joinpath(*parts[:n], "__init__.py").is_file()
-               for n in range(2, len(parts) + 1))
+    return any(
+        (ROOT.joinpath(*parts[:n]).with_suffix(".py")).is_file() or ROOT.joinpath(*parts[:n], "__init__.py").is_file()
+        for n in range(2, len(parts) + 1)
+    )
 
 
 def unknown_keys(text: str) -> list[str]:
@@ -187,8 +191,10 @@ def test_every_docs_page_starts_with_a_title_and_its_purpose():
 def test_a_missing_file_or_heading_is_a_broken_link(tmp_path):
     page = tmp_path / "page.md"
     (tmp_path / "other.md").write_text("# Other\n\n## Choosing η and a correction\n\n## Placement\n\n## Placement\n")
-    text = ("[ok](other.md) [ok](other.md#choosing-η-and-a-correction) [ok](other.md#placement-1) [ok](#a-title)"
-            " [web](https://example.com/x.md) `[in code](absent.md)`\n\n# A title\n")
+    text = (
+        "[ok](other.md) [ok](other.md#choosing-η-and-a-correction) [ok](other.md#placement-1) [ok](#a-title)"
+        " [web](https://example.com/x.md) `[in code](absent.md)`\n\n# A title\n"
+    )
     page.write_text(text)
     assert broken_links(text, page) == []
     bad = "[gone](absent.md) [no heading](other.md#nowhere) [own](#nowhere) ![img](absent.png)"
@@ -196,24 +202,43 @@ def test_a_missing_file_or_heading_is_a_broken_link(tmp_path):
 
 
 def test_slugs_are_githubs():
-    assert slug("Quick start (a fresh machine, Python 3.11, CPU is enough)") == "quick-start-a-fresh-machine-python-311-cpu-is-enough"
+    assert (
+        slug("Quick start (a fresh machine, Python 3.11, CPU is enough)")
+        == "quick-start-a-fresh-machine-python-311-cpu-is-enough"
+    )
     assert slug("KubeRay: `examples/kuberay/rayjob-paper-3b.yaml`") == "kuberay-exampleskuberayrayjob-paper-3byaml"
     assert slug("Choosing η and a correction") == "choosing-η-and-a-correction"
 
 
 def test_an_unknown_command_is_reported():
-    good = "`python launch.py` `python launch.py serve` `launch.py check-data FILE` `python launch.py resume=RUN`\n" \
-           "```bash\npython launch.py --config my.yaml ray.address=auto\npython launch.py \\\n  bench out=x\n```\n"
+    good = (
+        "`python launch.py` `python launch.py serve` `launch.py check-data FILE` `python launch.py resume=RUN`\n"
+        "```bash\npython launch.py --config my.yaml ray.address=auto\npython launch.py \\\n  bench out=x\n```\n"
+    )
     assert unknown_commands(good) == []
-    assert sorted(unknown_commands("`python launch.py trian`\n```bash\npython launch.py evaluate data=x\n```\n")) == ["evaluate", "trian"]
+    assert sorted(unknown_commands("`python launch.py trian`\n```bash\npython launch.py evaluate data=x\n```\n")) == [
+        "evaluate",
+        "trian",
+    ]
     assert unknown_commands("python launch.py trian, in prose, is not checked") == []
 
 
 def test_an_unknown_config_key_is_reported():
-    good = ("`learner.max_staleness=2` `rollout.placement.node_labels.role=rollout` `eval.reasoners.qwen7b=/ckpt`"
-            " `learner.placement.resources.learner_slot=1` `task.warm_start.*` `bench.steps=3` `soak.duration_s`"
-            " `eval.modes` `eval.md` `python -m task.layouts` `learner.metrics.read_metrics` `*.num_cpus`"
-            " `unknown config key 'rollout.num_actor'` `ray.init()`")
+    good = (
+        "`learner.max_staleness=2` `rollout.placement.node_labels.role=rollout` `eval.reasoners.qwen7b=/ckpt`"
+        " `learner.placement.resources.learner_slot=1` `task.warm_start.*` `bench.steps=3` `soak.duration_s`"
+        " `eval.modes` `eval.md` `python -m task.layouts` `learner.metrics.read_metrics` `*.num_cpus`"
+        " `unknown config key 'rollout.num_actor'` `ray.init()`"
+    )
     assert unknown_keys(good) == []
-    bad = "`rollout.num_actor=3` `learner.correction.kind.extra` `serve.api.nope` `bench.stepz`\n```bash\npython launch.py curve.key_dir=x\n```\n"
-    assert sorted(unknown_keys(bad)) == ["bench.stepz", "curve.key_dir", "learner.correction.kind.extra", "rollout.num_actor", "serve.api.nope"]
+    bad = (
+        "`rollout.num_actor=3` `learner.correction.kind.extra` `serve.api.nope` `bench.stepz`\n"
+        "```bash\npython launch.py curve.key_dir=x\n```\n"
+    )
+    assert sorted(unknown_keys(bad)) == [
+        "bench.stepz",
+        "curve.key_dir",
+        "learner.correction.kind.extra",
+        "rollout.num_actor",
+        "serve.api.nope",
+    ]

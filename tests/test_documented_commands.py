@@ -30,7 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_module(module: str, *args: str, timeout: float = 900) -> str:
     """`python -m MODULE ARGS` in the repository, as a user types it; its output, once it exited 0."""
-    done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     return done.stdout
 
@@ -45,7 +47,9 @@ def tiny(tmp_path_factory) -> list[str]:
 def test_build_then_ship_then_check_a_fresh_build(tiny, tmp_path, monkeypatch, capsys):
     """`launch.py build`, `task.shipped ship` and `task.shipped check` on the tiny recipe, shipped
     into a folder of the test's rather than the package."""
-    done = subprocess.run([sys.executable, "launch.py", "build", *tiny], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "launch.py", "build", *tiny], cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     cache = Path(tiny[0].removeprefix("task.cache_dir="))
     assert (cache / "seed0" / COMPLETE_MARKER).is_file()
@@ -69,8 +73,18 @@ def test_layouts_then_eval_with_a_checkpoint_and_a_config_file(tiny, tmp_path):
     config = tmp_path / "my.yaml"
     config.write_text("eval:\n  max_prompts: 4\n  samples_per_prompt: 1\n  prompts_per_batch: 4\n")
     captioner = Path(tiny[0].removeprefix("task.cache_dir=")) / "seed0" / "captioner"
-    command = [sys.executable, "launch.py", "eval", "--config", str(config), f"data={mathvista}", f"out={tmp_path / 'eval'}",
-               "--checkpoint", str(captioner), *tiny]
+    command = [
+        sys.executable,
+        "launch.py",
+        "eval",
+        "--config",
+        str(config),
+        f"data={mathvista}",
+        f"out={tmp_path / 'eval'}",
+        "--checkpoint",
+        str(captioner),
+        *tiny,
+    ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     items = [json.loads(line) for line in (tmp_path / "eval" / "items.jsonl").read_text().splitlines()]
@@ -106,8 +120,20 @@ def test_the_learner_update_benchmark_times_every_variant(tiny):
 def test_the_recipes_benchmark_trains_every_recipe_and_says_which_did_not_learn(tiny, tmp_path):
     """Two steps of each recipe on one seed: too few to learn, so the command exits 1 and says so."""
     out = tmp_path / "recipes"
-    command = [sys.executable, "-m", "benchmarks.recipes", f"out={out}", "--seeds", "0", *tiny, "learner.total_steps=2",
-               "learner.groups_per_step=2", "rollout.group_size=4", "rollout.sampling.max_new_tokens=8", "eval.max_prompts=4"]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.recipes",
+        f"out={out}",
+        "--seeds",
+        "0",
+        *tiny,
+        "learner.total_steps=2",
+        "learner.groups_per_step=2",
+        "rollout.group_size=4",
+        "rollout.sampling.max_new_tokens=8",
+        "eval.max_prompts=4",
+    ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 1, done.stderr[-3000:]
     runs = json.loads((out / "recipes.json").read_text())["runs"]
@@ -118,6 +144,19 @@ def test_the_recipes_benchmark_trains_every_recipe_and_says_which_did_not_learn(
 @pytest.mark.slow
 def test_the_live_load_benchmark_measures_every_phase(tiny, tmp_path):
     out = tmp_path / "live"
-    run_module("benchmarks.live_load", f"out={out}", "--requests", "4", "--concurrency", "2", "--duration", "3", *tiny,
-               "learner.total_steps=3", "learner.groups_per_step=2", "rollout.group_size=4", timeout=1200)
+    run_module(
+        "benchmarks.live_load",
+        f"out={out}",
+        "--requests",
+        "4",
+        "--concurrency",
+        "2",
+        "--duration",
+        "3",
+        *tiny,
+        "learner.total_steps=3",
+        "learner.groups_per_step=2",
+        "rollout.group_size=4",
+        timeout=1200,
+    )
     assert (out / "live_load.json").is_file() and (out / "live_load.md").is_file()

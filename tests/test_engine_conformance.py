@@ -59,7 +59,10 @@ IMAGE_SIZES = ((56, 56), (84, 56), (112, 112))
 # Two engines holding the same weights: logprobs equal to the last bit or two of float32.
 SAME_WEIGHTS_ATOL = 2e-6
 
-def _sampling(tokenizer, config: SamplingConfig = FULL_SOFTMAX, max_new_tokens=MAX_NEW_TOKENS, seed=123) -> SamplingSettings:
+
+def _sampling(
+    tokenizer, config: SamplingConfig = FULL_SOFTMAX, max_new_tokens=MAX_NEW_TOKENS, seed=123
+) -> SamplingSettings:
     return SamplingSettings(caption_sampling_spec(config, tokenizer), n=N, max_new_tokens=max_new_tokens, seed=seed)
 
 
@@ -79,7 +82,9 @@ def loop():
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    return ensure_bundled_task(tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START)
+    return ensure_bundled_task(
+        tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START
+    )
 
 
 @pytest.fixture(scope="module", params=ENGINES)
@@ -159,7 +164,9 @@ def test_behaviour_logprobs_equal_the_learners_teacher_forced_ones(engine, bundl
             np.testing.assert_allclose(sample.logprobs, teacher_forced, atol=TOLERANCE, rtol=0)
             gap = max(gap, float(np.abs(sample.logprobs - teacher_forced).max()))
             truncated_away = max(truncated_away, float((teacher_forced - full).max()))
-    print(f"{type(engine).__name__} {config}: |behaviour - learner| <= {gap:.1e}; truncation moved {truncated_away:.2f}")
+    print(
+        f"{type(engine).__name__} {config}: |behaviour - learner| <= {gap:.1e}; truncation moved {truncated_away:.2f}"
+    )
     if config is not FULL_SOFTMAX:
         # Not vacuous: the truncation removed probability mass somewhere (>= 0.01 nats).
         assert truncated_away > 1e-2
@@ -243,7 +250,7 @@ def test_weight_update_gives_exactly_a_fresh_engines_outputs(engine, bundle, loo
         fresh_engine.close()
 
     assert engine.policy_version == version
-    for got_group, fresh_group, before_group in zip(updated, fresh, before):
+    for got_group, fresh_group in zip(updated, fresh):
         assert [s.policy_version for s in got_group] == [version] * N
         assert [s.policy_version for s in fresh_group] == [0] * N
         for got, want in zip(got_group, fresh_group):
@@ -277,7 +284,9 @@ def test_vllm_swaps_weights_under_requests_in_flight_and_tags_each_token(bundle,
     engine = _make_engine("vllm", str(bundle.captioner), loop)
     old_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(bundle.captioner).eval()
     weights = _perturbed_weights(str(bundle.captioner))
-    new_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(_save_weights(bundle, weights, tmp_path / "new")).eval()
+    new_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        _save_weights(bundle, weights, tmp_path / "new")
+    ).eval()
     sampling = _sampling(engine.tokenizer, max_new_tokens=48, seed=None)
     requests = _requests(engine.processor)
 
@@ -293,7 +302,9 @@ def test_vllm_swaps_weights_under_requests_in_flight_and_tags_each_token(bundle,
         for attempt, delay_s in enumerate((0.02, 0.05, 0.1, 0.01, 0.2)):
             old_version, new_version = engine.policy_version, engine.policy_version + 1
             if attempt:  # back to the old weights, as a version of its own
-                loop.run_until_complete(engine.update_weights(weight_update(old_version + 1, dict(old_model.state_dict()))))
+                loop.run_until_complete(
+                    engine.update_weights(weight_update(old_version + 1, dict(old_model.state_dict())))
+                )
                 old_version, new_version = old_version + 1, old_version + 2
             groups = loop.run_until_complete(generate_and_update(delay_s, new_version))
             for request, group in zip(requests, groups):
@@ -342,8 +353,11 @@ def test_vllm_loads_an_update_inline_where_shared_memory_has_no_room(bundle, loo
     finally:
         engine.close()
     assert "no room in shared memory" in caplog.text
-    assert any(not np.array_equal(a.token_ids, b.token_ids) or not np.array_equal(a.logprobs, b.logprobs)
-               for ga, gb in zip(before, inline) for a, b in zip(ga, gb))
+    assert any(
+        not np.array_equal(a.token_ids, b.token_ids) or not np.array_equal(a.logprobs, b.logprobs)
+        for ga, gb in zip(before, inline)
+        for a, b in zip(ga, gb)
+    )
     for group_inline, group_shared in zip(inline, shared):
         for a, b in zip(group_inline, group_shared):
             np.testing.assert_array_equal(a.token_ids, b.token_ids)

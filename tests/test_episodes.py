@@ -13,7 +13,15 @@ from records.vqa import VQARecord
 
 RECORD = VQARecord(id="r1", image="r1.png", question="How many red circles are there?", answer="2")
 PROMPT = Prompt(position=7, record=RECORD, request=None, image_png=b"png-bytes")
-SAMPLES = [CaptionSample(text=t, token_ids=np.arange(n, dtype=np.int32), logprobs=np.zeros(n, np.float32), token_versions=np.zeros(n, np.int32)) for t, n in (("a red circle", 3), ("", 0))]
+SAMPLES = [
+    CaptionSample(
+        text=t,
+        token_ids=np.arange(n, dtype=np.int32),
+        logprobs=np.zeros(n, np.float32),
+        token_versions=np.zeros(n, np.int32),
+    )
+    for t, n in (("a red circle", 3), ("", 0))
+]
 
 
 class _Host:

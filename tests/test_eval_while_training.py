@@ -13,7 +13,10 @@ STEPS, EVERY, PROMPTS, SAMPLES = 5, 2, 4, 2
 def test_a_run_evaluates_its_published_weights_while_it_trains(tmp_path, run_launch):
     args = [
         *short_run(tmp_path, STEPS),
-        f"eval.every_steps={EVERY}", f"eval.subset_prompts={PROMPTS}", f"eval.subset_samples={SAMPLES}", "eval.at_end=false",
+        f"eval.every_steps={EVERY}",
+        f"eval.subset_prompts={PROMPTS}",
+        f"eval.subset_samples={SAMPLES}",
+        "eval.at_end=false",
     ]
     code, out = run_launch(args).finish(timeout=600)
     assert code == 0, out[-4000:]
@@ -29,7 +32,9 @@ def test_a_run_evaluates_its_published_weights_while_it_trains(tmp_path, run_lau
         assert point[names.EVAL_POLICY_VERSION] == point["step"]  # weights after that many steps
         assert 0 <= point[names.EVAL_ACCURACY] <= 1 and point[names.EVAL_NUM_PROMPTS] == PROMPTS
         # An accuracy over PROMPTS prompts of SAMPLES captions is a multiple of 1 / (PROMPTS x SAMPLES).
-        assert math.isclose(point[names.EVAL_ACCURACY] * PROMPTS * SAMPLES, round(point[names.EVAL_ACCURACY] * PROMPTS * SAMPLES))
+        assert math.isclose(
+            point[names.EVAL_ACCURACY] * PROMPTS * SAMPLES, round(point[names.EVAL_ACCURACY] * PROMPTS * SAMPLES)
+        )
         assert point[names.EVAL_SECONDS] > 0
     published = [p[names.EVAL_ELAPSED_S] for p in points]
     assert published == sorted(published) and published[0] == 0.0

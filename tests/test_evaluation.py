@@ -54,7 +54,10 @@ def test_no_metrics_no_plot(tmp_path: Path):
 
 def write_run(run_dir: Path, rewards: list[float]) -> Path:
     run_dir.mkdir()
-    rows = [{"step": i, names.REWARD_MEAN: r, names.STALENESS_MEAN: 1.0, names.TIME_ELAPSED_S: 2.0 * i} for i, r in enumerate(rewards)]
+    rows = [
+        {"step": i, names.REWARD_MEAN: r, names.STALENESS_MEAN: 1.0, names.TIME_ELAPSED_S: 2.0 * i}
+        for i, r in enumerate(rewards)
+    ]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     return run_dir
 
@@ -75,7 +78,9 @@ def test_the_comparison_table_states_the_spread_over_runs(tmp_path: Path):
     save_results([result("initial", 0.2, 0.02), result("trained", 0.9, 0.01)], first)
     second = write_run(tmp_path / "b", [0.5] * 25)
     table = format_runs([summarise(first), summarise(second)]).splitlines()
-    assert table[2].startswith("| a | 0.000 | 0.600 | 0.900 (from step 3) | 0.200 ± 0.020 → 0.900 ± 0.010 | 1.00 | 25 | 48 s |")
+    assert table[2].startswith(
+        "| a | 0.000 | 0.600 | 0.900 (from step 3) | 0.200 ± 0.020 → 0.900 ± 0.010 | 1.00 | 25 | 48 s |"
+    )
     assert table[3].split(" | ")[4] == "not evaluated"
     assert table[4].startswith("| mean ± sd | 0.250 ± 0.354 |")
 

@@ -25,14 +25,27 @@ def test_zeromq_sockets_beyond_loopback_need_curve_or_an_explicit_allow():
     assert len(found.refused) == 2 and not found.warnings
     assert "learner.replay.host=0.0.0.0 listens beyond loopback without curve.keys_dir" in found.refused[0]
     assert "learner.weight_sync.allow_insecure=true" in found.refused[1]
-    assert exposure(load_config(None, [*WIDE, "curve.keys_dir=/keys"]), {}, serves_http=False) == exposure(load_config(None, []), {}, False)
-    allowed = exposure(load_config(None, [*WIDE, "learner.replay.allow_insecure=true", "learner.weight_sync.allow_insecure=true"]), {}, False)
-    assert not allowed.refused and len(allowed.warnings) == 2 and "allowed by learner.replay.allow_insecure" in allowed.warnings[0]
+    assert exposure(load_config(None, [*WIDE, "curve.keys_dir=/keys"]), {}, serves_http=False) == exposure(
+        load_config(None, []), {}, False
+    )
+    allowed = exposure(
+        load_config(None, [*WIDE, "learner.replay.allow_insecure=true", "learner.weight_sync.allow_insecure=true"]),
+        {},
+        False,
+    )
+    assert (
+        not allowed.refused
+        and len(allowed.warnings) == 2
+        and "allowed by learner.replay.allow_insecure" in allowed.warnings[0]
+    )
 
 
 def test_the_http_api_beyond_loopback_needs_a_token_or_an_explicit_allow():
     config = load_config(None, ["serve.http_host=0.0.0.0"])
-    assert "serve.http_host=0.0.0.0 listens beyond loopback without a token ($CAPTION_RL_API_KEY)" in exposure(config, {}, True).refused[0]
+    assert (
+        "serve.http_host=0.0.0.0 listens beyond loopback without a token ($CAPTION_RL_API_KEY)"
+        in exposure(config, {}, True).refused[0]
+    )
     assert exposure(config, {"CAPTION_RL_API_KEY": "s3cret"}, True).refused == ()
     assert exposure(config, {}, serves_http=False).refused == ()  # no HTTP served: nothing listens
     allowed = load_config(None, ["serve.http_host=0.0.0.0", "serve.api.allow_insecure=true"])
@@ -46,7 +59,9 @@ def test_a_run_refuses_to_start_with_an_unprotected_socket_naming_it(run_launch)
 
 
 def _listening_addresses(port: int) -> set[str]:
-    return {c.laddr.ip for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+    return {
+        c.laddr.ip for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    }
 
 
 def test_a_rendezvous_store_listens_on_the_configured_host_only():

@@ -18,9 +18,14 @@ def test_a_soak_survives_every_fault_and_loses_nothing(tmp_path, run_launch):
     recoveries."""
     soak_dir = tmp_path / "soak"
     args = [
-        "soak", f"out={soak_dir}", *short_run(tmp_path, steps=1)[1:],
-        "soak.duration_s=30", "soak.first_fault_s=5",
-        "soak.actor_kill_every_s=1000", "soak.replica_kill_every_s=1000", "soak.garbage_every_s=1000",
+        "soak",
+        f"out={soak_dir}",
+        *short_run(tmp_path, steps=1)[1:],
+        "soak.duration_s=30",
+        "soak.first_fault_s=5",
+        "soak.actor_kill_every_s=1000",
+        "soak.replica_kill_every_s=1000",
+        "soak.garbage_every_s=1000",
         "soak.poison_every_s=1000",
     ]
     code, out = run_launch(args).finish(timeout=900)

@@ -38,12 +38,27 @@ from wire.weights import decode_weight_update
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # msgpack-encodable values, nested: what a buggy or hostile peer can put in a frame.
-SCALARS = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=20) | st.binary(max_size=40)
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5), max_leaves=30)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=20)
+    | st.binary(max_size=40)
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=30,
+)
 # A typed buffer whose fields are any of those values, or near-valid ones.
-BUFFERS = st.fixed_dictionaries({"dtype": st.sampled_from(["int32", "float32", "bool", "object", "int64"]) | VALUES,
-                                 "shape": st.lists(st.integers(-2, 5) | st.booleans(), max_size=3) | VALUES,
-                                 "data": st.binary(max_size=64) | VALUES})
+BUFFERS = st.fixed_dictionaries(
+    {
+        "dtype": st.sampled_from(["int32", "float32", "bool", "object", "int64"]) | VALUES,
+        "shape": st.lists(st.integers(-2, 5) | st.booleans(), max_size=3) | VALUES,
+        "data": st.binary(max_size=64) | VALUES,
+    }
+)
 
 
 def _valid_fields() -> dict:
@@ -78,11 +93,26 @@ def test_a_group_with_one_field_replaced_is_malformed_refused_or_fine(field, val
 def test_a_well_formed_group_with_a_semantic_defect_is_refused_with_its_reason(reason, data):
     group = make_group(prompt_position=data.draw(st.integers(0, 2**40)))
     defect = {
-        "token_id": lambda: replace(group, prompt_token_ids=np.array([0, data.draw(st.integers(100, 2**31 - 1))], dtype=np.int32)),
-        "token_version": lambda: replace(group, token_versions=(np.array([2, 3, data.draw(st.integers(11, 2**31 - 1))], dtype=np.int32), group.token_versions[1])),
+        "token_id": lambda: replace(
+            group, prompt_token_ids=np.array([0, data.draw(st.integers(100, 2**31 - 1))], dtype=np.int32)
+        ),
+        "token_version": lambda: replace(
+            group,
+            token_versions=(
+                np.array([2, 3, data.draw(st.integers(11, 2**31 - 1))], dtype=np.int32),
+                group.token_versions[1],
+            ),
+        ),
         "reward": lambda: replace(group, rewards=np.array([data.draw(st.floats(-1e30, -1e-3)), 0.0], dtype=np.float32)),
-        "unknown_prompt": lambda: replace(group, prompt_id=data.draw(st.text(min_size=1, max_size=30).filter(lambda s: s != "p7"))),
-        "image": lambda: replace(group, image_png=data.draw(st.sampled_from([UNDECODABLE_PNG, b"\x89PNG\r\n\x1a\n" + data.draw(st.binary(max_size=60))]))),
+        "unknown_prompt": lambda: replace(
+            group, prompt_id=data.draw(st.text(min_size=1, max_size=30).filter(lambda s: s != "p7"))
+        ),
+        "image": lambda: replace(
+            group,
+            image_png=data.draw(
+                st.sampled_from([UNDECODABLE_PNG, b"\x89PNG\r\n\x1a\n" + data.draw(st.binary(max_size=60))])
+            ),
+        ),
     }.get(reason, lambda: POISONED[reason](group))()
     sent = decode_group(encode_group(defect))  # well-formed: the codec lets it through
     with pytest.raises(Refused) as refused:
@@ -93,7 +123,10 @@ def test_a_well_formed_group_with_a_semantic_defect_is_refused_with_its_reason(r
 @FUZZ
 @given(VALUES)
 def test_any_control_structure_is_a_control_message_or_malformed(value):
-    frame = msgpack.packb({"schema": 1, "kind": "Hello", "actor_id": value, "workers": 1} if isinstance(value, int) else value, use_bin_type=True)
+    frame = msgpack.packb(
+        {"schema": 1, "kind": "Hello", "actor_id": value, "workers": 1} if isinstance(value, int) else value,
+        use_bin_type=True,
+    )
     try:
         decode_message(frame)
     except MalformedMessage:
@@ -111,7 +144,9 @@ def test_a_well_formed_weight_update_that_does_not_fit_the_policy_is_refused(dat
     values = torch.full(shape, data.draw(st.sampled_from([0.5, float("nan"), float("inf")])))
     version = data.draw(st.integers(-5, 2**40))
     update = decode_weight_update([bytes(f) for f in _frames(weight_update(version, {name: values}))])
-    fits = name in SHAPES and shape == SHAPES[name] and bool(torch.isfinite(values).all()) and 1 < version <= MAX_VERSION
+    fits = (
+        name in SHAPES and shape == SHAPES[name] and bool(torch.isfinite(values).all()) and 1 < version <= MAX_VERSION
+    )
     if fits:
         check_weight_update(update, SHAPES, current_version=1)
     else:
@@ -126,9 +161,20 @@ def _frames(update):
 
 
 @FUZZ
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["question", "answer", "captions", "caption_tokens", "seed", "model", "messages", "x"]), inner, max_size=6),
-                    max_leaves=25))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(["question", "answer", "captions", "caption_tokens", "seed", "model", "messages", "x"]),
+                inner,
+                max_size=6,
+            )
+        ),
+        max_leaves=25,
+    )
+)
 def test_any_json_body_is_a_request_or_a_400(body):
     raw = json.dumps(body).encode()
     try:
@@ -141,7 +187,9 @@ def test_any_json_body_is_a_request_or_a_400(body):
         assert err.status == 400
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(st.binary(max_size=120) | st.sampled_from(sorted(POISONED)), min_size=5, max_size=25))
 def test_a_live_queue_fed_a_fuzzed_stream_still_takes_a_good_group(stream):
     queue = ReplayQueue("127.0.0.1", 0, capacity_groups=64, capacity_bytes=2**22, admission=_admission())

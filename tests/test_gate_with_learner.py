@@ -97,9 +97,16 @@ class _Run:
 
 def simulate(eta: int, seed: int, fail_prob: float, give_back_lost: bool = True, all_or_nothing: bool = False) -> _Run:
     rng = random.Random(seed)
-    run = _Run(eta, groups_per_step=rng.choice((1, 2, 3, 4)), num_actors=rng.choice((1, 2, 3, 5)),
-               prompts_per_call=rng.choice((1, 2, 3)), fail_prob=fail_prob, give_back_lost=give_back_lost,
-               all_or_nothing=all_or_nothing, rng=rng)
+    run = _Run(
+        eta,
+        groups_per_step=rng.choice((1, 2, 3, 4)),
+        num_actors=rng.choice((1, 2, 3, 5)),
+        prompts_per_call=rng.choice((1, 2, 3)),
+        fail_prob=fail_prob,
+        give_back_lost=give_back_lost,
+        all_or_nothing=all_or_nothing,
+        rng=rng,
+    )
     since_step, last_version = 0, 0
     while run.version < STEPS and since_step < STALL_TICKS:
         run.tick()

@@ -82,8 +82,17 @@ def test_long_prose_without_marker_is_no_answer():
 
 @pytest.mark.parametrize(
     "prediction",
-    ["B", "(B)", "b.", "B.", "B) two circles", "\\boxed{B}", "\\boxed{\\text{(B)}}",
-     "The answer is B", "The answer is B because the caption says so."],
+    [
+        "B",
+        "(B)",
+        "b.",
+        "B.",
+        "B) two circles",
+        "\\boxed{B}",
+        "\\boxed{\\text{(B)}}",
+        "The answer is B",
+        "The answer is B because the caption says so.",
+    ],
 )
 def test_option_letter_correct(prediction):
     assert grade_answer(prediction, "B") == 1.0
@@ -94,9 +103,7 @@ def test_option_letter_gold_forms(gold):
     assert grade_answer("B", gold) == 1.0
 
 
-@pytest.mark.parametrize(
-    "prediction", ["The answer is C", "C", "(c)", "cannot tell", "Cannot tell", "unknown", ""]
-)
+@pytest.mark.parametrize("prediction", ["The answer is C", "C", "(c)", "cannot tell", "Cannot tell", "unknown", ""])
 def test_option_letter_wrong(prediction):
     assert grade_answer(prediction, "B") == 0.0
 

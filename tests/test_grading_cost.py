@@ -121,17 +121,25 @@ def test_the_tree_walk_leaves_what_is_cheap(answer):
     ("text", "reason"),
     [
         # C(10^6, 5*10^5) < 2^(10^6): about a million bits, against the 4096 the tree walk allows.
-        ("\\binom{1000000}{500000}", "\\binom of these numbers is computed while parsing: about 1000001 bits (limit 4096)"),
+        (
+            "\\binom{1000000}{500000}",
+            "\\binom of these numbers is computed while parsing: about 1000001 bits (limit 4096)",
+        ),
         ("{1000000 \\choose 500000}", "\\choose of these numbers"),
         # A power in an argument: no bound can be read off the text.
         ("\\binom{10^{6}}{2}", "unboundedly many bits"),
         ("\\gcd(9^{9^{9}}, 6)", "\\gcd of these numbers"),
         # Gamma(10^5) = (10^5 - 1)! < (10^5 + 1)^(10^5 + 1): log2 is 100001 * log2(100001).
         ("\\Gamma(100000)", "\\Gamma of these numbers is computed while parsing: about 1660982 bits"),
-        ("\\begin{vmatrix}a&b&c&d&e\\\\f&g&h&i&j\\\\k&l&m&n&o\\\\p&q&r&s&t\\\\u&v&w&y&z\\end{vmatrix}",
-         f"a 5x5 determinant is computed while parsing (limit {MAX_DETERMINANT_SIZE}x{MAX_DETERMINANT_SIZE})"),
+        (
+            "\\begin{vmatrix}a&b&c&d&e\\\\f&g&h&i&j\\\\k&l&m&n&o\\\\p&q&r&s&t\\\\u&v&w&y&z\\end{vmatrix}",
+            f"a 5x5 determinant is computed while parsing (limit {MAX_DETERMINANT_SIZE}x{MAX_DETERMINANT_SIZE})",
+        ),
         ("\\det\\begin{pmatrix}1&2&3&4&5\\\\1&2&3&4&5\\end{pmatrix}", "a 2x5 determinant"),
-        ("\\operatorname{eigenvals}\\begin{pmatrix}a&b\\\\c&d\\end{pmatrix}", "\\operatorname{eigenvals} is computed while parsing"),
+        (
+            "\\operatorname{eigenvals}\\begin{pmatrix}a&b\\\\c&d\\end{pmatrix}",
+            "\\operatorname{eigenvals} is computed while parsing",
+        ),
         ("\\operatorname{zeros}(100000, 100000)", "\\operatorname{zeros}"),
     ],
 )

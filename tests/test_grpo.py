@@ -134,8 +134,13 @@ def test_dual_clip_must_exceed_the_upper_clip():
     # c <= 1 + clip_high would bind inside the PPO trust region itself.
     with pytest.raises(ValueError, match="dual_clip"):
         clipped_policy_loss(
-            torch.zeros(1, 1), torch.zeros(1, 1), torch.tensor([-1.0]), torch.ones(1, 1),
-            clip_low=0.2, clip_high=0.2, dual_clip=1.2,
+            torch.zeros(1, 1),
+            torch.zeros(1, 1),
+            torch.tensor([-1.0]),
+            torch.ones(1, 1),
+            clip_low=0.2,
+            clip_high=0.2,
+            dual_clip=1.2,
         )
 
 
@@ -261,7 +266,12 @@ def test_grpo_loss_hand_value():
     assert stats.kl == pytest.approx(0.0965735, abs=1e-6)
     assert stats.loss == pytest.approx(-0.99034265, abs=1e-6)
     policy = stats.policy
-    assert (policy.clip_fraction, policy.dual_clip_fraction, policy.ratio_mean, policy.ratio_max) == (0.0, 0.0, 1.0, 1.0)
+    assert (policy.clip_fraction, policy.dual_clip_fraction, policy.ratio_mean, policy.ratio_max) == (
+        0.0,
+        0.0,
+        1.0,
+        1.0,
+    )
 
 
 def test_grpo_loss_kl_only_enters_with_reference_and_coef():

@@ -70,9 +70,16 @@ def test_a_miscounted_tentative_answer_walks_the_same_objects_and_never_moves_th
     for _ in range(50):
         miscounted = miscounted_tentative(rng, SCENE, RED)
         # The scene's objects in order, each with a count, the last one boxed.
-        assert [step.split(":")[0] for step in miscounted.split(". ")[:3]] == ["red circle", "blue square", "red triangle"]
+        assert [step.split(":")[0] for step in miscounted.split(". ")[:3]] == [
+            "red circle",
+            "blue square",
+            "red triangle",
+        ]
         assert boxed_parts(miscounted) == [miscounted.split(": ")[-1].split(".")[0]]
-        assert InferenceExample(describe(SCENE), RED, (), miscounted).reply == "red circle: 1. blue square: 1. red triangle: 2. \\boxed{2}"
+        assert (
+            InferenceExample(describe(SCENE), RED, (), miscounted).reply
+            == "red circle: 1. blue square: 1. red triangle: 2. \\boxed{2}"
+        )
 
 
 def test_with_options_listed_the_reply_boxes_the_count_which_grades_as_its_option():

@@ -3,7 +3,6 @@ DeepSpeed on 2 learner ranks under ZeRO-3 (the weights pushed and exported are g
 the shards). Checks the asynchronous contracts end to end, then resumes the run's checkpoint on
 2 ranks."""
 
-
 import openai
 import pytest
 import ray
@@ -111,7 +110,12 @@ def test_every_counter_is_reported(trained):
     assert last[names.REPLAY_ACCEPTED] >= STEPS * 2 and last[names.REPLAY_REJECTED] == 0
     assert last[names.GATE_ADMITTED] >= STEPS * 2
     assert last[names.ROLLOUT_GROUPS_GENERATED] >= STEPS * 2
-    for key in (names.ROLLOUT_GROUPS_LOST, names.actors_total("bad_records"), names.ROLLOUT_SCORE_FAILURES, names.actors_total("weight_updates_rejected")):
+    for key in (
+        names.ROLLOUT_GROUPS_LOST,
+        names.actors_total("bad_records"),
+        names.ROLLOUT_SCORE_FAILURES,
+        names.actors_total("weight_updates_rejected"),
+    ):
         assert last[key] == 0, key
     assert last[names.actors_total("weight_updates")] >= 1
 
@@ -135,7 +139,9 @@ def test_the_training_pool_serves_the_openai_api_with_serve_live(trained):
     roles, _ = trained
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{roles.http_port}/v1", api_key="unused", max_retries=0)
     assert {m.id for m in client.models.list().data} == {"reasoner", "caption-reason"}
-    reply = client.chat.completions.create(model="reasoner", messages=[{"role": "user", "content": "How many circles?"}], max_tokens=8)
+    reply = client.chat.completions.create(
+        model="reasoner", messages=[{"role": "user", "content": "How many circles?"}], max_tokens=8
+    )
     assert reply.choices[0].finish_reason in ("stop", "length") and reply.usage.completion_tokens <= 8
 
 

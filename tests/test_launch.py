@@ -17,8 +17,12 @@ from wire import metric_names as names
 
 def short_run(tmp_path: Path, steps: int, run: str = "run") -> list[str]:
     return [
-        f"run_dir={tmp_path / run}", f"task.cache_dir={tmp_path / 'cache'}", *TINY_TASK_OVERRIDES,
-        f"learner.total_steps={steps}", "learner.groups_per_step=2", "rollout.group_size=4",
+        f"run_dir={tmp_path / run}",
+        f"task.cache_dir={tmp_path / 'cache'}",
+        *TINY_TASK_OVERRIDES,
+        f"learner.total_steps={steps}",
+        "learner.groups_per_step=2",
+        "rollout.group_size=4",
         "rollout.sampling.max_new_tokens=8",
     ]
 
@@ -71,7 +75,9 @@ def test_a_run_exits_zero_leaves_no_process_and_its_seed_decides_prompts_and_cap
     deterministic = ["rollout.num_actors=1", "learner.max_staleness=0"]
     # Weights & Biases beside TensorBoard, offline: the run is written under RUN_DIR/wandb/.
     tracked = ["logging.wandb=true", "logging.wandb_project=tests"]
-    run = run_launch([*short_run(tmp_path, steps=3, run="seed1"), "seed=1", *deterministic, *tracked], env={"WANDB_MODE": "offline"})
+    run = run_launch(
+        [*short_run(tmp_path, steps=3, run="seed1"), "seed=1", *deterministic, *tracked], env={"WANDB_MODE": "offline"}
+    )
     code, out = run.finish(timeout=600)
     assert code == 0, out[-3000:]
     run_dir = tmp_path / "seed1"
@@ -86,7 +92,9 @@ def test_a_run_exits_zero_leaves_no_process_and_its_seed_decides_prompts_and_cap
     table = (run_dir / "eval.md").read_text()
     assert "| initial |" in table and "| trained |" in table and "| change |" in table
     # `eval --run` evaluates the finished run again, with the run's own config.
-    code, out = run_launch(["eval", "--run", str(run_dir), "eval.max_prompts=4", "eval.samples_per_prompt=2"]).finish(timeout=300)
+    code, out = run_launch(["eval", "--run", str(run_dir), "eval.max_prompts=4", "eval.samples_per_prompt=2"]).finish(
+        timeout=300
+    )
     assert code == 0, out[-3000:]
     assert "| 4 x 2 |" in out and "| change |" in out
 
@@ -156,12 +164,16 @@ def step_rows(run_dir: Path) -> list[dict]:
 
 
 @pytest.mark.integration
-@pytest.mark.slow  # ~100 s; the default run keeps a vLLM run by gloo broadcast (tests/test_multinode.py) and zmq frames into vLLM (test_engine_conformance)
+# ~100 s; the default run keeps a vLLM run by gloo broadcast (tests/test_multinode.py) and zmq
+# frames into vLLM (test_engine_conformance).
+@pytest.mark.slow
 def test_a_run_on_vllm_engines_trains_like_the_default(tmp_path, run_launch):
     """Captioner and reasoner on vLLM (the CPU build), weights published as frames (zmq), at
     eta = 1: same run, same metrics, nothing left behind."""
     steps = 4
-    run = run_launch([*short_run(tmp_path, steps=steps), *VLLM_RUN, "learner.weight_sync.backend=zmq", "learner.max_staleness=1"])
+    run = run_launch(
+        [*short_run(tmp_path, steps=steps), *VLLM_RUN, "learner.weight_sync.backend=zmq", "learner.max_staleness=1"]
+    )
     code, out = run.finish(timeout=600)
     assert code == 0, out[-3000:]
     assert_trained_on_vllm(step_rows(tmp_path / "run"), steps, max_staleness=1)
@@ -186,8 +198,13 @@ def wait_for_steps(run, run_dir: Path, steps: int, timeout: float = 400) -> list
         # once it has trained 4 steps; the engines run in processes of their own, which must go
         # too. Slow (~130 s): the default run trains on vLLM engines by gloo broadcast in
         # tests/test_multinode.py, and stops runs by signal here with ctrl-c.
-        pytest.param(lambda pid: os.kill(pid, signal.SIGTERM), [*VLLM_RUN, "learner.weight_sync.backend=gloo"], 4, 143,
-                     marks=pytest.mark.slow),
+        pytest.param(
+            lambda pid: os.kill(pid, signal.SIGTERM),
+            [*VLLM_RUN, "learner.weight_sync.backend=gloo"],
+            4,
+            143,
+            marks=pytest.mark.slow,
+        ),
     ],
     ids=["ctrl-c", "kill-vllm-gloo"],
 )

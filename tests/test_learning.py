@@ -37,7 +37,9 @@ def assert_gain(run_dir, prompts: int) -> None:
     assert initial.num_prompts == trained.num_prompts == prompts
     noise = 3 * math.hypot(initial.stderr, trained.stderr)
     gain = trained.accuracy - initial.accuracy
-    assert gain > noise, f"{run_dir.name}: held-out accuracy {initial.accuracy:.3f} -> {trained.accuracy:.3f}, noise {noise:.3f}"
+    assert gain > noise, (
+        f"{run_dir.name}: held-out accuracy {initial.accuracy:.3f} -> {trained.accuracy:.3f}, noise {noise:.3f}"
+    )
 
 
 REWARDS = {
@@ -73,8 +75,12 @@ def test_a_shortened_default_run_raises_held_out_accuracy(tmp_path, run_launch, 
         # they must rise too: the last fifth of the steps against the first, beyond three
         # standard errors of the two means (over steps) in quadrature. (The verifiable reward and
         # a judge of answers rise within the first few steps, so a first fifth says little there.)
-        first, last = ([m[names.REWARD_MEAN] for m in part] for part in (metrics[: steps // 5], metrics[-(steps // 5) :]))
-        spread = 3 * math.hypot(statistics.stdev(first) / math.sqrt(len(first)), statistics.stdev(last) / math.sqrt(len(last)))
+        first, last = (
+            [m[names.REWARD_MEAN] for m in part] for part in (metrics[: steps // 5], metrics[-(steps // 5) :])
+        )
+        spread = 3 * math.hypot(
+            statistics.stdev(first) / math.sqrt(len(first)), statistics.stdev(last) / math.sqrt(len(last))
+        )
         assert statistics.fmean(last) - statistics.fmean(first) > spread, (first, last)
     assert (run_dir / "reward.png").exists()
 
@@ -85,7 +91,13 @@ def test_alternating_roles_each_stage_raises_held_out_accuracy(tmp_path, run_lau
     own evaluation (its policy before and after, the other model as that stage froze it) rises."""
     run_dir = tmp_path / "alt"
     # Every held-out prompt (256): the reasoner stage's gain (+0.15 on 128 prompts) is smaller than the captioner's.
-    args = ["alternate", f"run_dir={run_dir}", f"learner.total_steps={STEPS}", "eval.max_prompts=0", "task.bundled_reasoner=partial"]
+    args = [
+        "alternate",
+        f"run_dir={run_dir}",
+        f"learner.total_steps={STEPS}",
+        "eval.max_prompts=0",
+        "task.bundled_reasoner=partial",
+    ]
     code, out = run_launch(args).finish(timeout=3000)
     assert code == 0, out[-4000:]
     for stage in ("stage0-captioner", "stage1-reasoner"):

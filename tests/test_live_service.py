@@ -23,7 +23,10 @@ from wire import metric_names as names
 
 pytestmark = pytest.mark.integration
 KEY = "test-key-9f2c"
-REASONER_PROMPT = "Question: How many red circles are there?\nImage description: top left: a red circle.\nThink step by step, then give the final answer in \\boxed{}."
+REASONER_PROMPT = (
+    "Question: How many red circles are there?\nImage description: top left: a red circle.\n"
+    "Think step by step, then give the final answer in \\boxed{}."
+)
 
 
 class Service:
@@ -32,10 +35,15 @@ class Service:
         self.port = unclaimed_port()
         self.base = f"http://127.0.0.1:{self.port}"
         args = [
-            "serve", f"task.cache_dir={cache}", *TINY_TASK_OVERRIDES, f"serve.http_port={self.port}", "serve.api.max_image_pixels=40000",
+            "serve",
+            f"task.cache_dir={cache}",
+            *TINY_TASK_OVERRIDES,
+            f"serve.http_port={self.port}",
+            "serve.api.max_image_pixels=40000",
             "serve.api.request_timeout_s=30",
             # A second reasoner, served elsewhere: here the service itself, over HTTP (plug-and-play).
-            f"serve.api.reasoners.echo.base_url={self.base}/v1", "serve.api.reasoners.echo.model=reasoner",
+            f"serve.api.reasoners.echo.base_url={self.base}/v1",
+            "serve.api.reasoners.echo.model=reasoner",
         ]
         self.run = Launched(args, env={"CAPTION_RL_API_KEY": KEY, "REASONER_API_KEY": KEY})
 
@@ -73,7 +81,12 @@ def service(tmp_path_factory):
 
 def image_message(path: Path, question: str) -> list[dict]:
     url = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
-    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": question}]}]
+    return [
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": question}],
+        }
+    ]
 
 
 def test_models_lists_the_reasoner_and_the_two_stage_model(service):
@@ -108,14 +121,23 @@ def test_chat_completion_honours_the_sampling_settings_and_counts_tokens(service
 def test_a_streamed_completion_says_what_the_whole_one_says(service):
     client, messages = service.client(), [{"role": "user", "content": REASONER_PROMPT}]
     whole = client.chat.completions.create(model="reasoner", messages=messages, temperature=0, max_tokens=24)
-    chunks = list(client.chat.completions.create(
-        model="reasoner", messages=messages, temperature=0, max_tokens=24, stream=True, stream_options={"include_usage": True}
-    ))
+    chunks = list(
+        client.chat.completions.create(
+            model="reasoner",
+            messages=messages,
+            temperature=0,
+            max_tokens=24,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert "".join(pieces) == whole.choices[0].message.content
     # One choice on the transformers engine streams as it is generated: a piece per token or so.
     assert len(pieces) >= min(2, whole.usage.completion_tokens - 1), pieces
-    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [whole.choices[0].finish_reason]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        whole.choices[0].finish_reason
+    ]
     assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
 
 
@@ -123,22 +145,48 @@ def test_an_image_chat_runs_the_two_stage_model(service):
     image, question = service.eval_item()
     client = service.client()
     # The captioner samples as in training; a seed makes its caption repeatable.
-    response = client.chat.completions.create(model="caption-reason", messages=image_message(image, question), temperature=0, max_tokens=24, seed=5)
+    response = client.chat.completions.create(
+        model="caption-reason", messages=image_message(image, question), temperature=0, max_tokens=24, seed=5
+    )
     message = response.choices[0].message
     assert message.caption and message.tentative_answer and message.content
     # Streamed: the caption and tentative answer arrive before the final answer, and agree with it.
-    chunks = list(client.chat.completions.create(
-        model="caption-reason", messages=image_message(image, question), temperature=0, max_tokens=24, seed=5, stream=True
-    ))
-    fields = [k for c in chunks for k, v in c.choices[0].delta.model_dump(exclude_none=True).items() if v and k != "role"]
+    chunks = list(
+        client.chat.completions.create(
+            model="caption-reason",
+            messages=image_message(image, question),
+            temperature=0,
+            max_tokens=24,
+            seed=5,
+            stream=True,
+        )
+    )
+    fields = [
+        k for c in chunks for k, v in c.choices[0].delta.model_dump(exclude_none=True).items() if v and k != "role"
+    ]
     assert fields.index("caption") < fields.index("content")
-    streamed = {k: "".join(getattr(c.choices[0].delta, k, None) or "" for c in chunks) for k in ("caption", "tentative_answer", "content")}
-    assert streamed == {"caption": message.caption, "tentative_answer": message.tentative_answer, "content": message.content}
+    streamed = {
+        k: "".join(getattr(c.choices[0].delta, k, None) or "" for c in chunks)
+        for k in ("caption", "tentative_answer", "content")
+    }
+    assert streamed == {
+        "caption": message.caption,
+        "tentative_answer": message.tentative_answer,
+        "content": message.content,
+    }
     # The reasoner swapped per request: "echo" is the same model reached over HTTP, so it agrees.
     swapped = client.chat.completions.create(
-        model="caption-reason", messages=image_message(image, question), temperature=0, max_tokens=24, seed=5, extra_body={"reasoner": "echo"}
+        model="caption-reason",
+        messages=image_message(image, question),
+        temperature=0,
+        max_tokens=24,
+        seed=5,
+        extra_body={"reasoner": "echo"},
     )
-    assert (swapped.choices[0].message.caption, swapped.choices[0].message.content) == (message.caption, message.content)
+    assert (swapped.choices[0].message.caption, swapped.choices[0].message.content) == (
+        message.caption,
+        message.content,
+    )
 
 
 def test_errors_come_in_openai_shape(service):
@@ -152,7 +200,15 @@ def test_errors_come_in_openai_shape(service):
     image, question = service.eval_item()
     with pytest.raises(openai.BadRequestError, match="reads text only"):
         client.chat.completions.create(model="reasoner", messages=image_message(image, question))
-    remote = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.invalid/a.png"}}, {"type": "text", "text": "?"}]}]
+    remote = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": "https://example.invalid/a.png"}},
+                {"type": "text", "text": "?"},
+            ],
+        }
+    ]
     with pytest.raises(openai.BadRequestError, match="remote image URLs are refused"):
         client.chat.completions.create(model="caption-reason", messages=remote)
 
@@ -167,21 +223,37 @@ def test_plain_http_gets_clear_errors_for_bad_bodies(service):
     # The service was started with a 40000-pixel bound: a 201 x 200 image is one column over it.
     out = io.BytesIO()
     Image.new("RGB", (201, 200)).save(out, format="PNG")
-    big = {"model": "caption-reason", "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()}},
-        {"type": "text", "text": "?"}]}]}
+    big = {
+        "model": "caption-reason",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()},
+                    },
+                    {"type": "text", "text": "?"},
+                ],
+            }
+        ],
+    }
     refused = requests.post(url, json=big, headers=headers, timeout=30)
     assert refused.status_code == 413 and "201x200 = 40200 pixels" in refused.json()["error"]["message"]
 
 
 def test_the_scoring_endpoint_and_health_keep_working(service):
     body = {"question": "How many red circles are there?", "answer": "1", "captions": ["top left: a red circle.", ""]}
-    scored = requests.post(f"{service.base}/reasoner", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    scored = requests.post(
+        f"{service.base}/reasoner", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=60
+    )
     assert scored.status_code == 200, scored.text
     assert len(scored.json()["rewards"]) == 2 and all(0 <= r <= 1 for r in scored.json()["rewards"])
     assert requests.post(f"{service.base}/reasoner", json=body, timeout=30).status_code == 401
     many = {**body, "captions": ["top left: a red circle."] * 65}  # serve.api.max_captions is 64
-    refused = requests.post(f"{service.base}/reasoner", json=many, headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+    refused = requests.post(
+        f"{service.base}/reasoner", json=many, headers={"Authorization": f"Bearer {KEY}"}, timeout=30
+    )
     assert refused.status_code == 400 and "65 captions in one request, at most 64" in refused.json()["error"]["message"]
     assert requests.get(f"{service.base}/health", timeout=10).json()["status"] == "ok"
     assert "<title>Caption, then reason</title>" in requests.get(service.base, timeout=10).text
@@ -197,7 +269,10 @@ def test_the_openai_engine_answers_through_the_service(service, monkeypatch):
     monkeypatch.setenv("REASONER_API_KEY", KEY)
     answers = OpenAIReasoner(endpoint).answer(prompts, k=3, temperature=0, max_new_tokens=24)
     direct = [
-        service.client().chat.completions.create(model="reasoner", messages=reasoner_messages(*p), temperature=0, max_tokens=24).choices[0].message.content
+        service.client()
+        .chat.completions.create(model="reasoner", messages=reasoner_messages(*p), temperature=0, max_tokens=24)
+        .choices[0]
+        .message.content
         for p in prompts
     ]
     assert answers == [[text] * 3 for text in direct]
@@ -208,10 +283,22 @@ def test_the_openai_engine_answers_through_the_service(service, monkeypatch):
 
 def test_infer_prints_the_caption_the_tentative_answer_and_the_final_answer(service, run_launch):
     image, question = service.eval_item()
-    args = ["infer", "--image", str(image), "--question", question, f"task.cache_dir={service.cache}", *TINY_TASK_OVERRIDES]
+    args = [
+        "infer",
+        "--image",
+        str(image),
+        "--question",
+        question,
+        f"task.cache_dir={service.cache}",
+        *TINY_TASK_OVERRIDES,
+    ]
     code, out = run_launch(args).finish(timeout=300)
     assert code == 0, out[-4000:]
-    printed = [line.split(":", 1) for line in out.splitlines() if line.startswith(("caption:", "tentative answer:", "final answer:"))]
+    printed = [
+        line.split(":", 1)
+        for line in out.splitlines()
+        if line.startswith(("caption:", "tentative answer:", "final answer:"))
+    ]
     # In this order; what the barely trained tiny models of this test say may be empty.
     assert [label for label, _ in printed] == ["caption", "tentative answer", "final answer"]
 
@@ -222,9 +309,16 @@ def test_infer_prints_the_caption_the_tentative_answer_and_the_final_answer(serv
 def test_the_openai_engine_trains_against_the_service(service, tmp_path, run_launch):
     run_dir = tmp_path / "run"
     args = [
-        f"run_dir={run_dir}", f"task.cache_dir={service.cache}", *TINY_TASK_OVERRIDES, "learner.total_steps=4",
-        "learner.groups_per_step=2", "rollout.sampling.max_new_tokens=8", "eval.at_end=false",
-        "serve.engine=openai", f"serve.openai.base_url={service.base}/v1", "serve.openai.model=reasoner",
+        f"run_dir={run_dir}",
+        f"task.cache_dir={service.cache}",
+        *TINY_TASK_OVERRIDES,
+        "learner.total_steps=4",
+        "learner.groups_per_step=2",
+        "rollout.sampling.max_new_tokens=8",
+        "eval.at_end=false",
+        "serve.engine=openai",
+        f"serve.openai.base_url={service.base}/v1",
+        "serve.openai.model=reasoner",
     ]
     code, out = run_launch(args, env={"REASONER_API_KEY": KEY}).finish(timeout=600)
     assert code == 0, out[-4000:]
@@ -234,8 +328,8 @@ def test_the_openai_engine_trains_against_the_service(service, tmp_path, run_lau
 
 
 def test_the_demo_page_answers_an_uploaded_image_in_a_browser(service, tmp_path):
-    from vlm.reasoner_prompt import two_stage_messages
     from tests.browser import ask_demo
+    from vlm.reasoner_prompt import two_stage_messages
 
     image, question = service.eval_item()
     shown = ask_demo(service.base, image, question, tmp_path / "demo.png", key=KEY)
@@ -262,8 +356,15 @@ def test_a_replica_killed_under_requests_answers_them_with_an_error_or_a_reply_n
     def ask() -> tuple[float, int]:
         started = time.monotonic()
         reply = requests.post(
-            f"{service.base}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=120,
-            json={"model": "reasoner", "messages": [{"role": "user", "content": REASONER_PROMPT}], "max_tokens": 256, "n": 4},
+            f"{service.base}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {KEY}"},
+            timeout=120,
+            json={
+                "model": "reasoner",
+                "messages": [{"role": "user", "content": REASONER_PROMPT}],
+                "max_tokens": 256,
+                "n": 4,
+            },
         )
         return time.monotonic() - started, reply.status_code
 

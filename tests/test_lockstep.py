@@ -29,13 +29,21 @@ from tests.test_launch import short_run
 pytestmark = pytest.mark.integration
 
 STEPS = 3
-LOCK_STEP = ["seed=3", "rollout.num_actors=1", "learner.max_staleness=0", "serve.num_replicas=1",
-             "serve.max_batch_size=1", "serve.temperature=0", "eval.at_end=false",
-             # The tiny task's reasoner gets nothing right from the untrained captioner's
-             # captions, and they all run to max_new_tokens (a length budget would cost each the
-             # same): a format term on whether a caption has an inner space makes the rewards
-             # differ, so the updates are not all zero.
-             "reward.shaping.format_pattern=.* .*", "reward.shaping.format_penalty=0.5"]
+LOCK_STEP = [
+    "seed=3",
+    "rollout.num_actors=1",
+    "learner.max_staleness=0",
+    "serve.num_replicas=1",
+    "serve.max_batch_size=1",
+    "serve.temperature=0",
+    "eval.at_end=false",
+    # The tiny task's reasoner gets nothing right from the untrained captioner's
+    # captions, and they all run to max_new_tokens (a length budget would cost each the
+    # same): a format term on whether a caption has an inner space makes the rewards
+    # differ, so the updates are not all zero.
+    "reward.shaping.format_pattern=.* .*",
+    "reward.shaping.format_penalty=0.5",
+]
 
 
 def _score(reasoner, config, prompt, samples):
@@ -46,8 +54,12 @@ def _score(reasoner, config, prompt, samples):
 
     record, serve = prompt.record, config.serve
     # One request is one group: its captions are answered as one batch, as a replica does.
-    answers = reasoner.answer([(s.text, record.question) for s in samples], k=serve.samples_per_caption,
-                              temperature=serve.temperature, max_new_tokens=serve.max_new_tokens)
+    answers = reasoner.answer(
+        [(s.text, record.question) for s in samples],
+        k=serve.samples_per_caption,
+        temperature=serve.temperature,
+        max_new_tokens=serve.max_new_tokens,
+    )
     rewards = tuple(
         caption_reward(a, record.answer) - shaping_penalty(s.text, len(s.token_ids), config.reward.shaping)
         for a, s in zip(answers, samples)
@@ -75,18 +87,35 @@ def lock_step_loop(args: list[str], out: Path) -> None:
     inputs = resolve_inputs(config)
     sampling = caption_sampling_spec(config.rollout.sampling, load_captioner_processor(inputs.captioner).tokenizer)
     reasoner = make_reasoner(config.serve, inputs.reasoner, derived_seed(config.seed, "reasoner", 0))
-    learner = LearnerRank(config.learner, LearnerSetup(
-        policy=inputs.captioner, run_dir=str(out), rank=0, world_size=1,
-        seed=derived_seed(config.seed, "learner", 0), sampling=sampling, weight_receivers=1,
-    ))
+    learner = LearnerRank(
+        config.learner,
+        LearnerSetup(
+            policy=inputs.captioner,
+            run_dir=str(out),
+            rank=0,
+            world_size=1,
+            seed=derived_seed(config.seed, "learner", 0),
+            sampling=sampling,
+            weight_receivers=1,
+        ),
+    )
     learner.setup_rank(("127.0.0.1", free_port()))
     # Last: the transformers engine samples from torch's global generator, which it seeds when it
     # is built (the learner seeds it too); in the run each role has a process of its own.
-    actor = RolloutActor(config.rollout, RolloutSetup(
-        actor_id=0, num_actors=1, policy=inputs.captioner, sampling=sampling, records_file=inputs.train_file,
-        replay_endpoints=(), weight_source=WeightSource("zmq", ()), reasoner_app="",
-        seed=derived_seed(config.seed, "actor", 0),
-    ))
+    actor = RolloutActor(
+        config.rollout,
+        RolloutSetup(
+            actor_id=0,
+            num_actors=1,
+            policy=inputs.captioner,
+            sampling=sampling,
+            records_file=inputs.train_file,
+            replay_endpoints=(),
+            weight_source=WeightSource("zmq", ()),
+            reasoner_app="",
+            seed=derived_seed(config.seed, "actor", 0),
+        ),
+    )
     actor.receiver = SimpleNamespace(rejected=0)  # no weight socket here: the loop hands weights over
     loop = asyncio.new_event_loop()
     prompts = actor._prompt_stream()
@@ -96,7 +125,9 @@ def lock_step_loop(args: list[str], out: Path) -> None:
             calls = min(config.rollout.prompts_per_call, config.learner.groups_per_step - len(groups))
             batch = [next(prompts) for _ in range(calls)]
             generated = loop.run_until_complete(actor.engine.generate([p.request for p in batch], actor.sampling))
-            groups += [actor._scored_group(p, s, _score(reasoner, config, p, s), 0.0, 0.0) for p, s in zip(batch, generated)]
+            groups += [
+                actor._scored_group(p, s, _score(reasoner, config, p, s), 0.0, 0.0) for p, s in zip(batch, generated)
+            ]
         learner.rollouts.write(step, groups)
         learner._step(Collected(groups, dropped=[], wait_s=0.0))
         update = weight_update(learner.version, gathered_weights(learner.engine, trainable_only=True))

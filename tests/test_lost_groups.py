@@ -24,12 +24,18 @@ BATCH_TIMEOUT_S = 120
 # eta = 2 costs another minute and a half of the default suite: run with `-m slow`.
 @pytest.mark.parametrize("eta", [0, pytest.param(2, marks=pytest.mark.slow)])
 def test_a_run_with_failing_scoring_completes_and_counts_what_it_lost(tmp_path, run_launch, eta):
-    run = run_launch([
-        *short_run(tmp_path, steps=STEPS), "eval.at_end=false", "rollout.num_actors=1",
-        f"learner.max_staleness={eta}", f"learner.batch_timeout_s={BATCH_TIMEOUT_S}",
-        f"serve.inject_failure_prob={FAILURE_PROB}",
-        f"rollout.score_attempts={ATTEMPTS}", "rollout.score_retry_backoff_s=0.01",
-    ])
+    run = run_launch(
+        [
+            *short_run(tmp_path, steps=STEPS),
+            "eval.at_end=false",
+            "rollout.num_actors=1",
+            f"learner.max_staleness={eta}",
+            f"learner.batch_timeout_s={BATCH_TIMEOUT_S}",
+            f"serve.inject_failure_prob={FAILURE_PROB}",
+            f"rollout.score_attempts={ATTEMPTS}",
+            "rollout.score_retry_backoff_s=0.01",
+        ]
+    )
     code, out = run.finish(timeout=600)
     assert code == 0, out[-3000:]
     metrics = read_metrics(tmp_path / "run" / "metrics.jsonl")

@@ -40,6 +40,7 @@ TINY_PNG = _png(4, 4)
 
 def png_declaring(width: int, height: int) -> bytes:
     """A PNG whose header declares width x height pixels and holds none: a decompression bomb's header."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -63,8 +64,16 @@ def make_group(rewards=(1.0, 0.0), image_bytes: int = 8, prompt_position: int = 
         answers=(("\\boxed{2}",), ("cannot tell",)),
         timings=GroupTimings(generate_s=0.5, score_s=0.25, sent_at=100.0),
         counters=ActorCounters(
-            groups_generated=9, groups_lost=1, bad_records=2, score_failures=3, answers_refused=1, empty_captions=2, judge_unparsed=3,
-            weight_updates=4, weight_updates_rejected=0, policy_version=5,
+            groups_generated=9,
+            groups_lost=1,
+            bad_records=2,
+            score_failures=3,
+            answers_refused=1,
+            empty_captions=2,
+            judge_unparsed=3,
+            weight_updates=4,
+            weight_updates_rejected=0,
+            policy_version=5,
         ),
     )
 
@@ -184,8 +193,14 @@ def _broadcast_frame(**fields) -> bytes:
         (_broadcast_frame(kind="Shutdown"), "unknown kind"),
         (_broadcast_frame(kind="Hello", actor_id=1), "missing 1 required"),
         (_broadcast_frame(kind="Hello", actor_id="1", workers=1), "'actor_id' has type str"),
-        (_broadcast_frame(kind="Round", version=1, names=["a"], dtype_names=["float32", "float32"], shapes=[[1]]), "differ in length"),
-        (_broadcast_frame(kind="Round", version=1, names=["a"], dtype_names=["int64"], shapes=[[1]]), "dtypes must be among"),
+        (
+            _broadcast_frame(kind="Round", version=1, names=["a"], dtype_names=["float32", "float32"], shapes=[[1]]),
+            "differ in length",
+        ),
+        (
+            _broadcast_frame(kind="Round", version=1, names=["a"], dtype_names=["int64"], shapes=[[1]]),
+            "dtypes must be among",
+        ),
         (_broadcast_frame(kind="Round", version=1, names=["a"], dtype_names=["float32"], shapes=[[-1]]), "sizes >= 0"),
         (_broadcast_frame(kind="Join", init_info=[1]), "'init_info' has type list"),
         (msgpack.packb({"schema": 7, "kind": "Ack", "actor_id": 0, "error": ""}), "another schema"),

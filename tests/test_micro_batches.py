@@ -29,7 +29,9 @@ TOLERANCE = 1e-5
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    return ensure_bundled_task(tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START)
+    return ensure_bundled_task(
+        tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +53,16 @@ def _step_loss_and_grads(model, micro_batches: list[PolicyBatch]) -> tuple[list[
     for batch in micro_batches:
         logp = sequence_logprobs(model, batch, SPEC)
         loss, _ = grpo_loss(
-            logp, batch.behaviour_logprobs, None, batch.advantages, batch.completion_mask,
-            clip_low=0.2, clip_high=0.2, correction=CorrectionConfig(), kl_coef=0.0, total_tokens=total,
+            logp,
+            batch.behaviour_logprobs,
+            None,
+            batch.advantages,
+            batch.completion_mask,
+            clip_low=0.2,
+            clip_high=0.2,
+            correction=CorrectionConfig(),
+            kl_coef=0.0,
+            total_tokens=total,
         )
         loss.backward()
         logps.append(logp.detach())
@@ -124,8 +134,9 @@ def _cut(group, length: int):
 
 def _asked_at_length(group, captioner: str):
     """The group with a longer question about its image (the bundled questions encode alike)."""
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     from vlm.caption_prompt import encode_caption_prompt
 

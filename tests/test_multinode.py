@@ -58,7 +58,8 @@ LIVE_CLIENT = textwrap.dedent("""
         time.sleep(0.5)
     client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
     models = sorted(m.id for m in client.models.list().data)
-    reply = client.chat.completions.create(model="reasoner", messages=[{"role": "user", "content": "How many circles?"}], max_tokens=8)
+    question = [{"role": "user", "content": "How many circles?"}]
+    reply = client.chat.completions.create(model="reasoner", messages=question, max_tokens=8)
     print(json.dumps({"models": models, "finish_reason": reply.choices[0].finish_reason}))
 """)
 
@@ -89,29 +90,52 @@ def run_on_cluster(cluster, run_launch, run_dir, overrides: list[str], timeout: 
 
 def common(cache) -> list[str]:
     return [
-        f"task.cache_dir={cache}", *TINY_TASK_OVERRIDES, "eval.at_end=false", "seed=3",
-        "rollout.group_size=4", "rollout.prompts_per_call=1", "rollout.sampling.max_new_tokens=12",
-        "learner.groups_per_step=2", "learner.max_staleness=0",
+        f"task.cache_dir={cache}",
+        *TINY_TASK_OVERRIDES,
+        "eval.at_end=false",
+        "seed=3",
+        "rollout.group_size=4",
+        "rollout.prompts_per_call=1",
+        "rollout.sampling.max_new_tokens=12",
+        "learner.groups_per_step=2",
+        "learner.max_staleness=0",
         # Sockets every node reaches: they bind all of the learner node's addresses, without
         # CURVE inside the test's own namespaces (tests/test_curve.py covers CURVE).
-        "learner.replay.host=0.0.0.0", "learner.weight_sync.host=0.0.0.0",
-        "learner.replay.allow_insecure=true", "learner.weight_sync.allow_insecure=true",
+        "learner.replay.host=0.0.0.0",
+        "learner.weight_sync.host=0.0.0.0",
+        "learner.replay.allow_insecure=true",
+        "learner.weight_sync.allow_insecure=true",
     ]
 
 
 def test_roles_on_three_nodes_train_with_pushed_weights_and_serve_people(cluster, cache, tmp_path, run_launch):
     steps = 3
-    client = cluster.command(ROLLOUT, [sys.executable, "-c", LIVE_CLIENT, f"http://{cluster.address(HEAD)}:{HTTP_PORT}"])
+    client = cluster.command(
+        ROLLOUT, [sys.executable, "-c", LIVE_CLIENT, f"http://{cluster.address(HEAD)}:{HTTP_PORT}"]
+    )
     person = subprocess.Popen(client, env=cluster.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        code, out = run_on_cluster(cluster, run_launch, tmp_path, [
-            *common(cache), *ROLES_ON_NODES, f"learner.total_steps={steps}",
-            # Two ranks, one per node with a learner slot: the head and node 2.
-            "learner.num_ranks=2", "learner.zero_stage=3", "learner.num_cpus=0.25",
-            "learner.placement.resources.learner_slot=1", "learner.placement.per_node=1",
-            "serve.live=true", f"serve.http_host={cluster.address(HEAD)}", f"serve.http_port={HTTP_PORT}",
-            "serve.api.allow_insecure=true",
-        ], timeout=900)
+        code, out = run_on_cluster(
+            cluster,
+            run_launch,
+            tmp_path,
+            [
+                *common(cache),
+                *ROLES_ON_NODES,
+                f"learner.total_steps={steps}",
+                # Two ranks, one per node with a learner slot: the head and node 2.
+                "learner.num_ranks=2",
+                "learner.zero_stage=3",
+                "learner.num_cpus=0.25",
+                "learner.placement.resources.learner_slot=1",
+                "learner.placement.per_node=1",
+                "serve.live=true",
+                f"serve.http_host={cluster.address(HEAD)}",
+                f"serve.http_port={HTTP_PORT}",
+                "serve.api.allow_insecure=true",
+            ],
+            timeout=900,
+        )
         answered, errors = person.communicate(timeout=120)
     finally:
         person.kill()
@@ -132,7 +156,9 @@ def test_roles_on_three_nodes_train_with_pushed_weights_and_serve_people(cluster
     exported = AutoModelForImageTextToText.from_pretrained(tmp_path / "captioner")
     bundle = resolve_inputs(load_config(overrides=[f"task.cache_dir={cache}", *TINY_TASK_OVERRIDES]))
     initial = AutoModelForImageTextToText.from_pretrained(bundle.captioner)
-    assert [(n, p.shape) for n, p in exported.named_parameters()] == [(n, p.shape) for n, p in initial.named_parameters()]
+    assert [(n, p.shape) for n, p in exported.named_parameters()] == [
+        (n, p.shape) for n, p in initial.named_parameters()
+    ]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["groups_lost"] == 0 and summary["groups_duplicated"] == 0
     # The person on node 1 reached the live service on the head's address during the run.
@@ -143,11 +169,20 @@ def test_roles_on_three_nodes_train_with_pushed_weights_and_serve_people(cluster
 
 def test_weights_broadcast_by_gloo_into_a_vllm_engine_on_another_node(cluster, cache, tmp_path, run_launch):
     steps = 4
-    code, out = run_on_cluster(cluster, run_launch, tmp_path, [
-        *common(cache), *ROLES_ON_NODES, f"learner.total_steps={steps}",
-        "learner.placement.node_labels.role=learner",
-        *VLLM_RUN, "learner.weight_sync.backend=gloo",
-    ], timeout=900)
+    code, out = run_on_cluster(
+        cluster,
+        run_launch,
+        tmp_path,
+        [
+            *common(cache),
+            *ROLES_ON_NODES,
+            f"learner.total_steps={steps}",
+            "learner.placement.node_labels.role=learner",
+            *VLLM_RUN,
+            "learner.weight_sync.backend=gloo",
+        ],
+        timeout=900,
+    )
     assert code == 0, out[-4000:]
     placement = json.loads((tmp_path / "placement.json").read_text())
     assert placement["learner rank"] == [cluster.address(LEARNER)]
@@ -160,10 +195,18 @@ def test_weights_broadcast_by_gloo_into_a_vllm_engine_on_another_node(cluster, c
 
 
 def test_a_placement_the_cluster_cannot_satisfy_fails_at_once_naming_the_role(cluster, cache, tmp_path, run_launch):
-    code, out = run_on_cluster(cluster, run_launch, tmp_path, [
-        *common(cache), "rollout.num_actors=2", "rollout.placement.node_labels.role=rollout",
-        "rollout.placement.per_node=1",
-    ], timeout=300)
+    code, out = run_on_cluster(
+        cluster,
+        run_launch,
+        tmp_path,
+        [
+            *common(cache),
+            "rollout.num_actors=2",
+            "rollout.placement.node_labels.role=rollout",
+            "rollout.placement.per_node=1",
+        ],
+        timeout=300,
+    )
     assert code == 2
     # One node carries the label and takes one actor; the others lack the label.
     assert "placement error: rollout: the cluster cannot place 2 rollout actor(s)" in out

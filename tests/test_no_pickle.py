@@ -24,7 +24,13 @@ UNPICKLERS = {"pickle", "cloudpickle", "dill", "marshal", "shelve", "joblib"}
 # Calls that unpickle what they are given: pyzmq's object helpers, torch's loader.
 UNPICKLING_CALLS = {"recv_pyobj", "send_pyobj", "recv_serialized", "send_serialized"}
 # Modules that read bodies from the network without importing zmq: the HTTP service.
-HTTP_MODULES = {"serve/pool.py", "serve/chat.py", "serve/api_protocol.py", "serve/api_images.py", "serve/openai_reasoner.py"}
+HTTP_MODULES = {
+    "serve/pool.py",
+    "serve/chat.py",
+    "serve/api_protocol.py",
+    "serve/api_images.py",
+    "serve/openai_reasoner.py",
+}
 
 
 def network_modules() -> list[Path]:
@@ -54,7 +60,12 @@ def _unpickling_uses(path: Path) -> list[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Attribute) and node.attr in UNPICKLING_CALLS:
             uses.append(f".{node.attr} at line {node.lineno}")
-        if isinstance(node, ast.Attribute) and node.attr == "load" and isinstance(node.value, ast.Name) and node.value.id == "torch":
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr == "load"
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "torch"
+        ):
             uses.append(f"torch.load at line {node.lineno}")
     return uses
 
@@ -62,7 +73,13 @@ def _unpickling_uses(path: Path) -> list[str]:
 def test_the_network_modules_are_found():
     relative = {p.relative_to(REPO).as_posix() for p in network_modules()}
     # The replay queue's two ends, the weight sockets and the HTTP service, at least.
-    assert {"learner/replay.py", "actors/replay_client.py", "learner/weight_publisher.py", "actors/weight_receiver.py", "serve/pool.py"} <= relative
+    assert {
+        "learner/replay.py",
+        "actors/replay_client.py",
+        "learner/weight_publisher.py",
+        "actors/weight_receiver.py",
+        "serve/pool.py",
+    } <= relative
 
 
 def test_no_module_that_reads_the_network_unpickles():

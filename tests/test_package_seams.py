@@ -25,7 +25,17 @@ SHARED_BY_ROLES = ("coordination",)
 CLI_MODULES = ("driver.cli", "driver.commands")
 # Every module of the protocol layer: it holds messages only (how they travel is `transport`).
 PROTOCOL_MESSAGES = tuple(f"wire.{p.stem}" for p in sorted((REPO / "wire").glob("*.py")) if p.stem != "__init__")
-PROTOCOL_MAY_IMPORT = {"__future__", "dataclasses", "typing", "math", "bisect", "collections", "numpy", "msgpack", "wire"}
+PROTOCOL_MAY_IMPORT = {
+    "__future__",
+    "dataclasses",
+    "typing",
+    "math",
+    "bisect",
+    "collections",
+    "numpy",
+    "msgpack",
+    "wire",
+}
 
 
 def project_packages() -> list[str]:
@@ -139,7 +149,9 @@ def module_imports() -> dict[str, set[str]]:
 
 def test_no_two_modules_import_each_other():
     imports = module_imports()
-    mutual = sorted({tuple(sorted((a, b))) for a, targets in imports.items() for b in targets if a != b and a in imports[b]})
+    mutual = sorted(
+        {tuple(sorted((a, b))) for a, targets in imports.items() for b in targets if a != b and a in imports[b]}
+    )
     assert mutual == []
 
 
@@ -156,7 +168,11 @@ def test_protocol_messages_import_only_numpy_and_msgpack():
         assert not heavy, f"{module} imports {sorted(heavy)}"
     # And transitively, as Python actually loads them.
     probe = f"import sys; import {', '.join(PROTOCOL_MESSAGES)}; print(' '.join(sorted(sys.modules)))"
-    loaded = set(subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True).stdout.split())
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
     assert not loaded & {"torch", "zmq", "ray", "transformers", "vllm", "deepspeed", "PIL"}
 
 
@@ -164,5 +180,7 @@ def test_every_package_is_installed():
     import tomllib
 
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    subpackages = [".".join(p.parent.relative_to(REPO).parts) for p in REPO.glob("*/*/__init__.py") if p.parts[-3] != "tests"]
+    subpackages = [
+        ".".join(p.parent.relative_to(REPO).parts) for p in REPO.glob("*/*/__init__.py") if p.parts[-3] != "tests"
+    ]
     assert sorted(declared) == sorted([*(p for p in project_packages() if p != "launch"), *subpackages])

@@ -41,31 +41,53 @@ def test_an_unsatisfiable_placement_names_the_role_what_it_asked_and_each_nodes_
     with pytest.raises(PlacementError) as raised:
         plan_placement([demand(count=2, each={"CPU": 0.5}, labels={"role": "rollout"}, per_node=1)], NODES)
     message = str(raised.value)
-    assert message.startswith("rollout: the cluster cannot place 2 rollout actor(s), each taking CPU 0.5 "
-                              "on nodes labelled role=rollout, at most 1 per node: room for 1.")
+    assert message.startswith(
+        "rollout: the cluster cannot place 2 rollout actor(s), each taking CPU 0.5 "
+        "on nodes labelled role=rollout, at most 1 per node: room for 1."
+    )
     assert "10.0.0.1: lacks the label role=rollout" in message
     assert "10.0.0.2: already holds 1 (per_node 1)" in message
     assert "10.0.0.3: lacks the label role=rollout" in message
 
 
 def test_role_demands_follow_the_config():
-    config = load_config(overrides=[
-        "learner.num_ranks=2", "learner.num_cpus=0.25", "learner.placement.resources.learner_slot=1",
-        "learner.placement.per_node=1", "serve.num_replicas=3", "serve.num_gpus=1",
-        "rollout.num_actors=2", "rollout.placement.node_labels.role=rollout",
-    ])
+    config = load_config(
+        overrides=[
+            "learner.num_ranks=2",
+            "learner.num_cpus=0.25",
+            "learner.placement.resources.learner_slot=1",
+            "learner.placement.per_node=1",
+            "serve.num_replicas=3",
+            "serve.num_gpus=1",
+            "rollout.num_actors=2",
+            "rollout.placement.node_labels.role=rollout",
+        ]
+    )
     demands = {d.role: d for d in role_demands(config)}
     # In start order; evaluation while training (on by default) has engines of its own.
-    assert list(demands) == ["learner rank", "reasoner replica", "rollout actor", "evaluation captioner", "evaluation reasoner"]
-    assert demands["evaluation captioner"].labels == {"role": "rollout"} and demands["evaluation captioner"].per_node == 0
+    assert list(demands) == [
+        "learner rank",
+        "reasoner replica",
+        "rollout actor",
+        "evaluation captioner",
+        "evaluation reasoner",
+    ]
+    assert (
+        demands["evaluation captioner"].labels == {"role": "rollout"} and demands["evaluation captioner"].per_node == 0
+    )
     assert demands["evaluation reasoner"].each == {"CPU": 0.25, "GPU": 1.0}
     off = load_config(overrides=["eval.every_steps=0"])
     assert [d.role for d in role_demands(off)] == ["learner rank", "reasoner replica", "rollout actor"]
-    assert demands["learner rank"] == RoleDemand("learner rank", "learner", 2, {"CPU": 0.25, "learner_slot": 1.0}, {}, 1)
+    assert demands["learner rank"] == RoleDemand(
+        "learner rank", "learner", 2, {"CPU": 0.25, "learner_slot": 1.0}, {}, 1
+    )
     assert demands["reasoner replica"].count == 3 and demands["reasoner replica"].each == {"CPU": 0.25, "GPU": 1.0}
     assert demands["rollout actor"].labels == {"role": "rollout"}
     # serve.live adds the two-stage model's captioner, placed as the actors are.
-    live = {d.role: d for d in role_demands(load_config(overrides=["serve.live=true", "rollout.placement.node_labels.role=r"]))}
+    live = {
+        d.role: d
+        for d in role_demands(load_config(overrides=["serve.live=true", "rollout.placement.node_labels.role=r"]))
+    }
     assert live["captioner service"].labels == {"role": "r"} and live["captioner service"].per_node == 0
     # `launch.py serve`: the pool and its captioner only.
     assert [d.role for d in role_demands(config, training=False)] == ["reasoner replica", "captioner service"]

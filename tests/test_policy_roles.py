@@ -26,7 +26,15 @@ def test_alternate_trains_the_captioner_then_the_reasoner_on_the_new_captioners_
     task = [f"task.cache_dir={tmp_path / 'cache'}", *TINY_TASK_OVERRIDES]
     run_dir = tmp_path / "alt"
     # eta = 0: each stage's second step samples with the weights its first step published.
-    args = ["alternate", f"run_dir={run_dir}", *task, *SMALL_RUN, "learner.total_steps=2", "learner.groups_per_step=1", "learner.max_staleness=0"]
+    args = [
+        "alternate",
+        f"run_dir={run_dir}",
+        *task,
+        *SMALL_RUN,
+        "learner.total_steps=2",
+        "learner.groups_per_step=1",
+        "learner.max_staleness=0",
+    ]
     code, out = run_launch(args).finish(timeout=900)
     assert code == 0, out[-3000:]
     inputs = resolve_inputs(load_config(overrides=task))

@@ -48,15 +48,23 @@ def make_groups(captioner: str, records_file: str) -> list:
         png = io.BytesIO()
         image.save(png, format="PNG")
         lengths = rng.integers(3, 9, GROUP_SIZE)
-        groups.append(ScoredGroup(
-            group_id=f"g{position}", prompt_id=record.id, actor_id=0, prompt_position=position,
-            prompt_token_ids=prompt.input_ids, image_png=png.getvalue(),
-            completion_ids=tuple(rng.integers(10, vocab, n).astype(np.int32) for n in lengths),
-            behaviour_logprobs=tuple(np.full(n, -3.0, dtype=np.float32) for n in lengths),
-            token_versions=tuple(np.zeros(n, dtype=np.int32) for n in lengths),
-            rewards=np.array([1, 0, 0, 1][:GROUP_SIZE], dtype=np.float32), answers=((),) * GROUP_SIZE,
-            timings=GroupTimings(0.0, 0.0, 0.0), counters=ActorCounters(**dict.fromkeys(COUNTER_NAMES, 0)),
-        ))
+        groups.append(
+            ScoredGroup(
+                group_id=f"g{position}",
+                prompt_id=record.id,
+                actor_id=0,
+                prompt_position=position,
+                prompt_token_ids=prompt.input_ids,
+                image_png=png.getvalue(),
+                completion_ids=tuple(rng.integers(10, vocab, n).astype(np.int32) for n in lengths),
+                behaviour_logprobs=tuple(np.full(n, -3.0, dtype=np.float32) for n in lengths),
+                token_versions=tuple(np.zeros(n, dtype=np.int32) for n in lengths),
+                rewards=np.array([1, 0, 0, 1][:GROUP_SIZE], dtype=np.float32),
+                answers=((),) * GROUP_SIZE,
+                timings=GroupTimings(0.0, 0.0, 0.0),
+                counters=ActorCounters(**dict.fromkeys(COUNTER_NAMES, 0)),
+            )
+        )
     return groups
 
 
@@ -76,13 +84,27 @@ def updates(rank: int, world: int, port: int, bundle: dict, out_dir: str) -> Non
 
     groups = make_groups(bundle["captioner"], bundle["train_file"])
     for stage in STAGES:
-        config = load_config(overrides=[
-            f"learner.num_ranks={world}", f"learner.zero_stage={stage}", f"learner.groups_per_step={GROUPS_PER_STEP}",
-            "learner.lr=1e-3", "learner.rollout_log_every=0",
-        ])
-        sampling = caption_sampling_spec(config.rollout.sampling, load_captioner_processor(bundle["captioner"]).tokenizer)
-        setup = LearnerSetup(bundle["captioner"], str(Path(out_dir) / f"run-{world}-{stage}"), rank, world,
-                             derived_seed(0, "learner", rank), sampling, weight_receivers=1)
+        config = load_config(
+            overrides=[
+                f"learner.num_ranks={world}",
+                f"learner.zero_stage={stage}",
+                f"learner.groups_per_step={GROUPS_PER_STEP}",
+                "learner.lr=1e-3",
+                "learner.rollout_log_every=0",
+            ]
+        )
+        sampling = caption_sampling_spec(
+            config.rollout.sampling, load_captioner_processor(bundle["captioner"]).tokenizer
+        )
+        setup = LearnerSetup(
+            bundle["captioner"],
+            str(Path(out_dir) / f"run-{world}-{stage}"),
+            rank,
+            world,
+            derived_seed(0, "learner", rank),
+            sampling,
+            weight_receivers=1,
+        )
         learner = LearnerRank(config.learner, setup)
         learner.setup_rank(("127.0.0.1", port))  # the process group is made once, then reused
         learner._step(Collected(groups, [], 0.0))
@@ -111,7 +133,9 @@ def bundle(tmp_path_factory) -> dict:
     from task.bundle import ensure_bundled_task
     from tests.tiny_task import TINY_WARM_START
 
-    built = ensure_bundled_task(tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START)
+    built = ensure_bundled_task(
+        tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START
+    )
     return {"captioner": str(built.captioner), "train_file": str(built.train_file)}
 
 
@@ -128,7 +152,9 @@ def trained(bundle, tmp_path_factory) -> Path:
 def test_one_update_on_two_ranks_equals_it_on_one(stage, bundle, trained):
     from transformers import AutoModelForImageTextToText
 
-    initial = {n: p.detach() for n, p in AutoModelForImageTextToText.from_pretrained(bundle["captioner"]).named_parameters()}
+    initial = {
+        n: p.detach() for n, p in AutoModelForImageTextToText.from_pretrained(bundle["captioner"]).named_parameters()
+    }
     one, two = (torch.load(trained / f"weights-{world}-{stage}.pt") for world in (1, 2))
     assert one.keys() == two.keys() and one
     moved = max(float((one[n] - initial[n]).abs().max()) for n in one)

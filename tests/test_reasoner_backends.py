@@ -12,10 +12,10 @@ from configs.schema import VllmConfig
 from serve.completion import CompletionParams
 from serve.grading import caption_reward
 from serve.hf_reasoner import TransformersReasoner
-from vlm.reasoner_prompt import reasoner_messages
 from serve.vllm_reasoner import VllmReasoner
 from task.bundle import ensure_bundled_task
 from tests.tiny_task import TINY_WARM_START
+from vlm.reasoner_prompt import reasoner_messages
 
 PROMPTS = [
     ("top left: a red circle. bottom right: a blue square.", "How many red objects are there?"),
@@ -27,7 +27,9 @@ K = 3
 
 @pytest.fixture(scope="module")
 def reasoner_checkpoint(tmp_path_factory):
-    bundle = ensure_bundled_task(tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START)
+    bundle = ensure_bundled_task(
+        tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START
+    )
     return str(bundle.reasoner)
 
 

@@ -37,18 +37,25 @@ def test_rewards_are_compared_over_the_first_and_last_fifth_of_the_steps():
 
 def test_the_table_has_a_row_per_run():
     table = recipe_table([result(0.2, 0.6, 0.5, 0.1)], {r.paper: r for r in RECIPES})
-    assert "| verifiable answers | RACRO | 0 | 0.200 ± 0.030 → 0.600 ± 0.040 | 0.100 → 0.500 ± 0.010 | 0.100 | yes |" in table
+    assert (
+        "| verifiable answers | RACRO | 0 | 0.200 ± 0.030 → 0.600 ± 0.040 | 0.100 → 0.500 ± 0.010 | 0.100 | yes |"
+        in table
+    )
 
 
 def test_every_recipe_is_the_documented_command():
     for recipe in RECIPES:
-        command = " ".join(["python launch.py", *([recipe.command] if recipe.command != "train" else []), *recipe.overrides])
+        command = " ".join(
+            ["python launch.py", *([recipe.command] if recipe.command != "train" else []), *recipe.overrides]
+        )
         assert f"`{command}`" in RECIPES_PAGE, command
 
 
 def test_content_free_captions_are_scored_as_the_pool_scores(tmp_path):
     bundle = ensure_bundled_task(tmp_path / "cache", seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START)
-    config = load_config(None, ["serve.samples_per_caption=2", "reward.weights.verifiable=0.5", "reward.weights.mcq=0.5"])
+    config = load_config(
+        None, ["serve.samples_per_caption=2", "reward.weights.verifiable=0.5", "reward.weights.mcq=0.5"]
+    )
     rewards = caption_rewards(config, str(bundle.reasoner), str(bundle.eval_file), records=4)
     assert set(rewards.mean) == {*CONTENT_FREE, "faithful"}
     # The empty caption gets no reasoner call and no shaping term here: exactly 0.

@@ -38,15 +38,19 @@ def test_groups_arrive_and_a_malformed_frame_is_counted_not_fatal():
 
 def test_a_full_queue_holds_senders_back_instead_of_growing():
     capacity = 2
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=capacity, capacity_bytes=2**30, admission=admission_for_made_groups())
+    queue = ReplayQueue(
+        "127.0.0.1", 0, capacity_groups=capacity, capacity_bytes=2**30, admission=admission_for_made_groups()
+    )
     client = ReplayClient([queue.endpoint])
 
     async def send_many(count: int) -> int:
         sent = 0
         for position in range(count):
             try:
-                await asyncio.wait_for(client.send(make_group(image_bytes=256 * 1024, prompt_position=position)), timeout=0.5)
-            except asyncio.TimeoutError:
+                await asyncio.wait_for(
+                    client.send(make_group(image_bytes=256 * 1024, prompt_position=position)), timeout=0.5
+                )
+            except TimeoutError:
                 break
             sent += 1
         return sent
@@ -74,7 +78,13 @@ def test_the_byte_bound_holds_large_groups_back_but_always_lets_one_in():
     group = make_group(image_bytes=100_000)
     frame = len(encode_group(group))
     # Room for two frames but not three; the group bound is far away.
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=100, capacity_bytes=2 * frame + frame // 2, admission=admission_for_made_groups())
+    queue = ReplayQueue(
+        "127.0.0.1",
+        0,
+        capacity_groups=100,
+        capacity_bytes=2 * frame + frame // 2,
+        admission=admission_for_made_groups(),
+    )
     client = ReplayClient([queue.endpoint])
     try:
         for position in range(5):
@@ -90,7 +100,9 @@ def test_the_byte_bound_holds_large_groups_back_but_always_lets_one_in():
         client.close()
         queue.close()
     # A single group larger than the whole bound still gets through (else the run would stall).
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=4, capacity_bytes=frame // 2, admission=admission_for_made_groups())
+    queue = ReplayQueue(
+        "127.0.0.1", 0, capacity_groups=4, capacity_bytes=frame // 2, admission=admission_for_made_groups()
+    )
     client = ReplayClient([queue.endpoint])
     try:
         asyncio.run(client.send(group))
@@ -140,7 +152,9 @@ def test_a_group_whose_image_is_corrupt_or_a_bomb_is_refused_with_its_reason():
 def test_a_text_policys_queue_takes_groups_without_an_image_and_refuses_one_with():
     # policy.role=reasoner: the reasoner reads text only, so its groups carry no image.
     image = make_group().image_png
-    queue = ReplayQueue("127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups(images=False))
+    queue = ReplayQueue(
+        "127.0.0.1", 0, capacity_groups=8, capacity_bytes=2**20, admission=admission_for_made_groups(images=False)
+    )
     client = ReplayClient([queue.endpoint])
     try:
         for position, png in enumerate((image, b""), start=1):

@@ -26,11 +26,19 @@ QUESTIONS, PENALTY, JUDGE = 2, 0.1, 0.25
 def test_each_caption_gets_the_mixed_reward_of_the_answers_it_got(tmp_path, run_launch):
     task = [f"task.cache_dir={tmp_path / 'cache'}", *TINY_TASK_OVERRIDES]
     args = [
-        f"run_dir={tmp_path / 'run'}", *task, "learner.total_steps=2", "learner.groups_per_step=2", "rollout.group_size=4",
-        "rollout.sampling.max_new_tokens=8", "eval.at_end=false",
-        "reward.weights.verifiable=0.5", "reward.weights.mcq=0.5", f"reward.weights.judge={JUDGE}",
+        f"run_dir={tmp_path / 'run'}",
+        *task,
+        "learner.total_steps=2",
+        "learner.groups_per_step=2",
+        "rollout.group_size=4",
+        "rollout.sampling.max_new_tokens=8",
+        "eval.at_end=false",
+        "reward.weights.verifiable=0.5",
+        "reward.weights.mcq=0.5",
+        f"reward.weights.judge={JUDGE}",
         f"reward.mcq.questions_per_caption={QUESTIONS}",
-        "reward.shaping.repetition_ngram=1", f"reward.shaping.repetition_penalty={PENALTY}",
+        "reward.shaping.repetition_ngram=1",
+        f"reward.shaping.repetition_penalty={PENALTY}",
     ]
     code, out = run_launch(args).finish(timeout=600)
     assert code == 0, out[-3000:]
@@ -40,7 +48,9 @@ def test_each_caption_gets_the_mixed_reward_of_the_answers_it_got(tmp_path, run_
     assert len(groups) == 4
     for group in groups:
         record = records[group["prompt_id"]]
-        asks = mcq_asks(record.questions, QUESTIONS, seeds[(group["actor_id"], group["prompt_id"])], McqRewardConfig().cannot_answer)
+        asks = mcq_asks(
+            record.questions, QUESTIONS, seeds[(group["actor_id"], group["prompt_id"])], McqRewardConfig().cannot_answer
+        )
         assert len(asks) == min(QUESTIONS, len(record.questions))
         for caption, answers, reward in zip(group["captions"], group["answers"], group["rewards"]):
             if not caption.strip():

@@ -21,7 +21,9 @@ def test_a_catastrophic_pattern_is_cut_off_counted_and_the_caption_penalised(cap
     shaping = ShapingConfig(format_pattern=CATASTROPHIC, format_penalty=0.25)
     request = ScoreRequest("How many?", "2", (STALLING_CAPTION, "aaaa", STALLING_CAPTION))
     with caplog.at_level(logging.WARNING, logger="serve.rewards"):
-        (result,) = score_groups([request], lambda prompts, k: [["\\boxed{2}"]] * len(prompts), 1, RewardConfig(shaping=shaping), lambda: 0.0)
+        (result,) = score_groups(
+            [request], lambda prompts, k: [["\\boxed{2}"]] * len(prompts), 1, RewardConfig(shaping=shaping), lambda: 0.0
+        )
     # Right answers all; the two stalling captions pay the format penalty and are counted.
     assert result.rewards == (0.75, 1.0, 0.75) and result.format_timeouts == 2
     # Logged once for the pattern, not once per caption.
@@ -34,7 +36,9 @@ def test_a_catastrophic_pattern_is_cut_off_counted_and_the_caption_penalised(cap
 def test_a_format_pattern_matches_the_whole_caption_across_lines():
     assert matches_format("one.\ntwo.", r".*\.")  # `.` crosses the newline
     assert not matches_format("one. two", r".*\.")  # the whole caption, not a prefix
-    assert shaping_penalty("  a b c.  ", None, ShapingConfig(format_pattern=r".*\.", format_penalty=0.5)) == 0.0  # stripped first
+    assert (
+        shaping_penalty("  a b c.  ", None, ShapingConfig(format_pattern=r".*\.", format_penalty=0.5)) == 0.0
+    )  # stripped first
 
 
 def test_a_format_pattern_is_checked_by_the_engine_that_matches_it():
@@ -42,7 +46,10 @@ def test_a_format_pattern_is_checked_by_the_engine_that_matches_it():
         ShapingConfig(format_pattern="(", format_penalty=0.1)
     # `regex` reads Unicode properties, which `re` refused: the config takes what matching takes.
     shaping = ShapingConfig(format_pattern=r"\p{Lu}.*", format_penalty=0.1)
-    assert (shaping_penalty("A red circle.", None, shaping), shaping_penalty("a red circle.", None, shaping)) == (0.0, 0.1)
+    assert (shaping_penalty("A red circle.", None, shaping), shaping_penalty("a red circle.", None, shaping)) == (
+        0.0,
+        0.1,
+    )
 
 
 def test_an_empty_caption_pays_the_shaping_terms_without_a_reasoner_call():

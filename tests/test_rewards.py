@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from configs.schema import JudgeRewardConfig, McqRewardConfig, RewardConfig, ShapingConfig
-from serve.rewards import mcq_asks, mcq_correct, repeated_ngram_share, score_answer_groups, score_groups, shaping_penalty
+from serve.rewards import (
+    mcq_asks,
+    mcq_correct,
+    repeated_ngram_share,
+    score_answer_groups,
+    score_groups,
+    shaping_penalty,
+)
 from wire.scoring import AnswerScoreRequest, MCQuestion, ScoreRequest
 
 CIRCLES = MCQuestion("How many circles are there?", ("1", "2", "3"), 2)
@@ -49,8 +56,14 @@ def test_repeated_ngram_share():
 
 
 def test_shaping_terms_add_up():
-    shaping = ShapingConfig(length_budget=10, length_penalty=0.5, repetition_ngram=2, repetition_penalty=1.0,
-                            format_pattern=r".*\.", format_penalty=0.25)
+    shaping = ShapingConfig(
+        length_budget=10,
+        length_penalty=0.5,
+        repetition_ngram=2,
+        repetition_penalty=1.0,
+        format_pattern=r".*\.",
+        format_penalty=0.25,
+    )
     # 20 tokens: 10 over a budget of 10 -> 0.5 * 10 / 10; repeats 0.6; no final period -> 0.25.
     assert shaping_penalty("a b a b a b", 20, shaping) == pytest.approx(0.5 + 0.6 + 0.25)
     assert shaping_penalty("a b c.", 8, shaping) == 0.0
@@ -78,9 +91,14 @@ def fake_reasoner(asks_by_text: dict, wrong_mcq: set[str]):
 
 
 def test_a_mix_of_kinds_weighs_each_and_subtracts_shaping():
-    reward = RewardConfig(weights={"verifiable": 0.5, "mcq": 0.5}, mcq=McqRewardConfig(questions_per_caption=2, cannot_answer=CANNOT),
-                          shaping=ShapingConfig(length_budget=4, length_penalty=1.0))
-    request = ScoreRequest("How many?", "2", ("two circles", "  ", "two circles"), (CIRCLES, SQUARES), caption_tokens=(4, 0, 6), seed=3)
+    reward = RewardConfig(
+        weights={"verifiable": 0.5, "mcq": 0.5},
+        mcq=McqRewardConfig(questions_per_caption=2, cannot_answer=CANNOT),
+        shaping=ShapingConfig(length_budget=4, length_penalty=1.0),
+    )
+    request = ScoreRequest(
+        "How many?", "2", ("two circles", "  ", "two circles"), (CIRCLES, SQUARES), caption_tokens=(4, 0, 6), seed=3
+    )
     asks = {a.text: a for a in mcq_asks(request.mc_questions, 2, 3, CANNOT)}
     (result,) = score_groups([request], fake_reasoner(asks, {SQUARES.question}), 2, reward, lambda: 0.5)
     # verifiable 1.0 and mcq 1/2 (circles right, squares wrong): 0.5 * 1 + 0.5 * 0.5 = 0.75;
@@ -126,10 +144,20 @@ def test_an_empty_caption_scores_zero_without_a_reasoner_call():
 def test_scoring_over_http_takes_questions_token_counts_and_seed():
     from wire.scoring import score_request_from_json
 
-    body = {"question": "q", "answer": "1", "captions": ["a", "b"], "caption_tokens": [3, 4], "seed": 9,
-            "questions": [{"question": "How many?", "options": ["1", "2"], "answer": 1}]}
+    body = {
+        "question": "q",
+        "answer": "1",
+        "captions": ["a", "b"],
+        "caption_tokens": [3, 4],
+        "seed": 9,
+        "questions": [{"question": "How many?", "options": ["1", "2"], "answer": 1}],
+    }
     request = score_request_from_json(body)
-    assert request.mc_questions == (MCQuestion("How many?", ("1", "2"), 1),) and request.caption_tokens == (3, 4) and request.seed == 9
+    assert (
+        request.mc_questions == (MCQuestion("How many?", ("1", "2"), 1),)
+        and request.caption_tokens == (3, 4)
+        and request.seed == 9
+    )
     for bad, message in [
         ({"questions": [{"question": "x", "options": ["1", "2"], "answer": 2}]}, "a right one among them"),
         ({"questions": "x"}, "field 'questions' must be a list"),
@@ -181,7 +209,14 @@ def test_the_judge_grades_each_answer_and_an_unparsed_reply_scores_zero():
     def judge(conversations):
         seen.extend(conversations)
         # Right answers get 10, wrong ones 2; an answer saying "3" gets a reply out of format.
-        return ["Score: 10" if "\\boxed{2}" in c[1]["content"] else "no idea" if "\\boxed{3}" in c[1]["content"] else "Score: 2" for c in conversations]
+        return [
+            "Score: 10"
+            if "\\boxed{2}" in c[1]["content"]
+            else "no idea"
+            if "\\boxed{3}" in c[1]["content"]
+            else "Score: 2"
+            for c in conversations
+        ]
 
     def answer(prompts, k):
         return [["\\boxed{2}", "\\boxed{3}"], ["\\boxed{4}", "\\boxed{2}"]][: len(prompts)]
@@ -189,7 +224,8 @@ def test_the_judge_grades_each_answer_and_an_unparsed_reply_scores_zero():
     reward = RewardConfig(weights={"verifiable": 0.5, "judge": 0.5})
     request = ScoreRequest("How many?", "2", ("two dots", "four dots"))
     (result,) = score_groups([request], answer, 2, reward, lambda: 0.0, judge)
-    # Caption 1: verifiable 1/2; judge (10 + unparsed 0) / 2 / 10 = 0.5. Caption 2: verifiable 1/2; judge (2 + 10) / 20 = 0.6.
+    # Caption 1: verifiable 1/2; judge (10 + unparsed 0) / 2 / 10 = 0.5. Caption 2: verifiable 1/2; judge (2 + 10)
+    # / 20 = 0.6.
     assert result.rewards == pytest.approx((0.5 * 0.5 + 0.5 * 0.5, 0.5 * 0.5 + 0.5 * 0.6))
     assert result.judge_unparsed == 1 and len(seen) == 4
     assert "Reference: 2\n<response>\n\\boxed{2}\n</response>" in seen[0][1]["content"]
@@ -202,7 +238,9 @@ def test_a_judge_reply_out_of_range_fails_only_its_own_sample():
         return ["Score: " + "9" * 10_000 if "\\boxed{3}" in c[1]["content"] else "Score: 8" for c in conversations]
 
     def answer(prompts, k):
-        return [["\\boxed{2}", "\\boxed{3}"], ["\\boxed{2}", "\\boxed{2}"], ["\\boxed{4}", "\\boxed{2}"]][: len(prompts)]
+        return [["\\boxed{2}", "\\boxed{3}"], ["\\boxed{2}", "\\boxed{2}"], ["\\boxed{4}", "\\boxed{2}"]][
+            : len(prompts)
+        ]
 
     reward = RewardConfig(kind="judge")
     requests = [ScoreRequest("How many?", "2", ("two dots", "2 dots")), ScoreRequest("How many?", "2", ("four dots",))]
@@ -219,7 +257,9 @@ def test_a_judge_reply_out_of_range_fails_only_its_own_sample():
 
 def test_a_judge_of_captions_reads_the_reference_facts():
     reward = RewardConfig(kind="judge", judge=JudgeRewardConfig(target="caption"))
-    request = ScoreRequest("How many?", "2", ("a red circle",), reference="top left: a red circle. top right: a red circle.")
+    request = ScoreRequest(
+        "How many?", "2", ("a red circle",), reference="top left: a red circle. top right: a red circle."
+    )
     seen = []
 
     def judge(conversations):
@@ -228,7 +268,9 @@ def test_a_judge_of_captions_reads_the_reference_facts():
 
     (result,) = score_groups([request], lambda prompts, k: [], 1, reward, lambda: 0.0, judge)
     assert result.rewards == (0.5,) and result.answers == ((),)  # no reasoner call: the caption itself is judged
-    assert seen[0][1]["content"].endswith("Reference: top left: a red circle. top right: a red circle.\n<response>\na red circle\n</response>")
+    assert seen[0][1]["content"].endswith(
+        "Reference: top left: a red circle. top right: a red circle.\n<response>\na red circle\n</response>"
+    )
     with pytest.raises(ValueError, match="no reference facts"):
         score_groups([ScoreRequest("How many?", "2", ("x",))], lambda prompts, k: [], 1, reward, lambda: 0.0, judge)
 
@@ -245,18 +287,25 @@ def test_the_reasoners_own_answers_are_graded_judged_and_shaped():
     def judge(conversations):
         seen.extend(conversations)
         # The right answer gets 10, the wrong one 4, the empty one a reply out of format.
-        return ["Score: 10" if "\\boxed{3}" in c[1]["content"] else "Score: 4" if "\\boxed" in c[1]["content"] else "dunno" for c in conversations]
+        return [
+            "Score: 10" if "\\boxed{3}" in c[1]["content"] else "Score: 4" if "\\boxed" in c[1]["content"] else "dunno"
+            for c in conversations
+        ]
 
     reward = RewardConfig(
         weights={"verifiable": 3.0, "judge": 1.0}, shaping=ShapingConfig(length_budget=4, length_penalty=0.2)
     )
-    request = AnswerScoreRequest("How many dots?", "3", ("so \\boxed{3}", "\\boxed{5}", "no idea"), answer_tokens=(6, 2, 4))
+    request = AnswerScoreRequest(
+        "How many dots?", "3", ("so \\boxed{3}", "\\boxed{5}", "no idea"), answer_tokens=(6, 2, 4)
+    )
     (result,) = score_answer_groups([request], reward, lambda: 0.0, judge)
     # Weights 3/4 and 1/4. Right: 0.75 + 0.25 * 1.0, then 2 tokens over a budget of 4 cost 0.2 * 2 / 4 = 0.1.
     # Wrong: 0 + 0.25 * 0.4. No answer: 0 + 0 (unparsed, counted).
     assert result.rewards == pytest.approx((1.0 - 0.1, 0.1, 0.0))
     assert result.judge_unparsed == 1 and result.answers == ((), (), ())
-    assert [c[1]["content"].endswith(f"<response>\n{a}\n</response>") for c, a in zip(seen, request.answers)] == [True] * 3
+    assert [c[1]["content"].endswith(f"<response>\n{a}\n</response>") for c, a in zip(seen, request.answers)] == [
+        True
+    ] * 3
 
 
 def test_the_reasoners_answers_take_no_caption_reward():

@@ -15,7 +15,9 @@ NEG_INF = float("-inf")
 LOGITS = torch.tensor([1.0, 2.0, 3.0, 4.0]).log()  # softmax [0.1, 0.2, 0.3, 0.4]
 
 
-def spec(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, suppressed: tuple[int, ...] = ()) -> SamplingSpec:
+def spec(
+    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, suppressed: tuple[int, ...] = ()
+) -> SamplingSpec:
     return SamplingSpec(temperature=temperature, top_k=top_k, top_p=top_p, suppressed_token_ids=suppressed)
 
 
@@ -108,7 +110,9 @@ def test_kept_tokens_normalise_to_one():
 
 def test_keep_rescues_a_sampled_token_from_top_k_and_top_p_only():
     # k=2 keeps tokens 2 and 3; token 1 must stay as well: weights 2, 3, 4 over 9.
-    torch.testing.assert_close(logprobs(LOGITS, spec(top_k=2), keep=torch.tensor(1)), expected([0, 2 / 9, 3 / 9, 4 / 9]))
+    torch.testing.assert_close(
+        logprobs(LOGITS, spec(top_k=2), keep=torch.tensor(1)), expected([0, 2 / 9, 3 / 9, 4 / 9])
+    )
     # A suppressed token is never rescued (it cannot have been sampled).
     got = logprobs(LOGITS, spec(top_k=2, suppressed=(1,)), keep=torch.tensor(1))
     torch.testing.assert_close(got, expected([0, 0, 3 / 7, 4 / 7]))
@@ -139,9 +143,7 @@ def test_logits_are_not_modified_in_place():
     assert torch.equal(logits, LOGITS)
 
 
-@pytest.mark.parametrize(
-    "settings", [dict(temperature=0.0), dict(top_k=-1), dict(top_p=0.0), dict(top_p=1.5)], ids=str
-)
+@pytest.mark.parametrize("settings", [dict(temperature=0.0), dict(top_k=-1), dict(top_p=0.0), dict(top_p=1.5)], ids=str)
 def test_spec_rejects_out_of_range_settings(settings):
     with pytest.raises(ValueError, match="sampling spec"):
         spec(**settings)

@@ -18,11 +18,14 @@ def _update() -> WeightUpdate:
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     b = np.zeros((0,), dtype=np.float32)
     c = np.arange(5, dtype=np.float16)
-    return WeightUpdate(7, (
-        RawTensor("a", "float32", (2, 3), memoryview(a.tobytes())),
-        RawTensor("b", "float32", (0,), b.tobytes()),
-        RawTensor("c", "float16", (5,), c.tobytes()),
-    ))
+    return WeightUpdate(
+        7,
+        (
+            RawTensor("a", "float32", (2, 3), memoryview(a.tobytes())),
+            RawTensor("b", "float32", (0,), b.tobytes()),
+            RawTensor("c", "float16", (5,), c.tobytes()),
+        ),
+    )
 
 
 def test_offsets_start_each_tensor_on_the_next_aligned_byte():

@@ -13,9 +13,14 @@ from wire import metric_names as names
 
 def _row(step: int, reward: float, stale_mean: float, stale_max: int) -> dict:
     return {
-        "step": step, names.TIME_ELAPSED_S: 10.0 + 2.0 * step, names.REWARD_MEAN: reward,
-        names.STALENESS_MEAN: stale_mean, names.STALENESS_MAX: stale_max, names.REPLAY_DROPPED_STALE: step // 5,
-        names.CORRECTION_CORRECTED_FRACTION: 0.1 * (step % 2), names.CORRECTION_WEIGHT_MAX: 1.0 + step,
+        "step": step,
+        names.TIME_ELAPSED_S: 10.0 + 2.0 * step,
+        names.REWARD_MEAN: reward,
+        names.STALENESS_MEAN: stale_mean,
+        names.STALENESS_MAX: stale_max,
+        names.REPLAY_DROPPED_STALE: step // 5,
+        names.CORRECTION_CORRECTED_FRACTION: 0.1 * (step % 2),
+        names.CORRECTION_WEIGHT_MAX: 1.0 + step,
     }
 
 
@@ -37,7 +42,10 @@ def test_summarise_a_run():
 def test_the_grid_and_the_noise_seeds():
     points = sweep_points([0, 8], ["none", "tis"], [1, 2], also=[(8, "tis"), (2, "mask")])
     assert [p.name for p in points] == [
-        "eta0-none-seed0", "eta0-tis-seed0", "eta8-none-seed0", "eta8-tis-seed0",
+        "eta0-none-seed0",
+        "eta0-tis-seed0",
+        "eta8-none-seed0",
+        "eta8-tis-seed0",
         "eta2-mask-seed0",  # (8, "tis") is in the grid already
         f"eta{staleness.NOISE_POINT[0]}-{staleness.NOISE_POINT[1]}-seed1",
         f"eta{staleness.NOISE_POINT[0]}-{staleness.NOISE_POINT[1]}-seed2",
@@ -57,8 +65,12 @@ def _result(eta: int, correction: str, seed: int, groups_per_s: float, heldout: 
 
 
 def test_speed_against_sync_and_the_noise_line():
-    results = [_result(0, "none", 0, 2.0, 0.8), _result(2, "none", 0, 3.0, 0.7), _result(2, "tis", 0, 3.0, 0.7),
-               _result(2, "none", 1, 2.8, 0.9)]
+    results = [
+        _result(0, "none", 0, 2.0, 0.8),
+        _result(2, "none", 0, 3.0, 0.7),
+        _result(2, "tis", 0, 3.0, 0.7),
+        _result(2, "none", 1, 2.8, 0.9),
+    ]
     assert speed_vs_sync(results[1], results) == pytest.approx(1.5)
     assert speed_vs_sync(results[2], results) != speed_vs_sync(results[2], results)  # nan: no eta=0 tis run
     table = sweep_table(results, 0.2, (2, "none"))

@@ -21,8 +21,8 @@ from learner.weight_publisher import weight_update
 from task.bundle import ensure_bundled_task
 from tests.test_engine_conformance import TOLERANCE
 from tests.tiny_task import TINY_WARM_START
-from vlm.sampling import caption_sampling_spec
 from vlm.reasoner_prompt import encode_reasoner_prompt
+from vlm.sampling import caption_sampling_spec
 from wire.scored_group import COUNTER_NAMES, ActorCounters, GroupTimings, ScoredGroup
 
 N = 4
@@ -41,7 +41,9 @@ def loop():
 
 @pytest.fixture(scope="module")
 def reasoner(tmp_path_factory) -> str:
-    built = ensure_bundled_task(tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START)
+    built = ensure_bundled_task(
+        tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START
+    )
     return str(built.reasoner)
 
 
@@ -57,20 +59,28 @@ def engine(request, reasoner, loop):
 
 def _requests(tokenizer) -> list[CaptionRequest]:
     return [
-        CaptionRequest(f"q{i}", TextPrompt(np.asarray(encode_reasoner_prompt(tokenizer, caption, question), dtype=np.int32)))
+        CaptionRequest(
+            f"q{i}", TextPrompt(np.asarray(encode_reasoner_prompt(tokenizer, caption, question), dtype=np.int32))
+        )
         for i, (caption, question) in enumerate(PROMPTS)
     ]
 
 
 def _learner_logprobs(model, request: CaptionRequest, group, sampling: SamplingSettings) -> list[np.ndarray]:
     scored = ScoredGroup(
-        group_id="g", prompt_id=request.prompt_id, actor_id=0, prompt_position=0,
-        prompt_token_ids=request.prompt.input_ids, image_png=b"",
+        group_id="g",
+        prompt_id=request.prompt_id,
+        actor_id=0,
+        prompt_position=0,
+        prompt_token_ids=request.prompt.input_ids,
+        image_png=b"",
         completion_ids=tuple(s.token_ids for s in group),
         behaviour_logprobs=tuple(s.logprobs for s in group),
         token_versions=tuple(s.token_versions for s in group),
-        rewards=np.zeros(len(group), dtype=np.float32), answers=((),) * len(group),
-        timings=GroupTimings(0.0, 0.0, 0.0), counters=ActorCounters(**dict.fromkeys(COUNTER_NAMES, 0)),
+        rewards=np.zeros(len(group), dtype=np.float32),
+        answers=((),) * len(group),
+        timings=GroupTimings(0.0, 0.0, 0.0),
+        counters=ActorCounters(**dict.fromkeys(COUNTER_NAMES, 0)),
     )
     batch = group_batch(scored, None, torch.zeros(len(group)), 0)
     with torch.no_grad():
@@ -90,7 +100,9 @@ def _check_against(model, engine, loop, config: SamplingConfig) -> None:
             np.testing.assert_allclose(sample.logprobs, expected, atol=TOLERANCE, rtol=0)
 
 
-@pytest.mark.parametrize("config", [SamplingConfig(), SamplingConfig(temperature=0.7, top_k=5, top_p=0.9)], ids=["full", "truncated"])
+@pytest.mark.parametrize(
+    "config", [SamplingConfig(), SamplingConfig(temperature=0.7, top_k=5, top_p=0.9)], ids=["full", "truncated"]
+)
 def test_text_policy_behaviour_logprobs_equal_the_learners(engine, reasoner, loop, config):
     assert isinstance(engine.tokenizer, type(AutoTokenizer.from_pretrained(reasoner)))
     _check_against(AutoModelForCausalLM.from_pretrained(reasoner).eval(), engine, loop, config)

@@ -55,9 +55,23 @@ def test_the_benchmark_runs_and_writes_its_table_and_plot(tmp_path):
 
     out = tmp_path / "tta"
     command = [
-        sys.executable, "-m", "benchmarks.time_to_accuracy", f"out={out}", "--settings", "0:none,2:decoupled", "--seeds", "0",
-        "--target", "0.01", f"task.cache_dir={tmp_path / 'cache'}", *TINY_TASK_OVERRIDES, "learner.total_steps=6",
-        "learner.groups_per_step=2", "rollout.group_size=4", "rollout.sampling.max_new_tokens=8", "eval.every_steps=2",
+        sys.executable,
+        "-m",
+        "benchmarks.time_to_accuracy",
+        f"out={out}",
+        "--settings",
+        "0:none,2:decoupled",
+        "--seeds",
+        "0",
+        "--target",
+        "0.01",
+        f"task.cache_dir={tmp_path / 'cache'}",
+        *TINY_TASK_OVERRIDES,
+        "learner.total_steps=6",
+        "learner.groups_per_step=2",
+        "rollout.group_size=4",
+        "rollout.sampling.max_new_tokens=8",
+        "eval.every_steps=2",
         "eval.subset_prompts=4",
     ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1500)

@@ -36,7 +36,10 @@ def test_followed_rows_are_logged_once_each_by_learner_step(tmp_path, monkeypatc
     run.finish(None, completed=True)
     logged = history(offline_run_file(tmp_path))
     assert [(row["learner_step"], row.get("reward/mean"), row.get("eval/accuracy")) for row in logged] == [
-        (0, 0.25, None), (1, 0.5, None), (2, 0.75, None), (1, None, 0.6),
+        (0, 0.25, None),
+        (1, 0.5, None),
+        (2, 0.75, None),
+        (1, None, 0.6),
     ]
     assert run.logged == 4
 

@@ -20,7 +20,6 @@ from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 import vlm.processor as processor_module
 from records.vqa import VQARecord, load_image
-from vlm.reasoner_prompt import encode_reasoner_prompt, reasoner_messages
 from task.bundle import ensure_bundled_task
 from task.scenes import SceneObject, render_scene
 from tests.tiny_task import TINY_WARM_START
@@ -39,6 +38,7 @@ from vlm.processor import (
     load_tokenizer,
     torchvision_available,
 )
+from vlm.reasoner_prompt import encode_reasoner_prompt, reasoner_messages
 
 # 56x56 image, 14 px patches: (56/14)^2 = 16 patches; merged 2x2 into 16/4 = 4 vision tokens.
 PATCHES = (56 // 14) ** 2
@@ -50,7 +50,9 @@ G = 4
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory):
-    return ensure_bundled_task(tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START)
+    return ensure_bundled_task(
+        tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START
+    )
 
 
 @pytest.fixture(scope="module")
@@ -156,9 +158,7 @@ def test_batch_is_left_padded(processor):
 def test_generate_runs_with_group_sampling(processor, captioner):
     batch = batch_caption_inputs(_two_prompts(processor), processor.tokenizer.pad_token_id)
     torch.manual_seed(0)
-    out = captioner.generate(
-        **batch, do_sample=True, top_k=0, top_p=1.0, num_return_sequences=G, max_new_tokens=16
-    )
+    out = captioner.generate(**batch, do_sample=True, top_k=0, top_p=1.0, num_return_sequences=G, max_new_tokens=16)
     assert out.shape[0] == 2 * G
     assert batch["input_ids"].shape[1] < out.shape[1] <= batch["input_ids"].shape[1] + 16
 
@@ -190,8 +190,16 @@ def test_each_sample_of_a_group_sees_its_own_image(processor, captioner):
     batch = batch_caption_inputs(prompts, tokenizer.pad_token_id)
     torch.manual_seed(0)
     out = captioner.generate(
-        **batch, do_sample=True, top_k=0, top_p=1.0, temperature=1.0, num_return_sequences=G,
-        max_new_tokens=12, suppress_tokens=suppressed, output_scores=True, return_dict_in_generate=True,
+        **batch,
+        do_sample=True,
+        top_k=0,
+        top_p=1.0,
+        temperature=1.0,
+        num_return_sequences=G,
+        max_new_tokens=12,
+        suppress_tokens=suppressed,
+        output_scores=True,
+        return_dict_in_generate=True,
     )
     completions = out.sequences[:, batch["input_ids"].shape[1] :]
     sampled = torch.stack(out.scores, 1).log_softmax(-1).gather(-1, completions.unsqueeze(-1)).squeeze(-1)

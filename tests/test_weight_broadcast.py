@@ -29,11 +29,10 @@ from tests.test_engine_conformance import (  # noqa: F401
     bundle,
     loop,
 )
-from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
 from transport.gloo import GlooGroup
+from wire.broadcast import Ack, Hello, Join, Round, decode_message, encode_message
 
 TIMEOUT_S = 30.0
-
 
 
 def _publisher(receivers: int, timeout_s: float = TIMEOUT_S) -> BroadcastWeightPublisher:
@@ -43,8 +42,14 @@ def _publisher(receivers: int, timeout_s: float = TIMEOUT_S) -> BroadcastWeightP
 class _Member(threading.Thread):
     """An actor reduced to its protocol: one group rank that records what it receives."""
 
-    def __init__(self, endpoint: str, actor_id: int, fail_rounds: bool = False, hang_after_rounds: bool = False,
-                 fail_join: bool = False):
+    def __init__(
+        self,
+        endpoint: str,
+        actor_id: int,
+        fail_rounds: bool = False,
+        hang_after_rounds: bool = False,
+        fail_join: bool = False,
+    ):
         super().__init__(daemon=True)
         self.endpoint, self.actor_id, self.fail_rounds, self.fail_join = endpoint, actor_id, fail_rounds, fail_join
         self.hang_after_rounds = hang_after_rounds
@@ -64,7 +69,9 @@ class _Member(threading.Thread):
             if isinstance(message, Join):
                 self.join_info = message.init_info
                 info = message.init_info
-                group = GlooGroup.join(info["master_address"], info["master_port"], info["rank_offset"], info["world_size"], TIMEOUT_S)
+                group = GlooGroup.join(
+                    info["master_address"], info["master_port"], info["rank_offset"], info["world_size"], TIMEOUT_S
+                )
             elif isinstance(message, Round):
                 tensors = {}
                 for name, dtype, shape in zip(message.names, message.dtype_names, message.shapes):
@@ -101,7 +108,10 @@ def test_every_member_gets_its_own_rank_and_every_tensor_bit_exact():
 
 def test_a_publish_fails_naming_the_actor_that_could_not_load_it():
     publisher = _publisher(receivers=2)
-    members = [_Member(publisher.source().endpoints[0], 0), _Member(publisher.source().endpoints[0], 1, fail_rounds=True)]
+    members = [
+        _Member(publisher.source().endpoints[0], 0),
+        _Member(publisher.source().endpoints[0], 1, fail_rounds=True),
+    ]
     for member in members:
         member.start()
     try:

@@ -25,15 +25,22 @@ def test_an_update_that_fits_the_policy_passes():
     check_weight_update(_update(layer__bias=torch.zeros(4, dtype=torch.bfloat16)), SHAPES, 1)  # any weight dtype
 
 
-@pytest.mark.parametrize(("update", "current", "reason"), [
-    (_update(layer__other=torch.zeros(4)), 1, "names 'layer.other', which the policy does not have"),
-    # [1, 4] would broadcast over [3, 4] in a copy: the shape must be exact.
-    (_update(layer__weight=torch.ones(1, 4)), 1, r"layer.weight has shape \[1, 4\], the policy's is \[3, 4\]"),
-    (_update(layer__bias=torch.tensor([0.0, float("nan"), 0.0, 0.0])), 1, "layer.bias holds a value that is not finite"),
-    (_update(layer__bias=torch.tensor([0.0, float("inf"), 0.0, 0.0])), 1, "not finite"),
-    (_update(version=1), 1, "version 1: the engine is at 1"),
-    (_update(version=MAX_VERSION + 1), 1, f"versions stop at {MAX_VERSION}"),
-])
+@pytest.mark.parametrize(
+    ("update", "current", "reason"),
+    [
+        (_update(layer__other=torch.zeros(4)), 1, "names 'layer.other', which the policy does not have"),
+        # [1, 4] would broadcast over [3, 4] in a copy: the shape must be exact.
+        (_update(layer__weight=torch.ones(1, 4)), 1, r"layer.weight has shape \[1, 4\], the policy's is \[3, 4\]"),
+        (
+            _update(layer__bias=torch.tensor([0.0, float("nan"), 0.0, 0.0])),
+            1,
+            "layer.bias holds a value that is not finite",
+        ),
+        (_update(layer__bias=torch.tensor([0.0, float("inf"), 0.0, 0.0])), 1, "not finite"),
+        (_update(version=1), 1, "version 1: the engine is at 1"),
+        (_update(version=MAX_VERSION + 1), 1, f"versions stop at {MAX_VERSION}"),
+    ],
+)
 def test_an_update_that_does_not_fit_is_refused_naming_why(update, current, reason):
     with pytest.raises(MalformedMessage, match=reason):
         check_weight_update(update, SHAPES, current)
@@ -72,7 +79,9 @@ def test_a_refused_update_leaves_the_engine_serving_its_weights(checkpoint):
     right = weight_update(1, {name: torch.full(shape, 0.5)})
     check_weight_update(right, shapes, engine.policy_version)
     asyncio.run(engine.update_weights(right))
-    assert torch.equal(dict(engine.model.named_parameters())[name], torch.full(shape, 0.5)) and engine.policy_version == 1
+    assert (
+        torch.equal(dict(engine.model.named_parameters())[name], torch.full(shape, 0.5)) and engine.policy_version == 1
+    )
 
 
 def test_a_broadcast_round_is_checked_on_what_it_announces():

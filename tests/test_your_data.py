@@ -39,9 +39,16 @@ def data(tmp_path_factory):
 def files_run(data, tmp_path: Path, train_file: Path, *extra: str) -> list[str]:
     cache, inputs, _ = data
     return [
-        "task.kind=files", f"task.train_file={train_file}", f"task.cache_dir={cache}",
-        f"models.captioner={inputs.captioner}", f"models.reasoner={inputs.reasoner}", f"run_dir={tmp_path / 'run'}",
-        f"learner.total_steps={STEPS}", "learner.groups_per_step=2", "rollout.group_size=4", "rollout.sampling.max_new_tokens=8",
+        "task.kind=files",
+        f"task.train_file={train_file}",
+        f"task.cache_dir={cache}",
+        f"models.captioner={inputs.captioner}",
+        f"models.reasoner={inputs.reasoner}",
+        f"run_dir={tmp_path / 'run'}",
+        f"learner.total_steps={STEPS}",
+        "learner.groups_per_step=2",
+        "rollout.group_size=4",
+        "rollout.sampling.max_new_tokens=8",
         *extra,
     ]
 
@@ -56,8 +63,13 @@ def test_training_from_the_virl39k_release_without_deepscaler_rows(data, tmp_pat
     warning), and the mirrored layout as the held-out split evaluated at the end."""
     _, inputs, layouts = data
     args = files_run(
-        data, tmp_path, layouts.virl39k_release, f"task.exclude_sources=[{EXCLUDED_SOURCE}]",
-        f"task.eval_file={layouts.virl39k_mirrored}", "eval.max_prompts=4", "eval.samples_per_prompt=1",
+        data,
+        tmp_path,
+        layouts.virl39k_release,
+        f"task.exclude_sources=[{EXCLUDED_SOURCE}]",
+        f"task.eval_file={layouts.virl39k_mirrored}",
+        "eval.max_prompts=4",
+        "eval.samples_per_prompt=1",
     )
     code, out = run_launch(args).finish(timeout=600)
     assert code == 0, out[-3000:]
@@ -82,9 +94,16 @@ def test_training_from_the_mirrored_virl39k_layout(data, tmp_path, run_launch):
 def evaluate(run_launch, data, benchmark: Path, out: Path, reasoners: dict[str, str], *extra: str) -> str:
     cache = data[0]
     args = [
-        "eval", f"data={benchmark}", f"out={out}", f"task.cache_dir={cache}", *TINY_TASK_OVERRIDES,
-        f"eval.max_prompts={ITEMS}", f"eval.samples_per_prompt={RESPONSES}", "eval.prompts_per_batch=4",
-        *(f"eval.reasoners.{name}={path}" for name, path in reasoners.items()), *extra,
+        "eval",
+        f"data={benchmark}",
+        f"out={out}",
+        f"task.cache_dir={cache}",
+        *TINY_TASK_OVERRIDES,
+        f"eval.max_prompts={ITEMS}",
+        f"eval.samples_per_prompt={RESPONSES}",
+        "eval.prompts_per_batch=4",
+        *(f"eval.reasoners.{name}={path}" for name, path in reasoners.items()),
+        *extra,
     ]
     code, output = run_launch(args).finish(timeout=600)
     assert code == 0, output[-3000:]
@@ -144,8 +163,13 @@ def test_benchmarks_in_three_modes_with_two_reasoners_on_cached_captions(data, t
 @pytest.mark.slow  # vLLM engines take a minute to start; the default set runs the same path on transformers
 def test_a_benchmark_on_vllm_engines(data, tmp_path, run_launch):
     output = evaluate(
-        run_launch, data, data[2].vlmeval, tmp_path / "vllm", {"reasoner": data[1].reasoner},
-        "rollout.engine=vllm", "serve.engine=vllm",
+        run_launch,
+        data,
+        data[2].vlmeval,
+        tmp_path / "vllm",
+        {"reasoner": data[1].reasoner},
+        "rollout.engine=vllm",
+        "serve.engine=vllm",
     )
     assert f"captioner outputs: 0 of {2 * ITEMS} found" in output
     check_tables(tmp_path / "vllm", ["reasoner"])

@@ -55,12 +55,16 @@ def load_keys(directory: str, actor_id: int | None = None) -> CurveKeys:
     path = Path(directory)
     make = f"make keys with `python launch.py keys out={directory}`"
     if (path / f"{CLIENT}.key").is_file() and not (path / CLIENTS).is_dir():
-        raise FileNotFoundError(f"curve.keys_dir={directory} holds keys in an older layout (no clients/ folder): {make}")
+        raise FileNotFoundError(
+            f"curve.keys_dir={directory} holds keys in an older layout (no clients/ folder): {make}"
+        )
     server_public, server_secret = _pair(path, SERVER, directory, make)
     client_public = client_secret = None
     if actor_id is not None:
         own = f"actor-{actor_id}"
-        client_public, client_secret = _pair(path / CLIENTS, own if (path / CLIENTS / f"{own}.key").is_file() else CLIENT, directory, make)
+        client_public, client_secret = _pair(
+            path / CLIENTS, own if (path / CLIENTS / f"{own}.key").is_file() else CLIENT, directory, make
+        )
     return CurveKeys(server_public, server_secret, client_public, client_secret, directory=str(path / CLIENTS))
 
 
@@ -83,7 +87,9 @@ def serve_securely(socket: zmq.Socket, keys: CurveKeys) -> None:
 def connect_securely(socket: zmq.Socket, keys: CurveKeys) -> None:
     """Make `socket` (before it connects) a CURVE client of the learner's sockets."""
     if keys.client_public is None or keys.client_secret is None:
-        raise FileNotFoundError(f"{keys.directory} lacks this actor's client key_secret: every actor's node needs its pair")
+        raise FileNotFoundError(
+            f"{keys.directory} lacks this actor's client key_secret: every actor's node needs its pair"
+        )
     socket.curve_secretkey = keys.client_secret
     socket.curve_publickey = keys.client_public
     socket.curve_serverkey = keys.server_public

@@ -36,12 +36,22 @@ def listening_socket(host: str, port: int = 0) -> socket.socket:
     return listener
 
 
-def rendezvous_store(address: str, port: int, world_size: int, timeout: datetime.timedelta, listener: socket.socket | None) -> dist.TCPStore:
+def rendezvous_store(
+    address: str, port: int, world_size: int, timeout: datetime.timedelta, listener: socket.socket | None
+) -> dist.TCPStore:
     """The group's store: served on `listener` (rank 0), or reached at address:port (the others).
     The store takes the listening socket's descriptor over (and closes it when destroyed)."""
     if listener is None:
         return dist.TCPStore(address, port, world_size, is_master=False, timeout=timeout)
-    return dist.TCPStore(address, port, world_size, is_master=True, timeout=timeout, wait_for_workers=False, master_listen_fd=listener.detach())
+    return dist.TCPStore(
+        address,
+        port,
+        world_size,
+        is_master=True,
+        timeout=timeout,
+        wait_for_workers=False,
+        master_listen_fd=listener.detach(),
+    )
 
 
 @dataclass
@@ -50,7 +60,15 @@ class GlooGroup:
     group: dist.ProcessGroupGloo
 
     @classmethod
-    def join(cls, address: str, port: int, rank: int, world_size: int, timeout_s: float, listener: socket.socket | None = None) -> GlooGroup:
+    def join(
+        cls,
+        address: str,
+        port: int,
+        rank: int,
+        world_size: int,
+        timeout_s: float,
+        listener: socket.socket | None = None,
+    ) -> GlooGroup:
         """Join as `rank`; blocks until all `world_size` members have joined (or `timeout_s`).
         Rank 0 serves the store on `listener` (`listening_socket`), bound to the configured host."""
         if (rank == 0) != (listener is not None):

@@ -52,7 +52,9 @@ def caption_messages(question: str) -> list[dict[str, Any]]:
     ]
 
 
-ANSWER_SYSTEM_PROMPT = "Answer the question about the image. Think step by step, then give the final answer in \\boxed{}."
+ANSWER_SYSTEM_PROMPT = (
+    "Answer the question about the image. Think step by step, then give the final answer in \\boxed{}."
+)
 
 
 def answer_messages(question: str) -> list[dict[str, Any]]:

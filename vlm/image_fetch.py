@@ -115,7 +115,10 @@ def check_declared_size(image: Image.Image) -> None:
     """Refuse an opened, not yet decoded image whose header declares over MAX_SOURCE_PIXELS pixels."""
     width, height = image.size
     if width * height > MAX_SOURCE_PIXELS:
-        raise ValueError(f"image declares {width}x{height} = {width * height} pixels, over the bound of {MAX_SOURCE_PIXELS} (a decompression bomb?)")
+        raise ValueError(
+            f"image declares {width}x{height} = {width * height} pixels, over the bound of {MAX_SOURCE_PIXELS} (a "
+            "decompression bomb?)"
+        )
 
 
 def _as_rgb(image: Image.Image) -> Image.Image:

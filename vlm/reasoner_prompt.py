@@ -37,7 +37,10 @@ def two_stage_messages(caption: str, question: str, tentative_answer: str) -> li
     """
     parts = boxed_parts(tentative_answer)
     hint = f"\\boxed{{{parts[-1]}}}" if parts else ""
-    text = f"Question: {question}\nA first answer, which may be wrong: {hint}\nImage description: {caption}\n{REASONER_INSTRUCTION}"
+    text = (
+        f"Question: {question}\nA first answer, which may be wrong: {hint}\n"
+        f"Image description: {caption}\n{REASONER_INSTRUCTION}"
+    )
     return [{"role": "user", "content": text}]
 
 

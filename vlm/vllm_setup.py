@@ -23,7 +23,12 @@ def _set_process_defaults(config: VllmConfig) -> None:
 
 
 def engine_args(
-    checkpoint: str, config: VllmConfig, seed: int, images_per_prompt: int, async_engine: bool, weight_transfer: str | None = None
+    checkpoint: str,
+    config: VllmConfig,
+    seed: int,
+    images_per_prompt: int,
+    async_engine: bool,
+    weight_transfer: str | None = None,
 ):
     """vLLM engine arguments for `checkpoint`: `AsyncEngineArgs` for the async engine, else `LLM`
     kwargs. `weight_transfer` names the backend of vLLM's weight-transfer API updates arrive by."""

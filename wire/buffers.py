@@ -85,8 +85,14 @@ def unpack(frame: bytes, what: str, bytes_per_item: int = BYTES_PER_ITEM) -> dic
         # unpackb bounds every length field by the frame's own size, so no field can claim more;
         # the hooks count what the containers hold (each is at most `budget` long itself).
         obj = msgpack.unpackb(
-            frame, raw=False, strict_map_key=True, use_list=True, list_hook=counted, object_hook=counted,
-            max_array_len=budget, max_map_len=budget,
+            frame,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            list_hook=counted,
+            object_hook=counted,
+            max_array_len=budget,
+            max_map_len=budget,
         )
     except _TooManyItems:
         raise MalformedMessage(f"a {what} frame of {len(frame)} bytes holds more than {budget} entries") from None

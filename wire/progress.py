@@ -67,7 +67,7 @@ class ShardProgress:
         return [[start, end] for start, end in self.ranges]
 
     @classmethod
-    def from_wire(cls, value: object) -> "ShardProgress":
+    def from_wire(cls, value: object) -> ShardProgress:
         """From `to_wire`'s form, checked: a checkpoint or message that lies is refused."""
         if not isinstance(value, list):
             raise ValueError(f"shard progress must be a list of [start, end] pairs, got {type(value).__name__}")
@@ -77,7 +77,9 @@ class ShardProgress:
                 raise ValueError(f"shard progress: {pair!r} is not a pair of ints")
             start, end = pair
             if not previous_end < start < end:
-                raise ValueError(f"shard progress: range {pair} is empty, negative, or overlaps or touches the one before")
+                raise ValueError(
+                    f"shard progress: range {pair} is empty, negative, or overlaps or touches the one before"
+                )
             ranges.append((start, end))
             previous_end = end
         return cls(ranges)

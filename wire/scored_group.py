@@ -196,5 +196,7 @@ def _timings(obj: dict) -> GroupTimings:
 def _counters(obj: dict) -> ActorCounters:
     values = require(obj, "counters", list, WHAT)
     if len(values) != len(COUNTER_NAMES) or not all(type(v) is int and v >= 0 for v in values):
-        raise MalformedMessage(f"{WHAT}: counters must be {len(COUNTER_NAMES)} integers >= 0 ({', '.join(COUNTER_NAMES)})")
+        raise MalformedMessage(
+            f"{WHAT}: counters must be {len(COUNTER_NAMES)} integers >= 0 ({', '.join(COUNTER_NAMES)})"
+        )
     return ActorCounters(*values)

@@ -103,25 +103,46 @@ def score_request_from_json(body: object) -> ScoreRequest:
     if not isinstance(captions, list) or not captions or not all(isinstance(c, str) for c in captions):
         raise ValueError("field 'captions' must be a non-empty list of strings")
     tokens, seed = body.get("caption_tokens", []), body.get("seed", 0)
-    if not isinstance(tokens, list) or not all(isinstance(t, int) and t >= 0 for t in tokens) or tokens and len(tokens) != len(captions):
+    if (
+        not isinstance(tokens, list)
+        or not all(isinstance(t, int) and t >= 0 for t in tokens)
+        or tokens
+        and len(tokens) != len(captions)
+    ):
         raise ValueError("field 'caption_tokens' must be a list of one token count per caption")
     if not isinstance(seed, int):
         raise ValueError("field 'seed' must be an integer")
     reference = body.get("reference", "")
     if not isinstance(reference, str):
         raise ValueError("field 'reference' must be a string")
-    return ScoreRequest(question, answer, tuple(captions), _questions_from_json(body.get("questions", [])), tuple(tokens), seed, reference)
+    return ScoreRequest(
+        question,
+        answer,
+        tuple(captions),
+        _questions_from_json(body.get("questions", [])),
+        tuple(tokens),
+        seed,
+        reference,
+    )
 
 
 def _questions_from_json(questions: object) -> tuple[MCQuestion, ...]:
     """The optional multiple-choice questions: [{"question", "options": [...], "answer": index}]."""
-    shape = "field 'questions' must be a list of {question: string, options: list of strings, answer: index of the right option}"
+    shape = (
+        "field 'questions' must be a list of "
+        "{question: string, options: list of strings, answer: index of the right option}"
+    )
     if not isinstance(questions, list):
         raise ValueError(shape)
     parsed = []
     for q in questions:
-        if not (isinstance(q, dict) and isinstance(q.get("question"), str) and isinstance(q.get("options"), list)
-                and all(isinstance(o, str) for o in q["options"]) and isinstance(q.get("answer"), int)):
+        if not (
+            isinstance(q, dict)
+            and isinstance(q.get("question"), str)
+            and isinstance(q.get("options"), list)
+            and all(isinstance(o, str) for o in q["options"])
+            and isinstance(q.get("answer"), int)
+        ):
             raise ValueError(shape)
         parsed.append(MCQuestion(q["question"], tuple(q["options"]), q["answer"]))  # checks the answer's index
     return tuple(parsed)

@@ -24,7 +24,9 @@ def run(args: argparse.Namespace) -> int:
 
     task = load_config(args.config, args.overrides).task
     try:
-        check = check_data_file(Path(args.file), RecordFilter.of(task.exclude_sources, task.categories), task.max_image_pixels)
+        check = check_data_file(
+            Path(args.file), RecordFilter.of(task.exclude_sources, task.categories), task.max_image_pixels
+        )
     except (OSError, ValueError) as err:
         raise DataError(str(err)) from err
     print(format_check(check))

@@ -1,9 +1,9 @@
 """`python launch.py eval`: held-out accuracy, or a benchmark in the paper's three modes.
 
-    eval --run DIR                 a run's exported policy, with the run's own config
-    eval --checkpoint DIR          any policy checkpoint, against the configured one
-    eval data=PATH out=DIR         a benchmark (MathVista's layout and others), either of the
-                                   above (or the configured captioner) as the captioner
+eval --run DIR                 a run's exported policy, with the run's own config
+eval --checkpoint DIR          any policy checkpoint, against the configured one
+eval data=PATH out=DIR         a benchmark (MathVista's layout and others), either of the
+                               above (or the configured captioner) as the captioner
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ HELP = "held-out accuracy before/after, or a benchmark in three modes"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", default=None, help="a run directory (its config and exported policy)")
-    parser.add_argument("--checkpoint", default=None, help="a policy checkpoint directory (the captioner, or the reasoner with policy.role=reasoner)")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a policy checkpoint directory (the captioner, or the reasoner with policy.role=reasoner)",
+    )
     add_config_arguments(parser)
 
 
@@ -37,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
     if config.eval.data:
         return benchmark(config, trained)
     if bool(args.run) == bool(args.checkpoint):
-        print("eval: give exactly one of --run DIR or --checkpoint DIR (or data=PATH out=DIR for a benchmark)", file=sys.stderr)
+        print(
+            "eval: give exactly one of --run DIR or --checkpoint DIR (or data=PATH out=DIR for a benchmark)",
+            file=sys.stderr,
+        )
         return 2
     inputs = resolve_inputs(config)
     with ray_session(config):
@@ -65,7 +72,9 @@ def benchmark(config: EvalCommandConfig, trained: Path | None) -> int:
         modes=tuple(dict.fromkeys(config.eval.modes)),
     )
     try:
-        items, records_file = prepare_benchmark(Path(config.eval.data), Path(config.task.cache_dir), config.task.max_image_pixels)
+        items, records_file = prepare_benchmark(
+            Path(config.eval.data), Path(config.task.cache_dir), config.task.max_image_pixels
+        )
     except (OSError, ValueError) as err:
         raise DataError(str(err)) from err
     items = items[: config.eval.max_prompts or None]
@@ -74,7 +83,9 @@ def benchmark(config: EvalCommandConfig, trained: Path | None) -> int:
     (out / "config.yaml").write_text(to_yaml(config))
     with ray_session(config):
         results = run_benchmark(config, spec, items, records_file)
-    rows = write_report(out, results, benchmark_facts(config, spec, len(items)), "python launch.py " + " ".join(sys.argv[1:]))
+    rows = write_report(
+        out, results, benchmark_facts(config, spec, len(items)), "python launch.py " + " ".join(sys.argv[1:])
+    )
     print(format_overall(rows))
     print(f"results: {out / 'eval.md'}, {out / 'eval.csv'}, {out / 'items.jsonl'}")
     return 0

@@ -11,14 +11,24 @@ HELP = "ZeroMQ CURVE key pairs (curve.keys_dir=DIR)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("settings", nargs="+", metavar="KEY=VALUE", help="out=DIR (where the keys go), and optionally actors=N (one pair per actor)")
+    parser.add_argument(
+        "settings",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="out=DIR (where the keys go), and optionally actors=N (one pair per actor)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from transport.curve import generate_keys
 
     given = dict(o.split("=", 1) for o in args.settings if "=" in o)
-    if "out" not in given or set(given) - {"out", "actors"} or len(given) != len(args.settings) or not given.get("actors", "0").isdigit():
+    if (
+        "out" not in given
+        or set(given) - {"out", "actors"}
+        or len(given) != len(args.settings)
+        or not given.get("actors", "0").isdigit()
+    ):
         print("keys: give out=DIR, and optionally actors=N (one key pair per actor)", file=sys.stderr)
         return 2
     try:

@@ -31,7 +31,9 @@ def run(args: argparse.Namespace) -> int:
     if not config.soak.out:
         raise ConfigError("soak needs out=PATH (where soak.json and the run go)")
     config = dataclasses.replace(
-        config, run_dir=config.soak.out, resume="",
+        config,
+        run_dir=config.soak.out,
+        resume="",
         learner=dataclasses.replace(config.learner, total_steps=10**9),  # the clock ends it
         eval=dataclasses.replace(config.eval, at_end=False),
     )
