@@ -17,7 +17,6 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import ray
 from tqdm import tqdm
 
 from actors.engine import SamplingSettings
@@ -25,7 +24,7 @@ from configs.commands import EvalCommandConfig
 from configs.seeds import derived_seed
 from evaluation.benchmark_scoring import grade_item
 from evaluation.caption_cache import CaptionCache, image_digest, prompt_key
-from evaluation.workers import start_caption_worker, start_reasoner_worker
+from evaluation.workers import CaptionWorkerHandle, ReasonerWorkerHandle, start_caption_worker, start_reasoner_worker
 from records.benchmarks import BenchmarkItem
 from records.vqa import read_records
 from vlm.caption_prompt import answer_messages, caption_messages
@@ -122,17 +121,22 @@ def captioner_outputs(
             for kind, indices in missing.items():
                 _generate(worker, kind, indices, keys[kind], cache, sampling, config.eval.prompts_per_batch)
         finally:
-            ray.get(worker.close.remote())
-            ray.kill(worker)  # its engine's memory (a GPU's, on GPU configs) goes back before the reasoners start
+            worker.close()  # its engine's memory (a GPU's, on GPU configs) goes back before the reasoners start
     return {kind: [cache.get(key) for key in keys[kind]] for kind in kinds}
 
 
 def _generate(
-    worker, kind: str, indices: list[int], keys: list[str], cache: CaptionCache, sampling: SamplingSettings, batch: int
+    worker: CaptionWorkerHandle,
+    kind: str,
+    indices: list[int],
+    keys: list[str],
+    cache: CaptionCache,
+    sampling: SamplingSettings,
+    batch: int,
 ) -> None:
     batches = [indices[start : start + batch] for start in range(0, len(indices), batch)]
     for chunk in tqdm(batches, desc=f"captioner ({kind}s)", unit="batch", dynamic_ncols=True):
-        groups = ray.get(worker.captions.remote(chunk, sampling, kind))
+        groups = worker.captions(chunk, sampling, kind)
         cache.put({keys[i]: [text for text, _ in group] for i, group in zip(chunk, groups)})
 
 
@@ -154,12 +158,11 @@ def _reasoner_results(
                 for (item, s, caption, tentative), reply in zip(asked, replies)
             ]
     finally:
-        ray.get(worker.close.remote())
-        ray.kill(worker)
+        worker.close()
     return results
 
 
-def _replies(worker, mode: str, asked: list[tuple], batch: int, label: str) -> list[str]:
+def _replies(worker: ReasonerWorkerHandle, mode: str, asked: list[tuple], batch: int, label: str) -> list[str]:
     """The reasoner's reply to each (item, sample, caption, tentative answer); an empty caption
     says nothing and gets no call (an empty reply, graded wrong), as in the reasoner pool."""
     replies = [""] * len(asked)
@@ -167,7 +170,7 @@ def _replies(worker, mode: str, asked: list[tuple], batch: int, label: str) -> l
     for start in tqdm(range(0, len(wanted), batch), desc=label, unit="batch", dynamic_ncols=True):
         chunk = wanted[start : start + batch]
         conversations = [_conversation(mode, *asked[j]) for j in chunk]
-        for j, reply in zip(chunk, ray.get(worker.replies.remote(conversations))):
+        for j, reply in zip(chunk, worker.replies(conversations)):
             replies[j] = reply
     return replies
 

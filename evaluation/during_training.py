@@ -55,19 +55,18 @@ class TrainingEvaluator:
         tensors (in a tuple, so that Ray passes the reference on to the engine's actor instead of
         copying the tensors into this one); None: the initial weights, which the engine holds."""
         if weights is not None:
-            ray.get(self.workers.captioner.load_published.remote(point.policy_version, weights[0]))
+            self.workers.captioner.load_published(point.policy_version, weights[0])
         result = evaluate_captioner(
             f"step {point.step}", self.captioner, self.workers, self.records, self.settings, progress=False
         )
-        held = ray.get(self.workers.captioner.policy_version.remote())
+        held = self.workers.captioner.policy_version()
         if held != point.policy_version:  # only this actor loads weights, between evaluations
             raise RuntimeError(f"the evaluation of v{point.policy_version} ended on weights v{held}")
         return EvalPointResult(point, result.accuracy, result.stderr, result.num_prompts, result.seconds)
 
     def close(self) -> None:
-        ray.get(self.workers.captioner.close.remote())
-        for worker in (self.workers.captioner, self.workers.reasoner):
-            ray.kill(worker)
+        self.workers.captioner.close()
+        self.workers.reasoner.close()
 
 
 def start_training_evaluator(

@@ -13,12 +13,16 @@ import math
 import statistics
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import ray
 from tqdm import tqdm
 
 from actors.engine import SamplingSettings
 from records.vqa import VQARecord
+
+if TYPE_CHECKING:
+    from evaluation.workers import CaptionWorkerHandle, ReasonerWorkerHandle
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +38,8 @@ class EvalSettings:
 class EvalWorkers:
     """Ray actors of `evaluation.workers`: a captioner engine and a reasoner engine."""
 
-    captioner: object
-    reasoner: object
+    captioner: CaptionWorkerHandle
+    reasoner: ReasonerWorkerHandle
 
 
 @dataclass(frozen=True)
@@ -74,15 +78,15 @@ def evaluate_captioner(
     started = time.perf_counter()
     batches = _batches(len(records), settings.prompts_per_batch, settings.max_prompts)
     accuracies, lengths = [], []
-    pending = workers.captioner.captions.remote(batches[0], settings.caption_sampling)
+    pending = workers.captioner.captions_ref(batches[0], settings.caption_sampling)
     shown = tqdm(batches, desc=f"held-out eval ({label})", unit="batch", dynamic_ncols=True, disable=not progress)
     for i, batch in enumerate(shown):
         groups = ray.get(pending)
         if i + 1 < len(batches):
-            pending = workers.captioner.captions.remote(batches[i + 1], settings.caption_sampling)
+            pending = workers.captioner.captions_ref(batches[i + 1], settings.caption_sampling)
         asked = [records[index] for index, group in zip(batch, groups) for _ in group]
         texts = [text for group in groups for text, _ in group]
-        grades = ray.get(workers.reasoner.grades.remote(texts, [r.question for r in asked], [r.answer for r in asked]))
+        grades = workers.reasoner.grades(texts, [r.question for r in asked], [r.answer for r in asked])
         k = settings.caption_sampling.n
         accuracies += [sum(grades[j * k : (j + 1) * k]) / k for j in range(len(batch))]
         lengths += [tokens for group in groups for _, tokens in group]

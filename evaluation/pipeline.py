@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import ray
-
 from actors.engine import SamplingSettings
 from configs.schema import TrainConfig
 from configs.seeds import derived_seed
@@ -82,9 +80,7 @@ def evaluate_pipelines(
         try:
             checkpoint = captioner_checkpoint if evaluated == "captioner" else reasoner_checkpoint
             results.append(evaluate_captioner(label, checkpoint, EvalWorkers(captioner, reasoner), records, settings))
-        finally:
-            ray.get(captioner.close.remote())
-            # Their engines' memory (a GPU's, on GPU configs) goes back now.
-            ray.kill(captioner)
-            ray.kill(reasoner)
+        finally:  # their engines' memory (a GPU's, on GPU configs) goes back now
+            captioner.close()
+            reasoner.close()
     return results

@@ -85,12 +85,63 @@ class ReasonerWorker:
         self.engine.close()
 
 
-def start_caption_worker(config: RolloutConfig, checkpoint: str, records_file: str, seed: int):
+class CaptionWorkerHandle:
+    """A `CaptionWorker`'s remote surface; `actor` for placement and `ray.kill`."""
+
+    def __init__(self, actor):
+        self.actor = actor
+
+    def captions_ref(self, indices: list[int], sampling: SamplingSettings, kind: str = "caption") -> ray.ObjectRef:
+        """-> `CaptionWorker.captions`: a reference, so that the next batch generates while one is graded."""
+        return self.actor.captions.remote(indices, sampling, kind)
+
+    def captions(
+        self, indices: list[int], sampling: SamplingSettings, kind: str = "caption"
+    ) -> list[list[tuple[str, int]]]:
+        return ray.get(self.captions_ref(indices, sampling, kind))
+
+    def load_published(self, version: int, tensors: ray.ObjectRef) -> None:
+        """Load the published weights `tensors` (a reference: Ray hands the tensors to the actor)."""
+        ray.get(self.actor.load_published.remote(version, tensors))
+
+    def policy_version(self) -> int:
+        return ray.get(self.actor.policy_version.remote())
+
+    def close(self) -> None:
+        """Close the engine, then end the actor: its memory (a GPU's, on GPU configs) goes back now."""
+        try:
+            ray.get(self.actor.close.remote())
+        finally:
+            ray.kill(self.actor)
+
+
+class ReasonerWorkerHandle:
+    """A `ReasonerWorker`'s remote surface; `actor` for placement and `ray.kill`."""
+
+    def __init__(self, actor):
+        self.actor = actor
+
+    def grades(self, captions: list[str], questions: list[str], answers: list[str]) -> list[float]:
+        return ray.get(self.actor.grades.remote(captions, questions, answers))
+
+    def replies(self, conversations: list[list[dict]]) -> list[str]:
+        return ray.get(self.actor.replies.remote(conversations))
+
+    def close(self) -> None:
+        try:
+            ray.get(self.actor.close.remote())
+        finally:
+            ray.kill(self.actor)
+
+
+def start_caption_worker(config: RolloutConfig, checkpoint: str, records_file: str, seed: int) -> CaptionWorkerHandle:
     # On the nodes the rollout actors use (their labels and resources; no per-node plan).
     options = ray_options(config.num_cpus, config.num_gpus, config.placement)
-    return ray.remote(CaptionWorker).options(**options).remote(config, checkpoint, records_file, seed)
+    return CaptionWorkerHandle(
+        ray.remote(CaptionWorker).options(**options).remote(config, checkpoint, records_file, seed)
+    )
 
 
-def start_reasoner_worker(config: ServeConfig, checkpoint: str, seed: int):
+def start_reasoner_worker(config: ServeConfig, checkpoint: str, seed: int) -> ReasonerWorkerHandle:
     options = ray_options(config.num_cpus, config.num_gpus, config.placement)
-    return ray.remote(ReasonerWorker).options(**options).remote(config, checkpoint, seed)
+    return ReasonerWorkerHandle(ray.remote(ReasonerWorker).options(**options).remote(config, checkpoint, seed))
