@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.pipeline import Layout, RunResult, UnpinnedRuns, bench_report, bench_table, core_limit
+from benchmarks.bench_results import Layout, RunResult, UnpinnedRuns, bench_report, bench_table, core_limit
 from benchmarks.processes import CpuMark, RoleMemory, busy_fractions
 from benchmarks.profile_roles import inclusive_shares
 from benchmarks.stages import StageRate, measured_rate
