@@ -18,6 +18,7 @@ from pathlib import Path
 from configs.load import ConfigError
 from configs.schema import TrainConfig
 from coordination.handles import LearnerHandle
+from wire import metric_names as names
 
 log = logging.getLogger("launch")
 INSTALL_HINT = 'pip install -e ".[wandb]"'
@@ -59,8 +60,8 @@ class WandbRun:
     def log(self, rows: list[dict]) -> None:
         """Metrics rows as metrics.jsonl holds them (a step's, or an evaluation's while training)."""
         for row in rows:
-            values = {k: v for k, v in row.items() if k != "step" and _is_number(v)}
-            self._run.log({STEP_KEY: int(row["step"]), **values})
+            values = {k: v for k, v in row.items() if k != names.STEP and _is_number(v)}
+            self._run.log({STEP_KEY: int(row[names.STEP]), **values})
             self.logged += 1
 
     def finish(self, plot: Path | None, completed: bool) -> None:

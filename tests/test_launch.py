@@ -53,14 +53,16 @@ def first_step_groups(run_dir: Path) -> list[tuple[str, tuple[str, ...]]]:
 def _assert_wandb_logged_the_run(run_dir: Path) -> None:
     """The offline W&B run holds every metrics.jsonl row (by learner step, values equal), the
     run's config and its reward plot."""
+    from driver.tracking import STEP_KEY
     from tests.wandb_records import history, offline_run_file, run_config
+    from wire import metric_names as names
 
     run_file = offline_run_file(run_dir)
     logged = history(run_file)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    metric_rows = [row for row in logged if "reward/mean" in row]
-    assert [row["learner_step"] for row in metric_rows] == [row["step"] for row in rows]
-    assert [row["reward/mean"] for row in metric_rows] == pytest.approx([row["reward/mean"] for row in rows])
+    metric_rows = [row for row in logged if names.REWARD_MEAN in row]
+    assert [row[STEP_KEY] for row in metric_rows] == [row[names.STEP] for row in rows]
+    assert [row[names.REWARD_MEAN] for row in metric_rows] == pytest.approx([row[names.REWARD_MEAN] for row in rows])
     assert run_config(run_file)["seed"] == 1 and run_config(run_file)["logging"]["wandb_project"] == "tests"
     plots = [row for row in logged if row.get("reward_plot/_type") == "image-file"]
     assert len(plots) == 1 and (run_file.parent / "files" / plots[0]["reward_plot/path"]).is_file()

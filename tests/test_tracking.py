@@ -7,9 +7,10 @@ import pytest
 
 from configs.load import ConfigError, load_config
 from coordination.reports import MetricsRows
-from driver.tracking import INSTALL_HINT, WandbRun, check_wandb
+from driver.tracking import INSTALL_HINT, STEP_KEY, WandbRun, check_wandb
 from learner.metrics import rows_after
 from tests.wandb_records import history, offline_run_file
+from wire import metric_names as names
 
 
 class _Learner:
@@ -35,7 +36,7 @@ def test_followed_rows_are_logged_once_each_by_learner_step(tmp_path, monkeypatc
     run.follow(learner)  # nothing new
     run.finish(None, completed=True)
     logged = history(offline_run_file(tmp_path))
-    assert [(row["learner_step"], row.get("reward/mean"), row.get("eval/accuracy")) for row in logged] == [
+    assert [(row[STEP_KEY], row.get(names.REWARD_MEAN), row.get(names.EVAL_ACCURACY)) for row in logged] == [
         (0, 0.25, None),
         (1, 0.5, None),
         (2, 0.75, None),
