@@ -70,10 +70,9 @@ def read_shared_update(shared: SharedUpdate) -> WeightUpdate:
     _, specs = decode_weight_header(shared.header)
     starts, size = offsets([t.nbytes for t in specs])
     with open(shared.path, "rb") as file:
-        if os.fstat(file.fileno()).st_size != size:
-            raise ValueError(
-                f"weight update file {shared.path} holds {os.fstat(file.fileno()).st_size} bytes, expected {size}"
-            )
+        held = os.fstat(file.fileno()).st_size
+        if held != size:
+            raise ValueError(f"weight update file {shared.path} holds {held} bytes, expected {size}")
         mapped = memoryview(mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ)) if size else memoryview(b"")
     views = [mapped[start : start + t.nbytes] for start, t in zip(starts, specs)]
     return decode_weight_update([shared.header, *views])

@@ -12,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
-import math
 from pathlib import Path
 
 from configs.load import ConfigError
 from configs.schema import TrainConfig
 from coordination.handles import LearnerHandle
+from learner.metrics import plotted
 from wire import metric_names as names
 
 log = logging.getLogger("launch")
@@ -59,9 +59,8 @@ class WandbRun:
 
     def log(self, rows: list[dict]) -> None:
         """Metrics rows as metrics.jsonl holds them (a step's, or an evaluation's while training)."""
-        for row in rows:
-            values = {k: v for k, v in row.items() if k != names.STEP and _is_number(v)}
-            self._run.log({STEP_KEY: int(row[names.STEP]), **values})
+        for row in rows:  # as read back from metrics.jsonl, where NaN is null: not plotted
+            self._run.log({STEP_KEY: int(row[names.STEP]), **plotted(row)})
             self.logged += 1
 
     def finish(self, plot: Path | None, completed: bool) -> None:
@@ -76,11 +75,3 @@ class WandbRun:
 
 def start_wandb(config: TrainConfig, run_dir: Path) -> WandbRun | None:
     return WandbRun(config, run_dir) if config.logging.wandb else None
-
-
-def _is_number(value) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and not (isinstance(value, float) and math.isnan(value))
-    )

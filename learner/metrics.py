@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from wire.metric_names import EVAL_ACCURACY
+from wire.metric_names import EVAL_ACCURACY, STEP
 
 
 class MetricsLog:
@@ -24,10 +24,9 @@ class MetricsLog:
         # NaN (a metric with nothing to measure this step) is written as null: valid JSON.
         clean = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in metrics.items()}
         self._file.write(json.dumps(clean, sort_keys=True) + "\n")
-        step = int(metrics["step"])
-        for key, value in metrics.items():
-            if key != "step" and isinstance(value, (int, float)):
-                self._tensorboard.add_scalar(key, value, step)
+        step = int(metrics[STEP])
+        for key, value in plotted(metrics).items():
+            self._tensorboard.add_scalar(key, value, step)
 
     def close(self) -> None:
         self._file.close()
@@ -42,6 +41,11 @@ def read_metrics(path: Path) -> list[dict]:
 def read_eval_points(path: Path) -> list[dict]:
     """The rows of the evaluations while training, by evaluated step."""
     return sorted((row for row in _rows(path) if EVAL_ACCURACY in row), key=lambda row: row["step"])
+
+
+def plotted(row: dict) -> dict[str, float | int]:
+    """The values a tracker plots against the row's step: every number but the step itself."""
+    return {key: value for key, value in row.items() if key != STEP and isinstance(value, (int, float))}
 
 
 def rows_after(path: Path, offset: int) -> tuple[list[dict], int]:

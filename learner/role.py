@@ -206,7 +206,7 @@ class LearnerRank:
 
     def metrics_rows(self, offset: int) -> MetricsRows:
         """Rank 0's metrics rows written after byte `offset` of metrics.jsonl (none on the others)."""
-        if self.metrics is None or not self.metrics.path.exists():
+        if self.metrics is None:  # rank 0's log creates its file when it starts
             return MetricsRows([], offset)
         return MetricsRows(*rows_after(self.metrics.path, offset))
 

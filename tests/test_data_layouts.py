@@ -261,19 +261,22 @@ def test_check_data_names_a_missing_file_and_an_unknown_layout(tmp_path, capsys)
     assert f"data error: no data file at {tmp_path / 'absent.jsonl'}" in err and "unsupported data file" in err
 
 
+def files_run(tmp_path) -> list[str]:
+    """A run on tmp_path/data.jsonl with stand-in checkpoints: it must stop before they are read."""
+    return [
+        "task.kind=files",
+        f"task.train_file={tmp_path / 'data.jsonl'}",
+        f"task.cache_dir={tmp_path / 'cache'}",
+        "models.captioner=/x",
+        "models.reasoner=/y",
+        "eval.at_end=false",
+        f"run_dir={tmp_path / 'run'}",
+    ]
+
+
 def test_a_training_file_with_no_usable_row_stops_the_run_before_ray(tmp_path, capsys):
     write_records(tmp_path / "data.jsonl", [VQARecord("a", "absent.png", "q?", "1")])
-    code = launch_main(
-        [
-            "task.kind=files",
-            f"task.train_file={tmp_path / 'data.jsonl'}",
-            f"task.cache_dir={tmp_path / 'cache'}",
-            "models.captioner=/x",
-            "models.reasoner=/y",
-            "eval.at_end=false",
-            f"run_dir={tmp_path / 'run'}",
-        ]
-    )
+    code = launch_main(files_run(tmp_path))
     assert code == 2
     assert "no usable row (0 left out by the filter, 1 unusable)" in capsys.readouterr().err
 
@@ -291,18 +294,7 @@ def test_a_modified_data_file_is_prepared_again(tmp_path):
 def test_the_mcq_reward_on_records_without_questions_stops_before_ray(tmp_path, capsys):
     Image.new("RGB", (56, 56)).save(tmp_path / "a.png")
     write_records(tmp_path / "data.jsonl", [VQARecord("a", "a.png", "q?", "1")])
-    code = launch_main(
-        [
-            "task.kind=files",
-            f"task.train_file={tmp_path / 'data.jsonl'}",
-            f"task.cache_dir={tmp_path / 'cache'}",
-            "models.captioner=/x",
-            "models.reasoner=/y",
-            "eval.at_end=false",
-            f"run_dir={tmp_path / 'run'}",
-            "reward.kind=mcq",
-        ]
-    )
+    code = launch_main([*files_run(tmp_path), "reward.kind=mcq"])
     assert code == 2
     assert (
         "reward.kind=mcq asks each image's multiple-choice questions, but 1 of the 1 training records have none"
