@@ -8,7 +8,7 @@ import pytest
 from configs.load import ConfigError, load_config
 from coordination.reports import MetricsRows
 from driver.tracking import INSTALL_HINT, STEP_KEY, WandbRun, check_wandb
-from learner.metrics import rows_after
+from learner.metrics import read_eval_points, read_metrics, rows_after
 from tests.wandb_records import history, offline_run_file
 from wire import metric_names as names
 
@@ -43,6 +43,14 @@ def test_followed_rows_are_logged_once_each_by_learner_step(tmp_path, monkeypatc
         (1, None, 0.6),
     ]
     assert run.logged == 4
+
+
+def test_a_row_still_being_written_is_left_for_the_next_read(tmp_path):
+    # A run's metrics are read while its learner writes them (tests, the launcher's progress).
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text('{"step": 0, "reward/mean": 0.25}\n{"step": 0, "eval/accuracy": 0.5}\n{"step": 1, "rew')
+    assert read_metrics(metrics) == [{"step": 0, "reward/mean": 0.25}]
+    assert read_eval_points(metrics) == [{"step": 0, "eval/accuracy": 0.5}]
 
 
 def test_without_wandb_installed_the_key_is_refused_with_the_install_hint(monkeypatch):
