@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -10,6 +12,26 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """One cache of the tiny bundled task (tests/tiny_task.py) for every run that only reads it:
+    each build costs ~12 s. Tests of the cache itself and of `eval data=...`, which writes
+    captions into its cache, keep their own."""
+    return tmp_path_factory.mktemp("tiny-task")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """The tiny task with 8 training and 4 held-out records, for tests that load its models
+    and records directly."""
+    from task.bundle import ensure_bundled_task
+    from tests.tiny_task import TINY_WARM_START
+
+    return ensure_bundled_task(
+        tmp_path_factory.mktemp("tiny-bundle"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START
+    )
 
 
 @pytest.fixture

@@ -162,13 +162,13 @@ def test_bench_runs_and_writes_its_report(tmp_path):
     assert report["stages"]["generation"]["groups"] < (1 + 2) * 4
 
 
-def test_the_gpu_learner_script_runs_its_whole_path_on_the_tiny_shape(tmp_path):
+def test_the_gpu_learner_script_runs_its_whole_path_on_the_tiny_shape(tmp_path, tiny_cache):
     """The GPU benchmark is one prepared script run on a lent machine; here the same code on the
     bundled tiny shape on the CPU, so that it cannot rot between lendings."""
-    from task.bundle import ensure_bundled_task
-    from tests.tiny_task import TINY_WARM_START
+    from driver.inputs import resolve_inputs
+    from tests.tiny_task import TINY_TASK_OVERRIDES
 
-    bundle = ensure_bundled_task(tmp_path / "cache", seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START)
+    inputs = resolve_inputs(load_config(overrides=[f"task.cache_dir={tiny_cache}", *TINY_TASK_OVERRIDES]))
     done = subprocess.run(
         [
             sys.executable,
@@ -176,7 +176,7 @@ def test_the_gpu_learner_script_runs_its_whole_path_on_the_tiny_shape(tmp_path):
             "benchmarks.gpu_learner",
             f"out={tmp_path / 'gpu'}",
             "--processor",
-            str(bundle.captioner),
+            inputs.captioner,
             "--tiny",
             "--groups-per-micro-batch",
             "2",

@@ -35,9 +35,7 @@ from configs.schema import SamplingConfig, VllmConfig
 from learner.batching import group_batch
 from learner.logprobs import sequence_logprobs
 from learner.weight_publisher import weight_update
-from task.bundle import ensure_bundled_task
 from task.scenes import SceneObject, render_scene
-from tests.tiny_task import TINY_WARM_START
 from vlm.caption_prompt import encode_caption_prompt, suppressed_caption_token_ids
 from vlm.sampling import SamplingSpec, caption_sampling_spec, processed_logits
 from wire.scored_group import COUNTER_NAMES, ActorCounters, GroupTimings, ScoredGroup
@@ -80,16 +78,9 @@ def loop():
     close_event_loop(loop)
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return ensure_bundled_task(
-        tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START
-    )
-
-
 @pytest.fixture(scope="module", params=ENGINES)
-def engine(request, bundle, loop):
-    engine = _make_engine(request.param, str(bundle.captioner), loop)
+def engine(request, tiny_bundle, loop):
+    engine = _make_engine(request.param, str(tiny_bundle.captioner), loop)
     yield engine
     engine.close()
 
@@ -151,8 +142,8 @@ def _without_truncation(spec: SamplingSpec) -> SamplingSpec:
 
 
 @pytest.mark.parametrize("config", [FULL_SOFTMAX, *TRUNCATED.values()], ids=["full", *TRUNCATED])
-def test_behaviour_logprobs_equal_the_learners_teacher_forced_ones(engine, bundle, loop, config):
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(bundle.captioner).eval()
+def test_behaviour_logprobs_equal_the_learners_teacher_forced_ones(engine, tiny_bundle, loop, config):
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_bundle.captioner).eval()
     requests = _requests(engine.processor)
     sampling = _sampling(engine.tokenizer, config)
     groups = loop.run_until_complete(engine.generate(requests, sampling))
@@ -199,10 +190,10 @@ def test_processed_logits_keep_what_vllms_and_transformers_samplers_keep(top_k, 
         torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=0)
 
 
-def test_transformers_scores_are_exactly_the_spec_processed_logits(bundle, loop):
+def test_transformers_scores_are_exactly_the_spec_processed_logits(tiny_bundle, loop):
     """generate()'s `scores`, where the engine reads its behaviour logprobs, are the spec's
     processed logits of generate()'s raw logits: no processor of transformers' own joins in."""
-    engine = _make_engine("transformers", str(bundle.captioner), loop)
+    engine = _make_engine("transformers", str(tiny_bundle.captioner), loop)
     outputs = []
     generate = engine.model.generate
 
@@ -232,10 +223,10 @@ def _perturbed_weights(checkpoint: str) -> dict[str, torch.Tensor]:
     }
 
 
-def test_weight_update_gives_exactly_a_fresh_engines_outputs(engine, bundle, loop, tmp_path, request):
+def test_weight_update_gives_exactly_a_fresh_engines_outputs(engine, tiny_bundle, loop, tmp_path, request):
     kind = request.node.callspec.params["engine"]
-    weights = _perturbed_weights(str(bundle.captioner))
-    fresh_dir = _save_weights(bundle, weights, tmp_path / "captioner")
+    weights = _perturbed_weights(str(tiny_bundle.captioner))
+    fresh_dir = _save_weights(tiny_bundle, weights, tmp_path / "captioner")
 
     requests = _requests(engine.processor)
     sampling = _sampling(engine.tokenizer)
@@ -267,25 +258,25 @@ def test_weight_update_gives_exactly_a_fresh_engines_outputs(engine, bundle, loo
     assert changed
 
 
-def _save_weights(bundle, weights: dict[str, torch.Tensor], directory) -> str:
+def _save_weights(tiny_bundle, weights: dict[str, torch.Tensor], directory) -> str:
     """A captioner checkpoint holding `weights`: what a fresh engine, or the learner, loads."""
-    shutil.copytree(bundle.captioner, directory)
+    shutil.copytree(tiny_bundle.captioner, directory)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(directory)
     model.load_state_dict(weights, strict=False)
     model.save_pretrained(directory, safe_serialization=True)
     return str(directory)
 
 
-def test_vllm_swaps_weights_under_requests_in_flight_and_tags_each_token(bundle, loop, tmp_path):
+def test_vllm_swaps_weights_under_requests_in_flight_and_tags_each_token(tiny_bundle, loop, tmp_path):
     """An update that lands while captions are being sampled: the tokens sampled before it carry
     the old version and their logprobs are the old policy's; those after it carry the new version
     and their logprobs are exactly the new policy's over the whole prefix (the engine recomputes
     the running requests' KV cache under the new weights, rather than reusing the old one)."""
-    engine = _make_engine("vllm", str(bundle.captioner), loop)
-    old_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(bundle.captioner).eval()
-    weights = _perturbed_weights(str(bundle.captioner))
+    engine = _make_engine("vllm", str(tiny_bundle.captioner), loop)
+    old_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_bundle.captioner).eval()
+    weights = _perturbed_weights(str(tiny_bundle.captioner))
     new_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        _save_weights(bundle, weights, tmp_path / "new")
+        _save_weights(tiny_bundle, weights, tmp_path / "new")
     ).eval()
     sampling = _sampling(engine.tokenizer, max_new_tokens=48, seed=None)
     requests = _requests(engine.processor)
@@ -324,7 +315,7 @@ def test_vllm_swaps_weights_under_requests_in_flight_and_tags_each_token(bundle,
     assert mixed, "no sample was in flight when the weights were swapped"
 
 
-def test_vllm_loads_an_update_inline_where_shared_memory_has_no_room(bundle, loop, monkeypatch, caplog):
+def test_vllm_loads_an_update_inline_where_shared_memory_has_no_room(tiny_bundle, loop, monkeypatch, caplog):
     """With no room in shared memory (a container's small /dev/shm) the update goes inline in
     vLLM's RPC, as later ones do, and loads the same weights as through shared memory."""
     import contextlib
@@ -337,8 +328,8 @@ def test_vllm_loads_an_update_inline_where_shared_memory_has_no_room(bundle, loo
         raise OSError(errno.ENOSPC, "No space left on device")
         yield
 
-    engine = _make_engine("vllm", str(bundle.captioner), loop)
-    weights = _perturbed_weights(str(bundle.captioner))
+    engine = _make_engine("vllm", str(tiny_bundle.captioner), loop)
+    weights = _perturbed_weights(str(tiny_bundle.captioner))
     requests, sampling = _requests(engine.processor), _sampling(engine.tokenizer)
     try:
         before = loop.run_until_complete(engine.generate(requests, sampling))

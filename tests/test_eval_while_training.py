@@ -10,9 +10,9 @@ from wire import metric_names as names
 STEPS, EVERY, PROMPTS, SAMPLES = 5, 2, 4, 2
 
 
-def test_a_run_evaluates_its_published_weights_while_it_trains(tmp_path, run_launch):
+def test_a_run_evaluates_its_published_weights_while_it_trains(tmp_path, tiny_cache, run_launch):
     args = [
-        *short_run(tmp_path, STEPS),
+        *short_run(tmp_path, tiny_cache, STEPS),
         f"eval.every_steps={EVERY}",
         f"eval.subset_prompts={PROMPTS}",
         f"eval.subset_samples={SAMPLES}",

@@ -12,7 +12,7 @@ from tests.test_launch import short_run
 
 
 @pytest.mark.integration
-def test_a_soak_survives_every_fault_and_loses_nothing(tmp_path, run_launch):
+def test_a_soak_survives_every_fault_and_loses_nothing(tmp_path, tiny_cache, run_launch):
     """One of each fault, staggered: garbage frames at 5 s, poison groups at 10 s, an actor killed
     at 15 s, a reasoner replica killed at 25 s; the soak runs 30 s and then waits for the last
     recoveries."""
@@ -20,7 +20,7 @@ def test_a_soak_survives_every_fault_and_loses_nothing(tmp_path, run_launch):
     args = [
         "soak",
         f"out={soak_dir}",
-        *short_run(tmp_path, steps=1)[1:],
+        *short_run(tmp_path, tiny_cache, steps=1)[1:],
         "soak.duration_s=30",
         "soak.first_fault_s=5",
         "soak.actor_kill_every_s=1000",

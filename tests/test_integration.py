@@ -28,13 +28,13 @@ MAX_STALENESS = 0
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, tiny_cache):
     run_dir = tmp_path_factory.mktemp("run")
     http_port = unclaimed_port()
     config = load_config(
         overrides=[
             f"run_dir={run_dir}",
-            f"task.cache_dir={tmp_path_factory.mktemp('cache')}",
+            f"task.cache_dir={tiny_cache}",
             *TINY_TASK_OVERRIDES,
             "rollout.num_actors=2",
             "rollout.group_size=4",

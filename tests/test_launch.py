@@ -15,10 +15,10 @@ from tests.tiny_task import TINY_TASK_OVERRIDES
 from wire import metric_names as names
 
 
-def short_run(tmp_path: Path, steps: int, run: str = "run") -> list[str]:
+def short_run(tmp_path: Path, cache: Path, steps: int, run: str = "run") -> list[str]:
     return [
         f"run_dir={tmp_path / run}",
-        f"task.cache_dir={tmp_path / 'cache'}",
+        f"task.cache_dir={cache}",
         *TINY_TASK_OVERRIDES,
         f"learner.total_steps={steps}",
         "learner.groups_per_step=2",
@@ -68,7 +68,7 @@ def _assert_wandb_logged_the_run(run_dir: Path) -> None:
     assert len(plots) == 1 and (run_file.parent / "files" / plots[0]["reward_plot/path"]).is_file()
 
 
-def test_a_run_exits_zero_leaves_no_process_and_its_seed_decides_prompts_and_captions(tmp_path, run_launch):
+def test_a_run_exits_zero_leaves_no_process_and_its_seed_decides_prompts_and_captions(tmp_path, tiny_cache, run_launch):
     """A whole short run as a user starts it, then `seed=N` fixing every random choice: the same
     seed gives the same first-step groups (also in a run killed and resumed), another seed other
     prompts and captions. One actor at eta = 0 makes the first step deterministic: the gate
@@ -78,7 +78,8 @@ def test_a_run_exits_zero_leaves_no_process_and_its_seed_decides_prompts_and_cap
     # Weights & Biases beside TensorBoard, offline: the run is written under RUN_DIR/wandb/.
     tracked = ["logging.wandb=true", "logging.wandb_project=tests"]
     run = run_launch(
-        [*short_run(tmp_path, steps=3, run="seed1"), "seed=1", *deterministic, *tracked], env={"WANDB_MODE": "offline"}
+        [*short_run(tmp_path, tiny_cache, steps=3, run="seed1"), "seed=1", *deterministic, *tracked],
+        env={"WANDB_MODE": "offline"},
     )
     code, out = run.finish(timeout=600)
     assert code == 0, out[-3000:]
@@ -101,26 +102,26 @@ def test_a_run_exits_zero_leaves_no_process_and_its_seed_decides_prompts_and_cap
     assert "| 4 x 2 |" in out and "| change |" in out
 
     def first_step(seed: int, run: str) -> list[tuple[str, tuple[str, ...]]]:
-        args = [*short_run(tmp_path, steps=1, run=run), f"seed={seed}", *deterministic, "eval.at_end=false"]
+        args = [*short_run(tmp_path, tiny_cache, steps=1, run=run), f"seed={seed}", *deterministic, "eval.at_end=false"]
         code, out = run_launch(args).finish(timeout=600)
         assert code == 0, out[-3000:]
         return first_step_groups(tmp_path / run)
 
     first, other = first_step_groups(run_dir), first_step(2, "seed2")
     assert len(first) == 2  # learner.groups_per_step
-    assert first_step_groups(resumed_after_a_kill(tmp_path, run_launch, deterministic)) == first
+    assert first_step_groups(resumed_after_a_kill(tmp_path, tiny_cache, run_launch, deterministic)) == first
     assert [prompt for prompt, _ in first] != [prompt for prompt, _ in other]
     assert {c for _, captions in first for c in captions} != {c for _, captions in other for c in captions}
 
 
-def resumed_after_a_kill(tmp_path: Path, run_launch, deterministic: list[str]) -> Path:
+def resumed_after_a_kill(tmp_path: Path, cache: Path, run_launch, deterministic: list[str]) -> Path:
     """The seed-1 run again, killed (SIGKILL, all its processes, as a crash of its machine) after
     its first checkpoint and resumed: at eta = 0 step k takes exactly actor 0's stream positions
     [2k, 2k + 2), so it must take the same prompts at every step as the seed-1 run, never
     interrupted: none skipped, none taken twice, what was queued or being scored at the kill
     generated again from the same prompts; and its metrics continue, no step twice."""
     cut_dir = tmp_path / "seed1-cut"
-    args = [*short_run(tmp_path, steps=1000, run="seed1-cut"), "seed=1", *deterministic, "eval.at_end=false"]
+    args = [*short_run(tmp_path, cache, steps=1000, run="seed1-cut"), "seed=1", *deterministic, "eval.at_end=false"]
     cut = run_launch([*args, "learner.checkpoint_every=1"])
     saved = wait_for_checkpoint(cut, cut_dir)
     cut.kill()
@@ -169,12 +170,17 @@ def step_rows(run_dir: Path) -> list[dict]:
 # ~100 s; the default run keeps a vLLM run by gloo broadcast (tests/test_multinode.py) and zmq
 # frames into vLLM (test_engine_conformance).
 @pytest.mark.slow
-def test_a_run_on_vllm_engines_trains_like_the_default(tmp_path, run_launch):
+def test_a_run_on_vllm_engines_trains_like_the_default(tmp_path, tiny_cache, run_launch):
     """Captioner and reasoner on vLLM (the CPU build), weights published as frames (zmq), at
     eta = 1: same run, same metrics, nothing left behind."""
     steps = 4
     run = run_launch(
-        [*short_run(tmp_path, steps=steps), *VLLM_RUN, "learner.weight_sync.backend=zmq", "learner.max_staleness=1"]
+        [
+            *short_run(tmp_path, tiny_cache, steps=steps),
+            *VLLM_RUN,
+            "learner.weight_sync.backend=zmq",
+            "learner.max_staleness=1",
+        ]
     )
     code, out = run.finish(timeout=600)
     assert code == 0, out[-3000:]
@@ -210,8 +216,8 @@ def wait_for_steps(run, run_dir: Path, steps: int, timeout: float = 400) -> list
     ],
     ids=["ctrl-c", "kill-vllm-gloo"],
 )
-def test_a_stop_signal_stops_every_role(tmp_path, stop, overrides, steps, exit_code, run_launch):
-    run = run_launch([*short_run(tmp_path, steps=10_000), *overrides])
+def test_a_stop_signal_stops_every_role(tmp_path, tiny_cache, stop, overrides, steps, exit_code, run_launch):
+    run = run_launch([*short_run(tmp_path, tiny_cache, steps=10_000), *overrides])
     metrics = wait_for_steps(run, tmp_path / "run", steps)
     if steps > 1:
         assert_trained_on_vllm(metrics, steps, max_staleness=2)  # the default

@@ -70,8 +70,8 @@ class Service:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    started = Service(tmp_path_factory.mktemp("cache"))
+def service(tiny_cache):
+    started = Service(tiny_cache)
     try:
         started.wait_ready()
         yield started

@@ -135,8 +135,8 @@ def lock_step_loop(args: list[str], out: Path) -> None:
     torch.save({k: v.detach().cpu() for k, v in learner.engine.module.state_dict().items()}, out / "params.pt")
 
 
-def test_eta_zero_trains_exactly_like_a_lock_step_loop(tmp_path, run_launch):
-    args = [*short_run(tmp_path, steps=STEPS), *LOCK_STEP]
+def test_eta_zero_trains_exactly_like_a_lock_step_loop(tmp_path, tiny_cache, run_launch):
+    args = [*short_run(tmp_path, tiny_cache, steps=STEPS), *LOCK_STEP]
     code, out = run_launch(args).finish(timeout=600)
     assert code == 0, out[-3000:]
 

@@ -23,10 +23,10 @@ BATCH_TIMEOUT_S = 120
 
 # eta = 2 costs another minute and a half of the default suite: run with `-m slow`.
 @pytest.mark.parametrize("eta", [0, pytest.param(2, marks=pytest.mark.slow)])
-def test_a_run_with_failing_scoring_completes_and_counts_what_it_lost(tmp_path, run_launch, eta):
+def test_a_run_with_failing_scoring_completes_and_counts_what_it_lost(tmp_path, tiny_cache, run_launch, eta):
     run = run_launch(
         [
-            *short_run(tmp_path, steps=STEPS),
+            *short_run(tmp_path, tiny_cache, steps=STEPS),
             "eval.at_end=false",
             "rollout.num_actors=1",
             f"learner.max_staleness={eta}",

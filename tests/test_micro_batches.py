@@ -18,9 +18,7 @@ from learner.distributed import micro_batches_per_step
 from learner.grpo import grpo_loss
 from learner.logprobs import sequence_logprobs
 from learner.policy_model import load_policy_model, load_policy_processor
-from task.bundle import ensure_bundled_task
 from tests.test_ranks import make_groups
-from tests.tiny_task import TINY_WARM_START
 from vlm.sampling import SamplingSpec
 
 SPEC = SamplingSpec(temperature=1.0, top_k=0, top_p=1.0, suppressed_token_ids=())
@@ -28,15 +26,8 @@ TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return ensure_bundled_task(
-        tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START
-    )
-
-
-@pytest.fixture(scope="module")
-def groups(bundle):
-    return make_groups(str(bundle.captioner), str(bundle.train_file))
+def groups(tiny_bundle):
+    return make_groups(str(tiny_bundle.captioner), str(tiny_bundle.train_file))
 
 
 def _batches(role: str, checkpoint: str, groups) -> list[PolicyBatch]:
@@ -78,9 +69,11 @@ def _assert_same_grads(got: dict[str, torch.Tensor], want: dict[str, torch.Tenso
 
 
 @pytest.mark.parametrize("freeze_vision", [True, False], ids=["frozen vision", "trained vision"])
-def test_an_image_encoded_once_per_group_changes_no_logprob_and_no_gradient(bundle, groups, monkeypatch, freeze_vision):
-    model = load_policy_model("captioner", str(bundle.captioner), "fp32", freeze_vision)
-    batches = _batches("captioner", str(bundle.captioner), groups[:2])
+def test_an_image_encoded_once_per_group_changes_no_logprob_and_no_gradient(
+    tiny_bundle, groups, monkeypatch, freeze_vision
+):
+    model = load_policy_model("captioner", str(tiny_bundle.captioner), "fp32", freeze_vision)
+    batches = _batches("captioner", str(tiny_bundle.captioner), groups[:2])
     # One image per group, not one per caption.
     assert [int(b.pixel_values.shape[0]) for b in batches] == [int(b.image_grid_thw[0].prod()) for b in batches]
     encoded = []
@@ -100,8 +93,8 @@ def test_an_image_encoded_once_per_group_changes_no_logprob_and_no_gradient(bund
 
 
 @pytest.mark.parametrize("role", ["captioner", "reasoner"])
-def test_several_groups_in_one_micro_batch_change_no_logprob_and_no_gradient(bundle, groups, role):
-    checkpoint = str(bundle.captioner if role == "captioner" else bundle.reasoner)
+def test_several_groups_in_one_micro_batch_change_no_logprob_and_no_gradient(tiny_bundle, groups, role):
+    checkpoint = str(tiny_bundle.captioner if role == "captioner" else tiny_bundle.reasoner)
     groups = [_cut(groups[0], 3), *groups[1:]]
     if role == "reasoner":
         groups = [_as_text_group(g, i) for i, g in enumerate(groups)]

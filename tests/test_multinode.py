@@ -74,11 +74,6 @@ def cluster():
     assert made.leftovers() == []
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
 def run_on_cluster(cluster, run_launch, run_dir, overrides: list[str], timeout: float):
     """`launch.py` on the head, joined to the cluster; (exit code, output)."""
     args = [f"ray.address={cluster.ray_address}", f"run_dir={run_dir}", *overrides]
@@ -108,7 +103,7 @@ def common(cache) -> list[str]:
     ]
 
 
-def test_roles_on_three_nodes_train_with_pushed_weights_and_serve_people(cluster, cache, tmp_path, run_launch):
+def test_roles_on_three_nodes_train_with_pushed_weights_and_serve_people(cluster, tiny_cache, tmp_path, run_launch):
     steps = 3
     client = cluster.command(
         ROLLOUT, [sys.executable, "-c", LIVE_CLIENT, f"http://{cluster.address(HEAD)}:{HTTP_PORT}"]
@@ -120,7 +115,7 @@ def test_roles_on_three_nodes_train_with_pushed_weights_and_serve_people(cluster
             run_launch,
             tmp_path,
             [
-                *common(cache),
+                *common(tiny_cache),
                 *ROLES_ON_NODES,
                 f"learner.total_steps={steps}",
                 # Two ranks, one per node with a learner slot: the head and node 2.
@@ -154,7 +149,7 @@ def test_roles_on_three_nodes_train_with_pushed_weights_and_serve_people(cluster
     # The captioner exported at the end, gathered from the ZeRO-3 shards of both nodes, loads
     # as a Hugging Face model with every parameter of the one trained.
     exported = AutoModelForImageTextToText.from_pretrained(tmp_path / "captioner")
-    bundle = resolve_inputs(load_config(overrides=[f"task.cache_dir={cache}", *TINY_TASK_OVERRIDES]))
+    bundle = resolve_inputs(load_config(overrides=[f"task.cache_dir={tiny_cache}", *TINY_TASK_OVERRIDES]))
     initial = AutoModelForImageTextToText.from_pretrained(bundle.captioner)
     assert [(n, p.shape) for n, p in exported.named_parameters()] == [
         (n, p.shape) for n, p in initial.named_parameters()
@@ -167,14 +162,14 @@ def test_roles_on_three_nodes_train_with_pushed_weights_and_serve_people(cluster
     assert reply["models"] == ["caption-reason", "reasoner"] and reply["finish_reason"] in ("stop", "length")
 
 
-def test_weights_broadcast_by_gloo_into_a_vllm_engine_on_another_node(cluster, cache, tmp_path, run_launch):
+def test_weights_broadcast_by_gloo_into_a_vllm_engine_on_another_node(cluster, tiny_cache, tmp_path, run_launch):
     steps = 4
     code, out = run_on_cluster(
         cluster,
         run_launch,
         tmp_path,
         [
-            *common(cache),
+            *common(tiny_cache),
             *ROLES_ON_NODES,
             f"learner.total_steps={steps}",
             "learner.placement.node_labels.role=learner",
@@ -194,13 +189,15 @@ def test_weights_broadcast_by_gloo_into_a_vllm_engine_on_another_node(cluster, c
     assert_trained_on_vllm(metrics, steps, max_staleness=0)
 
 
-def test_a_placement_the_cluster_cannot_satisfy_fails_at_once_naming_the_role(cluster, cache, tmp_path, run_launch):
+def test_a_placement_the_cluster_cannot_satisfy_fails_at_once_naming_the_role(
+    cluster, tiny_cache, tmp_path, run_launch
+):
     code, out = run_on_cluster(
         cluster,
         run_launch,
         tmp_path,
         [
-            *common(cache),
+            *common(tiny_cache),
             "rollout.num_actors=2",
             "rollout.placement.node_labels.role=rollout",
             "rollout.placement.per_node=1",

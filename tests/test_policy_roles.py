@@ -22,8 +22,10 @@ pytestmark = pytest.mark.integration
 SMALL_RUN = ["rollout.group_size=4", "rollout.sampling.max_new_tokens=8", "eval.at_end=false"]
 
 
-def test_alternate_trains_the_captioner_then_the_reasoner_on_the_new_captioners_captions(tmp_path, run_launch):
-    task = [f"task.cache_dir={tmp_path / 'cache'}", *TINY_TASK_OVERRIDES]
+def test_alternate_trains_the_captioner_then_the_reasoner_on_the_new_captioners_captions(
+    tmp_path, tiny_cache, run_launch
+):
+    task = [f"task.cache_dir={tiny_cache}", *TINY_TASK_OVERRIDES]
     run_dir = tmp_path / "alt"
     # eta = 0: each stage's second step samples with the weights its first step published.
     args = [

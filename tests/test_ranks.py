@@ -129,14 +129,9 @@ def train_on(world: int, bundle: dict, out_dir: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> dict:
-    from task.bundle import ensure_bundled_task
-    from tests.tiny_task import TINY_WARM_START
-
-    built = ensure_bundled_task(
-        tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START
-    )
-    return {"captioner": str(built.captioner), "train_file": str(built.train_file)}
+def bundle(tiny_bundle) -> dict:
+    """What the ranks' processes are given: plain paths."""
+    return {"captioner": str(tiny_bundle.captioner), "train_file": str(tiny_bundle.train_file)}
 
 
 @pytest.fixture(scope="module")

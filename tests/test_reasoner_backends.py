@@ -13,8 +13,6 @@ from serve.completion import CompletionParams
 from serve.grading import caption_reward
 from serve.hf_reasoner import TransformersReasoner
 from serve.vllm_reasoner import VllmReasoner
-from task.bundle import ensure_bundled_task
-from tests.tiny_task import TINY_WARM_START
 from vlm.reasoner_prompt import reasoner_messages
 
 PROMPTS = [
@@ -26,11 +24,8 @@ K = 3
 
 
 @pytest.fixture(scope="module")
-def reasoner_checkpoint(tmp_path_factory):
-    bundle = ensure_bundled_task(
-        tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START
-    )
-    return str(bundle.reasoner)
+def reasoner_checkpoint(tiny_bundle):
+    return str(tiny_bundle.reasoner)
 
 
 def test_vllm_backend_answers_and_rewards_like_transformers(reasoner_checkpoint):

@@ -23,8 +23,8 @@ pytestmark = pytest.mark.integration
 QUESTIONS, PENALTY, JUDGE = 2, 0.1, 0.25
 
 
-def test_each_caption_gets_the_mixed_reward_of_the_answers_it_got(tmp_path, run_launch):
-    task = [f"task.cache_dir={tmp_path / 'cache'}", *TINY_TASK_OVERRIDES]
+def test_each_caption_gets_the_mixed_reward_of_the_answers_it_got(tmp_path, tiny_cache, run_launch):
+    task = [f"task.cache_dir={tiny_cache}", *TINY_TASK_OVERRIDES]
     args = [
         f"run_dir={tmp_path / 'run'}",
         *task,

@@ -18,9 +18,7 @@ from configs.schema import SamplingConfig, VllmConfig
 from learner.batching import group_batch
 from learner.logprobs import sequence_logprobs
 from learner.weight_publisher import weight_update
-from task.bundle import ensure_bundled_task
 from tests.test_engine_conformance import TOLERANCE
-from tests.tiny_task import TINY_WARM_START
 from vlm.reasoner_prompt import encode_reasoner_prompt
 from vlm.sampling import caption_sampling_spec
 from wire.scored_group import COUNTER_NAMES, ActorCounters, GroupTimings, ScoredGroup
@@ -40,11 +38,8 @@ def loop():
 
 
 @pytest.fixture(scope="module")
-def reasoner(tmp_path_factory) -> str:
-    built = ensure_bundled_task(
-        tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START
-    )
-    return str(built.reasoner)
+def reasoner(tiny_bundle) -> str:
+    return str(tiny_bundle.reasoner)
 
 
 @pytest.fixture(scope="module", params=("transformers", "vllm"))

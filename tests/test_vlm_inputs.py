@@ -20,9 +20,7 @@ from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 import vlm.processor as processor_module
 from records.vqa import VQARecord, load_image
-from task.bundle import ensure_bundled_task
 from task.scenes import SceneObject, render_scene
-from tests.tiny_task import TINY_WARM_START
 from vlm.caption_prompt import (
     CAPTION_SYSTEM_PROMPT,
     batch_caption_inputs,
@@ -49,20 +47,13 @@ G = 4
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory):
-    return ensure_bundled_task(
-        tmp_path_factory.mktemp("cache"), seed=0, num_train=8, num_eval=4, warm_start=TINY_WARM_START
-    )
+def processor(tiny_bundle):
+    return load_captioner_processor(tiny_bundle.captioner)
 
 
 @pytest.fixture(scope="module")
-def processor(bundle):
-    return load_captioner_processor(bundle.captioner)
-
-
-@pytest.fixture(scope="module")
-def captioner(bundle):
-    return Qwen2_5_VLForConditionalGeneration.from_pretrained(bundle.captioner).eval()
+def captioner(tiny_bundle):
+    return Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_bundle.captioner).eval()
 
 
 def _images():
@@ -79,9 +70,9 @@ def _two_prompts(processor):
     ]
 
 
-def test_cpu_fallback_processor_keeps_images(bundle, monkeypatch: pytest.MonkeyPatch):
+def test_cpu_fallback_processor_keeps_images(tiny_bundle, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(processor_module, "torchvision_available", lambda: False)
-    processor = load_captioner_processor(bundle.captioner)
+    processor = load_captioner_processor(tiny_bundle.captioner)
     assert isinstance(processor, ImageOnlyQwen2_5_VLProcessor)
     text = processor.apply_chat_template(caption_messages("How many?"), tokenize=False, add_generation_prompt=True)
     out = processor(text=[text], images=[_images()[0]], return_tensors="pt")
@@ -92,24 +83,24 @@ def test_cpu_fallback_processor_keeps_images(bundle, monkeypatch: pytest.MonkeyP
     assert out["image_grid_thw"].tolist() == [[1, 4, 4]]
 
 
-def test_fallback_registers_for_checkpoints_that_name_no_processor(bundle, tmp_path, monkeypatch):
+def test_fallback_registers_for_checkpoints_that_name_no_processor(tiny_bundle, tmp_path, monkeypatch):
     """A checkpoint naming no processor class is resolved by config type: ours, once registered."""
     monkeypatch.setattr(processor_module, "torchvision_available", lambda: False)
     plain = tmp_path / "captioner"
-    shutil.copytree(bundle.captioner, plain)
+    shutil.copytree(tiny_bundle.captioner, plain)
     config_path = plain / "preprocessor_config.json"
     config = json.loads(config_path.read_text())
     del config["processor_class"]
     config_path.write_text(json.dumps(config))
-    load_captioner_processor(bundle.captioner)
+    load_captioner_processor(tiny_bundle.captioner)
     assert isinstance(AutoProcessor.from_pretrained(plain), ImageOnlyQwen2_5_VLProcessor)
 
 
 @pytest.mark.skipif(not torchvision_available(), reason="the stock Qwen2.5-VL processor needs torchvision")
-def test_torchvision_processor_matches_fallback(bundle):
-    stock = load_captioner_processor(bundle.captioner)
+def test_torchvision_processor_matches_fallback(tiny_bundle):
+    stock = load_captioner_processor(tiny_bundle.captioner)
     assert not isinstance(stock, ImageOnlyQwen2_5_VLProcessor)
-    fallback = ImageOnlyQwen2_5_VLProcessor.from_pretrained(bundle.captioner)
+    fallback = ImageOnlyQwen2_5_VLProcessor.from_pretrained(tiny_bundle.captioner)
     image = _images()[0]
     a, b = encode_caption_prompt(stock, "How many?", image), encode_caption_prompt(fallback, "How many?", image)
     assert a.input_ids.tolist() == b.input_ids.tolist()
@@ -216,8 +207,8 @@ def test_each_sample_of_a_group_sees_its_own_image(processor, captioner):
     assert swapped_gap > 1e-3
 
 
-def test_reasoner_prompt(bundle):
-    tokenizer = load_tokenizer(bundle.reasoner)
+def test_reasoner_prompt(tiny_bundle):
+    tokenizer = load_tokenizer(tiny_bundle.reasoner)
     caption, question = "top left: a red circle.", "How many red objects are there?"
     text = reasoner_messages(caption, question)[0]["content"]
     assert caption in text and question in text and "\\boxed{}" in text and "step by step" in text
@@ -227,9 +218,9 @@ def test_reasoner_prompt(bundle):
     assert caption in decoded and question in decoded
 
 
-def test_fallback_processor_saves_under_the_stock_name(bundle, tmp_path, monkeypatch):
+def test_fallback_processor_saves_under_the_stock_name(tiny_bundle, tmp_path, monkeypatch):
     monkeypatch.setattr(processor_module, "torchvision_available", lambda: False)
-    load_captioner_processor(bundle.captioner).save_pretrained(tmp_path)
+    load_captioner_processor(tiny_bundle.captioner).save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "processor_config.json").read_text())
     assert saved["processor_class"] == "Qwen2_5_VLProcessor"
     assert isinstance(load_captioner_processor(tmp_path), ImageOnlyQwen2_5_VLProcessor)

@@ -26,7 +26,6 @@ from tests.test_engine_conformance import (  # noqa: F401
     _requests,
     _sampling,
     _save_weights,
-    bundle,
     loop,
 )
 from transport.gloo import GlooGroup
@@ -54,9 +53,16 @@ class _Member(threading.Thread):
         self.endpoint, self.actor_id, self.fail_rounds, self.fail_join = endpoint, actor_id, fail_rounds, fail_join
         self.hang_after_rounds = hang_after_rounds
         self.join_info: dict = {}
+        self.error: Exception | None = None
         self.received: list[tuple[int, dict[str, torch.Tensor]]] = []
 
     def run(self) -> None:
+        try:
+            self._serve()
+        except Exception as error:  # kept, not raised: a partner of a member that never joins times out
+            self.error = error
+
+    def _serve(self) -> None:
         socket = zmq.Context.instance().socket(zmq.DEALER)
         socket.connect(self.endpoint)
         socket.send(encode_message(Hello(actor_id=self.actor_id, workers=1)))
@@ -99,6 +105,7 @@ def test_every_member_gets_its_own_rank_and_every_tensor_bit_exact():
     assert {m.actor_id: m.join_info["rank_offset"] for m in members} == {0: 1, 1: 2}
     assert all(m.join_info["world_size"] == 3 for m in members)
     for member in members:
+        assert member.error is None
         assert [version for version, _ in member.received] == [3, 4]
         for (_, got), scale in zip(member.received, (1, 2)):
             assert list(got) == list(weights)
@@ -187,16 +194,16 @@ def test_a_publish_without_the_actors_times_out_saying_who_is_missing():
         publisher.close()
 
 
-def test_a_broadcast_into_a_vllm_engine_gives_exactly_a_fresh_engines_outputs(bundle, loop, tmp_path):  # noqa: F811
+def test_a_broadcast_into_a_vllm_engine_gives_exactly_a_fresh_engines_outputs(tiny_bundle, loop, tmp_path):  # noqa: F811
     async def build(checkpoint: str, weight_sync: str):
         return make_caption_engine("vllm", checkpoint, VllmConfig(), seed=0, weight_sync=weight_sync)
 
-    engine = loop.run_until_complete(build(str(bundle.captioner), "gloo"))
+    engine = loop.run_until_complete(build(str(tiny_bundle.captioner), "gloo"))
     publisher = _publisher(receivers=1)
     receiver = BroadcastWeightReceiver(publisher.source().endpoints[0], actor_id=0)
     versions: list[int] = []
     serving = loop.create_task(receiver.serve(engine, versions.append))
-    weights = _perturbed_weights(str(bundle.captioner))
+    weights = _perturbed_weights(str(tiny_bundle.captioner))
     requests = _requests(engine.processor)
     sampling = _sampling(engine.tokenizer)
     try:
@@ -208,7 +215,7 @@ def test_a_broadcast_into_a_vllm_engine_gives_exactly_a_fresh_engines_outputs(bu
         receiver.close()
         publisher.close()
         engine.close()
-    fresh_engine = loop.run_until_complete(build(_save_weights(bundle, weights, tmp_path / "fresh"), "zmq"))
+    fresh_engine = loop.run_until_complete(build(_save_weights(tiny_bundle, weights, tmp_path / "fresh"), "zmq"))
     try:
         fresh = loop.run_until_complete(fresh_engine.generate(requests, sampling))
     finally:

@@ -149,15 +149,22 @@ def test_benchmarks_in_three_modes_with_two_reasoners_on_cached_captions(data, t
     direct = {(r["id"], r["sample"]): r["response"] for r in items if r["mode"] == "direct"}
     assert all(r["tentative_answer"] == direct[(r["id"], r["sample"])] for r in items if r["mode"] == "two_stage")
 
-    evaluate(run_launch, data, layouts.vlmeval, tmp_path / "vlmeval", reasoners)
-    check_tables(tmp_path / "vlmeval", list(reasoners))
-
     # Another reasoner later: the captions come from the cache, no captioner runs.
     output = evaluate(run_launch, data, layouts.mathvista, tmp_path / "again", {"again": inputs.reasoner})
     assert f"captioner outputs: {2 * ITEMS} of {2 * ITEMS} found" in output and "captioner (" not in output
     again = check_tables(tmp_path / "again", ["again"])
     first = {(r["id"], r["sample"], r["mode"]): r["caption"] for r in items if r["reasoner"] == "trained"}
     assert {(r["id"], r["sample"], r["mode"]): r["caption"] for r in again if r["reasoner"] == "again"} == first
+
+
+# An evaluation of its own (~25 s): the default set reads every row of the VLMEvalKit layout in
+# tests/test_data_layouts.py, and evaluates the MathVista layout through the same path above.
+@pytest.mark.slow
+def test_a_benchmark_in_the_vlmeval_layout(data, tmp_path, run_launch):
+    reasoners = {"trained": data[1].reasoner}
+    # Another sampling seed than the vLLM test's below: its captions must not be found cached.
+    evaluate(run_launch, data, data[2].vlmeval, tmp_path / "vlmeval", reasoners, "seed=1")
+    check_tables(tmp_path / "vlmeval", list(reasoners))
 
 
 @pytest.mark.slow  # vLLM engines take a minute to start; the default set runs the same path on transformers
