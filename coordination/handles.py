@@ -13,6 +13,7 @@ into other actors' constructors and calls. Method names say how a call waits:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -144,6 +145,15 @@ class EvaluatorHandle:
 
     def close_ref(self) -> ray.ObjectRef:
         return self.actor.close.remote()
+
+
+@dataclass(frozen=True)
+class EvalSchedule:
+    """When the learner asks the evaluator for an evaluation: at the first published version at
+    least `every_steps` after the last one evaluated, and for the final weights."""
+
+    evaluator: EvaluatorHandle
+    every_steps: int
 
 
 class PoolHandle:

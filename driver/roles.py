@@ -115,8 +115,8 @@ def start_roles(config: TrainConfig, inputs: Inputs, run_dir: Path) -> Roles:
 
 def start_evaluation(config: TrainConfig, inputs: Inputs, sampling):
     """The evaluator of eval.every_steps (its engines build while the learner starts), or None."""
+    from coordination.handles import EvalSchedule
     from evaluation.during_training import start_training_evaluator
-    from wire.eval_points import EvalSchedule
 
     if not config.eval.every_steps:
         return None

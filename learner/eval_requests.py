@@ -10,8 +10,9 @@ import logging
 
 import torch
 
+from coordination.handles import EvalSchedule
 from learner.metrics import MetricsLog
-from wire.eval_points import EvalPoint, EvalPointResult, EvalSchedule
+from wire.eval_points import EvalPoint, EvalPointResult
 from wire.metric_names import EVAL_ACCURACY
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import torch
 
 from configs.schema import LearnerConfig
 from coordination.gate import GateStats
-from coordination.handles import GateHandle
+from coordination.handles import EvalSchedule, GateHandle
 from coordination.reports import GroupAccount, MetricsRows, StepMetrics
 from coordination.resume import LearnerReady, RejoinPoint, ResumePoint
 from learner.accounting import ConsumedLog, Ledger, StepGroups, keep_steps_before
@@ -55,7 +55,7 @@ from transport.curve import load_keys
 from vlm.caption_prompt import image_pad_tokens
 from vlm.sampling import SamplingSpec
 from wire import metric_names as names
-from wire.eval_points import EvalPoint, EvalSchedule
+from wire.eval_points import EvalPoint
 from wire.scored_group import ActorCounters, ScoredGroup
 
 log = logging.getLogger(__name__)

@@ -9,12 +9,11 @@ import ray
 from configs.placement import ray_options
 from configs.schema import LearnerConfig
 from configs.seeds import derived_seed
-from coordination.handles import GateHandle, LearnerHandle
+from coordination.handles import EvalSchedule, GateHandle, LearnerHandle
 from coordination.resume import LearnerReady
 from learner.admission import GroupBounds
 from learner.role import LearnerRank, LearnerSetup
 from vlm.sampling import SamplingSpec
-from wire.eval_points import EvalSchedule
 
 
 @dataclass(frozen=True)

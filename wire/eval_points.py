@@ -51,12 +51,3 @@ class EvalPointResult:
             EVAL_NUM_PROMPTS: self.num_prompts,
             EVAL_SECONDS: self.seconds,
         }
-
-
-@dataclass(frozen=True)
-class EvalSchedule:
-    """When the learner asks for an evaluation: at the first published version at least
-    `every_steps` after the last one evaluated, and for the final weights."""
-
-    evaluator: object  # the evaluator's handle (coordination/handles.py EvaluatorHandle)
-    every_steps: int
