@@ -125,10 +125,10 @@ def _text_batch(group: ScoredGroup, advantages: torch.Tensor, pad_id: int) -> Po
     behaviour = torch.zeros((size, max_len))
     versions = torch.full((size, max_len), -1, dtype=torch.long)
     for i, (ids, logp, version) in enumerate(zip(group.completion_ids, group.behaviour_logprobs, group.token_versions)):
-        completion_ids[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+        completion_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)  # copied: the frame's arrays are read-only
         completion_mask[i, : len(ids)] = 1.0
         behaviour[i, : len(ids)] = torch.from_numpy(logp.copy())
-        versions[i, : len(ids)] = torch.as_tensor(version, dtype=torch.long)
+        versions[i, : len(ids)] = torch.tensor(version, dtype=torch.long)
     return PolicyBatch(
         input_ids=torch.cat([prompt.expand(size, -1), completion_ids], dim=1),
         attention_mask=torch.cat([torch.ones(size, len(prompt), dtype=torch.long), completion_mask.long()], dim=1),
