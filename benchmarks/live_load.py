@@ -37,6 +37,7 @@ import numpy as np
 from benchmarks.pipeline import HELD_LR, split_out, with_changes
 from benchmarks.report import machine, write_section
 from configs.commands import BenchCommandConfig
+from learner.metrics import read_metrics
 
 log = logging.getLogger("live_load")
 COMMAND = "python -m benchmarks.live_load out=runs/live_load --record"
@@ -138,7 +139,7 @@ def wait_for_service(base_url: str, timeout_s: float = 600) -> None:
 
 def _steps_done(run_dir: Path) -> int:
     metrics = run_dir / "metrics.jsonl"
-    return sum(1 for line in metrics.open() if line.strip()) if metrics.exists() else 0
+    return len(read_metrics(metrics)) if metrics.exists() else 0  # steps' rows: no evaluation's, no half-written one
 
 
 def live_alone(config: BenchCommandConfig, inputs, load: Load) -> Window:

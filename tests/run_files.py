@@ -25,7 +25,10 @@ def wait_for_checkpoint(run, run_dir: Path, timeout: float = 400) -> int:
     """The policy version of the first complete checkpoint a running `launch.py` saves."""
     latest = run_dir / "checkpoints" / "latest"
     deadline = time.monotonic() + timeout
-    while not latest.is_file() and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         assert run.proc.poll() is None, run.output()[-3000:]
+        # DeepSpeed writes the file in place: it may exist a moment before it holds the tag.
+        if latest.is_file() and (tag := latest.read_text().strip()):
+            return int(tag.removeprefix("version_"))
         time.sleep(0.2)
-    return int(latest.read_text().strip().removeprefix("version_"))
+    raise TimeoutError(f"no checkpoint in {run_dir} after {timeout:.0f} s")
