@@ -49,17 +49,15 @@ def first_step_groups(run_dir: Path) -> list[tuple[str, tuple[str, ...]]]:
     return sorted((g["prompt_id"], tuple(g["captions"])) for g in read_rollouts(run_dir) if g["step"] == 0)
 
 
-@pytest.mark.integration
 def _assert_wandb_logged_the_run(run_dir: Path) -> None:
     """The offline W&B run holds every metrics.jsonl row (by learner step, values equal), the
     run's config and its reward plot."""
     from driver.tracking import STEP_KEY
     from tests.wandb_records import history, offline_run_file, run_config
-    from wire import metric_names as names
 
     run_file = offline_run_file(run_dir)
     logged = history(run_file)
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = step_rows(run_dir)
     metric_rows = [row for row in logged if names.REWARD_MEAN in row]
     assert [row[STEP_KEY] for row in metric_rows] == [row[names.STEP] for row in rows]
     assert [row[names.REWARD_MEAN] for row in metric_rows] == pytest.approx([row[names.REWARD_MEAN] for row in rows])
@@ -68,6 +66,7 @@ def _assert_wandb_logged_the_run(run_dir: Path) -> None:
     assert len(plots) == 1 and (run_file.parent / "files" / plots[0]["reward_plot/path"]).is_file()
 
 
+@pytest.mark.integration
 def test_a_run_exits_zero_leaves_no_process_and_its_seed_decides_prompts_and_captions(tmp_path, tiny_cache, run_launch):
     """A whole short run as a user starts it, then `seed=N` fixing every random choice: the same
     seed gives the same first-step groups (also in a run killed and resumed), another seed other
@@ -85,9 +84,9 @@ def test_a_run_exits_zero_leaves_no_process_and_its_seed_decides_prompts_and_cap
     assert code == 0, out[-3000:]
     run_dir = tmp_path / "seed1"
     _assert_wandb_logged_the_run(run_dir)
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in lines] == [0, 1, 2]
-    assert [json.loads(line)[names.STALENESS_MAX] for line in lines] == [0, 0, 0]  # eta = 0: on-policy
+    rows = step_rows(run_dir)
+    assert [row[names.STEP] for row in rows] == [0, 1, 2]
+    assert [row[names.STALENESS_MAX] for row in rows] == [0, 0, 0]  # eta = 0: on-policy
     assert "learner steps" in out  # the progress bar
     assert run.leftovers() == []
     # The end of a run: the reward plot, and the held-out table of the initial and trained captioner.
